@@ -1,0 +1,128 @@
+"""Throughput of `vigil run` against a bare Bytewax flow on the same simulated stream.
+
+    python bench/throughput.py [--events 1000000] [--tenants 10000] [--repeat 1]
+
+Each variant runs in its own process (so peak memory is its own), on the same file,
+one after the other in this run; the figure that matters is the ratio, since the
+machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_stream(path: Path, events: int, tenants: int, seed: int, days: int | None = None) -> None:
+    # Enough days for `events` lines (about 14 a tenant a day), cut at exactly `events`.
+    days = days or max(2, events // (tenants * 12) + 1)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "simulate",
+            "--tenants",
+            str(tenants),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--limit",
+            str(events),
+            "--output",
+            str(path),
+        ],
+        check=True,
+    )
+
+
+def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
+    """Time one variant in this process (called in a child process)."""
+    from bytewax.testing import run_main
+
+    if variant == "bare":
+        from flows.bare import build_flow as build_bare
+
+        flow = build_bare(str(path))
+        started = time.perf_counter()
+        run_main(flow)
+    else:
+        from connectors.files import JsonLinesSink, JsonLinesSource
+        from flows.health import STREAMS, build_flow
+        from vigil.runner import execute
+        from vigil.settings import Settings
+
+        settings = Settings()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        source = JsonLinesSource.configured(str(path), settings.input)
+        flow = build_flow(settings, source, JsonLinesSink(out_dir, STREAMS))
+        started = time.perf_counter()
+        execute(flow, settings.recovery)  # exactly what `vigil run` does
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mib": peak_mib}
+
+
+def child(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", variant, "--input", str(path), "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        sys.exit(f"the {variant} run failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--input", type=Path, help="use this stream instead of simulating one")
+    parser.add_argument("--child", choices=["bare", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_variant(args.child, args.input, args.out)))
+        return
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        work = Path(tmp)
+        stream = args.input or work / "events.jsonl"
+        if args.input is None:
+            print(
+                f"simulating {args.events:,} events over {args.tenants:,} tenants ...", flush=True
+            )
+            make_stream(stream, args.events, args.tenants, args.seed)
+        lines = sum(1 for _ in stream.open("rb"))
+        print(f"stream: {stream} ({lines:,} lines, {stream.stat().st_size / 2**20:.0f} MiB)")
+        for attempt in range(args.repeat):
+            bare = child("bare", stream, work / "bare")
+            full = child("full", stream, work / "out")
+            bare_rate, full_rate = lines / bare["seconds"], lines / full["seconds"]
+            print(f"run {attempt + 1}:")
+            print(
+                f"  bare flow (parse, key, stateful no-op): {bare_rate:>10,.0f} events/s "
+                f"({bare['seconds']:.1f} s, peak {bare['peak_mib']:.0f} MiB)"
+            )
+            print(
+                f"  vigil run (full pipeline):              {full_rate:>10,.0f} events/s "
+                f"({full['seconds']:.1f} s, peak {full['peak_mib']:.0f} MiB)"
+            )
+            print(f"  full / bare: {full_rate / bare_rate:.2f}  (target >= 0.40)")
+
+
+if __name__ == "__main__":
+    main()

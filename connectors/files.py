@@ -1,0 +1,205 @@
+"""JSON Lines in and out: the embedded default, no Kafka needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from vigil.events import DeadLetter, Event
+from vigil.intake import Intake
+from vigil.metrics import Metrics
+from vigil.settings import InputSettings
+from vigil.shard import Tick
+from vigil.streams import ACTIONS
+
+log = logging.getLogger("vigil.input")
+
+STDIN = "-"
+SourceItem = Event | DeadLetter | Tick
+# Resume state of a file partition: byte offset, line number, highest event time.
+FilePosition = tuple[int, int, int | None]
+
+
+class JsonLinesSource(FixedPartitionedSource[SourceItem, FilePosition]):
+    """One JSON object per line, from a file or standard input (`-`), as one partition.
+
+    Every batch ends with the partition's watermark tick. Blank lines are skipped;
+    anything else that is not a valid event becomes a dead letter."""
+
+    def __init__(
+        self,
+        path: str,
+        lateness: int,
+        batch_size: int = 1000,
+        on_ready: Callable[[], None] | None = None,
+        max_future: int | None = None,
+    ) -> None:
+        self.path = path
+        self.max_future = max_future
+        self.lateness = lateness
+        self.batch_size = batch_size
+        self.on_ready = on_ready
+        # Bytes read so far, for progress reports (the file's size is the total).
+        self.bytes_read = 0
+
+    @classmethod
+    def configured(
+        cls, path: str, settings: InputSettings, on_ready: Callable[[], None] | None = None
+    ) -> JsonLinesSource:
+        """The source as the `[input]` settings say."""
+        return cls(
+            path, settings.allowed_lateness, settings.batch_size, on_ready, settings.max_future
+        )
+
+    def list_parts(self) -> list[str]:
+        return [self.path]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: FilePosition | None
+    ) -> _FilePartition:
+        return _FilePartition(self, resume_state)
+
+
+class _FileLines:
+    """Lines of a regular file; a batch stops at `count` lines or the end."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+
+    def read(self, count: int) -> tuple[list[bytes], bool]:
+        lines: list[bytes] = []
+        for _ in range(count):
+            raw = self.handle.readline()
+            if not raw:
+                return lines, True
+            lines.append(raw)
+        return lines, False
+
+
+class _PipeLines:
+    """Lines of a pipe (stdin) without blocking a batch on a quiet writer: a batch ends
+    with what has arrived, so a live `... | vigil run --input -` keeps flowing."""
+
+    def __init__(self, fd: int, wait: float = 0.2) -> None:
+        self.fd = fd
+        self.wait = wait
+        self.pending = b""
+        self.eof = False
+
+    def read(self, count: int) -> tuple[list[bytes], bool]:
+        if not self.eof and b"\n" not in self.pending:
+            readable, _, _ = select.select([self.fd], [], [], self.wait)
+            if readable:
+                chunk = os.read(self.fd, 1 << 16)
+                self.pending += chunk
+                self.eof = not chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        lines = [line + b"\n" for line in lines]
+        if self.eof and self.pending:  # a last line without its newline
+            lines.append(self.pending)
+            self.pending = b""
+        keep, rest = lines[:count], lines[count:]
+        self.pending = b"".join(rest) + self.pending
+        return keep, self.eof and not self.pending
+
+
+class _FilePartition(StatefulSourcePartition[SourceItem, FilePosition]):
+    def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
+        offset, self.line, max_ts = resume or (0, 0, None)
+        name = "stdin" if source.path == STDIN else source.path
+        self.source = source
+        self.intake = Intake(name, name, 1, source.lateness, max_ts, source.max_future)
+        self.batch_size = source.batch_size
+        self.handle: IO[bytes] | None = None
+        self.lines: _FileLines | _PipeLines
+        if source.path == STDIN:
+            self.lines = _PipeLines(sys.stdin.fileno())
+        else:
+            self.handle = Path(source.path).open("rb")  # noqa: SIM115 - closed in close()
+            self.handle.seek(offset)
+            self.lines = _FileLines(self.handle)
+        if offset:
+            log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})
+        self.offset = offset
+        self.done = False
+
+    def next_batch(self) -> list[SourceItem]:
+        if self.done:
+            raise StopIteration
+        if self.source.on_ready is not None:
+            self.source.on_ready()
+        batch: list[SourceItem] = []
+        lines, self.done = self.lines.read(self.batch_size)
+        for raw in lines:
+            self.offset += len(raw)
+            self.line += 1
+            if raw.isspace():
+                continue
+            raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
+            batch.append(self.intake.take(raw, {"file": self.intake.source, "line": self.line}))
+        self.source.bytes_read = self.offset
+        batch.append(self.intake.tick())
+        return batch
+
+    def snapshot(self) -> FilePosition:
+        log.debug("snapshot", extra={"input": self.intake.source, "line": self.line})
+        return (self.offset, self.line, self.intake.max_ts)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+Written = tuple[dict[str, Any], float]  # a record, and when its trigger was read
+
+
+class JsonLinesSink(FixedPartitionedSink[Written, int]):
+    """Writes `(stream, (record, read_at))` items to DIR/<stream>.jsonl, one partition
+    per stream.
+
+    A fresh run starts each file empty; a resumed run truncates it to the snapshot's
+    offset, so output written after the last snapshot is written again, not twice."""
+
+    def __init__(self, directory: Path, streams: list[str], metrics: Metrics | None = None) -> None:
+        self.directory = directory
+        self.streams = sorted(streams)
+        self.metrics = metrics
+
+    def list_parts(self) -> list[str]:
+        return self.streams
+
+    def part_fn(self, item_key: str) -> int:
+        return self.streams.index(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _JsonLinesPart:
+        timed = self.metrics if for_part in ACTIONS else None
+        return _JsonLinesPart(self.directory / f"{for_part}.jsonl", resume_state or 0, timed)
+
+
+class _JsonLinesPart(StatefulSinkPartition[Written, int]):
+    def __init__(self, path: Path, offset: int, metrics: Metrics | None) -> None:
+        self.handle = path.open("r+b" if offset and path.exists() else "wb")
+        self.handle.seek(offset)
+        self.handle.truncate()
+        self.metrics = metrics  # set for tasks and notifications: their latency is measured
+
+    def write_batch(self, values: list[Written]) -> None:
+        self.handle.write(b"".join(orjson.dumps(record) + b"\n" for record, _ in values))
+        self.handle.flush()
+        if self.metrics is not None:
+            self.metrics.observe_written(read_at for _, read_at in values)
+
+    def snapshot(self) -> int:
+        return self.handle.tell()
+
+    def close(self) -> None:
+        self.handle.close()

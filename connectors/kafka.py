@@ -1,0 +1,289 @@
+"""Kafka in and out, with confluent-kafka.
+
+Source: one bytewax partition per topic partition, assigned (not subscribed), so the
+offsets live in bytewax's recovery store together with the state they produced. Each
+partition decodes its messages and keeps its own watermark, like a file does.
+
+Sink: an idempotent producer per worker; every batch is flushed and every delivery
+report checked, and any failure fails the dataflow instead of losing output (bytewax's
+own KafkaSink does not check deliveries).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from vigil.errors import VigilError
+from vigil.events import DeadLetter, Event
+from vigil.intake import Intake
+from vigil.metrics import Metrics
+from vigil.shard import Tick
+from vigil.streams import ACTIONS
+
+log = logging.getLogger("vigil.kafka")
+
+SourceItem = Event | DeadLetter | Tick
+# Resume state of a topic partition: next offset to read, highest event time seen.
+PartitionPosition = tuple[int, int | None]
+
+
+class KafkaUnavailable(VigilError):
+    """The broker cannot be reached, or a topic is missing."""
+
+
+class DeliveryFailed(VigilError):
+    """Kafka did not acknowledge output; the run stops rather than lose it."""
+
+
+def fetch_metadata(config: Mapping[str, Any], timeout: float, topic: str | None = None) -> Any:
+    """Cluster metadata within `timeout` seconds, or KafkaUnavailable naming the broker."""
+    bootstrap = config.get("bootstrap.servers", "?")
+    try:
+        return AdminClient(dict(config)).list_topics(topic=topic, timeout=timeout)
+    except KafkaException as exc:
+        msg = f"cannot reach Kafka at {bootstrap} within {timeout:g} s: {exc.args[0].str()}"
+        raise KafkaUnavailable(msg) from None
+
+
+def check_topics(config: Mapping[str, Any], timeout: float, topics: list[str]) -> dict[str, int]:
+    """Partition counts of `topics`; KafkaUnavailable if the broker or a topic is missing."""
+    metadata = fetch_metadata(config, timeout)
+    missing = [
+        t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None
+    ]
+    if missing:
+        bootstrap = config.get("bootstrap.servers", "?")
+        msg = f"topics missing on Kafka at {bootstrap}: {', '.join(missing)} (create them first)"
+        raise KafkaUnavailable(msg)
+    return {t: len(metadata.topics[t].partitions) for t in topics}
+
+
+class KafkaEventSource(FixedPartitionedSource[SourceItem, PartitionPosition]):
+    """Events from one topic. With `tail=False` each partition stops at the end it
+    had when it was first read (a backfill); otherwise it waits for more."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        lateness: int,
+        *,
+        batch_size: int = 1000,
+        tail: bool = True,
+        connect_timeout: float = 30.0,
+        idle_after: float = 10.0,
+        on_ready: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+        max_future: int | None = None,
+    ) -> None:
+        self.config = dict(config)
+        self.topic = topic
+        self.lateness = lateness
+        self.batch_size = batch_size
+        self.tail = tail
+        self.connect_timeout = connect_timeout
+        self.idle_after = idle_after
+        self.on_ready = on_ready
+        self.metrics = metrics
+        self.max_future = max_future
+        self.partitions: int | None = None
+
+    def list_parts(self) -> list[str]:
+        return [f"{index}-{self.topic}" for index in range(self._partitions())]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: PartitionPosition | None
+    ) -> _KafkaPartition:
+        index = int(for_part.split("-", 1)[0])
+        return _KafkaPartition(self, index, self._partitions(), resume_state)
+
+    def _partitions(self) -> int:
+        """The topic's partition count, asked of the broker once per process."""
+        if self.partitions is None:
+            self.partitions = check_topics(self.config, self.connect_timeout, [self.topic])[
+                self.topic
+            ]
+        return self.partitions
+
+
+class _KafkaPartition(StatefulSourcePartition[SourceItem, PartitionPosition]):
+    def __init__(
+        self,
+        source: KafkaEventSource,
+        index: int,
+        partitions: int,
+        resume: PartitionPosition | None,
+    ) -> None:
+        self.source = source
+        self.index = index
+        self.offset, max_ts = resume or (OFFSET_BEGINNING, None)
+        self.intake = Intake(
+            source.topic,
+            f"{source.topic}/{index}",
+            partitions,
+            source.lateness,
+            max_ts,
+            source.max_future,
+        )
+        self.consumer = Consumer(
+            {
+                **source.config,
+                "group.id": source.config.get("group.id", "vigil"),
+                "enable.auto.commit": False,  # offsets live in the recovery store
+                "enable.partition.eof": not source.tail,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        self.consumer.assign([TopicPartition(source.topic, index, self.offset)])
+        self.last_message = time.monotonic()
+        self.at_end = False
+        self.lag_checked = 0.0
+        where = "from the beginning" if resume is None else f"at offset {self.offset}"
+        log.info(
+            "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
+        )
+
+    def next_batch(self) -> list[SourceItem]:
+        if self.at_end:
+            raise StopIteration
+        batch: list[SourceItem] = []
+        for message in self.consumer.consume(self.source.batch_size, timeout=0.5):
+            item = self._take(message)
+            if item is not None:
+                batch.append(item)
+        if self.source.on_ready is not None:
+            self.source.on_ready()  # connected: the consumer answered
+        self._report_lag()
+        tick = self.intake.tick()
+        if batch:
+            self.last_message = time.monotonic()
+        elif self.source.tail and time.monotonic() - self.last_message > self.source.idle_after:
+            tick = tick._replace(wm=None)  # idle: do not hold the stream's watermark back
+        batch.append(tick)
+        return batch
+
+    def _take(self, message: Message) -> SourceItem | None:
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.at_end = True
+                return None
+            msg = f"Kafka error on {self.source.topic}/{self.index}: {error.str()}"
+            raise VigilError(msg)
+        offset = message.offset() or 0  # always set on a consumed message
+        self.offset = offset + 1
+        position = {"topic": self.source.topic, "partition": self.index, "offset": offset}
+        return self.intake.take(message.value() or b"", position)
+
+    def _report_lag(self) -> None:
+        """Messages behind the partition's end, asked of the broker every 5 s at most."""
+        metrics, now = self.source.metrics, time.monotonic()
+        if metrics is None or now - self.lag_checked < 5.0 or self.offset < 0:
+            return
+        self.lag_checked = now
+        partition = TopicPartition(self.source.topic, self.index)
+        try:
+            _, high = self.consumer.get_watermark_offsets(partition, timeout=1.0)
+        except KafkaException:
+            return  # the broker is away: the next check will tell
+        metrics.consumer_lag.labels(self.source.topic, str(self.index)).set(
+            max(0, high - self.offset)
+        )
+
+    def snapshot(self) -> PartitionPosition:
+        log.info(
+            "snapshot",
+            extra={"topic": self.source.topic, "partition": self.index, "offset": self.offset},
+        )
+        return (self.offset, self.intake.max_ts)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+Written = tuple[dict[str, Any], float]  # a record, and when its trigger was read
+SinkItem = tuple[str, Written]
+
+
+class KafkaOutputSink(DynamicSink[SinkItem]):
+    """`(stream, (record, read_at))` items to the stream's topic, keyed by tenant_id."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topics: Mapping[str, str],
+        flush_timeout: float = 120.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = dict(config)
+        self.topics = dict(topics)
+        self.flush_timeout = flush_timeout
+        self.metrics = metrics
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaWriter:
+        return _KafkaWriter(self)
+
+
+class _KafkaWriter(StatelessSinkPartition[SinkItem]):
+    def __init__(self, sink: KafkaOutputSink) -> None:
+        self.sink = sink
+        self.producer = Producer(
+            {**sink.config, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+        )
+        self.failures: list[str] = []
+
+    def write_batch(self, items: list[SinkItem]) -> None:
+        for stream, (record, _) in items:
+            key = record.get("tenant_id")
+            self._produce(
+                self.sink.topics[stream],
+                orjson.dumps(record),
+                None if key is None else key.encode(),
+            )
+        left = self.producer.flush(self.sink.flush_timeout)
+        if left:
+            wait = self.sink.flush_timeout
+            msg = f"{left} output messages not acknowledged by Kafka within {wait:g} s"
+            raise DeliveryFailed(msg)
+        if self.failures:
+            failures, self.failures = self.failures, []
+            msg = f"Kafka refused {len(failures)} output messages, first: {failures[0]}"
+            raise DeliveryFailed(msg)
+        if self.sink.metrics is not None:
+            self.sink.metrics.observe_written(
+                read_at for stream, (_, read_at) in items if stream in ACTIONS
+            )
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: let deliveries drain
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.failures.append(f"{message.topic()}: {error.str()}")
+            if self.sink.metrics is not None:
+                self.sink.metrics.delivery_errors.labels(message.topic() or "?").inc()
+
+    def close(self) -> None:
+        self.producer.flush(self.sink.flush_timeout)

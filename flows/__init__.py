@@ -1,0 +1,3 @@
+"""Bytewax dataflows: wiring only; the logic they call lives in `vigil`."""
+
+from __future__ import annotations

@@ -1,0 +1,137 @@
+"""Load rule files (YAML or JSON) and report every problem with file, line and rule id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from pydantic import ValidationError
+
+from rules.model import Rule, RuleFile
+from vigil.errors import RuleError
+from vigil.facts import FIELDS_BY_KIND
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
+RULE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def rule_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The rule files named by `paths` (files, or folders of *.yaml/*.yml/*.json);
+    no paths means the bundled defaults."""
+    found: list[Path] = []
+    for raw in paths or [DEFAULT_RULES_DIR]:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            msg = f"rule path not found: {path}"
+            raise RuleError(msg)
+    if not found:
+        msg = f"no rule files (*.yaml, *.yml, *.json) in {', '.join(map(str, paths))}"
+        raise RuleError(msg)
+    return found
+
+
+def load_rules(paths: Sequence[str | Path] = ()) -> list[Rule]:
+    """All rules of all files, or RuleError listing every problem found."""
+    rules: list[Rule] = []
+    problems: list[str] = []
+    first_seen: dict[str, str] = {}
+    for path in rule_files(paths):
+        loaded, file_problems = _load_file(path)
+        problems += file_problems
+        for rule, where in loaded:
+            if rule.id in first_seen:
+                problems.append(
+                    f"{where}: rule '{rule.id}': id already used at {first_seen[rule.id]}"
+                )
+                continue
+            first_seen[rule.id] = where
+            rules.append(rule)
+    if problems:
+        raise RuleError("\n".join(problems))
+    return rules
+
+
+def _load_file(path: Path) -> tuple[list[tuple[Rule, str]], list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [f"{path}: cannot read: {exc}"]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        return [], [f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+    try:
+        parsed = RuleFile.model_validate(data)
+    except ValidationError as exc:
+        return [], [_describe(path, root, data, error) for error in exc.errors()]
+    rules_node = _child(root, "rules")
+    placed, problems = [], []
+    for index, rule in enumerate(parsed.rules):
+        rule_node = _child(rules_node, index)
+        placed.append((rule, f"{path}:{_line(rule_node)}"))
+        problems += _template_problems(path, rule, rule_node)
+    return placed, problems
+
+
+def _template_problems(path: Path, rule: Rule, rule_node: yaml.Node | None) -> list[str]:
+    known = ", ".join(sorted(FIELDS_BY_KIND[rule.when.fact]))
+    problems = []
+    for (action, name), unknown in rule.unknown_template_fields():
+        line = _line(_child(_child(rule_node, action), name))
+        problems.append(
+            f"{path}:{line}: rule '{rule.id}': {action}.{name} uses {', '.join(unknown)}, which a "
+            f"{rule.when.fact} fact does not carry (known: {known})"
+        )
+    return problems
+
+
+def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
+    loc: tuple[Any, ...] = error["loc"]
+    node = root
+    for part in loc:  # walk as deep as the YAML goes; the deepest node found has the line
+        child = _child(node, part)
+        if child is None:
+            break
+        node = child
+    rule_id, key_parts = "", loc
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        key_parts = loc[2:]
+        rules = data.get("rules") if isinstance(data, dict) else None
+        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            rule_id = f" rule '{rules[loc[1]].get('id', '?')}':"
+    key = "".join(f" {'.'.join(str(part) for part in key_parts)}:" if key_parts else "")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{path}:{_line(node)}:{rule_id}{key} {message}"
+
+
+def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == part:
+                return cast(yaml.Node, value)
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return cast(yaml.Node, node.value[part])
+    return None
+
+
+def _line(node: yaml.Node | None) -> int:
+    return 1 if node is None else node.start_mark.line + 1
+
+
+def describe_rules(rules: Iterable[Rule]) -> list[str]:
+    """One line a rule, for `vigil rules check`."""
+    lines = []
+    for rule in rules:
+        acts = [name for name in ("task", "notification") if getattr(rule, name) is not None]
+        lines.append(f"{rule.id}: when {rule.when.fact} -> {' + '.join(acts)}")
+    return lines

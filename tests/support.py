@@ -1,0 +1,197 @@
+"""Shared test helpers (on sys.path via pytest's `pythonpath`): build events, feed them
+through the real intake and a shard."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rules.engine import RuleEngine, engine_for
+from rules.loader import load_rules
+from vigil.intake import Intake
+from vigil.settings import Settings
+from vigil.shard import Output, ShardEngine
+from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
+
+T0 = parse_rfc3339("2026-03-02T00:00:00Z")  # a Monday: the start of a login window
+HOUR = MS_PER_HOUR
+DAY = MS_PER_DAY
+_ids = itertools.count()
+
+
+def event(
+    tenant: str, kind: str, ts: int, attrs: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One input event as a producer would send it (ts as RFC 3339)."""
+    body: dict[str, Any] = {
+        "event_id": extra.pop("event_id", f"e{next(_ids)}"),
+        "type": kind,
+        "tenant_id": tenant,
+        "ts": to_iso(ts),
+    }
+    if attrs is not None:
+        body["attrs"] = attrs
+    body.update(extra)
+    return body
+
+
+def clock(ts: int) -> dict[str, Any]:
+    """An event of a type outside the catalogue: it moves the watermark, nothing else."""
+    return event("clock-tenant", "test.clock", ts)
+
+
+def sessions(tenant: str, start: int, count: int, spacing: int = HOUR) -> list[dict[str, Any]]:
+    return [event(tenant, "user.session", start + n * spacing) for n in range(count)]
+
+
+class Harness:
+    """Events -> Intake (watermark, decoding) -> one ShardEngine, like the dataflow does."""
+
+    def __init__(self, settings: Settings | None = None, rules: RuleEngine | None = None) -> None:
+        self.settings = settings or Settings()
+        self.rules = rules or engine_for(load_rules())
+        self.intake = Intake("test", "p0", 1, self.settings.input.allowed_lateness)
+        self.engine = ShardEngine(self.settings, self.rules)
+        self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.position = 0
+
+    def feed(self, events: Iterable[dict[str, Any] | bytes], batch_size: int = 50) -> Harness:
+        batch: list[Any] = []
+        for item in events:
+            raw = item if isinstance(item, bytes) else orjson.dumps(item)
+            self.position += 1
+            decoded = self.intake.take(raw, {"line": self.position})
+            if hasattr(decoded, "reason"):
+                self.out["deadletter"].append(decoded.to_record())  # type: ignore[union-attr]
+            else:
+                batch.append(decoded)
+            if len(batch) >= batch_size:
+                self._process(batch)
+                batch = []
+        self._process(batch)
+        return self
+
+    def _process(self, batch: list[Any]) -> None:
+        batch.append(self.intake.tick())
+        self._collect(self.engine.process(batch))
+
+    def _collect(self, outputs: list[Output]) -> None:
+        for stream, record in outputs:
+            self.out[stream].append(record)
+
+    def signals(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [s for s in self.out["signals"] if kind is None or s["signal"] == kind]
+
+
+# The fields of every output record (shared/EVENTS.md).
+CONTRACT = {
+    "health": {"tenant_id", "ts", "score", "zone", "components", "reasons"},
+    "signals": {
+        "signal_id",
+        "tenant_id",
+        "signal",
+        "ts",
+        "window_start",
+        "window_end",
+        "value",
+        "baseline",
+        "threshold",
+        "evidence",
+    },
+    "tasks": {
+        "task_id",
+        "tenant_id",
+        "rule",
+        "playbook",
+        "title",
+        "description",
+        "owner_role",
+        "priority",
+        "due_at",
+        "created_at",
+        "evidence",
+    },
+    "notifications": {
+        "notification_id",
+        "tenant_id",
+        "rule",
+        "severity",
+        "channel",
+        "title",
+        "body",
+        "ts",
+        "evidence",
+    },
+    "deadletter": {"source", "position", "raw", "error"},
+}
+
+SCENARIO_OUTCOME = {
+    # scenario: (signal it must raise, rule whose task it must get)
+    "login_drop": ("login_drop", "login-drop"),
+    "onboarding_stalled": ("onboarding_stalled", "onboarding-stalled"),
+    "error_spike": ("error_spike", "error-spike"),
+}
+
+
+def scenario_problems(
+    manifest: dict[str, dict[str, str]], signals: list[dict[str, Any]], tasks: list[dict[str, Any]]
+) -> list[str]:
+    """What a simulated fleet's outputs get wrong: an injected scenario without its signal
+    and task, an at-risk tenant without a zone task, a healthy tenant with anything."""
+    by_signal: dict[str, set[str]] = defaultdict(set)
+    by_task: dict[str, set[str]] = defaultdict(set)
+    for record in signals:
+        by_signal[record["tenant_id"]].add(record["signal"])
+    for record in tasks:
+        by_task[record["tenant_id"]].add(record["rule"])
+    problems, seen = [], set()
+    for tenant, info in sorted(manifest.items()):
+        scenario = info["scenario"]
+        if scenario in SCENARIO_OUTCOME:
+            signal, rule = SCENARIO_OUTCOME[scenario]
+            if signal not in by_signal[tenant] or rule not in by_task[tenant]:
+                problems.append(_outcome(tenant, scenario, by_signal, by_task))
+            seen.add(scenario)
+        elif scenario == "at_risk":
+            if not by_task[tenant] & {"entered-orange", "entered-red"}:
+                problems.append(f"{tenant} (at_risk): tasks {by_task[tenant]}")
+            seen.add(scenario)
+        elif by_signal[tenant] or by_task[tenant]:
+            problems.append(_outcome(tenant, scenario, by_signal, by_task))
+    missing = {*SCENARIO_OUTCOME, "at_risk"} - seen
+    if missing:
+        problems.append(f"the fleet had no tenant for {sorted(missing)}")
+    return problems
+
+
+def _outcome(
+    tenant: str, scenario: str, signals: dict[str, set[str]], tasks: dict[str, set[str]]
+) -> str:
+    found = f"signals {sorted(signals[tenant])}, tasks {sorted(tasks[tenant])}"
+    return f"{tenant} ({scenario}): {found}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def vigil_command(*args: str) -> list[str]:
+    """`vigil ARGS` as a process of this interpreter, whatever is on PATH."""
+    return [sys.executable, "-m", "vigil.cli", *args]
+
+
+def run_vigil(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Runs `vigil`; without an `env`, with no metrics endpoint (tests may run side by side)."""
+    env = env if env is not None else {**os.environ, "VIGIL_METRICS__PORT": "0"}
+    return subprocess.run(
+        vigil_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )

@@ -1,0 +1,271 @@
+"""`vigil` end to end: simulate a fleet, run it, check every scenario's outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from support import CONTRACT, run_vigil, scenario_problems
+
+from vigil.cli import main
+from vigil.summary import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def fleet_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, dict[str, str]], str]:
+    work = tmp_path_factory.mktemp("fleet")
+    events, manifest, out = work / "events.jsonl", work / "manifest.json", work / "out"
+    made = run_vigil(
+        "simulate",
+        "--tenants",
+        "120",
+        "--days",
+        "28",
+        "--seed",
+        "5",
+        "--output",
+        str(events),
+        "--manifest",
+        str(manifest),
+    )
+    assert made.returncode == 0, made.stderr
+    ran = run_vigil("run", "--input", str(events), "--output", str(out))
+    assert ran.returncode == 0, ran.stderr
+    return out, orjson.loads(manifest.read_bytes()), ran.stdout
+
+
+@pytest.mark.slow
+class TestFleet:
+    def test_every_injected_scenario_yields_its_signal_and_task(
+        self, fleet_run: tuple[Path, dict[str, dict[str, str]], str]
+    ) -> None:
+        out, manifest, _ = fleet_run
+        signals = list(read_jsonl(out / "signals.jsonl"))
+        tasks = list(read_jsonl(out / "tasks.jsonl"))
+        assert scenario_problems(manifest, signals, tasks) == []
+
+    def test_outputs_follow_the_contract_and_ids_are_unique(
+        self, fleet_run: tuple[Path, dict[str, dict[str, str]], str]
+    ) -> None:
+        out, _, _ = fleet_run
+        for stream, fields in CONTRACT.items():
+            records = list(read_jsonl(out / f"{stream}.jsonl"))
+            assert records, stream
+            assert all(fields <= set(r) for r in records), stream
+        for stream, key in (
+            ("signals", "signal_id"),
+            ("tasks", "task_id"),
+            ("notifications", "notification_id"),
+        ):
+            ids = [r[key] for r in read_jsonl(out / f"{stream}.jsonl")]
+            assert len(ids) == len(set(ids)), stream
+        assert all("{" not in r["title"] for r in read_jsonl(out / "tasks.jsonl"))
+
+    def test_the_summary_reports_what_happened(
+        self, fleet_run: tuple[Path, dict[str, dict[str, str]], str]
+    ) -> None:
+        _, _, stdout = fleet_run
+        for needle in (
+            "events processed",
+            "dead letters",
+            "late",
+            "signals",
+            "login_drop",
+            "tenants by zone",
+            "most at risk:",
+        ):
+            assert needle in stdout
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (
+                ["run", "--input", "missing.jsonl", "--output", "out"],
+                "--input: no such file: missing.jsonl",
+            ),
+            (["rules", "check", "missing.yaml"], "rule path not found: missing.yaml"),
+            (["config", "check", "missing.toml"], "settings file not found: missing.toml"),
+            (["simulate", "--tenants", "0"], "--tenants and --days must be at least 1"),
+        ],
+    )
+    def test_one_line_error_and_exit_2(
+        self, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+    def test_usage_mistakes_are_one_line_too(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as caught:
+            main(["run", "--workers", "many"])
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert "--workers: invalid int value: 'many'" in err and err.count("\n") == 1
+
+    def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        events = tmp_path / "e.jsonl"
+        events.write_text("")
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        assert main(["run", "--input", str(events), "--output", str(blocker / "out")]) == 2
+        assert "--output: cannot write to" in capsys.readouterr().err
+
+    def test_bad_config_stops_before_reading_input(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "bad.toml"
+        config.write_text("[engine]\nshards = 0\n")
+        assert (
+            main(["run", "--input", "-", "--output", str(tmp_path / "o"), "--config", str(config)])
+            == 2
+        )
+        assert "engine.shards = 0" in capsys.readouterr().err
+
+    def test_rules_check_names_file_and_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("rules:\n  - id: x\n    when: {fact: nope}\n    cooldown: 1d\n")
+        assert main(["rules", "check", str(bad)]) == 2
+        assert f"{bad}:3: rule 'x': when.fact" in capsys.readouterr().err
+
+
+def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert (
+        main(["simulate", "--tenants", "20", "--days", "3", "--seed", "1", "--output", str(a)]) == 0
+    )
+    assert (
+        main(["simulate", "--tenants", "20", "--days", "3", "--seed", "1", "--output", str(b)]) == 0
+    )
+    assert a.read_bytes() == b.read_bytes()
+    lines = a.read_bytes().splitlines()
+    assert len(lines) > 500
+
+
+@pytest.mark.slow
+def test_explain_tells_a_tenants_story(
+    fleet_run: tuple[Path, dict[str, dict[str, str]], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, manifest, _ = fleet_run
+    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
+    assert main(["explain", tenant, "--output", str(out)]) == 0
+    story = capsys.readouterr().out
+    assert "health " in story and "SIGNAL login_drop" in story
+    assert (
+        "RULE login-drop -> TASK for csm" in story
+        and "RULE login-drop -> NOTIFICATION #cs-alerts" in story
+    )
+    assert "sessions in the last 7 days" in story  # the reasons are spelled out
+    # Time order: the signal comes before the task it caused.
+    assert story.index("SIGNAL login_drop") < story.index("RULE login-drop -> TASK")
+
+
+def test_explain_of_an_unknown_tenant_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", "nobody", "--output", str(tmp_path)]) == 2
+    assert "no output about tenant 'nobody'" in capsys.readouterr().err
+
+
+def test_a_bad_rule_file_in_the_settings_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - id: x\n    when: {fact: signal}\n    cooldown: soon\n")
+    config = tmp_path / "vigil.toml"
+    config.write_text(f'[rules]\npaths = ["{rules}"]\n')
+    output = tmp_path / "out"
+    assert main(["run", "--input", "-", "--output", str(output), "--config", str(config)]) == 2
+    assert f"{rules}:4: rule 'x': cooldown" in capsys.readouterr().err
+    assert not (output / "health.jsonl").exists()  # stopped before the dataflow ran
+
+
+@pytest.mark.slow
+def test_a_file_run_killed_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from support import ROOT, vigil_command
+
+    events = tmp_path / "events.jsonl"
+    assert (
+        run_vigil(
+            "simulate", "--tenants", "200", "--days", "28", "--output", str(events)
+        ).returncode
+        == 0
+    )
+    env = {**os.environ, "VIGIL_METRICS__PORT": "0"}
+    reference = run_vigil(
+        "run", "--input", str(events), "--output", str(tmp_path / "ref"), "--quiet", env=env
+    )
+    assert reference.returncode == 0, reference.stderr
+    args = (
+        "run",
+        "--input",
+        str(events),
+        "--output",
+        str(tmp_path / "out"),
+        "--quiet",
+        "--recovery-dir",
+        str(tmp_path / "store"),
+        "--snapshot-interval",
+        "200ms",
+    )
+    first = subprocess.Popen(vigil_command(*args), env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    health = tmp_path / "out" / "health.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not health.exists() or health.stat().st_size < 2_000_000
+    ):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    assert first.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    again = run_vigil(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    for stream in ("health", "signals", "tasks", "notifications", "deadletter"):
+        assert (tmp_path / "out" / f"{stream}.jsonl").read_bytes() == (
+            tmp_path / "ref" / f"{stream}.jsonl"
+        ).read_bytes()
+
+
+def test_a_recovery_store_from_other_settings_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    args = [
+        "run",
+        "--input",
+        str(events),
+        "--output",
+        str(tmp_path / "o"),
+        "--quiet",
+        "--recovery-dir",
+        str(tmp_path / "s"),
+    ]
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    assert main(args) == 0
+    monkeypatch.setenv("VIGIL_ENGINE__SHARDS", "8")
+    assert main(args) == 2
+    assert "engine.shards was 32 and is now 8" in capsys.readouterr().err
+
+
+def test_recovery_init_creates_a_store_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "store"
+    assert main(["recovery", "init", str(store), "--partitions", "2"]) == 0
+    assert sorted(p.name for p in store.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
+    assert main(["recovery", "init", str(store)]) == 2
+    assert "already holds a recovery store" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""docker-compose.yml, the Dockerfile and the Prometheus config agree with each other,
+with Vigil's defaults and with the README (there is no Docker engine to run them here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vigil.settings import KafkaTopics, MetricsSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_the_stack_has_kafka_topics_vigil_and_prometheus() -> None:
+    services = compose()["services"]
+    assert set(services) == {"kafka", "topics", "vigil", "prometheus"}
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.1")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, single node
+    assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert (
+        services["vigil"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    )
+    assert services["vigil"]["build"] == "."
+    assert (ROOT / "Dockerfile").read_text().count('ENTRYPOINT ["vigil"]') == 1
+
+
+def test_the_topics_created_are_vigils_defaults() -> None:
+    script = compose()["services"]["topics"]["command"][0]
+    created = re.search(r"for topic in ([^;]+);", script)
+    assert created is not None
+    assert created.group(1).split() == list(KafkaTopics().model_dump().values())
+
+
+def test_vigil_runs_in_kafka_mode_with_its_recovery_store_on_a_volume() -> None:
+    vigil = compose()["services"]["vigil"]
+    command = vigil["command"]
+    assert command[:3] == ["run", "--kafka", "kafka:9092"]
+    store = command[command.index("--recovery-dir") + 1]
+    assert any(volume.endswith(f":{store}") for volume in vigil["volumes"])
+    assert (
+        "kafka:9092" in compose()["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    )
+
+
+def test_prometheus_scrapes_vigils_metrics_port() -> None:
+    vigil = compose()["services"]["vigil"]
+    port = int(vigil["environment"]["VIGIL_METRICS__PORT"])
+    assert port == MetricsSettings().port
+    assert f"127.0.0.1:{port}:{port}" in vigil["ports"]
+    prometheus = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"vigil:{port}"]
+    mounted = compose()["services"]["prometheus"]["volumes"][0]
+    assert mounted.startswith("./config/prometheus.yml:")
+
+
+def test_host_ports_are_loopback_only() -> None:
+    for name, service in compose()["services"].items():
+        for mapping in service.get("ports", []):
+            assert mapping.startswith("127.0.0.1:"), (name, mapping)
+
+
+def test_the_readme_gives_the_same_commands_and_addresses() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Run with Kafka") :]
+    section = section[: section.index("\n## ", 4)]
+    assert "docker compose up -d --build" in section
+    host_listener = compose()["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    host_bootstrap = re.search(r"HOST://([\w.]+:\d+)", host_listener)
+    assert host_bootstrap is not None and f"--kafka {host_bootstrap.group(1)}" in section
+    for topic in KafkaTopics().model_dump().values():
+        assert topic in readme
+    assert (
+        "http://localhost:9090" in section
+        and f"localhost:{MetricsSettings().port}/metrics" in section
+    )

@@ -1,0 +1,374 @@
+"""Kafka mode end to end, through a real Apache Kafka broker (see tests/conftest.py).
+
+Every test makes its own uuid-named topics. The reference for "what Vigil must output"
+is a file-mode run of the same stream: Kafka mode has to give the same records.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka_broker import KafkaBroker, free_port
+from kafka_helpers import (
+    OUTPUTS,
+    as_multiset,
+    distinct,
+    file_outputs,
+    make_topics,
+    produce,
+    read_outputs,
+    read_topic,
+    run_vigil,
+    start_vigil,
+    vigil_env,
+    wait_for,
+)
+from support import scenario_problems
+
+from vigil.simulate import FleetPlan, generate
+
+pytestmark = pytest.mark.kafka
+
+Outputs = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[list[bytes], dict[str, dict[str, str]], Outputs]:
+    """A simulated stream, its scenario manifest and the file-mode outputs for it."""
+    work = tmp_path_factory.mktemp("fleet")
+    lines, manifest = generate(FleetPlan(tenants=60, days=22, seed=21))
+    stream = list(lines)
+    events = work / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in stream))
+    done = run_vigil("run", "--input", str(events), "--output", str(work / "out"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return stream, manifest, file_outputs(work / "out")
+
+
+def same_as_file_mode(got: Outputs, expected: Outputs) -> None:
+    """Kafka outputs equal the file run's, as sets (a replay may repeat a record exactly);
+    dead letters are compared without their source and position, which differ by design."""
+    for name in OUTPUTS:
+        drop = ("position", "source") if name == "deadletter" else ()
+        want, have = set(as_multiset(expected[name], drop)), set(as_multiset(got[name], drop))
+        assert have == want, f"{name}: {len(have - want)} unexpected, {len(want - have)} missing"
+
+
+def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
+    kafka_bootstrap: str, fleet: Any
+) -> None:
+    stream, manifest, expected = fleet
+    topics = make_topics(kafka_bootstrap)
+    produce(kafka_bootstrap, topics["input"], stream)
+    done = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(topics))
+    assert done.returncode == 0, done.stderr
+    got = read_outputs(kafka_bootstrap, topics)
+    assert scenario_problems(manifest, got["signals"], got["tasks"]) == []
+    same_as_file_mode(got, expected)
+    for record in got["deadletter"]:
+        assert (
+            record["position"]["topic"] == topics["input"] and record["position"]["partition"] == 0
+        )
+
+
+def test_malformed_messages_are_dead_letters_with_offsets(kafka_bootstrap: str) -> None:
+    topics = make_topics(kafka_bootstrap)
+    good = [
+        orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "user.session",
+                "tenant_id": "acme",
+                "ts": f"2026-03-02T1{n}:00:00Z",
+            }
+        )
+        for n in range(3)
+    ]
+    lines = [good[0], b"{not json", good[1], b'{"event_id": "x", "type": "user.session"}', good[2]]
+    produce(kafka_bootstrap, topics["input"], lines)
+    done = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(topics))
+    assert done.returncode == 0, done.stderr
+    assert "events processed  3 " in done.stdout
+    letters = read_topic(kafka_bootstrap, topics["deadletter"])
+    assert sorted((d["position"]["offset"], d["reason"]) for d in letters) == [
+        (1, "invalid_json"),
+        (3, "missing_field"),
+    ]
+    assert all(
+        d["position"]
+        == {"topic": topics["input"], "partition": 0, "offset": d["position"]["offset"]}
+        for d in letters
+    )
+
+
+def test_sigkill_mid_stream_then_restart_loses_nothing(
+    kafka_bootstrap: str, fleet: Any, tmp_path: Path
+) -> None:
+    stream, _, expected = fleet
+    topics = make_topics(kafka_bootstrap)
+    env = vigil_env(topics)
+    half = len(stream) // 2
+    produce(kafka_bootstrap, topics["input"], stream[:half])
+    store = tmp_path / "recovery"
+    args = (
+        "run",
+        "--kafka",
+        kafka_bootstrap,
+        "--recovery-dir",
+        str(store),
+        "--snapshot-interval",
+        "500ms",
+    )
+    first = start_vigil(*args, env=env, log=tmp_path / "first.log")
+    try:
+        # Mid-stream: some output is out, and at least one snapshot has been taken since.
+        assert wait_for(kafka_bootstrap, topics["health"], 200, timeout=120), (
+            tmp_path / "first.log"
+        ).read_text()
+        time.sleep(1.5)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+    produce(kafka_bootstrap, topics["input"], stream[half:])
+    second = run_vigil(*args, "--until-end", env=env)
+    assert second.returncode == 0, second.stderr
+    got = read_outputs(kafka_bootstrap, topics)
+    same_as_file_mode(got, expected)
+    # Duplicates are allowed around the restart, but only as exact repeats with the same id.
+    for name, key in (
+        ("signals", "signal_id"),
+        ("tasks", "task_id"),
+        ("notifications", "notification_id"),
+    ):
+        by_id: dict[str, set[bytes]] = {}
+        for record in got[name]:
+            by_id.setdefault(record[key], set()).add(
+                orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+            )
+        assert all(len(versions) == 1 for versions in by_id.values()), name
+
+
+def test_a_broker_outage_mid_stream_loses_nothing(
+    private_broker: KafkaBroker, fleet: Any, tmp_path: Path
+) -> None:
+    stream, _, expected = fleet
+    bootstrap = private_broker.bootstrap
+    topics = make_topics(bootstrap)
+    env = vigil_env(topics)
+    half = len(stream) // 2
+    produce(bootstrap, topics["input"], stream[:half])
+    store = tmp_path / "recovery"
+    args = ("run", "--kafka", bootstrap, "--recovery-dir", str(store), "--snapshot-interval", "1s")
+    vigil = start_vigil(*args, env=env, log=tmp_path / "vigil.log")
+    try:
+        assert wait_for(bootstrap, topics["health"], 200, timeout=120)
+        private_broker.stop()
+        time.sleep(5)
+        private_broker.start()
+        produce(bootstrap, topics["input"], stream[half:])
+        expected_health = len(expected["health"])
+        wait_for(bootstrap, topics["health"], expected_health, timeout=180)
+    finally:
+        vigil.terminate()
+        vigil.wait(60)
+    print(
+        f"vigil during the outage: exit {vigil.returncode} (-15: rode it out, stopped by the test)"
+    )
+    if vigil.returncode not in (0, -signal.SIGTERM):  # it gave up: it must resume from its store
+        resumed = run_vigil(*args, "--until-end", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+    same_as_file_mode(read_outputs(bootstrap, topics), expected)
+
+
+def test_two_processes_on_three_partitions_match_one(
+    kafka_bootstrap: str, fleet: Any, tmp_path: Path
+) -> None:
+    stream, _, _ = fleet
+    one, two = (
+        make_topics(kafka_bootstrap, partitions=3),
+        make_topics(kafka_bootstrap, partitions=3),
+    )
+    for topics in (one, two):
+        produce(kafka_bootstrap, topics["input"], stream)
+    single = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(one))
+    assert single.returncode == 0, single.stderr
+    addresses = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    processes = [
+        start_vigil(
+            "run",
+            "--kafka",
+            kafka_bootstrap,
+            "--until-end",
+            "--addresses",
+            addresses,
+            "--process-id",
+            str(index),
+            env=vigil_env(two),
+            log=tmp_path / f"p{index}.log",
+        )
+        for index in range(2)
+    ]
+    for process in processes:
+        assert process.wait(300) == 0, (tmp_path / "p0.log").read_text() + (
+            tmp_path / "p1.log"
+        ).read_text()
+    got_one, got_two = read_outputs(kafka_bootstrap, one), read_outputs(kafka_bootstrap, two)
+    for name in OUTPUTS:
+        assert distinct(got_one[name]) == distinct(got_two[name]), name
+    assert got_one["signals"] and got_one["tasks"]
+
+
+def test_an_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
+    started = time.monotonic()
+    done = run_vigil(
+        "run",
+        "--kafka",
+        "127.0.0.1:9",
+        env=vigil_env({}, VIGIL_KAFKA__CONNECT_TIMEOUT="3s"),
+        timeout=60,
+    )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    assert "cannot reach Kafka at 127.0.0.1:9 within 3 s" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_refused_delivery_fails_the_run(kafka_bootstrap: str) -> None:
+    # The health topic takes no message over 200 bytes: every health record is refused.
+    topics = make_topics(kafka_bootstrap, health={"max.message.bytes": "200"})
+    produce(
+        kafka_bootstrap,
+        topics["input"],
+        [
+            orjson.dumps(
+                {
+                    "event_id": f"e{n}",
+                    "type": "user.session",
+                    "tenant_id": "acme",
+                    "ts": f"2026-03-02T{n:02d}:00:00Z",
+                }
+            )
+            for n in range(6)
+        ],
+    )
+    done = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(topics))
+    assert done.returncode == 1
+    assert "Kafka refused" in done.stderr and topics["health"] in done.stderr
+
+
+def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = make_topics(kafka_bootstrap)
+    events = tmp_path / "e.jsonl"
+    rows = [
+        {"event_id": f"e{n}", "type": "user.session", "tenant_id": f"t{n % 2}", "ts": n}
+        for n in range(5)
+    ]
+    events.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n\n{broken\n")
+    made = run_vigil(
+        "produce",
+        "--input",
+        str(events),
+        "--kafka",
+        kafka_bootstrap,
+        "--topic",
+        topics["input"],
+        env=vigil_env(topics),
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"produced 6 messages to {topics['input']}" in made.stdout  # the blank line is skipped
+    tailed = run_vigil(
+        "tail", topics["input"], "--kafka", kafka_bootstrap, "--max", "6", env=vigil_env(topics)
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    assert tailed.stdout.splitlines() == [orjson.dumps(r).decode() for r in rows] + ["{broken"]
+
+
+def test_metrics_in_kafka_mode_show_partitions_and_readiness(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    topics = make_topics(kafka_bootstrap, partitions=2)
+    port = free_port()
+    rows = [
+        orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "user.session",
+                "tenant_id": f"t{n % 7}",
+                "ts": 1_772_000_000_000 + n * 60_000,
+            }
+        )
+        for n in range(400)
+    ]
+    produce(kafka_bootstrap, topics["input"], rows)
+    env = vigil_env(topics, VIGIL_METRICS__PORT=str(port))
+    vigil = start_vigil("run", "--kafka", kafka_bootstrap, env=env, log=tmp_path / "vigil.log")
+    text, ready = "", 0
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/metrics", timeout=5
+                ) as response:
+                    text = response.read().decode()
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/readyz", timeout=5
+                ) as response:
+                    ready = response.status
+            except OSError:
+                time.sleep(0.3)
+                continue
+            if (
+                'vigil_events_total{type="user.session"} 400.0' in text
+                and "vigil_kafka_consumer_lag" in text
+            ):
+                break
+            time.sleep(0.3)
+    finally:
+        vigil.terminate()
+        vigil.wait(60)
+    assert ready == 200
+    assert 'vigil_events_total{type="user.session"} 400.0' in text
+    for partition in ("0", "1"):
+        assert (
+            f'vigil_kafka_consumer_lag{{partition="{partition}",topic="{topics["input"]}"}} 0.0'
+            in text
+        )
+
+
+def test_partitions_without_traffic_do_not_hold_the_stream_back(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # One tenant, so every event lands in one of the three partitions; the other two
+    # never get a message. Once they count as idle, time moves and health comes out.
+    topics = make_topics(kafka_bootstrap, partitions=3)
+    rows = [
+        orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "type": "user.session",
+                "tenant_id": "solo",
+                "ts": 1_772_000_000_000 + n * 600_000,
+            }
+        )
+        for n in range(30)
+    ]
+    produce(kafka_bootstrap, topics["input"], rows)
+    env = vigil_env(topics, VIGIL_KAFKA__IDLE_AFTER="1s", VIGIL_METRICS__PORT="0")
+    vigil = start_vigil("run", "--kafka", kafka_bootstrap, env=env, log=tmp_path / "vigil.log")
+    try:
+        health = wait_for(kafka_bootstrap, topics["health"], 1, timeout=60)
+    finally:
+        vigil.terminate()
+        vigil.wait(60)
+    assert health and health[0]["tenant_id"] == "solo", (tmp_path / "vigil.log").read_text()

@@ -1,0 +1,140 @@
+"""What an operator sees of a running `vigil run`: metrics, health endpoints, logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+from kafka_broker import free_port
+from prometheus_client.parser import text_string_to_metric_families
+from support import DAY, HOUR, T0, clock, event, run_vigil, sessions
+
+ROOT = Path(__file__).resolve().parents[1]
+WEEK = 7 * DAY
+
+
+def known_input() -> list[bytes]:
+    """20 sessions one week, none the next: one login drop. Plus one duplicate, one
+    unknown type, one line of garbage and one late event; the clock event is of a type
+    outside the catalogue too."""
+    week0 = sessions("acme", T0 + HOUR, 20, spacing=6 * HOUR)
+    lines = [orjson.dumps(e) for e in week0]
+    lines.append(orjson.dumps(week0[3]))  # resent
+    lines.append(orjson.dumps(event("acme", "experiment.assigned", T0 + 5 * DAY)))
+    lines.append(b"{garbage")
+    lines.append(orjson.dumps(clock(T0 + 2 * WEEK + 2 * HOUR)))
+    lines.append(orjson.dumps(event("beta", "user.session", T0 + 2 * WEEK - 5 * HOUR)))  # late
+    return lines
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"VIGIL_METRICS__PORT": str(port), "VIGIL_LOG__FORMAT": "json", "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "run",
+            "--input",
+            "-",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"\n".join(known_input()) + b"\n")
+        process.stdin.flush()  # stdin stays open: the run waits for more, so we can look
+        deadline, samples = time.monotonic() + 60, {}
+        while time.monotonic() < deadline:
+            try:
+                samples = scrape(port)
+            except OSError:
+                samples = {}
+            if samples.get(("vigil_signals_total", (("signal", "login_drop"),))) == 1:
+                break
+            time.sleep(0.2)
+        assert status(port, "/healthz") == 200 and status(port, "/readyz") == 200
+    finally:
+        process.stdin.close()
+        assert process.stderr is not None and process.stdout is not None
+        stderr = process.stderr.read()
+        process.stdout.read()
+        process.wait(60)
+    assert process.returncode == 0, stderr.decode()
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("vigil_events_total", type="user.session") == 20
+    assert value("vigil_events_total", type="experiment.assigned") == 1
+    assert value("vigil_unknown_event_types_total") == 2  # experiment.assigned, test.clock
+    assert value("vigil_duplicate_events_total") == 1
+    assert value("vigil_late_events_total") == 1
+    assert value("vigil_dead_letters_total", reason="invalid_json") == 1
+    assert value("vigil_dead_letters_total", reason="late") == 1
+    assert value("vigil_signals_total", signal="login_drop") == 1
+    assert value("vigil_actions_total", rule="login-drop", kind="tasks") == 1
+    assert value("vigil_actions_total", rule="login-drop", kind="notifications") == 1
+    assert value("vigil_tenants") == 1  # "acme"; the clock's and beta's events never applied
+    assert (
+        sum(value("vigil_tenants_by_zone", zone=z) for z in ("green", "yellow", "orange", "red"))
+        == 1
+    )
+    actions = sum(v for (name, _), v in samples.items() if name == "vigil_actions_total")
+    assert (
+        actions >= 2
+    )  # login-drop's task and notification, and the zone rules' as acme goes quiet
+    assert value("vigil_processing_latency_seconds_count") == actions  # one observation each
+    # Event time is 2026; the lag is wall clock minus the watermark, so it is large and positive.
+    assert value("vigil_event_time_lag_seconds") > 0
+    assert not any("tenant" in dict(labels) for _, labels in samples)  # no per-tenant labels
+
+    log_lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
+    assert [line["event"] for line in log_lines][:1] == ["starting"]
+    assert log_lines[-1]["event"] == "finished"
+    assert len(log_lines) < 10  # notable events only, never a line per input event
+
+
+def test_metrics_bind_to_loopback_and_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        events = tmp_path / "e.jsonl"
+        events.write_bytes(b"\n".join(known_input()))
+        env = {"VIGIL_METRICS__PORT": str(port), "PATH": "/usr/bin:/bin"}
+        done = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "o"), env=env)
+    assert done.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from vigil.events import DeadLetter, Event, decode, event_json
+from vigil.timeutil import parse_rfc3339
+
+POSITION = {"file": "events.jsonl", "line": 7}
+
+
+def valid(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": "e1",
+        "type": "user.session",
+        "tenant_id": "acme",
+        "ts": "2026-03-02T09:15:00Z",
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def run(raw: bytes | dict[str, Any]) -> Event | DeadLetter:
+    data = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+    return decode(data, "events.jsonl", POSITION, watermark=0)
+
+
+class TestValidEvents:
+    def test_rfc3339_and_epoch_millis_are_the_same_instant(self) -> None:
+        text = run(valid())
+        millis = run(valid(ts=parse_rfc3339("2026-03-02T09:15:00Z")))
+        assert isinstance(text, Event) and isinstance(millis, Event)
+        assert text.ts == millis.ts == parse_rfc3339("2026-03-02T09:15:00Z")
+
+    def test_optional_fields_and_unknown_types_are_accepted(self) -> None:
+        item = run(
+            valid(type="experiment.assigned", user_id="u1", segment="enterprise", attrs={"x": 1})
+        )
+        assert isinstance(item, Event)
+        assert (item.type, item.user_id, item.segment, item.attrs) == (
+            "experiment.assigned",
+            "u1",
+            "enterprise",
+            {"x": 1},
+        )
+
+    def test_event_json_round_trips_the_fields(self) -> None:
+        item = run(valid(attrs={"duration_s": 30}, segment="smb"))
+        assert isinstance(item, Event)
+        assert orjson.loads(event_json(item)) == valid(attrs={"duration_s": 30}, segment="smb")
+
+
+class TestDeadLetters:
+    @pytest.mark.parametrize(
+        ("raw", "reason", "needle"),
+        [
+            (b"{not json", "invalid_json", "not valid JSON"),
+            (b"[1, 2]", "not_an_object", "got array"),
+            (valid(event_id=...), "missing_field", "'event_id'"),
+            (valid(tenant_id=None), "missing_field", "'tenant_id'"),
+            (valid(ts=...), "missing_field", "'ts'"),
+            (valid(type=3), "invalid_field", "'type' must be a string"),
+            (valid(event_id=""), "invalid_field", "1-128 characters"),
+            (valid(tenant_id="x" * 129), "invalid_field", "1-128 characters"),
+            (valid(ts="yesterday"), "invalid_ts", "RFC 3339"),
+            (valid(ts="2026-03-02T09:15:00"), "invalid_ts", "offset"),
+            (valid(ts=1.5), "invalid_ts", "got number"),
+            (valid(ts=-5), "invalid_ts", "epoch milliseconds"),
+            (valid(ts=True), "invalid_ts", "got boolean"),
+            (valid(attrs=[1]), "invalid_field", "'attrs' must be an object"),
+            (valid(segment="huge"), "invalid_field", "'segment'"),
+            (valid(type="feature.used"), "missing_field", "attrs.feature"),
+            (
+                valid(type="survey.response", attrs={"kind": "nps", "score": 11}),
+                "invalid_field",
+                "0-10",
+            ),
+            (
+                valid(type="survey.response", attrs={"kind": "csat", "score": "5"}),
+                "invalid_field",
+                "a number",
+            ),
+            (
+                valid(type="ticket.created", attrs={"ticket_id": "t", "priority": "P9"}),
+                "invalid_field",
+                "P1",
+            ),
+        ],
+    )
+    def test_bad_input_names_the_problem_and_keeps_the_raw(
+        self, raw: Any, reason: str, needle: str
+    ) -> None:
+        item = run(raw)
+        assert isinstance(item, DeadLetter), item
+        assert item.reason == reason
+        assert needle in item.error
+        assert item.position == POSITION and item.source == "events.jsonl"
+        assert item.raw == (raw if isinstance(raw, bytes) else orjson.dumps(raw)).decode()
+
+    def test_huge_raw_is_truncated_in_the_dead_letter(self) -> None:
+        item = run(b"x" * 100_000)
+        assert isinstance(item, DeadLetter)
+        assert len(item.raw) < 17_000 and item.raw.endswith("[truncated, 100000 bytes]")
+
+    def test_invalid_utf8_is_a_dead_letter_not_a_crash(self) -> None:
+        item = run(b'{"event_id": "\xff\xfe"}')
+        assert isinstance(item, DeadLetter) and item.reason == "invalid_json"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import pytest
+from support import DAY, T0
+
+from vigil.health import COMPONENTS, Health, Scorer, health_record, zone_of
+from vigil.settings import ComponentSettings, HealthSettings, Settings, ZoneSettings
+from vigil.tenant import ALL_STALE, COMPONENT_NAMES, TenantState
+
+CFG = HealthSettings()
+STALL = Settings().signals.onboarding_stalled.stall_after
+NOW = T0 + 20 * DAY
+
+
+def assess(state: TenantState, now: int, cfg: HealthSettings, stall_after: int) -> Health | None:
+    """Score every component afresh, as the engine does once a day."""
+    state.stale = ALL_STALE
+    return Scorer(cfg, stall_after).assess(state, now)
+
+
+def healthy() -> TenantState:
+    state = TenantState("acme", T0)
+    state.sessions_seen = state.product_activity = True
+    for back in range(14):
+        state.sessions_by_day[(NOW - 1) // DAY - back] = 5
+    state.features = {f"f{n}": NOW - DAY for n in range(6)}
+    return state
+
+
+class TestZones:
+    @pytest.mark.parametrize(
+        ("score", "zone"),
+        [
+            (100, "green"),
+            (80, "green"),
+            (79.5, "green"),
+            (79.4, "yellow"),
+            (60, "yellow"),
+            (59, "orange"),
+            (40, "orange"),
+            (39, "red"),
+            (0, "red"),
+        ],
+    )
+    def test_cut_offs_apply_to_the_rounded_score(self, score: float, zone: str) -> None:
+        assert zone_of(score, ZoneSettings()) == zone
+
+
+class TestScore:
+    def test_points_add_up_to_the_score_and_missing_weight_is_spread(self) -> None:
+        state = healthy()
+        health = assess(state, NOW, CFG, STALL)
+        assert health is not None
+        record = health_record(state, health, CFG, STALL)
+        points = sum(c["points"] for c in record["components"].values())
+        assert points == pytest.approx(health.score, abs=0.05)
+        assert record["score"] == 100 and record["zone"] == "green"
+        # login activity 20, trend 10, adoption 15, error pressure 15 have data: 60 in all.
+        assert record["components"]["login_activity"]["weight"] == pytest.approx(
+            100 * 20 / 60, abs=0.01
+        )
+        assert record["components"]["sentiment"] == {"value": None, "weight": 0.0, "points": 0.0}
+        assert any(r.startswith("no data for support load, sentiment") for r in record["reasons"])
+
+    def test_each_problem_costs_points_and_is_explained(self) -> None:
+        state = healthy()
+        state.tickets_seen = state.invoices_seen = True
+        state.open_tickets = {"t1": "P1", "t2": "P3"}
+        state.unpaid_invoices = {"i1": "overdue"}
+        state.nps = 3.0
+        state.sponsor = "departed"
+        state.integrations = {"crm": "error", "warehouse": "connected"}
+        health = assess(state, NOW, CFG, STALL)
+        assert health is not None and health.rounded < 80
+        reasons = " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+        for needle in (
+            "2 open tickets, 1 of them P1",
+            "invoices unpaid: 1 overdue",
+            "latest NPS 3/10",
+            "executive sponsor departed",
+            "1 of 2 integrations not connected: crm (error)",
+        ):
+            assert needle in reasons
+
+    def test_biggest_loss_comes_first(self) -> None:
+        state = healthy()
+        state.sessions_by_day.clear()  # no sessions in 14 days: -20ish on activity
+        state.nps = 8.0
+        health = assess(state, NOW, CFG, STALL)
+        assert health is not None
+        reasons = health_record(state, health, CFG, STALL)["reasons"]
+        assert reasons[0].startswith("0 sessions in the last 7 days")
+
+    def test_onboarding_counts_only_while_open_and_stalls_halve_it(self) -> None:
+        state = healthy()
+        state.onboarding_started = state.last_progress = NOW - 10 * DAY
+        state.onboarding_steps = {"sso_live", "first_dataset"}
+        stalled = assess(state, NOW, CFG, STALL)
+        assert stalled is not None
+        record = health_record(state, stalled, CFG, STALL)
+        onboarding = record["components"]["onboarding"]
+        assert onboarding["points"] == pytest.approx(onboarding["weight"] * 2 / 5 * 0.5, abs=0.01)
+        assert any(
+            "onboarding 2 of 5 steps done, stalled: no progress for 240 h" in r
+            for r in record["reasons"]
+        )
+        state.onboarding_completed = True
+        done = assess(state, NOW, CFG, STALL)
+        assert done is not None
+        assert health_record(state, done, CFG, STALL)["components"]["onboarding"]["value"] is None
+
+    def test_no_data_at_all_gives_no_score(self) -> None:
+        assert assess(TenantState("empty", T0), NOW, CFG, STALL) is None
+
+
+def test_components_are_named_like_their_settings() -> None:
+    assert [name for name, _, _ in COMPONENTS] == list(ComponentSettings.model_fields)
+    assert tuple(name for name, _, _ in COMPONENTS) == COMPONENT_NAMES

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from vigil.events import DeadLetter, Event
+from vigil.intake import NO_WATERMARK, Intake
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def message(ts: int, event_id: str = "e") -> bytes:
+    return orjson.dumps({"event_id": event_id, "type": "user.session", "tenant_id": "t", "ts": ts})
+
+
+class TestWatermark:
+    def test_each_event_carries_the_watermark_it_arrived_under(self) -> None:
+        intake = Intake("s", "p", 1, lateness=HOUR)
+        first, second, older = (
+            intake.take(message(ts), {}) for ts in (10 * HOUR, 12 * HOUR, 11 * HOUR)
+        )
+        assert isinstance(first, Event) and first.wm == NO_WATERMARK
+        assert isinstance(second, Event) and second.wm == 9 * HOUR
+        assert isinstance(older, Event) and older.wm == 11 * HOUR  # the max stays 12 h
+        assert intake.tick().wm == 11 * HOUR
+
+
+class TestFutureGuard:
+    def test_an_event_far_ahead_of_the_clock_is_refused_and_moves_nothing(self) -> None:
+        now = int(time.time() * 1000)
+        intake = Intake("s", "p", 1, lateness=HOUR, max_future=DAY)
+        assert isinstance(intake.take(message(now - HOUR), {"line": 1}), Event)
+        bogus = intake.take(message(now + 400 * DAY), {"line": 2})
+        assert isinstance(bogus, DeadLetter) and bogus.reason == "future"
+        assert "more than 1d ahead of the clock" in bogus.error and bogus.position == {"line": 2}
+        assert intake.watermark == now - 2 * HOUR  # the bad timestamp did not drag it
+        assert isinstance(intake.take(message(now + HOUR), {"line": 3}), Event)  # near future: fine
+
+    def test_without_a_limit_any_date_is_accepted(self) -> None:
+        intake = Intake("s", "p", 1, lateness=HOUR)
+        assert isinstance(intake.take(message(32_000_000_000_000), {}), Event)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+
+import orjson
+
+from vigil.logs import BurstWatch, JsonFormatter, PlainFormatter
+from vigil.settings import load_settings
+
+
+def capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(f"test.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger, stream
+
+
+def test_json_lines_carry_the_extras_as_fields() -> None:
+    logger, stream = capture(JsonFormatter())
+    logger.info("connected to Kafka", extra={"bootstrap": "b:9092", "input_partitions": 3})
+    line = orjson.loads(stream.getvalue())
+    assert line["event"] == "connected to Kafka" and line["level"] == "info"
+    assert line["bootstrap"] == "b:9092" and line["input_partitions"] == 3
+
+
+def test_plain_lines_are_one_line_with_key_values() -> None:
+    logger, stream = capture(PlainFormatter())
+    logger.warning("dead-letter burst", extra={"count": 120})
+    assert stream.getvalue().count("\n") == 1 and "dead-letter burst count=120" in stream.getvalue()
+
+
+def test_a_burst_of_dead_letters_is_one_line_not_one_per_letter() -> None:
+    logger, stream = capture(JsonFormatter())
+    watch = BurstWatch(logger, threshold=100, window=60)
+    for n in range(250):
+        watch.add("invalid_json" if n % 2 else "late")
+    [line] = [orjson.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event"] == "dead-letter burst" and line["count"] == 100
+    assert line["reasons"] == {"late": 50, "invalid_json": 50}
+
+
+def test_a_trickle_of_dead_letters_logs_nothing() -> None:
+    logger, stream = capture(JsonFormatter())
+    watch = BurstWatch(logger, threshold=100, window=60)
+    for _ in range(99):
+        watch.add("late")
+    assert stream.getvalue() == ""
+
+
+def test_the_start_line_never_shows_a_secret() -> None:
+    from vigil.cli import _start_info
+
+    settings = load_settings(
+        None,
+        env={"VIGIL_KAFKA__BOOTSTRAP": "b:9092", "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2"},
+    )
+    info = _start_info(argparse.Namespace(workers=1), settings, True, None)
+    assert info["kafka_config"] == {"sasl.password": "***"}
+    assert "hunter2" not in orjson.dumps(info).decode()

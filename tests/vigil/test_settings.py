@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigil.errors import ConfigError
+from vigil.settings import Settings, env_overrides, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TestDefaultsFile:
+    def test_the_shipped_file_equals_the_built_in_defaults(self) -> None:
+        assert load_settings(REPO / "config" / "vigil.toml", env={}) == Settings()
+
+    def test_every_section_of_the_defaults_is_in_the_shipped_file(self) -> None:
+        text = (REPO / "config" / "vigil.toml").read_text()
+        for section in (
+            "[input]",
+            "[engine]",
+            "[signals.login_drop]",
+            "[signals.error_spike]",
+            "[signals.onboarding_stalled]",
+            "[health]",
+            "[health.zones]",
+            "[rules]",
+        ):
+            assert section in text
+
+
+class TestOverrides:
+    def test_environment_wins_over_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.toml"
+        path.write_text('[input]\nallowed_lateness = "2h"\n')
+        env = {
+            "VIGIL_INPUT__ALLOWED_LATENESS": "30m",
+            "VIGIL_HEALTH__ZONES__GREEN": "85",
+            "OTHER": "x",
+        }
+        settings = load_settings(path, env=env)
+        assert settings.input.allowed_lateness == 30 * 60 * 1000
+        assert settings.health.zones.green == 85.0
+
+    def test_env_values_are_typed_like_toml(self) -> None:
+        assert env_overrides({"VIGIL_RULES__PATHS": '["a", "b"]', "VIGIL_ENGINE__SHARDS": "8"}) == {
+            "rules": {"paths": ["a", "b"]},
+            "engine": {"shards": 8},
+        }
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("toml", "needle"),
+        [
+            (
+                '[input]\nallowed_lateness = "soon"',
+                "input.allowed_lateness = 'soon': not a duration",
+            ),
+            ("[input]\nbogus = 1", "input.bogus: unknown key"),
+            ("[signals.login_drop]\ndrop_ratio = 1.5", "signals.login_drop.drop_ratio = 1.5"),
+            ("[health.zones]\ngreen = 50", "zone cut-offs must fall"),
+            (
+                '[signals.error_spike]\nwindow = "90m"',
+                "must be a whole number of engine.health_step",
+            ),
+            ("[input\n", "cannot read settings file"),
+        ],
+    )
+    def test_errors_name_the_key_the_value_and_the_expectation(
+        self, tmp_path: Path, toml: str, needle: str
+    ) -> None:
+        path = tmp_path / "bad.toml"
+        path.write_text(toml)
+        with pytest.raises(ConfigError, match=r"bad\.toml") as caught:
+            load_settings(path, env={})
+        assert needle in str(caught.value)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="settings file not found"):
+            load_settings(tmp_path / "nope.toml", env={})
+
+
+class TestSecrets:
+    def test_librdkafka_settings_from_the_environment_and_secrets_masked(self) -> None:
+        env = {
+            "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2",
+            "VIGIL_KAFKA__CONFIG__CLIENT_ID": "cs",
+        }
+        settings = load_settings(None, env=env)
+        assert settings.kafka.config == {"sasl.password": "hunter2", "client.id": "cs"}
+        dumped = settings.model_dump(mode="json")["kafka"]["config"]
+        assert dumped == {"sasl.password": "***", "client.id": "cs"}
+        assert "hunter2" not in repr(settings.model_dump(mode="json"))
+
+    def test_config_check_never_prints_a_secret(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from vigil.cli import main
+
+        monkeypatch.setenv("VIGIL_KAFKA__CONFIG__SSL_KEY_PASSWORD", "s3cret")
+        assert main(["config", "check"]) == 0
+        out = capsys.readouterr().out
+        assert "ssl.key.password" in out and "s3cret" not in out

@@ -1,0 +1,305 @@
+"""Event-time behaviour of one shard, fed through the real intake (watermark, decoding)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import orjson
+import pytest
+from support import DAY, HOUR, T0, Harness, clock, event, sessions
+
+from vigil.intake import Intake
+from vigil.settings import Settings
+from vigil.shard import ShardEngine
+from vigil.timeutil import parse_rfc3339, to_iso
+
+WEEK = 7 * DAY
+
+
+def weeks(tenant: str, per_week: list[int]) -> list[dict[str, Any]]:
+    """`per_week[k]` sessions spread over week k (weeks start on Monday T0)."""
+    out: list[dict[str, Any]] = []
+    for k, count in enumerate(per_week):
+        if count:
+            out += sessions(tenant, T0 + k * WEEK + HOUR, count, spacing=(6 * DAY) // count)
+    return out
+
+
+def by_time(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(events, key=lambda e: e["ts"])
+
+
+class TestLoginDrop:
+    def test_fires_when_the_watermark_passes_the_window_end(self) -> None:
+        h = Harness().feed(by_time(weeks("acme", [20, 8])))
+        h.feed([clock(T0 + 2 * WEEK + HOUR - 1)])  # watermark one ms short of the end
+        assert h.signals("login_drop") == []
+        h.feed([clock(T0 + 2 * WEEK + HOUR)])
+        [signal] = h.signals("login_drop")
+        assert signal["window_start"] == to_iso(T0 + WEEK)
+        assert signal["window_end"] == to_iso(T0 + 2 * WEEK)
+        assert (signal["value"], signal["baseline"], signal["threshold"]) == (8, 20, 10.0)
+        assert signal["evidence"]["sessions_previous_window"] == 20
+
+    def test_a_silent_tenant_drops_to_zero_and_still_signals(self) -> None:
+        h = Harness().feed(by_time([*weeks("acme", [15]), clock(T0 + 2 * WEEK + HOUR)]))
+        [signal] = h.signals("login_drop")
+        assert (signal["tenant_id"], signal["value"], signal["severity"]) == ("acme", 0, "high")
+
+    def test_exactly_half_and_a_small_baseline_do_not_signal(self) -> None:
+        events = weeks("half", [20, 10]) + weeks("small", [9, 0])
+        h = Harness().feed([*by_time(events), clock(T0 + 2 * WEEK + HOUR)])
+        assert h.signals("login_drop") == []
+
+    def test_a_resent_event_is_counted_once(self) -> None:
+        week0 = weeks("acme", [20])
+        week1 = weeks("acme", [0, 9])
+        resent = [dict(e) for e in week1]  # same event_id, sent again
+        h = Harness().feed([*by_time(week0 + week1 + resent), clock(T0 + 2 * WEEK + HOUR)])
+        [signal] = h.signals("login_drop")
+        assert signal["value"] == 9
+        assert h.engine.counts["duplicates"] == 9
+
+
+class TestLateness:
+    def test_out_of_order_within_lateness_gives_the_same_outputs(self) -> None:
+        events = by_time(weeks("acme", [20, 6]) + weeks("beta", [30, 30]))
+        shuffled = _shuffle_within(events, 30 * 60 * 1000, seed=1)
+        assert shuffled != events
+        tail = [clock(T0 + 2 * WEEK + 2 * HOUR)]
+        in_order = Harness().feed(events + tail)
+        out_of_order = Harness().feed(shuffled + tail)
+        assert in_order.out == out_of_order.out
+        assert len(in_order.signals("login_drop")) == 1
+
+    def test_an_event_older_than_the_watermark_is_a_late_dead_letter(self) -> None:
+        h = Harness().feed([event("acme", "user.session", T0 + 3 * HOUR)])
+        late = event("acme", "user.session", T0 + 3 * HOUR - HOUR - 1)
+        ok = event("acme", "user.session", T0 + 3 * HOUR - HOUR)  # exactly at the watermark
+        h.feed([late, ok])
+        [letter] = h.out["deadletter"]
+        assert letter["reason"] == "late" and late["event_id"] in letter["raw"]
+        assert letter["position"] == {"line": 2}
+        assert h.engine.counts["late"] == 1
+
+    def test_batching_does_not_change_outputs(self) -> None:
+        events = by_time(weeks("acme", [20, 6]) + weeks("beta", [25, 25, 3]))
+        events.append(clock(T0 + 3 * WEEK + HOUR))
+        runs = [Harness().feed(events, batch_size=size).out for size in (1, 7, 1000)]
+        assert runs[0] == runs[1] == runs[2]
+        assert len(runs[0]["signals"]) == 2
+
+    def test_how_partitions_interleave_does_not_change_outputs(self) -> None:
+        # Three partitions, each read in order; which partition's batch reaches the shard
+        # first is up to the network. Each starts with events of no tenant (they move the
+        # watermark only) and its tenants start at a different hour, so the shard's first
+        # step must come from the data, not from whichever batch arrived first.
+        tenants = {"p0": ["acme", "beta"], "p1": ["gamma"], "p2": ["delta", "omega"]}
+        streams = {
+            name: [
+                *(clock(T0 + n * 10 * 60 * 1000) for n in range(4)),
+                *by_time(
+                    [
+                        {**e, "ts": to_iso(parse_rfc3339(e["ts"]) + index * 3 * HOUR)}
+                        for t in owned
+                        for e in weeks(t, [12, 5, 9])
+                    ]
+                ),
+                clock(T0 + 4 * WEEK),
+            ]
+            for index, (name, owned) in enumerate(tenants.items())
+        }
+        runs = [
+            _interleaved(streams, seed=seed, batch_size=size)
+            for seed, size in ((0, 5), (1, 2), (2, 3), (3, 1000), (4, 7), (5, 4))
+        ]
+        assert all(run == runs[0] for run in runs[1:])
+        assert runs[0]["health"] and runs[0]["signals"]
+
+
+def _interleaved(
+    streams: dict[str, list[dict[str, Any]]], seed: int, batch_size: int
+) -> dict[str, list[bytes]]:
+    """Feed each partition's stream in batches through its own intake into one shard,
+    picking the next partition at random; outputs per stream, sorted."""
+    rng = random.Random(seed)
+    settings = Settings()
+    engine = ShardEngine(settings, Harness().rules)
+    intakes = {
+        name: Intake("test", name, len(streams), settings.input.allowed_lateness)
+        for name in streams
+    }
+    left = {name: list(events) for name, events in streams.items()}
+    out: dict[str, list[bytes]] = {}
+    while left:
+        name = rng.choice(sorted(left))
+        batch, left[name] = left[name][:batch_size], left[name][batch_size:]
+        if not left[name]:
+            del left[name]
+        items: list[Any] = [intakes[name].take(orjson.dumps(e), {"line": 0}) for e in batch]
+        for stream, record in engine.process([*items, intakes[name].tick()]):
+            out.setdefault(stream, []).append(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
+    return {stream: sorted(records) for stream, records in out.items()}
+
+
+def _shuffle_within(events: list[dict[str, Any]], spread: int, seed: int) -> list[dict[str, Any]]:
+    """Delay a third of the events by up to `spread`: arrival order != event-time order."""
+    rng = random.Random(seed)
+
+    def arrival(e: dict[str, Any]) -> int:
+        delay = rng.randrange(spread) if rng.random() < 0.33 else 0
+        return parse_rfc3339(e["ts"]) + delay
+
+    return [e for _, e in sorted(((arrival(e), e) for e in events), key=lambda pair: pair[0])]
+
+
+class TestOnboardingStall:
+    def start(self) -> list[dict[str, Any]]:
+        return [
+            event("newco", "onboarding.started", T0 + HOUR),
+            event("newco", "onboarding.step_completed", T0 + 5 * HOUR, {"step": "sso_live"}),
+        ]
+
+    def test_a_silent_tenant_stalls_when_the_watermark_passes_its_deadline(self) -> None:
+        deadline = T0 + 5 * HOUR + 72 * HOUR
+        h = Harness().feed([*self.start(), clock(deadline + HOUR)])  # watermark == deadline
+        assert h.signals("onboarding_stalled") == []
+        h.feed([clock(deadline + HOUR + 1)])
+        [signal] = h.signals("onboarding_stalled")
+        assert signal["window_start"] == to_iso(T0 + 5 * HOUR)
+        assert signal["window_end"] == to_iso(deadline)
+        assert signal["evidence"]["steps_completed"] == 1
+        h.feed([clock(deadline + 10 * DAY)])
+        assert len(h.signals("onboarding_stalled")) == 1  # once per stall
+
+    def test_progress_resets_the_clock_and_completion_stops_it(self) -> None:
+        progress = event("newco", "recipe.completed", T0 + 70 * HOUR, {"recipe": "r1"})
+        h = Harness().feed([*self.start(), progress, clock(T0 + 5 * HOUR + 72 * HOUR + 2 * HOUR)])
+        assert h.signals("onboarding_stalled") == []
+        h.feed([clock(T0 + 70 * HOUR + 72 * HOUR + HOUR + 1)])
+        assert len(h.signals("onboarding_stalled")) == 1
+
+        done = Harness().feed(
+            [*self.start(), event("newco", "onboarding.completed", T0 + 6 * HOUR)]
+        )
+        done.feed([clock(T0 + 30 * DAY)])
+        assert done.signals("onboarding_stalled") == []
+
+    def test_the_stall_creates_a_task_due_in_48_hours(self) -> None:
+        h = Harness().feed([*self.start(), clock(T0 + 5 * DAY)])
+        [task] = [t for t in h.out["tasks"] if t["rule"] == "onboarding-stalled"]
+        assert task["created_at"] == to_iso(T0 + 77 * HOUR)
+        assert task["due_at"] == to_iso(T0 + 77 * HOUR + 48 * HOUR)
+        assert task["owner_role"] == "csm" and "newco" in task["title"]
+
+
+class TestErrorSpike:
+    def errors(self, tenant: str, at: int, count: int) -> list[dict[str, Any]]:
+        return [
+            event(tenant, "error.raised", at + n * 1000, {"severity": "high"}) for n in range(count)
+        ]
+
+    def test_spike_after_enough_history(self) -> None:
+        background = [event("acme", "user.session", T0 + n * HOUR) for n in range(48)]
+        background += self.errors("acme", T0 + 10 * HOUR, 1)
+        burst = self.errors("acme", T0 + 40 * HOUR, 12)
+        h = Harness().feed([*by_time(background + burst), clock(T0 + 42 * HOUR)])
+        [signal] = h.signals("error_spike")
+        assert signal["value"] == 12 and signal["window_end"] == to_iso(T0 + 41 * HOUR)
+        assert signal["evidence"]["history_windows"] == 40
+        assert signal["severity"] == "high"  # 12 >= 3 x the floor threshold of 4
+
+    def test_too_little_history_or_under_the_floor_is_silent(self) -> None:
+        young = by_time(
+            [event("young", "user.session", T0), *self.errors("young", T0 + 10 * HOUR, 30)]
+        )
+        floor = by_time(
+            [event("floor", "user.session", T0), *self.errors("floor", T0 + 40 * HOUR, 4)]
+        )
+        h = Harness().feed(young + floor + [clock(T0 + 3 * DAY)])
+        assert h.signals("error_spike") == []
+
+
+class TestHealthOverTime:
+    def test_a_silent_tenant_loses_points_without_sending_anything(self) -> None:
+        h = Harness().feed([*by_time(weeks("acme", [25])), clock(T0 + 4 * WEEK)])
+        scores = [r["score"] for r in h.out["health"] if r["tenant_id"] == "acme"]
+        assert scores[-1] < scores[0]
+        last = [r for r in h.out["health"] if r["tenant_id"] == "acme"][-1]
+        assert last["components"]["login_activity"]["value"] == 0
+        assert any("0 sessions in the last 7 days" in reason for reason in last["reasons"])
+
+    def test_records_only_when_the_rounded_score_or_zone_changes(self) -> None:
+        h = Harness().feed([*by_time(weeks("steady", [30, 30, 30])), clock(T0 + 3 * WEEK)])
+        records = [r for r in h.out["health"] if r["tenant_id"] == "steady"]
+        pairs = [(r["score"], r["zone"]) for r in records]
+        assert all(a != b for a, b in itertools.pairwise(pairs))
+
+
+class TestBoundedMemory:
+    def test_event_ids_are_forgotten_after_the_retention(self) -> None:
+        settings = Settings.model_validate({"engine": {"dedup_retention": "2d"}})
+        h = Harness(settings)
+        for day in range(10):
+            h.feed(sessions("acme", T0 + day * DAY, 24))
+        assert h.engine.counts["duplicates"] == 0
+        assert len(h.engine.state.seen) <= 24 * 4  # about retention + a day, not all 240
+
+
+class TestCooldown:
+    def test_a_second_spike_inside_the_cooldown_makes_a_signal_but_no_task(self) -> None:
+        errors = TestErrorSpike().errors
+        background = [event("acme", "user.session", T0 + n * HOUR) for n in range(60)]
+        spikes = errors("acme", T0 + 40 * HOUR, 12) + errors("acme", T0 + 50 * HOUR, 40)
+        h = Harness().feed([*by_time(background + spikes), clock(T0 + 3 * DAY)])
+        assert len(h.signals("error_spike")) == 2
+        tasks = [t for t in h.out["tasks"] if t["rule"] == "error-spike"]
+        assert len(tasks) == 1  # the rule's cooldown is 1 day
+        assert h.engine.counts["suppressed:error-spike"] == 1
+
+
+class TestRestore:
+    def test_a_state_comes_back_whole_through_a_snapshot(self) -> None:
+        import pickle
+
+        h = Harness().feed(by_time(weeks("acme", [20])))
+        restored = ShardEngine(h.settings, h.rules, pickle.loads(pickle.dumps(h.engine.state)))
+        assert restored.state.tenants.keys() == h.engine.state.tenants.keys()
+        assert restored.zones == h.engine.zones
+
+    def test_a_store_written_with_other_settings_is_refused(self) -> None:
+        import pytest
+
+        from vigil.errors import ConfigError
+
+        h = Harness().feed(by_time(weeks("acme", [20])))
+        other = Settings.model_validate({"engine": {"shards": 16}})
+        with pytest.raises(
+            ConfigError, match=r"\(engine\.shards was 32 and is now 16\); use a new store"
+        ):
+            ShardEngine(other, h.rules, h.engine.state)
+
+
+class TestRuleErrors:
+    def test_a_rule_error_is_counted_and_the_other_rules_still_act(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from vigil.errors import RuleEvaluationError
+
+        h = Harness()
+        real_evaluate = h.rules.evaluate
+
+        def evaluate(fact: dict[str, Any]) -> Any:
+            rules, errors = real_evaluate(fact)
+            if fact["fact"] == "signal":  # the notification-only path fails, the task survives
+                failure = RuleEvaluationError("boom")
+                failure.rule_id = "broken-rule"
+                errors = [*errors, failure]
+            return rules, errors
+
+        monkeypatch.setattr(h.rules, "evaluate", evaluate)
+        h.feed([*by_time(weeks("acme", [20])), clock(T0 + 2 * WEEK + HOUR)])
+        assert h.engine.counts["rule_error:broken-rule"] == 1
+        assert [t["rule"] for t in h.out["tasks"] if t["rule"] == "login-drop"] == ["login-drop"]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from vigil.timeutil import floor_to, format_duration, parse_duration, parse_rfc3339, to_iso
+
+
+class TestDurations:
+    @pytest.mark.parametrize(
+        ("text", "ms"),
+        [
+            ("250ms", 250),
+            ("90s", 90_000),
+            ("15m", 900_000),
+            ("72h", 259_200_000),
+            ("7d", 604_800_000),
+        ],
+    )
+    def test_parse_and_format_round_trip(self, text: str, ms: int) -> None:
+        assert parse_duration(text) == ms
+        assert parse_duration(format_duration(ms)) == ms
+
+    @pytest.mark.parametrize("text", ["", "7", "7 weeks", "-1h", "1.5h", "h"])
+    def test_rejects_what_is_not_a_duration(self, text: str) -> None:
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration(text)
+
+
+class TestTimestamps:
+    def test_offsets_are_normalised_to_utc_milliseconds(self) -> None:
+        assert parse_rfc3339("2026-03-02T10:15:00+01:00") == parse_rfc3339("2026-03-02T09:15:00Z")
+        assert parse_rfc3339("2026-03-02T09:15:00.001Z") % 1000 == 1
+
+    def test_nanosecond_fractions_keep_milliseconds(self) -> None:
+        assert to_iso(parse_rfc3339("2026-03-02T09:15:00.123456789Z")) == "2026-03-02T09:15:00.123Z"
+
+    @pytest.mark.parametrize(
+        "text", ["2026-03-02T09:15:00", "2026-03-02", "2026-W10-1T00:00:00Z", "yesterday"]
+    )
+    def test_rejects_naive_and_non_rfc3339(self, text: str) -> None:
+        with pytest.raises(ValueError):
+            parse_rfc3339(text)
+
+    def test_floor_to_aligns_on_the_origin(self) -> None:
+        monday = parse_rfc3339("1970-01-05T00:00:00Z")
+        wednesday = parse_rfc3339("2026-03-04T12:00:00Z")
+        assert to_iso(floor_to(wednesday, 7 * 86_400_000, monday)) == "2026-03-02T00:00:00Z"

@@ -1,0 +1,452 @@
+"""The `vigil` command line: parse, build settings once, hand over, report errors in one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from vigil.errors import ConfigError, VigilError
+
+log = logging.getLogger("vigil")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vigil", description="Streaming rules engine for customer-success telemetry."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(commands)
+    _add_simulate(commands)
+
+    produce = commands.add_parser("produce", help="load a JSON Lines file into the telemetry topic")
+    produce.add_argument("--input", required=True, help="JSON Lines file, or - for stdin")
+    produce.add_argument(
+        "--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
+    )
+    produce.add_argument("--topic", help="topic (default: kafka.topics.input, cs.telemetry)")
+    produce.add_argument("--config", type=Path, help="settings file (TOML)")
+
+    tail = commands.add_parser("tail", help="print the records of a topic")
+    tail.add_argument("topic")
+    tail.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers")
+    tail.add_argument(
+        "--from-end", action="store_true", help="only records that arrive from now on"
+    )
+    tail.add_argument("--max", type=int, default=None, help="stop after this many records")
+    tail.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long without a record (default: never)",
+    )
+    tail.add_argument("--config", type=Path, help="settings file (TOML)")
+
+    explain = commands.add_parser("explain", help="one tenant's timeline from a run's outputs")
+    explain.add_argument("tenant")
+    explain.add_argument(
+        "--output", required=True, type=Path, help="the folder `vigil run --output` wrote"
+    )
+
+    recovery = commands.add_parser("recovery", help="the recovery store")
+    recovery_commands = recovery.add_subparsers(
+        dest="recovery_command", required=True, parser_class=_Parser
+    )
+    init = recovery_commands.add_parser("init", help="create an empty recovery store")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--partitions", type=int, default=1, help="store partitions (default 1)")
+
+    rules = commands.add_parser("rules", help="rule files")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    check = rules_commands.add_parser("check", help="validate rule files")
+    check.add_argument(
+        "paths", nargs="*", help="rule files or folders (default: the bundled rules)"
+    )
+
+    config = commands.add_parser("config", help="settings files")
+    config_commands = config.add_subparsers(
+        dest="config_command", required=True, parser_class=_Parser
+    )
+    config_check = config_commands.add_parser("check", help="validate a settings file")
+    config_check.add_argument(
+        "path", nargs="?", type=Path, help="settings file (default: built-in defaults)"
+    )
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser("run", help="process events from a JSON Lines file or Kafka")
+    run.add_argument("--input", help="JSON Lines file of events, or - for stdin (file mode)")
+    run.add_argument("--output", type=Path, help="folder for the output .jsonl files (file mode)")
+    run.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (Kafka mode)")
+    run.add_argument(
+        "--until-end",
+        action="store_true",
+        help="Kafka mode: stop at the end of the input topic instead of tailing it",
+    )
+    run.add_argument("--config", type=Path, help="settings file (TOML); default: built-in defaults")
+    run.add_argument(
+        "--recovery-dir", type=Path, help="keep state and input offsets here to resume"
+    )
+    run.add_argument(
+        "--snapshot-interval", metavar="DURATION", help="how often to snapshot, e.g. 10s"
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker threads in this process (default 1)"
+    )
+    run.add_argument("--addresses", help="host:port of every process of a cluster, comma-separated")
+    run.add_argument(
+        "--process-id", type=int, default=0, help="this process's index in --addresses"
+    )
+    run.add_argument("--quiet", action="store_true", help="print no summary")
+
+
+def _add_simulate(commands: Any) -> None:
+    sim = commands.add_parser("simulate", help="write a simulated telemetry stream")
+    sim.add_argument("--tenants", type=int, default=200)
+    sim.add_argument("--days", type=int, default=28)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--start", default=None, help="RFC 3339 start (default 2026-03-02T00:00:00Z)")
+    sim.add_argument("--output", default="-", help="file to write, or - for stdout (default)")
+    sim.add_argument(
+        "--manifest", type=Path, help="also write which tenant got which scenario (JSON)"
+    )
+    sim.add_argument("--limit", type=int, default=None, help="stop after this many lines")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "run": _run,
+        "simulate": _simulate,
+        "produce": _produce,
+        "tail": _tail,
+        "explain": _explain,
+        "recovery": _recovery_init,
+        "rules": _rules_check,
+        "config": _config_check,
+    }
+    try:
+        return handlers[args.command](args)
+    except VigilError as exc:
+        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0  # e.g. `vigil simulate | head`
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.kafka:
+        overrides.setdefault("kafka", {})["bootstrap"] = args.kafka
+    if args.until_end:
+        overrides.setdefault("kafka", {})["tail"] = False
+    if args.recovery_dir:
+        overrides.setdefault("recovery", {})["dir"] = str(args.recovery_dir)
+    if args.snapshot_interval:
+        overrides.setdefault("recovery", {})["snapshot_interval"] = args.snapshot_interval
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.health import build_flow
+    from vigil.logs import configure
+    from vigil.metrics import Metrics
+    from vigil.observe import Readiness, StatusServer
+    from vigil.runner import execute, prepare_recovery_dir
+    from vigil.settings import load_settings
+
+    settings = load_settings(args.config, overrides=_run_overrides(args))
+    configure(settings.log.level, settings.log.format)
+    kafka_mode = settings.kafka.bootstrap is not None
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    metrics, readiness = Metrics(), Readiness()
+    if kafka_mode:
+        source, sink = _kafka_io(settings, metrics, readiness)
+    else:
+        source, sink = _file_io(args, settings, metrics, readiness)
+    flow = build_flow(settings, source, sink, metrics)  # loads and checks the rules
+    addresses = args.addresses.split(",") if args.addresses else None
+    _prepare_recovery(settings, prepare_recovery_dir)
+    server = None
+    if settings.metrics.port:
+        port = settings.metrics.port + args.process_id
+        server = StatusServer(metrics, readiness, settings.metrics.host, port)
+    log.info("starting", extra=_start_info(args, settings, kafka_mode, server))
+    progress = _progress(args, metrics, source, kafka_mode)
+    started = time.perf_counter()
+    try:
+        execute(
+            flow,
+            settings.recovery,
+            workers=args.workers,
+            addresses=addresses,
+            process_id=args.process_id,
+        )
+    except Exception as exc:  # bytewax wraps what a step raised; show the cause in one line
+        readiness.mark_failed()
+        cause = _vigil_cause(exc)
+        if cause is None:
+            raise
+        log.error("stopped", extra={"error": str(cause)})
+        print(f"vigil run: error: {cause}", file=sys.stderr)
+        return 1
+    finally:
+        if progress is not None:
+            progress.stop()
+        if server is not None:
+            server.close()
+    log.info("finished", extra={"seconds": round(time.perf_counter() - started, 1)})
+    if not args.quiet:
+        _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
+    return 0
+
+
+def _prepare_recovery(settings: Any, prepare: Any) -> None:
+    from vigil.shard import state_layout
+
+    store = settings.recovery.dir
+    if store is None:
+        return
+    if prepare(Path(store), layout=state_layout(settings)):
+        log.info("recovery store created", extra={"dir": store})
+    else:
+        log.info("resuming from recovery store", extra={"dir": store})
+
+
+def _start_info(
+    args: argparse.Namespace, settings: Any, kafka_mode: bool, server: Any
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"mode": "kafka" if kafka_mode else "file", "workers": args.workers}
+    if kafka_mode:
+        info.update(
+            bootstrap=settings.kafka.bootstrap,
+            input=settings.kafka.topics.input,
+            kafka_config=settings.kafka.masked_config(),
+            tail=settings.kafka.tail,
+        )
+    else:
+        info.update(input=args.input, output=str(args.output))
+    if server is not None:
+        info["metrics"] = f"http://{server.address}/metrics"
+    return info
+
+
+def _progress(args: argparse.Namespace, metrics: Any, source: Any, kafka_mode: bool) -> Any:
+    """A progress line for a file replay in a terminal (never with --quiet)."""
+    from vigil.progress import Progress
+
+    if kafka_mode or args.quiet or not sys.stderr.isatty():
+        return None
+    total = Path(args.input).stat().st_size if args.input != "-" else None
+    return Progress(metrics, lambda: source.bytes_read, total).start()
+
+
+def _file_io(
+    args: argparse.Namespace, settings: Any, metrics: Any, readiness: Any
+) -> tuple[Any, Any]:
+    from connectors.files import STDIN, JsonLinesSink, JsonLinesSource
+    from flows.health import STREAMS
+
+    if args.input is None or args.output is None:
+        raise ConfigError("file mode needs --input and --output (or pass --kafka BOOTSTRAP)")
+    if args.input != STDIN and not Path(args.input).is_file():
+        raise ConfigError(f"--input: no such file: {args.input}")
+    _writable_dir(args.output)
+    source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
+    return source, JsonLinesSink(args.output, STREAMS, metrics)
+
+
+def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
+    from connectors.kafka import KafkaEventSource, KafkaOutputSink, check_topics
+
+    kafka = settings.kafka
+    config = kafka.client_config()
+    topics = kafka.topics
+    partitions = check_topics(
+        config, kafka.connect_timeout / 1000, [topics.input, *topics.outputs().values()]
+    )
+    log.info(
+        "connected to Kafka",
+        extra={"bootstrap": kafka.bootstrap, "input_partitions": partitions[topics.input]},
+    )
+    source = KafkaEventSource(
+        config,
+        topics.input,
+        settings.input.allowed_lateness,
+        batch_size=settings.input.batch_size,
+        tail=kafka.tail,
+        connect_timeout=kafka.connect_timeout / 1000,
+        idle_after=kafka.idle_after / 1000,
+        on_ready=readiness.mark_ready,
+        metrics=metrics,
+        max_future=settings.input.max_future,
+    )
+    sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
+    return source, sink
+
+
+def _vigil_cause(exc: BaseException) -> VigilError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, VigilError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _print_summary(
+    args: argparse.Namespace, metrics: Any, elapsed: float, kafka_mode: bool
+) -> None:
+    from vigil.summary import RunSummary, format_summary, summarize
+
+    summary = RunSummary() if kafka_mode else summarize(args.output)
+    summary.events = int(sum(metrics.by_label("vigil_events_total", "type").values()))
+    summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
+    summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
+    if kafka_mode:
+        summary.dead_letters.update(
+            {k: int(v) for k, v in metrics.by_label("vigil_dead_letters_total", "reason").items()}
+        )
+        summary.signals.update(
+            {k: int(v) for k, v in metrics.by_label("vigil_signals_total", "signal").items()}
+        )
+    print(format_summary(summary, elapsed))
+
+
+def _counts(metrics: Any, name: str, label: str) -> dict[str, int]:
+    return {key: int(value) for key, value in metrics.by_label(name, label).items()}
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".vigil-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write to {path}: {exc.strerror or exc}") from exc
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from itertools import islice
+
+    from vigil.simulate import FleetPlan, generate
+    from vigil.timeutil import parse_rfc3339
+
+    if args.tenants < 1 or args.days < 1:
+        raise ConfigError("--tenants and --days must be at least 1")
+    plan = FleetPlan(args.tenants, args.days, args.seed)
+    if args.start is not None:
+        try:
+            plan = FleetPlan(args.tenants, args.days, args.seed, start=parse_rfc3339(args.start))
+        except ValueError as exc:
+            raise ConfigError(f"--start: {exc}") from exc
+    lines, scenarios = generate(plan)
+    if args.limit is not None:
+        lines = islice(lines, args.limit)
+    if args.output == "-":
+        out = sys.stdout.buffer
+        for line in lines:
+            out.write(line + b"\n")
+        out.flush()
+    else:
+        try:
+            with open(args.output, "wb") as handle:
+                for line in lines:
+                    handle.write(line + b"\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"--output: cannot write {args.output}: {exc.strerror or exc}"
+            ) from exc
+    if args.manifest is not None:
+        args.manifest.write_bytes(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from vigil.kafka_tools import produce_file
+    from vigil.settings import load_settings
+
+    settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
+    topic = args.topic or settings.kafka.topics.input
+    count = produce_file(settings.kafka, args.input, topic)
+    print(f"produced {count:,} messages to {topic}")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from vigil.kafka_tools import tail_topic
+    from vigil.settings import load_settings
+
+    settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
+    out = sys.stdout
+    for value in tail_topic(
+        settings.kafka, args.topic, from_end=args.from_end, limit=args.max, idle_exit=args.idle_exit
+    ):
+        out.write(value.decode("utf-8", errors="replace") + "\n")
+        out.flush()
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from vigil.explain import render, timeline
+
+    print(render(timeline(args.output, args.tenant)))
+    return 0
+
+
+def _recovery_init(args: argparse.Namespace) -> int:
+    from vigil.runner import prepare_recovery_dir
+
+    if args.partitions < 1:
+        raise ConfigError("--partitions must be at least 1")
+    if not prepare_recovery_dir(args.dir, args.partitions):
+        raise ConfigError(f"{args.dir} already holds a recovery store; remove it to start afresh")
+    print(f"recovery store created in {args.dir} ({args.partitions} partitions)")
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    from rules.loader import describe_rules, load_rules, rule_files
+    from vigil.facts import FIELDS_BY_KIND
+
+    rules = load_rules(args.paths)
+    files = rule_files(args.paths)
+    print(f"{len(rules)} rules OK in {len(files)} file(s):")
+    for line in describe_rules(rules):
+        print(f"  {line}")
+    print("fields a template can use, by fact:")
+    for kind, names in FIELDS_BY_KIND.items():
+        print(f"  {kind}: {', '.join(sorted(names))}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from vigil.settings import load_settings
+
+    settings = load_settings(args.path)
+    print(f"settings OK ({args.path or 'built-in defaults'}):")
+    print(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,335 @@
+"""The input contract (shared/EVENTS.md): decode one raw message into an Event or a DeadLetter.
+
+Decoding is pure and total: every input becomes exactly one of the two, so nothing
+is lost and nothing raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, NoReturn
+
+import orjson
+
+from vigil.timeutil import parse_rfc3339, to_iso
+
+KNOWN_TYPES = frozenset(
+    {
+        "user.session",
+        "feature.used",
+        "error.raised",
+        "job.retry",
+        "integration.state",
+        "onboarding.started",
+        "onboarding.step_completed",
+        "onboarding.completed",
+        "recipe.completed",
+        "ticket.created",
+        "ticket.resolved",
+        "survey.response",
+        "billing.invoice",
+        "contract.updated",
+        "sponsor.changed",
+        "nudge.sent",
+        "nudge.acted",
+        "deployment.published",
+        "config.changed",
+    }
+)
+SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
+MAX_ID_LENGTH = 128
+# Epoch milliseconds outside years 1970-2999 are almost surely seconds or garbage.
+_MAX_EPOCH_MS = 32_503_680_000_000
+
+
+class Event(NamedTuple):
+    """A valid input event. `ts` is epoch milliseconds; `wm` is the stream watermark
+    of its source partition just before it arrived (late when ts < wm)."""
+
+    event_id: str
+    type: str
+    tenant_id: str
+    ts: int
+    user_id: str | None
+    attrs: Mapping[str, Any]
+    segment: str | None
+    wm: int
+    source: str
+    position: Mapping[str, Any]
+
+
+class DeadLetter(NamedTuple):
+    """Rejected input, with a machine-readable reason and a human-readable error."""
+
+    source: str
+    position: Mapping[str, Any]
+    raw: str
+    reason: str
+    error: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "position": dict(self.position),
+            "raw": self.raw,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+
+class Invalid(Exception):
+    """Raised inside decoding only; becomes a DeadLetter."""
+
+    def __init__(self, reason: str, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason
+        self.error = error
+
+
+AttrCheck = Callable[[Any], bool]
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _one_of(*choices: str) -> AttrCheck:
+    allowed = frozenset(choices)
+    return lambda value: value in allowed
+
+
+# type -> {attr: (required, check, expectation)}; the catalogue of EVENTS.md.
+_ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
+    "user.session": {"duration_s": (False, _is_number, "a number")},
+    "feature.used": {"feature": (True, _is_str, "a string")},
+    "error.raised": {
+        "code": (False, _is_str, "a string"),
+        "severity": (
+            False,
+            _one_of("low", "medium", "high", "critical"),
+            "low, medium, high or critical",
+        ),
+    },
+    "job.retry": {"job": (False, _is_str, "a string")},
+    "integration.state": {
+        "integration": (True, _is_str, "a string"),
+        "state": (
+            True,
+            _one_of("connected", "error", "disconnected"),
+            "connected, error or disconnected",
+        ),
+    },
+    "onboarding.started": {"plan_days": (False, _is_int, "an integer")},
+    "onboarding.step_completed": {"step": (True, _is_str, "a string")},
+    "recipe.completed": {"recipe": (True, _is_str, "a string")},
+    "ticket.created": {
+        "ticket_id": (True, _is_str, "a string"),
+        "priority": (True, _one_of("P1", "P2", "P3", "P4"), "P1, P2, P3 or P4"),
+    },
+    "ticket.resolved": {"ticket_id": (True, _is_str, "a string")},
+    "survey.response": {
+        "kind": (True, _one_of("nps", "csat"), "nps or csat"),
+        "score": (True, _is_number, "a number"),
+    },
+    "billing.invoice": {
+        "invoice_id": (True, _is_str, "a string"),
+        "status": (
+            True,
+            _one_of("issued", "paid", "overdue", "failed"),
+            "issued, paid, overdue or failed",
+        ),
+        "amount": (False, _is_number, "a number"),
+    },
+    "contract.updated": {
+        "seats": (False, _is_int, "an integer"),
+        "renewal_date": (False, _is_str, "a date string"),
+        "arr": (False, _is_number, "a number"),
+    },
+    "sponsor.changed": {"status": (True, _one_of("active", "departed"), "active or departed")},
+    "nudge.sent": {"nudge": (True, _is_str, "a string")},
+    "nudge.acted": {"nudge": (True, _is_str, "a string")},
+}
+_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
+
+
+def decode(
+    raw: bytes, source: str, position: Mapping[str, Any], watermark: int
+) -> Event | DeadLetter:
+    """Decode one message; `watermark` is the partition's watermark before this message."""
+    try:
+        return _decode(raw, source, position, watermark)
+    except Invalid as bad:
+        return DeadLetter(source, position, raw_text(raw), bad.reason, bad.error)
+
+
+RAW_LIMIT = 16_384  # bytes of a rejected message kept in its dead letter
+
+
+def raw_text(raw: bytes, limit: int = RAW_LIMIT) -> str:
+    """The message as text for a dead letter, cut at `limit` bytes so one huge line cannot
+    flood the dead-letter output."""
+    text = raw[:limit].decode("utf-8", errors="replace").rstrip("\r\n")
+    return text if len(raw) <= limit else f"{text}...[truncated, {len(raw)} bytes]"
+
+
+def event_json(event: Event) -> str:
+    """The event written back as JSON (for a dead letter once the raw bytes are gone)."""
+    obj: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "tenant_id": event.tenant_id,
+        "ts": to_iso(event.ts),
+    }
+    for name in ("user_id", "attrs", "segment"):
+        value = getattr(event, name)
+        if value:
+            obj[name] = value
+    return orjson.dumps(obj).decode()
+
+
+def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int) -> Event:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid("invalid_json", f"not valid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise Invalid("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+    get = obj.get
+    event_id: Any = get("event_id")
+    kind: Any = get("type")
+    tenant_id: Any = get("tenant_id")
+    ts: Any = get("ts")
+    user_id: Any = get("user_id")
+    attrs: Any = get("attrs")
+    segment: Any = get("segment")
+    # One cheap test for the common, valid case; _explain() finds the exact problem.
+    if not (
+        type(event_id) is str
+        and 0 < len(event_id) <= MAX_ID_LENGTH
+        and type(kind) is str
+        and type(tenant_id) is str
+        and 0 < len(tenant_id) <= MAX_ID_LENGTH
+        and (user_id is None or type(user_id) is str)
+        and (attrs is None or type(attrs) is dict)
+        and (segment is None or segment in SEGMENTS)
+    ):
+        _explain(obj)
+    if type(ts) is str:
+        try:
+            millis = parse_rfc3339(ts)
+        except ValueError as exc:
+            raise Invalid("invalid_ts", f"field 'ts': {exc}") from None
+    elif type(ts) is int and 0 <= ts < _MAX_EPOCH_MS:
+        millis = ts
+    else:
+        _bad_timestamp(obj)
+    if kind in _ATTRS:
+        _check_attrs(kind, attrs or {})
+    return Event(
+        event_id,
+        kind,
+        tenant_id,
+        millis,
+        user_id,
+        attrs or {},
+        segment,
+        watermark,
+        source,
+        position,
+    )
+
+
+def _explain(obj: dict[str, Any]) -> NoReturn:
+    """Raise Invalid naming the first problem of an event that failed the fast test."""
+    _identifier(obj, "event_id")
+    _required(obj, "type", str, "a string")
+    _identifier(obj, "tenant_id")
+    _optional(obj, "user_id", str, "a string")
+    _optional(obj, "attrs", dict, "an object")
+    segment = obj.get("segment")
+    raise Invalid(
+        "invalid_field", f"field 'segment' must be smb, mid_market or enterprise, got {segment!r}"
+    )
+
+
+def _required(obj: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    if name not in obj or obj[name] is None:
+        raise Invalid("missing_field", f"missing required field '{name}'")
+    value = obj[name]
+    if not isinstance(value, kind):
+        raise Invalid(
+            "invalid_field", f"field '{name}' must be {expected}, got {_json_type(value)}"
+        )
+    return value
+
+
+def _optional(obj: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise Invalid(
+            "invalid_field", f"field '{name}' must be {expected}, got {_json_type(value)}"
+        )
+    return value
+
+
+def _identifier(obj: dict[str, Any], name: str) -> str:
+    value: str = _required(obj, name, str, "a string")
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise Invalid(
+            "invalid_field",
+            f"field '{name}' must be 1-{MAX_ID_LENGTH} characters, got {len(value)}",
+        )
+    return value
+
+
+def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
+    """Raise Invalid for a `ts` that failed the fast test."""
+    value = obj.get("ts")
+    if value is None:
+        raise Invalid("missing_field", "missing required field 'ts'")
+    if _is_int(value):
+        message = f"field 'ts' {value} is not epoch milliseconds in 1970-2999"
+    else:
+        message = (
+            f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {_json_type(value)}"
+        )
+    raise Invalid("invalid_ts", message)
+
+
+def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
+    for name, (required, check, expected) in _ATTRS[kind].items():
+        value = attrs.get(name)
+        if value is None:
+            if required:
+                raise Invalid("missing_field", f"{kind} needs attrs.{name} ({expected})")
+            continue
+        if not check(value):
+            raise Invalid(
+                "invalid_field", f"{kind}: attrs.{name} must be {expected}, got {value!r}"
+            )
+    if kind == "survey.response":
+        low, high = _SCORE_RANGES[attrs["kind"]]
+        score = attrs["score"]
+        if not low <= score <= high:
+            message = f"survey.response: {attrs['kind']} score must be {low}-{high}, got {score}"
+            raise Invalid("invalid_field", message)
+
+
+def _json_type(value: Any) -> str:
+    names = {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
+    return "null" if value is None else names.get(type(value), type(value).__name__)

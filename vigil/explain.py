@@ -1,0 +1,89 @@
+"""`vigil explain`: one tenant's timeline, read back from a run's output files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vigil.errors import ConfigError
+from vigil.summary import read_jsonl
+
+# Order of entries that share a timestamp: the score, then what it led to.
+_ORDER = {"health": 0, "signals": 1, "tasks": 2, "notifications": 3}
+
+
+def timeline(out_dir: Path, tenant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(ts, stream, record) of every output about `tenant_id`, in time order."""
+    if not out_dir.is_dir():
+        raise ConfigError(f"--output: no such folder: {out_dir}")
+    entries = []
+    for stream in _ORDER:
+        for record in read_jsonl(out_dir / f"{stream}.jsonl"):
+            if record.get("tenant_id") == tenant_id:
+                ts = record.get("ts") or record.get("created_at") or ""
+                entries.append((ts, stream, record))
+    entries.sort(key=lambda entry: (entry[0], _ORDER[entry[1]]))
+    if not entries:
+        raise ConfigError(f"no output about tenant {tenant_id!r} in {out_dir}")
+    return entries
+
+
+def render(entries: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """Every record on a line or three; a health record's reasons are spelled out when
+    its zone changed and for the latest one, so the story stays readable."""
+    lines: list[str] = []
+    last_health = max(
+        (i for i, (_, stream, _) in enumerate(entries) if stream == "health"), default=-1
+    )
+    zone = None
+    for index, (ts, stream, record) in enumerate(entries):
+        if stream == "health":
+            why = record["zone"] != zone or index == last_health
+            zone = record["zone"]
+            lines.extend(_health(ts, record, why))
+        else:
+            lines.extend(_RENDER[stream](ts, record))
+    return "\n".join(lines)
+
+
+def _health(ts: str, r: dict[str, Any], with_reasons: bool) -> list[str]:
+    parts = [
+        f"{name} {c['points']:g}/{c['weight']:g}"
+        for name, c in r["components"].items()
+        if c["value"] is not None
+    ]
+    lines = [f"{ts}  health {r['score']} ({r['zone']}): {', '.join(parts)}"]
+    if with_reasons:
+        lines += [f"{'':22}- {reason}" for reason in r["reasons"]]
+    return lines
+
+
+def _signal(ts: str, r: dict[str, Any]) -> list[str]:
+    evidence = ", ".join(f"{k} {v}" for k, v in r["evidence"].items())
+    window = f"window {r['window_start']} to {r['window_end']}"
+    return [
+        f"{ts}  SIGNAL {r['signal']} ({r.get('severity', '?')}): value {r['value']}, baseline "
+        f"{r['baseline']}, threshold {r['threshold']}, {window}",
+        f"{'':22}evidence: {evidence}",
+        f"{'':22}id {r['signal_id']}",
+    ]
+
+
+def _task(ts: str, r: dict[str, Any]) -> list[str]:
+    return [
+        f"{ts}  RULE {r['rule']} -> TASK for {r['owner_role']} "
+        f"({r['priority']}, due {r['due_at']}): {r['title']}",
+        f"{'':22}{r['description']}",
+        f"{'':22}playbook {r['playbook']}, id {r['task_id']}",
+    ]
+
+
+def _notification(ts: str, r: dict[str, Any]) -> list[str]:
+    return [
+        f"{ts}  RULE {r['rule']} -> NOTIFICATION #{r['channel']} ({r['severity']}): {r['title']}",
+        f"{'':22}{r['body']}",
+        f"{'':22}id {r['notification_id']}",
+    ]
+
+
+_RENDER = {"signals": _signal, "tasks": _task, "notifications": _notification}

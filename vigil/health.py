@@ -1,0 +1,358 @@
+"""The health score: 0-100 from weighted components, each explained in words.
+
+A component with no data is left out and its weight spread over the rest. Every
+component reports its value, the points it could earn (its weight after that
+spreading) and the points it earned, so `score == sum(points)`.
+
+Scoring runs for every changed tenant at every step, so it is split in two: `assess`
+measures (numbers only, cheap), and `health_record` puts it into words, which only
+happens when the rounded score or the zone changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.settings import ComponentSettings, HealthSettings, ZoneSettings
+from vigil.tenant import BIT, TenantState
+from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, format_duration, to_iso
+
+ZONES = ("green", "yellow", "orange", "red")
+
+# (value, share of the weight earned 0..1), or None when the component has no data.
+Measure = tuple[float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    score: float
+    zone: str
+    measures: tuple[Measure, ...]  # in COMPONENTS order
+    weights: tuple[float, ...]  # points available per component (0 where no data)
+    now: int
+
+    @property
+    def rounded(self) -> int:
+        return int(self.score + 0.5)
+
+
+def zone_of(score: float, zones: ZoneSettings) -> str:
+    rounded = int(score + 0.5)
+    if rounded >= zones.green:
+        return "green"
+    if rounded >= zones.yellow:
+        return "yellow"
+    if rounded >= zones.orange:
+        return "orange"
+    return "red"
+
+
+class Scorer:
+    """Scores tenants with one settings object; built once per shard, because scoring
+    runs for every changed tenant at every step.
+
+    A tenant caches its component measures; only those its new events touched
+    (`TenantState.stale`) are measured again, plus the ones that move with the clock
+    within a day (error pressure, onboarding). The shard marks everything stale once a
+    day, when the day-based windows (sessions, adoption lookback) move."""
+
+    def __init__(self, cfg: HealthSettings, stall_after: int) -> None:
+        self.cfg = cfg
+        self.stall_after = stall_after
+        self.configured = tuple(getattr(cfg.components, name).weight for name, _, _ in COMPONENTS)
+        self.measure_fns = tuple((1 << i, fn) for i, (_, fn, _) in enumerate(COMPONENTS))
+
+    def assess(self, state: TenantState, now: int) -> Health | None:
+        """Score a tenant as of event time `now` (all its events before `now` applied).
+        None when no component has data yet, or when no measure changed since the
+        tenant's last score (so neither can the score)."""
+        stale = state.stale | _CLOCK_BITS
+        parts, stall_after, measures = self.cfg.components, self.stall_after, state.measures
+        changed = state.score is None
+        for index, (bit, measure) in enumerate(self.measure_fns):
+            if stale & bit:
+                fresh, old = measure(state, now, parts, stall_after), measures[index]
+                measures[index] = fresh  # the value may move while the points do not
+                if (fresh is None) is not (old is None) or (fresh and old and fresh[1] != old[1]):
+                    changed = True
+        state.stale = 0
+        if not changed:
+            return None  # same measures, same score: nothing new to say
+        total = 0.0
+        for weight, m in zip(self.configured, measures, strict=True):
+            if m is not None:
+                total += weight
+        if total <= 0:
+            return None
+        scale = 100 / total
+        weights = tuple(
+            [
+                0.0 if m is None else w * scale
+                for w, m in zip(self.configured, measures, strict=True)
+            ]
+        )
+        score = 0.0
+        for weight, m in zip(weights, measures, strict=True):
+            if m is not None:
+                score += weight * m[1]
+        return Health(score, zone_of(score, self.cfg.zones), tuple(measures), weights, now)
+
+
+def health_record(
+    state: TenantState, health: Health, cfg: HealthSettings, stall_after: int
+) -> dict[str, Any]:
+    """The `health` output record of EVENTS.md: every component and the reasons."""
+    components = {}
+    for (name, _, _), measure, weight in zip(
+        COMPONENTS, health.measures, health.weights, strict=True
+    ):
+        components[name] = {
+            "value": None if measure is None else measure[0],
+            "weight": round(weight, 2),
+            "points": 0.0 if measure is None else round(weight * measure[1], 2),
+        }
+    return {
+        "tenant_id": state.tenant_id,
+        "ts": to_iso(health.now),
+        "score": health.rounded,
+        "zone": health.zone,
+        "components": components,
+        "reasons": reasons(state, health, cfg, stall_after),
+    }
+
+
+def reasons(state: TenantState, health: Health, cfg: HealthSettings, stall_after: int) -> list[str]:
+    """Short sentences, the biggest loss of points first, then what had no data."""
+    losing: list[tuple[float, str]] = []
+    missing: list[str] = []
+    for (name, _, explain), measure, weight in zip(
+        COMPONENTS, health.measures, health.weights, strict=True
+    ):
+        if measure is None:
+            missing.append(name.replace("_", " "))
+            continue
+        lost = weight * (1 - measure[1])
+        if lost >= 0.5:
+            losing.append((lost, explain(state, measure, health.now, cfg.components, stall_after)))
+    losing.sort(key=lambda item: -item[0])
+    lines = [f"{text} (-{lost:.0f} pts)" for lost, text in losing]
+    if not lines:
+        lines.append("every component with data is at or near full points")
+    if missing:
+        lines.append(f"no data for {', '.join(missing)}: weight spread over the other components")
+    return lines
+
+
+# -- components: a measure (numbers) and an explanation (words) each ------------------
+
+
+def _session_weeks(state: TenantState, now: int) -> tuple[int, int]:
+    """Sessions in the 7 days up to the day holding the last instant before `now`, and
+    in the 7 days before those. The 13 closed days are summed once a day and cached."""
+    today = (now - 1) // MS_PER_DAY
+    if state.session_sums_day != today:
+        get = state.sessions_by_day.get
+        state.session_sums_day = today
+        state.sessions_prior6 = sum(get(day, 0) for day in range(today - 6, today))
+        state.sessions_prior7to13 = sum(get(day, 0) for day in range(today - 13, today - 6))
+    return state.sessions_prior6 + state.sessions_by_day.get(today, 0), state.sessions_prior7to13
+
+
+def _login_activity(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.sessions_seen:
+        return None
+    sessions = _session_weeks(state, now)[0]
+    return sessions, min(1.0, sessions / parts.login_activity.full_at)
+
+
+def _login_activity_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    return (
+        f"{m[0]:.0f} sessions in the last 7 days (full points at {parts.login_activity.full_at:g})"
+    )
+
+
+def _login_trend(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    current, previous = _session_weeks(state, now)
+    if previous < parts.login_trend.min_baseline:
+        return None
+    ratio = current / previous
+    return round(ratio, 3), min(1.0, ratio)
+
+
+def _login_trend_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    return f"sessions down {100 * (1 - m[0]):.0f}% on the 7 days before"
+
+
+def _adoption(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.features:
+        return None
+    since = now - parts.adoption.lookback
+    used = 0
+    for last in state.features.values():
+        if last >= since:
+            used += 1
+    return used, min(1.0, used / parts.adoption.full_at)
+
+
+def _adoption_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    lookback = format_duration(parts.adoption.lookback)
+    return (
+        f"{m[0]:.0f} features used in the last {lookback} (full points at {parts.adoption.full_at})"
+    )
+
+
+def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.product_activity:
+        return None
+    first_hour = now // MS_PER_HOUR - 24
+    count = 0
+    for hour, n in state.pressure_by_hour.items():
+        if hour >= first_hour:
+            count += n
+    return count, max(0.0, 1 - count / parts.error_pressure.zero_at)
+
+
+def _error_pressure_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    return f"{m[0]:.0f} errors and job retries in the last 24 h"
+
+
+def _support_load(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.tickets_seen:
+        return None
+    cfg = parts.support_load
+    open_total = len(state.open_tickets)
+    open_p1 = sum(1 for priority in state.open_tickets.values() if priority == "P1")
+    load = open_total + (cfg.p1_counts_as - 1) * open_p1
+    return open_total, max(0.0, 1 - load / cfg.zero_at)
+
+
+def _support_load_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    open_p1 = sum(1 for priority in state.open_tickets.values() if priority == "P1")
+    return f"{m[0]:.0f} open tickets, {open_p1} of them P1"
+
+
+def _sentiment(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    scores = []
+    if state.nps is not None:
+        scores.append(state.nps / 10)
+    if state.csat is not None:
+        scores.append((state.csat - 1) / 4)
+    if not scores:
+        return None
+    fraction = sum(scores) / len(scores)
+    return round(fraction * 10, 2), fraction
+
+
+def _sentiment_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    words = []
+    if state.nps is not None:
+        words.append(f"NPS {state.nps:g}/10")
+    if state.csat is not None:
+        words.append(f"CSAT {state.csat:g}/5")
+    return f"latest {' and '.join(words)}"
+
+
+def _billing(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.invoices_seen:
+        return None
+    statuses = list(state.unpaid_invoices.values())
+    cfg = parts.billing
+    penalty = (
+        statuses.count("overdue") * cfg.overdue_penalty
+        + statuses.count("failed") * cfg.failed_penalty
+    )
+    return len(statuses), max(0.0, 1 - penalty)
+
+
+def _billing_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    statuses = list(state.unpaid_invoices.values())
+    counts = [
+        f"{statuses.count(word)} {word}" for word in ("overdue", "failed") if word in statuses
+    ]
+    return f"invoices unpaid: {' and '.join(counts)}"
+
+
+def _integrations(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if not state.integrations:
+        return None
+    connected = sum(1 for v in state.integrations.values() if v == "connected")
+    return connected, connected / len(state.integrations)
+
+
+def _integrations_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    broken = sorted(k for k, v in state.integrations.items() if v != "connected")
+    listed = ", ".join(f"{k} ({state.integrations[k]})" for k in broken[:3])
+    return f"{len(broken)} of {len(state.integrations)} integrations not connected: {listed}"
+
+
+def _sponsor(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
+    if state.sponsor is None:
+        return None
+    return (1.0, 1.0) if state.sponsor == "active" else (0.0, 0.0)
+
+
+def _sponsor_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
+) -> str:
+    return "executive sponsor departed"
+
+
+def _onboarding(
+    state: TenantState, now: int, parts: ComponentSettings, stall_after: int
+) -> Measure:
+    if not state.onboarding_open or state.last_progress is None:
+        return None
+    cfg = parts.onboarding
+    done = len(state.onboarding_steps.intersection(cfg.expected_steps))
+    fraction = done / len(cfg.expected_steps) if cfg.expected_steps else 1.0
+    if now - state.last_progress > stall_after:
+        fraction *= cfg.stalled_factor
+    return done, fraction
+
+
+def _onboarding_why(
+    state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, stall_after: int
+) -> str:
+    text = f"onboarding {m[0]:.0f} of {len(parts.onboarding.expected_steps)} steps done"
+    idle = now - (state.last_progress or now)
+    if idle > stall_after:
+        text += f", stalled: no progress for {idle // MS_PER_HOUR} h"
+    return text
+
+
+MeasureFn = Callable[[TenantState, int, ComponentSettings, int], Measure]
+ExplainFn = Callable[[TenantState, tuple[float, float], int, ComponentSettings, int], str]
+
+# The order of the `components` object in health records (COMPONENT_NAMES).
+COMPONENTS: tuple[tuple[str, MeasureFn, ExplainFn], ...] = (
+    ("login_activity", _login_activity, _login_activity_why),
+    ("login_trend", _login_trend, _login_trend_why),
+    ("adoption", _adoption, _adoption_why),
+    ("error_pressure", _error_pressure, _error_pressure_why),
+    ("support_load", _support_load, _support_load_why),
+    ("sentiment", _sentiment, _sentiment_why),
+    ("billing", _billing, _billing_why),
+    ("integrations", _integrations, _integrations_why),
+    ("sponsor", _sponsor, _sponsor_why),
+    ("onboarding", _onboarding, _onboarding_why),
+)
+# Components that move with the clock inside a day: re-measured at every scoring.
+_CLOCK_BITS = BIT["error_pressure"] | BIT["onboarding"]

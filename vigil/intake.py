@@ -1,0 +1,62 @@
+"""Per source partition: decode raw messages and keep the partition's watermark.
+
+Every connector's partition owns one Intake, so file and Kafka sources share the
+decoding and event-time rules. Its state (the highest event time seen) goes into the
+partition's snapshot, so a resumed run calls the same events late as the first one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from vigil.events import DeadLetter, Event, decode, raw_text
+from vigil.shard import Tick
+from vigil.timeutil import format_duration, to_iso
+
+NO_WATERMARK = -(2**62)  # before any event: nothing is late
+
+
+class Intake:
+    def __init__(
+        self,
+        source: str,
+        partition: str,
+        partitions: int,
+        lateness: int,
+        max_ts: int | None = None,
+        max_future: int | None = None,
+    ) -> None:
+        self.source = source
+        self.partition = partition
+        self.partitions = partitions
+        self.lateness = lateness
+        self.max_ts = max_ts
+        # One event dated far ahead would drag the watermark with it and make every later
+        # event late; events more than this ahead of the wall clock are refused.
+        self.max_future = max_future
+
+    @property
+    def watermark(self) -> int:
+        """Highest event time seen minus the allowed lateness."""
+        return NO_WATERMARK if self.max_ts is None else self.max_ts - self.lateness
+
+    def take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
+        item = decode(raw, self.source, position, self.watermark)
+        if isinstance(item, Event) and (self.max_ts is None or item.ts > self.max_ts):
+            # Only a new highest event time can move the watermark, so only it is checked.
+            if self.max_future is not None and item.ts > time.time() * 1000 + self.max_future:
+                return self._from_the_future(item, raw)
+            self.max_ts = item.ts
+        return item
+
+    def _from_the_future(self, event: Event, raw: bytes) -> DeadLetter:
+        error = (
+            f"event time {to_iso(event.ts)} is more than {format_duration(self.max_future or 0)} "
+            "ahead of the clock (raise input.max_future if such events are real)"
+        )
+        return DeadLetter(self.source, event.position, raw_text(raw), "future", error)
+
+    def tick(self) -> Tick:
+        return Tick(self.partition, self.watermark, self.partitions, time.time())

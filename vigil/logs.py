@@ -1,0 +1,78 @@
+"""Structured logs: one line per notable event (start, connection, restore, snapshot,
+dead-letter bursts), plain or JSON; never one line per input event, never a secret."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+
+# Attributes every LogRecord has; anything else was passed in `extra=` and is data.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+class PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}"
+        return f"{text} {extras}" if extras else text
+
+
+def configure(level: str = "INFO", fmt: str = "plain") -> None:
+    """Send Vigil's logs to stderr; called once by the command line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    root = logging.getLogger("vigil")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class BurstWatch:
+    """Logs when dead letters come in bursts: one line when `threshold` of them arrive
+    within `window` seconds, then quiet until the window is over."""
+
+    def __init__(self, logger: logging.Logger, threshold: int = 100, window: float = 60.0) -> None:
+        self.logger = logger
+        self.threshold = threshold
+        self.window = window
+        self.started = time.monotonic()
+        self.reasons: Counter[str] = Counter()
+        self.warned = False
+
+    def add(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self.started >= self.window:
+            self.started, self.reasons, self.warned = now, Counter(), False
+        self.reasons[reason] += 1
+        total = sum(self.reasons.values())
+        if not self.warned and total >= self.threshold:
+            self.warned = True
+            self.logger.warning(
+                "dead-letter burst",
+                extra={
+                    "count": total,
+                    "seconds": round(now - self.started, 1),
+                    "reasons": dict(self.reasons),
+                },
+            )

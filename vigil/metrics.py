@@ -1,0 +1,175 @@
+"""Prometheus metrics. Every metric lives in a registry passed in, so tests (and several
+runs in one process) each read their own.
+
+Each Vigil process serves its own registry; in a multi-process run Prometheus scrapes
+every process and sums (the counters are per process, the gauges are each process's
+share: tenants, zones, partitions). No metric has a per-tenant label.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from vigil.health import ZONES
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.events = Counter(
+            "vigil_events_total", "Events accepted, by event type", ["type"], registry=r
+        )
+        self.duplicates = Counter(
+            "vigil_duplicate_events_total", "Events dropped as a repeat of an event_id", registry=r
+        )
+        self.unknown = Counter(
+            "vigil_unknown_event_types_total", "Events of a type outside the catalogue", registry=r
+        )
+        self.late = Counter(
+            "vigil_late_events_total", "Events older than the watermark", registry=r
+        )
+        self.dead_letters = Counter(
+            "vigil_dead_letters_total", "Rejected input, by reason", ["reason"], registry=r
+        )
+        self.signals = Counter(
+            "vigil_signals_total", "Signals detected, by signal", ["signal"], registry=r
+        )
+        self.facts = Counter(
+            "vigil_facts_total", "Facts posted to the rules engine, by kind", ["kind"], registry=r
+        )
+        self.actions = Counter(
+            "vigil_actions_total",
+            "Tasks and notifications emitted, by rule and kind",
+            ["rule", "kind"],
+            registry=r,
+        )
+        self.suppressed = Counter(
+            "vigil_actions_suppressed_total",
+            "Rule firings held back by a cooldown, by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.rule_errors = Counter(
+            "vigil_rule_evaluation_errors_total",
+            "Facts the rules engine failed on, by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.delivery_errors = Counter(
+            "vigil_kafka_delivery_errors_total",
+            "Output messages Kafka did not acknowledge",
+            ["topic"],
+            registry=r,
+        )
+        self.tenants = Gauge("vigil_tenants", "Tenants tracked by this process", registry=r)
+        self.zones = Gauge(
+            "vigil_tenants_by_zone", "Tenants per health zone in this process", ["zone"], registry=r
+        )
+        self.event_time_lag = Gauge(
+            "vigil_event_time_lag_seconds",
+            "Wall clock minus the stream watermark (event time)",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "vigil_kafka_consumer_lag",
+            "Messages behind the end of each input partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "vigil_processing_latency_seconds",
+            "Wall time from reading the input that triggered a task or notification to writing it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._lock = threading.Lock()
+        self._shards: dict[str, tuple[int, Tally[str], int | None]] = {}
+        self.event_time_lag.set_function(self._lag)
+
+    # -- fed by the engine shards -------------------------------------------------------
+
+    def record_types(self, counts: Tally[str]) -> None:
+        """Add accepted events by type and reset the tallies."""
+        for kind, value in counts.items():
+            self.events.labels(kind).inc(value)
+        counts.clear()
+
+    def record(self, counts: Tally[str]) -> None:
+        """Add a shard's tallies (`name` or `name:label[:label]`) and reset them."""
+        for key, value in counts.items():
+            name, _, labels = key.partition(":")
+            if name == "duplicates":
+                self.duplicates.inc(value)
+            elif name == "unknown_types":
+                self.unknown.inc(value)
+            elif name == "late":
+                self.late.inc(value)
+                self.dead_letters.labels("late").inc(value)
+            elif name == "signal":
+                self.signals.labels(labels).inc(value)
+            elif name == "fact":
+                self.facts.labels(labels).inc(value)
+            elif name == "action":
+                rule, kind = labels.split(":")
+                self.actions.labels(rule, kind).inc(value)
+            elif name == "suppressed":
+                self.suppressed.labels(labels).inc(value)
+            elif name == "rule_error":
+                self.rule_errors.labels(labels).inc(value)
+        counts.clear()
+
+    def record_shard(
+        self, shard: str, tenants: int, zones: Tally[str], watermark: int | None
+    ) -> None:
+        """A shard's current tenants, zones and watermark; the gauges show the sums."""
+        with self._lock:
+            self._shards[shard] = (tenants, zones, watermark)
+            self.tenants.set(sum(n for n, _, _ in self._shards.values()))
+            for zone in ZONES:
+                self.zones.labels(zone).set(
+                    sum(z.get(zone, 0) for _, z, _ in self._shards.values())
+                )
+
+    def _lag(self) -> float:
+        with self._lock:
+            marks = [wm for _, _, wm in self._shards.values() if wm is not None]
+        return time.time() - min(marks) / 1000 if marks else 0.0
+
+    def observe_written(self, read_times: Iterable[float]) -> None:
+        """Tasks or notifications just written, given when each one's trigger was read."""
+        now = time.time()
+        for read_at in read_times:
+            if read_at:
+                self.latency.observe(max(0.0, now - read_at))
+
+    # -- reading back (summary, tests) ----------------------------------------------------
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """All samples of a counter keyed by one label, e.g. events by type."""
+        found: dict[str, float] = {}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name == name and label in sample.labels:
+                    found[sample.labels[label]] = (
+                        found.get(sample.labels[label], 0.0) + sample.value
+                    )
+        return found
+
+    def actions_by_rule(self) -> dict[tuple[str, str], int]:
+        """Tasks and notifications emitted, by (rule, kind)."""
+        found: dict[tuple[str, str], int] = {}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name == "vigil_actions_total":
+                    found[(sample.labels["rule"], sample.labels["kind"])] = int(sample.value)
+        return found

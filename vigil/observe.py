@@ -1,0 +1,89 @@
+"""What operators look at: /metrics, /healthz (live) and /readyz (ready) over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from vigil.errors import ConfigError
+from vigil.metrics import Metrics
+
+
+class Readiness:
+    """Ready once every local source partition has connected and read (by then bytewax
+    has restored the state from the recovery store); not ready again once it stopped."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._failed = threading.Event()
+
+    def mark_ready(self) -> None:
+        self._ready.set()
+
+    def mark_failed(self) -> None:
+        self._failed.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and not self._failed.is_set()
+
+    @property
+    def live(self) -> bool:
+        return not self._failed.is_set()
+
+
+class StatusServer:
+    """A small threaded HTTP server; `close()` stops it."""
+
+    def __init__(self, metrics: Metrics, readiness: Readiness, host: str, port: int) -> None:
+        handler = _handler(metrics, readiness)
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            msg = (
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                "(set metrics.port, or 0 for no endpoint)"
+            )
+            raise ConfigError(msg) from exc
+        self.server.daemon_threads = True
+        self.address = f"{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="vigil-status", daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(metrics: Metrics, readiness: Readiness) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._status(readiness.live, "alive", "failed")
+            elif path == "/readyz":
+                self._status(readiness.ready, "ready", "not ready")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _status(self, ok: bool, yes: str, no: str) -> None:
+            self._send(200 if ok else 503, f"{yes if ok else no}\n".encode(), "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # a scrape is not a notable event
+
+    return Handler

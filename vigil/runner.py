@@ -1,0 +1,96 @@
+"""Run a dataflow the way the settings say: workers, processes, recovery."""
+
+from __future__ import annotations
+
+import gc
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import cluster_main, run_main
+
+from vigil.errors import ConfigError
+from vigil.settings import RecoverySettings
+
+LAYOUT_FILE = "vigil-layout.json"
+
+
+def prepare_recovery_dir(
+    path: Path, partitions: int = 1, layout: dict[str, Any] | None = None
+) -> bool:
+    """Create the recovery store if the folder is missing or empty; True if it did.
+    An existing store is kept, as that is what a restart resumes from, but only if it was
+    written with the same state-shaping settings (`layout`), checked before any event."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"recovery dir {path} is a file, not a folder")
+    marker = path / LAYOUT_FILE
+    if path.is_dir() and any(path.iterdir()):
+        if layout is not None and marker.exists():
+            _check_layout(path, orjson.loads(marker.read_bytes()), layout)
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    init_db_dir(path, partitions)
+    if layout is not None:
+        marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
+    return True
+
+
+def _check_layout(path: Path, saved: dict[str, Any], layout: dict[str, Any]) -> None:
+    changed = [
+        f"{k} was {saved.get(k)} and is now {v}" for k, v in layout.items() if saved.get(k) != v
+    ]
+    if changed:
+        msg = (
+            f"the recovery store in {path} was written with other settings ({', '.join(changed)}); "
+            "use a new store, or the old settings"
+        )
+        raise ConfigError(msg)
+
+
+def tune_gc() -> None:
+    """Vigil holds a large, long-lived heap (tenant state, queues) and makes few cycles:
+    move what exists at start out of the collector's way and collect the young
+    generation less often, or full collections keep walking all of the state."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def execute(
+    flow: Dataflow,
+    recovery: RecoverySettings,
+    *,
+    workers: int = 1,
+    addresses: list[str] | None = None,
+    process_id: int = 0,
+) -> None:
+    """Run `flow` to completion (or until it fails) in this process."""
+    tune_gc()
+    recovery_config = None
+    if recovery.dir is not None:
+        backup = timedelta(milliseconds=recovery.backup_interval or 0)
+        recovery_config = RecoveryConfig(Path(recovery.dir), backup_interval=backup)
+    epoch = timedelta(milliseconds=recovery.snapshot_interval)
+    if addresses:
+        cluster_main(
+            flow,
+            addresses,
+            process_id,
+            epoch_interval=epoch,
+            recovery_config=recovery_config,
+            worker_count_per_proc=workers,
+        )
+    elif workers == 1:
+        run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
+    else:
+        cluster_main(
+            flow,
+            [],
+            0,
+            epoch_interval=epoch,
+            recovery_config=recovery_config,
+            worker_count_per_proc=workers,
+        )

@@ -1,0 +1,385 @@
+"""Settings: one validated object built at the entry point and passed down.
+
+Sources, later ones winning: the defaults below, a TOML file (`config/vigil.toml`
+documents every key), then environment variables `VIGIL_<SECTION>__<KEY>`.
+Durations are written as '90s', '15m', '72h', '7d' and held as milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+from vigil.errors import ConfigError
+from vigil.streams import OUTPUTS
+from vigil.timeutil import MS_PER_DAY, format_duration, parse_duration, parse_rfc3339, to_iso
+
+ENV_PREFIX = "VIGIL_"
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _instant(value: Any) -> Any:
+    return parse_rfc3339(value) if isinstance(value, str) else value
+
+
+# Held as milliseconds, written back the way a person writes them.
+Duration = Annotated[
+    int,
+    BeforeValidator(_duration),
+    Field(gt=0),
+    PlainSerializer(format_duration, return_type=str),
+]
+Instant = Annotated[int, BeforeValidator(_instant), PlainSerializer(to_iso, return_type=str)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+Weight = Annotated[float, Field(ge=0.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSettings(_Section):
+    allowed_lateness: Duration = parse_duration("1h")
+    max_future: Duration | None = parse_duration("1d")
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+
+
+class EngineSettings(_Section):
+    shards: int = Field(default=32, ge=1, le=1024)
+    health_step: Duration = parse_duration("1h")
+    window_origin: Instant = parse_rfc3339("1970-01-05T00:00:00Z")
+    dedup_retention: Duration | None = None
+
+
+class LoginDropSettings(_Section):
+    window: Duration = parse_duration("7d")
+    drop_ratio: Ratio = 0.5
+    min_baseline: int = Field(default=10, ge=0)
+    high_severity_ratio: Ratio = 0.2
+
+
+class OnboardingStalledSettings(_Section):
+    stall_after: Duration = parse_duration("72h")
+
+
+class ErrorSpikeSettings(_Section):
+    window: Duration = parse_duration("1h")
+    history: Duration = parse_duration("7d")
+    percentile: float = Field(default=95.0, gt=0.0, le=100.0)
+    min_history_windows: int = Field(default=24, ge=1)
+    min_errors: int = Field(default=5, ge=1)
+    high_severity_factor: float = Field(default=3.0, ge=1.0)
+
+
+class SignalSettings(_Section):
+    login_drop: LoginDropSettings = LoginDropSettings()
+    onboarding_stalled: OnboardingStalledSettings = OnboardingStalledSettings()
+    error_spike: ErrorSpikeSettings = ErrorSpikeSettings()
+
+
+class LoginActivityComponent(_Section):
+    weight: Weight = 20.0
+    full_at: float = Field(default=20.0, gt=0.0)
+
+
+class LoginTrendComponent(_Section):
+    weight: Weight = 10.0
+    min_baseline: int = Field(default=5, ge=1)
+
+
+class AdoptionComponent(_Section):
+    weight: Weight = 15.0
+    full_at: int = Field(default=5, ge=1)
+    lookback: Duration = parse_duration("30d")
+
+
+class ErrorPressureComponent(_Section):
+    weight: Weight = 15.0
+    zero_at: float = Field(default=50.0, gt=0.0)
+
+
+class SupportLoadComponent(_Section):
+    weight: Weight = 10.0
+    zero_at: float = Field(default=6.0, gt=0.0)
+    p1_counts_as: float = Field(default=3.0, ge=1.0)
+
+
+class SentimentComponent(_Section):
+    weight: Weight = 10.0
+
+
+class BillingComponent(_Section):
+    weight: Weight = 10.0
+    overdue_penalty: Ratio = 0.5
+    failed_penalty: Ratio = 1.0
+
+
+class IntegrationsComponent(_Section):
+    weight: Weight = 5.0
+
+
+class SponsorComponent(_Section):
+    weight: Weight = 5.0
+
+
+class OnboardingComponent(_Section):
+    weight: Weight = 10.0
+    expected_steps: tuple[str, ...] = (
+        "sso_live",
+        "integration_enabled",
+        "first_dataset",
+        "first_recipe",
+        "users_invited",
+    )
+    stalled_factor: Ratio = 0.5
+
+
+class ComponentSettings(_Section):
+    login_activity: LoginActivityComponent = LoginActivityComponent()
+    login_trend: LoginTrendComponent = LoginTrendComponent()
+    adoption: AdoptionComponent = AdoptionComponent()
+    error_pressure: ErrorPressureComponent = ErrorPressureComponent()
+    support_load: SupportLoadComponent = SupportLoadComponent()
+    sentiment: SentimentComponent = SentimentComponent()
+    billing: BillingComponent = BillingComponent()
+    integrations: IntegrationsComponent = IntegrationsComponent()
+    sponsor: SponsorComponent = SponsorComponent()
+    onboarding: OnboardingComponent = OnboardingComponent()
+
+
+class ZoneSettings(_Section):
+    green: float = Field(default=80.0, ge=0.0, le=100.0)
+    yellow: float = Field(default=60.0, ge=0.0, le=100.0)
+    orange: float = Field(default=40.0, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _descending(self) -> ZoneSettings:
+        if not self.green > self.yellow > self.orange:
+            msg = f"zone cut-offs must fall: green > yellow > orange, got {self}"
+            raise ValueError(msg)
+        return self
+
+
+class HealthSettings(_Section):
+    zones: ZoneSettings = ZoneSettings()
+    warmup: Duration = parse_duration("7d")
+    drop_points: float = Field(default=20.0, gt=0.0)
+    drop_window: Duration = parse_duration("7d")
+    components: ComponentSettings = ComponentSettings()
+
+
+class RulesSettings(_Section):
+    # Empty means the rule files bundled with Vigil (rules/default/).
+    paths: tuple[str, ...] = ()
+
+
+class KafkaTopics(_Section):
+    input: str = "cs.telemetry"
+    health: str = "cs.health"
+    signals: str = "cs.signals"
+    tasks: str = "cs.tasks"
+    notifications: str = "cs.notifications"
+    deadletter: str = "cs.deadletter"
+
+    def outputs(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in OUTPUTS}
+
+
+SECRET_WORDS = ("password", "secret", "token", "credential", "key")
+
+
+class KafkaSettings(_Section):
+    bootstrap: str | None = None
+    topics: KafkaTopics = KafkaTopics()
+    # Give up when the broker does not answer within this (start-up, metadata).
+    connect_timeout: Duration = parse_duration("30s")
+    # How long a batch of output may wait for Kafka's acknowledgement before the run fails.
+    delivery_timeout: Duration = parse_duration("120s")
+    # In tail mode, a partition with no message for this long stops holding the watermark.
+    idle_after: Duration = parse_duration("10s")
+    # False: stop at the end of every partition (a backfill) instead of waiting for more.
+    tail: bool = True
+    # Any librdkafka setting, e.g. "security.protocol" = "SASL_SSL", "sasl.password" = "...".
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_serializer("config")
+    def _mask(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self.masked_config()  # a dump of the settings never shows a secret
+
+    def client_config(self) -> dict[str, Any]:
+        if self.bootstrap is None:
+            raise ConfigError("no Kafka bootstrap address: pass --kafka or set kafka.bootstrap")
+        return {**self.config, "bootstrap.servers": self.bootstrap}
+
+    def masked_config(self) -> dict[str, Any]:
+        """The librdkafka settings with every secret replaced, for logs and output."""
+        return {
+            key: "***" if any(word in key.lower() for word in SECRET_WORDS) else value
+            for key, value in self.config.items()
+        }
+
+
+class RecoverySettings(_Section):
+    # Folder of bytewax's recovery store; unset: no recovery (state starts empty).
+    dir: str | None = None
+    # How often state and input offsets are snapshotted (bytewax's epoch interval).
+    snapshot_interval: Duration = parse_duration("10s")
+    # How long superseded snapshots are kept, for copying the store off the machine.
+    backup_interval: Duration | None = None
+
+
+class MetricsSettings(_Section):
+    # Where /metrics, /healthz and /readyz are served. Loopback unless you say otherwise;
+    # process N of a multi-process run uses port + N. Port 0: no endpoint.
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["plain", "json"] = "plain"
+
+
+class Settings(_Section):
+    input: InputSettings = InputSettings()
+    engine: EngineSettings = EngineSettings()
+    signals: SignalSettings = SignalSettings()
+    health: HealthSettings = HealthSettings()
+    rules: RulesSettings = RulesSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _windows_fit_the_step(self) -> Settings:
+        step = self.engine.health_step
+        windows = {
+            "signals.login_drop.window": self.signals.login_drop.window,
+            "signals.error_spike.window": self.signals.error_spike.window,
+            "signals.error_spike.history": self.signals.error_spike.history,
+        }
+        for key, size in windows.items():
+            if size % step:
+                msg = (
+                    f"{key} ({format_duration(size)}) must be a whole number of "
+                    f"engine.health_step ({format_duration(step)})"
+                )
+                raise ValueError(msg)
+        if MS_PER_DAY % step:
+            msg = f"engine.health_step ({format_duration(step)}) must divide a day"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def dedup_retention(self) -> int:
+        """How long an event id is remembered: lateness plus the longest window."""
+        if self.engine.dedup_retention is not None:
+            return self.engine.dedup_retention
+        longest = max(self.signals.login_drop.window, self.signals.error_spike.window)
+        return self.input.allowed_lateness + longest
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from a TOML file, `VIGIL_` environment overrides and then
+    command-line `overrides` (a nested dict, like the file's tables)."""
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        raw = _read_toml(path)
+    cli = overrides
+    overrides = env_overrides(os.environ if env is None else env)
+    if overrides:
+        where = f"{where} + environment"
+    _merge(raw, overrides)
+    if cli:
+        where = f"{where} + command line"
+        _merge(raw, cli)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        msg = f"{where}: {describe_validation_error(exc)}"
+        raise ConfigError(msg) from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        msg = f"settings file not found: {path}"
+        raise ConfigError(msg) from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        msg = f"cannot read settings file {path}: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """`VIGIL_HEALTH__ZONES__GREEN=85` becomes {"health": {"zones": {"green": 85}}}."""
+    tree: dict[str, Any] = {}
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if keys[:2] == ["kafka", "config"] and len(keys) == 3:
+            keys[2] = keys[2].replace(
+                "_", "."
+            )  # librdkafka keys: VIGIL_KAFKA__CONFIG__SASL_PASSWORD
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _env_value(text)
+    return tree
+
+
+def _env_value(text: str) -> Any:
+    # A TOML literal when it is one (numbers, booleans, arrays), else the plain string.
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, the value given, what was expected."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif error["type"] == "missing":
+            lines.append(f"{key}: missing")
+        else:
+            lines.append(f"{key} = {error['input']!r}: {message}")
+    return "; ".join(lines)

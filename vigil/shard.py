@@ -1,0 +1,369 @@
+"""One engine shard: the event-time core of Vigil, free of any dataflow code.
+
+A shard owns the tenants hashed onto it. It receives their events and the stream's
+watermark ticks, and moves its own clock through event time in fixed steps:
+
+- an accepted event waits in a queue until the watermark passes the next step; the
+  queue is drained in (ts, event_id) order, so the state at every step is the same
+  whatever the arrival order, batch size or worker count;
+- at each step it closes the windows that end there (even for silent tenants),
+  fires onboarding deadlines that fell before it, re-scores the tenants that changed
+  (every tenant once a day, so silence costs points), and posts the derived facts
+  to the rules engine;
+- an event older than the watermark it arrived under is late: a dead letter.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from rules.engine import RuleEngine
+from vigil import signals as sig
+from vigil.actions import in_cooldown, render_actions
+from vigil.errors import ConfigError
+from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
+from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
+from vigil.health import Health, Scorer, health_record
+from vigil.settings import Settings
+from vigil.streams import DEADLETTER, HEALTH, SIGNALS
+from vigil.tenant import ALL_STALE, Buckets, Effect, TenantState, prune
+from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
+
+log = logging.getLogger("vigil.engine")
+
+
+Output = tuple[str, dict[str, Any]]
+
+
+class Tick(NamedTuple):
+    """Watermark of one source partition, broadcast to every shard after each batch."""
+
+    source: str
+    wm: int | None  # None: the partition is idle and must not hold the stream back
+    sources: int  # how many source partitions the stream has
+    read_at: float = 0.0  # wall clock when the batch was read, for latency metrics
+
+
+@dataclass(slots=True)
+class ShardState:
+    """Everything a shard must keep across a restart (pickled into snapshots)."""
+
+    tenants: dict[str, TenantState] = field(default_factory=dict)
+    pending: list[tuple[int, str, Event]] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+    seen_by_day: dict[int, list[str]] = field(default_factory=dict)
+    source_wms: dict[str, int | None] = field(default_factory=dict)
+    watermark: int | None = None
+    next_step: int | None = None
+    stalls: list[tuple[int, str]] = field(default_factory=list)
+    error_windows: dict[int, set[str]] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    # The settings that shape this state (see state_layout); a restore checks them.
+    layout: dict[str, Any] = field(default_factory=dict)
+
+
+def state_layout(settings: Settings) -> dict[str, Any]:
+    """Settings a saved state depends on: tenant placement and bucket sizes."""
+    return {
+        "engine.shards": settings.engine.shards,
+        "engine.health_step": settings.engine.health_step,
+        "engine.window_origin": settings.engine.window_origin,
+        "signals.login_drop.window": settings.signals.login_drop.window,
+        "signals.error_spike.window": settings.signals.error_spike.window,
+    }
+
+
+class ShardEngine:
+    def __init__(
+        self, settings: Settings, rules: RuleEngine, state: ShardState | None = None
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        layout = state_layout(settings)
+        if state is not None and state.layout != layout:
+            changed = ", ".join(
+                f"{key} was {state.layout.get(key)} and is now {value}"
+                for key, value in layout.items()
+                if state.layout.get(key) != value
+            )
+            msg = f"the recovery store was written with other settings ({changed}); use a new store"
+            raise ConfigError(msg)
+        self.state = state or ShardState(layout=layout)
+        self.buckets = Buckets.from_settings(settings)
+        self.step = settings.engine.health_step
+        self.counts: Counter[str] = Counter()
+        self._stall_after = settings.signals.onboarding_stalled.stall_after
+        self.scorer = Scorer(settings.health, self._stall_after)
+        self.type_counts: Counter[str] = Counter()
+        # Tenants per zone, kept as scores change (rebuilt here after a restore).
+        self.zones: Counter[str] = Counter(t.zone for t in self.state.tenants.values() if t.zone)
+
+    # -- input ------------------------------------------------------------------------
+
+    def process(self, items: Iterable[Event | Tick]) -> list[Output]:
+        out: list[Output] = []
+        for item in items:
+            if isinstance(item, Event):
+                self._accept(item, out)
+            else:
+                self._tick(item, out)
+        return out
+
+    def _accept(self, event: Event, out: list[Output]) -> None:
+        st = self.state
+        if event.event_id in st.seen:
+            self.counts["duplicates"] += 1
+            return
+        # ts < the shard's own watermark only happens after a restart from a snapshot.
+        if event.ts < event.wm or (st.watermark is not None and event.ts < st.watermark):
+            self.counts["late"] += 1
+            out.append((DEADLETTER, _late_letter(event)))
+            return
+        st.seen[event.event_id] = event.ts
+        st.seen_by_day.setdefault(event.ts // MS_PER_DAY, []).append(event.event_id)
+        self.type_counts[event.type] += 1
+        if event.type not in KNOWN_TYPES:
+            self.counts["unknown_types"] += 1
+            return
+        heapq.heappush(st.pending, (event.ts, event.event_id, event))
+
+    def _tick(self, tick: Tick, out: list[Output]) -> None:
+        st = self.state
+        st.source_wms[tick.source] = tick.wm
+        if len(st.source_wms) < tick.sources:
+            return  # not every partition has spoken: the stream's watermark is unknown
+        active = [wm for wm in st.source_wms.values() if wm is not None]
+        if not active:
+            return
+        watermark = min(active)
+        if st.watermark is None or watermark > st.watermark:
+            st.watermark = watermark
+            self._advance(watermark, out)
+
+    # -- event time -------------------------------------------------------------------
+
+    def _advance(self, watermark: int, out: list[Output]) -> None:
+        st = self.state
+        if st.next_step is None:
+            # The clock starts at the hour of the shard's first event. Only once that event
+            # is behind the watermark is it surely the first (no earlier one can still come
+            # from a slower partition), so the start does not depend on arrival order.
+            if not st.pending or st.pending[0][0] >= watermark:
+                return
+            st.next_step = floor_to(st.pending[0][0], self.step) + self.step
+        while True:
+            stall_at = st.stalls[0][0] if st.stalls else None
+            now = st.next_step if stall_at is None else min(st.next_step, stall_at)
+            if now > watermark:
+                return
+            self._apply_before(now)
+            if now == stall_at:
+                self._fire_stalls(now, out)
+            if now == st.next_step:
+                self._step(now, out)
+                st.next_step += self.step
+
+    def _apply_before(self, now: int) -> None:
+        st = self.state
+        while st.pending and st.pending[0][0] < now:
+            _, _, event = heapq.heappop(st.pending)
+            tenant = st.tenants.get(event.tenant_id)
+            if tenant is None:
+                tenant = st.tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
+            effect = tenant.apply(event, self.buckets)
+            st.dirty.add(event.tenant_id)
+            if effect & Effect.ERRORS:
+                window = self.settings.signals.error_spike.window
+                end = floor_to(event.ts, window, self.buckets.origin) + window
+                st.error_windows.setdefault(end, set()).add(event.tenant_id)
+            if effect & Effect.ONBOARDING_CLOCK and tenant.last_progress is not None:
+                # Fires one millisecond after the deadline: "more than" stall_after.
+                deadline = tenant.last_progress + self._stall_after
+                heapq.heappush(st.stalls, (deadline + 1, event.tenant_id))
+
+    def _fire_stalls(self, now: int, out: list[Output]) -> None:
+        st = self.state
+        while st.stalls and st.stalls[0][0] == now:
+            _, tenant_id = heapq.heappop(st.stalls)
+            tenant = st.tenants[tenant_id]
+            if tenant.last_progress is None or not tenant.onboarding_open:
+                continue
+            deadline = tenant.last_progress + self._stall_after
+            if deadline + 1 != now or tenant.stall_signalled_at == deadline:
+                continue  # superseded by later progress, or already signalled
+            tenant.stall_signalled_at = deadline
+            assert tenant.onboarding_started is not None
+            finding = sig.describe_onboarding_stall(
+                tenant.onboarding_started,
+                tenant.last_progress,
+                self._stall_after,
+                len(tenant.onboarding_steps),
+            )
+            record = sig.signal_record(
+                tenant_id, sig.ONBOARDING_STALLED, tenant.last_progress, deadline, finding
+            )
+            self._emit_signal(tenant, record, deadline, out)
+
+    def _step(self, now: int, out: list[Output]) -> None:
+        st = self.state
+        found: list[tuple[TenantState, dict[str, Any]]] = []
+        for tenant_id in sorted(st.error_windows.pop(now, ())):
+            self._check_error_spike(st.tenants[tenant_id], now, found)
+        login_window = self.buckets.login_window
+        if (now - self.buckets.origin) % login_window == 0:
+            for tenant in st.tenants.values():
+                self._check_login_drop(tenant, now, found)
+        if now % MS_PER_DAY == 0:
+            self._daily(now)
+        for tenant_id in sorted(st.dirty):
+            self._score(st.tenants[tenant_id], now, out)
+        st.dirty.clear()
+        for tenant, record in found:
+            self._emit_signal(tenant, record, now, out)
+
+    def _daily(self, now: int) -> None:
+        """Once a day: everyone is re-scored (silence costs points) and old data goes."""
+        st = self.state
+        st.dirty.update(st.tenants)
+        for tenant in st.tenants.values():
+            tenant.stale = ALL_STALE  # day-based windows moved for everyone
+        keep_from = (
+            floor_to(now, self.buckets.login_window, self.buckets.origin)
+            - self.buckets.login_window
+        )
+        for tenant in st.tenants.values():
+            prune(tenant, now, keep_days=14, keep_from_window=keep_from)
+        forget_before = (now - self.settings.dedup_retention) // MS_PER_DAY
+        for day in [d for d in st.seen_by_day if d < forget_before]:
+            for event_id in st.seen_by_day.pop(day):
+                st.seen.pop(event_id, None)
+
+    # -- signals ----------------------------------------------------------------------
+
+    def _check_login_drop(
+        self, tenant: TenantState, now: int, found: list[tuple[TenantState, dict[str, Any]]]
+    ) -> None:
+        size = self.buckets.login_window
+        current = tenant.sessions_by_window.get(now - size, 0)
+        previous = tenant.sessions_by_window.get(now - 2 * size, 0)
+        finding = sig.detect_login_drop(current, previous, self.settings.signals.login_drop)
+        if finding is not None:
+            found.append(
+                (
+                    tenant,
+                    sig.signal_record(tenant.tenant_id, sig.LOGIN_DROP, now - size, now, finding),
+                )
+            )
+
+    def _check_error_spike(
+        self, tenant: TenantState, now: int, found: list[tuple[TenantState, dict[str, Any]]]
+    ) -> None:
+        cfg = self.settings.signals.error_spike
+        size = cfg.window
+        start = now - size
+        first = max(floor_to(tenant.first_seen, size, self.buckets.origin), start - cfg.history)
+        windows = tenant.errors_by_window
+        history = [windows.get(w, 0) for w in range(first, start, size)]
+        for old in [w for w in windows if w < first]:
+            del windows[old]
+        finding = sig.detect_error_spike(windows.get(start, 0), history, cfg)
+        if finding is not None:
+            found.append(
+                (tenant, sig.signal_record(tenant.tenant_id, sig.ERROR_SPIKE, start, now, finding))
+            )
+
+    def _emit_signal(
+        self, tenant: TenantState, record: dict[str, Any], now: int, out: list[Output]
+    ) -> None:
+        out.append((SIGNALS, record))
+        self.counts[f"signal:{record['signal']}"] += 1
+        self._post(
+            signal_fact(record, tenant.segment, tenant.score, tenant.zone, self._why(tenant)),
+            tenant,
+            now,
+            out,
+        )
+
+    # -- health -----------------------------------------------------------------------
+
+    def _score(self, tenant: TenantState, now: int, out: list[Output]) -> None:
+        cfg = self.settings.health
+        health = self.scorer.assess(tenant, now)
+        if health is None:
+            return
+        score, zone = health.rounded, health.zone
+        if score == tenant.score and zone == tenant.zone:
+            return
+        if zone != tenant.zone:
+            self.zones[zone] += 1
+            if tenant.zone is not None:
+                self.zones[tenant.zone] -= 1
+        tenant.score, tenant.zone = score, zone
+        record = health_record(tenant, health, cfg, self._stall_after)
+        tenant.reasons = "; ".join(record["reasons"])
+        out.append((HEALTH, record))
+        if now - tenant.first_seen < cfg.warmup:
+            return  # too little history to call a zone or a drop
+        if zone != tenant.zone_announced:
+            fact = zone_change_fact(
+                tenant.tenant_id,
+                tenant.segment,
+                now,
+                score,
+                zone,
+                tenant.zone_announced,
+                tenant.reasons,
+            )
+            tenant.zone_announced = zone
+            self._post(fact, tenant, now, out)
+        self._check_score_drop(tenant, health, now, out)
+
+    def _check_score_drop(
+        self, tenant: TenantState, health: Health, now: int, out: list[Output]
+    ) -> None:
+        cfg = self.settings.health
+        recent = [(t, s) for t, s in tenant.recent_scores if t >= now - cfg.drop_window]
+        peak = max((s for _, s in recent), default=health.score)
+        if peak - health.score >= cfg.drop_points:
+            fact = score_drop_fact(
+                tenant.tenant_id,
+                tenant.segment,
+                now,
+                health.rounded,
+                health.zone,
+                peak,
+                tenant.reasons,
+            )
+            recent = []  # a continuing fall must lose drop_points again to re-fire
+            self._post(fact, tenant, now, out)
+        recent.append((now, health.score))
+        tenant.recent_scores = recent
+
+    def _why(self, tenant: TenantState) -> str:
+        return tenant.reasons or "not scored yet"
+
+    # -- rules ------------------------------------------------------------------------
+
+    def _post(self, fact: dict[str, Any], tenant: TenantState, now: int, out: list[Output]) -> None:
+        self.counts[f"fact:{fact['fact']}"] += 1
+        matched, errors = self.rules.evaluate(fact)
+        for error in errors:  # counted and logged; the other rules still act
+            self.counts[f"rule_error:{error.rule_id}"] += 1
+            log.error("rule evaluation failed", extra={"rule": error.rule_id, "error": str(error)})
+        for rule in matched:
+            if in_cooldown(tenant.cooldowns, rule, now):
+                self.counts[f"suppressed:{rule.id}"] += 1
+                continue
+            for stream, record in render_actions(rule, fact, now):
+                self.counts[f"action:{rule.id}:{stream}"] += 1
+                out.append((stream, record))
+
+
+def _late_letter(event: Event) -> dict[str, Any]:
+    error = f"late: event time {to_iso(event.ts)} is before the watermark {to_iso(event.wm)}"
+    return DeadLetter(event.source, event.position, event_json(event), "late", error).to_record()

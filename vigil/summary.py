@@ -1,0 +1,78 @@
+"""The human summary printed at the end of a file run, read back from its outputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from vigil.health import ZONES
+
+
+@dataclass
+class RunSummary:
+    events: int = 0
+    duplicates: int = 0
+    unknown_types: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    signals: Counter[str] = field(default_factory=Counter)
+    tasks: Counter[str] = field(default_factory=Counter)
+    notifications: int = 0
+    zones: Counter[str] = field(default_factory=Counter)
+    at_risk: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def summarize(out_dir: Path, top: int = 5) -> RunSummary:
+    summary = RunSummary()
+    latest: dict[str, dict[str, Any]] = {}
+    for record in read_jsonl(out_dir / "health.jsonl"):
+        latest[record["tenant_id"]] = record  # records of a tenant are written in time order
+    summary.zones.update(record["zone"] for record in latest.values())
+    summary.at_risk = sorted(latest.values(), key=lambda r: (r["score"], r["tenant_id"]))[:top]
+    summary.signals.update(r["signal"] for r in read_jsonl(out_dir / "signals.jsonl"))
+    summary.tasks.update(r["rule"] for r in read_jsonl(out_dir / "tasks.jsonl"))
+    summary.notifications = sum(1 for _ in read_jsonl(out_dir / "notifications.jsonl"))
+    summary.dead_letters.update(r["reason"] for r in read_jsonl(out_dir / "deadletter.jsonl"))
+    return summary
+
+
+def format_summary(summary: RunSummary, seconds: float) -> str:
+    rate = summary.events / seconds if seconds > 0 else 0.0
+    lines = [
+        f"events processed  {summary.events:,} in {seconds:.1f} s ({rate:,.0f}/s); "
+        f"{summary.duplicates:,} duplicates dropped, {summary.unknown_types:,} of unknown types",
+        f"dead letters      {sum(summary.dead_letters.values()):,}"
+        + _breakdown(summary.dead_letters),
+        f"signals           {sum(summary.signals.values()):,}" + _breakdown(summary.signals),
+        f"tasks             {sum(summary.tasks.values()):,}" + _breakdown(summary.tasks),
+        f"notifications     {summary.notifications:,}",
+        "tenants by zone   "
+        + ", ".join(f"{zone} {summary.zones.get(zone, 0):,}" for zone in ZONES),
+    ]
+    if summary.at_risk:
+        lines.append("most at risk:")
+        for record in summary.at_risk:
+            why = "; ".join(record["reasons"][:2])
+            lines.append(
+                f"  {record['tenant_id']:<16} {record['score']:>3} {record['zone']:<6} {why}"
+            )
+    return "\n".join(lines)
+
+
+def _breakdown(counts: Counter[str]) -> str:
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items())) + ")"

@@ -1,0 +1,271 @@
+"""Per-tenant state, folded from events in event-time order.
+
+Everything a signal or a health component needs is kept here in bounded, bucketed
+form (counts per window, latest value per key), never as a list of raw events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vigil.events import Event
+from vigil.settings import Settings
+from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """The window sizes the state is bucketed by, taken from the settings once."""
+
+    login_window: int
+    error_window: int
+    origin: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Buckets:
+        return cls(
+            login_window=settings.signals.login_drop.window,
+            error_window=settings.signals.error_spike.window,
+            origin=settings.engine.window_origin,
+        )
+
+
+class Effect:
+    """What applying an event changed that the shard must index (bit flags; plain ints
+    because this runs for every event)."""
+
+    NONE = 0
+    ERRORS = 1
+    ONBOARDING_CLOCK = 2
+
+
+# The health components, in the order of health records; a bit each in `stale`.
+COMPONENT_NAMES = (
+    "login_activity",
+    "login_trend",
+    "adoption",
+    "error_pressure",
+    "support_load",
+    "sentiment",
+    "billing",
+    "integrations",
+    "sponsor",
+    "onboarding",
+)
+BIT = {name: 1 << index for index, name in enumerate(COMPONENT_NAMES)}
+ALL_STALE = (1 << len(COMPONENT_NAMES)) - 1
+_ACTIVITY = BIT["error_pressure"]  # its "has data" depends on any product activity
+# Which components an event type can change; the scorer re-measures only those.
+TOUCHES = {
+    "user.session": BIT["login_activity"] | BIT["login_trend"] | _ACTIVITY,
+    "feature.used": BIT["adoption"] | _ACTIVITY,
+    "error.raised": _ACTIVITY,
+    "job.retry": _ACTIVITY,
+    "integration.state": BIT["integrations"],
+    "onboarding.started": BIT["onboarding"],
+    "onboarding.step_completed": BIT["onboarding"],
+    "recipe.completed": BIT["onboarding"] | _ACTIVITY,
+    "onboarding.completed": BIT["onboarding"],
+    "ticket.created": BIT["support_load"],
+    "ticket.resolved": BIT["support_load"],
+    "survey.response": BIT["sentiment"],
+    "billing.invoice": BIT["billing"],
+    "sponsor.changed": BIT["sponsor"],
+}
+
+
+@dataclass(slots=True)
+class TenantState:
+    tenant_id: str
+    first_seen: int
+    segment: str | None = None
+    sessions_seen: bool = False
+    sessions_by_day: dict[int, int] = field(default_factory=dict)
+    sessions_by_window: dict[int, int] = field(default_factory=dict)
+    # Cached sums of closed days (see health._session_weeks), valid for session_sums_day.
+    session_sums_day: int = -1
+    sessions_prior6: int = 0
+    sessions_prior7to13: int = 0
+    features: dict[str, int] = field(default_factory=dict)
+    errors_by_window: dict[int, int] = field(default_factory=dict)
+    pressure_by_hour: dict[int, int] = field(default_factory=dict)
+    product_activity: bool = False
+    open_tickets: dict[str, str] = field(default_factory=dict)
+    tickets_seen: bool = False
+    nps: float | None = None
+    csat: float | None = None
+    unpaid_invoices: dict[str, str] = field(default_factory=dict)
+    invoices_seen: bool = False
+    integrations: dict[str, str] = field(default_factory=dict)
+    sponsor: str | None = None
+    seats: int | None = None
+    onboarding_started: int | None = None
+    onboarding_completed: bool = False
+    onboarding_steps: set[str] = field(default_factory=set)
+    last_progress: int | None = None
+    stall_signalled_at: int | None = None
+    # Health and rule bookkeeping, written by the shard.
+    score: int | None = None
+    zone: str | None = None
+    zone_announced: str | None = None  # the zone last posted as a fact
+    reasons: str = ""
+    # Cached component measures, and which of them must be measured again.
+    measures: list[tuple[float, float] | None] = field(
+        default_factory=lambda: [None] * len(COMPONENT_NAMES)
+    )
+    stale: int = ALL_STALE
+    recent_scores: list[tuple[int, float]] = field(default_factory=list)
+    cooldowns: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, event: Event, buckets: Buckets) -> int:
+        """Fold one event in; events arrive here in (ts, event_id) order."""
+        if event.segment is not None:
+            self.segment = event.segment
+        handler = _HANDLERS.get(event.type)
+        if handler is None:
+            return Effect.NONE
+        self.stale |= TOUCHES.get(event.type, 0)
+        return handler(self, event, buckets)
+
+    @property
+    def onboarding_open(self) -> bool:
+        return self.onboarding_started is not None and not self.onboarding_completed
+
+
+def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.product_activity = state.sessions_seen = True
+    day = event.ts // MS_PER_DAY
+    state.sessions_by_day[day] = state.sessions_by_day.get(day, 0) + 1
+    window = floor_to(event.ts, buckets.login_window, buckets.origin)
+    state.sessions_by_window[window] = state.sessions_by_window.get(window, 0) + 1
+    return Effect.NONE
+
+
+def _feature(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.product_activity = True
+    state.features[event.attrs["feature"]] = event.ts
+    return Effect.NONE
+
+
+def _error(state: TenantState, event: Event, buckets: Buckets) -> int:
+    _pressure(state, event, buckets)
+    window = floor_to(event.ts, buckets.error_window, buckets.origin)
+    state.errors_by_window[window] = state.errors_by_window.get(window, 0) + 1
+    return Effect.ERRORS
+
+
+def _pressure(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.product_activity = True
+    hour = event.ts // MS_PER_HOUR
+    state.pressure_by_hour[hour] = state.pressure_by_hour.get(hour, 0) + 1
+    return Effect.NONE
+
+
+def _integration(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.integrations[event.attrs["integration"]] = event.attrs["state"]
+    return Effect.NONE
+
+
+def _onboarding_started(state: TenantState, event: Event, buckets: Buckets) -> int:
+    if state.onboarding_started is not None:
+        return Effect.NONE  # a resent start does not restart the clock
+    state.onboarding_started = event.ts
+    state.last_progress = event.ts
+    return Effect.ONBOARDING_CLOCK
+
+
+def _onboarding_progress(state: TenantState, event: Event, buckets: Buckets) -> int:
+    if event.type == "onboarding.step_completed":
+        state.onboarding_steps.add(event.attrs["step"])
+    else:
+        state.product_activity = True
+    if not state.onboarding_open:
+        return Effect.NONE
+    state.last_progress = event.ts
+    return Effect.ONBOARDING_CLOCK
+
+
+def _onboarding_completed(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.onboarding_completed = True
+    return Effect.NONE
+
+
+def _ticket_created(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.tickets_seen = True
+    state.open_tickets[event.attrs["ticket_id"]] = event.attrs["priority"]
+    return Effect.NONE
+
+
+def _ticket_resolved(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.tickets_seen = True
+    state.open_tickets.pop(event.attrs["ticket_id"], None)
+    return Effect.NONE
+
+
+def _survey(state: TenantState, event: Event, buckets: Buckets) -> int:
+    if event.attrs["kind"] == "nps":
+        state.nps = float(event.attrs["score"])
+    else:
+        state.csat = float(event.attrs["score"])
+    return Effect.NONE
+
+
+def _invoice(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.invoices_seen = True
+    invoice_id, status = event.attrs["invoice_id"], event.attrs["status"]
+    if status in ("overdue", "failed"):
+        state.unpaid_invoices[invoice_id] = status
+    else:  # issued or paid: not (or no longer) a problem; forget it to stay bounded
+        state.unpaid_invoices.pop(invoice_id, None)
+    return Effect.NONE
+
+
+def _contract(state: TenantState, event: Event, buckets: Buckets) -> int:
+    seats = event.attrs.get("seats")
+    if seats is not None:
+        state.seats = seats
+    return Effect.NONE
+
+
+def _sponsor(state: TenantState, event: Event, buckets: Buckets) -> int:
+    state.sponsor = event.attrs["status"]
+    return Effect.NONE
+
+
+def _context_only(state: TenantState, event: Event, buckets: Buckets) -> int:
+    return Effect.NONE
+
+
+_HANDLERS = {
+    "user.session": _session,
+    "feature.used": _feature,
+    "error.raised": _error,
+    "job.retry": _pressure,
+    "integration.state": _integration,
+    "onboarding.started": _onboarding_started,
+    "onboarding.step_completed": _onboarding_progress,
+    "recipe.completed": _onboarding_progress,
+    "onboarding.completed": _onboarding_completed,
+    "ticket.created": _ticket_created,
+    "ticket.resolved": _ticket_resolved,
+    "survey.response": _survey,
+    "billing.invoice": _invoice,
+    "contract.updated": _contract,
+    "sponsor.changed": _sponsor,
+    "nudge.sent": _context_only,
+    "nudge.acted": _context_only,
+    "deployment.published": _context_only,
+    "config.changed": _context_only,
+}
+
+
+def prune(state: TenantState, now: int, keep_days: int, keep_from_window: int) -> None:
+    """Drop buckets nothing can read any more, so a tenant's state stays bounded."""
+    oldest_day = now // MS_PER_DAY - keep_days
+    for day in [d for d in state.sessions_by_day if d < oldest_day]:
+        del state.sessions_by_day[day]
+    oldest_hour = now // MS_PER_HOUR - 24
+    for hour in [h for h in state.pressure_by_hour if h < oldest_hour]:
+        del state.pressure_by_hour[hour]
+    for window in [w for w in state.sessions_by_window if w < keep_from_window]:
+        del state.sessions_by_window[window]
