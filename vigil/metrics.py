@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -91,7 +92,11 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._shards: dict[str, tuple[int, Tally[str], int | None]] = {}
+        # Sums over the shards are taken when Prometheus scrapes, not on every batch.
         self.event_time_lag.set_function(self._lag)
+        self.tenants.set_function(self._tenants)
+        for zone in ZONES:
+            self.zones.labels(zone).set_function(partial(self._in_zone, zone))
 
     # -- fed by the engine shards -------------------------------------------------------
 
@@ -131,11 +136,14 @@ class Metrics:
         """A shard's current tenants, zones and watermark; the gauges show the sums."""
         with self._lock:
             self._shards[shard] = (tenants, zones, watermark)
-            self.tenants.set(sum(n for n, _, _ in self._shards.values()))
-            for zone in ZONES:
-                self.zones.labels(zone).set(
-                    sum(z.get(zone, 0) for _, z, _ in self._shards.values())
-                )
+
+    def _tenants(self) -> float:
+        with self._lock:
+            return sum(n for n, _, _ in self._shards.values())
+
+    def _in_zone(self, zone: str) -> float:
+        with self._lock:
+            return sum(z.get(zone, 0) for _, z, _ in self._shards.values())
 
     def _lag(self) -> float:
         with self._lock:
