@@ -118,6 +118,28 @@ class TestLateness:
         assert all(run == runs[0] for run in runs[1:])
         assert runs[0]["health"] and runs[0]["signals"]
 
+    def test_an_idle_partition_stops_holding_time_and_its_old_events_come_late(self) -> None:
+        settings = Settings()
+        engine = ShardEngine(settings, Harness().rules)
+        busy, sleepy = (
+            Intake("test", name, 2, settings.input.allowed_lateness) for name in ("p0", "p1")
+        )
+
+        def read(intake: Intake, events: list[dict[str, Any]], idle: bool = False) -> list[Any]:
+            items: list[Any] = [intake.take(orjson.dumps(e), {"line": 0}) for e in events]
+            tick = intake.tick()
+            return engine.process([*items, tick._replace(wm=None) if idle else tick])
+
+        read(sleepy, [event("beta", "user.session", T0 + HOUR)])
+        read(busy, sessions("acme", T0 + HOUR, 24))
+        assert engine.state.watermark == T0 + HOUR - HOUR  # held back by the sleepy partition
+        read(sleepy, [], idle=True)
+        assert engine.state.watermark == T0 + 24 * HOUR - HOUR  # now only the busy one counts
+        out = read(sleepy, [event("beta", "user.session", T0 + 2 * HOUR)])
+        [letter] = [record for stream, record in out if stream == "deadletter"]
+        assert letter["reason"] == "late"
+        assert engine.counts["late"] == 1
+
 
 def _interleaved(
     streams: dict[str, list[dict[str, Any]]], seed: int, batch_size: int
