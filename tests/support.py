@@ -16,6 +16,7 @@ import orjson
 
 from rules.engine import RuleEngine, engine_for
 from rules.loader import load_rules
+from vigil.events import DeadLetter
 from vigil.intake import Intake
 from vigil.settings import Settings
 from vigil.shard import Output, ShardEngine
@@ -89,6 +90,31 @@ class Harness:
 
     def signals(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [s for s in self.out["signals"] if kind is None or s["signal"] == kind]
+
+
+class Partitions:
+    """One shard fed by several source partitions, each through its own intake, as the
+    dataflow does with a multi-partition topic; the test picks which partition speaks."""
+
+    def __init__(self, names: Iterable[str], settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.engine = ShardEngine(self.settings, engine_for(load_rules()))
+        names = list(names)
+        lateness = self.settings.input.allowed_lateness
+        self.intakes = {name: Intake("test", name, len(names), lateness) for name in names}
+
+    def read(self, name: str, events: Iterable[dict[str, Any]], idle: bool = False) -> list[Output]:
+        """One batch of partition `name`, then its watermark tick (None when `idle`)."""
+        intake, batch, out = self.intakes[name], [], []
+        for item in events:
+            decoded = intake.take(orjson.dumps(item), {"line": 0})
+            if isinstance(decoded, DeadLetter):
+                out.append(("deadletter", decoded.to_record()))
+            else:
+                batch.append(decoded)
+        tick = intake.tick()
+        batch.append(tick._replace(wm=None) if idle else tick)
+        return out + self.engine.process(batch)
 
 
 # The fields of every output record (shared/EVENTS.md).

@@ -8,9 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
-from support import DAY, HOUR, T0, Harness, clock, event, sessions
+from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions
 
-from vigil.intake import Intake
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
 from vigil.timeutil import parse_rfc3339, to_iso
@@ -119,26 +118,16 @@ class TestLateness:
         assert runs[0]["health"] and runs[0]["signals"]
 
     def test_an_idle_partition_stops_holding_time_and_its_old_events_come_late(self) -> None:
-        settings = Settings()
-        engine = ShardEngine(settings, Harness().rules)
-        busy, sleepy = (
-            Intake("test", name, 2, settings.input.allowed_lateness) for name in ("p0", "p1")
-        )
-
-        def read(intake: Intake, events: list[dict[str, Any]], idle: bool = False) -> list[Any]:
-            items: list[Any] = [intake.take(orjson.dumps(e), {"line": 0}) for e in events]
-            tick = intake.tick()
-            return engine.process([*items, tick._replace(wm=None) if idle else tick])
-
-        read(sleepy, [event("beta", "user.session", T0 + HOUR)])
-        read(busy, sessions("acme", T0 + HOUR, 24))
-        assert engine.state.watermark == T0 + HOUR - HOUR  # held back by the sleepy partition
-        read(sleepy, [], idle=True)
-        assert engine.state.watermark == T0 + 24 * HOUR - HOUR  # now only the busy one counts
-        out = read(sleepy, [event("beta", "user.session", T0 + 2 * HOUR)])
+        shard = Partitions(["busy", "sleepy"])
+        shard.read("sleepy", [event("beta", "user.session", T0 + HOUR)])
+        shard.read("busy", sessions("acme", T0 + HOUR, 24))
+        assert shard.engine.state.watermark == T0  # held back by the sleepy partition
+        shard.read("sleepy", [], idle=True)
+        assert shard.engine.state.watermark == T0 + 23 * HOUR  # only the busy one counts
+        out = shard.read("sleepy", [event("beta", "user.session", T0 + 2 * HOUR)])
         [letter] = [record for stream, record in out if stream == "deadletter"]
         assert letter["reason"] == "late"
-        assert engine.counts["late"] == 1
+        assert shard.engine.counts["late"] == 1
 
 
 def _interleaved(
@@ -147,12 +136,7 @@ def _interleaved(
     """Feed each partition's stream in batches through its own intake into one shard,
     picking the next partition at random; outputs per stream, sorted."""
     rng = random.Random(seed)
-    settings = Settings()
-    engine = ShardEngine(settings, Harness().rules)
-    intakes = {
-        name: Intake("test", name, len(streams), settings.input.allowed_lateness)
-        for name in streams
-    }
+    shard = Partitions(streams)
     left = {name: list(events) for name, events in streams.items()}
     out: dict[str, list[bytes]] = {}
     while left:
@@ -160,8 +144,7 @@ def _interleaved(
         batch, left[name] = left[name][:batch_size], left[name][batch_size:]
         if not left[name]:
             del left[name]
-        items: list[Any] = [intakes[name].take(orjson.dumps(e), {"line": 0}) for e in batch]
-        for stream, record in engine.process([*items, intakes[name].tick()]):
+        for stream, record in shard.read(name, batch):
             out.setdefault(stream, []).append(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
     return {stream: sorted(records) for stream, records in out.items()}
 
