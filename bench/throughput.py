@@ -76,7 +76,8 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
         settings = Settings()
         out_dir.mkdir(parents=True, exist_ok=True)
         source = JsonLinesSource.configured(str(path), settings.input)
-        flow = build_flow(settings, source, JsonLinesSink(out_dir, STREAMS))
+        sink = JsonLinesSink(out_dir, STREAMS)
+        flow = build_flow(settings, source, sink, snapshots=False)  # as `vigil run` without -r
         started = time.perf_counter()
         execute(flow, settings.recovery)  # exactly what `vigil run` does
     seconds = time.perf_counter() - started

@@ -14,25 +14,22 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from vigil.events import DeadLetter, Event
-from vigil.intake import Intake
+from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
 from vigil.settings import InputSettings
-from vigil.shard import Tick
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.input")
 
 STDIN = "-"
-SourceItem = Event | DeadLetter | Tick
 # Resume state of a file partition: byte offset, line number, highest event time.
 FilePosition = tuple[int, int, int | None]
 
 
-class JsonLinesSource(FixedPartitionedSource[SourceItem, FilePosition]):
+class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
     """One JSON object per line, from a file or standard input (`-`), as one partition.
 
-    Every batch ends with the partition's watermark tick. Blank lines are skipped;
+    Every batch is one Chunk, ending with the partition's watermark tick. Blank lines are skipped;
     anything else that is not a valid event becomes a dead letter."""
 
     def __init__(
@@ -112,7 +109,7 @@ class _PipeLines:
         return keep, self.eof and not self.pending
 
 
-class _FilePartition(StatefulSourcePartition[SourceItem, FilePosition]):
+class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
         offset, self.line, max_ts = resume or (0, 0, None)
         name = "stdin" if source.path == STDIN else source.path
@@ -132,12 +129,12 @@ class _FilePartition(StatefulSourcePartition[SourceItem, FilePosition]):
         self.offset = offset
         self.done = False
 
-    def next_batch(self) -> list[SourceItem]:
+    def next_batch(self) -> list[Chunk]:
         if self.done:
             raise StopIteration
         if self.source.on_ready is not None:
             self.source.on_ready()
-        batch: list[SourceItem] = []
+        batch: Chunk = []
         lines, self.done = self.lines.read(self.batch_size)
         for raw in lines:
             self.offset += len(raw)
@@ -148,7 +145,7 @@ class _FilePartition(StatefulSourcePartition[SourceItem, FilePosition]):
             batch.append(self.intake.take(raw, {"file": self.intake.source, "line": self.line}))
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())
-        return batch
+        return [batch]
 
     def snapshot(self) -> FilePosition:
         log.debug("snapshot", extra={"input": self.intake.source, "line": self.line})

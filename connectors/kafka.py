@@ -32,14 +32,12 @@ from confluent_kafka.admin import AdminClient
 
 from vigil.errors import VigilError
 from vigil.events import DeadLetter, Event
-from vigil.intake import Intake
+from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
-from vigil.shard import Tick
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.kafka")
 
-SourceItem = Event | DeadLetter | Tick
 # Resume state of a topic partition: next offset to read, highest event time seen.
 PartitionPosition = tuple[int, int | None]
 
@@ -75,7 +73,7 @@ def check_topics(config: Mapping[str, Any], timeout: float, topics: list[str]) -
     return {t: len(metadata.topics[t].partitions) for t in topics}
 
 
-class KafkaEventSource(FixedPartitionedSource[SourceItem, PartitionPosition]):
+class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
     """Events from one topic. With `tail=False` each partition stops at the end it
     had when it was first read (a backfill); otherwise it waits for more."""
 
@@ -123,7 +121,7 @@ class KafkaEventSource(FixedPartitionedSource[SourceItem, PartitionPosition]):
         return self.partitions
 
 
-class _KafkaPartition(StatefulSourcePartition[SourceItem, PartitionPosition]):
+class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
     def __init__(
         self,
         source: KafkaEventSource,
@@ -160,10 +158,10 @@ class _KafkaPartition(StatefulSourcePartition[SourceItem, PartitionPosition]):
             "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
         )
 
-    def next_batch(self) -> list[SourceItem]:
+    def next_batch(self) -> list[Chunk]:
         if self.at_end:
             raise StopIteration
-        batch: list[SourceItem] = []
+        batch: Chunk = []
         for message in self.consumer.consume(self.source.batch_size, timeout=0.5):
             item = self._take(message)
             if item is not None:
@@ -177,9 +175,9 @@ class _KafkaPartition(StatefulSourcePartition[SourceItem, PartitionPosition]):
         elif self.source.tail and time.monotonic() - self.last_message > self.source.idle_after:
             tick = tick._replace(wm=None)  # idle: do not hold the stream's watermark back
         batch.append(tick)
-        return batch
+        return [batch]
 
-    def _take(self, message: Message) -> SourceItem | None:
+    def _take(self, message: Message) -> Event | DeadLetter | None:
         error = message.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:

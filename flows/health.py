@@ -1,7 +1,8 @@
 """Vigil's main dataflow: events -> per-tenant event-time state -> signals, health,
 rules -> health, signals, tasks, notifications and dead letters.
 
-    source -> split dead letters -> route to shards (ticks to every shard)
+    source (one chunk per batch) -> one chunk per shard (the batch's tick goes to every
+           shard), and the batch's dead letters straight to the sink
            -> engine (stateful, one ShardEngine per shard) -> sink
 
 The source and sink are parameters, so file and Kafka modes share everything else.
@@ -28,6 +29,7 @@ from rules.engine import RuleEngine, engine_for
 from rules.loader import load_rules
 from vigil.events import DeadLetter, Event
 from vigil.ids import shard_key, shard_of
+from vigil.intake import Chunk
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
 from vigil.settings import Settings, load_settings
@@ -41,56 +43,79 @@ STREAMS = list(OUTPUTS)
 SinkItem = tuple[str, tuple[dict[str, Any], float]]
 
 
-class _ShardLogic(StatefulBatchLogic[Event | Tick, SinkItem, bytes]):
-    def __init__(self, engine: ShardEngine, metrics: Metrics) -> None:
+# What the router hands one shard from one source batch: that shard's events in the
+# order read, then the batch's watermark tick.
+ShardChunk = list[Event | Tick]
+
+
+class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
+    def __init__(self, engine: ShardEngine, metrics: Metrics, snapshots: bool) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.snapshots = snapshots
 
-    def on_batch(self, values: list[Event | Tick]) -> tuple[list[SinkItem], bool]:
-        out = self.engine.process(values)
+    def on_batch(self, values: list[ShardChunk]) -> tuple[list[SinkItem], bool]:
         engine, metrics = self.engine, self.metrics
+        out = []
+        read_at = 0.0
+        for chunk in values:
+            out.extend(engine.process(chunk))
+            tick = chunk[-1]
+            if isinstance(tick, Tick):  # the outputs were caused by the newest tick
+                read_at = max(read_at, tick.read_at)
         metrics.record(engine.counts)
         metrics.record_types(engine.type_counts)
         metrics.record_shard(
             str(id(self)), len(engine.state.tenants), engine.zones, engine.state.watermark
         )
-        # The batch's outputs were caused by its newest watermark tick.
-        read_at = max((v.read_at for v in values if isinstance(v, Tick)), default=0.0)
         return [(stream, (record, read_at)) for stream, record in out], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
+        if not self.snapshots:
+            return b""  # no recovery store: bytewax would pickle state nobody keeps
         # Pickled now, so later mutation cannot leak into the snapshot.
         return pickle.dumps(self.engine.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _router(shards: int) -> Callable[[list[Event | Tick]], list[tuple[str, Event | Tick]]]:
+def _splitter(shards: int) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:
     keys = [shard_key(n) for n in range(shards)]
 
-    def route(batch: list[Event | Tick]) -> list[tuple[str, Event | Tick]]:
-        routed: list[tuple[str, Event | Tick]] = []
-        for item in batch:
+    def split(chunk: Chunk) -> list[tuple[str, ShardChunk]]:
+        """One source batch -> one chunk per shard; every shard gets the tick, as time
+        must move for all of them. Dead letters take another path (`_dead_letters`)."""
+        per_shard: list[ShardChunk] = [[] for _ in keys]
+        for item in chunk:
             if isinstance(item, Event):
-                routed.append((keys[shard_of(item.tenant_id, shards)], item))
-            else:  # a watermark tick: every shard must see time move
-                routed.extend((key, item) for key in keys)
-        return routed
+                per_shard[shard_of(item.tenant_id, shards)].append(item)
+            elif isinstance(item, Tick):
+                for shard_items in per_shard:
+                    shard_items.append(item)
+        return [(key, items) for key, items in zip(keys, per_shard, strict=True) if items]
 
-    return route
+    return split
+
+
+def _dead_letters(chunk: Chunk) -> list[DeadLetter]:
+    return [item for item in chunk if isinstance(item, DeadLetter)]
 
 
 def build_flow(
     settings: Settings,
-    source: Source[Any],
+    source: Source[Chunk],
     sink: Sink[Any],
     metrics: Metrics | None = None,
     rules: RuleEngine | None = None,
+    *,
+    snapshots: bool = True,
 ) -> Dataflow:
+    """`snapshots=False` when the run surely has no recovery store (`vigil run` knows;
+    `python -m bytewax.run -r` decides outside the flow, so the default keeps them)."""
     metrics = metrics or Metrics()
     rules = rules or engine_for(load_rules(settings.rules.paths))
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
-        state: ShardState | None = None if resume is None else pickle.loads(resume)
-        return _ShardLogic(ShardEngine(settings, rules, state), metrics)
+        state: ShardState | None = pickle.loads(resume) if resume else None
+        return _ShardLogic(ShardEngine(settings, rules, state), metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))
 
@@ -100,10 +125,10 @@ def build_flow(
         return (DEADLETTER, (item.to_record(), 0.0))
 
     flow = Dataflow("vigil")
-    items = op.input("input", flow, source)
-    split = op.branch("split_dead_letters", items, lambda item: not isinstance(item, DeadLetter))
-    rejected = op.map("dead_letter_record", split.falses, dead_letter)
-    keyed = op.flat_map_batch("route_to_shards", split.trues, _router(settings.engine.shards))
+    chunks = op.input("input", flow, source)
+    dead_letters = op.flat_map("dead_letters", chunks, _dead_letters)
+    rejected = op.map("dead_letter_record", dead_letters, dead_letter)
+    keyed = op.flat_map("split_by_shard", chunks, _splitter(settings.engine.shards))
     engine_out = op.stateful_batch("engine", keyed, build_shard)
     results = op.map("drop_shard_key", engine_out, lambda keyed_item: keyed_item[1])
     op.output("write", op.merge("outputs", results, rejected), sink)

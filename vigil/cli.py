@@ -182,7 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         source, sink = _kafka_io(settings, metrics, readiness)
     else:
         source, sink = _file_io(args, settings, metrics, readiness)
-    flow = build_flow(settings, source, sink, metrics)  # loads and checks the rules
+    # Loads and checks the rules. Shards snapshot their state only for a recovery store.
+    flow = build_flow(settings, source, sink, metrics, snapshots=settings.recovery.dir is not None)
     addresses = args.addresses.split(",") if args.addresses else None
     _prepare_recovery(settings, prepare_recovery_dir)
     server = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.settings import ComponentSettings, HealthSettings, ZoneSettings
-from vigil.tenant import BIT, TenantState
+from vigil.tenant import BIT, COMPONENT_NAMES, TenantState
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, format_duration, to_iso
 
 ZONES = ("green", "yellow", "orange", "red")
@@ -62,21 +62,24 @@ class Scorer:
         self.cfg = cfg
         self.stall_after = stall_after
         self.configured = tuple(getattr(cfg.components, name).weight for name, _, _ in COMPONENTS)
-        self.measure_fns = tuple((1 << i, fn) for i, (_, fn, _) in enumerate(COMPONENTS))
 
     def assess(self, state: TenantState, now: int) -> Health | None:
         """Score a tenant as of event time `now` (all its events before `now` applied).
         None when no component has data yet, or when no measure changed since the
         tenant's last score (so neither can the score)."""
-        stale = state.stale | _CLOCK_BITS
+        score = self.rescore(state, now)
+        return None if score is None else self.explainable(state, score, now)
+
+    def rescore(self, state: TenantState, now: int) -> float | None:
+        """The score alone, for the common case where it is compared and dropped; same
+        None cases as `assess`."""
         parts, stall_after, measures = self.cfg.components, self.stall_after, state.measures
         changed = state.score is None
-        for index, (bit, measure) in enumerate(self.measure_fns):
-            if stale & bit:
-                fresh, old = measure(state, now, parts, stall_after), measures[index]
-                measures[index] = fresh  # the value may move while the points do not
-                if (fresh is None) is not (old is None) or (fresh and old and fresh[1] != old[1]):
-                    changed = True
+        for index, measure in _TO_MEASURE[state.stale]:
+            fresh, old = measure(state, now, parts, stall_after), measures[index]
+            measures[index] = fresh  # the value may move while the points do not
+            if (fresh is None) is not (old is None) or (fresh and old and fresh[1] != old[1]):
+                changed = True
         state.stale = 0
         if not changed:
             return None  # same measures, same score: nothing new to say
@@ -87,16 +90,24 @@ class Scorer:
         if total <= 0:
             return None
         scale = 100 / total
+        score = 0.0
+        for weight, m in zip(self.configured, measures, strict=True):
+            if m is not None:
+                score += weight * scale * m[1]  # the same arithmetic as Health.weights
+        return score
+
+    def explainable(self, state: TenantState, score: float, now: int) -> Health:
+        """The score with its parts, for a health record: the tenant's current measures
+        and the points each component could earn after spreading missing weight."""
+        measures = state.measures
+        total = sum(w for w, m in zip(self.configured, measures, strict=True) if m is not None)
+        scale = 100 / total
         weights = tuple(
             [
                 0.0 if m is None else w * scale
                 for w, m in zip(self.configured, measures, strict=True)
             ]
         )
-        score = 0.0
-        for weight, m in zip(weights, measures, strict=True):
-            if m is not None:
-                score += weight * m[1]
         return Health(score, zone_of(score, self.cfg.zones), tuple(measures), weights, now)
 
 
@@ -105,14 +116,15 @@ def health_record(
 ) -> dict[str, Any]:
     """The `health` output record of EVENTS.md: every component and the reasons."""
     components = {}
-    for (name, _, _), measure, weight in zip(
-        COMPONENTS, health.measures, health.weights, strict=True
-    ):
-        components[name] = {
-            "value": None if measure is None else measure[0],
-            "weight": round(weight, 2),
-            "points": 0.0 if measure is None else round(weight * measure[1], 2),
-        }
+    for index, measure, weight in zip(_INDEXES, health.measures, health.weights, strict=True):
+        key = (index, measure, weight)
+        entry = _ENTRIES.get(key)
+        if entry is None:
+            entry = _component_entry(measure, weight)
+            if len(_ENTRIES) >= _ENTRIES_MAX:
+                _ENTRIES.clear()
+            _ENTRIES[key] = entry
+        components[COMPONENT_NAMES[index]] = entry
     return {
         "tenant_id": state.tenant_id,
         "ts": to_iso(health.now),
@@ -121,6 +133,23 @@ def health_record(
         "components": components,
         "reasons": reasons(state, health, cfg, stall_after),
     }
+
+
+def _component_entry(measure: Measure, weight: float) -> dict[str, Any]:
+    return {
+        "value": None if measure is None else measure[0],
+        "weight": round(weight, 2),
+        "points": 0.0 if measure is None else round(weight * measure[1], 2),
+    }
+
+
+# Component entries already built, shared by every record that has the same one (most
+# components of a record did not move since the tenant's last record, and many tenants
+# sit at the same values). Records are never modified after they are built, so sharing
+# is safe. A measure's value keeps one type per component, so equal keys print alike.
+_ENTRIES: dict[tuple[int, Measure, float], dict[str, Any]] = {}
+_ENTRIES_MAX = 100_000
+_INDEXES = range(len(COMPONENT_NAMES))
 
 
 def reasons(state: TenantState, health: Health, cfg: HealthSettings, stall_after: int) -> list[str]:
@@ -356,3 +385,9 @@ COMPONENTS: tuple[tuple[str, MeasureFn, ExplainFn], ...] = (
 )
 # Components that move with the clock inside a day: re-measured at every scoring.
 _CLOCK_BITS = BIT["error_pressure"] | BIT["onboarding"]
+# For every stale mask, the components to measure again: a step usually touches two or
+# three of the ten, so scoring skips the rest without testing them.
+_TO_MEASURE = tuple(
+    tuple((i, fn) for i, (_, fn, _) in enumerate(COMPONENTS) if (mask | _CLOCK_BITS) >> i & 1)
+    for mask in range(1 << len(COMPONENTS))
+)

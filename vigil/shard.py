@@ -15,6 +15,7 @@ watermark ticks, and moves its own clock through event time in fixed steps:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 from collections import Counter
@@ -28,7 +29,7 @@ from vigil.actions import in_cooldown, render_actions
 from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
-from vigil.health import Health, Scorer, health_record
+from vigil.health import Health, Scorer, health_record, zone_of
 from vigil.settings import Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import ALL_STALE, Buckets, Effect, TenantState, prune
@@ -116,21 +117,28 @@ class ShardEngine:
 
     def _accept(self, event: Event, out: list[Output]) -> None:
         st = self.state
-        if event.event_id in st.seen:
+        event_id, kind, _, ts, _, _, _, wm, _, _ = event
+        if event_id in st.seen:
             self.counts["duplicates"] += 1
             return
         # ts < the shard's own watermark only happens after a restart from a snapshot.
-        if event.ts < event.wm or (st.watermark is not None and event.ts < st.watermark):
+        if ts < wm or (st.watermark is not None and ts < st.watermark):
             self.counts["late"] += 1
             out.append((DEADLETTER, _late_letter(event)))
             return
-        st.seen[event.event_id] = event.ts
-        st.seen_by_day.setdefault(event.ts // MS_PER_DAY, []).append(event.event_id)
-        self.type_counts[event.type] += 1
-        if event.type not in KNOWN_TYPES:
+        st.seen[event_id] = ts
+        day = ts // MS_PER_DAY
+        ids = st.seen_by_day.get(day)
+        if ids is None:
+            ids = st.seen_by_day[day] = []
+        ids.append(event_id)
+        self.type_counts[kind] += 1
+        if kind not in KNOWN_TYPES:
             self.counts["unknown_types"] += 1
             return
-        heapq.heappush(st.pending, (event.ts, event.event_id, event))
+        # Sorted when applied (see _apply_before): arrival is nearly in event-time order,
+        # so that sort is a cheap pass, where a heap would pay log n on every event.
+        st.pending.append((ts, event_id, event))
 
     def _tick(self, tick: Tick, out: list[Output]) -> None:
         st = self.state
@@ -153,9 +161,10 @@ class ShardEngine:
             # The clock starts at the hour of the shard's first event. Only once that event
             # is behind the watermark is it surely the first (no earlier one can still come
             # from a slower partition), so the start does not depend on arrival order.
-            if not st.pending or st.pending[0][0] >= watermark:
+            earliest = min(st.pending)[0] if st.pending else None
+            if earliest is None or earliest >= watermark:
                 return
-            st.next_step = floor_to(st.pending[0][0], self.step) + self.step
+            st.next_step = floor_to(earliest, self.step) + self.step
         while True:
             stall_at = st.stalls[0][0] if st.stalls else None
             now = st.next_step if stall_at is None else min(st.next_step, stall_at)
@@ -170,13 +179,24 @@ class ShardEngine:
 
     def _apply_before(self, now: int) -> None:
         st = self.state
-        while st.pending and st.pending[0][0] < now:
-            _, _, event = heapq.heappop(st.pending)
-            tenant = st.tenants.get(event.tenant_id)
+        pending = st.pending
+        if not pending:
+            return
+        pending.sort()  # (ts, event_id): event ids are unique here, so events never compare
+        due = bisect.bisect_left(pending, (now,))  # (now,) sorts before any (now, ...)
+        if not due:
+            return
+        applying = pending[:due]
+        del pending[:due]
+        tenants, dirty, buckets = st.tenants, st.dirty, self.buckets
+        for _, _, event in applying:
+            tenant = tenants.get(event.tenant_id)
             if tenant is None:
-                tenant = st.tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
-            effect = tenant.apply(event, self.buckets)
-            st.dirty.add(event.tenant_id)
+                tenant = tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
+            effect = tenant.apply(event, buckets)
+            dirty.add(event.tenant_id)
+            if not effect:
+                continue
             if effect & Effect.ERRORS:
                 window = self.settings.signals.error_spike.window
                 end = floor_to(event.ts, window, self.buckets.origin) + window
@@ -293,12 +313,14 @@ class ShardEngine:
 
     def _score(self, tenant: TenantState, now: int, out: list[Output]) -> None:
         cfg = self.settings.health
-        health = self.scorer.assess(tenant, now)
-        if health is None:
+        exact = self.scorer.rescore(tenant, now)
+        if exact is None:
             return
-        score, zone = health.rounded, health.zone
+        score = int(exact + 0.5)
+        zone = zone_of(exact, cfg.zones)
         if score == tenant.score and zone == tenant.zone:
             return
+        health = self.scorer.explainable(tenant, exact, now)
         if zone != tenant.zone:
             self.zones[zone] += 1
             if tenant.zone is not None:

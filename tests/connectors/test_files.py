@@ -27,7 +27,7 @@ class TestSource:
         part = JsonLinesSource(
             str(lines(tmp_path / "e.jsonl", 5)), lateness=HOUR, batch_size=2
         ).build_part("in", "x", None)
-        first = part.next_batch()
+        [first] = part.next_batch()  # a batch is one chunk
         assert [type(item) for item in first] == [Event, Event, Tick]
         tick = first[-1]
         assert isinstance(tick, Tick)
@@ -35,7 +35,7 @@ class TestSource:
         assert (tick.source, tick.wm, tick.sources) == (str(tmp_path / "e.jsonl"), 0, 1)
         assert tick.read_at > 0
         assert first[0].wm == NO_WATERMARK and first[1].wm == -HOUR  # before e1 the max ts was 0
-        rest = part.next_batch() + part.next_batch()
+        rest = part.next_batch()[0] + part.next_batch()[0]
         assert sum(isinstance(item, Event) for item in rest) == 3
         with pytest.raises(StopIteration):
             part.next_batch()
@@ -46,7 +46,7 @@ class TestSource:
         part.next_batch()
         snapshot = part.snapshot()
         resumed = source.build_part("in", "x", snapshot)
-        batch = resumed.next_batch()
+        [batch] = resumed.next_batch()
         events = [item for item in batch if isinstance(item, Event)]
         assert [e.event_id for e in events] == ["e4", "e5"]
         assert events[0].wm == 3 * HOUR - HOUR  # the max ts before the snapshot was kept
@@ -55,8 +55,8 @@ class TestSource:
     def test_blank_lines_are_skipped_and_garbage_is_a_dead_letter(self, tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"
         path.write_bytes(b"\n  \nnope\n")
-        batch = JsonLinesSource(str(path), lateness=HOUR).build_part("in", "x", None).next_batch()
-        [letter, tick] = batch
+        part = JsonLinesSource(str(path), lateness=HOUR).build_part("in", "x", None)
+        [[letter, tick]] = part.next_batch()
         assert isinstance(letter, DeadLetter) and letter.position == {"file": str(path), "line": 3}
         assert isinstance(tick, Tick)
 
