@@ -156,11 +156,11 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             self.handle.close()
 
 
-Written = tuple[dict[str, Any], float]  # a record, and when its trigger was read
+Written = tuple[list[dict[str, Any]], float]  # records, and when their trigger was read
 
 
 class JsonLinesSink(FixedPartitionedSink[Written, int]):
-    """Writes `(stream, (record, read_at))` items to DIR/<stream>.jsonl, one partition
+    """Writes `(stream, (records, read_at))` items to DIR/<stream>.jsonl, one partition
     per stream.
 
     A fresh run starts each file empty; a resumed run truncates it to the snapshot's
@@ -190,10 +190,12 @@ class _JsonLinesPart(StatefulSinkPartition[Written, int]):
         self.metrics = metrics  # set for tasks and notifications: their latency is measured
 
     def write_batch(self, values: list[Written]) -> None:
-        self.handle.write(b"".join(orjson.dumps(record) + b"\n" for record, _ in values))
+        self.handle.write(
+            b"".join(orjson.dumps(record) + b"\n" for records, _ in values for record in records)
+        )
         self.handle.flush()
         if self.metrics is not None:
-            self.metrics.observe_written(read_at for _, read_at in values)
+            self.metrics.observe_written(read_at for records, read_at in values for _ in records)
 
     def snapshot(self) -> int:
         return self.handle.tell()

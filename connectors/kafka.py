@@ -216,12 +216,12 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         self.consumer.close()
 
 
-Written = tuple[dict[str, Any], float]  # a record, and when its trigger was read
+Written = tuple[list[dict[str, Any]], float]  # records, and when their trigger was read
 SinkItem = tuple[str, Written]
 
 
 class KafkaOutputSink(DynamicSink[SinkItem]):
-    """`(stream, (record, read_at))` items to the stream's topic, keyed by tenant_id."""
+    """`(stream, (records, read_at))` items to the stream's topic, keyed by tenant_id."""
 
     def __init__(
         self,
@@ -248,13 +248,11 @@ class _KafkaWriter(StatelessSinkPartition[SinkItem]):
         self.failures: list[str] = []
 
     def write_batch(self, items: list[SinkItem]) -> None:
-        for stream, (record, _) in items:
-            key = record.get("tenant_id")
-            self._produce(
-                self.sink.topics[stream],
-                orjson.dumps(record),
-                None if key is None else key.encode(),
-            )
+        for stream, (records, _) in items:
+            topic = self.sink.topics[stream]
+            for record in records:
+                key = record.get("tenant_id")
+                self._produce(topic, orjson.dumps(record), None if key is None else key.encode())
         left = self.producer.flush(self.sink.flush_timeout)
         if left:
             wait = self.sink.flush_timeout
@@ -266,7 +264,10 @@ class _KafkaWriter(StatelessSinkPartition[SinkItem]):
             raise DeliveryFailed(msg)
         if self.sink.metrics is not None:
             self.sink.metrics.observe_written(
-                read_at for stream, (_, read_at) in items if stream in ACTIONS
+                read_at
+                for stream, (records, read_at) in items
+                if stream in ACTIONS
+                for _ in records
             )
 
     def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:

@@ -39,8 +39,9 @@ from vigil.streams import DEADLETTER, OUTPUTS
 STREAMS = list(OUTPUTS)
 
 
-# What reaches a sink: (stream, (record, wall time its trigger was read)).
-SinkItem = tuple[str, tuple[dict[str, Any], float]]
+# What reaches a sink: (stream, (records, wall time their trigger was read)); a shard's
+# outputs of one batch travel together, as a chunk per stream.
+SinkItem = tuple[str, tuple[list[dict[str, Any]], float]]
 
 
 # What the router hands one shard from one source batch: that shard's events in the
@@ -68,7 +69,11 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
         metrics.record_shard(
             str(id(self)), len(engine.state.tenants), engine.zones, engine.state.watermark
         )
-        return [(stream, (record, read_at)) for stream, record in out], StatefulBatchLogic.RETAIN
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for stream, record in out:
+            by_stream.setdefault(stream, []).append(record)
+        chunks = [(stream, (records, read_at)) for stream, records in by_stream.items()]
+        return chunks, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         if not self.snapshots:
@@ -122,7 +127,7 @@ def build_flow(
     def dead_letter(item: DeadLetter) -> SinkItem:
         metrics.dead_letters.labels(item.reason).inc()
         bursts.add(item.reason)
-        return (DEADLETTER, (item.to_record(), 0.0))
+        return (DEADLETTER, ([item.to_record()], 0.0))
 
     flow = Dataflow("vigil")
     chunks = op.input("input", flow, source)

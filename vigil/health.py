@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from operator import is_not
+from typing import Any, TypeVar
 
 from vigil.settings import ComponentSettings, HealthSettings, ZoneSettings
 from vigil.tenant import BIT, COMPONENT_NAMES, TenantState
@@ -23,6 +24,8 @@ ZONES = ("green", "yellow", "orange", "red")
 
 # (value, share of the weight earned 0..1), or None when the component has no data.
 Measure = tuple[float, float] | None
+# Reason lines already worded, by (component index, measure, points available).
+ReasonLines = dict[tuple[int, Measure, float], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,10 @@ class Scorer:
         self.cfg = cfg
         self.stall_after = stall_after
         self.configured = tuple(getattr(cfg.components, name).weight for name, _, _ in COMPONENTS)
+        # Points available per component for each set of components that have data
+        # (missing weight spread over the rest), worked out once per set.
+        self.spread: dict[tuple[bool, ...], tuple[float, ...] | None] = {}
+        self.lines: ReasonLines = {}  # see health_record
 
     def assess(self, state: TenantState, now: int) -> Health | None:
         """Score a tenant as of event time `now` (all its events before `now` applied).
@@ -83,47 +90,57 @@ class Scorer:
         state.stale = 0
         if not changed:
             return None  # same measures, same score: nothing new to say
-        total = 0.0
-        for weight, m in zip(self.configured, measures, strict=True):
-            if m is not None:
-                total += weight
-        if total <= 0:
+        weights = self.weights(measures)
+        if weights is None:
             return None
-        scale = 100 / total
         score = 0.0
-        for weight, m in zip(self.configured, measures, strict=True):
+        for weight, m in zip(weights, measures, strict=True):
             if m is not None:
-                score += weight * scale * m[1]  # the same arithmetic as Health.weights
+                score += weight * m[1]
         return score
+
+    def weights(self, measures: list[Measure]) -> tuple[float, ...] | None:
+        """Points available per component given which have data; None if none has."""
+        present = tuple(map(is_not, measures, _NO_DATA))
+        try:
+            return self.spread[present]
+        except KeyError:
+            pass
+        total = 0.0
+        for weight, has_data in zip(self.configured, present, strict=True):
+            if has_data:
+                total += weight
+        spread = None
+        if total > 0:
+            scale = 100 / total
+            configured = zip(self.configured, present, strict=True)
+            spread = tuple([w * scale if has_data else 0.0 for w, has_data in configured])
+        self.spread[present] = spread
+        return spread
 
     def explainable(self, state: TenantState, score: float, now: int) -> Health:
         """The score with its parts, for a health record: the tenant's current measures
         and the points each component could earn after spreading missing weight."""
-        measures = state.measures
-        total = sum(w for w, m in zip(self.configured, measures, strict=True) if m is not None)
-        scale = 100 / total
-        weights = tuple(
-            [
-                0.0 if m is None else w * scale
-                for w, m in zip(self.configured, measures, strict=True)
-            ]
-        )
-        return Health(score, zone_of(score, self.cfg.zones), tuple(measures), weights, now)
+        weights = self.weights(state.measures)
+        assert weights is not None  # a score was computed from them
+        return Health(score, zone_of(score, self.cfg.zones), tuple(state.measures), weights, now)
 
 
 def health_record(
-    state: TenantState, health: Health, cfg: HealthSettings, stall_after: int
+    state: TenantState,
+    health: Health,
+    cfg: HealthSettings,
+    stall_after: int,
+    lines: ReasonLines | None = None,
 ) -> dict[str, Any]:
-    """The `health` output record of EVENTS.md: every component and the reasons."""
+    """The `health` output record of EVENTS.md: every component and the reasons.
+    `lines`: the scorer's memo of reason lines (`Scorer.lines`), if it has one."""
     components = {}
     for index, measure, weight in zip(_INDEXES, health.measures, health.weights, strict=True):
         key = (index, measure, weight)
         entry = _ENTRIES.get(key)
         if entry is None:
-            entry = _component_entry(measure, weight)
-            if len(_ENTRIES) >= _ENTRIES_MAX:
-                _ENTRIES.clear()
-            _ENTRIES[key] = entry
+            entry = _remember(_ENTRIES, key, _component_entry(measure, weight))
         components[COMPONENT_NAMES[index]] = entry
     return {
         "tenant_id": state.tenant_id,
@@ -131,7 +148,7 @@ def health_record(
         "score": health.rounded,
         "zone": health.zone,
         "components": components,
-        "reasons": reasons(state, health, cfg, stall_after),
+        "reasons": reasons(state, health, cfg, stall_after, lines),
     }
 
 
@@ -143,35 +160,66 @@ def _component_entry(measure: Measure, weight: float) -> dict[str, Any]:
     }
 
 
-# Component entries already built, shared by every record that has the same one (most
-# components of a record did not move since the tenant's last record, and many tenants
-# sit at the same values). Records are never modified after they are built, so sharing
-# is safe. A measure's value keeps one type per component, so equal keys print alike.
+# Records repeat themselves: most components of a record did not move since the
+# tenant's last one, and many tenants sit at the same values. So component entries are
+# built once and shared by every record with the same one (records are never modified
+# after they are built). The reason lines of components whose words depend on their
+# measure alone are kept too, per Scorer as the words also depend on its settings. A
+# measure's value keeps one type per component, so equal keys print alike.
 _ENTRIES: dict[tuple[int, Measure, float], dict[str, Any]] = {}
-_ENTRIES_MAX = 100_000
+_MEMO_SIZE = 100_000  # per cache; emptied when full, so memory stays bounded
+
+V = TypeVar("V")
+
+
+def _remember(
+    cache: dict[tuple[int, Measure, float], V], key: tuple[int, Measure, float], value: V
+) -> V:
+    if len(cache) >= _MEMO_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _INDEXES = range(len(COMPONENT_NAMES))
+_NO_DATA = (None,) * len(COMPONENT_NAMES)
+_SPOKEN_NAMES = tuple(name.replace("_", " ") for name in COMPONENT_NAMES)
 
 
-def reasons(state: TenantState, health: Health, cfg: HealthSettings, stall_after: int) -> list[str]:
+def reasons(
+    state: TenantState,
+    health: Health,
+    cfg: HealthSettings,
+    stall_after: int,
+    lines: ReasonLines | None = None,
+) -> list[str]:
     """Short sentences, the biggest loss of points first, then what had no data."""
+    memo = {} if lines is None else lines
     losing: list[tuple[float, str]] = []
     missing: list[str] = []
-    for (name, _, explain), measure, weight in zip(
-        COMPONENTS, health.measures, health.weights, strict=True
-    ):
+    for index, measure, weight in zip(_INDEXES, health.measures, health.weights, strict=True):
         if measure is None:
-            missing.append(name.replace("_", " "))
+            missing.append(_SPOKEN_NAMES[index])
             continue
         lost = weight * (1 - measure[1])
-        if lost >= 0.5:
-            losing.append((lost, explain(state, measure, health.now, cfg.components, stall_after)))
+        if lost < 0.5:
+            continue
+        key = (index, measure, weight)
+        line = memo.get(key)
+        if line is None:
+            explain = COMPONENTS[index][2]
+            text = explain(state, measure, health.now, cfg.components, stall_after)
+            line = f"{text} (-{lost:.0f} pts)"
+            if index in _WORDS_FROM_MEASURE:
+                _remember(memo, key, line)
+        losing.append((lost, line))
     losing.sort(key=lambda item: -item[0])
-    lines = [f"{text} (-{lost:.0f} pts)" for lost, text in losing]
-    if not lines:
-        lines.append("every component with data is at or near full points")
+    said = [line for _, line in losing]
+    if not said:
+        said.append("every component with data is at or near full points")
     if missing:
-        lines.append(f"no data for {', '.join(missing)}: weight spread over the other components")
-    return lines
+        said.append(f"no data for {', '.join(missing)}: weight spread over the other components")
+    return said
 
 
 # -- components: a measure (numbers) and an explanation (words) each ------------------
@@ -222,10 +270,14 @@ def _adoption(state: TenantState, now: int, parts: ComponentSettings, _: int) ->
     if not state.features:
         return None
     since = now - parts.adoption.lookback
-    used = 0
-    for last in state.features.values():
-        if last >= since:
-            used += 1
+    last_used = state.features.values()
+    if min(last_used) >= since:  # the usual case, counted in C
+        used = len(last_used)
+    else:
+        used = 0
+        for last in last_used:
+            if last >= since:
+                used += 1
     return used, min(1.0, used / parts.adoption.full_at)
 
 
@@ -242,10 +294,14 @@ def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: i
     if not state.product_activity:
         return None
     first_hour = now // MS_PER_HOUR - 24
-    count = 0
-    for hour, n in state.pressure_by_hour.items():
-        if hour >= first_hour:
-            count += n
+    by_hour = state.pressure_by_hour
+    if not by_hour or min(by_hour) >= first_hour:  # nothing to leave out: summed in C
+        count = sum(by_hour.values())
+    else:
+        count = 0
+        for hour, n in by_hour.items():
+            if hour >= first_hour:
+                count += n
     return count, max(0.0, 1 - count / parts.error_pressure.zero_at)
 
 
@@ -390,4 +446,9 @@ _CLOCK_BITS = BIT["error_pressure"] | BIT["onboarding"]
 _TO_MEASURE = tuple(
     tuple((i, fn) for i, (_, fn, _) in enumerate(COMPONENTS) if (mask | _CLOCK_BITS) >> i & 1)
     for mask in range(1 << len(COMPONENTS))
+)
+# Components whose explanation is a function of their measure and the settings only.
+_WORDS_FROM_MEASURE = frozenset(
+    COMPONENT_NAMES.index(name)
+    for name in ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 )

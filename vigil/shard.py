@@ -326,7 +326,7 @@ class ShardEngine:
             if tenant.zone is not None:
                 self.zones[tenant.zone] -= 1
         tenant.score, tenant.zone = score, zone
-        record = health_record(tenant, health, cfg, self._stall_after)
+        record = health_record(tenant, health, cfg, self._stall_after, self.scorer.lines)
         tenant.reasons = "; ".join(record["reasons"])
         out.append((HEALTH, record))
         if now - tenant.first_seen < cfg.warmup:

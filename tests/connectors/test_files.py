@@ -68,11 +68,11 @@ class TestSink:
         sink = JsonLinesSink(tmp_path, ["tasks", "health"])
         assert sink.part_fn("health") == 0 and sink.part_fn("tasks") == 1
         part = sink.build_part("out", "tasks", None)
-        part.write_batch([({"n": 1}, 0.0)])
+        part.write_batch([([{"n": 1}], 0.0)])
         offset = part.snapshot()
-        part.write_batch([({"n": 2}, 0.0)])
+        part.write_batch([([{"n": 2}, {"n": 2.5}], 0.0)])
         part.close()
         resumed = sink.build_part("out", "tasks", offset)
-        resumed.write_batch([({"n": 3}, 0.0)])
+        resumed.write_batch([([{"n": 3}], 0.0)])
         resumed.close()
         assert (tmp_path / "tasks.jsonl").read_bytes() == b'{"n":1}\n{"n":3}\n'

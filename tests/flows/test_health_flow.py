@@ -16,7 +16,7 @@ from vigil.metrics import Metrics
 from vigil.settings import Settings
 from vigil.simulate import FleetPlan, generate
 
-Item = tuple[str, tuple[dict[str, Any], float]]  # (stream, (record, read_at))
+Item = tuple[str, dict[str, Any]]  # (stream, record)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def run_flow(
     path: Path, workers: int = 1, batch_size: int = 500, settings: Settings | None = None
 ) -> tuple[list[Item], Metrics]:
     settings = settings or Settings()
-    out: list[Item] = []
+    out: list[tuple[str, tuple[list[dict[str, Any]], float]]] = []  # (stream, (records, read_at))
     metrics = Metrics()
     flow = build_flow(
         settings,
@@ -43,13 +43,13 @@ def run_flow(
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    return out, metrics
+    return [(stream, record) for stream, (records, _) in out for record in records], metrics
 
 
 def as_set(items: list[Item]) -> Counter[bytes]:
     return Counter(
         stream.encode() + orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-        for stream, (record, _) in items
+        for stream, record in items
     )
 
 
@@ -88,7 +88,7 @@ def test_bad_lines_become_dead_letters_with_file_and_line(tmp_path: Path) -> Non
         + b"\n"
     )
     out, metrics = run_flow(path)
-    letters = [record for stream, (record, _) in out if stream == "deadletter"]
+    letters = [record for stream, record in out if stream == "deadletter"]
     assert [(d["position"]["line"], d["reason"]) for d in letters] == [
         (2, "invalid_json"),
         (4, "not_an_object"),
