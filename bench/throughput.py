@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +122,7 @@ def main() -> None:
             make_stream(stream, args.events, args.tenants, args.seed)
         lines = sum(1 for _ in stream.open("rb"))
         print(f"stream: {stream} ({lines:,} lines, {stream.stat().st_size / 2**20:.0f} MiB)")
+        full_ratios: list[float] = []
         for attempt in range(args.repeat):
             bare = child("bare", stream, work / "bare")
             intake = child("intake", stream, work / "intake")
@@ -140,12 +142,19 @@ def main() -> None:
                     f"({result['seconds']:.1f} s, peak {result['peak_mib']:.0f} MiB)"
                 )
             print(f"  intake / bare: {rates['intake'] / rates['bare']:.2f}")
-            print(f"  full / bare:   {rates['full'] / rates['bare']:.2f}  (target >= 0.40)")
+            full_ratios.append(rates["full"] / rates["bare"])
+            print(f"  full / bare:   {full_ratios[-1]:.2f}  (target >= 0.40)")
             engine_us = (1 / rates["full"] - 1 / rates["intake"]) * 1e6
             budget_us = (1 / (0.40 * rates["bare"]) - 1 / rates["intake"]) * 1e6
             print(
                 f"  engine work: {engine_us:.1f} µs/event; the target leaves it "
                 f"{budget_us:.1f} µs/event"
+            )
+        if len(full_ratios) > 1:  # one noisy run can move a ratio a lot on a shared machine
+            runs = ", ".join(f"{r:.2f}" for r in full_ratios)
+            print(
+                f"full / bare, median of {len(full_ratios)} runs: "
+                f"{median(full_ratios):.2f} ({runs})"
             )
 
 

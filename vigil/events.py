@@ -103,7 +103,8 @@ def _is_int(value: Any) -> bool:
 
 def _one_of(*choices: str) -> AttrCheck:
     allowed = frozenset(choices)
-    return lambda value: value in allowed
+    # A list or an object cannot be looked up in a set (unhashable): test the type first.
+    return lambda value: type(value) is str and value in allowed
 
 
 # type -> {attr: (required, check, expectation)}; the catalogue of EVENTS.md.
@@ -219,7 +220,7 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
         and 0 < len(tenant_id) <= MAX_ID_LENGTH
         and (user_id is None or type(user_id) is str)
         and (attrs is None or type(attrs) is dict)
-        and (segment is None or segment in SEGMENTS)
+        and (segment is None or (type(segment) is str and segment in SEGMENTS))
     ):
         _explain(obj)
     if type(ts) is str:

@@ -99,6 +99,22 @@ class TestDeadLetters:
         assert item.position == POSITION and item.source == "events.jsonl"
         assert item.raw == (raw if isinstance(raw, bytes) else orjson.dumps(raw)).decode()
 
+    @pytest.mark.parametrize("odd", [[1], {"a": 1}, True, None, 1.5, -1, "x" * 300, ""])
+    def test_any_json_value_in_any_field_is_an_event_or_a_dead_letter(self, odd: Any) -> None:
+        """Every top-level field and every catalogue attribute, set to values of every
+        JSON type (lists and objects cannot be hashed): decoding never raises."""
+        from vigil.events import _ATTRS
+
+        cases = [valid(**{field: odd}) for field in ("event_id", "type", "tenant_id", "ts")]
+        cases += [valid(user_id=odd), valid(segment=odd), valid(attrs=odd)]
+        for kind, spec in _ATTRS.items():
+            cases += [valid(type=kind, attrs={name: odd}) for name in spec]
+        for case in cases:
+            item = run(case)
+            assert isinstance(item, Event | DeadLetter), case
+            if isinstance(item, DeadLetter):
+                assert item.reason in {"missing_field", "invalid_field", "invalid_ts"}, item
+
     def test_huge_raw_is_truncated_in_the_dead_letter(self) -> None:
         item = run(b"x" * 100_000)
         assert isinstance(item, DeadLetter)
