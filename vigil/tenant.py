@@ -121,10 +121,11 @@ class TenantState:
         """Fold one event in; events arrive here in (ts, event_id) order."""
         if event.segment is not None:
             self.segment = event.segment
-        handler = _HANDLERS.get(event.type)
-        if handler is None:
+        found = _DISPATCH.get(event.type)
+        if found is None:
             return Effect.NONE
-        self.stale |= TOUCHES.get(event.type, 0)
+        handler, touches = found
+        self.stale |= touches
         return handler(self, event, buckets)
 
     @property
@@ -134,9 +135,10 @@ class TenantState:
 
 def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = state.sessions_seen = True
-    day = event.ts // MS_PER_DAY
+    ts = event.ts
+    day = ts // MS_PER_DAY
     state.sessions_by_day[day] = state.sessions_by_day.get(day, 0) + 1
-    window = floor_to(event.ts, buckets.login_window, buckets.origin)
+    window = ts - (ts - buckets.origin) % buckets.login_window  # floor_to, inlined: hot
     state.sessions_by_window[window] = state.sessions_by_window.get(window, 0) + 1
     return Effect.NONE
 
@@ -269,3 +271,7 @@ def prune(state: TenantState, now: int, keep_days: int, keep_from_window: int) -
         del state.pressure_by_hour[hour]
     for window in [w for w in state.sessions_by_window if w < keep_from_window]:
         del state.sessions_by_window[window]
+
+
+# One lookup per event: the handler, and the health components it can change.
+_DISPATCH = {kind: (handler, TOUCHES.get(kind, 0)) for kind, handler in _HANDLERS.items()}
