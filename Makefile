@@ -38,7 +38,7 @@ unit: $(INSTALLED)
 
 ## bench: throughput of the full pipeline against a bare Bytewax flow (1M events, 10k tenants)
 bench: $(INSTALLED)
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py --repeat 3
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
