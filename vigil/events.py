@@ -38,7 +38,8 @@ KNOWN_TYPES = frozenset(
 )
 SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
 MAX_ID_LENGTH = 128
-# Epoch milliseconds outside years 1970-2999 are almost surely seconds or garbage.
+# Event times outside years 1970-2999 are garbage (or epoch seconds); an RFC 3339 one
+# from year 1 would also have a shard step through two thousand years of hours.
 _MAX_EPOCH_MS = 32_503_680_000_000
 
 
@@ -228,6 +229,8 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
             millis = parse_rfc3339(ts)
         except ValueError as exc:
             raise Invalid("invalid_ts", f"field 'ts': {exc}") from None
+        if not 0 <= millis < _MAX_EPOCH_MS:
+            raise Invalid("invalid_ts", f"field 'ts' {ts[:64]!r} is outside years 1970-2999")
     elif type(ts) is int and 0 <= ts < _MAX_EPOCH_MS:
         millis = ts
     else:
