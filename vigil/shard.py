@@ -32,7 +32,7 @@ from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, zone_of
 from vigil.settings import Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
-from vigil.tenant import ALL_STALE, Buckets, Effect, TenantState, prune
+from vigil.tenant import DAY_BASED, Buckets, Effect, TenantState, prune
 from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
 
 log = logging.getLogger("vigil.engine")
@@ -251,7 +251,7 @@ class ShardEngine:
         st = self.state
         st.dirty.update(st.tenants)
         for tenant in st.tenants.values():
-            tenant.stale = ALL_STALE  # day-based windows moved for everyone
+            tenant.stale |= DAY_BASED  # the day-based windows moved for everyone
         keep_from = (
             floor_to(now, self.buckets.login_window, self.buckets.origin)
             - self.buckets.login_window

@@ -54,6 +54,9 @@ COMPONENT_NAMES = (
 )
 BIT = {name: 1 << index for index, name in enumerate(COMPONENT_NAMES)}
 ALL_STALE = (1 << len(COMPONENT_NAMES)) - 1
+# Components measured over windows that end "now" in whole days: they move at midnight
+# with no event. The others move only with their events (or at every step, see health).
+DAY_BASED = BIT["login_activity"] | BIT["login_trend"] | BIT["adoption"]
 _ACTIVITY = BIT["error_pressure"]  # its "has data" depends on any product activity
 # Which components an event type can change; the scorer re-measures only those.
 TOUCHES = {
