@@ -4,9 +4,10 @@ A component with no data is left out and its weight spread over the rest. Every
 component reports its value, the points it could earn (its weight after that
 spreading) and the points it earned, so `score == sum(points)`.
 
-Scoring runs for every changed tenant at every step, so it is split in two: `assess`
-measures (numbers only, cheap), and `health_record` puts it into words, which only
-happens when the rounded score or the zone changed.
+Scoring runs for every changed tenant at every step, so it is split in three:
+`Scorer.rescore` measures and gives the score alone (numbers only, cheap); only when the
+rounded score or the zone changed does `Scorer.explainable` add the parts and
+`health_record` put them into words. `Scorer.assess` does the first two at once.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class ShardState:
     """Everything a shard must keep across a restart (pickled into snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
+    # (ts, event_id, event) accepted and not yet applied; sorted when applied.
     pending: list[tuple[int, str, Event]] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
     seen_by_day: dict[int, list[str]] = field(default_factory=dict)
