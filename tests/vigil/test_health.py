@@ -4,7 +4,13 @@ import pytest
 from support import DAY, T0
 
 from vigil.health import COMPONENTS, Health, Scorer, health_record, zone_of
-from vigil.settings import ComponentSettings, HealthSettings, Settings, ZoneSettings
+from vigil.settings import (
+    ComponentSettings,
+    HealthSettings,
+    LoginActivityComponent,
+    Settings,
+    ZoneSettings,
+)
 from vigil.tenant import ALL_STALE, COMPONENT_NAMES, TenantState
 
 CFG = HealthSettings()
@@ -108,6 +114,22 @@ class TestScore:
         done = assess(state, NOW, CFG, STALL)
         assert done is not None
         assert health_record(state, done, CFG, STALL)["components"]["onboarding"]["value"] is None
+
+    def test_remembered_reason_lines_follow_each_scorers_settings(self) -> None:
+        """A scorer words a line once and reuses it; one with other settings words anew."""
+        said = []
+        for full_at in (20.0, 40.0):
+            parts = ComponentSettings(login_activity=LoginActivityComponent(full_at=full_at))
+            cfg = HealthSettings(components=parts)
+            scorer = Scorer(cfg, STALL)
+            for _ in range(2):  # the second line comes from the scorer's memo
+                state = healthy()
+                state.sessions_by_day.clear()
+                health = assess(state, NOW, cfg, STALL)
+                assert health is not None
+                said.append(health_record(state, health, cfg, STALL, scorer.lines)["reasons"][0])
+        assert said[0] == said[1] and "(full points at 20)" in said[0]
+        assert said[2] == said[3] and "(full points at 40)" in said[2]
 
     def test_no_data_at_all_gives_no_score(self) -> None:
         assert assess(TenantState("empty", T0), NOW, CFG, STALL) is None
