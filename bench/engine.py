@@ -2,8 +2,8 @@
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
 
-No Bytewax, no source, no sink: the events are decoded and split into per-shard batches
-with their watermark ticks exactly as the dataflow does, before the clock starts. It
+No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
+by the dataflow's own splitter, before the clock starts. It
 prints the engine's cost per event (best of the repeats, in CPU time) and a digest of
 every output, so a change meant to be faster can be checked to give the same outputs.
 """
@@ -26,47 +26,50 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from throughput import make_stream  # noqa: E402
 
+from flows.health import ShardChunk, _splitter  # noqa: E402
 from rules.engine import engine_for  # noqa: E402
 from rules.loader import load_rules  # noqa: E402
 from vigil.events import Event  # noqa: E402
-from vigil.ids import shard_of  # noqa: E402
-from vigil.intake import Intake  # noqa: E402
+from vigil.ids import shard_key  # noqa: E402
+from vigil.intake import Chunk, Intake  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
-from vigil.shard import Output, ShardEngine, Tick  # noqa: E402
+from vigil.shard import Output, ShardEngine  # noqa: E402
 
-ShardBatches = list[list[Event | Tick]]  # one source batch, split by shard
+# One source batch as the engines receive it: (shard key, that shard's events and tick).
+ShardBatches = list[tuple[str, ShardChunk]]
 
 
 def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], int]:
-    """The stream as the engines receive it, and how many events it holds."""
+    """The stream decoded and split by the dataflow's own splitter, and its event count."""
     intake = Intake(str(path), "p0", 1, settings.input.allowed_lateness)
-    shards, size = settings.engine.shards, settings.input.batch_size
-    batches: list[ShardBatches] = []
+    split, size = _splitter(settings.engine.shards), settings.input.batch_size
     lines = path.read_bytes().splitlines()
+    batches: list[ShardBatches] = []
     events = 0
     for start in range(0, len(lines), size):
-        per_shard: ShardBatches = [[] for _ in range(shards)]
-        for number, raw in enumerate(lines[start : start + size], start + 1):
-            item = intake.take(raw, {"file": str(path), "line": number})
-            if isinstance(item, Event):
-                per_shard[shard_of(item.tenant_id, shards)].append(item)
-                events += 1
-        tick = intake.tick()
-        for items in per_shard:
-            items.append(tick)
-        batches.append(per_shard)
+        chunk: Chunk = [
+            intake.take(raw, {"file": str(path), "line": number})
+            for number, raw in enumerate(lines[start : start + size], start + 1)
+        ]
+        events += sum(isinstance(item, Event) for item in chunk)
+        chunk.append(intake.tick())
+        batches.append(split(chunk))
     return batches, events
 
 
 def run_engines(batches: list[ShardBatches], settings: Settings) -> tuple[float, list[Output]]:
     rules = engine_for(load_rules(settings.rules.paths))
-    engines = [ShardEngine(settings, rules) for _ in range(settings.engine.shards)]
+    engines = {key: ShardEngine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
     started = time.process_time()
     for per_shard in batches:
-        for engine, items in zip(engines, per_shard, strict=True):
-            out.extend(engine.process(items))
+        for key, items in per_shard:
+            out.extend(engines[key].process(items))
     return time.process_time() - started, out
+
+
+def _shard_keys(settings: Settings) -> list[str]:
+    return [shard_key(n) for n in range(settings.engine.shards)]
 
 
 def digest(outputs: list[Output]) -> str:
