@@ -364,6 +364,10 @@ class ShardEngine:
             )
             recent = []  # a continuing fall must lose drop_points again to re-fire
             self._post(fact, tenant, now, out)
+        # An earlier score no higher than this one can never be the peak of a later window
+        # (any window holding it holds this one too): drop it, so the list stays short.
+        while recent and recent[-1][1] <= health.score:
+            recent.pop()
         recent.append((now, health.score))
         tenant.recent_scores = recent
 

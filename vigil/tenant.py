@@ -117,6 +117,7 @@ class TenantState:
         default_factory=lambda: [None] * len(COMPONENT_NAMES)
     )
     stale: int = ALL_STALE
+    # (ts, score) of the drop window, falling: the first one still in it is the peak.
     recent_scores: list[tuple[int, float]] = field(default_factory=list)
     cooldowns: dict[str, int] = field(default_factory=dict)
 

@@ -243,6 +243,44 @@ class TestHealthOverTime:
         assert all(a != b for a, b in itertools.pairwise(pairs))
 
 
+def sharp_fall(tenant: str) -> list[dict[str, Any]]:
+    """Two healthy weeks (8 sessions a day, six features), then in one morning three P1
+    tickets, a failed invoice and a departed sponsor, and four more days of sessions."""
+    healthy = sessions(tenant, T0 + HOUR, 14 * 8, spacing=3 * HOUR)
+    healthy += [
+        event(tenant, "feature.used", T0 + d * DAY + 2 * HOUR, {"feature": f"f{d % 6}"})
+        for d in range(14)
+    ]
+    bad = T0 + 14 * DAY + HOUR
+    trouble = [
+        event(tenant, "ticket.created", bad + n * HOUR, {"ticket_id": f"t{n}", "priority": "P1"})
+        for n in range(3)
+    ]
+    trouble += [
+        event(tenant, "billing.invoice", bad, {"invoice_id": "i1", "status": "failed"}),
+        event(tenant, "sponsor.changed", bad + HOUR, {"status": "departed"}),
+    ]
+    after = sessions(tenant, bad + 3 * HOUR, 4 * 8, spacing=3 * HOUR)
+    return [*by_time(healthy + trouble + after), clock(T0 + 20 * DAY)]
+
+
+class TestScoreDrop:
+    def test_a_sharp_fall_within_a_week_notifies_once(self) -> None:
+        h = Harness().feed(sharp_fall("acme"))
+        drops = [n for n in h.out["notifications"] if n["rule"] == "score-drop"]
+        assert len(drops) == 1
+        scores = [r["score"] for r in h.out["health"]]
+        assert max(scores) == 100 and min(scores) <= 80
+        assert drops[0]["title"].startswith("acme: health down ")
+        assert int(drops[0]["title"].split()[3]) >= Settings().health.drop_points
+
+    def test_the_score_history_keeps_only_what_can_still_be_a_peak(self) -> None:
+        h = Harness().feed(sharp_fall("acme"))  # its score wobbles for days after the fall
+        assert len(h.out["health"]) > 10
+        recent = h.engine.state.tenants["acme"].recent_scores
+        assert all(earlier[1] > later[1] for earlier, later in itertools.pairwise(recent))
+
+
 class TestBoundedMemory:
     def test_event_ids_are_forgotten_after_the_retention(self) -> None:
         settings = Settings.model_validate({"engine": {"dedup_retention": "2d"}})
