@@ -271,14 +271,10 @@ def _adoption(state: TenantState, now: int, parts: ComponentSettings, _: int) ->
     if not state.features:
         return None
     since = now - parts.adoption.lookback
-    last_used = state.features.values()
-    if min(last_used) >= since:  # the usual case, counted in C
-        used = len(last_used)
-    else:
-        used = 0
-        for last in last_used:
-            if last >= since:
-                used += 1
+    used = 0
+    for last in state.features.values():
+        if last >= since:
+            used += 1
     return used, min(1.0, used / parts.adoption.full_at)
 
 
@@ -295,14 +291,10 @@ def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: i
     if not state.product_activity:
         return None
     first_hour = now // MS_PER_HOUR - 24
-    by_hour = state.pressure_by_hour
-    if not by_hour or min(by_hour) >= first_hour:  # nothing to leave out: summed in C
-        count = sum(by_hour.values())
-    else:
-        count = 0
-        for hour, n in by_hour.items():
-            if hour >= first_hour:
-                count += n
+    count = 0
+    for hour, n in state.pressure_by_hour.items():
+        if hour >= first_hour:
+            count += n
     return count, max(0.0, 1 - count / parts.error_pressure.zero_at)
 
 

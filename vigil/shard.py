@@ -118,12 +118,12 @@ class ShardEngine:
 
     def _accept(self, event: Event, out: list[Output]) -> None:
         st = self.state
-        event_id, kind, _, ts, _, _, _, wm, _, _ = event
+        event_id, kind, ts = event.event_id, event.type, event.ts
         if event_id in st.seen:
             self.counts["duplicates"] += 1
             return
         # ts < the shard's own watermark only happens after a restart from a snapshot.
-        if ts < wm or (st.watermark is not None and ts < st.watermark):
+        if ts < event.wm or (st.watermark is not None and ts < st.watermark):
             self.counts["late"] += 1
             out.append((DEADLETTER, _late_letter(event)))
             return

@@ -139,10 +139,9 @@ class TenantState:
 
 def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = state.sessions_seen = True
-    ts = event.ts
-    day = ts // MS_PER_DAY
+    day = event.ts // MS_PER_DAY
     state.sessions_by_day[day] = state.sessions_by_day.get(day, 0) + 1
-    window = ts - (ts - buckets.origin) % buckets.login_window  # floor_to, inlined: hot
+    window = floor_to(event.ts, buckets.login_window, buckets.origin)
     state.sessions_by_window[window] = state.sessions_by_window.get(window, 0) + 1
     return Effect.NONE
 

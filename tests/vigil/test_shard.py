@@ -267,12 +267,12 @@ def sharp_fall(tenant: str) -> list[dict[str, Any]]:
 class TestScoreDrop:
     def test_a_sharp_fall_within_a_week_notifies_once(self) -> None:
         h = Harness().feed(sharp_fall("acme"))
-        drops = [n for n in h.out["notifications"] if n["rule"] == "score-drop"]
-        assert len(drops) == 1
-        scores = [r["score"] for r in h.out["health"]]
-        assert max(scores) == 100 and min(scores) <= 80
-        assert drops[0]["title"].startswith("acme: health down ")
-        assert int(drops[0]["title"].split()[3]) >= Settings().health.drop_points
+        [drop] = [n for n in h.out["notifications"] if n["rule"] == "score-drop"]
+        fact = drop["evidence"]
+        assert fact["peak_score"] == max(r["score"] for r in h.out["health"]) == 100
+        assert fact["drop_points"] >= Settings().health.drop_points
+        assert fact["score"] == fact["peak_score"] - fact["drop_points"]
+        assert drop["title"] == f"acme: health down {fact['drop_points']} points to {fact['score']}"
 
     def test_the_score_history_keeps_only_what_can_still_be_a_peak(self) -> None:
         h = Harness().feed(sharp_fall("acme"))  # its score wobbles for days after the fall
