@@ -222,21 +222,34 @@ def test_a_file_run_killed_and_resumed_writes_exactly_what_an_uninterrupted_run_
         "200ms",
     )
     first = subprocess.Popen(vigil_command(*args), env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-    health = tmp_path / "out" / "health.jsonl"
+    # Kill only once a snapshot is committed: a kill before that restarts from scratch
+    # and would pass without restoring any state.
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not health.exists() or health.stat().st_size < 2_000_000
-    ):
-        time.sleep(0.05)
+    while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
+        time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     assert first.returncode == -signal.SIGKILL  # killed mid-run, not finished
     again = run_vigil(*args, env=env)
     assert again.returncode == 0, again.stderr
+    resumed = [line for line in again.stderr.splitlines() if "resuming input" in line]
+    assert resumed and "line=0" not in resumed[0], again.stderr  # from the snapshot, mid-file
     for stream in ("health", "signals", "tasks", "notifications", "deadletter"):
         assert (tmp_path / "out" / f"{stream}.jsonl").read_bytes() == (
             tmp_path / "ref" / f"{stream}.jsonl"
         ).read_bytes()
+
+
+def _committed_epoch(store: Path) -> int:
+    """The last epoch bytewax committed in a recovery store (0 before the first)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(store / "part-0.sqlite3") as db:
+            row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+    except sqlite3.Error:  # not created yet, or being written
+        return 0
+    return int(row[0] or 0)
 
 
 def test_a_recovery_store_from_other_settings_stops_start_up(
