@@ -257,8 +257,9 @@ class ShardEngine:
             floor_to(now, self.buckets.login_window, self.buckets.origin)
             - self.buckets.login_window
         )
+        lookback = self.settings.health.components.adoption.lookback
         for tenant in st.tenants.values():
-            prune(tenant, now, keep_days=14, keep_from_window=keep_from)
+            prune(tenant, now, keep_days=14, keep_from_window=keep_from, feature_lookback=lookback)
         forget_before = (now - self.settings.dedup_retention) // MS_PER_DAY
         for day in [d for d in st.seen_by_day if d < forget_before]:
             for event_id in st.seen_by_day.pop(day):

@@ -264,8 +264,11 @@ _HANDLERS = {
 }
 
 
-def prune(state: TenantState, now: int, keep_days: int, keep_from_window: int) -> None:
+def prune(
+    state: TenantState, now: int, keep_days: int, keep_from_window: int, feature_lookback: int
+) -> None:
     """Drop buckets nothing can read any more, so a tenant's state stays bounded."""
+    _prune_features(state.features, now - feature_lookback)
     oldest_day = now // MS_PER_DAY - keep_days
     for day in [d for d in state.sessions_by_day if d < oldest_day]:
         del state.sessions_by_day[day]
@@ -274,6 +277,17 @@ def prune(state: TenantState, now: int, keep_days: int, keep_from_window: int) -
         del state.pressure_by_hour[hour]
     for window in [w for w in state.sessions_by_window if w < keep_from_window]:
         del state.sessions_by_window[window]
+
+
+def _prune_features(features: dict[str, int], since: int) -> None:
+    """Forget features last used before `since`: the clock only moves on, so adoption can
+    never count them again. The newest one stays even so, because a tenant that used
+    features long ago scores 0 for adoption, where one that never did has no data."""
+    old = [name for name, last in features.items() if last < since]
+    if old and len(old) == len(features):
+        old.remove(max(old, key=lambda name: (features[name], name)))
+    for name in old:
+        del features[name]
 
 
 # One lookup per event: the handler, and the health components it can change.

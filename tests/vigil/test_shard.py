@@ -12,6 +12,7 @@ from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions
 
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
+from vigil.tenant import COMPONENT_NAMES
 from vigil.timeutil import parse_rfc3339, to_iso
 
 WEEK = 7 * DAY
@@ -289,6 +290,26 @@ class TestBoundedMemory:
             h.feed(sessions("acme", T0 + day * DAY, 24))
         assert h.engine.counts["duplicates"] == 0
         assert len(h.engine.state.seen) <= 24 * 4  # about retention + a day, not all 240
+
+    def test_features_outside_the_adoption_lookback_are_forgotten(self) -> None:
+        # A new feature name every day for 60 days (say, names with an id in them).
+        used = [
+            event("acme", "feature.used", T0 + day * DAY + HOUR, {"feature": f"report-{day}"})
+            for day in range(60)
+        ]
+        h = Harness().feed([*used, clock(T0 + 60 * DAY + 2 * HOUR)])
+        tenant = h.engine.state.tenants["acme"]
+        assert sorted(tenant.features) == sorted(f"report-{day}" for day in range(30, 60))
+        # Measured at the last midnight: the features of the 30-day lookback, all still there.
+        assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (30, 1.0)
+
+    def test_features_used_only_long_ago_still_score_zero_not_no_data(self) -> None:
+        used = [
+            event("acme", "feature.used", T0 + HOUR, {"feature": name}) for name in "abc"
+        ] + sessions("acme", T0 + 2 * HOUR, 40 * 24, spacing=HOUR)
+        h = Harness().feed([*used, clock(T0 + 40 * DAY + 2 * HOUR)])
+        assert len(h.engine.state.tenants["acme"].features) == 1
+        assert h.out["health"][-1]["components"]["adoption"]["value"] == 0
 
 
 class TestCooldown:
