@@ -90,22 +90,86 @@ class TestErrors:
             ),
             (["rules", "check", "missing.yaml"], "rule path not found: missing.yaml"),
             (["config", "check", "missing.toml"], "settings file not found: missing.toml"),
-            (["simulate", "--tenants", "0"], "--tenants and --days must be at least 1"),
+            (
+                ["run", "--input", "-", "--output", "out", "--addresses", "garbage"],
+                "--addresses: 'garbage' is not host:port",
+            ),
+            (
+                [
+                    "run",
+                    "--input",
+                    "-",
+                    "--output",
+                    "out",
+                    "--addresses",
+                    "h:1,h:2",
+                    "--process-id",
+                    "2",
+                ],
+                "--process-id 2 is past the end of --addresses (2 listed)",
+            ),
+            (
+                ["run", "--input", "-", "--output", "out", "--process-id", "1"],
+                "--process-id needs --addresses",
+            ),
+            (
+                ["simulate", "--days", "1", "--output", "s.jsonl", "--manifest", "no/m.json"],
+                "--manifest: cannot write no/m.json: No such file or directory",
+            ),
+            # The file is opened before Kafka is tried: no 30 s wait for a broker.
+            (
+                ["produce", "--input", "missing.jsonl", "--kafka", "127.0.0.1:9"],
+                "--input: cannot read missing.jsonl: No such file or directory",
+            ),
         ],
     )
     def test_one_line_error_and_exit_2(
-        self, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+        self,
+        args: list[str],
+        needle: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
+        monkeypatch.chdir(tmp_path)
         assert main(args) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err
 
-    def test_usage_mistakes_are_one_line_too(self, capsys: pytest.CaptureFixture[str]) -> None:
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["run", "--workers", "many"], "--workers: not a number: 'many'"),
+            (["run", "--workers", "0"], "--workers: must be at least 1, got 0"),
+            (["run", "--process-id", "-1"], "--process-id: must be at least 0, got -1"),
+            (["simulate", "--tenants", "0"], "--tenants: must be at least 1, got 0"),
+            (["simulate", "--limit", "-3"], "--limit: must be at least 0, got -3"),
+            (["tail", "t", "--kafka", "k:1", "--max", "-1"], "--max: must be at least 0, got -1"),
+            (
+                ["tail", "t", "--kafka", "k:1", "--idle-exit", "-2"],
+                "--idle-exit: must be at least 0",
+            ),
+            (["recovery", "init", "r", "--partitions", "0"], "--partitions: must be at least 1"),
+        ],
+    )
+    def test_usage_mistakes_are_one_line_too(
+        self, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         with pytest.raises(SystemExit) as caught:
-            main(["run", "--workers", "many"])
+            main(args)
         assert caught.value.code == 2
         err = capsys.readouterr().err
-        assert "--workers: invalid int value: 'many'" in err and err.count("\n") == 1
+        assert needle in err and err.count("\n") == 1
+
+    def test_a_settings_file_that_is_not_text(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "settings.toml"
+        config.write_bytes(b"\xff\xfe[engine]\n")
+        assert main(["config", "check", str(config)]) == 2
+        assert f"cannot read settings file {config}: not UTF-8 text (byte 0)" in (
+            capsys.readouterr().err
+        )
 
     def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         events = tmp_path / "e.jsonl"

@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
@@ -22,6 +23,21 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(minimum: int, kind: type[int] | type[float] = int) -> Callable[[str], float]:
+    """An argparse type: a number no smaller than `minimum` (so a bad one is a usage error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--from-end", action="store_true", help="only records that arrive from now on"
     )
-    tail.add_argument("--max", type=int, default=None, help="stop after this many records")
+    tail.add_argument("--max", type=_at_least(0), default=None, help="stop after this many records")
     tail.add_argument(
         "--idle-exit",
-        type=float,
+        type=_at_least(0, float),
         default=None,
         metavar="SECONDS",
         help="stop after this long without a record (default: never)",
@@ -68,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init = recovery_commands.add_parser("init", help="create an empty recovery store")
     init.add_argument("dir", type=Path)
-    init.add_argument("--partitions", type=int, default=1, help="store partitions (default 1)")
+    init.add_argument(
+        "--partitions", type=_at_least(1), default=1, help="store partitions (default 1)"
+    )
 
     rules = commands.add_parser("rules", help="rule files")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
@@ -106,26 +124,26 @@ def _add_run(commands: Any) -> None:
         "--snapshot-interval", metavar="DURATION", help="how often to snapshot, e.g. 10s"
     )
     run.add_argument(
-        "--workers", type=int, default=1, help="worker threads in this process (default 1)"
+        "--workers", type=_at_least(1), default=1, help="worker threads in this process (default 1)"
     )
     run.add_argument("--addresses", help="host:port of every process of a cluster, comma-separated")
     run.add_argument(
-        "--process-id", type=int, default=0, help="this process's index in --addresses"
+        "--process-id", type=_at_least(0), default=0, help="this process's index in --addresses"
     )
     run.add_argument("--quiet", action="store_true", help="print no summary")
 
 
 def _add_simulate(commands: Any) -> None:
     sim = commands.add_parser("simulate", help="write a simulated telemetry stream")
-    sim.add_argument("--tenants", type=int, default=200)
-    sim.add_argument("--days", type=int, default=28)
+    sim.add_argument("--tenants", type=_at_least(1), default=200)
+    sim.add_argument("--days", type=_at_least(1), default=28)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--start", default=None, help="RFC 3339 start (default 2026-03-02T00:00:00Z)")
     sim.add_argument("--output", default="-", help="file to write, or - for stdout (default)")
     sim.add_argument(
         "--manifest", type=Path, help="also write which tenant got which scenario (JSON)"
     )
-    sim.add_argument("--limit", type=int, default=None, help="stop after this many lines")
+    sim.add_argument("--limit", type=_at_least(0), default=None, help="stop after this many lines")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,8 +193,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides=_run_overrides(args))
     configure(settings.log.level, settings.log.format)
     kafka_mode = settings.kafka.bootstrap is not None
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    addresses = _cluster_addresses(args.addresses, args.process_id)
     metrics, readiness = Metrics(), Readiness()
     if kafka_mode:
         source, sink = _kafka_io(settings, metrics, readiness)
@@ -184,7 +201,6 @@ def _run(args: argparse.Namespace) -> int:
         source, sink = _file_io(args, settings, metrics, readiness)
     # Loads and checks the rules. Shards snapshot their state only for a recovery store.
     flow = build_flow(settings, source, sink, metrics, snapshots=settings.recovery.dir is not None)
-    addresses = args.addresses.split(",") if args.addresses else None
     _prepare_recovery(settings, prepare_recovery_dir)
     server = None
     if settings.metrics.port:
@@ -218,6 +234,24 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
     return 0
+
+
+def _cluster_addresses(text: str | None, process_id: int) -> list[str] | None:
+    """--addresses as host:port items, checked here: a bad one fails deep in Bytewax, and
+    a --process-id past the end waits forever for peers that are not listed."""
+    if not text:
+        if process_id:
+            raise ConfigError("--process-id needs --addresses (the cluster's host:port list)")
+        return None
+    addresses = [item.strip() for item in text.split(",")]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--addresses: {address!r} is not host:port")
+    if process_id >= len(addresses):
+        msg = f"--process-id {process_id} is past the end of --addresses ({len(addresses)} listed)"
+        raise ConfigError(msg)
+    return addresses
 
 
 def _prepare_recovery(settings: Any, prepare: Any) -> None:
@@ -352,8 +386,6 @@ def _simulate(args: argparse.Namespace) -> int:
     from vigil.simulate import FleetPlan, generate
     from vigil.timeutil import parse_rfc3339
 
-    if args.tenants < 1 or args.days < 1:
-        raise ConfigError("--tenants and --days must be at least 1")
     plan = FleetPlan(args.tenants, args.days, args.seed)
     if args.start is not None:
         try:
@@ -363,23 +395,32 @@ def _simulate(args: argparse.Namespace) -> int:
     lines, scenarios = generate(plan)
     if args.limit is not None:
         lines = islice(lines, args.limit)
-    if args.output == "-":
+    with ExitStack() as files:
+        # Both files are opened before the first line, so a bad path costs no generating.
         out = sys.stdout.buffer
-        for line in lines:
-            out.write(line + b"\n")
-        out.flush()
-    else:
+        if args.output != "-":
+            out = files.enter_context(_create(Path(args.output), "--output"))
+        manifest = None
+        if args.manifest is not None:
+            manifest = files.enter_context(_create(args.manifest, "--manifest"))
         try:
-            with open(args.output, "wb") as handle:
-                for line in lines:
-                    handle.write(line + b"\n")
+            for line in lines:
+                out.write(line + b"\n")
+            out.flush()
+            if manifest is not None:
+                manifest.write(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
+        except BrokenPipeError:
+            raise
         except OSError as exc:
-            raise ConfigError(
-                f"--output: cannot write {args.output}: {exc.strerror or exc}"
-            ) from exc
-    if args.manifest is not None:
-        args.manifest.write_bytes(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
+            raise ConfigError(f"cannot write the simulated stream: {exc.strerror or exc}") from exc
     return 0
+
+
+def _create(path: Path, flag: str) -> BinaryIO:
+    try:
+        return path.open("wb")
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _produce(args: argparse.Namespace) -> int:
@@ -417,8 +458,6 @@ def _explain(args: argparse.Namespace) -> int:
 def _recovery_init(args: argparse.Namespace) -> int:
     from vigil.runner import prepare_recovery_dir
 
-    if args.partitions < 1:
-        raise ConfigError("--partitions must be at least 1")
     if not prepare_recovery_dir(args.dir, args.partitions):
         raise ConfigError(f"{args.dir} already holds a recovery store; remove it to start afresh")
     print(f"recovery store created in {args.dir} ({args.partitions} partitions)")

@@ -37,9 +37,6 @@ def tenant_key(line: bytes) -> bytes:
 
 def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
     """Every non-blank line of `path` as one message; raises if any is not acknowledged."""
-    config = kafka.client_config()
-    check_topics(config, kafka.connect_timeout / 1000, [topic])
-    producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
     failures: list[str] = []
 
     def delivered(error: KafkaError | None, message: Message) -> None:
@@ -47,7 +44,10 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
             failures.append(error.str())
 
     count = 0
-    with _open(path) as handle:
+    with _open(path) as handle:  # opened first: a missing file is told before Kafka is tried
+        config = kafka.client_config()
+        check_topics(config, kafka.connect_timeout / 1000, [topic])
+        producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
         for line in handle:
             line = line.rstrip(b"\r\n")
             if not line.strip():

@@ -334,6 +334,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         msg = f"cannot read settings file {path}: {exc}"
         raise ConfigError(msg) from exc
+    except UnicodeDecodeError as exc:
+        msg = f"cannot read settings file {path}: not UTF-8 text (byte {exc.start})"
+        raise ConfigError(msg) from exc
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
