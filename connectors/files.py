@@ -171,6 +171,13 @@ class JsonLinesSink(FixedPartitionedSink[Written, int]):
         self.streams = sorted(streams)
         self.metrics = metrics
 
+    def start_empty(self) -> None:
+        """For a fresh run: every stream's file exists and is empty before any record.
+        Bytewax builds a partition only when its first record comes, so without this a
+        stream with nothing to say would keep the file of an earlier run in DIR."""
+        for stream in self.streams:
+            (self.directory / f"{stream}.jsonl").write_bytes(b"")
+
     def list_parts(self) -> list[str]:
         return self.streams
 

@@ -230,6 +230,21 @@ def test_explain_tells_a_tenants_story(
     assert story.index("SIGNAL login_drop") < story.index("RULE login-drop -> TASK")
 
 
+def test_a_fresh_run_writes_every_file_and_keeps_nothing_of_an_earlier_run(
+    tmp_path: Path,
+) -> None:
+    events, empty, out = tmp_path / "events.jsonl", tmp_path / "empty.jsonl", tmp_path / "out"
+    made = run_vigil("simulate", "--tenants", "20", "--days", "9", "--output", str(events))
+    assert made.returncode == 0, made.stderr
+    assert run_vigil("run", "--input", str(events), "--output", str(out)).returncode == 0
+    assert (out / "health.jsonl").stat().st_size > 0
+    empty.write_bytes(b"")
+    ran = run_vigil("run", "--input", str(empty), "--output", str(out))
+    assert ran.returncode == 0, ran.stderr
+    files = {path.name: path.read_bytes() for path in out.glob("*.jsonl")}
+    assert files == {f"{stream}.jsonl": b"" for stream in CONTRACT}
+
+
 def test_explain_of_an_unknown_tenant_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -201,7 +201,9 @@ def _run(args: argparse.Namespace) -> int:
         source, sink = _file_io(args, settings, metrics, readiness)
     # Loads and checks the rules. Shards snapshot their state only for a recovery store.
     flow = build_flow(settings, source, sink, metrics, snapshots=settings.recovery.dir is not None)
-    _prepare_recovery(settings, prepare_recovery_dir)
+    fresh = _prepare_recovery(settings, prepare_recovery_dir)
+    if fresh and not kafka_mode and args.process_id == 0:
+        sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
     server = None
     if settings.metrics.port:
         port = settings.metrics.port + args.process_id
@@ -254,16 +256,18 @@ def _cluster_addresses(text: str | None, process_id: int) -> list[str] | None:
     return addresses
 
 
-def _prepare_recovery(settings: Any, prepare: Any) -> None:
+def _prepare_recovery(settings: Any, prepare: Any) -> bool:
+    """True for a fresh run: no recovery store, or one created just now."""
     from vigil.shard import state_layout
 
     store = settings.recovery.dir
     if store is None:
-        return
+        return True
     if prepare(Path(store), layout=state_layout(settings)):
         log.info("recovery store created", extra={"dir": store})
-    else:
-        log.info("resuming from recovery store", extra={"dir": store})
+        return True
+    log.info("resuming from recovery store", extra={"dir": store})
+    return False
 
 
 def _start_info(
