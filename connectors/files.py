@@ -22,6 +22,7 @@ from vigil.streams import ACTIONS
 log = logging.getLogger("vigil.input")
 
 STDIN = "-"
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 # Resume state of a file partition: byte offset, line number, highest event time.
 FilePosition = tuple[int, int, int | None]
 
@@ -142,6 +143,8 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             if raw.isspace():
                 continue
             raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
+            if self.line == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]  # some Windows tools start a UTF-8 file with one
             batch.append(self.intake.take(raw, {"file": self.intake.source, "line": self.line}))
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())

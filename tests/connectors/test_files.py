@@ -60,6 +60,14 @@ class TestSource:
         assert isinstance(letter, DeadLetter) and letter.position == {"file": str(path), "line": 3}
         assert isinstance(tick, Tick)
 
+    def test_a_byte_order_mark_before_the_first_line_is_ignored(self, tmp_path: Path) -> None:
+        path = lines(tmp_path / "e.jsonl", 2)
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+        part = JsonLinesSource(str(path), lateness=HOUR).build_part("in", "x", None)
+        [[first, second, _]] = part.next_batch()
+        assert isinstance(first, Event) and isinstance(second, Event)
+        assert (first.event_id, first.position) == ("e0", {"file": str(path), "line": 1})
+
 
 class TestSink:
     def test_one_file_per_stream_and_a_resume_truncates_to_the_snapshot(
@@ -76,3 +84,11 @@ class TestSink:
         resumed.write_batch([([{"n": 3}], 0.0)])
         resumed.close()
         assert (tmp_path / "tasks.jsonl").read_bytes() == b'{"n":1}\n{"n":3}\n'
+
+    def test_start_empty_makes_every_file_and_empties_old_ones(self, tmp_path: Path) -> None:
+        (tmp_path / "tasks.jsonl").write_bytes(b'{"old":1}\n')
+        JsonLinesSink(tmp_path, ["tasks", "health"]).start_empty()
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+            "tasks.jsonl": b"",
+            "health.jsonl": b"",
+        }
