@@ -137,14 +137,15 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             self.source.on_ready()
         batch: Chunk = []
         lines, self.done = self.lines.read(self.batch_size)
+        if self.line == 0 and lines and lines[0].startswith(_BOM):
+            self.offset += len(_BOM)  # some Windows tools start a UTF-8 file with one
+            lines[0] = lines[0][len(_BOM) :]
         for raw in lines:
             self.offset += len(raw)
             self.line += 1
             if raw.isspace():
                 continue
             raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
-            if self.line == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]  # some Windows tools start a UTF-8 file with one
             batch.append(self.intake.take(raw, {"file": self.intake.source, "line": self.line}))
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())

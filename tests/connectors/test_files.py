@@ -67,6 +67,7 @@ class TestSource:
         [[first, second, _]] = part.next_batch()
         assert isinstance(first, Event) and isinstance(second, Event)
         assert (first.event_id, first.position) == ("e0", {"file": str(path), "line": 1})
+        assert part.snapshot()[0] == path.stat().st_size  # a resume starts after the mark too
 
 
 class TestSink:
