@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import orjson
@@ -266,11 +267,15 @@ def test_a_bad_rule_file_in_the_settings_stops_start_up(
 
 
 @pytest.mark.slow
-def test_a_file_run_killed_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("stop", "exit_code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
+    ids=["SIGKILL", "SIGTERM", "SIGINT"],
+)
+def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
+    tmp_path: Path, stop: signal.Signals, exit_code: int
 ) -> None:
     import os
-    import signal
     import subprocess
     import time
 
@@ -300,15 +305,20 @@ def test_a_file_run_killed_and_resumed_writes_exactly_what_an_uninterrupted_run_
         "--snapshot-interval",
         "200ms",
     )
-    first = subprocess.Popen(vigil_command(*args), env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-    # Kill only once a snapshot is committed: a kill before that restarts from scratch
-    # and would pass without restoring any state.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
-        time.sleep(0.02)
-    first.send_signal(signal.SIGKILL)
-    first.wait(30)
-    assert first.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    log = tmp_path / "first.log"
+    with log.open("wb") as stderr:
+        first = subprocess.Popen(vigil_command(*args), env=env, cwd=ROOT, stderr=stderr)
+        # Stop only once a snapshot is committed: a kill before that restarts from scratch
+        # and would pass without restoring any state.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
+            time.sleep(0.02)
+        first.send_signal(stop)
+        first.wait(30)
+    said = log.read_text()
+    assert first.returncode == exit_code, said  # stopped mid-run, not finished
+    if stop != signal.SIGKILL:  # a clean stop: one line that says so, no traceback
+        assert f"stopped signal={stop.name}" in said and "Traceback" not in said, said
     again = run_vigil(*args, env=env)
     assert again.returncode == 0, again.stderr
     resumed = [line for line in again.stderr.splitlines() if "resuming input" in line]

@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import orjson
 
 from vigil.errors import ConfigError, VigilError
+from vigil.stopping import Interrupted, StopSignal
 
 log = logging.getLogger("vigil")
 
@@ -159,10 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": _config_check,
     }
     try:
-        return handlers[args.command](args)
+        with StopSignal():  # SIGTERM stops a command as Ctrl-C does (`vigil run`: see _run)
+            return handlers[args.command](args)
     except VigilError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -183,6 +187,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from connectors.stoppable import StoppableSource
     from flows.health import build_flow
     from vigil.logs import configure
     from vigil.metrics import Metrics
@@ -199,8 +204,15 @@ def _run(args: argparse.Namespace) -> int:
         source, sink = _kafka_io(settings, metrics, readiness)
     else:
         source, sink = _file_io(args, settings, metrics, readiness)
+    stop = StopSignal(graceful=True)
     # Loads and checks the rules. Shards snapshot their state only for a recovery store.
-    flow = build_flow(settings, source, sink, metrics, snapshots=settings.recovery.dir is not None)
+    flow = build_flow(
+        settings,
+        StoppableSource(source, stop),
+        sink,
+        metrics,
+        snapshots=settings.recovery.dir is not None,
+    )
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
     if fresh and not kafka_mode and args.process_id == 0:
         sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
@@ -212,16 +224,21 @@ def _run(args: argparse.Namespace) -> int:
     progress = _progress(args, metrics, source, kafka_mode)
     started = time.perf_counter()
     try:
-        execute(
-            flow,
-            settings.recovery,
-            workers=args.workers,
-            addresses=addresses,
-            process_id=args.process_id,
-        )
+        with stop:
+            execute(
+                flow,
+                settings.recovery,
+                workers=args.workers,
+                addresses=addresses,
+                process_id=args.process_id,
+            )
     except Exception as exc:  # bytewax wraps what a step raised; show the cause in one line
         readiness.mark_failed()
-        cause = _vigil_cause(exc)
+        interrupted = _cause(exc, Interrupted)
+        if interrupted is not None:  # a second signal: stopped mid-batch, as a kill would
+            log.warning("stopped at once", extra={"signal": str(interrupted)})
+            return interrupted.exit_code
+        cause = _cause(exc, VigilError)
         if cause is None:
             raise
         log.error("stopped", extra={"error": str(cause)})
@@ -232,10 +249,24 @@ def _run(args: argparse.Namespace) -> int:
             progress.stop()
         if server is not None:
             server.close()
-    log.info("finished", extra={"seconds": round(time.perf_counter() - started, 1)})
+    seconds = round(time.perf_counter() - started, 1)
+    if stop.exit_code is not None:
+        log.warning(
+            "stopped", extra={"signal": stop.name, "seconds": seconds, **_resume_hint(settings)}
+        )
+    else:
+        log.info("finished", extra={"seconds": seconds})
     if not args.quiet:
         _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
-    return 0
+    return stop.exit_code or 0
+
+
+def _resume_hint(settings: Any) -> dict[str, str]:
+    if settings.recovery.dir is None:
+        return {"resume": "no recovery store: the same command starts over"}
+    return {
+        "resume": f"the same command resumes after the last event read ({settings.recovery.dir})"
+    }
 
 
 def _cluster_addresses(text: str | None, process_id: int) -> list[str] | None:
@@ -342,10 +373,14 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
     return source, sink
 
 
-def _vigil_cause(exc: BaseException) -> VigilError | None:
+E = TypeVar("E", bound=BaseException)
+
+
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in the chain of causes of what Bytewax raised."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, VigilError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
