@@ -76,6 +76,13 @@ def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
         assert (
             record["position"]["topic"] == topics["input"] and record["position"]["partition"] == 0
         )
+    # The summary counts what this run wrote (there are no files to read it back from).
+    summary = dict(line.split(None, 1) for line in done.stdout.splitlines()[1:6])
+    assert summary["tasks"].startswith(f"{len(got['tasks']):,} (")
+    assert summary["notifications"] == f"{len(got['notifications']):,}"
+    zones = done.stdout.split("tenants by zone", 1)[1].splitlines()[0]
+    tenants = len({record["tenant_id"] for record in got["health"]})
+    assert sum(int(part.split()[1]) for part in zones.split(",")) == tenants > 0
 
 
 def test_malformed_messages_are_dead_letters_with_offsets(kafka_bootstrap: str) -> None:

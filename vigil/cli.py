@@ -389,19 +389,22 @@ def _cause(exc: BaseException, kind: type[E]) -> E | None:
 def _print_summary(
     args: argparse.Namespace, metrics: Any, elapsed: float, kafka_mode: bool
 ) -> None:
+    from vigil.streams import TASKS
     from vigil.summary import RunSummary, format_summary, summarize
 
     summary = RunSummary() if kafka_mode else summarize(args.output)
     summary.events = int(sum(metrics.by_label("vigil_events_total", "type").values()))
     summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
     summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
-    if kafka_mode:
-        summary.dead_letters.update(
-            {k: int(v) for k, v in metrics.by_label("vigil_dead_letters_total", "reason").items()}
-        )
-        summary.signals.update(
-            {k: int(v) for k, v in metrics.by_label("vigil_signals_total", "signal").items()}
-        )
+    if kafka_mode:  # no output files to read back: this run's counters say it
+        summary.dead_letters.update(_counts(metrics, "vigil_dead_letters_total", "reason"))
+        summary.signals.update(_counts(metrics, "vigil_signals_total", "signal"))
+        for (rule, stream), count in metrics.actions_by_rule().items():
+            if stream == TASKS:
+                summary.tasks[rule] += count
+            else:
+                summary.notifications += count
+        summary.zones.update(_counts(metrics, "vigil_tenants_by_zone", "zone"))
     print(format_summary(summary, elapsed))
 
 
