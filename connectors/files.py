@@ -14,6 +14,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from vigil.errors import VigilError
 from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
 from vigil.settings import InputSettings
@@ -193,18 +194,35 @@ class JsonLinesSink(FixedPartitionedSink[Written, int]):
         return _JsonLinesPart(self.directory / f"{for_part}.jsonl", resume_state or 0, timed)
 
 
+class OutputError(VigilError):
+    """An output file cannot be written (disk full, permissions): the run stops, since
+    going on would lose what it cannot write."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+
+
 class _JsonLinesPart(StatefulSinkPartition[Written, int]):
     def __init__(self, path: Path, offset: int, metrics: Metrics | None) -> None:
-        self.handle = path.open("r+b" if offset and path.exists() else "wb")
-        self.handle.seek(offset)
-        self.handle.truncate()
+        self.path = path
+        try:
+            self.handle = path.open("r+b" if offset and path.exists() else "wb")
+            self.handle.seek(offset)
+            self.handle.truncate()
+        except OSError as exc:
+            raise OutputError(path, exc) from exc
         self.metrics = metrics  # set for tasks and notifications: their latency is measured
 
     def write_batch(self, values: list[Written]) -> None:
-        self.handle.write(
-            b"".join(orjson.dumps(record) + b"\n" for records, _ in values for record in records)
-        )
-        self.handle.flush()
+        try:
+            self.handle.write(
+                b"".join(
+                    orjson.dumps(record) + b"\n" for records, _ in values for record in records
+                )
+            )
+            self.handle.flush()
+        except OSError as exc:
+            raise OutputError(self.path, exc) from exc
         if self.metrics is not None:
             self.metrics.observe_written(read_at for records, read_at in values for _ in records)
 

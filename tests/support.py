@@ -213,11 +213,16 @@ def vigil_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vigil.cli", *args]
 
 
+def quiet_env() -> dict[str, str]:
+    """This environment, with no metrics endpoint (tests may run side by side)."""
+    return {**os.environ, "VIGIL_METRICS__PORT": "0"}
+
+
 def run_vigil(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `vigil`; without an `env`, with no metrics endpoint (tests may run side by side)."""
-    env = env if env is not None else {**os.environ, "VIGIL_METRICS__PORT": "0"}
+    """Runs `vigil`; without an `env`, in `quiet_env()`."""
+    env = env if env is not None else quiet_env()
     return subprocess.run(
         vigil_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )

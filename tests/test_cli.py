@@ -266,34 +266,20 @@ def test_a_bad_rule_file_in_the_settings_stops_start_up(
     assert not (output / "health.jsonl").exists()  # stopped before the dataflow ran
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("stop", "exit_code"),
-    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
-    ids=["SIGKILL", "SIGTERM", "SIGINT"],
-)
-def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
-    tmp_path: Path, stop: signal.Signals, exit_code: int
-) -> None:
-    import os
-    import subprocess
-    import time
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 200-tenant stream and the outputs of an uninterrupted run of it."""
+    work = tmp_path_factory.mktemp("replay")
+    events, reference = work / "events.jsonl", work / "reference"
+    made = run_vigil("simulate", "--tenants", "200", "--days", "28", "--output", str(events))
+    assert made.returncode == 0, made.stderr
+    ran = run_vigil("run", "--input", str(events), "--output", str(reference), "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    return events, reference
 
-    from support import ROOT, vigil_command
 
-    events = tmp_path / "events.jsonl"
-    assert (
-        run_vigil(
-            "simulate", "--tenants", "200", "--days", "28", "--output", str(events)
-        ).returncode
-        == 0
-    )
-    env = {**os.environ, "VIGIL_METRICS__PORT": "0"}
-    reference = run_vigil(
-        "run", "--input", str(events), "--output", str(tmp_path / "ref"), "--quiet", env=env
-    )
-    assert reference.returncode == 0, reference.stderr
-    args = (
+def _recoverable_run(events: Path, tmp_path: Path) -> tuple[str, ...]:
+    return (
         "run",
         "--input",
         str(events),
@@ -305,9 +291,33 @@ def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run
         "--snapshot-interval",
         "200ms",
     )
+
+
+def _same_outputs(out: Path, reference: Path) -> None:
+    for stream in ("health", "signals", "tasks", "notifications", "deadletter"):
+        name = f"{stream}.jsonl"
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stop", "exit_code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
+    ids=["SIGKILL", "SIGTERM", "SIGINT"],
+)
+def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
+    replay: tuple[Path, Path], tmp_path: Path, stop: signal.Signals, exit_code: int
+) -> None:
+    import subprocess
+    import time
+
+    from support import ROOT, quiet_env, vigil_command
+
+    events, reference = replay
+    args = _recoverable_run(events, tmp_path)
     log = tmp_path / "first.log"
     with log.open("wb") as stderr:
-        first = subprocess.Popen(vigil_command(*args), env=env, cwd=ROOT, stderr=stderr)
+        first = subprocess.Popen(vigil_command(*args), env=quiet_env(), cwd=ROOT, stderr=stderr)
         # Stop only once a snapshot is committed: a kill before that restarts from scratch
         # and would pass without restoring any state.
         deadline = time.monotonic() + 120
@@ -319,14 +329,45 @@ def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run
     assert first.returncode == exit_code, said  # stopped mid-run, not finished
     if stop != signal.SIGKILL:  # a clean stop: one line that says so, no traceback
         assert f"stopped signal={stop.name}" in said and "Traceback" not in said, said
-    again = run_vigil(*args, env=env)
+    again = run_vigil(*args)
     assert again.returncode == 0, again.stderr
     resumed = [line for line in again.stderr.splitlines() if "resuming input" in line]
     assert resumed and "line=0" not in resumed[0], again.stderr  # from the snapshot, mid-file
-    for stream in ("health", "signals", "tasks", "notifications", "deadletter"):
-        assert (tmp_path / "out" / f"{stream}.jsonl").read_bytes() == (
-            tmp_path / "ref" / f"{stream}.jsonl"
-        ).read_bytes()
+    _same_outputs(tmp_path / "out", reference)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import resource
+    import subprocess
+
+    from support import ROOT, quiet_env, vigil_command
+
+    events, reference = replay
+    args = _recoverable_run(events, tmp_path)
+    room = (reference / "health.jsonl").stat().st_size // 2
+
+    def small_disk() -> None:  # files may not grow past `room` bytes: writes then fail
+        resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
+
+    full = subprocess.run(
+        vigil_command(*args),
+        env=quiet_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+        timeout=300,
+    )
+    assert full.returncode == 1, full.stderr
+    health = tmp_path / "out" / "health.jsonl"
+    assert f"vigil run: error: cannot write {health}: File too large" in full.stderr
+    assert "Traceback" not in full.stderr, full.stderr
+    again = run_vigil(*args)  # room again
+    assert again.returncode == 0, again.stderr
+    _same_outputs(tmp_path / "out", reference)
 
 
 def _committed_epoch(store: Path) -> int:
