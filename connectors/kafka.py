@@ -40,6 +40,8 @@ log = logging.getLogger("vigil.kafka")
 
 # Resume state of a topic partition: next offset to read, highest event time seen.
 PartitionPosition = tuple[int, int | None]
+# How often the input topic's partition count is compared with the one at start (s).
+PARTITION_CHECK_INTERVAL = 10.0
 
 
 class KafkaUnavailable(VigilError):
@@ -48,6 +50,11 @@ class KafkaUnavailable(VigilError):
 
 class DeliveryFailed(VigilError):
     """Kafka did not acknowledge output; the run stops rather than lose it."""
+
+
+class PartitionsChanged(VigilError):
+    """The input topic has another partition count than at start: the run stops, since it
+    reads only the partitions it started with (a restart reads them all)."""
 
 
 def fetch_metadata(config: Mapping[str, Any], timeout: float, topic: str | None = None) -> Any:
@@ -131,6 +138,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
     ) -> None:
         self.source = source
         self.index = index
+        self.partitions = partitions
         self.offset, max_ts = resume or (OFFSET_BEGINNING, None)
         self.intake = Intake(
             source.topic,
@@ -153,6 +161,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         self.last_message = time.monotonic()
         self.at_end = False
         self.lag_checked = 0.0
+        self.count_checked = time.monotonic()
         where = "from the beginning" if resume is None else f"at offset {self.offset}"
         log.info(
             "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
@@ -169,6 +178,8 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         if self.source.on_ready is not None:
             self.source.on_ready()  # connected: the consumer answered
         self._report_lag()
+        if self.index == 0:  # one partition asks for the whole topic
+            self._check_partition_count()
         tick = self.intake.tick()
         if batch:
             self.last_message = time.monotonic()
@@ -204,6 +215,29 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         metrics.consumer_lag.labels(self.source.topic, str(self.index)).set(
             max(0, high - self.offset)
         )
+
+    def _check_partition_count(self) -> None:
+        """Partitions added while running would not be read until a restart, and their events
+        would be late by then: stop now (every 10 s, one metadata request) so a restart
+        reads them while their events are still on time."""
+        now = time.monotonic()
+        if now - self.count_checked < PARTITION_CHECK_INTERVAL:
+            return
+        self.count_checked = now
+        topic = self.source.topic
+        try:
+            found = self.consumer.list_topics(topic, timeout=1.0).topics.get(topic)
+        except KafkaException:
+            return  # the broker is away: the next check will tell
+        if found is None or found.error is not None:
+            return  # the topic itself is gone: consuming reports that
+        if len(found.partitions) != self.partitions:
+            msg = (
+                f"input topic {topic} has {len(found.partitions)} partitions now, and had "
+                f"{self.partitions} when the run started; start it again to read them all "
+                "(with a recovery store it resumes where it stopped)"
+            )
+            raise PartitionsChanged(msg)
 
     def snapshot(self) -> PartitionPosition:
         log.info(

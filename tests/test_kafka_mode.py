@@ -392,3 +392,58 @@ def test_partitions_without_traffic_do_not_hold_the_stream_back(
         vigil.terminate()
         vigil.wait(60)
     assert health and health[0]["tenant_id"] == "solo", (tmp_path / "vigil.log").read_text()
+
+
+def _sessions(tenant: str, start_minute: int, count: int) -> list[bytes]:
+    """`count` sessions of `tenant` ten minutes apart, from `start_minute` past a fixed hour."""
+    return [
+        orjson.dumps(
+            {
+                "event_id": f"{tenant}-{minute}",
+                "type": "user.session",
+                "tenant_id": tenant,
+                "ts": 1_772_000_000_000 + minute * 60_000,
+            }
+        )
+        for minute in range(start_minute, start_minute + 10 * count, 10)
+    ]
+
+
+def test_partitions_added_while_running_stop_the_run_and_a_restart_reads_them(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    topics = make_topics(kafka_bootstrap, partitions=1)
+    produce(kafka_bootstrap, topics["input"], _sessions("first", 0, 30))
+    env = vigil_env(topics)
+    args = ("run", "--kafka", kafka_bootstrap, "--recovery-dir", str(tmp_path / "store"))
+    log = tmp_path / "vigil.log"
+    vigil = start_vigil(*args, env=env, log=log)
+    try:
+        assert wait_for(kafka_bootstrap, topics["health"], 1, timeout=60), log.read_text()
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for future in admin.create_partitions([NewPartitions(topics["input"], 2)]).values():
+            future.result(30)
+        # A tenant only the new partition has, on time; the first one goes on in partition 0.
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        for line in _sessions("second", 240, 24):
+            producer.produce(topics["input"], value=line, partition=1)
+        for line in _sessions("first", 300, 30):
+            producer.produce(topics["input"], value=line, partition=0)
+        assert producer.flush(30) == 0
+        vigil.wait(60)  # the partition count is checked every 10 s
+    finally:
+        vigil.kill()
+        vigil.wait(30)
+    said = log.read_text()
+    assert vigil.returncode == 1, said
+    assert "has 2 partitions now, and had 1 when the run started" in said, said
+    again = run_vigil(*args, "--until-end", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "partition=1 start=from the beginning" in again.stderr, again.stderr
+    health = read_topic(kafka_bootstrap, topics["health"])
+    assert any(record["tenant_id"] == "second" for record in health), health
+    late = [d for d in read_topic(kafka_bootstrap, topics["deadletter"]) if d["reason"] == "late"]
+    assert late == []
