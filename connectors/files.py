@@ -41,9 +41,11 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         batch_size: int = 1000,
         on_ready: Callable[[], None] | None = None,
         max_future: int | None = None,
+        max_bytes: int = 1 << 20,
     ) -> None:
         self.path = path
         self.max_future = max_future
+        self.max_bytes = max_bytes
         self.lateness = lateness
         self.batch_size = batch_size
         self.on_ready = on_ready
@@ -56,7 +58,12 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
     ) -> JsonLinesSource:
         """The source as the `[input]` settings say."""
         return cls(
-            path, settings.allowed_lateness, settings.batch_size, on_ready, settings.max_future
+            path,
+            settings.allowed_lateness,
+            settings.batch_size,
+            on_ready,
+            settings.max_future,
+            settings.max_event_bytes,
         )
 
     def list_parts(self) -> list[str]:
@@ -69,46 +76,76 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
 
 
 class _FileLines:
-    """Lines of a regular file; a batch stops at `count` lines or the end."""
+    """Lines of a regular file; a batch stops at `count` lines or the end. A line longer
+    than `cap` bytes comes back as its first `cap` bytes, and the rest of it is skipped
+    without being held in memory (one line can be gigabytes: a JSON array export)."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], cap: int) -> None:
         self.handle = handle
+        self.cap = cap
 
-    def read(self, count: int) -> tuple[list[bytes], bool]:
+    def read(self, count: int) -> tuple[list[bytes], int, bool]:
+        """(lines, bytes consumed, at the end)."""
+        start = self.handle.tell()
         lines: list[bytes] = []
+        readline, cap = self.handle.readline, self.cap
         for _ in range(count):
-            raw = self.handle.readline()
+            raw = readline(cap)
             if not raw:
-                return lines, True
+                return lines, self.handle.tell() - start, True
+            if len(raw) == cap and raw[-1:] != b"\n":
+                self._skip_rest_of_line()
             lines.append(raw)
-        return lines, False
+        return lines, self.handle.tell() - start, False
+
+    def _skip_rest_of_line(self) -> None:
+        while True:
+            rest = self.handle.readline(1 << 20)
+            if not rest or rest[-1:] == b"\n":
+                return
 
 
 class _PipeLines:
     """Lines of a pipe (stdin) without blocking a batch on a quiet writer: a batch ends
-    with what has arrived, so a live `... | vigil run --input -` keeps flowing."""
+    with what has arrived, so a live `... | vigil run --input -` keeps flowing. Lines
+    longer than `cap` are cut as in _FileLines."""
 
-    def __init__(self, fd: int, wait: float = 0.2) -> None:
+    def __init__(self, fd: int, cap: int, wait: float = 0.2) -> None:
         self.fd = fd
+        self.cap = cap
         self.wait = wait
         self.pending = b""
         self.eof = False
+        self.skipping = False  # inside a line already cut at `cap`: drop up to its end
 
-    def read(self, count: int) -> tuple[list[bytes], bool]:
+    def read(self, count: int) -> tuple[list[bytes], int, bool]:
+        """(lines, bytes consumed, at the end)."""
+        consumed = 0
         if not self.eof and b"\n" not in self.pending:
             readable, _, _ = select.select([self.fd], [], [], self.wait)
             if readable:
                 chunk = os.read(self.fd, 1 << 16)
                 self.pending += chunk
                 self.eof = not chunk
+        if self.skipping:
+            end = self.pending.find(b"\n")
+            dropped = len(self.pending) if end < 0 else end + 1
+            consumed += dropped
+            self.pending = self.pending[dropped:]
+            self.skipping = end < 0 and not self.eof
         *lines, self.pending = self.pending.split(b"\n")
         lines = [line + b"\n" for line in lines]
-        if self.eof and self.pending:  # a last line without its newline
+        if len(self.pending) >= self.cap and len(lines) < count:  # cut: keep the head only
+            consumed += len(self.pending) - self.cap
+            lines.append(self.pending[: self.cap])
+            self.pending, self.skipping = b"", True
+        elif self.eof and self.pending:  # a last line without its newline
             lines.append(self.pending)
             self.pending = b""
         keep, rest = lines[:count], lines[count:]
         self.pending = b"".join(rest) + self.pending
-        return keep, self.eof and not self.pending
+        consumed += sum(map(len, keep))
+        return keep, consumed, self.eof and not self.pending and not self.skipping
 
 
 class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
@@ -116,16 +153,20 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         offset, self.line, max_ts = resume or (0, 0, None)
         name = "stdin" if source.path == STDIN else source.path
         self.source = source
-        self.intake = Intake(name, name, 1, source.lateness, max_ts, source.max_future)
+        self.intake = Intake(
+            name, name, 1, source.lateness, max_ts, source.max_future, source.max_bytes
+        )
         self.batch_size = source.batch_size
         self.handle: IO[bytes] | None = None
         self.lines: _FileLines | _PipeLines
+        # A line of up to max_bytes, its line break, and one byte more to tell it is longer.
+        cap = source.max_bytes + 3
         if source.path == STDIN:
-            self.lines = _PipeLines(sys.stdin.fileno())
+            self.lines = _PipeLines(sys.stdin.fileno(), cap)
         else:
             self.handle = Path(source.path).open("rb")  # noqa: SIM115 - closed in close()
             self.handle.seek(offset)
-            self.lines = _FileLines(self.handle)
+            self.lines = _FileLines(self.handle, cap)
         if offset:
             log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})
         self.offset = offset
@@ -137,12 +178,11 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         if self.source.on_ready is not None:
             self.source.on_ready()
         batch: Chunk = []
-        lines, self.done = self.lines.read(self.batch_size)
+        lines, consumed, self.done = self.lines.read(self.batch_size)
+        self.offset += consumed
         if self.line == 0 and lines and lines[0].startswith(_BOM):
-            self.offset += len(_BOM)  # some Windows tools start a UTF-8 file with one
-            lines[0] = lines[0][len(_BOM) :]
+            lines[0] = lines[0][len(_BOM) :]  # some Windows tools start a UTF-8 file with one
         for raw in lines:
-            self.offset += len(raw)
             self.line += 1
             if raw.isspace():
                 continue

@@ -97,6 +97,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         on_ready: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         max_future: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.config = dict(config)
         self.topic = topic
@@ -108,6 +109,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self.on_ready = on_ready
         self.metrics = metrics
         self.max_future = max_future
+        self.max_bytes = max_bytes
         self.partitions: int | None = None
 
     def list_parts(self) -> list[str]:
@@ -147,6 +149,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             source.lateness,
             max_ts,
             source.max_future,
+            source.max_bytes,
         )
         self.consumer = Consumer(
             {

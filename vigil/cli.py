@@ -368,6 +368,7 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
         on_ready=readiness.mark_ready,
         metrics=metrics,
         max_future=settings.input.max_future,
+        max_bytes=settings.input.max_event_bytes,
     )
     sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
     return source, sink

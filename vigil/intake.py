@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.events import DeadLetter, Event, decode, raw_text
+from vigil.events import RAW_LIMIT, DeadLetter, Event, decode, raw_text
 from vigil.shard import Tick
 from vigil.timeutil import format_duration, to_iso
 
@@ -32,6 +32,7 @@ class Intake:
         lateness: int,
         max_ts: int | None = None,
         max_future: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.source = source
         self.partition = partition
@@ -41,6 +42,7 @@ class Intake:
         # One event dated far ahead would drag the watermark with it and make every later
         # event late; events more than this ahead of the wall clock are refused.
         self.max_future = max_future
+        self.max_bytes = max_bytes  # longer messages are not decoded
 
     @property
     def watermark(self) -> int:
@@ -48,6 +50,8 @@ class Intake:
         return NO_WATERMARK if self.max_ts is None else self.max_ts - self.lateness
 
     def take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
+        if self.max_bytes is not None and len(raw) > self.max_bytes:
+            return self._too_large(raw, position)
         item = decode(raw, self.source, position, self.watermark)
         if isinstance(item, Event) and (self.max_ts is None or item.ts > self.max_ts):
             # Only a new highest event time can move the watermark, so only it is checked.
@@ -62,6 +66,17 @@ class Intake:
             "ahead of the clock (raise input.max_future if such events are real)"
         )
         return DeadLetter(self.source, event.position, raw_text(raw), "future", error)
+
+    def _too_large(self, raw: bytes, position: Mapping[str, Any]) -> DeadLetter:
+        # A file line may have been cut at the limit already: its full size is unknown.
+        error = (
+            f"message is over {self.max_bytes:,} bytes (input.max_event_bytes) and was not "
+            "decoded; an event is one JSON object on one line"
+        )
+        kept = raw[: min(RAW_LIMIT, self.max_bytes or RAW_LIMIT)]  # always less than it all
+        return DeadLetter(
+            self.source, position, f"{raw_text(kept)}...[truncated]", "too_large", error
+        )
 
     def tick(self) -> Tick:
         return Tick(self.partition, self.watermark, self.partitions, time.time())

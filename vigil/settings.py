@@ -59,6 +59,8 @@ class InputSettings(_Section):
     allowed_lateness: Duration = parse_duration("1h")
     max_future: Duration | None = parse_duration("1d")
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # A longer message is a `too_large` dead letter, and only this much of it is read.
+    max_event_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
 
 
 class EngineSettings(_Section):

@@ -70,6 +70,89 @@ class TestSource:
         assert part.snapshot()[0] == path.stat().st_size  # a resume starts after the mark too
 
 
+def _with_long_lines(path: Path) -> bytes:
+    """Events e0..e3 with a 200 kB line after e0 (longer than a pipe read) and a 3 kB last
+    line without a newline."""
+    rows = lines(path, 4).read_bytes().splitlines(keepends=True)
+    data = rows[0] + b"x" * 200_000 + b"\r\n" + b"".join(rows[1:]) + b"y" * 3_000
+    path.write_bytes(data)
+    return data
+
+
+def _letters_and_ids(items: list[Event | DeadLetter | Tick]) -> list[tuple[str, int]]:
+    return [
+        (item.event_id if isinstance(item, Event) else item.reason, int(item.position["line"]))
+        for item in items
+        if not isinstance(item, Tick)
+    ]
+
+
+class TestLongLines:
+    """A line over input.max_event_bytes is a `too_large` dead letter, and is never held
+    whole in memory (one line can be gigabytes: a JSON array export)."""
+
+    def test_in_a_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "e.jsonl"
+        data = _with_long_lines(path)
+        source = JsonLinesSource(str(path), lateness=HOUR, batch_size=100, max_bytes=1024)
+        part = source.build_part("in", "x", None)
+        [batch] = part.next_batch()
+        assert _letters_and_ids(batch) == [
+            ("e0", 1),
+            ("too_large", 2),
+            ("e1", 3),
+            ("e2", 4),
+            ("e3", 5),
+            ("too_large", 6),
+        ]
+        letter = batch[1]
+        assert isinstance(letter, DeadLetter)
+        assert "over 1,024 bytes (input.max_event_bytes)" in letter.error
+        assert letter.raw.startswith("xxx") and letter.raw.endswith("...[truncated]")
+        assert part.snapshot()[:2] == (len(data), 6)  # a resume starts after the long lines
+
+    def test_the_reader_returns_at_most_its_cap(self, tmp_path: Path) -> None:
+        from connectors.files import _FileLines
+
+        path = tmp_path / "e.jsonl"
+        data = _with_long_lines(path)
+        with path.open("rb") as handle:
+            got, consumed, at_end = _FileLines(handle, cap=1027).read(100)
+        assert got == [line[:1027] for line in data.splitlines(keepends=True)]
+        assert consumed == len(data) and at_end
+
+    def test_on_standard_input(self, tmp_path: Path) -> None:
+        import os
+        import threading
+
+        from connectors.files import _PipeLines
+
+        data = _with_long_lines(tmp_path / "e.jsonl")
+        read_end, write_end = os.pipe()
+
+        def write() -> None:  # more than a pipe holds: written while it is read
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(data)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        pipe, got, consumed, at_end = _PipeLines(read_end, cap=1027), [], 0, False
+        for _ in range(1_000):  # bounded: 203 kB arrive in 64 kB reads
+            lines_read, size, at_end = pipe.read(2)
+            got += lines_read
+            consumed += size
+            if at_end:
+                break
+        writer.join(10)
+        os.close(read_end)
+        assert at_end and consumed == len(data)
+        # A long line is cut unless it arrived whole in one read (which bounds it anyway).
+        assert [line[:1027] for line in got] == [
+            line[:1027] for line in data.splitlines(keepends=True)
+        ]
+        assert len(got[1]) == 1027 and max(map(len, got)) <= 1027 + (1 << 16)
+
+
 class TestSink:
     def test_one_file_per_stream_and_a_resume_truncates_to_the_snapshot(
         self, tmp_path: Path

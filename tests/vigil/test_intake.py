@@ -41,3 +41,19 @@ class TestFutureGuard:
     def test_without_a_limit_any_date_is_accepted(self) -> None:
         intake = Intake("s", "p", 1, lateness=HOUR)
         assert isinstance(intake.take(message(32_000_000_000_000), {}), Event)
+
+
+class TestSizeLimit:
+    def test_a_message_over_the_limit_is_a_dead_letter_and_moves_nothing(self) -> None:
+        intake = Intake("s", "p", 1, lateness=HOUR, max_bytes=1024)
+        fits = orjson.dumps(
+            {"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": HOUR, "pad": ""}
+        )
+        fits = fits.replace(b'"pad":""', b'"pad":"' + b"x" * (1024 - len(fits)) + b'"')
+        assert len(fits) == 1024 and isinstance(intake.take(fits, {}), Event)
+        big = message(5 * HOUR).replace(b"}", b',"pad":"' + b"x" * 2_000 + b'"}')
+        letter = intake.take(big, {"offset": 7})
+        assert isinstance(letter, DeadLetter) and letter.reason == "too_large"
+        assert letter.position == {"offset": 7}
+        assert letter.raw == big[:1024].decode() + "...[truncated]"
+        assert intake.max_ts == HOUR  # not decoded: its time did not count
