@@ -404,6 +404,29 @@ def test_a_recovery_store_from_other_settings_stops_start_up(
     assert "engine.shards was 32 and is now 8" in capsys.readouterr().err
 
 
+def test_a_recovery_store_from_another_state_format_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.runner import LAYOUT_FILE
+
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    store = tmp_path / "s"
+    args = ["run", "--input", str(events), "--output", str(tmp_path / "o"), "--quiet"]
+    args += ["--recovery-dir", str(store)]
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    assert main(args) == 0
+    marker = store / LAYOUT_FILE
+    layout = orjson.loads(marker.read_bytes())
+    del layout["state_format"]  # as a store of the version before the format was recorded
+    marker.write_bytes(orjson.dumps(layout))
+    assert main(args) == 0
+    marker.write_bytes(orjson.dumps({**layout, "state_format": "0123456789ab"}))
+    assert main(args) == 2
+    said = capsys.readouterr().err
+    assert "another version of Vigil saved its state (format 0123456789ab" in said, said
+
+
 def test_recovery_init_creates_a_store_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from bytewax.testing import cluster_main, run_main
 
 from vigil.errors import ConfigError
 from vigil.settings import RecoverySettings
+from vigil.shard import layout_changes
 
 LAYOUT_FILE = "vigil-layout.json"
 
@@ -39,13 +40,11 @@ def prepare_recovery_dir(
 
 
 def _check_layout(path: Path, saved: dict[str, Any], layout: dict[str, Any]) -> None:
-    changed = [
-        f"{k} was {saved.get(k)} and is now {v}" for k, v in layout.items() if saved.get(k) != v
-    ]
+    changed = layout_changes(saved, layout)
     if changed:
         msg = (
-            f"the recovery store in {path} was written with other settings ({', '.join(changed)}); "
-            "use a new store, or the old settings"
+            f"the recovery store in {path} does not fit this run ({'; '.join(changed)}); "
+            "use a new store, or the old settings and version"
         )
         raise ConfigError(msg)
 

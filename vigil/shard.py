@@ -16,6 +16,7 @@ watermark ticks, and moves its own clock through event time in fixed steps:
 from __future__ import annotations
 
 import bisect
+import hashlib
 import heapq
 import logging
 from collections import Counter
@@ -69,15 +70,50 @@ class ShardState:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
+def state_format(*classes: type) -> str:
+    """A fingerprint of the fields of the classes a snapshot pickles. A store written by a
+    Vigil whose state had other fields cannot be resumed: with this in the layout it
+    says so at start, instead of failing on a missing attribute in the middle of a run."""
+    spec = ";".join(
+        f"{cls.__name__}.{name}:{kind}"
+        for cls in classes
+        for name, kind in cls.__annotations__.items()
+    )
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+STATE_FORMAT = state_format(ShardState, TenantState, Event)
+# Stores written before the format was recorded have this one (it has not changed since).
+_FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
+
+
 def state_layout(settings: Settings) -> dict[str, Any]:
-    """Settings a saved state depends on: tenant placement and bucket sizes."""
+    """What a saved state depends on: its format, tenant placement and bucket sizes."""
     return {
+        "state_format": STATE_FORMAT,
         "engine.shards": settings.engine.shards,
         "engine.health_step": settings.engine.health_step,
         "engine.window_origin": settings.engine.window_origin,
         "signals.login_drop.window": settings.signals.login_drop.window,
         "signals.error_spike.window": settings.signals.error_spike.window,
     }
+
+
+def layout_changes(saved: dict[str, Any], layout: dict[str, Any]) -> list[str]:
+    """How a store's saved layout differs from this run's, in words; [] if it fits."""
+    saved = {"state_format": _FORMAT_BEFORE_IT_WAS_RECORDED, **saved}
+    changes = []
+    if saved["state_format"] != layout["state_format"]:
+        changes.append(
+            f"another version of Vigil saved its state (format {saved['state_format']}, "
+            f"this one reads {layout['state_format']})"
+        )
+    changes.extend(
+        f"{key} was {saved.get(key)} and is now {value}"
+        for key, value in layout.items()
+        if key != "state_format" and saved.get(key) != value
+    )
+    return changes
 
 
 class ShardEngine:
@@ -87,13 +123,9 @@ class ShardEngine:
         self.settings = settings
         self.rules = rules
         layout = state_layout(settings)
-        if state is not None and state.layout != layout:
-            changed = ", ".join(
-                f"{key} was {state.layout.get(key)} and is now {value}"
-                for key, value in layout.items()
-                if state.layout.get(key) != value
-            )
-            msg = f"the recovery store was written with other settings ({changed}); use a new store"
+        changed = layout_changes(state.layout, layout) if state is not None else []
+        if changed:
+            msg = f"the recovery store does not fit ({'; '.join(changed)}); use a new store"
             raise ConfigError(msg)
         self.state = state or ShardState(layout=layout)
         self.buckets = Buckets.from_settings(settings)

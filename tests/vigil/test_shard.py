@@ -345,6 +345,39 @@ class TestRestore:
         ):
             ShardEngine(other, h.rules, h.engine.state)
 
+    def test_a_state_saved_by_a_version_with_other_fields_is_refused(self) -> None:
+        import pytest
+
+        from vigil.errors import ConfigError
+
+        h = Harness().feed(by_time(weeks("acme", [20])))
+        h.engine.state.layout["state_format"] = "0123456789ab"
+        with pytest.raises(ConfigError, match=r"another version of Vigil saved its state"):
+            ShardEngine(h.settings, h.rules, h.engine.state)
+
+    def test_a_state_saved_before_the_format_was_recorded_is_taken(self) -> None:
+        h = Harness().feed(by_time(weeks("acme", [20])))
+        del h.engine.state.layout["state_format"]
+        assert ShardEngine(h.settings, h.rules, h.engine.state).state.tenants
+
+    def test_the_format_follows_the_fields(self) -> None:
+        from dataclasses import dataclass
+
+        from vigil.shard import state_format
+
+        @dataclass
+        class Before:
+            score: int
+
+        @dataclass
+        class After:
+            score: int
+            zone: str
+
+        After.__name__ = "Before"
+        assert state_format(Before) != state_format(After)
+        assert state_format(Before) == state_format(Before)
+
 
 class TestRuleErrors:
     def test_a_rule_error_is_counted_and_the_other_rules_still_act(
