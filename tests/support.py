@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -219,10 +219,19 @@ def quiet_env() -> dict[str, str]:
 
 
 def run_vigil(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `vigil`; without an `env`, in `quiet_env()`."""
+    """Runs `vigil`; without an `env`, in `quiet_env()`. `preexec_fn` runs in the child."""
     env = env if env is not None else quiet_env()
     return subprocess.run(
-        vigil_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        vigil_command(*args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        preexec_fn=preexec_fn,
     )

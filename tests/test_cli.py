@@ -341,9 +341,6 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
     replay: tuple[Path, Path], tmp_path: Path
 ) -> None:
     import resource
-    import subprocess
-
-    from support import ROOT, quiet_env, vigil_command
 
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
@@ -352,15 +349,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
     def small_disk() -> None:  # files may not grow past `room` bytes: writes then fail
         resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
 
-    full = subprocess.run(
-        vigil_command(*args),
-        env=quiet_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        preexec_fn=small_disk,
-        timeout=300,
-    )
+    full = run_vigil(*args, preexec_fn=small_disk)
     assert full.returncode == 1, full.stderr
     health = tmp_path / "out" / "health.jsonl"
     assert f"vigil run: error: cannot write {health}: File too large" in full.stderr
