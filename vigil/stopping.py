@@ -9,14 +9,17 @@ Instead, during a run the first signal ends the input at each source partition's
 batch (`connectors.stoppable`), as if every partition had reached its end: what was
 read is processed, written and snapshotted, and a run with a recovery store resumes
 right after it. A second signal stops at once, as a kill would (the recovery store
-then resumes from the last snapshot). Outside a run, or with `graceful=False`, a signal
-raises `Interrupted`. Either way the process exits with 128 + the signal's number, as a
-shell reports it.
+then resumes from the last snapshot). Outside a run (`graceful=False`) Ctrl-C raises
+`Interrupted`, and SIGTERM keeps its default, which stops at once even inside a long
+C call (a Python handler waits for the interpreter: up to 30 s of connecting to Kafka);
+only as PID 1, where that default is to ignore it, does SIGTERM raise `Interrupted` too.
+Either way the process exits with 128 + the signal's number, as a shell reports it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -59,9 +62,14 @@ class StopSignal:
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
+            for signum in self._handled():
                 self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
+
+    def _handled(self) -> tuple[signal.Signals, ...]:
+        if self.graceful or os.getpid() == 1:
+            return STOP_SIGNALS
+        return (signal.SIGINT,)  # SIGTERM's default is the quickest stop (see above)
 
     def __exit__(
         self,

@@ -30,11 +30,20 @@ def test_during_a_run_the_first_signal_asks_and_the_second_stops() -> None:
     assert second.value.exit_code == 130
 
 
-def test_outside_a_run_a_signal_stops_at_once() -> None:
+def test_outside_a_run_ctrl_c_stops_at_once_and_sigterm_keeps_its_default() -> None:
     with StopSignal(), pytest.raises(Interrupted) as stopped:
-        _send(signal.SIGTERM)
-    assert stopped.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # stops even in a C call
+        _send(signal.SIGINT)
+    assert stopped.value.exit_code == 130
     assert isinstance(stopped.value, KeyboardInterrupt)  # what Ctrl-C handling expects
+
+
+def test_as_pid_1_sigterm_is_handled_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    this_process = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: 1)  # as a container's init: SIG_DFL is ignored
+    with StopSignal(), pytest.raises(Interrupted) as stopped:
+        os.kill(this_process, signal.SIGTERM)
+    assert stopped.value.exit_code == 143
 
 
 def test_the_handlers_before_are_put_back() -> None:
