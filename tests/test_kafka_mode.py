@@ -311,6 +311,41 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     assert tailed.stdout.splitlines() == [orjson.dumps(r).decode() for r in rows] + ["{broken"]
 
 
+def test_produce_from_a_pipe_ended_by_ctrl_c_delivers_what_it_read_and_says_so(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from support import ROOT, vigil_command
+
+    topics = make_topics(kafka_bootstrap)
+    args = ("produce", "--input", "-", "--kafka", kafka_bootstrap, "--topic", topics["input"])
+    producer = subprocess.Popen(
+        vigil_command(*args),
+        env=vigil_env(topics),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert producer.stdin is not None
+        for line in _sessions("live", 0, 50):  # a live feed that stays open
+            producer.stdin.write(line.decode() + "\n")
+        producer.stdin.flush()
+        time.sleep(3)
+        producer.send_signal(signal.SIGINT)
+        producer.wait(60)  # with its input still open: the signal, not its end, stops it
+        assert producer.stderr is not None
+        said = producer.stderr.read()
+    finally:
+        producer.kill()
+        producer.communicate()
+    assert producer.returncode == 130, said
+    assert f"interrupted: 50 of 50 messages acknowledged by {topics['input']}" in said, said
+    assert len(read_topic(kafka_bootstrap, topics["input"])) == 50
+
+
 def test_metrics_in_kafka_mode_show_partitions_and_readiness(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

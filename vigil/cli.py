@@ -467,12 +467,16 @@ def _create(path: Path, flag: str) -> BinaryIO:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from vigil.kafka_tools import produce_file
+    from vigil.kafka_tools import ProduceInterrupted, produce_file
     from vigil.settings import load_settings
 
     settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
     topic = args.topic or settings.kafka.topics.input
-    count = produce_file(settings.kafka, args.input, topic)
+    try:
+        count = produce_file(settings.kafka, args.input, topic)
+    except ProduceInterrupted as stopped:
+        print(f"vigil produce: interrupted: {stopped} by {topic}", file=sys.stderr)
+        return 130
     print(f"produced {count:,} messages to {topic}")
     return 0
 

@@ -35,32 +35,59 @@ def tenant_key(line: bytes) -> bytes:
     return tenant.encode() if isinstance(tenant, str) else line
 
 
+class ProduceInterrupted(Exception):
+    """Ctrl-C while producing: how many messages were sent and how many acknowledged."""
+
+    def __init__(self, sent: int, acknowledged: int) -> None:
+        super().__init__(f"{acknowledged:,} of {sent:,} messages acknowledged")
+        self.sent = sent
+        self.acknowledged = acknowledged
+
+
 def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
-    """Every non-blank line of `path` as one message; raises if any is not acknowledged."""
+    """Every non-blank line of `path` as one message; raises if any is not acknowledged.
+    Interrupted while reading (say, ending a live `... | vigil produce --input -`), it
+    still delivers what it sent; interrupted again, or while delivering, it stops
+    waiting. Either way it raises ProduceInterrupted with the counts."""
     failures: list[str] = []
+    acknowledged = 0
 
     def delivered(error: KafkaError | None, message: Message) -> None:
+        nonlocal acknowledged
         if error is not None:
             failures.append(error.str())
+        else:
+            acknowledged += 1
 
     count = 0
     with _open(path) as handle:  # opened first: a missing file is told before Kafka is tried
         config = kafka.client_config()
         check_topics(config, kafka.connect_timeout / 1000, [topic])
         producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
-        for line in handle:
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            while True:
-                try:
-                    producer.produce(topic, value=line, key=tenant_key(line), on_delivery=delivered)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-            count += 1
-            producer.poll(0)
-    left = producer.flush(kafka.delivery_timeout / 1000)
+        interrupted = False
+        try:
+            for line in handle:
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                while True:
+                    try:
+                        producer.produce(
+                            topic, value=line, key=tenant_key(line), on_delivery=delivered
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                count += 1
+                producer.poll(0)
+        except KeyboardInterrupt:
+            interrupted = True  # stop reading, but deliver what was sent
+    try:
+        left = producer.flush(kafka.delivery_timeout / 1000)
+    except KeyboardInterrupt:  # stop waiting too
+        interrupted, left = True, len(producer)
+    if interrupted:
+        raise ProduceInterrupted(count, acknowledged)
     if left or failures:
         first = failures[0] if failures else "timed out"
         raise DeliveryFailed(
