@@ -63,6 +63,13 @@ def test_prometheus_scrapes_vigils_metrics_port() -> None:
     assert mounted.startswith("./config/prometheus.yml:")
 
 
+def test_vigils_healthcheck_asks_its_own_health_endpoint() -> None:
+    vigil = compose()["services"]["vigil"]
+    port = vigil["environment"]["VIGIL_METRICS__PORT"]
+    probe = " ".join(vigil["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in probe and probe.startswith("CMD python")
+
+
 def test_host_ports_are_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for mapping in service.get("ports", []):
