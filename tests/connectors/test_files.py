@@ -153,6 +153,51 @@ class TestLongLines:
         assert len(got[1]) == 1027 and max(map(len, got)) <= 1027 + (1 << 16)
 
 
+def test_stdin_and_a_file_read_the_same_lines_however_the_bytes_arrive(tmp_path: Path) -> None:
+    import os
+    import random
+    import threading
+
+    from connectors.files import _FileLines, _PipeLines
+
+    for seed in range(5):  # bounded: 5 streams of 300 lines
+        rng = random.Random(seed)
+        data = (
+            b"".join(
+                b"x" * rng.choice([0, 5, 200, 1026, 1027, 1028, 5000, 70_000]) + b"\n"
+                for _ in range(300)
+            )
+            + b"tail without a newline"
+        )
+        path = tmp_path / f"s{seed}.jsonl"
+        path.write_bytes(data)
+        with path.open("rb") as handle:
+            from_file, file_bytes, _ = _FileLines(handle, cap=1027).read(1_000)
+        read_end, write_end = os.pipe()
+
+        def write(data: bytes = data, fd: int = write_end, rng: random.Random = rng) -> None:
+            with os.fdopen(fd, "wb", buffering=0) as pipe:
+                at = 0
+                while at < len(data):  # in pieces of any size, so lines arrive split
+                    piece = rng.randint(1, 90_000)
+                    pipe.write(data[at : at + piece])
+                    at += piece
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        pipe, from_pipe, pipe_bytes, at_end = _PipeLines(read_end, cap=1027), [], 0, False
+        for _ in range(10_000):
+            lines_read, size, at_end = pipe.read(rng.randint(1, 50))
+            from_pipe += lines_read
+            pipe_bytes += size
+            if at_end:
+                break
+        writer.join(10)
+        os.close(read_end)
+        assert at_end and pipe_bytes == file_bytes == len(data)
+        assert [line[:1027] for line in from_pipe] == from_file, seed
+
+
 class TestSink:
     def test_one_file_per_stream_and_a_resume_truncates_to_the_snapshot(
         self, tmp_path: Path
