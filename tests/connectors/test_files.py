@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -122,30 +123,9 @@ class TestLongLines:
         assert consumed == len(data) and at_end
 
     def test_on_standard_input(self, tmp_path: Path) -> None:
-        import os
-        import threading
-
-        from connectors.files import _PipeLines
-
         data = _with_long_lines(tmp_path / "e.jsonl")
-        read_end, write_end = os.pipe()
-
-        def write() -> None:  # more than a pipe holds: written while it is read
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(data)
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        pipe, got, consumed, at_end = _PipeLines(read_end, cap=1027), [], 0, False
-        for _ in range(1_000):  # bounded: 203 kB arrive in 64 kB reads
-            lines_read, size, at_end = pipe.read(2)
-            got += lines_read
-            consumed += size
-            if at_end:
-                break
-        writer.join(10)
-        os.close(read_end)
-        assert at_end and consumed == len(data)
+        got, consumed = _through_a_pipe(data, batch=lambda: 2, piece=lambda: len(data))
+        assert consumed == len(data)
         # A long line is cut unless it arrived whole in one read (which bounds it anyway).
         assert [line[:1027] for line in got] == [
             line[:1027] for line in data.splitlines(keepends=True)
@@ -154,11 +134,9 @@ class TestLongLines:
 
 
 def test_stdin_and_a_file_read_the_same_lines_however_the_bytes_arrive(tmp_path: Path) -> None:
-    import os
     import random
-    import threading
 
-    from connectors.files import _FileLines, _PipeLines
+    from connectors.files import _FileLines
 
     for seed in range(5):  # bounded: 5 streams of 300 lines
         rng = random.Random(seed)
@@ -173,29 +151,48 @@ def test_stdin_and_a_file_read_the_same_lines_however_the_bytes_arrive(tmp_path:
         path.write_bytes(data)
         with path.open("rb") as handle:
             from_file, file_bytes, _ = _FileLines(handle, cap=1027).read(1_000)
-        read_end, write_end = os.pipe()
+        writes, reads = random.Random(seed + 100), random.Random(seed + 200)
+        from_pipe, pipe_bytes = _through_a_pipe(
+            data,
+            batch=lambda reads=reads: reads.randint(1, 50),
+            piece=lambda writes=writes: writes.randint(1, 90_000),  # lines arrive split
+        )
+        assert pipe_bytes == file_bytes == len(data)
+        assert [line[:1027] for line in from_pipe] == from_file, seed
 
-        def write(data: bytes = data, fd: int = write_end, rng: random.Random = rng) -> None:
-            with os.fdopen(fd, "wb", buffering=0) as pipe:
-                at = 0
-                while at < len(data):  # in pieces of any size, so lines arrive split
-                    piece = rng.randint(1, 90_000)
-                    pipe.write(data[at : at + piece])
-                    at += piece
 
-        writer = threading.Thread(target=write)
-        writer.start()
-        pipe, from_pipe, pipe_bytes, at_end = _PipeLines(read_end, cap=1027), [], 0, False
-        for _ in range(10_000):
-            lines_read, size, at_end = pipe.read(rng.randint(1, 50))
-            from_pipe += lines_read
-            pipe_bytes += size
+def _through_a_pipe(
+    data: bytes, batch: Callable[[], int], piece: Callable[[], int]
+) -> tuple[list[bytes], int]:
+    """`data` read by the stdin reader (cap 1027) as a thread writes it into a real pipe,
+    `piece()` bytes at a time, more than a pipe holds; (lines, bytes consumed)."""
+    import os
+    import threading
+
+    from connectors.files import _PipeLines
+
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            at = 0
+            while at < len(data):
+                at += pipe.write(data[at : at + piece()]) or 0
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader, got, consumed = _PipeLines(read_end, cap=1027), [], 0
+    try:
+        for _ in range(10_000):  # bounded
+            lines_read, size, at_end = reader.read(batch())
+            got += lines_read
+            consumed += size
             if at_end:
-                break
+                return got, consumed
+        raise AssertionError("the reader never came to the end of the pipe")
+    finally:
         writer.join(10)
         os.close(read_end)
-        assert at_end and pipe_bytes == file_bytes == len(data)
-        assert [line[:1027] for line in from_pipe] == from_file, seed
 
 
 class TestSink:
