@@ -187,7 +187,8 @@ def test_a_broker_outage_mid_stream_loses_nothing(
     produce(bootstrap, topics["input"], stream[:half])
     store = tmp_path / "recovery"
     args = ("run", "--kafka", bootstrap, "--recovery-dir", str(store), "--snapshot-interval", "1s")
-    vigil = start_vigil(*args, env=env, log=tmp_path / "vigil.log")
+    log = tmp_path / "vigil.log"
+    vigil = start_vigil(*args, env=env, log=log)
     try:
         assert wait_for(bootstrap, topics["health"], 200, timeout=120)
         private_broker.stop()
@@ -195,17 +196,23 @@ def test_a_broker_outage_mid_stream_loses_nothing(
         private_broker.start()
         produce(bootstrap, topics["input"], stream[half:])
         expected_health = len(expected["health"])
-        wait_for(bootstrap, topics["health"], expected_health, timeout=180)
+        started = time.monotonic()
+        caught_up = len(wait_for(bootstrap, topics["health"], expected_health, timeout=180))
+        waited = time.monotonic() - started
     finally:
         vigil.terminate()
         vigil.wait(60)
-    print(
-        f"vigil during the outage: exit {vigil.returncode} (143: rode it out, stopped by the test)"
-    )
+    said = f"after the outage: {caught_up} of {expected_health} health records in {waited:.0f} s, "
+    said += f"then exit {vigil.returncode} (143: rode it out, stopped by the test)"
+    print(said)
     if vigil.returncode not in (0, 143):  # it gave up (exit 1): it must resume from its store
         resumed = run_vigil(*args, "--until-end", env=env)
         assert resumed.returncode == 0, resumed.stderr
-    same_as_file_mode(read_outputs(bootstrap, topics), expected)
+    try:
+        same_as_file_mode(read_outputs(bootstrap, topics), expected)
+    except AssertionError as failed:  # say what Vigil did: a failure here is rare and slow
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+        raise AssertionError(f"{failed}\n{said}\n--- vigil log, last lines ---\n{tail}") from None
 
 
 def test_two_processes_on_three_partitions_match_one(
