@@ -148,6 +148,32 @@ class _PipeLines:
         return keep, consumed, self.eof and not self.pending and not self.skipping
 
 
+class InputChanged(VigilError):
+    """The input file is not the one the recovery store was reading."""
+
+
+def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:
+    """Go to where the recovery store stopped reading, which is the start of a line (or
+    the end) of the same file, or a file that has grown since. Anything else is another
+    file: reading on would decode from the middle of a line, or silently read nothing."""
+    size = os.fstat(handle.fileno()).st_size
+    if offset > size:
+        msg = (
+            f"--input {path} has {size:,} bytes, and the recovery store stopped reading it at "
+            f"byte {offset:,}: it is not the file the store was reading (use a new store)"
+        )
+        raise InputChanged(msg)
+    if 0 < offset < size:
+        handle.seek(offset - 1)
+        if handle.read(1) != b"\n":
+            msg = (
+                f"byte {offset:,} of --input {path}, where the recovery store stopped reading, "
+                "does not start a line: the file changed since (use a new store)"
+            )
+            raise InputChanged(msg)
+    handle.seek(offset)
+
+
 class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
         offset, self.line, max_ts = resume or (0, 0, None)
@@ -165,7 +191,11 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             self.lines = _PipeLines(sys.stdin.fileno(), cap)
         else:
             self.handle = Path(source.path).open("rb")  # noqa: SIM115 - closed in close()
-            self.handle.seek(offset)
+            try:
+                _seek_to_line(self.handle, offset, source.path)
+            except InputChanged:
+                self.handle.close()
+                raise
             self.lines = _FileLines(self.handle, cap)
         if offset:
             log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})

@@ -53,6 +53,36 @@ class TestSource:
         assert events[0].wm == 3 * HOUR - HOUR  # the max ts before the snapshot was kept
         assert events[0].position["line"] == 5
 
+    def test_a_resume_into_another_file_is_refused(self, tmp_path: Path) -> None:
+        from connectors.files import InputChanged
+
+        source = JsonLinesSource(str(lines(tmp_path / "e.jsonl", 6)), lateness=HOUR, batch_size=4)
+        part = source.build_part("in", "x", None)
+        part.next_batch()
+        offset, line, max_ts = part.snapshot()
+        part.close()
+        assert source.build_part("in", "x", (offset, line, max_ts)).next_batch()  # same file
+        lines(tmp_path / "e.jsonl", 2)  # replaced by a shorter one
+        with pytest.raises(InputChanged, match=r"has \d+ bytes, and the recovery store stopped"):
+            source.build_part("in", "x", (offset, line, max_ts))
+        lines(tmp_path / "e.jsonl", 600)  # by a longer one: the offset falls inside a line
+        (tmp_path / "e.jsonl").write_bytes(b"  " + (tmp_path / "e.jsonl").read_bytes())
+        with pytest.raises(InputChanged, match="does not start a line"):
+            source.build_part("in", "x", (offset, line, max_ts))
+
+    def test_a_resume_at_the_end_of_a_file_without_a_last_newline_is_taken(
+        self, tmp_path: Path
+    ) -> None:
+        path = lines(tmp_path / "e.jsonl", 2)
+        path.write_bytes(path.read_bytes().rstrip(b"\n"))
+        source = JsonLinesSource(str(path), lateness=HOUR)
+        part = source.build_part("in", "x", None)
+        part.next_batch()
+        resumed = source.build_part("in", "x", part.snapshot())
+        with pytest.raises(StopIteration):  # nothing left to read
+            resumed.next_batch()
+            resumed.next_batch()
+
     def test_blank_lines_are_skipped_and_garbage_is_a_dead_letter(self, tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"
         path.write_bytes(b"\n  \nnope\n")
