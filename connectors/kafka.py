@@ -140,7 +140,6 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
     ) -> None:
         self.source = source
         self.index = index
-        self.partitions = partitions
         self.offset, max_ts = resume or (OFFSET_BEGINNING, None)
         self.intake = Intake(
             source.topic,
@@ -234,10 +233,11 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             return  # the broker is away: the next check will tell
         if found is None or found.error is not None:
             return  # the topic itself is gone: consuming reports that
-        if len(found.partitions) != self.partitions:
+        started_with = self.intake.partitions  # what the watermark waits on
+        if len(found.partitions) != started_with:
             msg = (
                 f"input topic {topic} has {len(found.partitions)} partitions now, and had "
-                f"{self.partitions} when the run started; start it again to read them all "
+                f"{started_with} when the run started; start it again to read them all "
                 "(with a recovery store it resumes where it stopped)"
             )
             raise PartitionsChanged(msg)
