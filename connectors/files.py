@@ -17,7 +17,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from vigil.errors import VigilError
 from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
-from vigil.settings import InputSettings
+from vigil.settings import MAX_EVENT_BYTES, InputSettings
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.input")
@@ -41,7 +41,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         batch_size: int = 1000,
         on_ready: Callable[[], None] | None = None,
         max_future: int | None = None,
-        max_bytes: int = 1 << 20,
+        max_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.path = path
         self.max_future = max_future

@@ -55,12 +55,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
+
+
 class InputSettings(_Section):
     allowed_lateness: Duration = parse_duration("1h")
     max_future: Duration | None = parse_duration("1d")
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     # A longer message is a `too_large` dead letter, and only this much of it is read.
-    max_event_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024, le=1 << 30)
 
 
 class EngineSettings(_Section):
