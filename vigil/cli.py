@@ -232,7 +232,8 @@ def _run(args: argparse.Namespace) -> int:
                 addresses=addresses,
                 process_id=args.process_id,
             )
-    except Exception as exc:  # bytewax wraps what a step raised; show the cause in one line
+    # Bytewax wraps what a step raised (a second signal can also come straight through).
+    except (Exception, Interrupted) as exc:
         readiness.mark_failed()
         interrupted = _cause(exc, Interrupted)
         if interrupted is not None:  # a second signal: stopped mid-batch, as a kill would
