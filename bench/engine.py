@@ -1,22 +1,28 @@
 """The shard engines alone: decode a stream first, then time only ShardEngine.process.
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
+                           [--stages]
 
 No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
 by the dataflow's own splitter, before the clock starts. It
 prints the engine's cost per event (best of the repeats, in CPU time) and a digest of
 every output, so a change meant to be faster can be checked to give the same outputs.
+
+`--stages` also times the engine with its later stages cut off, to show where its time
+goes: with no re-scoring (events are still applied to their tenants, windows closed and
+signals found), and with the event-time queue dropped at every tick (de-duplication and
+queueing only). Those two give no true outputs; they are floors, not alternatives.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -32,6 +38,7 @@ from rules.loader import load_rules  # noqa: E402
 from vigil.events import Event  # noqa: E402
 from vigil.ids import shard_key  # noqa: E402
 from vigil.intake import Chunk, Intake  # noqa: E402
+from vigil.runner import tune_gc  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
 from vigil.shard import Output, ShardEngine  # noqa: E402
 
@@ -57,9 +64,28 @@ def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], i
     return batches, events
 
 
-def run_engines(batches: list[ShardBatches], settings: Settings) -> tuple[float, list[Output]]:
+class _NoScoring(ShardEngine):
+    def _score(self, tenant: Any, now: int, out: list[Output]) -> None:
+        return None
+
+
+class _QueueOnly(ShardEngine):
+    def _advance(self, watermark: int, out: list[Output]) -> None:
+        self.state.pending.clear()
+
+
+STAGES: dict[str, type[ShardEngine]] = {
+    "de-duplicate and queue only": _QueueOnly,
+    "no re-scoring": _NoScoring,
+    "whole engine": ShardEngine,
+}
+
+
+def run_engines(
+    batches: list[ShardBatches], settings: Settings, engine: type[ShardEngine] = ShardEngine
+) -> tuple[float, list[Output]]:
     rules = engine_for(load_rules(settings.rules.paths))
-    engines = {key: ShardEngine(settings, rules) for key in _shard_keys(settings)}
+    engines = {key: engine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
     started = time.process_time()
     for per_shard in batches:
@@ -87,6 +113,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--tenants", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stages", action="store_true", help="also time the engine's floors")
     args = parser.parse_args()
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
@@ -94,8 +121,7 @@ def main() -> None:
         if args.input is None:
             make_stream(stream, args.events, args.tenants, seed=42)
         batches, events = decode_stream(stream, settings)
-    gc.collect()
-    gc.freeze()  # as `vigil run` does (vigil/runner.py): the decoded input is long-lived
+    tune_gc()  # the collector set up as `vigil run` sets it (the decoded input is long-lived)
     timings = []
     for _ in range(args.repeat):
         seconds, outputs = run_engines(batches, settings)
@@ -105,6 +131,13 @@ def main() -> None:
     print(
         f"engine: {min(timings) / events * 1e6:.2f} µs/event CPU, best of {len(timings)} ({runs})"
     )
+    if args.stages:
+        stage_timings: dict[str, list[float]] = {name: [] for name in STAGES}
+        for _ in range(args.repeat):  # interleaved, so the machine's noise hits all alike
+            for name, engine in STAGES.items():
+                stage_timings[name].append(run_engines(batches, settings, engine)[0])
+        for name, seconds in stage_timings.items():
+            print(f"  {name:<28} {min(seconds) / events * 1e6:6.2f} µs/event")
 
 
 if __name__ == "__main__":
