@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,8 @@ FilePosition = tuple[int, int, int | None]
 
 
 class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
-    """One JSON object per line, from a file or standard input (`-`), as one partition.
+    """One JSON object per line, from a file, a named pipe or standard input (`-`), as one
+    partition. A resumed pipe is read on from wherever its writer now starts.
 
     Every batch is one Chunk, ending with the partition's watermark tick. Blank lines are skipped;
     anything else that is not a valid event becomes a dead letter."""
@@ -191,12 +193,16 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             self.lines = _PipeLines(sys.stdin.fileno(), cap)
         else:
             self.handle = Path(source.path).open("rb")  # noqa: SIM115 - closed in close()
-            try:
-                _seek_to_line(self.handle, offset, source.path)
-            except InputChanged:
-                self.handle.close()
-                raise
-            self.lines = _FileLines(self.handle, cap)
+            if not stat.S_ISREG(os.fstat(self.handle.fileno()).st_mode):
+                # A named pipe, or a shell's <(zcat events.jsonl.gz): read as stdin is.
+                self.lines = _PipeLines(self.handle.fileno(), cap)
+            else:
+                try:
+                    _seek_to_line(self.handle, offset, source.path)
+                except InputChanged:
+                    self.handle.close()
+                    raise
+                self.lines = _FileLines(self.handle, cap)
         if offset:
             log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})
         self.offset = offset

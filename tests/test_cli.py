@@ -89,6 +89,10 @@ class TestErrors:
                 ["run", "--input", "missing.jsonl", "--output", "out"],
                 "--input: no such file: missing.jsonl",
             ),
+            (
+                ["run", "--input", ".", "--output", "out"],
+                "--input: . is a folder; give a JSON Lines file",
+            ),
             (["rules", "check", "missing.yaml"], "rule path not found: missing.yaml"),
             (["config", "check", "missing.toml"], "settings file not found: missing.toml"),
             (

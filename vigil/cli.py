@@ -326,7 +326,8 @@ def _progress(args: argparse.Namespace, metrics: Any, source: Any, kafka_mode: b
 
     if kafka_mode or args.quiet or not sys.stderr.isatty():
         return None
-    total = Path(args.input).stat().st_size if args.input != "-" else None
+    regular = args.input != "-" and Path(args.input).is_file()  # a pipe has no size
+    total = Path(args.input).stat().st_size if regular else None
     return Progress(metrics, lambda: source.bytes_read, total).start()
 
 
@@ -338,8 +339,10 @@ def _file_io(
 
     if args.input is None or args.output is None:
         raise ConfigError("file mode needs --input and --output (or pass --kafka BOOTSTRAP)")
-    if args.input != STDIN and not Path(args.input).is_file():
+    if args.input != STDIN and not Path(args.input).exists():
         raise ConfigError(f"--input: no such file: {args.input}")
+    if args.input != STDIN and Path(args.input).is_dir():
+        raise ConfigError(f"--input: {args.input} is a folder; give a JSON Lines file")
     _writable_dir(args.output)
     source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)

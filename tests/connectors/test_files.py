@@ -83,6 +83,38 @@ class TestSource:
             resumed.next_batch()
             resumed.next_batch()
 
+    def test_a_named_pipe_is_read_to_its_end_like_the_file_it_carries(self, tmp_path: Path) -> None:
+        """As `vigil run --input <(zcat events.jsonl.gz)` does: the path is a pipe."""
+        import os
+        import threading
+
+        data = lines(tmp_path / "e.jsonl", 50).read_bytes() + b"not json\n"
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+
+        def write() -> None:
+            with fifo.open("wb") as pipe:  # blocks until the source opens its end
+                for at in range(0, len(data), 700):  # lines arrive split across writes
+                    pipe.write(data[at : at + 700])
+                    pipe.flush()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        part = JsonLinesSource(str(fifo), lateness=HOUR, batch_size=8).build_part("in", "x", None)
+        got: list[Event | DeadLetter | Tick] = []
+        ended = False
+        try:
+            for _ in range(10_000):  # bounded
+                got += part.next_batch()[0]
+        except StopIteration:
+            ended = True
+        finally:
+            part.close()
+            writer.join(10)
+        assert ended, "the source never came to the end of the pipe"
+        expected = [(f"e{n}", n + 1) for n in range(50)] + [("invalid_json", 51)]
+        assert _letters_and_ids(got) == expected
+
     def test_blank_lines_are_skipped_and_garbage_is_a_dead_letter(self, tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"
         path.write_bytes(b"\n  \nnope\n")
