@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -312,27 +315,66 @@ def _same_outputs(out: Path, reference: Path) -> None:
 def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
     replay: tuple[Path, Path], tmp_path: Path, stop: signal.Signals, exit_code: int
 ) -> None:
-    import subprocess
-    import time
-
-    from support import ROOT, quiet_env, vigil_command
-
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
-    log = tmp_path / "first.log"
-    with log.open("wb") as stderr:
-        first = subprocess.Popen(vigil_command(*args), env=quiet_env(), cwd=ROOT, stderr=stderr)
-        # Stop only once a snapshot is committed: a kill before that restarts from scratch
-        # and would pass without restoring any state.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
-            time.sleep(0.02)
+    with _mid_run(args, tmp_path) as (first, log):
         first.send_signal(stop)
         first.wait(30)
     said = log.read_text()
     assert first.returncode == exit_code, said  # stopped mid-run, not finished
     if stop != signal.SIGKILL:  # a clean stop: one line that says so, no traceback
         assert f"stopped signal={stop.name}" in said and "Traceback" not in said, said
+    _resumes_to_the_reference(args, tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_during_the_stop_stops_at_once_and_the_store_still_resumes(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import time
+
+    events, reference = replay
+    args = _recoverable_run(events, tmp_path)
+    with _mid_run(args, tmp_path) as (first, log):
+        first.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        # The second signal once the first was taken (two at once can merge into one).
+        while "stop requested" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    said = log.read_text()
+    assert first.returncode == 143, said
+    assert "stopped at once" in said and "Traceback" not in said, said
+    _resumes_to_the_reference(args, tmp_path, reference)
+
+
+@contextmanager
+def _mid_run(
+    args: tuple[str, ...], tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`vigil run` started with `args`, once its recovery store has committed a snapshot
+    (a stop before that restarts from scratch, and would pass without restoring state);
+    its stderr goes to the log file. Killed on the way out if still running."""
+    import time
+
+    from support import ROOT, quiet_env, vigil_command
+
+    log = tmp_path / "first.log"
+    with log.open("wb") as stderr:
+        run = subprocess.Popen(vigil_command(*args), env=quiet_env(), cwd=ROOT, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
+                time.sleep(0.02)
+            yield run, log
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(30)
+
+
+def _resumes_to_the_reference(args: tuple[str, ...], tmp_path: Path, reference: Path) -> None:
     again = run_vigil(*args)
     assert again.returncode == 0, again.stderr
     resumed = [line for line in again.stderr.splitlines() if "resuming input" in line]
