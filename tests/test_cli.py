@@ -405,6 +405,52 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
     _same_outputs(tmp_path / "out", reference)
 
 
+@pytest.mark.slow
+def test_a_recovery_store_that_cannot_grow_stops_the_run_in_one_line_and_the_same_command_resumes(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import resource
+
+    from support import quiet_env
+
+    events, _ = replay
+    # Two weeks of lateness hold half of the stream's four weeks of events in the state
+    # before any health record is written: the store's first snapshot outgrows the limit
+    # while every output file is still small.
+    env = {**quiet_env(), "VIGIL_INPUT__ALLOWED_LATENESS": "14d"}
+    reference = tmp_path / "reference"
+    ran = run_vigil("run", "--input", str(events), "--output", str(reference), env=env)
+    assert ran.returncode == 0, ran.stderr
+    args = _recoverable_run(events, tmp_path)
+
+    def small_disk() -> None:  # no file may grow past 1 MB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    full = run_vigil(*args, env=env, preexec_fn=small_disk)
+    assert full.returncode == 1, full.stderr
+    store = tmp_path / "store"
+    said = f"vigil run: error: recovery store {store}: disk I/O error (once that is fixed, "
+    assert said in full.stderr and "Traceback" not in full.stderr, full.stderr
+    assert (tmp_path / "out" / "health.jsonl").stat().st_size < 1_000_000  # the store failed
+    again = run_vigil(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    _same_outputs(tmp_path / "out", reference)
+
+
+def test_a_damaged_recovery_store_is_named_in_one_line(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    made = run_vigil("simulate", "--tenants", "5", "--days", "1", "--output", str(events))
+    assert made.returncode == 0, made.stderr
+    args = _recoverable_run(events, tmp_path)
+    assert run_vigil(*args).returncode == 0
+    (tmp_path / "store" / "part-0.sqlite3").write_bytes(b"not a database\n" * 100)
+    damaged = run_vigil(*args)
+    assert damaged.returncode == 1, damaged.stderr
+    store = tmp_path / "store"
+    said = f"vigil run: error: recovery store {store}: file is not a database (the store is damaged"
+    assert said in damaged.stderr and "Traceback" not in damaged.stderr, damaged.stderr
+
+
 def _committed_epoch(store: Path) -> int:
     """The last epoch bytewax committed in a recovery store (0 before the first)."""
     import sqlite3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
-from vigil.errors import ConfigError
+from vigil.errors import ConfigError, VigilError
 from vigil.settings import RecoverySettings
 from vigil.shard import layout_changes
 
@@ -73,23 +74,45 @@ def execute(
         backup = timedelta(milliseconds=recovery.backup_interval or 0)
         recovery_config = RecoveryConfig(Path(recovery.dir), backup_interval=backup)
     epoch = timedelta(milliseconds=recovery.snapshot_interval)
-    if addresses:
-        cluster_main(
-            flow,
-            addresses,
-            process_id,
-            epoch_interval=epoch,
-            recovery_config=recovery_config,
-            worker_count_per_proc=workers,
-        )
-    elif workers == 1:
-        run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
+    try:
+        if addresses or workers > 1:
+            cluster_main(
+                flow,
+                addresses or [],
+                process_id,
+                epoch_interval=epoch,
+                recovery_config=recovery_config,
+                worker_count_per_proc=workers,
+            )
+        else:
+            run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
+    except RuntimeError as exc:
+        failure = store_failure(exc, recovery.dir)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+class RecoveryStoreError(VigilError):
+    """The recovery store cannot be read or written: a full disk, a damaged file."""
+
+
+# How Bytewax reports a failing store: a bare RuntimeError quoting rusqlite's error, e.g.
+# `SqliteFailure(Error { code: DiskFull, extended_code: 13 }, Some("database or disk is full"))`
+_SQLITE_FAILURE = re.compile(
+    r'SqliteFailure\(Error \{ code: (?P<code>\w+)[^}]*\}, (?:Some\("(?P<text>[^"]*)"\)|None)'
+)
+_DAMAGED = frozenset({"NotADatabase", "DatabaseCorrupt"})
+
+
+def store_failure(exc: RuntimeError, store: str | None) -> RecoveryStoreError | None:
+    """The store's failure in one line, with what to do; None if `exc` is another error."""
+    found = _SQLITE_FAILURE.search(str(exc))
+    if store is None or found is None:
+        return None
+    if found["code"] in _DAMAGED:
+        advice = "the store is damaged: use a new one"
     else:
-        cluster_main(
-            flow,
-            [],
-            0,
-            epoch_interval=epoch,
-            recovery_config=recovery_config,
-            worker_count_per_proc=workers,
-        )
+        advice = "once that is fixed, the same command resumes from the last snapshot"
+    reason = found["text"] or found["code"]
+    return RecoveryStoreError(f"recovery store {store}: {reason} ({advice})")
