@@ -238,6 +238,27 @@ def test_explain_tells_a_tenants_story(
     assert story.index("SIGNAL login_drop") < story.index("RULE login-drop -> TASK")
 
 
+def test_explain_of_a_killed_runs_outputs_skips_the_cut_short_last_line(
+    fleet_run: tuple[Path, dict[str, dict[str, str]], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    out, manifest, _ = fleet_run
+    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
+    killed = tmp_path / "out"
+    shutil.copytree(out, killed)
+    whole = (killed / "health.jsonl").read_bytes()
+    torn = b'{"tenant_id":"' + tenant.encode() + b'","ts":"2026-0'  # what SIGKILL can leave
+    (killed / "health.jsonl").write_bytes(whole + torn)
+    assert main(["explain", tenant, "--output", str(killed)]) == 0
+    told = capsys.readouterr()
+    assert main(["explain", tenant, "--output", str(out)]) == 0
+    assert told.out == capsys.readouterr().out  # the same story as from the whole files
+    assert "skipped the last line, cut short" in told.err and "health.jsonl" in told.err
+
+
 def test_a_fresh_run_writes_every_file_and_keeps_nothing_of_an_earlier_run(
     tmp_path: Path,
 ) -> None:

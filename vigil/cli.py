@@ -501,7 +501,9 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from vigil.explain import render, timeline
+    from vigil.logs import configure
 
+    configure()  # a warning about the files read goes to stderr, apart from the story
     print(render(timeline(args.output, args.tenant)))
     return 0
 

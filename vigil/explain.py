@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from vigil.errors import ConfigError
 from vigil.summary import read_jsonl
 
@@ -17,8 +19,9 @@ def timeline(out_dir: Path, tenant_id: str) -> list[tuple[str, str, dict[str, An
     if not out_dir.is_dir():
         raise ConfigError(f"--output: no such folder: {out_dir}")
     entries = []
+    mentions = orjson.dumps(tenant_id)  # lines without the id in quotes are not decoded
     for stream in _ORDER:
-        for record in read_jsonl(out_dir / f"{stream}.jsonl"):
+        for record in read_jsonl(out_dir / f"{stream}.jsonl", mentions):
             if record.get("tenant_id") == tenant_id:
                 ts = record.get("ts") or record.get("created_at") or ""
                 entries.append((ts, stream, record))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,7 +11,10 @@ from typing import Any
 
 import orjson
 
+from vigil.errors import ConfigError
 from vigil.health import ZONES
+
+log = logging.getLogger("vigil.outputs")
 
 
 @dataclass
@@ -26,13 +30,28 @@ class RunSummary:
     at_risk: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path, containing: bytes = b"") -> Iterator[dict[str, Any]]:
+    """The records of an output file; with `containing`, only those whose line holds
+    those bytes (the rest are not decoded: an output file can be gigabytes).
+
+    A last line cut short, without its newline, is what a run killed mid-write leaves
+    (a resumed run writes it again): it is skipped with a warning. Any other line that
+    is not JSON is an error naming the file and the line."""
     if not path.exists():
         return
     with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
+        for number, line in enumerate(handle, 1):
+            if containing not in line or not line.strip():
+                continue
+            try:
                 yield orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                if line.endswith(b"\n"):
+                    raise ConfigError(f"{path}, line {number}: not a JSON record: {exc}") from exc
+                log.warning(
+                    "skipped the last line, cut short (a run stopped mid-write?)",
+                    extra={"file": str(path), "line": number},
+                )
 
 
 def summarize(out_dir: Path, top: int = 5) -> RunSummary:
