@@ -370,6 +370,58 @@ def test_a_second_sigterm_during_the_stop_stops_at_once_and_the_store_still_resu
     _resumes_to_the_reference(args, tmp_path, reference)
 
 
+@pytest.mark.slow
+def test_a_second_run_on_the_same_store_or_folder_is_refused_while_the_first_goes_on(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import time
+
+    from support import ROOT, quiet_env, vigil_command
+
+    events, reference = replay
+    out, store = tmp_path / "out", tmp_path / "store"
+    args = ("run", "--input", "-", "--output", str(out), "--quiet", "--recovery-dir", str(store))
+    log = tmp_path / "first.log"
+    with log.open("wb") as stderr:
+        # Fed through a pipe, the first run goes on until the test closes it.
+        first = subprocess.Popen(
+            vigil_command(*args), stdin=subprocess.PIPE, stderr=stderr, env=quiet_env(), cwd=ROOT
+        )
+        assert first.stdin is not None
+        try:
+            locks = [folder / ".vigil-process-0.lock" for folder in (store, out)]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(
+                lock.exists() and lock.read_text() for lock in locks
+            ):
+                time.sleep(0.02)
+            same_both = run_vigil(*args)
+            same_store = run_vigil(*args[:4], str(tmp_path / "elsewhere"), *args[5:])
+            same_folder = run_vigil("run", "--input", str(events), "--output", str(out))
+            first.stdin.write(events.read_bytes())
+            first.stdin.close()
+            first.wait(120)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(30)
+    in_use = "is in use by another vigil run (pid "
+    assert same_both.returncode == 2, same_both.stderr
+    assert f"recovery store {store} {in_use}{first.pid} on " in same_both.stderr
+    assert same_store.returncode == 2, same_store.stderr
+    assert f"recovery store {store} {in_use}" in same_store.stderr
+    assert same_folder.returncode == 2, same_folder.stderr
+    assert f"output folder {out} {in_use}" in same_folder.stderr
+    assert first.returncode == 0, log.read_text()
+    # The first run's outputs were left alone (through a pipe, batches end elsewhere: the
+    # order of records may differ, not the records).
+    for stream in ("health", "signals", "tasks", "notifications"):
+        got = (out / f"{stream}.jsonl").read_bytes().splitlines()
+        assert sorted(got) == sorted((reference / f"{stream}.jsonl").read_bytes().splitlines())
+    again = run_vigil("run", "--input", str(events), "--output", str(out))
+    assert again.returncode == 0, again.stderr  # free once the first has ended
+
+
 @contextmanager
 def _mid_run(
     args: tuple[str, ...], tmp_path: Path

@@ -213,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics,
         snapshots=settings.recovery.dir is not None,
     )
+    locks = _lock_folders(settings, args, kafka_mode)  # held until this process ends
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
     if fresh and not kafka_mode and args.process_id == 0:
         sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
@@ -250,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
             progress.stop()
         if server is not None:
             server.close()
+        for lock in locks:
+            lock.close()
     seconds = round(time.perf_counter() - started, 1)
     if stop.exit_code is not None:
         log.warning(
@@ -260,6 +263,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
     return stop.exit_code or 0
+
+
+def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> list[Any]:
+    """This process's locks on the recovery store and the output folder (see vigil.locks)."""
+    from vigil.locks import hold
+
+    locks = []
+    try:
+        if settings.recovery.dir is not None:
+            locks.append(hold(Path(settings.recovery.dir), args.process_id, "recovery store"))
+        if not kafka_mode:
+            locks.append(hold(Path(args.output), args.process_id, "output folder"))
+    except VigilError:
+        for lock in locks:
+            lock.close()
+        raise
+    return locks
 
 
 def _resume_hint(settings: Any) -> dict[str, str]:

@@ -14,6 +14,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from vigil.errors import ConfigError, VigilError
+from vigil.locks import is_lock
 from vigil.settings import RecoverySettings
 from vigil.shard import layout_changes
 
@@ -29,7 +30,7 @@ def prepare_recovery_dir(
     if path.exists() and not path.is_dir():
         raise ConfigError(f"recovery dir {path} is a file, not a folder")
     marker = path / LAYOUT_FILE
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(not is_lock(entry) for entry in path.iterdir()):
         if layout is not None and marker.exists():
             _check_layout(path, orjson.loads(marker.read_bytes()), layout)
         return False
