@@ -168,6 +168,40 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         log.info(
             "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
         )
+        if self.offset >= 0:  # resumed at an offset (not "the beginning", which is -2)
+            self._report_expired()
+
+    def _report_expired(self) -> None:
+        """A resumed partition whose next message the topic has deleted already (Vigil was
+        stopped for longer than the topic's retention) goes on from the oldest message left,
+        as `auto.offset.reset` says; the loss is logged and counted, never silent."""
+        partition = TopicPartition(self.source.topic, self.index)
+        try:
+            oldest, _ = self.consumer.get_watermark_offsets(
+                partition, timeout=self.source.connect_timeout
+            )
+        except KafkaException as exc:
+            log.warning(
+                "cannot tell whether input expired before it was read",
+                extra={"topic": self.source.topic, "partition": self.index, "error": str(exc)},
+            )
+            return
+        if oldest <= self.offset:
+            return
+        lost = oldest - self.offset
+        log.error(
+            "input deleted by the topic's retention before it was read",
+            extra={
+                "topic": self.source.topic,
+                "partition": self.index,
+                "offsets": f"{self.offset}-{oldest - 1}",
+                "messages": lost,
+            },
+        )
+        if self.source.metrics is not None:
+            labels = (self.source.topic, str(self.index))
+            self.source.metrics.input_expired.labels(*labels).inc(lost)
+        self.offset = oldest
 
     def next_batch(self) -> list[Chunk]:
         if self.at_end:

@@ -489,3 +489,29 @@ def test_partitions_added_while_running_stop_the_run_and_a_restart_reads_them(
     assert any(record["tenant_id"] == "second" for record in health), health
     late = [d for d in read_topic(kafka_bootstrap, topics["deadletter"]) if d["reason"] == "late"]
     assert late == []
+
+
+def test_input_the_topic_deleted_while_vigil_was_stopped_is_reported_not_skipped_silently(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    lines, _ = generate(FleetPlan(tenants=10, days=3, seed=8))  # 534 lines
+    stream = list(lines)
+    topics = make_topics(kafka_bootstrap)
+    env = vigil_env(topics)
+    args = ("run", "--kafka", kafka_bootstrap, "--until-end", "--recovery-dir", str(tmp_path))
+    produce(kafka_bootstrap, topics["input"], stream[:300])
+    first = run_vigil(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    produce(kafka_bootstrap, topics["input"], stream[300:])
+    # What retention does to a topic while Vigil is stopped: its oldest messages go.
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    [deleted] = admin.delete_records([TopicPartition(topics["input"], 0, 350)]).values()
+    deleted.result(30)
+    second = run_vigil(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "start=at offset 300" in second.stderr, second.stderr
+    said = "input deleted by the topic's retention before it was read"
+    assert said in second.stderr and "offsets=300-349 messages=50" in second.stderr, second.stderr

@@ -69,6 +69,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.input_expired = Counter(
+            "vigil_kafka_input_expired_total",
+            "Input messages the topic deleted (retention) before Vigil read them",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.tenants = Gauge("vigil_tenants", "Tenants tracked by this process", registry=r)
         self.zones = Gauge(
             "vigil_tenants_by_zone", "Tenants per health zone in this process", ["zone"], registry=r
