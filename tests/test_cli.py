@@ -329,44 +329,40 @@ def _same_outputs(out: Path, reference: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("stop", "exit_code"),
-    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
-    ids=["SIGKILL", "SIGTERM", "SIGINT"],
+    ("signals", "exit_code", "logged"),
+    [
+        ([signal.SIGKILL], -signal.SIGKILL, None),
+        ([signal.SIGTERM], 143, "stopped signal=SIGTERM"),
+        ([signal.SIGINT], 130, "stopped signal=SIGINT"),
+        # A second signal during the clean stop stops at once; the store still resumes.
+        ([signal.SIGTERM, signal.SIGTERM], 143, "stopped at once"),
+    ],
+    ids=["SIGKILL", "SIGTERM", "SIGINT", "SIGTERM-twice"],
 )
 def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run_does(
-    replay: tuple[Path, Path], tmp_path: Path, stop: signal.Signals, exit_code: int
-) -> None:
-    events, reference = replay
-    args = _recoverable_run(events, tmp_path)
-    with _mid_run(args, tmp_path) as (first, log):
-        first.send_signal(stop)
-        first.wait(30)
-    said = log.read_text()
-    assert first.returncode == exit_code, said  # stopped mid-run, not finished
-    if stop != signal.SIGKILL:  # a clean stop: one line that says so, no traceback
-        assert f"stopped signal={stop.name}" in said and "Traceback" not in said, said
-    _resumes_to_the_reference(args, tmp_path, reference)
-
-
-@pytest.mark.slow
-def test_a_second_sigterm_during_the_stop_stops_at_once_and_the_store_still_resumes(
-    replay: tuple[Path, Path], tmp_path: Path
+    replay: tuple[Path, Path],
+    tmp_path: Path,
+    signals: list[signal.Signals],
+    exit_code: int,
+    logged: str | None,
 ) -> None:
     import time
 
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
     with _mid_run(args, tmp_path) as (first, log):
-        first.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        # The second signal once the first was taken (two at once can merge into one).
-        while "stop requested" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        first.send_signal(signal.SIGTERM)
+        for count, stop in enumerate(signals):
+            deadline = time.monotonic() + 30
+            # The next signal once the first was taken (two at once can merge into one).
+            while count and "stop requested" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.005)
+            first.send_signal(stop)
         first.wait(30)
     said = log.read_text()
-    assert first.returncode == 143, said
-    assert "stopped at once" in said and "Traceback" not in said, said
+    assert first.returncode == exit_code, said  # stopped mid-run, not finished
+    if logged is not None:  # a clean stop: one line that says so, no traceback
+        assert logged in said and "Traceback" not in said, said
     _resumes_to_the_reference(args, tmp_path, reference)
 
 
