@@ -510,8 +510,12 @@ def test_input_the_topic_deleted_while_vigil_was_stopped_is_reported_not_skipped
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     [deleted] = admin.delete_records([TopicPartition(topics["input"], 0, 350)]).values()
     deleted.result(30)
-    second = run_vigil(*args, env=env)
+    second = run_vigil(*args, env={**env, "VIGIL_LOG__FORMAT": "json"})
     assert second.returncode == 0, second.stderr
-    assert "start=at offset 300" in second.stderr, second.stderr
-    said = "input deleted by the topic's retention before it was read"
-    assert said in second.stderr and "offsets=300-349 messages=50" in second.stderr, second.stderr
+    # Every line on stderr is a JSON log record, librdkafka's own (its offset reset) too.
+    logged = [orjson.loads(line) for line in second.stderr.splitlines()]
+    events = {(record["logger"], record["event"].split(" [")[0]): record for record in logged}
+    assert events[("vigil.kafka", "reading partition")]["start"] == "at offset 300", logged
+    lost = events[("vigil.kafka", "input deleted by the topic's retention before it was read")]
+    assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "300-349", 50)
+    assert events[("vigil.kafka.client", "OFFSET")]["level"] == "warning", logged

@@ -7,6 +7,7 @@ Durations are written as '90s', '15m', '72h', '7d' and held as milliseconds.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -229,9 +230,12 @@ class KafkaSettings(_Section):
         return self.masked_config()  # a dump of the settings never shows a secret
 
     def client_config(self) -> dict[str, Any]:
+        """For a confluent-kafka client. librdkafka's own log lines (a broker away, an
+        offset reset) go through Vigil's logs, in their format, instead of raw to stderr."""
         if self.bootstrap is None:
             raise ConfigError("no Kafka bootstrap address: pass --kafka or set kafka.bootstrap")
-        return {**self.config, "bootstrap.servers": self.bootstrap}
+        client_logs = logging.getLogger("vigil.kafka.client")
+        return {**self.config, "bootstrap.servers": self.bootstrap, "logger": client_logs}
 
     def masked_config(self) -> dict[str, Any]:
         """The librdkafka settings with every secret replaced, for logs and output."""
