@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import IO, Any, BinaryIO, NoReturn, TypeVar
 
 import orjson
 
@@ -265,11 +265,11 @@ def _run(args: argparse.Namespace) -> int:
     return stop.exit_code or 0
 
 
-def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> list[Any]:
+def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> list[IO[bytes]]:
     """This process's locks on the recovery store and the output folder (see vigil.locks)."""
     from vigil.locks import hold
 
-    locks = []
+    locks: list[IO[bytes]] = []
     try:
         if settings.recovery.dir is not None:
             locks.append(hold(Path(settings.recovery.dir), args.process_id, "recovery store"))
