@@ -4,6 +4,7 @@ with Vigil's defaults and with the README (there is no Docker engine to run them
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,71 @@ def test_the_readme_gives_the_same_commands_and_addresses() -> None:
         "http://localhost:9090" in section
         and f"localhost:{MetricsSettings().port}/metrics" in section
     )
+
+
+def _served_metrics() -> dict[str, set[str]]:
+    """Every series name Vigil serves, with the labels it can carry."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from vigil.metrics import Metrics
+
+    served: dict[str, set[str]] = {}
+    for metric in vars(Metrics()).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        name, labels = metric._name, set(metric._labelnames)  # what prometheus_client keeps
+        kind = metric._type
+        if kind == "counter":
+            served[f"{name}_total"] = labels
+        elif kind == "histogram":
+            served.update(
+                {f"{name}_{part}": labels | {"le"} for part in ("bucket", "sum", "count")}
+            )
+        else:
+            served[name] = labels
+    return served
+
+
+def _selectors(node: Any) -> Iterator[Any]:
+    """The vector selectors of a parsed PromQL expression, wherever they sit."""
+    import promql_parser as promql
+
+    if isinstance(node, promql.VectorSelector):
+        yield node
+        return
+    for child in ("lhs", "rhs", "expr", "param", "vector_selector"):
+        if getattr(node, child, None) is not None:
+            yield from _selectors(getattr(node, child))
+    for argument in getattr(node, "args", None) or ():
+        yield from _selectors(argument)
+
+
+def test_the_alert_rules_parse_and_name_only_what_vigil_serves() -> None:
+    import promql_parser as promql
+
+    served = _served_metrics()
+    assert "vigil_events_total" in served and "vigil_processing_latency_seconds_bucket" in served
+    groups = yaml.safe_load((ROOT / "config" / "vigil-alerts.yml").read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) >= 8
+    for rule in rules:
+        name = rule["alert"]
+        expression = promql.parse(rule["expr"])  # ValueError on a syntax error
+        selectors = list(_selectors(expression))
+        assert selectors, name
+        for selector in selectors:
+            if selector.name == "up":  # Prometheus' own, per scrape target
+                continue
+            assert selector.name in served, (name, selector.name)
+            used = {matcher.name for matcher in selector.matchers.matchers}
+            assert used <= served[selector.name], (name, selector.name, used)
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), name
+
+
+def test_prometheus_loads_the_alert_rules_from_where_compose_mounts_them() -> None:
+    prometheus = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == ["vigil-alerts.yml"]  # beside prometheus.yml
+    mounts = compose()["services"]["prometheus"]["volumes"]
+    assert "./config/vigil-alerts.yml:/etc/prometheus/vigil-alerts.yml:ro" in mounts
