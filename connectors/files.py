@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import select
 import stat
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar, cast
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -23,6 +25,8 @@ from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.input")
 
+T = TypeVar("T")
+
 STDIN = "-"
 _BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 # Resume state of a file partition: byte offset, line number, highest event time.
@@ -30,8 +34,9 @@ FilePosition = tuple[int, int, int | None]
 
 
 class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
-    """One JSON object per line, from a file, a named pipe or standard input (`-`), as one
-    partition. A resumed pipe is read on from wherever its writer now starts.
+    """One JSON object per line, from a file (gzip-compressed or not), a named pipe or
+    standard input (`-`), as one partition. A resumed pipe is read on from wherever its
+    writer now starts.
 
     Every batch is one Chunk, ending with the partition's watermark tick. Blank lines are skipped;
     anything else that is not a valid event becomes a dead letter."""
@@ -154,25 +159,43 @@ class InputChanged(VigilError):
     """The input file is not the one the recovery store was reading."""
 
 
+class InputUnreadable(VigilError):
+    """The input file cannot be read on (an I/O error, a gzip file cut short)."""
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str) -> bool:
+    """A gzip-compressed file, known by its first two bytes (whatever its name)."""
+    try:
+        with Path(path).open("rb") as handle:
+            return handle.read(2) == _GZIP_MAGIC
+    except OSError:
+        return False
+
+
 def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:
     """Go to where the recovery store stopped reading, which is the start of a line (or
     the end) of the same file, or a file that has grown since. Anything else is another
-    file: reading on would decode from the middle of a line, or silently read nothing."""
-    size = os.fstat(handle.fileno()).st_size
-    if offset > size:
+    file: reading on would decode from the middle of a line, or silently read nothing.
+    Offsets count uncompressed bytes, so a gzip file is decompressed up to there."""
+    if offset == 0:
+        return
+    handle.seek(offset - 1)
+    before = handle.read(1)  # the last byte the store read
+    if not before:
         msg = (
-            f"--input {path} has {size:,} bytes, and the recovery store stopped reading it at "
-            f"byte {offset:,}: it is not the file the store was reading (use a new store)"
+            f"--input {path} ends before byte {offset:,}, where the recovery store stopped "
+            "reading it: it is not the file the store was reading (use a new store)"
         )
         raise InputChanged(msg)
-    if 0 < offset < size:
-        handle.seek(offset - 1)
-        if handle.read(1) != b"\n":
-            msg = (
-                f"byte {offset:,} of --input {path}, where the recovery store stopped reading, "
-                "does not start a line: the file changed since (use a new store)"
-            )
-            raise InputChanged(msg)
+    if before != b"\n" and handle.read(1):  # neither the start of a line nor the end
+        msg = (
+            f"byte {offset:,} of --input {path}, where the recovery store stopped reading, "
+            "does not start a line: the file changed since (use a new store)"
+        )
+        raise InputChanged(msg)
     handle.seek(offset)
 
 
@@ -192,17 +215,21 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         if source.path == STDIN:
             self.lines = _PipeLines(sys.stdin.fileno(), cap)
         else:
-            self.handle = Path(source.path).open("rb")  # noqa: SIM115 - closed in close()
-            if not stat.S_ISREG(os.fstat(self.handle.fileno()).st_mode):
+            handle: IO[bytes] = Path(source.path).open("rb")  # noqa: SIM115 - see close()
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 # A named pipe, or a shell's <(zcat events.jsonl.gz): read as stdin is.
-                self.lines = _PipeLines(self.handle.fileno(), cap)
+                self.lines = _PipeLines(handle.fileno(), cap)
             else:
+                if is_gzip(source.path):  # decompressed as read; offsets count its lines' bytes
+                    handle.close()
+                    handle = cast(IO[bytes], gzip.open(source.path, "rb"))  # noqa: SIM115
                 try:
-                    _seek_to_line(self.handle, offset, source.path)
-                except InputChanged:
-                    self.handle.close()
+                    self._unless_unreadable(_seek_to_line, handle, offset, source.path)
+                except VigilError:
+                    handle.close()
                     raise
-                self.lines = _FileLines(self.handle, cap)
+                self.lines = _FileLines(handle, cap)
+            self.handle = handle
         if offset:
             log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})
         self.offset = offset
@@ -214,7 +241,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         if self.source.on_ready is not None:
             self.source.on_ready()
         batch: Chunk = []
-        lines, consumed, self.done = self.lines.read(self.batch_size)
+        lines, consumed, self.done = self._unless_unreadable(self.lines.read, self.batch_size)
         self.offset += consumed
         if self.line == 0 and lines and lines[0].startswith(_BOM):
             lines[0] = lines[0][len(_BOM) :]  # some Windows tools start a UTF-8 file with one
@@ -227,6 +254,16 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())
         return [batch]
+
+    def _unless_unreadable(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)`, with a read error (a bad disk, a gzip file cut short or corrupt)
+        turned into one line naming the input and where it stopped."""
+        try:
+            return read(*args)
+        except (OSError, EOFError, zlib.error) as exc:
+            where = f"after line {self.line:,}" if self.line else "at its start"
+            msg = f"cannot read --input {self.source.path} {where}: {exc}"
+            raise InputUnreadable(msg) from exc
 
     def snapshot(self) -> FilePosition:
         log.debug("snapshot", extra={"input": self.intake.source, "line": self.line})

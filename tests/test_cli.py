@@ -506,6 +506,26 @@ def test_a_recovery_store_that_cannot_grow_stops_the_run_in_one_line_and_the_sam
     _same_outputs(tmp_path / "out", reference)
 
 
+def test_a_gzip_input_gives_the_outputs_of_the_file_it_holds_and_one_cut_short_one_line(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import gzip
+
+    events, reference = replay
+    packed = tmp_path / "events.jsonl.gz"
+    packed.write_bytes(gzip.compress(events.read_bytes()))
+    ran = run_vigil("run", "--input", str(packed), "--output", str(tmp_path / "out"), "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    for stream in ("health", "signals", "tasks", "notifications"):
+        name = f"{stream}.jsonl"
+        assert (tmp_path / "out" / name).read_bytes() == (reference / name).read_bytes(), name
+    packed.write_bytes(packed.read_bytes()[:-1000])  # an upload that stopped short
+    cut = run_vigil("run", "--input", str(packed), "--output", str(tmp_path / "cut"), "--quiet")
+    assert cut.returncode == 1, cut.stderr
+    said = f"vigil run: error: cannot read --input {packed} after line "
+    assert said in cut.stderr and "Traceback" not in cut.stderr, cut.stderr
+
+
 def test_a_damaged_recovery_store_is_named_in_one_line(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     made = run_vigil("simulate", "--tenants", "5", "--days", "1", "--output", str(events))

@@ -346,8 +346,11 @@ def _progress(args: argparse.Namespace, metrics: Any, source: Any, kafka_mode: b
 
     if kafka_mode or args.quiet or not sys.stderr.isatty():
         return None
-    regular = args.input != "-" and Path(args.input).is_file()  # a pipe has no size
-    total = Path(args.input).stat().st_size if regular else None
+    from connectors.files import is_gzip
+
+    # A pipe has no size, and a gzip file's tells nothing of how much it will decompress to.
+    sized = args.input != "-" and Path(args.input).is_file() and not is_gzip(args.input)
+    total = Path(args.input).stat().st_size if sized else None
     return Progress(metrics, lambda: source.bytes_read, total).start()
 
 

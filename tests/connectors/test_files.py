@@ -63,7 +63,7 @@ class TestSource:
         part.close()
         assert source.build_part("in", "x", (offset, line, max_ts)).next_batch()  # same file
         lines(tmp_path / "e.jsonl", 2)  # replaced by a shorter one
-        with pytest.raises(InputChanged, match=r"has \d+ bytes, and the recovery store stopped"):
+        with pytest.raises(InputChanged, match=r"ends before byte [\d,]+, where the recovery"):
             source.build_part("in", "x", (offset, line, max_ts))
         lines(tmp_path / "e.jsonl", 600)  # by a longer one: the offset falls inside a line
         (tmp_path / "e.jsonl").write_bytes(b"  " + (tmp_path / "e.jsonl").read_bytes())
@@ -83,6 +83,47 @@ class TestSource:
             resumed.next_batch()
             resumed.next_batch()
 
+    def test_a_gzip_file_reads_as_the_file_it_holds_and_resumes_part_way(
+        self, tmp_path: Path
+    ) -> None:
+        import gzip
+
+        from connectors.files import InputChanged
+
+        plain = lines(tmp_path / "e.jsonl", 30)
+        plain.write_bytes(plain.read_bytes() + b"not json\n")
+        packed = tmp_path / "events.bin"  # known by its first bytes, not by its name
+        packed.write_bytes(gzip.compress(plain.read_bytes()))
+        source = JsonLinesSource(str(packed), lateness=HOUR, batch_size=8)
+        expected = _letters_and_ids(_read_all(JsonLinesSource(str(plain), lateness=HOUR)))
+        assert _letters_and_ids(_read_all(source)) == expected
+        part = source.build_part("in", "x", None)
+        part.next_batch()
+        snapshot = part.snapshot()
+        part.close()
+        assert snapshot[0] == len(b"".join(plain.read_bytes().splitlines(keepends=True)[:8]))
+        assert _letters_and_ids(_read_all(source, snapshot)) == expected[8:]
+        packed.write_bytes(gzip.compress(b"".join(plain.read_bytes().splitlines(True)[:4])))
+        with pytest.raises(InputChanged, match="ends before byte"):  # another, shorter file
+            source.build_part("in", "x", snapshot)
+
+    def test_a_gzip_file_cut_short_is_one_clear_error_after_the_lines_before(
+        self, tmp_path: Path
+    ) -> None:
+        import gzip
+
+        from connectors.files import InputUnreadable
+
+        data = gzip.compress(lines(tmp_path / "e.jsonl", 3000).read_bytes())
+        cut = tmp_path / "e.jsonl.gz"
+        cut.write_bytes(data[: len(data) // 2])  # as a copy or an upload that stopped
+        part = JsonLinesSource(str(cut), lateness=HOUR, batch_size=100).build_part("in", "x", None)
+        read = 0
+        with pytest.raises(InputUnreadable, match=r"cannot read --input .*e\.jsonl\.gz after line"):
+            for _ in range(100):  # bounded
+                read += sum(isinstance(item, Event) for item in part.next_batch()[0])
+        assert 0 < read < 3000
+
     def test_a_named_pipe_is_read_to_its_end_like_the_file_it_carries(self, tmp_path: Path) -> None:
         """As `vigil run --input <(zcat events.jsonl.gz)` does: the path is a pipe."""
         import os
@@ -100,18 +141,10 @@ class TestSource:
 
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
-        part = JsonLinesSource(str(fifo), lateness=HOUR, batch_size=8).build_part("in", "x", None)
-        got: list[Event | DeadLetter | Tick] = []
-        ended = False
         try:
-            for _ in range(10_000):  # bounded
-                got += part.next_batch()[0]
-        except StopIteration:
-            ended = True
+            got = _read_all(JsonLinesSource(str(fifo), lateness=HOUR, batch_size=8))
         finally:
-            part.close()
             writer.join(10)
-        assert ended, "the source never came to the end of the pipe"
         expected = [(f"e{n}", n + 1) for n in range(50)] + [("invalid_json", 51)]
         assert _letters_and_ids(got) == expected
 
@@ -140,6 +173,22 @@ def _with_long_lines(path: Path) -> bytes:
     data = rows[0] + b"x" * 200_000 + b"\r\n" + b"".join(rows[1:]) + b"y" * 3_000
     path.write_bytes(data)
     return data
+
+
+def _read_all(
+    source: JsonLinesSource, resume: tuple[int, int, int | None] | None = None
+) -> list[Event | DeadLetter | Tick]:
+    """Every item of the source's one partition, to its end (bounded)."""
+    part = source.build_part("in", "x", resume)
+    got: list[Event | DeadLetter | Tick] = []
+    try:
+        for _ in range(10_000):
+            got += part.next_batch()[0]
+    except StopIteration:
+        return got
+    finally:
+        part.close()
+    raise AssertionError("the source never ended")
 
 
 def _letters_and_ids(items: list[Event | DeadLetter | Tick]) -> list[tuple[str, int]]:
