@@ -6,6 +6,8 @@ is a file-mode run of the same stream: Kafka mode has to give the same records.
 
 from __future__ import annotations
 
+import gzip
+import re
 import signal
 import time
 from pathlib import Path
@@ -316,6 +318,20 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     )
     assert tailed.returncode == 0, tailed.stderr
     assert tailed.stdout.splitlines() == [orjson.dumps(r).decode() for r in rows] + ["{broken"]
+    # A gzip file is read as the file it holds; one cut short is told, after what it sent.
+    packed = tmp_path / "e.jsonl.gz"
+    many = b"".join(orjson.dumps({**rows[0], "event_id": f"g{n}"}) + b"\n" for n in range(5000))
+    packed.write_bytes(gzip.compress(many)[:-3000])
+    args = ("produce", "--input", str(packed), "--kafka", kafka_bootstrap)
+    cut = run_vigil(*args, "--topic", topics["signals"], env=vigil_env(topics))
+    assert cut.returncode == 2, cut.stderr
+    told = re.search(
+        r"cannot read .*e\.jsonl\.gz after ([\d,]+) messages \(\1 of them ack", cut.stderr
+    )
+    assert told is not None and 0 < int(told.group(1).replace(",", "")) < 5000, cut.stderr
+    packed.write_bytes(gzip.compress(many))
+    whole = run_vigil(*args, "--topic", topics["tasks"], env=vigil_env(topics))
+    assert whole.returncode == 0 and "produced 5,000 messages" in whole.stdout, whole.stdout
 
 
 def test_produce_from_a_pipe_ended_by_ctrl_c_delivers_what_it_read_and_says_so(

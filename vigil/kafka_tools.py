@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
 import time
+import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, cast
 
 import orjson
 from confluent_kafka import (
@@ -18,6 +20,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from connectors.files import is_gzip
 from connectors.kafka import DeliveryFailed, check_topics
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import KafkaSettings
@@ -64,7 +67,7 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
         config = kafka.client_config()
         check_topics(config, kafka.connect_timeout / 1000, [topic])
         producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
-        interrupted = False
+        interrupted, unreadable = False, None
         try:
             for line in handle:
                 line = line.rstrip(b"\r\n")
@@ -82,12 +85,20 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
                 producer.poll(0)
         except KeyboardInterrupt:
             interrupted = True  # stop reading, but deliver what was sent
+        except (OSError, EOFError, zlib.error) as exc:  # a gzip file cut short, a bad disk
+            unreadable = exc  # likewise
     try:
         left = producer.flush(kafka.delivery_timeout / 1000)
     except KeyboardInterrupt:  # stop waiting too
         interrupted, left = True, len(producer)
     if interrupted:
         raise ProduceInterrupted(count, acknowledged)
+    if unreadable is not None:
+        msg = (
+            f"--input: cannot read {path} after {count:,} messages ({acknowledged:,} of them "
+            f"acknowledged by {topic}): {unreadable}"
+        )
+        raise VigilError(msg)
     if left or failures:
         first = failures[0] if failures else "timed out"
         raise DeliveryFailed(
@@ -100,6 +111,8 @@ def _open(path: str) -> IO[bytes]:
     if path == "-":
         return sys.stdin.buffer
     try:
+        if is_gzip(path):
+            return cast(IO[bytes], gzip.open(path, "rb"))
         return open(path, "rb")
     except OSError as exc:
         raise ConfigError(f"--input: cannot read {path}: {exc.strerror or exc}") from exc
