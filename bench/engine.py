@@ -1,7 +1,7 @@
 """The shard engines alone: decode a stream first, then time only ShardEngine.process.
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
-                           [--stages]
+                           [--stages] [--lateness 7d]
 
 No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
 by the dataflow's own splitter, before the clock starts. It
@@ -114,8 +114,10 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stages", action="store_true", help="also time the engine's floors")
+    parser.add_argument("--lateness", help="input.allowed_lateness, e.g. 7d (default 1h)")
     args = parser.parse_args()
-    settings = Settings()
+    late = {"input": {"allowed_lateness": args.lateness}} if args.lateness else {}
+    settings = Settings.model_validate(late)
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         stream = args.input or Path(tmp) / "events.jsonl"
         if args.input is None:

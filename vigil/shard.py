@@ -136,6 +136,10 @@ class ShardEngine:
         self.type_counts: Counter[str] = Counter()
         # Tenants per zone, kept as scores change (rebuilt here after a restore).
         self.zones: Counter[str] = Counter(t.zone for t in self.state.tenants.values() if t.zone)
+        # Until the clock starts, the earliest event time queued, and how much of the queue
+        # that covers: the queue only grows until then (see _earliest_pending).
+        self._earliest: int | None = None
+        self._scanned = 0
 
     # -- input ------------------------------------------------------------------------
 
@@ -194,7 +198,7 @@ class ShardEngine:
             # The clock starts at the hour of the shard's first event. Only once that event
             # is behind the watermark is it surely the first (no earlier one can still come
             # from a slower partition), so the start does not depend on arrival order.
-            earliest = min(st.pending)[0] if st.pending else None
+            earliest = self._earliest_pending()
             if earliest is None or earliest >= watermark:
                 return
             st.next_step = floor_to(earliest, self.step) + self.step
@@ -209,6 +213,17 @@ class ShardEngine:
             if now == st.next_step:
                 self._step(now, out)
                 st.next_step += self.step
+
+    def _earliest_pending(self) -> int | None:
+        """The earliest event time queued, for a clock not started yet. Each tick looks
+        only at what was queued since the last one: with a long allowed lateness the
+        queue holds days of events before the clock starts."""
+        pending = self.state.pending
+        if len(pending) > self._scanned:
+            fresh = min(ts for ts, _, _ in pending[self._scanned :])
+            self._earliest = fresh if self._earliest is None else min(self._earliest, fresh)
+            self._scanned = len(pending)
+        return self._earliest
 
     def _apply_before(self, now: int) -> None:
         st = self.state

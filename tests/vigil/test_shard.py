@@ -118,6 +118,32 @@ class TestLateness:
         assert all(run == runs[0] for run in runs[1:])
         assert runs[0]["health"] and runs[0]["signals"]
 
+    def test_with_days_of_lateness_the_clock_starts_from_the_data_across_a_restore(
+        self,
+    ) -> None:
+        # With a long allowed lateness the queue holds days of events before the shard's
+        # clock starts: the earliest of them sets it, in whatever order they arrive, and
+        # after a restore from a snapshot taken while they were still queued.
+        import pickle
+
+        settings = Settings.model_validate({"input": {"allowed_lateness": "2d"}})
+        earliest = event("gamma", "user.session", T0)  # an hour before all the others
+        events = by_time([earliest, *weeks("acme", [20, 6]), *weeks("beta", [30, 30])])
+        shuffled = _shuffle_within(events[1:], 20 * HOUR, seed=2)  # up to 20 h late: on time
+        shuffled.insert(5, earliest)  # in the second batch of three, not the first
+        tail = [clock(T0 + 2 * WEEK + 3 * DAY)]
+        in_order = Harness(settings).feed(events + tail, batch_size=3)
+        assert Harness(settings).feed(shuffled + tail, batch_size=3).out == in_order.out
+        cut = next(i for i, e in enumerate(shuffled) if parse_rfc3339(e["ts"]) > T0 + DAY)
+        assert cut > 6
+        first = Harness(settings).feed(shuffled[:cut], batch_size=3)
+        assert first.engine.state.next_step is None and first.engine.state.pending  # queueing
+        snapshot = pickle.dumps(first.engine.state)
+        first.engine = ShardEngine(settings, first.rules, pickle.loads(snapshot))
+        first.feed(shuffled[cut:] + tail, batch_size=3)
+        assert first.out == in_order.out
+        assert in_order.out["health"] and in_order.signals("login_drop")
+
     def test_an_idle_partition_stops_holding_time_and_its_old_events_come_late(self) -> None:
         shard = Partitions(["busy", "sleepy"])
         shard.read("sleepy", [event("beta", "user.session", T0 + HOUR)])
