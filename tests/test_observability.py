@@ -118,6 +118,12 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
     # Event time is 2026; the lag is wall clock minus the watermark, so it is large and positive.
     assert value("vigil_event_time_lag_seconds") > 0
     assert not any("tenant" in dict(labels) for _, labels in samples)  # no per-tenant labels
+    # The process's own figures, as any Prometheus client serves them, and the version.
+    from importlib.metadata import version
+
+    assert value("process_resident_memory_bytes") > 10 * 2**20
+    assert value("process_cpu_seconds_total") > 0 and value("process_open_fds") > 0
+    assert value("vigil_build_info", version=version("vigil")) == 1
 
     log_lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
     assert [line["event"] for line in log_lines][:1] == ["starting"]

@@ -13,10 +13,27 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 from functools import partial
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from vigil.health import ZONES
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vigil")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -24,6 +41,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
+        # What every Prometheus client serves by default (memory, CPU, open files, start
+        # time, Python version), which a registry of one's own leaves out; and the version.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("vigil_build", "Vigil's version", registry=r).info({"version": _version()})
         self.events = Counter(
             "vigil_events_total", "Events accepted, by event type", ["type"], registry=r
         )
