@@ -85,6 +85,14 @@ def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
     zones = done.stdout.split("tenants by zone", 1)[1].splitlines()[0]
     tenants = len({record["tenant_id"] for record in got["health"]})
     assert sum(int(part.split()[1]) for part in zones.split(",")) == tenants > 0
+    # A CSM's "why?" for a tenant of a Kafka run: the story the file run's outputs tell.
+    from vigil.explain import render, timeline
+
+    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
+    told = run_vigil("explain", tenant, "--kafka", kafka_bootstrap, env=vigil_env(topics))
+    assert told.returncode == 0, told.stderr
+    assert told.stdout == render(timeline(expected, tenant, "the file run")) + "\n"
+    assert "SIGNAL login_drop" in told.stdout and "RULE login-drop -> TASK" in told.stdout
 
 
 def test_malformed_messages_are_dead_letters_with_offsets(kafka_bootstrap: str) -> None:

@@ -75,9 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="one tenant's timeline from a run's outputs")
     explain.add_argument("tenant")
-    explain.add_argument(
-        "--output", required=True, type=Path, help="the folder `vigil run --output` wrote"
+    explain_from = explain.add_mutually_exclusive_group(required=True)
+    explain_from.add_argument("--output", type=Path, help="the folder `vigil run --output` wrote")
+    explain_from.add_argument(
+        "--kafka", metavar="BOOTSTRAP", help="read the output topics of a Kafka run"
     )
+    explain.add_argument("--config", type=Path, help="settings file (TOML): the topic names")
 
     recovery = commands.add_parser("recovery", help="the recovery store")
     recovery_commands = recovery.add_subparsers(
@@ -523,11 +526,17 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from vigil.explain import render, timeline
+    from vigil.explain import from_files, from_topics, render, timeline
     from vigil.logs import configure
+    from vigil.settings import load_settings
 
     configure()  # a warning about the files read goes to stderr, apart from the story
-    print(render(timeline(args.output, args.tenant)))
+    if args.kafka is not None:
+        kafka = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}}).kafka
+        records, where = from_topics(kafka, args.tenant), f"the output topics at {args.kafka}"
+    else:
+        records, where = from_files(args.output, args.tenant), str(args.output)
+    print(render(timeline(records, args.tenant, where)))
     return 0
 
 

@@ -2,33 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from vigil.errors import ConfigError
+from vigil.settings import KafkaSettings
 from vigil.summary import read_jsonl
 
 # Order of entries that share a timestamp: the score, then what it led to.
 _ORDER = {"health": 0, "signals": 1, "tasks": 2, "notifications": 3}
 
 
-def timeline(out_dir: Path, tenant_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(ts, stream, record) of every output about `tenant_id`, in time order."""
-    if not out_dir.is_dir():
-        raise ConfigError(f"--output: no such folder: {out_dir}")
+def timeline(
+    records: Mapping[str, Iterable[dict[str, Any]]], tenant_id: str, where: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(ts, stream, record) of every output about `tenant_id`, in time order, from the
+    records of each stream (read from `where`, for the error when there are none)."""
     entries = []
-    mentions = orjson.dumps(tenant_id)  # lines without the id in quotes are not decoded
     for stream in _ORDER:
-        for record in read_jsonl(out_dir / f"{stream}.jsonl", mentions):
+        for record in records.get(stream, ()):
             if record.get("tenant_id") == tenant_id:
                 ts = record.get("ts") or record.get("created_at") or ""
                 entries.append((ts, stream, record))
     entries.sort(key=lambda entry: (entry[0], _ORDER[entry[1]]))
     if not entries:
-        raise ConfigError(f"no output about tenant {tenant_id!r} in {out_dir}")
+        raise ConfigError(f"no output about tenant {tenant_id!r} in {where}")
     return entries
+
+
+def from_files(out_dir: Path, tenant_id: str) -> dict[str, Iterator[dict[str, Any]]]:
+    """The records of a file run's outputs that may be about `tenant_id`."""
+    if not out_dir.is_dir():
+        raise ConfigError(f"--output: no such folder: {out_dir}")
+    mentions = orjson.dumps(tenant_id)  # lines without the id in quotes are not decoded
+    return {stream: read_jsonl(out_dir / f"{stream}.jsonl", mentions) for stream in _ORDER}
+
+
+def from_topics(kafka: KafkaSettings, tenant_id: str) -> dict[str, Iterator[dict[str, Any]]]:
+    """The records of a Kafka run's output topics about `tenant_id`: they are keyed by it."""
+    from vigil.kafka_tools import read_keyed
+
+    topics, key = kafka.topics.outputs(), tenant_id.encode()
+    return {
+        stream: (orjson.loads(value) for value in read_keyed(kafka, topics[stream], key))
+        for stream in _ORDER
+    }
 
 
 def render(entries: list[tuple[str, str, dict[str, Any]]]) -> str:

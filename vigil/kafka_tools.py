@@ -148,3 +148,42 @@ def tail_topic(
             yield message.value() or b""
     finally:
         consumer.close()
+
+
+def read_keyed(kafka: KafkaSettings, topic: str, key: bytes) -> Iterator[bytes]:
+    """The values of the messages keyed `key` on `topic`, from the start of every partition
+    to where each ended when asked. Other keys are skipped without being decoded."""
+    config = kafka.client_config()
+    partitions = check_topics(config, kafka.connect_timeout / 1000, [topic])[topic]
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": "vigil-explain",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,  # the end, even if its last offset is no message
+        }
+    )
+    try:
+        ends = {}
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=kafka.connect_timeout / 1000
+            )
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        while ends:
+            message = consumer.poll(kafka.connect_timeout / 1000)
+            if message is None:
+                raise VigilError(f"Kafka stopped answering while {topic} was read")
+            error, partition, offset = message.error(), message.partition(), message.offset()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise VigilError(f"Kafka error on {topic}: {error.str()}")
+            if partition not in ends or offset is None:
+                continue  # read to where it ended when asked
+            if error is not None or offset + 1 >= ends[partition]:
+                del ends[partition]  # at its end (then the message is the end event)
+            if error is None and message.key() == key:
+                yield message.value() or b""
+    finally:
+        consumer.close()
