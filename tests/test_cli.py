@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -443,6 +443,17 @@ def _mid_run(
                 run.wait(30)
 
 
+def _files_capped_at(size: int) -> Callable[[], None]:
+    """For `preexec_fn`: no file the child writes may grow past `size` bytes; a write past
+    it fails (EFBIG), as on a full disk."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return cap
+
+
 def _resumes_to_the_reference(args: tuple[str, ...], tmp_path: Path, reference: Path) -> None:
     again = run_vigil(*args)
     assert again.returncode == 0, again.stderr
@@ -455,16 +466,10 @@ def _resumes_to_the_reference(args: tuple[str, ...], tmp_path: Path, reference: 
 def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
     replay: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    import resource
-
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
     room = (reference / "health.jsonl").stat().st_size // 2
-
-    def small_disk() -> None:  # files may not grow past `room` bytes: writes then fail
-        resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
-
-    full = run_vigil(*args, preexec_fn=small_disk)
+    full = run_vigil(*args, preexec_fn=_files_capped_at(room))
     assert full.returncode == 1, full.stderr
     health = tmp_path / "out" / "health.jsonl"
     assert f"vigil run: error: cannot write {health}: File too large" in full.stderr
@@ -478,8 +483,6 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
 def test_a_recovery_store_that_cannot_grow_stops_the_run_in_one_line_and_the_same_command_resumes(
     replay: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    import resource
-
     from support import quiet_env
 
     events, _ = replay
@@ -491,11 +494,7 @@ def test_a_recovery_store_that_cannot_grow_stops_the_run_in_one_line_and_the_sam
     ran = run_vigil("run", "--input", str(events), "--output", str(reference), env=env)
     assert ran.returncode == 0, ran.stderr
     args = _recoverable_run(events, tmp_path)
-
-    def small_disk() -> None:  # no file may grow past 1 MB
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
-
-    full = run_vigil(*args, env=env, preexec_fn=small_disk)
+    full = run_vigil(*args, env=env, preexec_fn=_files_capped_at(1_000_000))
     assert full.returncode == 1, full.stderr
     store = tmp_path / "store"
     said = f"vigil run: error: recovery store {store}: disk I/O error (once that is fixed, "
