@@ -80,7 +80,14 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
                 samples = scrape(port)
             except OSError:
                 samples = {}
-            if samples.get(("vigil_signals_total", (("signal", "login_drop"),))) == 1:
+            actions = sum(v for (name, _), v in samples.items() if name == "vigil_actions_total")
+            latencies = samples.get(("vigil_processing_latency_seconds_count", ()))
+            # The engine counts an action when it makes it, the sink observes its latency
+            # once written: wait until the sink has caught up with the signal's actions.
+            if (
+                samples.get(("vigil_signals_total", (("signal", "login_drop"),))) == 1
+                and latencies == actions
+            ):
                 break
             time.sleep(0.2)
         assert status(port, "/healthz") == 200 and status(port, "/readyz") == 200
