@@ -47,9 +47,18 @@ def from_topics(kafka: KafkaSettings, tenant_id: str) -> dict[str, Iterator[dict
 
     topics, key = kafka.topics.outputs(), tenant_id.encode()
     return {
-        stream: (orjson.loads(value) for value in read_keyed(kafka, topics[stream], key))
+        stream: _decoded(read_keyed(kafka, topics[stream], key), topics[stream])
         for stream in _ORDER
     }
+
+
+def _decoded(values: Iterable[bytes], topic: str) -> Iterator[dict[str, Any]]:
+    """Records of an output topic; a message that is not one (another writer's) is named."""
+    for value in values:
+        try:
+            yield orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"a message on {topic} is not a JSON record: {exc}") from exc
 
 
 def render(entries: list[tuple[str, str, dict[str, Any]]]) -> str:

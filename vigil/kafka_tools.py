@@ -7,7 +7,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import orjson
 from confluent_kafka import (
@@ -118,6 +118,14 @@ def _open(path: str) -> IO[bytes]:
         raise ConfigError(f"--input: cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def _reader(kafka: KafkaSettings, topic: str, extra: dict[str, Any]) -> tuple[Consumer, int]:
+    """A consumer that commits nothing (offsets are chosen by assignment), and how many
+    partitions `topic` has; a missing topic or broker is told first."""
+    config = kafka.client_config()
+    partitions = check_topics(config, kafka.connect_timeout / 1000, [topic])[topic]
+    return Consumer({**config, "enable.auto.commit": False, **extra}), partitions
+
+
 def tail_topic(
     kafka: KafkaSettings,
     topic: str,
@@ -127,9 +135,7 @@ def tail_topic(
     idle_exit: float | None = None,
 ) -> Iterator[bytes]:
     """The values of every partition of `topic`, as they come."""
-    config = kafka.client_config()
-    partitions = check_topics(config, kafka.connect_timeout / 1000, [topic])[topic]
-    consumer = Consumer({**config, "group.id": "vigil-tail", "enable.auto.commit": False})
+    consumer, partitions = _reader(kafka, topic, {"group.id": "vigil-tail"})
     start = OFFSET_END if from_end else OFFSET_BEGINNING
     consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
     seen, last = 0, time.monotonic()
@@ -153,15 +159,9 @@ def tail_topic(
 def read_keyed(kafka: KafkaSettings, topic: str, key: bytes) -> Iterator[bytes]:
     """The values of the messages keyed `key` on `topic`, from the start of every partition
     to where each ended when asked. Other keys are skipped without being decoded."""
-    config = kafka.client_config()
-    partitions = check_topics(config, kafka.connect_timeout / 1000, [topic])[topic]
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "vigil-explain",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,  # the end, even if its last offset is no message
-        }
+    # The partition's end event, even if its last offset holds no message.
+    consumer, partitions = _reader(
+        kafka, topic, {"group.id": "vigil-explain", "enable.partition.eof": True}
     )
     try:
         ends = {}

@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import IO
 
-from vigil.errors import VigilError
+from vigil.errors import ConfigError, VigilError
 
 LOCK_PREFIX = ".vigil-process-"
 
@@ -34,7 +34,7 @@ def hold(folder: Path, process_id: int, what: str) -> IO[bytes]:
     """Take this process's lock on `folder`, or raise InUse naming the holder. The lock
     lasts until the returned file is closed (or the process ends)."""
     if folder.exists() and not folder.is_dir():
-        raise InUse(f"{what} {folder} is a file, not a folder")
+        raise ConfigError(f"{what} {folder} is a file, not a folder")
     path = folder / f"{LOCK_PREFIX}{process_id}.lock"
     try:
         folder.mkdir(parents=True, exist_ok=True)

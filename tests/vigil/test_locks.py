@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vigil.errors import ConfigError
 from vigil.locks import InUse, hold, is_lock
 
 
@@ -36,5 +37,5 @@ def test_a_missing_folder_is_made_and_a_file_is_refused(tmp_path: Path) -> None:
     hold(tmp_path / "new" / "store", 0, "recovery store").close()
     assert (tmp_path / "new" / "store").is_dir()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InUse, match="is a file, not a folder"):
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
         hold(tmp_path / "file", 0, "recovery store")

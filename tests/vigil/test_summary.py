@@ -40,3 +40,12 @@ def test_a_last_line_without_a_newline_that_is_whole_is_read(tmp_path: Path) -> 
     path = tmp_path / "signals.jsonl"
     path.write_bytes(b'{"n":1}\n{"n":2}')
     assert [r["n"] for r in read_jsonl(path)] == [1, 2]
+
+
+def test_a_message_on_an_output_topic_that_is_not_a_record_is_named() -> None:
+    from vigil.explain import _decoded
+
+    records = _decoded([b'{"tenant_id":"a"}', b"written by something else"], "cs.health")
+    assert next(records) == {"tenant_id": "a"}
+    with pytest.raises(ConfigError, match=r"a message on cs\.health is not a JSON record"):
+        next(records)
