@@ -8,6 +8,7 @@ share: tenants, zones, partitions). No metric has a per-tenant label.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter as Tally
@@ -25,7 +26,10 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from vigil.events import KNOWN_TYPES
 from vigil.health import ZONES
+
+log = logging.getLogger("vigil.input")
 
 
 def _version() -> str:
@@ -34,6 +38,13 @@ def _version() -> str:
     except metadata.PackageNotFoundError:  # a source tree that was never installed
         return "unknown"
 
+
+# Event types outside the catalogue keep their own `type` label up to this many names per
+# process; the rest share `type="other"`. A producer that puts ids into its type names
+# would otherwise add a Prometheus series for every event.
+UNKNOWN_TYPE_LABELS = 20
+UNKNOWN_TYPE_LABEL_CHARS = 64
+OTHER_TYPES = "other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -118,6 +129,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._unknown_labels: set[str] = set()
         self._lock = threading.Lock()
         self._shards: dict[str, tuple[int, Tally[str], int | None]] = {}
         # Sums over the shards are taken when Prometheus scrapes, not on every batch.
@@ -131,8 +143,24 @@ class Metrics:
     def record_types(self, counts: Tally[str]) -> None:
         """Add accepted events by type and reset the tallies."""
         for kind, value in counts.items():
-            self.events.labels(kind).inc(value)
+            self.events.labels(self._type_label(kind)).inc(value)
         counts.clear()
+
+    def _type_label(self, kind: str) -> str:
+        if kind in KNOWN_TYPES or kind in self._unknown_labels:
+            return kind
+        if len(kind) > UNKNOWN_TYPE_LABEL_CHARS or kind == OTHER_TYPES:
+            return OTHER_TYPES
+        with self._lock:  # the workers of a process share the allowance
+            if len(self._unknown_labels) >= UNKNOWN_TYPE_LABELS:
+                return OTHER_TYPES
+            self._unknown_labels.add(kind)
+            remaining = UNKNOWN_TYPE_LABELS - len(self._unknown_labels)
+        log.info(
+            "events of a type outside the catalogue are counted, not used",
+            extra={"type": kind, "type_labels_left": remaining},
+        )
+        return kind
 
     def record(self, counts: Tally[str]) -> None:
         """Add a shard's tallies (`name` or `name:label[:label]`) and reset them."""
