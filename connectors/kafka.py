@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -26,9 +26,10 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient  # type: ignore[attr-defined]
 
 from vigil.errors import VigilError
 from vigil.events import DeadLetter, Event
@@ -57,27 +58,133 @@ class PartitionsChanged(VigilError):
     reads only the partitions it started with (a restart reads them all)."""
 
 
-def fetch_metadata(config: Mapping[str, Any], timeout: float, topic: str | None = None) -> Any:
-    """Cluster metadata within `timeout` seconds, or KafkaUnavailable naming the broker."""
+# The consumer group of Vigil's readers. They are assigned their partitions and commit
+# no offsets, but a Kafka consumer must name a group, and with ACLs the login needs
+# Describe on it.
+DEFAULT_GROUP = "vigil"
+
+
+def group_of(config: Mapping[str, Any]) -> str:
+    return str(config.get("group.id", DEFAULT_GROUP))
+
+
+def read_failed(error: KafkaError, topic: str, config: Mapping[str, Any]) -> VigilError:
+    """A consumer's error as the one line the run stops with; ACL refusals say which."""
+    login = _login(config)
+    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+        group = group_of(config)
+        return KafkaUnavailable(
+            f"{login} may not use the consumer group {group!r} to read {topic} (ACLs: grant "
+            f"Describe on group {group}; Vigil commits no offsets to it)"
+        )
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return KafkaUnavailable(f"{login} may not read {topic} (ACLs: grant Read)")
+    return VigilError(f"Kafka error on {topic}: {error.str()}")
+
+
+def _login(config: Mapping[str, Any]) -> str:
+    return f"the login {config['sasl.username']!r}" if "sasl.username" in config else "Vigil"
+
+
+# Errors by which a broker that answered refuses this client's login (SASL or TLS).
+_LOGIN_REFUSED = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.UNSUPPORTED_SASL_MECHANISM,
+        KafkaError.ILLEGAL_SASL_STATE,
+    }
+)
+
+
+def check_topics(
+    config: Mapping[str, Any],
+    timeout: float,
+    *,
+    read: Sequence[str] = (),
+    write: Sequence[str] = (),
+) -> dict[str, int]:
+    """Partition counts of the topics to `read` and `write`, once the broker has answered
+    and shown that they exist and that this login may use them. Otherwise
+    KafkaUnavailable, in one line saying which of these it is: the broker cannot be
+    reached, it refused the login, or a topic is missing or not permitted (Kafka ACLs)."""
     bootstrap = config.get("bootstrap.servers", "?")
-    try:
-        return AdminClient(dict(config)).list_topics(topic=topic, timeout=timeout)
-    except KafkaException as exc:
-        msg = f"cannot reach Kafka at {bootstrap} within {timeout:g} s: {exc.args[0].str()}"
-        raise KafkaUnavailable(msg) from None
-
-
-def check_topics(config: Mapping[str, Any], timeout: float, topics: list[str]) -> dict[str, int]:
-    """Partition counts of `topics`; KafkaUnavailable if the broker or a topic is missing."""
-    metadata = fetch_metadata(config, timeout)
-    missing = [
-        t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None
-    ]
+    deadline = time.monotonic() + timeout
+    admin = _connected_admin(config, timeout, deadline)
+    topics = list(dict.fromkeys([*read, *write]))
+    futures = admin.describe_topics(
+        TopicCollection(topics),
+        request_timeout=max(1.0, deadline - time.monotonic()),
+        include_authorized_operations=True,
+    )
+    counts: dict[str, int] = {}
+    missing, hidden, unreadable, unwritable = [], [], [], []
+    for topic, future in futures.items():
+        try:
+            described = future.result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                missing.append(topic)
+            elif error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                hidden.append(topic)  # Kafka does not say whether a hidden topic exists
+            else:
+                msg = f"cannot describe topic {topic} on Kafka at {bootstrap}: {error.str()}"
+                raise KafkaUnavailable(msg) from None
+            continue
+        counts[topic] = len(described.partitions)
+        allowed = described.authorized_operations  # None: the broker has no authorizer
+        if allowed is None or AclOperation.ALL in allowed:
+            continue
+        if topic in read and AclOperation.READ not in allowed:
+            unreadable.append(topic)
+        if topic in write and AclOperation.WRITE not in allowed:
+            unwritable.append(topic)
+    login = _login(config)
+    problems = []
     if missing:
-        bootstrap = config.get("bootstrap.servers", "?")
-        msg = f"topics missing on Kafka at {bootstrap}: {', '.join(missing)} (create them first)"
-        raise KafkaUnavailable(msg)
-    return {t: len(metadata.topics[t].partitions) for t in topics}
+        problems.append(f"topics missing: {', '.join(missing)} (create them first)")
+    if hidden:
+        problems.append(
+            f"{login} may not see topics {', '.join(hidden)} (missing, or Kafka's ACLs give "
+            "it no Describe on them)"
+        )
+    if unreadable:
+        problems.append(f"{login} may not read {', '.join(unreadable)} (ACLs: grant Read)")
+    if unwritable:
+        problems.append(f"{login} may not write {', '.join(unwritable)} (ACLs: grant Write)")
+    if problems:
+        raise KafkaUnavailable(f"Kafka at {bootstrap}: {'; '.join(problems)}")
+    return counts
+
+
+def _connected_admin(config: Mapping[str, Any], timeout: float, deadline: float) -> AdminClient:
+    """An admin client whose broker has answered a metadata request. A refused login fails
+    at once, where the request alone would only time out as a "transport failure"."""
+    bootstrap = config.get("bootstrap.servers", "?")
+    errors: list[KafkaError] = []
+    admin = AdminClient({**config, "error_cb": errors.append})  # type: ignore[dict-item]
+    while True:
+        try:
+            admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
+            return admin
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)  # serves error_cb
+        refused = next((e for e in errors if e.code() in _LOGIN_REFUSED), None)
+        if refused is not None:
+            msg = (
+                f"Kafka at {bootstrap} refused the login: {refused.str()} (check "
+                "security.protocol and the sasl.* or ssl.* settings in kafka.config)"
+            )
+            raise KafkaUnavailable(msg)
+        if time.monotonic() >= deadline:
+            # The first error says why (connection refused, name not known); the later
+            # ones only that every broker is down.
+            cause = next((e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN), None)
+            why = (cause or errors[-1]).str()
+            raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap} within {timeout:g} s: {why}")
 
 
 class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
@@ -124,9 +231,8 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
     def _partitions(self) -> int:
         """The topic's partition count, asked of the broker once per process."""
         if self.partitions is None:
-            self.partitions = check_topics(self.config, self.connect_timeout, [self.topic])[
-                self.topic
-            ]
+            counts = check_topics(self.config, self.connect_timeout, read=[self.topic])
+            self.partitions = counts[self.topic]
         return self.partitions
 
 
@@ -153,7 +259,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         self.consumer = Consumer(
             {
                 **source.config,
-                "group.id": source.config.get("group.id", "vigil"),
+                "group.id": group_of(source.config),
                 "enable.auto.commit": False,  # offsets live in the recovery store
                 "enable.partition.eof": not source.tail,
                 "auto.offset.reset": "earliest",
@@ -230,8 +336,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             if error.code() == KafkaError._PARTITION_EOF:
                 self.at_end = True
                 return None
-            msg = f"Kafka error on {self.source.topic}/{self.index}: {error.str()}"
-            raise VigilError(msg)
+            raise read_failed(error, f"{self.source.topic}/{self.index}", self.source.config)
         offset = message.offset() or 0  # always set on a consumed message
         self.offset = offset + 1
         position = {"topic": self.source.topic, "partition": self.index, "offset": offset}

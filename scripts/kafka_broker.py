@@ -93,7 +93,15 @@ class KafkaBroker:
     """One broker process; `start()` returns once it serves, `stop()` shuts it down.
     `stop()` then `start()` again restarts it on the same ports and data."""
 
-    def __init__(self, cache: Path = DEFAULT_CACHE, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        cache: Path = DEFAULT_CACHE,
+        workdir: Path | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        """`users` ({name: password}): clients must log in with SASL/PLAIN as one of them,
+        and ACLs decide what each may do (the first user is a super user)."""
+        self.users = users or {}
         self.libs = fetch(cache)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="vigil-kafka-"))
         self.port, self.controller_port = free_port(), free_port()
@@ -101,6 +109,47 @@ class KafkaBroker:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "broker.log"
         self._configure()
+
+    def _listener_lines(self) -> list[str]:
+        if not self.users:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
+        admin, admin_password = next(iter(self.users.items()))
+        accounts = " ".join(f'user_{name}="{word}"' for name, word in self.users.items())
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin}" password="{admin_password}" {accounts};'
+        )
+        return [
+            f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name=SASL_PLAINTEXT",
+            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The controller listener has no login: its peer (this node) is ANONYMOUS.
+            f"super.users=User:{admin};User:ANONYMOUS",
+        ]
+
+    def client_config(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
+        """librdkafka settings to reach this broker, logged in as `user` (default: the
+        super user) with its password unless another is given."""
+        config = {"bootstrap.servers": self.bootstrap}
+        if self.users:
+            user = user or next(iter(self.users))
+            config |= {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": user,
+                "sasl.password": password if password is not None else self.users[user],
+            }
+        return config
 
     def _configure(self) -> None:
         data = self.workdir / "data"
@@ -111,11 +160,8 @@ class KafkaBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    *self._listener_lines(),
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",

@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,19 @@ from support import ROOT, run_vigil, vigil_command  # noqa: F401 - re-exported f
 from vigil.kafka_tools import tenant_key
 from vigil.streams import OUTPUTS
 
+# A broker's address, or the whole client config for one that wants a login.
+Broker = str | Mapping[str, Any]
 
-def make_topics(bootstrap: str, partitions: int = 1, **topic_config: str) -> dict[str, str]:
+
+def client_config(broker: Broker) -> dict[str, Any]:
+    return {"bootstrap.servers": broker} if isinstance(broker, str) else dict(broker)
+
+
+def make_topics(bootstrap: Broker, partitions: int = 1, **topic_config: str) -> dict[str, str]:
     """Fresh uuid-named input and output topics; returns {stream: topic}."""
     run = uuid.uuid4().hex[:10]
     topics = {name: f"test.{run}.{name}" for name in ("input", *OUTPUTS)}
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     futures = admin.create_topics(
         [
             NewTopic(
@@ -53,10 +61,8 @@ def start_vigil(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20}
-    )
+def produce(bootstrap: Broker, topic: str, lines: list[bytes]) -> None:
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True, "linger.ms": 20})
     for line in lines:
         producer.produce(topic, value=line, key=tenant_key(line))
         producer.poll(0)
@@ -64,12 +70,12 @@ def produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
 
 
 def read_topic(
-    bootstrap: str, topic: str, idle: float = 3.0, deadline: float = 60.0
+    bootstrap: Broker, topic: str, idle: float = 3.0, deadline: float = 60.0
 ) -> list[dict[str, Any]]:
     """Every record on `topic` (all partitions), read until `idle` seconds pass without one."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"t-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
         }
@@ -91,7 +97,7 @@ def read_topic(
 
 
 def read_outputs(
-    bootstrap: str, topics: dict[str, str], idle: float = 1.5
+    bootstrap: Broker, topics: dict[str, str], idle: float = 1.5
 ) -> dict[str, list[dict[str, Any]]]:
     return {name: read_topic(bootstrap, topics[name], idle) for name in OUTPUTS}
 

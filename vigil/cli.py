@@ -381,7 +381,10 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
     config = kafka.client_config()
     topics = kafka.topics
     partitions = check_topics(
-        config, kafka.connect_timeout / 1000, [topics.input, *topics.outputs().values()]
+        config,
+        kafka.connect_timeout / 1000,
+        read=[topics.input],
+        write=list(topics.outputs().values()),
     )
     log.info(
         "connected to Kafka",

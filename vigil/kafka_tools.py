@@ -21,7 +21,7 @@ from confluent_kafka import (
 )
 
 from connectors.files import is_gzip
-from connectors.kafka import DeliveryFailed, check_topics
+from connectors.kafka import DeliveryFailed, check_topics, group_of, read_failed
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import KafkaSettings
 
@@ -65,7 +65,7 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
     count = 0
     with _open(path) as handle:  # opened first: a missing file is told before Kafka is tried
         config = kafka.client_config()
-        check_topics(config, kafka.connect_timeout / 1000, [topic])
+        check_topics(config, kafka.connect_timeout / 1000, write=[topic])
         producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
         interrupted, unreadable = False, None
         try:
@@ -118,12 +118,16 @@ def _open(path: str) -> IO[bytes]:
         raise ConfigError(f"--input: cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _reader(kafka: KafkaSettings, topic: str, extra: dict[str, Any]) -> tuple[Consumer, int]:
-    """A consumer that commits nothing (offsets are chosen by assignment), and how many
-    partitions `topic` has; a missing topic or broker is told first."""
+def _reader(
+    kafka: KafkaSettings, topic: str, extra: dict[str, Any]
+) -> tuple[Consumer, int, dict[str, Any]]:
+    """A consumer that commits nothing (offsets are chosen by assignment), how many
+    partitions `topic` has, and the client config; a missing topic or broker is told first.
+    It is in the run's consumer group, so one ACL on the group serves every reader."""
     config = kafka.client_config()
-    partitions = check_topics(config, kafka.connect_timeout / 1000, [topic])[topic]
-    return Consumer({**config, "enable.auto.commit": False, **extra}), partitions
+    partitions = check_topics(config, kafka.connect_timeout / 1000, read=[topic])[topic]
+    settings = {**config, "group.id": group_of(config), "enable.auto.commit": False, **extra}
+    return Consumer(settings), partitions, config
 
 
 def tail_topic(
@@ -135,7 +139,7 @@ def tail_topic(
     idle_exit: float | None = None,
 ) -> Iterator[bytes]:
     """The values of every partition of `topic`, as they come."""
-    consumer, partitions = _reader(kafka, topic, {"group.id": "vigil-tail"})
+    consumer, partitions, config = _reader(kafka, topic, {})
     start = OFFSET_END if from_end else OFFSET_BEGINNING
     consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
     seen, last = 0, time.monotonic()
@@ -148,7 +152,7 @@ def tail_topic(
                 continue
             error = message.error()
             if error is not None:
-                raise VigilError(f"Kafka error on {topic}: {error.str()}")
+                raise read_failed(error, topic, config)
             last = time.monotonic()
             seen += 1
             yield message.value() or b""
@@ -160,9 +164,7 @@ def read_keyed(kafka: KafkaSettings, topic: str, key: bytes) -> Iterator[bytes]:
     """The values of the messages keyed `key` on `topic`, from the start of every partition
     to where each ended when asked. Other keys are skipped without being decoded."""
     # The partition's end event, even if its last offset holds no message.
-    consumer, partitions = _reader(
-        kafka, topic, {"group.id": "vigil-explain", "enable.partition.eof": True}
-    )
+    consumer, partitions, config = _reader(kafka, topic, {"enable.partition.eof": True})
     try:
         ends = {}
         for p in range(partitions):
@@ -178,7 +180,7 @@ def read_keyed(kafka: KafkaSettings, topic: str, key: bytes) -> Iterator[bytes]:
                 raise VigilError(f"Kafka stopped answering while {topic} was read")
             error, partition, offset = message.error(), message.partition(), message.offset()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise VigilError(f"Kafka error on {topic}: {error.str()}")
+                raise read_failed(error, topic, config)
             if partition not in ends or offset is None:
                 continue  # read to where it ended when asked
             if error is not None or offset + 1 >= ends[partition]:
