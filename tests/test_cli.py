@@ -578,6 +578,7 @@ def test_a_recovery_store_from_another_state_format_stops_start_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vigil.runner import LAYOUT_FILE
+    from vigil.shard import STATE_FORMAT
 
     events = tmp_path / "e.jsonl"
     events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
@@ -591,6 +592,9 @@ def test_a_recovery_store_from_another_state_format_stops_start_up(
     del layout["state_format"]  # as a store of the version before the format was recorded
     marker.write_bytes(orjson.dumps(layout))
     assert main(args) == 0
+    # An older format this version reads is taken, and the store marked as this one's now,
+    # so that the older version, which cannot read what this one saves, refuses it.
+    assert orjson.loads(marker.read_bytes())["state_format"] == STATE_FORMAT
     marker.write_bytes(orjson.dumps({**layout, "state_format": "0123456789ab"}))
     assert main(args) == 2
     said = capsys.readouterr().err

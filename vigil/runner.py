@@ -32,7 +32,11 @@ def prepare_recovery_dir(
     marker = path / LAYOUT_FILE
     if path.is_dir() and any(not is_lock(entry) for entry in path.iterdir()):
         if layout is not None and marker.exists():
-            _check_layout(path, orjson.loads(marker.read_bytes()), layout)
+            saved = orjson.loads(marker.read_bytes())
+            _check_layout(path, saved, layout)
+            if saved != layout:  # an older state format, still read: saved in this one now,
+                # so an older Vigil refuses the store instead of failing on its snapshots
+                marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
         return False
     path.mkdir(parents=True, exist_ok=True)
     init_db_dir(path, partitions)
