@@ -1,12 +1,15 @@
 """The shard engines alone: decode a stream first, then time only ShardEngine.process.
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
-                           [--stages] [--lateness 7d]
+                           [--stages] [--snapshot] [--lateness 7d]
 
 No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
 by the dataflow's own splitter, before the clock starts. It
 prints the engine's cost per event (best of the repeats, in CPU time) and a digest of
 every output, so a change meant to be faster can be checked to give the same outputs.
+
+`--snapshot` also times a snapshot of every shard's final state, pickled as a run with a
+recovery store pickles it, and its restore.
 
 `--stages` also times the engine with its later stages cut off, to show where its time
 goes: with no re-scoring (events are still applied to their tenants, windows closed and
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import pickle
 import sys
 import tempfile
 import time
@@ -83,7 +87,7 @@ STAGES: dict[str, type[ShardEngine]] = {
 
 def run_engines(
     batches: list[ShardBatches], settings: Settings, engine: type[ShardEngine] = ShardEngine
-) -> tuple[float, list[Output]]:
+) -> tuple[float, list[Output], list[ShardEngine]]:
     rules = engine_for(load_rules(settings.rules.paths))
     engines = {key: engine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
@@ -91,7 +95,28 @@ def run_engines(
     for per_shard in batches:
         for key, items in per_shard:
             out.extend(engines[key].process(items))
-    return time.process_time() - started, out
+    return time.process_time() - started, out, list(engines.values())
+
+
+def time_snapshots(engines: list[ShardEngine], repeat: int) -> None:
+    """Every shard's state pickled as a `vigil run` with a recovery store pickles it at
+    each snapshot, and read back; best of `repeat`, wall time."""
+    dump, load, size = [], [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        saved = [pickle.dumps(e.state, protocol=pickle.HIGHEST_PROTOCOL) for e in engines]
+        dump.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for blob in saved:
+            pickle.loads(blob)
+        load.append(time.perf_counter() - started)
+        size = sum(len(blob) for blob in saved)
+    tenants = sum(len(e.state.tenants) for e in engines)
+    ids = sum(len(e.state.seen) for e in engines)
+    print(
+        f"snapshot of every shard at the end ({tenants:,} tenants, {ids:,} event ids held): "
+        f"{min(dump):.3f} s, {size / 2**20:.1f} MiB; restored in {min(load):.3f} s"
+    )
 
 
 def _shard_keys(settings: Settings) -> list[str]:
@@ -114,6 +139,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stages", action="store_true", help="also time the engine's floors")
+    parser.add_argument(
+        "--snapshot", action="store_true", help="also time a snapshot of the final state"
+    )
     parser.add_argument("--lateness", help="input.allowed_lateness, e.g. 7d (default 1h)")
     args = parser.parse_args()
     late = {"input": {"allowed_lateness": args.lateness}} if args.lateness else {}
@@ -126,13 +154,15 @@ def main() -> None:
     tune_gc()  # the collector set up as `vigil run` sets it (the decoded input is long-lived)
     timings = []
     for _ in range(args.repeat):
-        seconds, outputs = run_engines(batches, settings)
+        seconds, outputs, engines = run_engines(batches, settings)
         timings.append(seconds)
     print(f"{events:,} events, {len(outputs):,} outputs, digest {digest(outputs)}")
     runs = ", ".join(f"{t / events * 1e6:.2f}" for t in timings)
     print(
         f"engine: {min(timings) / events * 1e6:.2f} µs/event CPU, best of {len(timings)} ({runs})"
     )
+    if args.snapshot:
+        time_snapshots(engines, args.repeat)
     if args.stages:
         stage_timings: dict[str, list[float]] = {name: [] for name in STAGES}
         for _ in range(args.repeat):  # interleaved, so the machine's noise hits all alike
