@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from vigil.intake import Chunk
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
 from vigil.settings import Settings, load_settings
-from vigil.shard import ShardEngine, ShardState, Tick
+from vigil.shard import ShardEngine, Tick
+from vigil.snapshots import SnapshotWriter, load_state
 from vigil.streams import DEADLETTER, OUTPUTS
 
 STREAMS = list(OUTPUTS)
@@ -53,7 +53,7 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
     def __init__(self, engine: ShardEngine, metrics: Metrics, snapshots: bool) -> None:
         self.engine = engine
         self.metrics = metrics
-        self.snapshots = snapshots
+        self.snapshots = SnapshotWriter(engine) if snapshots else None
 
     def on_batch(self, values: list[ShardChunk]) -> tuple[list[SinkItem], bool]:
         engine, metrics = self.engine, self.metrics
@@ -76,10 +76,10 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
         return chunks, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        if not self.snapshots:
+        if self.snapshots is None:
             return b""  # no recovery store: bytewax would pickle state nobody keeps
         # Pickled now, so later mutation cannot leak into the snapshot.
-        return pickle.dumps(self.engine.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.snapshots.snapshot()
 
 
 def _splitter(shards: int) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:
@@ -119,7 +119,7 @@ def build_flow(
     rules = rules or engine_for(load_rules(settings.rules.paths))
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
-        state: ShardState | None = pickle.loads(resume) if resume else None
+        state = load_state(resume) if resume else None
         return _ShardLogic(ShardEngine(settings, rules, state), metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))

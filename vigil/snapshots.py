@@ -1,0 +1,70 @@
+"""A shard's state as saved in the recovery store, and back.
+
+Every shard is snapshotted at every epoch (10 s by default), so what a snapshot costs is
+paid all the time. Two things keep it down:
+
+- a tenant is pickled again only if the engine touched it since the last snapshot
+  (`ShardEngine.touched`): in a live stream most tenants are idle in any 10 s;
+- the event ids held for de-duplication, most of a shard's objects, are saved once, as
+  one JSON array a day, and the lookup set is rebuilt on restore.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import orjson
+
+from vigil.shard import ShardEngine, ShardState
+
+_PLAIN_FIELDS = tuple(
+    name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
+)
+
+
+class SnapshotWriter:
+    def __init__(self, engine: ShardEngine) -> None:
+        self.engine = engine
+        self.tenants: dict[str, bytes] = {}  # each tenant as it was last pickled
+        # Each day's event ids as last encoded, and how many there were: a day's list only
+        # grows (by events of that day, within the lateness) until it is dropped whole.
+        self.days: dict[int, tuple[int, bytes]] = {}
+        engine.touched.update(engine.state.tenants)  # none is pickled yet
+
+    def snapshot(self) -> bytes:
+        state, touched = self.engine.state, self.engine.touched
+        for tenant_id in touched:
+            tenant = state.tenants.get(tenant_id)
+            if tenant is None:
+                self.tenants.pop(tenant_id, None)
+            else:
+                self.tenants[tenant_id] = pickle.dumps(tenant, protocol=pickle.HIGHEST_PROTOCOL)
+        touched.clear()
+        for day in self.days.keys() - state.seen_by_day.keys():
+            del self.days[day]  # forgotten by the engine
+        saved: dict[str, Any] = {name: getattr(state, name) for name in _PLAIN_FIELDS}
+        # In the state's order, not the cache's: the engine visits tenants in that order.
+        saved["tenants"] = {tenant_id: self.tenants[tenant_id] for tenant_id in state.tenants}
+        saved["seen_by_day"] = {
+            day: self._encoded(day, ids) for day, ids in state.seen_by_day.items()
+        }
+        return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _encoded(self, day: int, ids: list[str]) -> bytes:
+        count, encoded = self.days.get(day, (-1, b""))
+        if count != len(ids):
+            encoded = orjson.dumps(ids)
+            self.days[day] = (len(ids), encoded)
+        return encoded
+
+
+def load_state(snapshot: bytes) -> ShardState:
+    saved = pickle.loads(snapshot)
+    if isinstance(saved, ShardState):  # format c0026639c217: the state pickled whole
+        saved.seen = set(saved.seen)  # it was a dict of event id -> event time
+        return saved
+    tenants = {tenant_id: pickle.loads(blob) for tenant_id, blob in saved.pop("tenants").items()}
+    seen_by_day = {day: orjson.loads(ids) for day, ids in saved.pop("seen_by_day").items()}
+    seen = {event_id for ids in seen_by_day.values() for event_id in ids}
+    return ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
