@@ -540,12 +540,29 @@ def _stopped_in_one_line(ran: subprocess.CompletedProcess[str], said: str) -> No
     assert "Traceback" not in ran.stderr, ran.stderr
 
 
+def test_a_recovery_store_that_is_no_store_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "notes.txt").write_text("not a store")
+    args = ("run", "--input", str(events), "--output", str(tmp_path / "o"), "--quiet")
+    other_files = run_vigil(*args, "--recovery-dir", str(store))
+    assert other_files.returncode == 2, other_files.stderr
+    assert f"recovery dir {store} holds other files and no recovery store" in other_files.stderr
+    assert "Traceback" not in other_files.stderr
+    (store / "notes.txt").unlink()
+    (store / "part-0.sqlite3").write_bytes(b"")  # a creation cut short
+    cut_short = run_vigil(*args, "--recovery-dir", str(store))
+    _stopped_in_one_line(cut_short, f"recovery store {store} holds no recovery partitions")
+
+
 def _committed_epoch(store: Path) -> int:
     """The last epoch bytewax committed in a recovery store (0 before the first)."""
     import sqlite3
 
-    try:
-        with sqlite3.connect(store / "part-0.sqlite3") as db:
+    try:  # read-only: a plain connect would create the file, and Vigil then resume it
+        with sqlite3.connect(f"file:{store / 'part-0.sqlite3'}?mode=ro", uri=True) as db:
             row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
     except sqlite3.Error:  # not created yet, or being written
         return 0

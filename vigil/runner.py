@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from bytewax.dataflow import Dataflow
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import NoPartitionsError, RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from vigil.errors import ConfigError, VigilError
@@ -31,6 +31,12 @@ def prepare_recovery_dir(
         raise ConfigError(f"recovery dir {path} is a file, not a folder")
     marker = path / LAYOUT_FILE
     if path.is_dir() and any(not is_lock(entry) for entry in path.iterdir()):
+        if not any(path.glob("part-*.sqlite3")):
+            msg = (
+                f"recovery dir {path} holds other files and no recovery store "
+                "(no part-*.sqlite3): give Vigil an empty or new folder"
+            )
+            raise ConfigError(msg)
         if layout is not None and marker.exists():
             saved = orjson.loads(marker.read_bytes())
             _check_layout(path, saved, layout)
@@ -91,6 +97,12 @@ def execute(
             )
         else:
             run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
+    except NoPartitionsError as exc:
+        msg = (
+            f"recovery store {recovery.dir} holds no recovery partitions (was its creation "
+            "cut short?): remove its part-*.sqlite3 files to start afresh, or use a new folder"
+        )
+        raise RecoveryStoreError(msg) from exc
     except RuntimeError as exc:
         failure = store_failure(exc, recovery.dir)
         if failure is None:

@@ -53,7 +53,7 @@ class Tick(NamedTuple):
 
 @dataclass(slots=True)
 class ShardState:
-    """Everything a shard must keep across a restart (pickled into snapshots)."""
+    """Everything a shard must keep across a restart (saved by vigil.snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
     # (ts, event_id, event) accepted and not yet applied; sorted when applied.
