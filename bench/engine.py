@@ -116,7 +116,7 @@ def time_snapshots(batches: list[ShardBatches], settings: Settings, repeat: int)
         for per_shard in batches[-held_back:]:
             for key, items in per_shard:
                 shards[key].process(items)
-        touched = sum(len(e.touched) for e in engines)
+        touched = sum(len(e.touched | e.state.dirty) for e in engines)
         started = time.perf_counter()
         for writer in writers:
             writer.snapshot()

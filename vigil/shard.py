@@ -145,8 +145,9 @@ class ShardEngine:
         # that covers: the queue only grows until then (see _earliest_pending).
         self._earliest: int | None = None
         self._scanned = 0
-        # Tenants changed since the last snapshot: only those are pickled again (see
-        # vigil.snapshots). Whatever changes a tenant must add it here.
+        # Tenants changed since the last snapshot, with `state.dirty` (events applied, not
+        # re-scored yet): only those are pickled again (see vigil.snapshots). Whatever
+        # else changes a tenant must add it here.
         self.touched: set[str] = set()
 
     # -- input ------------------------------------------------------------------------
@@ -244,14 +245,13 @@ class ShardEngine:
             return
         applying = pending[:due]
         del pending[:due]
-        tenants, dirty, touched, buckets = st.tenants, st.dirty, self.touched, self.buckets
+        tenants, dirty, buckets = st.tenants, st.dirty, self.buckets
         for _, _, event in applying:
             tenant = tenants.get(event.tenant_id)
             if tenant is None:
                 tenant = tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
             effect = tenant.apply(event, buckets)
             dirty.add(event.tenant_id)
-            touched.add(event.tenant_id)
             if not effect:
                 continue
             if effect & Effect.ERRORS:

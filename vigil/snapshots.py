@@ -3,8 +3,8 @@
 Every shard is snapshotted at every epoch (10 s by default), so what a snapshot costs is
 paid all the time. Two things keep it down:
 
-- a tenant is pickled again only if the engine touched it since the last snapshot
-  (`ShardEngine.touched`): in a live stream most tenants are idle in any 10 s;
+- a tenant is pickled again only if the engine changed it since the last snapshot
+  (`ShardEngine.touched`, and `dirty`): in a live stream most tenants are idle in any 10 s;
 - the event ids held for de-duplication, most of a shard's objects, are saved once, as
   one JSON array a day, and the lookup set is rebuilt on restore.
 """
@@ -34,7 +34,9 @@ class SnapshotWriter:
 
     def snapshot(self) -> bytes:
         state, touched = self.engine.state, self.engine.touched
-        for tenant_id in touched:
+        # dirty: tenants whose events were applied since their last re-scoring (the engine
+        # adds them to `touched` when it re-scores them); so no per-event bookkeeping.
+        for tenant_id in touched | state.dirty:
             tenant = state.tenants.get(tenant_id)
             if tenant is None:
                 self.tenants.pop(tenant_id, None)
