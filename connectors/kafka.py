@@ -29,7 +29,11 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AclOperation, AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclOperation,
+    AdminClient,
+    OffsetSpec,
+)
 
 from vigil.errors import VigilError
 from vigil.events import DeadLetter, Event
@@ -187,6 +191,22 @@ def _connected_admin(config: Mapping[str, Any], timeout: float, deadline: float)
             raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap} within {timeout:g} s: {why}")
 
 
+def _offset_bounds(
+    config: Mapping[str, Any], partition: TopicPartition, timeout: float
+) -> tuple[int, int]:
+    """A partition's oldest offset and its end, whatever the transactions open on it (a
+    read_committed consumer's watermarks are not its log's bounds then)."""
+    deadline = time.monotonic() + timeout
+    admin = _connected_admin(config, timeout, deadline)
+    bounds = []
+    for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):  # type: ignore[no-untyped-call]
+        [future] = admin.list_offsets(
+            {partition: spec}, request_timeout=max(1.0, deadline - time.monotonic())
+        ).values()
+        bounds.append(future.result().offset)
+    return bounds[0], bounds[1]
+
+
 class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
     """Events from one topic. With `tail=False` each partition stops at the end it
     had when it was first read (a backfill); otherwise it waits for more."""
@@ -262,7 +282,9 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
                 "group.id": group_of(source.config),
                 "enable.auto.commit": False,  # offsets live in the recovery store
                 "enable.partition.eof": not source.tail,
-                "auto.offset.reset": "earliest",
+                # An offset the topic no longer has is an error to handle (_skip_expired),
+                # not a silent jump to another one.
+                "auto.offset.reset": "error",
             }
         )
         self.consumer.assign([TopicPartition(source.topic, index, self.offset)])
@@ -274,40 +296,46 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         log.info(
             "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
         )
-        if self.offset >= 0:  # resumed at an offset (not "the beginning", which is -2)
-            self._report_expired()
 
-    def _report_expired(self) -> None:
-        """A resumed partition whose next message the topic has deleted already (Vigil was
-        stopped for longer than the topic's retention) goes on from the oldest message left,
-        as `auto.offset.reset` says; the loss is logged and counted, never silent."""
-        partition = TopicPartition(self.source.topic, self.index)
+    def _skip_expired(self, at: int) -> None:
+        """The topic no longer has offset `at`: its retention deleted the input from there
+        before it was read (Vigil was stopped, or fell that far behind while running), or
+        the partition was emptied or recreated. The consumer reports it instead of jumping
+        on by itself (`auto.offset.reset=error`), so the loss is logged and counted, never
+        silent; reading goes on from the oldest message left."""
+        topic, where = self.source.topic, TopicPartition(self.source.topic, self.index)
+        labels = {"topic": topic, "partition": self.index}
         try:
-            oldest, _ = self.consumer.get_watermark_offsets(
-                partition, timeout=self.source.connect_timeout
+            oldest, end = _offset_bounds(self.source.config, where, self.source.connect_timeout)
+        except (KafkaException, KafkaUnavailable) as exc:
+            log.error(
+                "input at this offset is gone from the topic, and how much is lost is unknown; "
+                "reading from the oldest message left",
+                extra={**labels, "offset": at, "error": str(exc)},
             )
-        except KafkaException as exc:
+            self._read_from(OFFSET_BEGINNING)
+            return
+        if at > end:
             log.warning(
-                "cannot tell whether input expired before it was read",
-                extra={"topic": self.source.topic, "partition": self.index, "error": str(exc)},
+                "input offset past the partition's end (the topic was emptied or recreated); "
+                "reading from the oldest message left",
+                extra={**labels, "offset": at, "end": end},
             )
-            return
-        if oldest <= self.offset:
-            return
-        lost = oldest - self.offset
-        log.error(
-            "input deleted by the topic's retention before it was read",
-            extra={
-                "topic": self.source.topic,
-                "partition": self.index,
-                "offsets": f"{self.offset}-{oldest - 1}",
-                "messages": lost,
-            },
-        )
-        if self.source.metrics is not None:
-            labels = (self.source.topic, str(self.index))
-            self.source.metrics.input_expired.labels(*labels).inc(lost)
-        self.offset = oldest
+        elif oldest > at:
+            lost = oldest - at
+            log.error(
+                "input deleted by the topic's retention before it was read",
+                extra={**labels, "offsets": f"{at}-{oldest - 1}", "messages": lost},
+            )
+            if self.source.metrics is not None:
+                self.source.metrics.input_expired.labels(topic, str(self.index)).inc(lost)
+        self._read_from(oldest if at > end or oldest > at else at)
+
+    def _read_from(self, offset: int) -> None:
+        # Assigning again is the way on: after the error the partition accepts no seek.
+        if offset >= 0:  # else it stays where the loss began, for a resume to meet it again
+            self.offset = offset
+        self.consumer.assign([TopicPartition(self.source.topic, self.index, offset)])
 
     def next_batch(self) -> list[Chunk]:
         if self.at_end:
@@ -335,6 +363,9 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
                 self.at_end = True
+                return None
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                self._skip_expired(message.offset() or 0)  # the offset it could not read
                 return None
             raise read_failed(error, f"{self.source.topic}/{self.index}", self.source.config)
         offset = message.offset() or 0  # always set on a consumed message

@@ -7,12 +7,14 @@ import itertools
 import os
 import subprocess
 import sys
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from rules.engine import RuleEngine, engine_for
 from rules.loader import load_rules
@@ -235,3 +237,14 @@ def run_vigil(
         cwd=ROOT,
         preexec_fn=preexec_fn,
     )
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a running Vigil's /metrics, by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

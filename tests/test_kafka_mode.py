@@ -10,6 +10,7 @@ import gzip
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from kafka_helpers import (
     vigil_env,
     wait_for,
 )
-from support import scenario_problems
+from support import scenario_problems, scrape
 
 from vigil.simulate import FleetPlan, generate
 
@@ -537,10 +538,75 @@ def test_input_the_topic_deleted_while_vigil_was_stopped_is_reported_not_skipped
     deleted.result(30)
     second = run_vigil(*args, env={**env, "VIGIL_LOG__FORMAT": "json"})
     assert second.returncode == 0, second.stderr
-    # Every line on stderr is a JSON log record, librdkafka's own (its offset reset) too.
+    # Every line on stderr is a JSON log record.
     logged = [orjson.loads(line) for line in second.stderr.splitlines()]
     events = {(record["logger"], record["event"].split(" [")[0]): record for record in logged}
     assert events[("vigil.kafka", "reading partition")]["start"] == "at offset 300", logged
     lost = events[("vigil.kafka", "input deleted by the topic's retention before it was read")]
     assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "300-349", 50)
-    assert events[("vigil.kafka.client", "OFFSET")]["level"] == "warning", logged
+    health = read_topic(kafka_bootstrap, topics["health"])
+    assert health, "the run went on from the oldest message left"
+
+
+def test_input_the_topic_deletes_while_vigil_is_running_is_reported_not_skipped_silently(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Retention overtaking a running Vigil (a consumer that fell a whole retention period
+    behind). To hold Vigil back deterministically, offset 20 is a message in an open
+    transaction: a read_committed consumer reads nothing past it, so the messages after it
+    wait on the broker, unread, while the test deletes some of them as retention would."""
+    from confluent_kafka import Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topics = make_topics(kafka_bootstrap)
+    lines = _sessions("acme", 0, 60)
+    produce(kafka_bootstrap, topics["input"], lines[:20])  # offsets 0-19
+    port = free_port()
+    env = vigil_env(topics, VIGIL_METRICS__PORT=str(port), VIGIL_LOG__FORMAT="json")
+    log = tmp_path / "vigil.log"
+    vigil = start_vigil("run", "--kafka", kafka_bootstrap, env=env, log=log)
+
+    def metric(name: str, **labels: str) -> float:
+        try:
+            samples = scrape(port)
+        except OSError:
+            return -1.0  # not serving yet
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def wait_until(done: Callable[[], bool], timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline or vigil.poll() is not None:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def sessions_read() -> float:
+        return metric("vigil_events_total", type="user.session")
+
+    def expired() -> float:
+        return metric("vigil_kafka_input_expired_total", topic=topics["input"], partition="0")
+
+    try:
+        assert wait_until(lambda: sessions_read() == 20), log.read_text()
+        holder = Producer(
+            {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"hold-{topics['input']}"}
+        )
+        holder.init_transactions(30)
+        holder.begin_transaction()
+        holder.produce(topics["input"], value=lines[20])  # offset 20, not committed
+        assert holder.flush(30) == 0
+        produce(kafka_bootstrap, topics["input"], lines[21:])  # offsets 21-59
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        [deleted] = admin.delete_records([TopicPartition(topics["input"], 0, 40)]).values()
+        deleted.result(30)
+        holder.abort_transaction(30)
+        assert wait_until(lambda: expired() == 20 and sessions_read() == 40), log.read_text()
+    finally:
+        vigil.terminate()
+        vigil.wait(30)
+    said = log.read_text()  # JSON log records, then the summary on stdout
+    logged = [orjson.loads(line) for line in said.splitlines() if line.startswith("{")]
+    [lost] = [r for r in logged if r["event"].startswith("input deleted by the topic's retention")]
+    assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "20-39", 20), said
+    assert "events processed  40 " in said, said  # 0-19 and 40-59, the rest are gone

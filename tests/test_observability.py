@@ -11,8 +11,7 @@ from pathlib import Path
 
 import orjson
 from kafka_broker import free_port
-from prometheus_client.parser import text_string_to_metric_families
-from support import DAY, HOUR, T0, clock, event, run_vigil, sessions
+from support import DAY, HOUR, T0, clock, event, run_vigil, scrape, sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 WEEK = 7 * DAY
@@ -30,16 +29,6 @@ def known_input() -> list[bytes]:
     lines.append(orjson.dumps(clock(T0 + 2 * WEEK + 2 * HOUR)))
     lines.append(orjson.dumps(event("beta", "user.session", T0 + 2 * WEEK - 5 * HOUR)))  # late
     return lines
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def status(port: int, path: str) -> int:
