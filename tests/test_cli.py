@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from support import CONTRACT, run_vigil, scenario_problems
+from support import CONTRACT, DAY, HOUR, T0, event, quiet_env, run_vigil, scenario_problems
 
 from vigil.cli import main
 from vigil.summary import read_jsonl
@@ -626,3 +626,16 @@ def test_recovery_init_creates_a_store_once(
     assert sorted(p.name for p in store.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
     assert main(["recovery", "init", str(store)]) == 2
     assert "already holds a recovery store" in capsys.readouterr().err
+
+
+def test_a_run_reports_the_tenants_it_forgot(tmp_path: Path) -> None:
+    # "gone" sends on day 0 only, "kept" every day for 40 days; forgotten after 31 days.
+    lines = [event("gone", "user.session", T0 + HOUR)]
+    lines += [event("kept", "user.session", T0 + d * DAY + 2 * HOUR) for d in range(40)]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    env = {**quiet_env(), "VIGIL_ENGINE__FORGET_TENANTS_AFTER": "31d"}
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "tenants forgotten 1 (no event for engine.forget_tenants_after)" in ran.stdout
+    assert "forgot tenants that sent nothing" in ran.stderr and "'gone'" in ran.stderr

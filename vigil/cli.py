@@ -430,6 +430,7 @@ def _print_summary(
     summary.events = int(sum(metrics.by_label("vigil_events_total", "type").values()))
     summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
     summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
+    summary.forgotten = int(metrics.value("vigil_tenants_forgotten_total"))
     if kafka_mode:  # no output files to read back: this run's counters say it
         summary.dead_letters.update(_counts(metrics, "vigil_dead_letters_total", "reason"))
         summary.signals.update(_counts(metrics, "vigil_signals_total", "signal"))

@@ -109,6 +109,11 @@ class Metrics:
             registry=r,
         )
         self.tenants = Gauge("vigil_tenants", "Tenants tracked by this process", registry=r)
+        self.tenants_forgotten = Counter(
+            "vigil_tenants_forgotten_total",
+            "Tenants dropped from state after engine.forget_tenants_after with no event",
+            registry=r,
+        )
         self.zones = Gauge(
             "vigil_tenants_by_zone", "Tenants per health zone in this process", ["zone"], registry=r
         )
@@ -184,6 +189,8 @@ class Metrics:
                 self.suppressed.labels(labels).inc(value)
             elif name == "rule_error":
                 self.rule_errors.labels(labels).inc(value)
+            elif name == "tenants_forgotten":
+                self.tenants_forgotten.inc(value)
         counts.clear()
 
     def record_shard(

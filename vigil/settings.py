@@ -72,6 +72,8 @@ class EngineSettings(_Section):
     health_step: Duration = parse_duration("1h")
     window_origin: Instant = parse_rfc3339("1970-01-05T00:00:00Z")
     dedup_retention: Duration | None = None
+    # A tenant with no event for this long is dropped from state (see _tenants_outlast).
+    forget_tenants_after: Duration = parse_duration("90d")
 
 
 class LoginDropSettings(_Section):
@@ -294,6 +296,31 @@ class Settings(_Section):
                 raise ValueError(msg)
         if MS_PER_DAY % step:
             msg = f"engine.health_step ({format_duration(step)}) must divide a day"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _tenants_outlast_their_windows(self) -> Settings:
+        """A tenant may be forgotten only once nothing it sent can count any more: no
+        window, baseline, lookback or deadline may reach further back than that."""
+        reaches = {
+            "2 x signals.login_drop.window": 2 * self.signals.login_drop.window,
+            "signals.error_spike.history + window": self.signals.error_spike.history
+            + self.signals.error_spike.window,
+            "signals.onboarding_stalled.stall_after": self.signals.onboarding_stalled.stall_after,
+            "health.components.adoption.lookback": self.health.components.adoption.lookback,
+            "health.drop_window": self.health.drop_window,
+            "health.warmup": self.health.warmup,
+            "14 days of sessions (health.components.login_trend)": 14 * MS_PER_DAY,
+        }
+        key, longest = max(reaches.items(), key=lambda item: item[1])
+        forget = self.engine.forget_tenants_after
+        if forget <= longest:
+            msg = (
+                f"engine.forget_tenants_after ({format_duration(forget)}) must be longer than "
+                f"{key} ({format_duration(longest)}), or a tenant could be forgotten while "
+                "its events still count"
+            )
             raise ValueError(msg)
         return self
 

@@ -87,8 +87,9 @@ def state_format(*classes: type) -> str:
 STATE_FORMAT = state_format(ShardState, TenantState, Event)
 # Stores written before the format was recorded have this one.
 _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
-# Formats of older versions this one still reads (vigil.snapshots.load_state converts them).
-READABLE_FORMATS = frozenset({STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED})
+# Formats of older versions this one still reads (vigil.snapshots.load_state converts
+# them): the state pickled whole, and tenants pickled one by one without last_event_at.
+READABLE_FORMATS = frozenset({STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED, "ab073bfcfb3f"})
 
 
 def state_layout(settings: Settings) -> dict[str, Any]:
@@ -267,9 +268,9 @@ class ShardEngine:
         st = self.state
         while st.stalls and st.stalls[0][0] == now:
             _, tenant_id = heapq.heappop(st.stalls)
-            tenant = st.tenants[tenant_id]
-            if tenant.last_progress is None or not tenant.onboarding_open:
-                continue
+            tenant = st.tenants.get(tenant_id)
+            if tenant is None or tenant.last_progress is None or not tenant.onboarding_open:
+                continue  # forgotten, or onboarding no longer open
             deadline = tenant.last_progress + self._stall_after
             if deadline + 1 != now or tenant.stall_signalled_at == deadline:
                 continue  # superseded by later progress, or already signalled
@@ -310,6 +311,7 @@ class ShardEngine:
     def _daily(self, now: int) -> None:
         """Once a day: everyone is re-scored (silence costs points) and old data goes."""
         st = self.state
+        self._forget_silent_tenants(now)
         st.dirty.update(st.tenants)
         for tenant in st.tenants.values():
             tenant.stale |= DAY_BASED  # the day-based windows moved for everyone
@@ -324,6 +326,31 @@ class ShardEngine:
         for day in [d for d in st.seen_by_day if d < forget_before]:
             for event_id in st.seen_by_day.pop(day):
                 st.seen.discard(event_id)
+
+    def _forget_silent_tenants(self, now: int) -> None:
+        """Tenants that sent nothing for `engine.forget_tenants_after` (churned, deleted,
+        renamed) leave the state, so it does not grow with every tenant ever seen. The
+        settings make sure nothing they sent can still count; one that comes back starts
+        over, as a new tenant."""
+        st = self.state
+        silent_since = now - self.settings.engine.forget_tenants_after
+        gone = [t for t in st.tenants.values() if t.last_event_at < silent_since]
+        for tenant in gone:
+            del st.tenants[tenant.tenant_id]
+            st.dirty.discard(tenant.tenant_id)
+            self.touched.add(tenant.tenant_id)  # drops its saved copy at the next snapshot
+            if tenant.zone is not None:
+                self.zones[tenant.zone] -= 1
+        if gone:
+            self.counts["tenants_forgotten"] += len(gone)
+            log.info(
+                "forgot tenants that sent nothing for engine.forget_tenants_after",
+                extra={
+                    "tenants": len(gone),
+                    "first": [t.tenant_id for t in gone[:5]],
+                    "at": to_iso(now),
+                },
+            )
 
     # -- signals ----------------------------------------------------------------------
 

@@ -65,8 +65,20 @@ def load_state(snapshot: bytes) -> ShardState:
     saved = pickle.loads(snapshot)
     if isinstance(saved, ShardState):  # format c0026639c217: the state pickled whole
         saved.seen = set(saved.seen)  # it was a dict of event id -> event time
-        return saved
+        return _with_last_events(saved)
     tenants = {tenant_id: pickle.loads(blob) for tenant_id, blob in saved.pop("tenants").items()}
     seen_by_day = {day: orjson.loads(ids) for day, ids in saved.pop("seen_by_day").items()}
     seen = {event_id for ids in seen_by_day.values() for event_id in ids}
-    return ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
+    state = ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
+    return _with_last_events(state)
+
+
+def _with_last_events(state: ShardState) -> ShardState:
+    """Tenants saved before `last_event_at` existed (formats c0026639c217, ab073bfcfb3f)
+    count as last heard from when the snapshot was taken: forgotten no earlier than they
+    should be, at worst that much later."""
+    seen_at = state.watermark
+    for tenant in state.tenants.values():
+        if not hasattr(tenant, "last_event_at"):
+            tenant.last_event_at = seen_at if seen_at is not None else tenant.first_seen
+    return state

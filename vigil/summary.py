@@ -27,6 +27,7 @@ class RunSummary:
     tasks: Counter[str] = field(default_factory=Counter)
     notifications: int = 0
     zones: Counter[str] = field(default_factory=Counter)
+    forgotten: int = 0  # tenants dropped after engine.forget_tenants_after with no event
     at_risk: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -81,6 +82,10 @@ def format_summary(summary: RunSummary, seconds: float) -> str:
         "tenants by zone   "
         + ", ".join(f"{zone} {summary.zones.get(zone, 0):,}" for zone in ZONES),
     ]
+    if summary.forgotten:
+        lines.append(
+            f"tenants forgotten {summary.forgotten:,} (no event for engine.forget_tenants_after)"
+        )
     if summary.at_risk:
         lines.append("most at risk:")
         for record in summary.at_risk:

@@ -120,9 +120,13 @@ class TenantState:
     # (ts, score) of the drop window, falling: the first one still in it is the peak.
     recent_scores: list[tuple[int, float]] = field(default_factory=list)
     cooldowns: dict[str, int] = field(default_factory=dict)
+    # Event time of the latest event applied; a tenant silent for long is forgotten. Last
+    # of the fields: a snapshot of the format before it restores the others in order.
+    last_event_at: int = 0
 
     def apply(self, event: Event, buckets: Buckets) -> int:
         """Fold one event in; events arrive here in (ts, event_id) order."""
+        self.last_event_at = event.ts
         if event.segment is not None:
             self.segment = event.segment
         found = _DISPATCH.get(event.type)

@@ -65,6 +65,11 @@ class TestErrors:
                 "must be a whole number of engine.health_step",
             ),
             ("[input\n", "cannot read settings file"),
+            (
+                '[engine]\nforget_tenants_after = "20d"',
+                "engine.forget_tenants_after (20d) must be longer than "
+                "health.components.adoption.lookback (30d)",
+            ),
         ],
     )
     def test_errors_name_the_key_the_value_and_the_expectation(

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions
 
+from vigil.metrics import Metrics
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
 from vigil.snapshots import SnapshotWriter, load_state
@@ -418,3 +419,49 @@ class TestRuleErrors:
         h.feed([*by_time(weeks("acme", [20])), clock(T0 + 2 * WEEK + HOUR)])
         assert h.engine.counts["rule_error:broken-rule"] == 1
         assert [t["rule"] for t in h.out["tasks"] if t["rule"] == "login-drop"] == ["login-drop"]
+
+
+class TestForgettingSilentTenants:
+    """A tenant with no event for engine.forget_tenants_after leaves the state."""
+
+    SETTINGS = Settings.model_validate({"engine": {"forget_tenants_after": "31d"}})
+
+    def feed(self, days: int) -> Harness:
+        # "gone" sends sessions on its first two days only; "kept" one session a day.
+        h = Harness(self.SETTINGS)
+        events = sessions("gone", T0 + HOUR, 10, spacing=4 * HOUR)
+        events += [event("kept", "user.session", T0 + d * DAY + 2 * HOUR) for d in range(days)]
+        events.sort(key=lambda e: e["ts"])
+        return h.feed([*events, clock(T0 + days * DAY + 2 * HOUR)])
+
+    def test_a_tenant_silent_longer_than_the_setting_is_forgotten_at_midnight(self) -> None:
+        last_event = T0 + HOUR + 9 * 4 * HOUR  # day 1, 13:00
+        # Forgotten at the first midnight more than 31 days after its last event: day 33.
+        before = self.feed(days=32)
+        assert set(before.engine.state.tenants) == {"gone", "kept"}
+        assert before.engine.state.tenants["gone"].last_event_at == last_event
+        after = self.feed(days=33)
+        assert set(after.engine.state.tenants) == {"kept"}
+        metrics = Metrics()
+        metrics.record(after.engine.counts)
+        assert metrics.value("vigil_tenants_forgotten_total") == 1
+        assert sum(after.engine.zones.values()) == 1  # its zone is no longer counted
+        # Nothing else changed: the outputs up to then are the same.
+        assert after.out["health"][: len(before.out["health"])] == before.out["health"]
+
+    def test_a_forgotten_tenant_that_comes_back_starts_over(self) -> None:
+        h = self.feed(days=33)
+        back = T0 + 33 * DAY + 3 * HOUR
+        h.feed([event("gone", "user.session", back), clock(back + 2 * HOUR)])
+        tenant = h.engine.state.tenants["gone"]
+        assert (tenant.first_seen, tenant.last_event_at) == (back, back)
+        assert tenant.sessions_by_day == {back // DAY: 1}
+
+    def test_a_snapshot_after_forgetting_restores_without_the_tenant(self) -> None:
+        h = self.feed(days=32)
+        writer = SnapshotWriter(h.engine)
+        assert "gone" in load_state(writer.snapshot()).tenants
+        h.feed([clock(T0 + 33 * DAY + 2 * HOUR)])
+        restored = load_state(writer.snapshot())
+        assert set(restored.tenants) == {"kept"}
+        assert writer.tenants.keys() == {"kept"}  # its saved copy is dropped too

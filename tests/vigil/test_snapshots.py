@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, sessions
 
 from vigil.shard import STATE_FORMAT, ShardEngine, ShardState
@@ -17,6 +18,9 @@ WEEK = 7 * DAY
 # A shard's state after the first part of restore_stream(), saved by Vigil 0158495 in
 # its state format c0026639c217 (the state pickled whole, event ids twice).
 OLD_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-c0026639c217.pickle"
+# The same state saved by Vigil 2de523a in format ab073bfcfb3f (tenants pickled one by
+# one, before they had last_event_at).
+PREVIOUS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-ab073bfcfb3f.pickle"
 
 
 def restore_stream() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -54,12 +58,18 @@ def test_a_restored_shard_goes_on_as_if_never_stopped() -> None:
     assert straight.out["signals"] and straight.out["tasks"]
 
 
-def test_a_state_saved_in_the_format_before_this_one_is_read() -> None:
+@pytest.mark.parametrize(
+    ("path", "saved_format"),
+    [(OLD_FORMAT_STATE, "c0026639c217"), (PREVIOUS_FORMAT_STATE, "ab073bfcfb3f")],
+)
+def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: str) -> None:
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
     h = Harness().feed(first)
-    old = load_state(OLD_FORMAT_STATE.read_bytes())
-    assert old.layout["state_format"] == "c0026639c217"
+    old = load_state(path.read_bytes())
+    assert old.layout["state_format"] == saved_format
+    # Tenants saved without last_event_at count as heard from at the snapshot.
+    assert {t.last_event_at for t in old.tenants.values()} == {old.watermark}
     h.engine = ShardEngine(h.settings, h.rules, old)
     assert h.engine.state.layout["state_format"] == STATE_FORMAT  # saved anew from here
     h.feed(second)
