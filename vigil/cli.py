@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -569,10 +570,13 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from vigil.settings import load_settings
+    from vigil.settings import env_overrides, load_settings
 
     settings = load_settings(args.path)
-    print(f"settings OK ({args.path or 'built-in defaults'}):")
+    where = str(args.path or "built-in defaults")
+    if env_overrides(os.environ):
+        where += " + VIGIL_* environment"  # they are in what is printed below
+    print(f"settings OK ({where}):")
     print(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
     return 0
 
