@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -639,3 +640,25 @@ def test_a_run_reports_the_tenants_it_forgot(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert "tenants forgotten 1 (no event for engine.forget_tenants_after)" in ran.stdout
     assert "forgot tenants that sent nothing" in ran.stderr and "'gone'" in ran.stderr
+
+
+def test_a_producer_hours_ahead_of_the_clock_does_not_make_on_time_events_late(
+    tmp_path: Path,
+) -> None:
+    """Live events, one of them stamped 8 hours ahead (local time sent as UTC). With the
+    default input.max_future it is a "future" dead letter; accepted, it would have moved
+    the watermark 7 hours past the clock and every event after it would be late."""
+    now = int(time.time() * 1000)
+    minute = 60_000
+    live = [event("acme", "user.session", now - 50 * minute + n * minute) for n in range(20)]
+    skewed = event("acme", "user.session", now + 8 * 60 * minute)
+    after = [event("beta", "user.session", now - 20 * minute + n * minute) for n in range(10)]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*live, skewed, *after]))
+    out = tmp_path / "out"
+    ran = run_vigil("run", "--input", str(events), "--output", str(out))
+    assert ran.returncode == 0, ran.stderr
+    letters = list(read_jsonl(out / "deadletter.jsonl"))
+    assert [d["reason"] for d in letters] == ["future"], letters
+    assert letters[0]["position"]["line"] == 21
+    assert "events processed  30 " in ran.stdout, ran.stdout

@@ -47,6 +47,8 @@ Duration = Annotated[
     Field(gt=0),
     PlainSerializer(format_duration, return_type=str),
 ]
+# A limit that can be switched off: "off" in the file or the environment.
+OptionalDuration = Annotated[Duration | None, BeforeValidator(lambda v: None if v == "off" else v)]
 Instant = Annotated[int, BeforeValidator(_instant), PlainSerializer(to_iso, return_type=str)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 Weight = Annotated[float, Field(ge=0.0)]
@@ -61,10 +63,26 @@ MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
 
 class InputSettings(_Section):
     allowed_lateness: Duration = parse_duration("1h")
-    max_future: Duration | None = parse_duration("1d")
+    max_future: OptionalDuration = parse_duration("5m")
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     # A longer message is a `too_large` dead letter, and only this much of it is read.
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024, le=1 << 30)
+
+    @model_validator(mode="after")
+    def _the_future_stays_within_the_lateness(self) -> InputSettings:
+        """An accepted event dated max_future ahead moves its partition's watermark to the
+        wall clock + max_future - allowed_lateness: at or past the clock, every on-time
+        event after it would be late, for as long as the clock takes to catch up."""
+        future, lateness = self.max_future, self.allowed_lateness
+        if future is not None and future >= lateness:
+            msg = (
+                f"input.max_future ({format_duration(future)}) must be shorter than "
+                f"input.allowed_lateness ({format_duration(lateness)}): one event dated that "
+                "far ahead would make the on-time events after it late; raise the lateness, "
+                'or set max_future = "off" for data dated in the future'
+            )
+            raise ValueError(msg)
+        return self
 
 
 class EngineSettings(_Section):

@@ -66,6 +66,10 @@ class TestErrors:
             ),
             ("[input\n", "cannot read settings file"),
             (
+                '[input]\nmax_future = "1h"',
+                "input.max_future (1h) must be shorter than input.allowed_lateness (1h)",
+            ),
+            (
                 '[engine]\nforget_tenants_after = "20d"',
                 "engine.forget_tenants_after (20d) must be longer than "
                 "health.components.adoption.lookback (30d)",
@@ -80,6 +84,12 @@ class TestErrors:
         with pytest.raises(ConfigError, match=r"bad\.toml") as caught:
             load_settings(path, env={})
         assert needle in str(caught.value)
+
+    def test_a_limit_can_be_switched_off(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.toml"
+        path.write_text('[input]\nmax_future = "off"\n')
+        assert load_settings(path, env={}).input.max_future is None
+        assert load_settings(None, env={"VIGIL_INPUT__MAX_FUTURE": "off"}).input.max_future is None
 
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="settings file not found"):
@@ -107,3 +117,4 @@ class TestSecrets:
         assert main(["config", "check"]) == 0
         out = capsys.readouterr().out
         assert "ssl.key.password" in out and "s3cret" not in out
+        assert out.startswith("settings OK (built-in defaults + VIGIL_* environment):")
