@@ -90,7 +90,8 @@ class EngineSettings(_Section):
     health_step: Duration = parse_duration("1h")
     window_origin: Instant = parse_rfc3339("1970-01-05T00:00:00Z")
     dedup_retention: Duration | None = None
-    # A tenant with no event for this long is dropped from state (see _tenants_outlast).
+    # A tenant with no event for this long is dropped from state; it must outlast every
+    # window (Settings._tenants_outlast_their_windows).
     forget_tenants_after: Duration = parse_duration("90d")
 
 

@@ -120,8 +120,9 @@ class TenantState:
     # (ts, score) of the drop window, falling: the first one still in it is the peak.
     recent_scores: list[tuple[int, float]] = field(default_factory=list)
     cooldowns: dict[str, int] = field(default_factory=dict)
-    # Event time of the latest event applied; a tenant silent for long is forgotten. Last
-    # of the fields: a snapshot of the format before it restores the others in order.
+    # Event time of the latest event applied; a tenant silent for long is forgotten.
+    # (Tenants are pickled by field name: one saved before this field has all the others,
+    # and vigil.snapshots.load_state sets this one.)
     last_event_at: int = 0
 
     def apply(self, event: Event, buckets: Buckets) -> int:
