@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import KafkaException
 from kafka_broker import KafkaBroker, free_port
 from kafka_helpers import (
     OUTPUTS,
@@ -546,6 +547,41 @@ def test_input_the_topic_deleted_while_vigil_was_stopped_is_reported_not_skipped
     assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "300-349", 50)
     health = read_topic(kafka_bootstrap, topics["health"])
     assert health, "the run went on from the oldest message left"
+
+
+def test_a_topic_recreated_while_vigil_was_stopped_is_read_from_its_start(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The store's offset is past the end of the new, shorter topic: a warning, and the new
+    topic's messages are all read (none of them is counted as lost)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topics = make_topics(kafka_bootstrap)
+    env = vigil_env(topics, VIGIL_LOG__FORMAT="json")
+    args = ("run", "--kafka", kafka_bootstrap, "--until-end", "--recovery-dir", str(tmp_path))
+    produce(kafka_bootstrap, topics["input"], _sessions("old", 0, 30))
+    first = run_vigil(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_topics([topics["input"]]).values():
+        future.result(30)
+    deadline = time.monotonic() + 60
+    while True:  # the deletion finishes in the background
+        try:
+            [made] = admin.create_topics([NewTopic(topics["input"], 1, 1)]).values()
+            made.result(30)
+            break
+        except KafkaException:
+            assert time.monotonic() < deadline, "the topic could not be created again"
+            time.sleep(0.5)
+    produce(kafka_bootstrap, topics["input"], _sessions("new", 400, 10))
+    second = run_vigil(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    logged = [orjson.loads(line) for line in second.stderr.splitlines()]
+    [past] = [r for r in logged if r["event"].startswith("input offset past the partition's end")]
+    assert (past["level"], past["offset"], past["end"]) == ("warning", 30, 10), logged
+    assert not [r for r in logged if "retention" in r["event"]], logged
+    assert "events processed  10 " in second.stdout, second.stdout
 
 
 def test_input_the_topic_deletes_while_vigil_is_running_is_reported_not_skipped_silently(
