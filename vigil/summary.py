@@ -59,7 +59,14 @@ def summarize(out_dir: Path, top: int = 5) -> RunSummary:
     summary = RunSummary()
     latest: dict[str, dict[str, Any]] = {}
     for record in read_jsonl(out_dir / "health.jsonl"):
-        latest[record["tenant_id"]] = record  # records of a tenant are written in time order
+        # Records of a tenant are written in time order. Only what the summary prints is
+        # kept: a long run's file holds every tenant it ever scored.
+        latest[record["tenant_id"]] = {
+            "tenant_id": record["tenant_id"],
+            "score": record["score"],
+            "zone": record["zone"],
+            "reasons": record["reasons"][:2],
+        }
     summary.zones.update(record["zone"] for record in latest.values())
     summary.at_risk = sorted(latest.values(), key=lambda r: (r["score"], r["tenant_id"]))[:top]
     summary.signals.update(r["signal"] for r in read_jsonl(out_dir / "signals.jsonl"))
