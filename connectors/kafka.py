@@ -329,7 +329,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             )
             if self.source.metrics is not None:
                 self.source.metrics.input_expired.labels(topic, str(self.index)).inc(lost)
-        self._read_from(oldest if at > end or oldest > at else at)
+        self._read_from(at if oldest <= at <= end else oldest)
 
     def _read_from(self, offset: int) -> None:
         # Assigning again is the way on: after the error the partition accepts no seek.

@@ -58,6 +58,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Days of sessions a tenant keeps: the login trend compares the last 7 with the 7 before.
+SESSION_DAYS_KEPT = 14
+
 MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
 
 
@@ -330,7 +333,9 @@ class Settings(_Section):
             "health.components.adoption.lookback": self.health.components.adoption.lookback,
             "health.drop_window": self.health.drop_window,
             "health.warmup": self.health.warmup,
-            "14 days of sessions (health.components.login_trend)": 14 * MS_PER_DAY,
+            f"{SESSION_DAYS_KEPT} days of sessions (health.components.login_trend)": (
+                SESSION_DAYS_KEPT * MS_PER_DAY
+            ),
         }
         key, longest = max(reaches.items(), key=lambda item: item[1])
         forget = self.engine.forget_tenants_after

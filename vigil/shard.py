@@ -31,7 +31,7 @@ from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, zone_of
-from vigil.settings import Settings
+from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import DAY_BASED, Buckets, Effect, TenantState, prune
 from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
@@ -321,7 +321,13 @@ class ShardEngine:
         )
         lookback = self.settings.health.components.adoption.lookback
         for tenant in st.tenants.values():
-            prune(tenant, now, keep_days=14, keep_from_window=keep_from, feature_lookback=lookback)
+            prune(
+                tenant,
+                now,
+                keep_days=SESSION_DAYS_KEPT,
+                keep_from_window=keep_from,
+                feature_lookback=lookback,
+            )
         forget_before = (now - self.settings.dedup_retention) // MS_PER_DAY
         for day in [d for d in st.seen_by_day if d < forget_before]:
             for event_id in st.seen_by_day.pop(day):
