@@ -543,7 +543,9 @@ def _stopped_in_one_line(ran: subprocess.CompletedProcess[str], said: str) -> No
 
 def test_a_recovery_store_that_is_no_store_stops_the_run_in_one_line(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
-    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    events.write_text(
+        '{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 1772409600000}\n'
+    )
     store = tmp_path / "store"
     store.mkdir()
     (store / "notes.txt").write_text("not a store")
@@ -574,7 +576,9 @@ def test_a_recovery_store_from_other_settings_stops_start_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events = tmp_path / "e.jsonl"
-    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    events.write_text(
+        '{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 1772409600000}\n'
+    )
     args = [
         "run",
         "--input",
@@ -599,7 +603,9 @@ def test_a_recovery_store_from_another_state_format_stops_start_up(
     from vigil.shard import STATE_FORMAT
 
     events = tmp_path / "e.jsonl"
-    events.write_text('{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 0}\n')
+    events.write_text(
+        '{"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": 1772409600000}\n'
+    )
     store = tmp_path / "s"
     args = ["run", "--input", str(events), "--output", str(tmp_path / "o"), "--quiet"]
     args += ["--recovery-dir", str(store)]
@@ -662,3 +668,20 @@ def test_a_producer_hours_ahead_of_the_clock_does_not_make_on_time_events_late(
     assert [d["reason"] for d in letters] == ["future"], letters
     assert letters[0]["position"]["line"] == 21
     assert "events processed  30 " in ran.stdout, ran.stdout
+
+
+def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
+    # A producer that sends a new feature name with every event, against a limit of 6.
+    lines = [
+        event("acme", "feature.used", T0 + n * HOUR, {"feature": f"page/{n}"}) for n in range(9)
+    ]
+    lines.append(event("acme", "user.session", T0 + 12 * HOUR))  # the watermark passes them
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    env = {**quiet_env(), "VIGIL_ENGINE__MAX_KEYS_PER_TENANT": "6"}
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
+    assert ran.returncode == 0, ran.stderr
+    said = "keys not kept     3 (features 3); tenants held engine.max_keys_per_tenant of those"
+    assert said in ran.stdout, ran.stdout
+    assert ran.stderr.count("new ones are not kept") == 1, ran.stderr  # once, with the first
+    assert "map=features limit=6 refused=page/6" in ran.stderr, ran.stderr

@@ -32,7 +32,7 @@ from kafka_helpers import (
     vigil_env,
     wait_for,
 )
-from support import scenario_problems, scrape
+from support import T0, scenario_problems, scrape
 
 from vigil.simulate import FleetPlan, generate
 
@@ -308,7 +308,7 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     topics = make_topics(kafka_bootstrap)
     events = tmp_path / "e.jsonl"
     rows = [
-        {"event_id": f"e{n}", "type": "user.session", "tenant_id": f"t{n % 2}", "ts": n}
+        {"event_id": f"e{n}", "type": "user.session", "tenant_id": f"t{n % 2}", "ts": T0 + n}
         for n in range(5)
     ]
     events.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n\n{broken\n")

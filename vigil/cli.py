@@ -432,6 +432,7 @@ def _print_summary(
     summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
     summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
     summary.forgotten = int(metrics.value("vigil_tenants_forgotten_total"))
+    summary.keys_refused.update(_counts(metrics, "vigil_tenant_keys_refused_total", "map"))
     if kafka_mode:  # no output files to read back: this run's counters say it
         summary.dead_letters.update(_counts(metrics, "vigil_dead_letters_total", "reason"))
         summary.signals.update(_counts(metrics, "vigil_signals_total", "signal"))

@@ -38,9 +38,14 @@ KNOWN_TYPES = frozenset(
 )
 SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
 MAX_ID_LENGTH = 128
-# Event times outside years 1970-2999 are garbage (or epoch seconds); an RFC 3339 one
-# from year 1 would also have a shard step through two thousand years of hours.
-_MAX_EPOCH_MS = 32_503_680_000_000
+# Product telemetry dated outside years 2000-2999 is garbage. The lower bound catches the
+# commonest producer bug, epoch seconds sent as milliseconds (today's seconds read as
+# milliseconds fall in January 1970): accepted, such an event would start a shard's clock
+# in 1970 and raise tasks dated then. An RFC 3339 time from year 1 would also have a shard
+# step through two thousand years of hours.
+_MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
+_YEARS = "years 2000-2999"
 
 
 class Event(NamedTuple):
@@ -229,9 +234,9 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
             millis = parse_rfc3339(ts)
         except ValueError as exc:
             raise Invalid("invalid_ts", f"field 'ts': {exc}") from None
-        if not 0 <= millis < _MAX_EPOCH_MS:
-            raise Invalid("invalid_ts", f"field 'ts' {ts[:64]!r} is outside years 1970-2999")
-    elif type(ts) is int and 0 <= ts < _MAX_EPOCH_MS:
+        if not _MIN_EPOCH_MS <= millis < _MAX_EPOCH_MS:
+            raise Invalid("invalid_ts", f"field 'ts' {ts[:64]!r} is outside {_YEARS}")
+    elif type(ts) is int and _MIN_EPOCH_MS <= ts < _MAX_EPOCH_MS:
         millis = ts
     else:
         _bad_timestamp(obj)
@@ -300,7 +305,10 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
     if value is None:
         raise Invalid("missing_field", "missing required field 'ts'")
     if _is_int(value):
-        message = f"field 'ts' {value} is not epoch milliseconds in 1970-2999"
+        message = f"field 'ts' {value} is not epoch milliseconds in {_YEARS}"
+        if _MIN_EPOCH_MS <= value * 1000 < _MAX_EPOCH_MS:
+            seconds_read_as = to_iso(value * 1000)
+            message += f" (as epoch seconds it would be {seconds_read_as}: send milliseconds)"
     else:
         message = (
             f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {_json_type(value)}"

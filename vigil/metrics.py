@@ -114,6 +114,13 @@ class Metrics:
             "Tenants dropped from state after engine.forget_tenants_after with no event",
             registry=r,
         )
+        self.keys_refused = Counter(
+            "vigil_tenant_keys_refused_total",
+            "New keys (features, open tickets, ...) not kept: the tenant held "
+            "engine.max_keys_per_tenant of that kind",
+            ["map"],
+            registry=r,
+        )
         self.zones = Gauge(
             "vigil_tenants_by_zone", "Tenants per health zone in this process", ["zone"], registry=r
         )
@@ -191,6 +198,8 @@ class Metrics:
                 self.rule_errors.labels(labels).inc(value)
             elif name == "tenants_forgotten":
                 self.tenants_forgotten.inc(value)
+            elif name == "keys_refused":
+                self.keys_refused.labels(labels).inc(value)
         counts.clear()
 
     def record_shard(

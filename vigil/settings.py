@@ -8,6 +8,7 @@ Durations are written as '90s', '15m', '72h', '7d' and held as milliseconds.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -96,6 +97,10 @@ class EngineSettings(_Section):
     # A tenant with no event for this long is dropped from state; it must outlast every
     # window (Settings._tenants_outlast_their_windows).
     forget_tenants_after: Duration = parse_duration("90d")
+    # The most features, open tickets, unpaid invoices, integrations and onboarding steps
+    # a tenant keeps, each: a producer that puts ids into those names must not grow the
+    # state (and the scoring over it) without bound. Keys past it are counted and logged.
+    max_keys_per_tenant: int = Field(default=500, ge=1)
 
 
 class LoginDropSettings(_Section):
@@ -344,6 +349,28 @@ class Settings(_Section):
                 f"engine.forget_tenants_after ({format_duration(forget)}) must be longer than "
                 f"{key} ({format_duration(longest)}), or a tenant could be forgotten while "
                 "its events still count"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _key_limit_keeps_scores(self) -> Settings:
+        """A tenant at engine.max_keys_per_tenant must still score as it would without
+        the limit: every component the limit cuts must reach its end first."""
+        parts = self.health.components
+        penalties = [p for p in (parts.billing.overdue_penalty, parts.billing.failed_penalty) if p]
+        needs = {
+            "health.components.adoption.full_at": parts.adoption.full_at,
+            "health.components.support_load.zero_at": math.ceil(parts.support_load.zero_at),
+            "the health.components.onboarding.expected_steps": len(parts.onboarding.expected_steps),
+            "unpaid invoices for no billing points": math.ceil(1 / min(penalties, default=1)),
+        }
+        key, most = max(needs.items(), key=lambda item: item[1])
+        limit = self.engine.max_keys_per_tenant
+        if limit < most:
+            msg = (
+                f"engine.max_keys_per_tenant ({limit}) must be at least {most}, "
+                f"{key}, or the limit could change a score"
             )
             raise ValueError(msg)
         return self

@@ -33,7 +33,7 @@ from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, zone_of
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
-from vigil.tenant import DAY_BASED, Buckets, Effect, TenantState, prune
+from vigil.tenant import DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
 from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
 
 log = logging.getLogger("vigil.engine")
@@ -150,6 +150,8 @@ class ShardEngine:
         # re-scored yet): only those are pickled again (see vigil.snapshots). Whatever
         # else changes a tenant must add it here.
         self.touched: set[str] = set()
+        # (tenant, map) at the key limit already logged today (see _refused_key).
+        self._refusals_logged: set[tuple[str, str]] = set()
 
     # -- input ------------------------------------------------------------------------
 
@@ -263,6 +265,27 @@ class ShardEngine:
                 # Fires one millisecond after the deadline: "more than" stall_after.
                 deadline = tenant.last_progress + self._stall_after
                 heapq.heappush(st.stalls, (deadline + 1, event.tenant_id))
+            if effect & Effect.KEY_REFUSED:
+                self._refused_key(event)
+
+    def _refused_key(self, event: Event) -> None:
+        """Counted every time; logged once a day per tenant and map, as a producer that
+        puts ids into names would otherwise log on every event."""
+        kind, key_attr = KEYED_MAPS[event.type]
+        self.counts[f"keys_refused:{kind}"] += 1
+        if (event.tenant_id, kind) in self._refusals_logged:
+            return
+        self._refusals_logged.add((event.tenant_id, kind))
+        log.warning(
+            "a tenant has as many keys as engine.max_keys_per_tenant: new ones are not kept",
+            extra={
+                "tenant": event.tenant_id,
+                "map": kind,
+                "limit": self.buckets.max_keys,
+                "refused": event.attrs[key_attr],
+                "at": to_iso(event.ts),
+            },
+        )
 
     def _fire_stalls(self, now: int, out: list[Output]) -> None:
         st = self.state
@@ -311,6 +334,7 @@ class ShardEngine:
     def _daily(self, now: int) -> None:
         """Once a day: everyone is re-scored (silence costs points) and old data goes."""
         st = self.state
+        self._refusals_logged.clear()
         self._forget_silent_tenants(now)
         st.dirty.update(st.tenants)
         for tenant in st.tenants.values():

@@ -28,6 +28,7 @@ class RunSummary:
     notifications: int = 0
     zones: Counter[str] = field(default_factory=Counter)
     forgotten: int = 0  # tenants dropped after engine.forget_tenants_after with no event
+    keys_refused: Counter[str] = field(default_factory=Counter)  # by map, at the key limit
     at_risk: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -92,6 +93,12 @@ def format_summary(summary: RunSummary, seconds: float) -> str:
     if summary.forgotten:
         lines.append(
             f"tenants forgotten {summary.forgotten:,} (no event for engine.forget_tenants_after)"
+        )
+    if summary.keys_refused:
+        lines.append(
+            f"keys not kept     {sum(summary.keys_refused.values()):,}"
+            + _breakdown(summary.keys_refused)
+            + "; tenants held engine.max_keys_per_tenant of those"
         )
     if summary.at_risk:
         lines.append("most at risk:")

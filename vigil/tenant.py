@@ -15,11 +15,13 @@ from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to
 
 @dataclass(frozen=True, slots=True)
 class Buckets:
-    """The window sizes the state is bucketed by, taken from the settings once."""
+    """The window sizes the state is bucketed by, and the most keys a tenant keeps per
+    map (features, open tickets, ...), taken from the settings once."""
 
     login_window: int
     error_window: int
     origin: int
+    max_keys: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Buckets:
@@ -27,6 +29,7 @@ class Buckets:
             login_window=settings.signals.login_drop.window,
             error_window=settings.signals.error_spike.window,
             origin=settings.engine.window_origin,
+            max_keys=settings.engine.max_keys_per_tenant,
         )
 
 
@@ -37,6 +40,18 @@ class Effect:
     NONE = 0
     ERRORS = 1
     ONBOARDING_CLOCK = 2
+    KEY_REFUSED = 4  # a new key for a map already at Buckets.max_keys: not kept
+
+
+# The map each event type adds keys to (named as the key limit's metric and log say it),
+# and the attribute that holds the key.
+KEYED_MAPS = {
+    "feature.used": ("features", "feature"),
+    "ticket.created": ("open_tickets", "ticket_id"),
+    "billing.invoice": ("unpaid_invoices", "invoice_id"),
+    "integration.state": ("integrations", "integration"),
+    "onboarding.step_completed": ("onboarding_steps", "step"),
+}
 
 
 # The health components, in the order of health records; a bit each in `stale`.
@@ -153,7 +168,10 @@ def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
 
 def _feature(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = True
-    state.features[event.attrs["feature"]] = event.ts
+    features, name = state.features, event.attrs["feature"]
+    if len(features) >= buckets.max_keys and name not in features:
+        return Effect.KEY_REFUSED
+    features[name] = event.ts
     return Effect.NONE
 
 
@@ -172,7 +190,10 @@ def _pressure(state: TenantState, event: Event, buckets: Buckets) -> int:
 
 
 def _integration(state: TenantState, event: Event, buckets: Buckets) -> int:
-    state.integrations[event.attrs["integration"]] = event.attrs["state"]
+    integrations, name = state.integrations, event.attrs["integration"]
+    if len(integrations) >= buckets.max_keys and name not in integrations:
+        return Effect.KEY_REFUSED
+    integrations[name] = event.attrs["state"]
     return Effect.NONE
 
 
@@ -185,14 +206,19 @@ def _onboarding_started(state: TenantState, event: Event, buckets: Buckets) -> i
 
 
 def _onboarding_progress(state: TenantState, event: Event, buckets: Buckets) -> int:
+    refused = Effect.NONE
     if event.type == "onboarding.step_completed":
-        state.onboarding_steps.add(event.attrs["step"])
+        steps, step = state.onboarding_steps, event.attrs["step"]
+        if len(steps) < buckets.max_keys or step in steps:
+            steps.add(step)
+        else:
+            refused = Effect.KEY_REFUSED  # still progress: the stall clock restarts
     else:
         state.product_activity = True
     if not state.onboarding_open:
-        return Effect.NONE
+        return refused
     state.last_progress = event.ts
-    return Effect.ONBOARDING_CLOCK
+    return Effect.ONBOARDING_CLOCK | refused
 
 
 def _onboarding_completed(state: TenantState, event: Event, buckets: Buckets) -> int:
@@ -202,7 +228,10 @@ def _onboarding_completed(state: TenantState, event: Event, buckets: Buckets) ->
 
 def _ticket_created(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.tickets_seen = True
-    state.open_tickets[event.attrs["ticket_id"]] = event.attrs["priority"]
+    tickets, ticket = state.open_tickets, event.attrs["ticket_id"]
+    if len(tickets) >= buckets.max_keys and ticket not in tickets:
+        return Effect.KEY_REFUSED
+    tickets[ticket] = event.attrs["priority"]
     return Effect.NONE
 
 
@@ -224,7 +253,10 @@ def _invoice(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.invoices_seen = True
     invoice_id, status = event.attrs["invoice_id"], event.attrs["status"]
     if status in ("overdue", "failed"):
-        state.unpaid_invoices[invoice_id] = status
+        unpaid = state.unpaid_invoices
+        if len(unpaid) >= buckets.max_keys and invoice_id not in unpaid:
+            return Effect.KEY_REFUSED
+        unpaid[invoice_id] = status
     else:  # issued or paid: not (or no longer) a problem; forget it to stay bounded
         state.unpaid_invoices.pop(invoice_id, None)
     return Effect.NONE

@@ -12,11 +12,12 @@ from vigil.intake import NO_WATERMARK
 from vigil.shard import Tick
 
 HOUR = 3_600_000
+T0 = 1_772_409_600_000  # 2026-03-02T00:00:00Z
 
 
 def lines(path: Path, count: int) -> Path:
     rows = [
-        {"event_id": f"e{n}", "type": "user.session", "tenant_id": "t", "ts": n * HOUR}
+        {"event_id": f"e{n}", "type": "user.session", "tenant_id": "t", "ts": T0 + n * HOUR}
         for n in range(count)
     ]
     path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
@@ -32,10 +33,12 @@ class TestSource:
         assert [type(item) for item in first] == [Event, Event, Tick]
         tick = first[-1]
         assert isinstance(tick, Tick)
-        # max ts 1 h minus 1 h of lateness
-        assert (tick.source, tick.wm, tick.sources) == (str(tmp_path / "e.jsonl"), 0, 1)
+        # max ts T0 + 1 h minus 1 h of lateness
+        assert (tick.source, tick.wm, tick.sources) == (str(tmp_path / "e.jsonl"), T0, 1)
         assert tick.read_at > 0
-        assert first[0].wm == NO_WATERMARK and first[1].wm == -HOUR  # before e1 the max ts was 0
+        assert (
+            first[0].wm == NO_WATERMARK and first[1].wm == T0 - HOUR
+        )  # before e1 the max ts was T0
         rest = part.next_batch()[0] + part.next_batch()[0]
         assert sum(isinstance(item, Event) for item in rest) == 3
         with pytest.raises(StopIteration):
@@ -50,7 +53,7 @@ class TestSource:
         [batch] = resumed.next_batch()
         events = [item for item in batch if isinstance(item, Event)]
         assert [e.event_id for e in events] == ["e4", "e5"]
-        assert events[0].wm == 3 * HOUR - HOUR  # the max ts before the snapshot was kept
+        assert events[0].wm == T0 + 3 * HOUR - HOUR  # the max ts before the snapshot was kept
         assert events[0].position["line"] == 5
 
     def test_a_resume_into_another_file_is_refused(self, tmp_path: Path) -> None:

@@ -34,6 +34,14 @@ class TestValidEvents:
         assert isinstance(text, Event) and isinstance(millis, Event)
         assert text.ts == millis.ts == parse_rfc3339("2026-03-02T09:15:00Z")
 
+    @pytest.mark.parametrize(
+        "ts", ["2000-01-01T00:00:00Z", 946_684_800_000, "2999-12-31T23:59:59.999Z"]
+    )
+    def test_the_first_and_last_instants_of_the_years_accepted_are_events(
+        self, ts: str | int
+    ) -> None:
+        assert isinstance(run(valid(ts=ts)), Event)
+
     def test_optional_fields_and_unknown_types_are_accepted(self) -> None:
         item = run(
             valid(type="experiment.assigned", user_id="u1", segment="enterprise", attrs={"x": 1})
@@ -67,10 +75,18 @@ class TestDeadLetters:
             (valid(ts="yesterday"), "invalid_ts", "RFC 3339"),
             (valid(ts="2026-03-02T09:15:00"), "invalid_ts", "offset"),
             (valid(ts=1.5), "invalid_ts", "got number"),
-            (valid(ts="0001-01-01T00:00:00Z"), "invalid_ts", "outside years 1970-2999"),
-            (valid(ts="1969-12-31T23:59:59.999Z"), "invalid_ts", "outside years 1970-2999"),
-            (valid(ts="3000-01-01T00:00:00Z"), "invalid_ts", "outside years 1970-2999"),
+            (valid(ts="0001-01-01T00:00:00Z"), "invalid_ts", "outside years 2000-2999"),
+            (valid(ts="1999-12-31T23:59:59.999Z"), "invalid_ts", "outside years 2000-2999"),
+            (valid(ts="3000-01-01T00:00:00Z"), "invalid_ts", "outside years 2000-2999"),
             (valid(ts=-5), "invalid_ts", "epoch milliseconds"),
+            (valid(ts=0), "invalid_ts", "not epoch milliseconds in years 2000-2999"),
+            # Epoch seconds, the commonest producer bug: read as milliseconds, January 1970.
+            (
+                valid(ts=1_772_443_800),
+                "invalid_ts",
+                "as epoch seconds it would be 2026-03-02T09:30:00Z: send milliseconds",
+            ),
+            (valid(ts=32_503_680_000_000), "invalid_ts", "not epoch milliseconds in years"),
             (valid(ts=True), "invalid_ts", "got boolean"),
             (valid(attrs=[1]), "invalid_field", "'attrs' must be an object"),
             (valid(segment="huge"), "invalid_field", "'segment'"),

@@ -9,6 +9,7 @@ from vigil.intake import NO_WATERMARK, Intake
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
+T0 = 1_772_409_600_000  # 2026-03-02T00:00:00Z
 
 
 def message(ts: int, event_id: str = "e") -> bytes:
@@ -18,13 +19,11 @@ def message(ts: int, event_id: str = "e") -> bytes:
 class TestWatermark:
     def test_each_event_carries_the_watermark_it_arrived_under(self) -> None:
         intake = Intake("s", "p", 1, lateness=HOUR)
-        first, second, older = (
-            intake.take(message(ts), {}) for ts in (10 * HOUR, 12 * HOUR, 11 * HOUR)
-        )
+        first, second, older = (intake.take(message(T0 + h * HOUR), {}) for h in (10, 12, 11))
         assert isinstance(first, Event) and first.wm == NO_WATERMARK
-        assert isinstance(second, Event) and second.wm == 9 * HOUR
-        assert isinstance(older, Event) and older.wm == 11 * HOUR  # the max stays 12 h
-        assert intake.tick().wm == 11 * HOUR
+        assert isinstance(second, Event) and second.wm == T0 + 9 * HOUR
+        assert isinstance(older, Event) and older.wm == T0 + 11 * HOUR  # the max stays 12 h
+        assert intake.tick().wm == T0 + 11 * HOUR
 
 
 class TestFutureGuard:
@@ -47,13 +46,13 @@ class TestSizeLimit:
     def test_a_message_over_the_limit_is_a_dead_letter_and_moves_nothing(self) -> None:
         intake = Intake("s", "p", 1, lateness=HOUR, max_bytes=1024)
         fits = orjson.dumps(
-            {"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": HOUR, "pad": ""}
+            {"event_id": "a", "type": "user.session", "tenant_id": "t", "ts": T0 + HOUR, "pad": ""}
         )
         fits = fits.replace(b'"pad":""', b'"pad":"' + b"x" * (1024 - len(fits)) + b'"')
         assert len(fits) == 1024 and isinstance(intake.take(fits, {}), Event)
-        big = message(5 * HOUR).replace(b"}", b',"pad":"' + b"x" * 2_000 + b'"}')
+        big = message(T0 + 5 * HOUR).replace(b"}", b',"pad":"' + b"x" * 2_000 + b'"}')
         letter = intake.take(big, {"offset": 7})
         assert isinstance(letter, DeadLetter) and letter.reason == "too_large"
         assert letter.position == {"offset": 7}
         assert letter.raw == big[:1024].decode() + "...[truncated]"
-        assert intake.max_ts == HOUR  # not decoded: its time did not count
+        assert intake.max_ts == T0 + HOUR  # not decoded: its time did not count

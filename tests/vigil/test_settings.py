@@ -74,6 +74,16 @@ class TestErrors:
                 "engine.forget_tenants_after (20d) must be longer than "
                 "health.components.adoption.lookback (30d)",
             ),
+            (
+                "[engine]\nmax_keys_per_tenant = 4",
+                "engine.max_keys_per_tenant (4) must be at least 6, "
+                "health.components.support_load.zero_at, or the limit could change a score",
+            ),
+            (
+                "[engine]\nmax_keys_per_tenant = 6\n[health.components.onboarding]\n"
+                'expected_steps = ["a", "b", "c", "d", "e", "f", "g"]',
+                "must be at least 7, the health.components.onboarding.expected_steps",
+            ),
         ],
     )
     def test_errors_name_the_key_the_value_and_the_expectation(
