@@ -14,19 +14,19 @@ tenants of the last active period plus the setting, not every tenant ever seen.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from runs import run  # noqa: E402
 
 from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
 
@@ -63,67 +63,6 @@ def make_stream(path: Path, days: int, arrivals: int, active_days: int, per_day:
     return count
 
 
-@dataclass
-class Result:
-    seconds: float
-    peak_mib: float
-    quarters_mib: list[float]  # RSS at the end of each quarter of the run
-    forgotten: int
-
-
-def run(stream: Path, out_dir: Path, forget_after: str | None) -> Result:
-    """`vigil run` in a child process: its wall time, peak RSS and RSS as it runs."""
-    env = {**os.environ, "VIGIL_METRICS__PORT": "0"}
-    if forget_after is not None:
-        env["VIGIL_ENGINE__FORGET_TENANTS_AFTER"] = forget_after
-    command = [sys.executable, "-m", "vigil.cli", "run", "--input", str(stream)]
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as summary:
-        child = subprocess.Popen(
-            [*command, "--output", str(out_dir)],
-            env=env,
-            cwd=ROOT,
-            stdout=summary,
-            stderr=subprocess.DEVNULL,
-        )
-        samples: list[tuple[float, int]] = []  # (seconds, RSS KiB)
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            rss = _rss_kib(child.pid)
-            if rss is not None:
-                samples.append((time.perf_counter() - started, rss))
-            time.sleep(0.25)
-        seconds = time.perf_counter() - started
-        summary.seek(0)
-        said = summary.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0 or not samples:
-        sys.exit(f"vigil run failed:\n{said}")
-    quarters = [
-        next((rss for at, rss in samples if at >= seconds * q / 4), samples[-1][1]) / 1024
-        for q in (1, 2, 3, 4)
-    ]
-    forgotten = [line for line in said.splitlines() if line.startswith("tenants forgotten")]
-    return Result(
-        seconds=seconds,
-        peak_mib=usage.ru_maxrss / 1024,
-        quarters_mib=quarters,
-        forgotten=int(forgotten[0].split()[2].replace(",", "")) if forgotten else 0,
-    )
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=365)
@@ -141,13 +80,14 @@ def main() -> None:
             f"{args.active_days} days ({args.arrivals * args.active_days:,} at a time)"
         )
         results = {}
-        for label, forget_after in (("forget after 90d (default)", None), ("keep all", "36500d")):
-            result = results[label] = run(stream, work / label.split()[0], forget_after)
-            quarters = " / ".join(f"{mib:.0f}" for mib in result.quarters_mib)
+        never = {"VIGIL_ENGINE__FORGET_TENANTS_AFTER": "36500d"}
+        for label, env in (("forget after 90d (default)", {}), ("keep all", never)):
+            result = results[label] = run(stream, work / label.split()[0], env)
+            forgotten = result.summary_count("tenants forgotten")
             print(
                 f"  {label:<27} {result.seconds:5.1f} s, peak RSS {result.peak_mib:4.0f} MiB, "
-                f"RSS at each quarter of the run {quarters} MiB; tenants forgotten "
-                f"{result.forgotten:,}, held at the end {ever - result.forgotten:,}"
+                f"RSS at each quarter of the run {result.quarters()} MiB; tenants forgotten "
+                f"{forgotten:,}, held at the end {ever - forgotten:,}"
             )
         forgetting, keeping = results["forget after 90d (default)"], results["keep all"]
         print(

@@ -1,0 +1,92 @@
+"""A producer that puts ids into names: the key limit per tenant against no limit.
+
+    python bench/cardinality.py [--tenants 200] [--days 30] [--per-day 60]
+
+Every tenant sends sessions and, `--per-day` times a day, a `feature.used` whose name
+carries an id (a page URL, say), so every use is a new feature. `vigil run` replays the
+stream twice, each in its own process: with `engine.max_keys_per_tenant` at its default,
+and with it so high that nothing is refused. It prints, for each, wall time, peak RSS,
+the RSS at each quarter of the run and the keys not kept, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from runs import run  # noqa: E402
+
+from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
+
+
+def make_stream(path: Path, tenants: int, days: int, per_day: int) -> int:
+    """Time-ordered events, a new feature name in every feature use; returns how many."""
+    rng = random.Random(11)
+    # Ending yesterday: later events would be dead letters (input.max_future).
+    start = (int(time.time() * 1000) // MS_PER_DAY - days - 1) * MS_PER_DAY
+    count = 0
+    with path.open("wb") as out:
+        for day in range(days):
+            todays = []
+            for tenant in range(tenants):
+                for n in range(per_day + 4):  # and four sessions a day
+                    ts = start + day * MS_PER_DAY + rng.randrange(MS_PER_DAY)
+                    body: dict[str, object] = {
+                        "event_id": f"t{tenant}-d{day}-{n}",
+                        "tenant_id": f"tenant-{tenant:05d}",
+                        "ts": to_iso(ts),
+                        "type": "user.session",
+                    }
+                    if n >= 4:
+                        page = f"/reports/{rng.getrandbits(48):012x}"
+                        body.update(type="feature.used", attrs={"feature": page})
+                    todays.append((ts, body))
+            todays.sort(key=lambda item: item[0])
+            out.writelines(orjson.dumps(body) + b"\n" for _, body in todays)
+            count += len(todays)
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--per-day", type=int, default=60, help="new feature names a day")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vigil-cardinality-") as tmp:
+        work = Path(tmp)
+        stream = work / "events.jsonl"
+        events = make_stream(stream, args.tenants, args.days, args.per_day)
+        names = args.tenants * args.days * args.per_day
+        print(
+            f"{events:,} events over {args.days} days from {args.tenants:,} tenants, "
+            f"{names:,} distinct feature names"
+        )
+        results = {}
+        unlimited = {"VIGIL_ENGINE__MAX_KEYS_PER_TENANT": str(names)}
+        for label, env in (("limit 500 (default)", {}), ("no limit", unlimited)):
+            result = results[label] = run(stream, work / label.split()[0], env)
+            print(
+                f"  {label:<20} {result.seconds:5.1f} s, peak RSS {result.peak_mib:4.0f} MiB, "
+                f"RSS at each quarter of the run {result.quarters()} MiB; keys not kept "
+                f"{result.summary_count('keys not kept'):,}"
+            )
+        limited, unbounded = results["limit 500 (default)"], results["no limit"]
+        print(
+            f"  limit / no limit: peak RSS {limited.peak_mib / unbounded.peak_mib:.2f}, "
+            f"time {limited.seconds / unbounded.seconds:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

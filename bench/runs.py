@@ -1,0 +1,78 @@
+"""`vigil run` in a child process, watched from outside: wall time, peak RSS and the RSS
+at each quarter of the run. Shared by the benchmarks that compare two settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    seconds: float
+    peak_mib: float
+    quarters_mib: list[float]  # RSS at the end of each quarter of the run
+    summary: str  # what the run printed on stdout
+
+    def quarters(self) -> str:
+        return " / ".join(f"{mib:.0f}" for mib in self.quarters_mib)
+
+    def summary_count(self, heading: str) -> int:
+        """The number after `heading` on the summary line that starts with it; 0 when
+        the line is missing (the summary prints some lines only when not zero)."""
+        for line in self.summary.splitlines():
+            if line.startswith(heading):
+                return int(line[len(heading) :].split()[0].replace(",", ""))
+        return 0
+
+
+def run(stream: Path, out_dir: Path, settings_env: dict[str, str]) -> Result:
+    """`vigil run` on `stream`, with VIGIL_* settings from `settings_env`."""
+    env = {**os.environ, "VIGIL_METRICS__PORT": "0", **settings_env}
+    command = [sys.executable, "-m", "vigil.cli", "run", "--input", str(stream)]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as summary:
+        child = subprocess.Popen(
+            [*command, "--output", str(out_dir)],
+            env=env,
+            cwd=ROOT,
+            stdout=summary,
+            stderr=subprocess.DEVNULL,
+        )
+        samples: list[tuple[float, int]] = []  # (seconds, RSS KiB)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            rss = _rss_kib(child.pid)
+            if rss is not None:
+                samples.append((time.perf_counter() - started, rss))
+            time.sleep(0.25)
+        seconds = time.perf_counter() - started
+        summary.seek(0)
+        said = summary.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0 or not samples:
+        sys.exit(f"vigil run failed:\n{said}")
+    quarters = [
+        next((rss for at, rss in samples if at >= seconds * q / 4), samples[-1][1]) / 1024
+        for q in (1, 2, 3, 4)
+    ]
+    return Result(seconds, usage.ru_maxrss / 1024, quarters, said)
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
