@@ -288,6 +288,8 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             }
         )
         self.consumer.assign([TopicPartition(source.topic, index, self.offset)])
+        # A lost offset whose loss is not counted yet (see _skip_expired).
+        self.lost_from: int | None = None
         self.last_message = time.monotonic()
         self.at_end = False
         self.lag_checked = 0.0
@@ -303,33 +305,52 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         the partition was emptied or recreated. The consumer reports it instead of jumping
         on by itself (`auto.offset.reset=error`), so the loss is logged and counted, never
         silent; reading goes on from the oldest message left."""
-        topic, where = self.source.topic, TopicPartition(self.source.topic, self.index)
-        labels = {"topic": topic, "partition": self.index}
+        where = TopicPartition(self.source.topic, self.index)
         try:
             oldest, end = _offset_bounds(self.source.config, where, self.source.connect_timeout)
         except (KafkaException, KafkaUnavailable) as exc:
             log.error(
-                "input at this offset is gone from the topic, and how much is lost is unknown; "
-                "reading from the oldest message left",
-                extra={**labels, "offset": at, "error": str(exc)},
+                "input at this offset is gone from the topic; reading from the oldest message "
+                "left, and what was lost is counted when it comes",
+                extra={
+                    "topic": self.source.topic,
+                    "partition": self.index,
+                    "offset": at,
+                    "error": str(exc),
+                },
             )
+            self.lost_from = at  # see _take
             self._read_from(OFFSET_BEGINNING)
             return
         if at > end:
-            log.warning(
-                "input offset past the partition's end (the topic was emptied or recreated); "
-                "reading from the oldest message left",
-                extra={**labels, "offset": at, "end": end},
-            )
+            self._recreated(at, end=end)
         elif oldest > at:
-            lost = oldest - at
-            log.error(
-                "input deleted by the topic's retention before it was read",
-                extra={**labels, "offsets": f"{at}-{oldest - 1}", "messages": lost},
-            )
-            if self.source.metrics is not None:
-                self.source.metrics.input_expired.labels(topic, str(self.index)).inc(lost)
+            self._count_loss(at, oldest)
         self._read_from(at if oldest <= at <= end else oldest)
+
+    def _count_loss(self, at: int, oldest: int) -> None:
+        """Offsets `at` to `oldest - 1` were deleted before they were read."""
+        lost = oldest - at
+        log.error(
+            "input deleted by the topic's retention before it was read",
+            extra={
+                "topic": self.source.topic,
+                "partition": self.index,
+                "offsets": f"{at}-{oldest - 1}",
+                "messages": lost,
+            },
+        )
+        if self.source.metrics is not None:
+            self.source.metrics.input_expired.labels(self.source.topic, str(self.index)).inc(lost)
+
+    def _recreated(self, at: int, **found: int) -> None:
+        """Offset `at` is past the partition's end (`found`: the end, or the first offset
+        read from its start): nothing was lost, the partition is another one now."""
+        log.warning(
+            "input offset past the partition's end (the topic was emptied or recreated); "
+            "reading from the oldest message left",
+            extra={"topic": self.source.topic, "partition": self.index, "offset": at, **found},
+        )
 
     def _read_from(self, offset: int) -> None:
         # Assigning again is the way on: after the error the partition accepts no seek.
@@ -369,6 +390,14 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
                 return None
             raise read_failed(error, f"{self.source.topic}/{self.index}", self.source.config)
         offset = message.offset() or 0  # always set on a consumed message
+        if self.lost_from is not None:
+            # The broker could not say where the partition starts after a lost offset: the
+            # first message read from its start says it.
+            if offset > self.lost_from:
+                self._count_loss(self.lost_from, offset)
+            elif offset < self.lost_from:
+                self._recreated(self.lost_from, first_offset=offset)
+            self.lost_from = None
         self.offset = offset + 1
         position = {"topic": self.source.topic, "partition": self.index, "offset": offset}
         return self.intake.take(message.value() or b"", position)

@@ -66,19 +66,50 @@ def test_an_offset_gone_from_the_topic_is_counted_and_reading_goes_on(
         part.close()
 
 
-def test_when_the_broker_cannot_say_the_loss_is_logged_as_unknown(
-    bounds: dict[str, object], caplog: pytest.LogCaptureFixture
+class _Message:
+    """A consumed message, as much of one as the partition reads."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self) -> None:
+        return None
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return b'{"event_id": "e", "type": "user.session", "tenant_id": "t", "ts": 1772409600000}'
+
+
+@pytest.mark.parametrize(
+    ("first", "lost", "said"),
+    [
+        (40, 20, "'offsets': '20-39'"),  # retention took 20-39
+        (20, 0, ""),  # still there after all
+        (0, 0, "'first_offset': 0"),  # emptied or recreated
+    ],
+)
+def test_when_the_broker_cannot_say_the_first_message_read_says_what_was_lost(
+    bounds: dict[str, object], caplog: pytest.LogCaptureFixture, first: int, lost: int, said: str
 ) -> None:
     metrics = Metrics()
     part = partition_at(20, metrics)
     bounds["answer"] = KafkaUnavailable("cannot reach Kafka")
     try:
-        with caplog.at_level(logging.ERROR, logger="vigil.kafka"):
+        with caplog.at_level(logging.WARNING, logger="vigil.kafka"):
             part._skip_expired(20)
-        assert "how much is lost is unknown" in caplog.text
-        [assigned] = part.consumer.assignment()
-        assert assigned.offset == OFFSET_BEGINNING
-        assert part.offset == 20  # a snapshot now resumes where the loss began
-        assert expired(metrics) == 0
+            assert "what was lost is counted when it comes" in caplog.text
+            [assigned] = part.consumer.assignment()
+            assert assigned.offset == OFFSET_BEGINNING
+            assert part.offset == 20  # a snapshot now resumes where the loss began
+            assert expired(metrics) == 0
+            caplog.clear()
+            part._take(_Message(first))  # type: ignore[arg-type]
+            part._take(_Message(first + 1))  # type: ignore[arg-type]
+        assert expired(metrics) == lost  # counted once, at the first message
+        assert part.offset == first + 2
+        logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+        assert (said in logged) if said else not caplog.records, logged
     finally:
         part.close()
