@@ -150,8 +150,8 @@ class ShardEngine:
         # re-scored yet): only those are pickled again (see vigil.snapshots). Whatever
         # else changes a tenant must add it here.
         self.touched: set[str] = set()
-        # (tenant, map) at the key limit already logged today (see _refused_key).
-        self._refusals_logged: set[tuple[str, str]] = set()
+        # The tenants refused a key since midnight, by map (see _refused_key).
+        self._refused_today: dict[str, set[str]] = {}
 
     # -- input ------------------------------------------------------------------------
 
@@ -269,23 +269,37 @@ class ShardEngine:
                 self._refused_key(event)
 
     def _refused_key(self, event: Event) -> None:
-        """Counted every time; logged once a day per tenant and map, as a producer that
-        puts ids into names would otherwise log on every event."""
+        """Counted every time. Logged with the first refusal of the day per map, as an
+        example, and in one line a day per map (see _report_refusals): a producer that
+        puts ids into names usually does it for every tenant, on every event."""
         kind, key_attr = KEYED_MAPS[event.type]
         self.counts[f"keys_refused:{kind}"] += 1
-        if (event.tenant_id, kind) in self._refusals_logged:
-            return
-        self._refusals_logged.add((event.tenant_id, kind))
-        log.warning(
-            "a tenant has as many keys as engine.max_keys_per_tenant: new ones are not kept",
-            extra={
-                "tenant": event.tenant_id,
-                "map": kind,
-                "limit": self.buckets.max_keys,
-                "refused": event.attrs[key_attr],
-                "at": to_iso(event.ts),
-            },
-        )
+        tenants = self._refused_today.setdefault(kind, set())
+        if not tenants:
+            log.warning(
+                "a tenant has as many keys as engine.max_keys_per_tenant: new ones are not kept",
+                extra={
+                    "tenant": event.tenant_id,
+                    "map": kind,
+                    "limit": self.buckets.max_keys,
+                    "refused": event.attrs[key_attr],
+                    "at": to_iso(event.ts),
+                },
+            )
+        tenants.add(event.tenant_id)
+
+    def _report_refusals(self, now: int) -> None:
+        for kind, tenants in sorted(self._refused_today.items()):
+            log.warning(
+                "tenants refused keys at engine.max_keys_per_tenant in the day before",
+                extra={
+                    "map": kind,
+                    "tenants": len(tenants),
+                    "first": sorted(tenants)[:5],
+                    "until": to_iso(now),
+                },
+            )
+        self._refused_today.clear()
 
     def _fire_stalls(self, now: int, out: list[Output]) -> None:
         st = self.state
@@ -334,7 +348,7 @@ class ShardEngine:
     def _daily(self, now: int) -> None:
         """Once a day: everyone is re-scored (silence costs points) and old data goes."""
         st = self.state
-        self._refusals_logged.clear()
+        self._report_refusals(now)
         self._forget_silent_tenants(now)
         st.dirty.update(st.tenants)
         for tenant in st.tenants.values():

@@ -330,23 +330,31 @@ class TestBoundedMemory:
         # Measured at the last midnight: the features of the 30-day lookback, all still there.
         assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (30, 1.0)
 
-    def test_keys_past_the_limit_are_counted_each_and_logged_once_a_day(
+    def test_keys_past_the_limit_are_counted_each_and_logged_twice_a_day(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        # Ten new feature names an hour for two days, against a limit of 20.
+        # Ten new feature names an hour for two days from each of two tenants (a producer
+        # bug is rarely one tenant's), against a limit of 20.
         used = [
-            event("acme", "feature.used", T0 + hour * HOUR + n, {"feature": f"page-{hour}-{n}"})
+            event(tenant, "feature.used", T0 + hour * HOUR + n, {"feature": f"page-{hour}-{n}"})
             for hour in range(48)
+            for tenant in ("acme", "beta")
             for n in range(10)
         ]
         settings = Settings.model_validate({"engine": {"max_keys_per_tenant": 20}})
         with caplog.at_level("WARNING", logger="vigil.engine"):
             h = Harness(settings).feed([*used, clock(T0 + 48 * HOUR + 2 * HOUR)])
-        assert h.engine.counts["keys_refused:features"] == 480 - 20
-        warned = [r for r in caplog.records if "max_keys_per_tenant" in r.getMessage()]
-        assert [(r.map, r.limit, r.refused) for r in warned] == [  # type: ignore[attr-defined]
+        assert h.engine.counts["keys_refused:features"] == 2 * (480 - 20)
+        said = [(r.getMessage(), vars(r)) for r in caplog.records]
+        examples = [facts for text, facts in said if "new ones are not kept" in text]
+        assert [(f["map"], f["limit"], f["refused"]) for f in examples] == [
             ("features", 20, "page-2-0"),
             ("features", 20, "page-24-0"),  # the next day's first
+        ]
+        daily = [facts for text, facts in said if "in the day before" in text]
+        assert [(f["map"], f["tenants"], f["first"], f["until"]) for f in daily] == [
+            ("features", 2, ["acme", "beta"], to_iso(T0 + DAY)),
+            ("features", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
         ]
         # The limit is above every score's saturation point: adoption still has full points.
         tenant = h.engine.state.tenants["acme"]
@@ -354,7 +362,7 @@ class TestBoundedMemory:
         assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (20, 1.0)
         metrics = Metrics()
         metrics.record(h.engine.counts)
-        assert metrics.value("vigil_tenant_keys_refused_total", map="features") == 460
+        assert metrics.value("vigil_tenant_keys_refused_total", map="features") == 920
 
     def test_features_used_only_long_ago_still_score_zero_not_no_data(self) -> None:
         used = [
