@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from runs import run  # noqa: E402
+from runs import compare  # noqa: E402
 
 from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
 
@@ -72,19 +72,12 @@ def main() -> None:
             f"{events:,} events over {args.days} days from {args.tenants:,} tenants, "
             f"{names:,} distinct feature names"
         )
-        results = {}
         unlimited = {"VIGIL_ENGINE__MAX_KEYS_PER_TENANT": str(names)}
-        for label, env in (("limit 500 (default)", {}), ("no limit", unlimited)):
-            result = results[label] = run(stream, work / label.split()[0], env)
-            print(
-                f"  {label:<20} {result.seconds:5.1f} s, peak RSS {result.peak_mib:4.0f} MiB, "
-                f"RSS at each quarter of the run {result.quarters()} MiB; keys not kept "
-                f"{result.summary_count('keys not kept'):,}"
-            )
-        limited, unbounded = results["limit 500 (default)"], results["no limit"]
-        print(
-            f"  limit / no limit: peak RSS {limited.peak_mib / unbounded.peak_mib:.2f}, "
-            f"time {limited.seconds / unbounded.seconds:.2f}"
+        compare(
+            stream,
+            work,
+            [("limit 500 (default)", {}), ("no limit", unlimited)],
+            lambda result: f"keys not kept {result.summary_count('keys not kept'):,}",
         )
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from runs import run  # noqa: E402
+from runs import Result, compare  # noqa: E402
 
 from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
 
@@ -79,21 +79,13 @@ def main() -> None:
             f"{events:,} events over {args.days} days; {ever:,} tenants in all, each active "
             f"{args.active_days} days ({args.arrivals * args.active_days:,} at a time)"
         )
-        results = {}
         never = {"VIGIL_ENGINE__FORGET_TENANTS_AFTER": "36500d"}
-        for label, env in (("forget after 90d (default)", {}), ("keep all", never)):
-            result = results[label] = run(stream, work / label.split()[0], env)
+
+        def tenants(result: Result) -> str:
             forgotten = result.summary_count("tenants forgotten")
-            print(
-                f"  {label:<27} {result.seconds:5.1f} s, peak RSS {result.peak_mib:4.0f} MiB, "
-                f"RSS at each quarter of the run {result.quarters()} MiB; tenants forgotten "
-                f"{forgotten:,}, held at the end {ever - forgotten:,}"
-            )
-        forgetting, keeping = results["forget after 90d (default)"], results["keep all"]
-        print(
-            f"  forgetting / keeping all: peak RSS {forgetting.peak_mib / keeping.peak_mib:.2f}, "
-            f"time {forgetting.seconds / keeping.seconds:.2f}"
-        )
+            return f"tenants forgotten {forgotten:,}, held at the end {ever - forgotten:,}"
+
+        compare(stream, work, [("forget after 90d (default)", {}), ("keep all", never)], tenants)
 
 
 if __name__ == "__main__":

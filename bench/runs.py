@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +77,28 @@ def _rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def compare(
+    stream: Path,
+    work: Path,
+    variants: list[tuple[str, dict[str, str]]],
+    detail: Callable[[Result], str],
+) -> list[Result]:
+    """Run `stream` once per (label, VIGIL_* settings), each in its own process, print a
+    line for each (with `detail` of its result), then the first against the second."""
+    width = max(len(label) for label, _ in variants) + 1
+    results = []
+    for n, (label, env) in enumerate(variants):
+        result = run(stream, work / f"out-{n}", env)
+        results.append(result)
+        print(
+            f"  {label:<{width}} {result.seconds:5.1f} s, peak RSS {result.peak_mib:4.0f} MiB, "
+            f"RSS at each quarter of the run {result.quarters()} MiB; {detail(result)}"
+        )
+    first, second = results[0], results[1]
+    print(
+        f"  {variants[0][0]} / {variants[1][0]}: peak RSS {first.peak_mib / second.peak_mib:.2f}, "
+        f"time {first.seconds / second.seconds:.2f}"
+    )
+    return results
