@@ -15,46 +15,41 @@ import argparse
 import random
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from runs import compare  # noqa: E402
+from runs import compare, write_stream  # noqa: E402
 
 from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
 
+Event = dict[str, Any]
+
 
 def make_stream(path: Path, tenants: int, days: int, per_day: int) -> int:
-    """Time-ordered events, a new feature name in every feature use; returns how many."""
-    rng = random.Random(11)
-    # Ending yesterday: later events would be dead letters (input.max_future).
-    start = (int(time.time() * 1000) // MS_PER_DAY - days - 1) * MS_PER_DAY
-    count = 0
-    with path.open("wb") as out:
-        for day in range(days):
-            todays = []
-            for tenant in range(tenants):
-                for n in range(per_day + 4):  # and four sessions a day
-                    ts = start + day * MS_PER_DAY + rng.randrange(MS_PER_DAY)
-                    body: dict[str, object] = {
-                        "event_id": f"t{tenant}-d{day}-{n}",
-                        "tenant_id": f"tenant-{tenant:05d}",
-                        "ts": to_iso(ts),
-                        "type": "user.session",
-                    }
-                    if n >= 4:
-                        page = f"/reports/{rng.getrandbits(48):012x}"
-                        body.update(type="feature.used", attrs={"feature": page})
-                    todays.append((ts, body))
-            todays.sort(key=lambda item: item[0])
-            out.writelines(orjson.dumps(body) + b"\n" for _, body in todays)
-            count += len(todays)
-    return count
+    """Four sessions and `per_day` feature uses a tenant a day, a new feature name in every
+    use; returns how many events."""
+
+    def day_events(day: int, start: int, rng: random.Random) -> Iterator[tuple[int, Event]]:
+        for tenant in range(tenants):
+            for n in range(per_day + 4):
+                ts = start + rng.randrange(MS_PER_DAY)
+                body: Event = {
+                    "event_id": f"t{tenant}-d{day}-{n}",
+                    "tenant_id": f"tenant-{tenant:05d}",
+                    "ts": to_iso(ts),
+                    "type": "user.session",
+                }
+                if n >= 4:
+                    page = f"/reports/{rng.getrandbits(48):012x}"
+                    body.update(type="feature.used", attrs={"feature": page})
+                yield ts, body
+
+    return write_stream(path, days, 11, day_events)
 
 
 def main() -> None:

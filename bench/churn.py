@@ -17,50 +17,43 @@ import argparse
 import random
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from runs import Result, compare  # noqa: E402
+from runs import Result, compare, write_stream  # noqa: E402
 
 from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
+
+Event = dict[str, Any]
 
 FEATURES = ("reports", "alerts", "exports", "dashboards", "api", "sso")
 
 
 def make_stream(path: Path, days: int, arrivals: int, active_days: int, per_day: int) -> int:
-    """Time-ordered events of the churning fleet; returns how many."""
-    rng = random.Random(7)
-    # Ending yesterday: later events would be dead letters (input.max_future).
-    start = (int(time.time() * 1000) // MS_PER_DAY - days - 1) * MS_PER_DAY
-    count = 0
-    with path.open("wb") as out:
-        for day in range(days):
-            # Tenants that started in the last `active_days` days are active today.
-            active = range(max(0, day - active_days + 1) * arrivals, (day + 1) * arrivals)
-            todays = []
-            for tenant in active:
-                for n in range(per_day):
-                    ts = start + day * MS_PER_DAY + rng.randrange(MS_PER_DAY)
-                    kind = "user.session" if n % 2 == 0 else "feature.used"
-                    body = {
-                        "event_id": f"t{tenant}-d{day}-{n}",
-                        "type": kind,
-                        "tenant_id": f"tenant-{tenant:06d}",
-                        "ts": to_iso(ts),
-                    }
-                    if kind == "feature.used":
-                        body["attrs"] = {"feature": rng.choice(FEATURES)}
-                    todays.append((ts, body))
-            todays.sort(key=lambda item: item[0])
-            out.writelines(orjson.dumps(body) + b"\n" for _, body in todays)
-            count += len(todays)
-    return count
+    """Events of the churning fleet; returns how many."""
+
+    def day_events(day: int, start: int, rng: random.Random) -> Iterator[tuple[int, Event]]:
+        # Tenants that started in the last `active_days` days are active today.
+        for tenant in range(max(0, day - active_days + 1) * arrivals, (day + 1) * arrivals):
+            for n in range(per_day):
+                ts = start + rng.randrange(MS_PER_DAY)
+                kind = "user.session" if n % 2 == 0 else "feature.used"
+                body: Event = {
+                    "event_id": f"t{tenant}-d{day}-{n}",
+                    "type": kind,
+                    "tenant_id": f"tenant-{tenant:06d}",
+                    "ts": to_iso(ts),
+                }
+                if kind == "feature.used":
+                    body["attrs"] = {"feature": rng.choice(FEATURES)}
+                yield ts, body
+
+    return write_stream(path, days, 7, day_events)
 
 
 def main() -> None:

@@ -1,18 +1,43 @@
-"""`vigil run` in a child process, watched from outside: wall time, peak RSS and the RSS
-at each quarter of the run. Shared by the benchmarks that compare two settings."""
+"""What the benchmarks that compare two settings share: a stream written a day at a time,
+and `vigil run` in a child process, watched from outside (wall time, peak RSS and the RSS
+at each quarter of the run)."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vigil.timeutil import MS_PER_DAY  # noqa: E402
+
+# (event time, event) of one day: `day` counted from the first, `start` its midnight.
+DayEvents = Callable[[int, int, random.Random], Iterable[tuple[int, dict[str, Any]]]]
+
+
+def write_stream(path: Path, days: int, seed: int, day_events: DayEvents) -> int:
+    """`days` days of events, each day's in event-time order, ending yesterday (later ones
+    would be dead letters: input.max_future); returns how many."""
+    rng = random.Random(seed)
+    first = (int(time.time() * 1000) // MS_PER_DAY - days - 1) * MS_PER_DAY
+    count = 0
+    with path.open("wb") as out:
+        for day in range(days):
+            todays = sorted(day_events(day, first + day * MS_PER_DAY, rng), key=lambda e: e[0])
+            out.writelines(orjson.dumps(body) + b"\n" for _, body in todays)
+            count += len(todays)
+    return count
 
 
 @dataclass
