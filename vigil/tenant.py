@@ -7,6 +7,7 @@ form (counts per window, latest value per key), never as a list of raw events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vigil.events import Event
 from vigil.settings import Settings
@@ -157,6 +158,17 @@ class TenantState:
         return self.onboarding_started is not None and not self.onboarding_completed
 
 
+V = TypeVar("V")
+
+
+def _put(keyed: dict[str, V], key: str, value: V, buckets: Buckets) -> int:
+    """`keyed[key] = value`, unless the key is new and `keyed` is at the limit."""
+    if len(keyed) >= buckets.max_keys and key not in keyed:
+        return Effect.KEY_REFUSED
+    keyed[key] = value
+    return Effect.NONE
+
+
 def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = state.sessions_seen = True
     day = event.ts // MS_PER_DAY
@@ -168,11 +180,7 @@ def _session(state: TenantState, event: Event, buckets: Buckets) -> int:
 
 def _feature(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = True
-    features, name = state.features, event.attrs["feature"]
-    if len(features) >= buckets.max_keys and name not in features:
-        return Effect.KEY_REFUSED
-    features[name] = event.ts
-    return Effect.NONE
+    return _put(state.features, event.attrs["feature"], event.ts, buckets)
 
 
 def _error(state: TenantState, event: Event, buckets: Buckets) -> int:
@@ -190,11 +198,7 @@ def _pressure(state: TenantState, event: Event, buckets: Buckets) -> int:
 
 
 def _integration(state: TenantState, event: Event, buckets: Buckets) -> int:
-    integrations, name = state.integrations, event.attrs["integration"]
-    if len(integrations) >= buckets.max_keys and name not in integrations:
-        return Effect.KEY_REFUSED
-    integrations[name] = event.attrs["state"]
-    return Effect.NONE
+    return _put(state.integrations, event.attrs["integration"], event.attrs["state"], buckets)
 
 
 def _onboarding_started(state: TenantState, event: Event, buckets: Buckets) -> int:
@@ -228,11 +232,7 @@ def _onboarding_completed(state: TenantState, event: Event, buckets: Buckets) ->
 
 def _ticket_created(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.tickets_seen = True
-    tickets, ticket = state.open_tickets, event.attrs["ticket_id"]
-    if len(tickets) >= buckets.max_keys and ticket not in tickets:
-        return Effect.KEY_REFUSED
-    tickets[ticket] = event.attrs["priority"]
-    return Effect.NONE
+    return _put(state.open_tickets, event.attrs["ticket_id"], event.attrs["priority"], buckets)
 
 
 def _ticket_resolved(state: TenantState, event: Event, buckets: Buckets) -> int:
@@ -253,12 +253,9 @@ def _invoice(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.invoices_seen = True
     invoice_id, status = event.attrs["invoice_id"], event.attrs["status"]
     if status in ("overdue", "failed"):
-        unpaid = state.unpaid_invoices
-        if len(unpaid) >= buckets.max_keys and invoice_id not in unpaid:
-            return Effect.KEY_REFUSED
-        unpaid[invoice_id] = status
-    else:  # issued or paid: not (or no longer) a problem; forget it to stay bounded
-        state.unpaid_invoices.pop(invoice_id, None)
+        return _put(state.unpaid_invoices, invoice_id, status, buckets)
+    # Issued or paid: not (or no longer) a problem; forget it to stay bounded.
+    state.unpaid_invoices.pop(invoice_id, None)
     return Effect.NONE
 
 
