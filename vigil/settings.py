@@ -464,9 +464,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: the dotted key, the value given, what was expected."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if not key:  # a check across settings: its message names them (not the whole input)
+            lines.append(message)
+        elif error["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         elif error["type"] == "missing":
             lines.append(f"{key}: missing")

@@ -128,3 +128,20 @@ class TestSecrets:
         out = capsys.readouterr().out
         assert "ssl.key.password" in out and "s3cret" not in out
         assert out.startswith("settings OK (built-in defaults + VIGIL_* environment):")
+
+
+def test_a_check_across_settings_names_them_without_echoing_the_whole_file(
+    tmp_path: Path,
+) -> None:
+    shipped = (REPO / "config" / "vigil.toml").read_text()
+    assert 'forget_tenants_after = "90d"' in shipped
+    path = tmp_path / "vigil.toml"
+    path.write_text(shipped.replace('forget_tenants_after = "90d"', 'forget_tenants_after = "20d"'))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    said = str(caught.value)
+    assert said == (
+        f"{path}: engine.forget_tenants_after (20d) must be longer than "
+        "health.components.adoption.lookback (30d), or a tenant could be forgotten while "
+        "its events still count"
+    )
