@@ -306,9 +306,14 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
         raise Invalid("missing_field", "missing required field 'ts'")
     if _is_int(value):
         message = f"field 'ts' {value} is not epoch milliseconds in {_YEARS}"
-        if _MIN_EPOCH_MS <= value * 1000 < _MAX_EPOCH_MS:
-            seconds_read_as = to_iso(value * 1000)
-            message += f" (as epoch seconds it would be {seconds_read_as}: send milliseconds)"
+        for unit, millis in (
+            ("seconds", value * 1000),
+            ("microseconds", value // 1000),
+            ("nanoseconds", value // 1_000_000),
+        ):
+            if _MIN_EPOCH_MS <= millis < _MAX_EPOCH_MS:  # the other units producers send
+                message += f" (as epoch {unit} it would be {to_iso(millis)}: send milliseconds)"
+                break
     else:
         message = (
             f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {_json_type(value)}"

@@ -86,6 +86,16 @@ class TestDeadLetters:
                 "invalid_ts",
                 "as epoch seconds it would be 2026-03-02T09:30:00Z: send milliseconds",
             ),
+            (
+                valid(ts=1_772_443_800_000_000),
+                "invalid_ts",
+                "as epoch microseconds it would be 2026-03-02T09:30:00Z: send milliseconds",
+            ),
+            (
+                valid(ts=1_772_443_800_000_000_000),
+                "invalid_ts",
+                "as epoch nanoseconds it would be 2026-03-02T09:30:00Z",
+            ),
             (valid(ts=32_503_680_000_000), "invalid_ts", "not epoch milliseconds in years"),
             (valid(ts=True), "invalid_ts", "got boolean"),
             (valid(attrs=[1]), "invalid_field", "'attrs' must be an object"),
