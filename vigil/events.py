@@ -99,6 +99,15 @@ def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _is_name(value: Any) -> bool:
+    """A name Vigil keeps in a tenant's state (a feature, a ticket id, ...): bounded like
+    the ids, so that the key limit per tenant also bounds its memory."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+_NAME = f"a string of 1-{MAX_ID_LENGTH} characters"
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -116,7 +125,7 @@ def _one_of(*choices: str) -> AttrCheck:
 # type -> {attr: (required, check, expectation)}; the catalogue of EVENTS.md.
 _ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
     "user.session": {"duration_s": (False, _is_number, "a number")},
-    "feature.used": {"feature": (True, _is_str, "a string")},
+    "feature.used": {"feature": (True, _is_name, _NAME)},
     "error.raised": {
         "code": (False, _is_str, "a string"),
         "severity": (
@@ -127,7 +136,7 @@ _ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
     },
     "job.retry": {"job": (False, _is_str, "a string")},
     "integration.state": {
-        "integration": (True, _is_str, "a string"),
+        "integration": (True, _is_name, _NAME),
         "state": (
             True,
             _one_of("connected", "error", "disconnected"),
@@ -135,19 +144,19 @@ _ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
         ),
     },
     "onboarding.started": {"plan_days": (False, _is_int, "an integer")},
-    "onboarding.step_completed": {"step": (True, _is_str, "a string")},
+    "onboarding.step_completed": {"step": (True, _is_name, _NAME)},
     "recipe.completed": {"recipe": (True, _is_str, "a string")},
     "ticket.created": {
-        "ticket_id": (True, _is_str, "a string"),
+        "ticket_id": (True, _is_name, _NAME),
         "priority": (True, _one_of("P1", "P2", "P3", "P4"), "P1, P2, P3 or P4"),
     },
-    "ticket.resolved": {"ticket_id": (True, _is_str, "a string")},
+    "ticket.resolved": {"ticket_id": (True, _is_name, _NAME)},
     "survey.response": {
         "kind": (True, _one_of("nps", "csat"), "nps or csat"),
         "score": (True, _is_number, "a number"),
     },
     "billing.invoice": {
-        "invoice_id": (True, _is_str, "a string"),
+        "invoice_id": (True, _is_name, _NAME),
         "status": (
             True,
             _one_of("issued", "paid", "overdue", "failed"),
@@ -265,7 +274,8 @@ def _explain(obj: dict[str, Any]) -> NoReturn:
     _optional(obj, "attrs", dict, "an object")
     segment = obj.get("segment")
     raise Invalid(
-        "invalid_field", f"field 'segment' must be smb, mid_market or enterprise, got {segment!r}"
+        "invalid_field",
+        f"field 'segment' must be smb, mid_market or enterprise, got {_shown(segment)}",
     )
 
 
@@ -330,7 +340,7 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
             continue
         if not check(value):
             raise Invalid(
-                "invalid_field", f"{kind}: attrs.{name} must be {expected}, got {value!r}"
+                "invalid_field", f"{kind}: attrs.{name} must be {expected}, got {_shown(value)}"
             )
     if kind == "survey.response":
         low, high = _SCORE_RANGES[attrs["kind"]]
@@ -338,6 +348,13 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
         if not low <= score <= high:
             message = f"survey.response: {attrs['kind']} score must be {low}-{high}, got {score}"
             raise Invalid("invalid_field", message)
+
+
+def _shown(value: Any, limit: int = 64) -> str:
+    """A value for an error message, cut short: the raw message is kept apart (raw_text),
+    and an error must stay one readable line however big the value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _json_type(value: Any) -> str:

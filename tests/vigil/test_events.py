@@ -116,6 +116,17 @@ class TestDeadLetters:
                 "invalid_field",
                 "P1",
             ),
+            # Names kept in a tenant's state are bounded like ids (the key limit counts them).
+            (
+                valid(type="feature.used", attrs={"feature": ""}),
+                "invalid_field",
+                "attrs.feature must be a string of 1-128 characters, got ''",
+            ),
+            (
+                valid(type="ticket.resolved", attrs={"ticket_id": "T" * 129}),
+                "invalid_field",
+                "attrs.ticket_id must be a string of 1-128 characters, got 'TTT",
+            ),
         ],
     )
     def test_bad_input_names_the_problem_and_keeps_the_raw(
@@ -127,6 +138,16 @@ class TestDeadLetters:
         assert needle in item.error
         assert item.position == POSITION and item.source == "events.jsonl"
         assert item.raw == (raw if isinstance(raw, bytes) else orjson.dumps(raw)).decode()
+
+    def test_a_huge_bad_value_is_cut_short_in_the_error(self) -> None:
+        huge = "x" * 100_000
+        for bad in (
+            valid(segment=huge),
+            valid(type="error.raised", attrs={"severity": huge}),
+        ):
+            item = run(bad)
+            assert isinstance(item, DeadLetter) and item.reason == "invalid_field"
+            assert len(item.error) < 200 and "... (100,002 characters)" in item.error, item.error
 
     @pytest.mark.parametrize("odd", [[1], {"a": 1}, True, None, 1.5, -1, "x" * 300, ""])
     def test_any_json_value_in_any_field_is_an_event_or_a_dead_letter(self, odd: Any) -> None:
