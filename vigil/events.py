@@ -231,6 +231,7 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
         type(event_id) is str
         and 0 < len(event_id) <= MAX_ID_LENGTH
         and type(kind) is str
+        and 0 < len(kind) <= MAX_ID_LENGTH
         and type(tenant_id) is str
         and 0 < len(tenant_id) <= MAX_ID_LENGTH
         and (user_id is None or type(user_id) is str)
@@ -268,7 +269,7 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
 def _explain(obj: dict[str, Any]) -> NoReturn:
     """Raise Invalid naming the first problem of an event that failed the fast test."""
     _identifier(obj, "event_id")
-    _required(obj, "type", str, "a string")
+    _identifier(obj, "type")  # an unknown type's name becomes a metric label and a log field
     _identifier(obj, "tenant_id")
     _optional(obj, "user_id", str, "a string")
     _optional(obj, "attrs", dict, "an object")

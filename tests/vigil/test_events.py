@@ -70,6 +70,8 @@ class TestDeadLetters:
             (valid(tenant_id=None), "missing_field", "'tenant_id'"),
             (valid(ts=...), "missing_field", "'ts'"),
             (valid(type=3), "invalid_field", "'type' must be a string"),
+            (valid(type="x" * 129), "invalid_field", "'type' must be 1-128 characters"),
+            (valid(type=""), "invalid_field", "'type' must be 1-128 characters, got 0"),
             (valid(event_id=""), "invalid_field", "1-128 characters"),
             (valid(tenant_id="x" * 129), "invalid_field", "1-128 characters"),
             (valid(ts="yesterday"), "invalid_ts", "RFC 3339"),
