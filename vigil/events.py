@@ -197,7 +197,8 @@ def raw_text(raw: bytes, limit: int = RAW_LIMIT) -> str:
 
 
 def event_json(event: Event) -> str:
-    """The event written back as JSON (for a dead letter once the raw bytes are gone)."""
+    """The event written back as JSON (for a dead letter once the raw bytes are gone),
+    cut at RAW_LIMIT as a raw message is."""
     obj: dict[str, Any] = {
         "event_id": event.event_id,
         "type": event.type,
@@ -208,7 +209,7 @@ def event_json(event: Event) -> str:
         value = getattr(event, name)
         if value:
             obj[name] = value
-    return orjson.dumps(obj).decode()
+    return raw_text(orjson.dumps(obj))
 
 
 def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int) -> Event:

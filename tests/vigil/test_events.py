@@ -54,6 +54,12 @@ class TestValidEvents:
             {"x": 1},
         )
 
+    def test_event_json_of_a_big_event_is_cut_as_a_raw_message_is(self) -> None:
+        item = run(valid(attrs={"notes": "n" * 100_000}))
+        assert isinstance(item, Event)
+        written = event_json(item)
+        assert written.endswith("bytes]") and len(written) < 16_500, written[-60:]
+
     def test_event_json_round_trips_the_fields(self) -> None:
         item = run(valid(attrs={"duration_s": 30}, segment="smb"))
         assert isinstance(item, Event)
