@@ -288,6 +288,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             }
         )
         self.consumer.assign([TopicPartition(source.topic, index, self.offset)])
+        self.where = {"topic": source.topic, "partition": index}  # for its log lines
         # A lost offset whose loss is not counted yet (see _skip_expired).
         self.lost_from: int | None = None
         self.last_message = time.monotonic()
@@ -295,9 +296,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         self.lag_checked = 0.0
         self.count_checked = time.monotonic()
         where = "from the beginning" if resume is None else f"at offset {self.offset}"
-        log.info(
-            "reading partition", extra={"topic": source.topic, "partition": index, "start": where}
-        )
+        log.info("reading partition", extra={**self.where, "start": where})
 
     def _skip_expired(self, at: int) -> None:
         """The topic no longer has offset `at`: its retention deleted the input from there
@@ -312,12 +311,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             log.error(
                 "input at this offset is gone from the topic; reading from the oldest message "
                 "left, and what was lost is counted when it comes",
-                extra={
-                    "topic": self.source.topic,
-                    "partition": self.index,
-                    "offset": at,
-                    "error": str(exc),
-                },
+                extra={**self.where, "offset": at, "error": str(exc)},
             )
             self.lost_from = at  # see _take
             self._read_from(OFFSET_BEGINNING)
@@ -333,12 +327,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         lost = oldest - at
         log.error(
             "input deleted by the topic's retention before it was read",
-            extra={
-                "topic": self.source.topic,
-                "partition": self.index,
-                "offsets": f"{at}-{oldest - 1}",
-                "messages": lost,
-            },
+            extra={**self.where, "offsets": f"{at}-{oldest - 1}", "messages": lost},
         )
         if self.source.metrics is not None:
             self.source.metrics.input_expired.labels(self.source.topic, str(self.index)).inc(lost)
@@ -349,7 +338,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         log.warning(
             "input offset past the partition's end (the topic was emptied or recreated); "
             "reading from the oldest message left",
-            extra={"topic": self.source.topic, "partition": self.index, "offset": at, **found},
+            extra={**self.where, "offset": at, **found},
         )
 
     def _read_from(self, offset: int) -> None:
@@ -444,7 +433,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
     def snapshot(self) -> PartitionPosition:
         log.info(
             "snapshot",
-            extra={"topic": self.source.topic, "partition": self.index, "offset": self.offset},
+            extra={**self.where, "offset": self.offset},
         )
         return (self.offset, self.intake.max_ts)
 
