@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from rules.model import Rule, RuleFile
 from vigil.errors import RuleError
-from vigil.facts import FIELDS_BY_KIND
+from vigil.facts import SIGNAL, fact_fields
+from vigil.signals import SIGNAL_KINDS
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -82,15 +83,25 @@ def _load_file(path: Path) -> tuple[list[tuple[Rule, str]], list[str]]:
 
 
 def _template_problems(path: Path, rule: Rule, rule_node: yaml.Node | None) -> list[str]:
-    known = ", ".join(sorted(FIELDS_BY_KIND[rule.when.fact]))
+    when = rule.when
+    known = ", ".join(sorted(fact_fields(when.fact, when.signal)))
     problems = []
     for (action, name), unknown in rule.unknown_template_fields():
         line = _line(_child(_child(rule_node, action), name))
         problems.append(
-            f"{path}:{line}: rule '{rule.id}': {action}.{name} uses {', '.join(unknown)}, which a "
-            f"{rule.when.fact} fact does not carry (known: {known})"
+            f"{path}:{line}: rule '{rule.id}': {action}.{name} uses {', '.join(unknown)}, which "
+            f"{_lacking(when.fact, when.signal, unknown)} not carry (every match carries: {known})"
         )
     return problems
+
+
+def _lacking(kind: str, signals: Sequence[str] | None, unknown: list[str]) -> str:
+    """Which facts a rule matches lack `unknown` fields, in words: 'login_drop signal
+    facts do' (a signal's evidence is its own), or 'a zone_change fact does'."""
+    if kind != SIGNAL:
+        return f"a {kind} fact does"
+    lacking = [s for s in signals or SIGNAL_KINDS if set(unknown) - fact_fields(kind, [s])]
+    return f"{' and '.join(lacking)} signal facts do"
 
 
 def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:

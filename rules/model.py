@@ -7,11 +7,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rules.templates import placeholders
-from vigil.facts import FIELDS_BY_KIND
+from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
 from vigil.settings import Duration
+from vigil.signals import SIGNAL_KINDS
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-Zone = Literal["green", "yellow", "orange", "red", "none"]
+Zone = Literal["green", "yellow", "orange", "red"]
+FromZone = Literal["green", "yellow", "orange", "red", "none"]  # none: a tenant's first zone
 Segment = Literal["smb", "mid_market", "enterprise", "unknown"]
 RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
@@ -20,6 +22,14 @@ def _as_tuple(value: Any) -> Any:
     return (value,) if isinstance(value, str) else value
 
 
+def _known_signal(name: str) -> str:
+    if name not in SIGNAL_KINDS:
+        msg = f"unknown signal {name!r}: Vigil detects {', '.join(sorted(SIGNAL_KINDS))}"
+        raise ValueError(msg)
+    return name
+
+
+SignalName = Annotated[str, AfterValidator(_known_signal)]
 T = TypeVar("T")
 # A single value or a list of them in YAML, held as a tuple ("any of").
 OneOrMany = Annotated[tuple[T, ...] | None, BeforeValidator(_as_tuple)]
@@ -33,10 +43,10 @@ class When(_Strict):
     """A condition over one fact; every given key must hold (lists mean any of)."""
 
     fact: Literal["signal", "zone_change", "score_drop"]
-    signal: OneOrMany[str] = None
+    signal: OneOrMany[SignalName] = None
     severity: OneOrMany[Severity] = None
     zone: OneOrMany[Zone] = None
-    from_zone: OneOrMany[Zone] = None
+    from_zone: OneOrMany[FromZone] = None
     segment: OneOrMany[Segment] = None
     score_below: float | None = Field(default=None, ge=0, le=101)
     score_at_least: float | None = Field(default=None, ge=0, le=100)
@@ -47,7 +57,35 @@ class When(_Strict):
             raise ValueError("'signal' can only be used with fact: signal")
         if self.from_zone is not None and self.fact != "zone_change":
             raise ValueError("'from_zone' can only be used with fact: zone_change")
+        if never := self._never_holds():
+            raise ValueError(f"this condition can never hold: {never}")
         return self
+
+    def _never_holds(self) -> str | None:
+        """Why no fact can match, for the conditions whose values rule each other out: a
+        rule that silently never fires is worse than one refused at load."""
+        possible = fact_severities(self.fact, self.signal)
+        if self.fact == ZONE_CHANGE and self.zone is not None:
+            possible &= {ZONE_SEVERITY[zone] for zone in self.zone}  # severity follows zone
+        if self.severity is not None and not possible & set(self.severity):
+            return (
+                f"severity {', '.join(self.severity)}, but {self.facts_named()} have "
+                f"{' or '.join(sorted(possible))}"
+            )
+        if self.zone is not None and len(self.zone) == 1 and self.zone == self.from_zone:
+            return f"zone and from_zone are both {self.zone[0]}: a zone change leaves its zone"
+        low, high = self.score_at_least, self.score_below
+        if low is not None and high is not None and low >= high:
+            return f"no score is at least {low:g} and below {high:g}"
+        return None
+
+    def facts_named(self) -> str:
+        """The facts this condition can match, in words: 'error_spike signal facts'."""
+        if self.fact == "signal" and self.signal is not None:
+            return f"{' and '.join(self.signal)} signal facts"
+        if self.fact == ZONE_CHANGE and self.zone is not None:
+            return f"zone changes into {' or '.join(self.zone)}"
+        return f"{self.fact} facts"
 
 
 def _template(text: Any) -> Any:
@@ -90,8 +128,9 @@ class Rule(_Strict):
         return self
 
     def unknown_template_fields(self) -> list[tuple[tuple[str, str], list[str]]]:
-        """(action, field) of each template naming fields its fact does not carry."""
-        known = FIELDS_BY_KIND[self.when.fact]
+        """(action, field) of each template naming fields that not every fact the rule
+        matches carries (they would render as "n/a")."""
+        known = fact_fields(self.when.fact, self.when.signal)
         found = []
         for action in ("task", "notification"):
             model = getattr(self, action)

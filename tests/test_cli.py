@@ -207,6 +207,15 @@ class TestErrors:
         assert main(["rules", "check", str(bad)]) == 2
         assert f"{bad}:3: rule 'x': when.fact" in capsys.readouterr().err
 
+    def test_rules_check_lists_the_rules_and_each_signals_fields(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["rules", "check"]) == 0
+        out = capsys.readouterr().out
+        assert "6 rules OK in 1 file(s):" in out and "  entered-red: when zone_change" in out
+        assert "    login_drop adds: drop_pct, drop_ratio_threshold, min_baseline, sessions," in out
+        assert "  zone_change: fact, fact_id, from_zone, reasons," in out
+
 
 def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> None:
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

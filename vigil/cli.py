@@ -557,7 +557,8 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     from rules.loader import describe_rules, load_rules, rule_files
-    from vigil.facts import FIELDS_BY_KIND
+    from vigil.facts import COMMON_FIELDS, FACT_KINDS, SIGNAL, SIGNAL_RECORD_FIELDS, fact_fields
+    from vigil.signals import SIGNAL_KINDS
 
     rules = load_rules(args.paths)
     files = rule_files(args.paths)
@@ -565,8 +566,13 @@ def _rules_check(args: argparse.Namespace) -> int:
     for line in describe_rules(rules):
         print(f"  {line}")
     print("fields a template can use, by fact:")
-    for kind, names in FIELDS_BY_KIND.items():
-        print(f"  {kind}: {', '.join(sorted(names))}")
+    for kind in FACT_KINDS:
+        if kind != SIGNAL:
+            print(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")
+            continue
+        print(f"  {kind}: {', '.join(sorted(COMMON_FIELDS | SIGNAL_RECORD_FIELDS))}")
+        for name, signal in SIGNAL_KINDS.items():
+            print(f"    {name} adds: {', '.join(sorted(signal.evidence))}")
     return 0
 
 

@@ -5,9 +5,11 @@ A fact is a flat dict, so rule conditions and templates address its fields by na
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from vigil.ids import stable_id
+from vigil.signals import SIGNAL_KINDS
 from vigil.timeutil import to_iso
 
 SIGNAL = "signal"
@@ -20,33 +22,31 @@ ZONE_SEVERITY = {"green": "low", "yellow": "medium", "orange": "high", "red": "c
 COMMON_FIELDS = frozenset(
     {"fact", "fact_id", "tenant_id", "segment", "ts", "score", "zone", "severity", "reasons"}
 )
-SIGNAL_EVIDENCE_FIELDS = frozenset(
-    {
-        "sessions",
-        "sessions_previous_window",
-        "drop_pct",
-        "drop_ratio_threshold",
-        "min_baseline",
-        "errors",
-        "percentile",
-        "percentile_value",
-        "history_windows",
-        "history_mean",
-        "min_errors",
-        "onboarding_started",
-        "last_progress",
-        "hours_without_progress",
-        "steps_completed",
-        "window",
-    }
-)
-FIELDS_BY_KIND: dict[str, frozenset[str]] = {
-    SIGNAL: COMMON_FIELDS
-    | SIGNAL_EVIDENCE_FIELDS
-    | {"signal", "signal_id", "value", "baseline", "threshold", "window_start", "window_end"},
-    ZONE_CHANGE: COMMON_FIELDS | {"from_zone"},
-    SCORE_DROP: COMMON_FIELDS | {"peak_score", "drop_points"},
+# A signal record's own fields, and `window`, which every signal's evidence has.
+SIGNAL_RECORD_FIELDS = frozenset(
+    {"signal", "signal_id", "value", "baseline", "threshold", "window_start", "window_end"}
+) | {"window"}
+_OWN_FIELDS = {
+    ZONE_CHANGE: frozenset({"from_zone"}),
+    SCORE_DROP: frozenset({"peak_score", "drop_points"}),
 }
+_SEVERITIES = {ZONE_CHANGE: frozenset(ZONE_SEVERITY.values()), SCORE_DROP: frozenset({"medium"})}
+
+
+def fact_fields(kind: str, signals: Iterable[str] | None = None) -> frozenset[str]:
+    """The fields every fact of `kind` carries; for signal facts, every fact of `signals`
+    (of any signal when None), since each signal fills its own evidence."""
+    if kind != SIGNAL:
+        return COMMON_FIELDS | _OWN_FIELDS[kind]
+    evidence = [SIGNAL_KINDS[name].evidence for name in signals or SIGNAL_KINDS]
+    return COMMON_FIELDS | SIGNAL_RECORD_FIELDS | frozenset.intersection(*evidence)
+
+
+def fact_severities(kind: str, signals: Iterable[str] | None = None) -> frozenset[str]:
+    """The severities a fact of `kind` (of `signals`, any when None) can have."""
+    if kind != SIGNAL:
+        return _SEVERITIES[kind]
+    return frozenset().union(*(SIGNAL_KINDS[name].severities for name in signals or SIGNAL_KINDS))
 
 
 def _context(

@@ -20,6 +20,51 @@ ONBOARDING_STALLED = "onboarding_stalled"
 ERROR_SPIKE = "error_spike"
 
 
+@dataclass(frozen=True)
+class SignalKind:
+    """What a signal's records can hold, for the rules that match them: the severities
+    its detector gives and the evidence fields it fills, besides the window every signal
+    has (a test runs each detector against this)."""
+
+    severities: frozenset[str]
+    evidence: frozenset[str]
+
+
+SIGNAL_KINDS = {
+    LOGIN_DROP: SignalKind(
+        frozenset({"medium", "high"}),
+        frozenset(
+            {
+                "sessions",
+                "sessions_previous_window",
+                "drop_pct",
+                "drop_ratio_threshold",
+                "min_baseline",
+            }
+        ),
+    ),
+    ONBOARDING_STALLED: SignalKind(
+        frozenset({"medium"}),
+        frozenset(
+            {"onboarding_started", "last_progress", "hours_without_progress", "steps_completed"}
+        ),
+    ),
+    ERROR_SPIKE: SignalKind(
+        frozenset({"medium", "high"}),
+        frozenset(
+            {
+                "errors",
+                "percentile",
+                "percentile_value",
+                "history_windows",
+                "history_mean",
+                "min_errors",
+            }
+        ),
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """A detected condition, before it is tied to a tenant and a window."""

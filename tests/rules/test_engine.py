@@ -79,12 +79,12 @@ class TestMatching:
         assert matching(engine, fact()) == matching(engine, fact())
 
     def test_compiled_condition(self) -> None:
-        when = When(fact="signal", signal=("a", "b"), score_below=50)
+        when = When(fact="signal", signal=("login_drop", "error_spike"), score_below=50)
         assert compile_condition(when) == {
             "m": {
                 "$and": [
                     {"fact": "signal"},
-                    {"$or": [{"signal": "a"}, {"signal": "b"}]},
+                    {"$or": [{"signal": "login_drop"}, {"signal": "error_spike"}]},
                     {"$lt": {"score": 50}},
                 ]
             }

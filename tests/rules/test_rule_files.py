@@ -114,6 +114,93 @@ class TestErrors:
             load_rules([tmp_path / "missing.yaml"])
 
 
+SIGNAL_RULE = """\
+rules:
+  - id: spike
+    when:
+      fact: signal
+      signal: error_spike
+      severity: high
+    cooldown: 1d
+    notification:
+      severity: fact
+      channel: cs-alerts
+      title: "{tenant_id}: {errors} errors"
+      body: "{reasons}"
+"""
+
+
+class TestConditionsThatCanNeverHold:
+    """A rule that can never match would load and never fire, silently: refused at load."""
+
+    @pytest.mark.parametrize(
+        ("text", "line", "needle"),
+        [
+            (
+                SIGNAL_RULE.replace("error_spike", "error_spikes"),
+                5,
+                "when.signal.0: unknown signal 'error_spikes': Vigil detects error_spike, "
+                "login_drop, onboarding_stalled",
+            ),
+            (
+                SIGNAL_RULE.replace("error_spike", "onboarding_stalled"),
+                4,
+                "severity high, but onboarding_stalled signal facts have medium",
+            ),
+            (
+                GOOD.replace("zone: red", "zone: red\n      severity: [low, high]"),
+                4,
+                "severity low, high, but zone changes into red have critical",
+            ),
+            (
+                GOOD.replace("zone: red", "zone: red\n      from_zone: red"),
+                4,
+                "zone and from_zone are both red: a zone change leaves its zone",
+            ),
+            (
+                GOOD.replace("zone: red", "score_at_least: 40\n      score_below: 40"),
+                4,
+                "no score is at least 40 and below 40",
+            ),
+            (GOOD.replace("zone: red", "zone: none"), 5, "when.zone.0: Input should be"),
+        ],
+    )
+    def test_refused_with_the_reason(
+        self, tmp_path: Path, text: str, line: int, needle: str
+    ) -> None:
+        path = write(tmp_path, text)
+        with pytest.raises(RuleError) as caught:
+            load_rules([path])
+        assert str(caught.value).startswith(f"{path}:{line}: rule "), caught.value
+        assert needle in str(caught.value)
+
+    def test_conditions_that_can_hold_still_load(self, tmp_path: Path) -> None:
+        texts = [
+            SIGNAL_RULE,
+            SIGNAL_RULE.replace("severity: high", "severity: [low, high]"),
+            GOOD.replace("zone: red", "zone: [red, orange]\n      from_zone: [red, orange]"),
+            GOOD.replace("zone: red", "from_zone: none\n      severity: critical"),
+            GOOD.replace("zone: red", "score_at_least: 30\n      score_below: 40"),
+        ]
+        for index, text in enumerate(texts):
+            assert load_rules([write(tmp_path, text, f"r{index}.yaml")]), text
+
+    def test_a_template_is_checked_against_the_signals_its_rule_matches(
+        self, tmp_path: Path
+    ) -> None:
+        # errors is an error_spike field: it would say "n/a errors" for every login drop.
+        text = SIGNAL_RULE.replace("error_spike", "[error_spike, login_drop]")
+        with pytest.raises(
+            RuleError,
+            match=r"r.yaml:11: rule 'spike': notification.title uses errors, which login_drop "
+            r"signal facts do not carry \(every match carries: baseline, fact,",
+        ):
+            load_rules([write(tmp_path, text)])
+        on_any_signal = text.replace("      signal: [error_spike, login_drop]\n", "")
+        with pytest.raises(RuleError, match="uses errors, which login_drop and onboarding_stalled"):
+            load_rules([write(tmp_path, on_any_signal)])
+
+
 class TestTemplates:
     def test_substitutes_fields_only(self) -> None:
         text = "{tenant_id} fell {drop_pct}% {{literal}} {absent}"

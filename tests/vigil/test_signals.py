@@ -2,8 +2,20 @@ from __future__ import annotations
 
 import pytest
 
+from vigil.facts import SIGNAL, fact_fields, signal_fact
 from vigil.settings import ErrorSpikeSettings, LoginDropSettings
-from vigil.signals import detect_error_spike, detect_login_drop, percentile, signal_record
+from vigil.signals import (
+    ERROR_SPIKE,
+    LOGIN_DROP,
+    ONBOARDING_STALLED,
+    SIGNAL_KINDS,
+    Finding,
+    describe_onboarding_stall,
+    detect_error_spike,
+    detect_login_drop,
+    percentile,
+    signal_record,
+)
 
 LOGIN = LoginDropSettings()
 ERRORS = ErrorSpikeSettings()
@@ -79,3 +91,32 @@ def test_signal_id_depends_on_tenant_signal_and_window_only() -> None:
     c = signal_record("acme", "login_drop", 10, 20, finding)
     assert a["signal_id"] == b["signal_id"] != c["signal_id"]
     assert a["signal_id"] != signal_record("other", "login_drop", 0, 10, finding)["signal_id"]
+
+
+def _every_finding() -> dict[str, list[Finding]]:
+    """Each detector over a sweep of its inputs, firing or not."""
+    found: dict[str, list[Finding | None]] = {
+        LOGIN_DROP: [
+            detect_login_drop(now, before, LOGIN) for before in (10, 40) for now in range(40)
+        ],
+        ERROR_SPIKE: [
+            detect_error_spike(count, history, ERRORS)
+            for history in ([0] * 48, [3] * 30, list(range(30)))
+            for count in range(60)
+        ],
+        ONBOARDING_STALLED: [describe_onboarding_stall(0, 3_600_000, 72 * 3_600_000, 2)],
+    }
+    return {name: [f for f in findings if f is not None] for name, findings in found.items()}
+
+
+def test_each_signal_gives_the_severities_and_fields_rules_are_checked_against() -> None:
+    # `vigil rules check` refuses a rule on a severity or a template field the table says
+    # a signal never has, so the table must match what the detectors give, both ways.
+    findings = _every_finding()
+    assert set(findings) == set(SIGNAL_KINDS)
+    for name, kind in SIGNAL_KINDS.items():
+        assert {f.severity for f in findings[name]} == kind.severities, name
+        assert {key for f in findings[name] for key in f.evidence} == kind.evidence, name
+        record = signal_record("acme", name, 0, 3_600_000, findings[name][0])
+        fact = signal_fact(record, "smb", 80, "green", "reasons")
+        assert set(fact) == fact_fields(SIGNAL, [name]), name
