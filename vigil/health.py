@@ -226,6 +226,11 @@ def reasons(
 # -- components: a measure (numbers) and an explanation (words) each ------------------
 
 
+def _count(number: float, singular: str, plural: str | None = None) -> str:
+    """'1 session', '3 sessions': the reasons are read by people."""
+    return f"{number:.0f} {singular if number == 1 else plural or singular + 's'}"
+
+
 def _session_weeks(state: TenantState, now: int) -> tuple[int, int]:
     """Sessions in the 7 days up to the day holding the last instant before `now`, and
     in the 7 days before those. The 13 closed days are summed once a day and cached."""
@@ -248,9 +253,8 @@ def _login_activity(state: TenantState, now: int, parts: ComponentSettings, _: i
 def _login_activity_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    return (
-        f"{m[0]:.0f} sessions in the last 7 days (full points at {parts.login_activity.full_at:g})"
-    )
+    sessions = _count(m[0], "session")
+    return f"{sessions} in the last 7 days (full points at {parts.login_activity.full_at:g})"
 
 
 def _login_trend(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
@@ -282,9 +286,8 @@ def _adoption_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
     lookback = format_duration(parts.adoption.lookback)
-    return (
-        f"{m[0]:.0f} features used in the last {lookback} (full points at {parts.adoption.full_at})"
-    )
+    features = _count(m[0], "feature")
+    return f"{features} used in the last {lookback} (full points at {parts.adoption.full_at})"
 
 
 def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
@@ -301,7 +304,7 @@ def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: i
 def _error_pressure_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    return f"{m[0]:.0f} errors and job retries in the last 24 h"
+    return f"{_count(m[0], 'error or job retry', 'errors and job retries')} in the last 24 h"
 
 
 def _support_load(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
@@ -318,7 +321,9 @@ def _support_load_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
     open_p1 = sum(1 for priority in state.open_tickets.values() if priority == "P1")
-    return f"{m[0]:.0f} open tickets, {open_p1} of them P1"
+    if m[0] == 1:
+        return "1 open ticket, a P1" if open_p1 else "1 open ticket"
+    return f"{m[0]:.0f} open tickets, {open_p1 or 'none'} of them P1"
 
 
 def _sentiment(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
@@ -378,7 +383,8 @@ def _integrations_why(
 ) -> str:
     broken = sorted(k for k, v in state.integrations.items() if v != "connected")
     listed = ", ".join(f"{k} ({state.integrations[k]})" for k in broken[:3])
-    return f"{len(broken)} of {len(state.integrations)} integrations not connected: {listed}"
+    held = _count(len(state.integrations), "integration")
+    return f"{len(broken)} of {held} not connected: {listed}"
 
 
 def _sponsor(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:

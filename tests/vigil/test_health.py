@@ -88,6 +88,33 @@ class TestScore:
         ):
             assert needle in reasons
 
+    def test_a_count_of_one_reads_as_one(self) -> None:
+        state = healthy()
+        state.tickets_seen = True
+        state.open_tickets = {"t1": "P2"}
+        state.sessions_by_day.clear()
+        state.sessions_by_day[(NOW - 1) // DAY] = 1
+        state.features = {"f1": NOW - DAY}
+        state.integrations = {"crm": "error"}
+        health = assess(state, NOW, CFG, STALL)
+        assert health is not None
+        reasons = " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+        for needle in (
+            "1 session in the last 7 days",
+            "1 feature used in the last 30d",
+            "1 open ticket (-",
+            "1 of 1 integration not connected: crm (error)",
+        ):
+            assert needle in reasons, needle
+        for tickets, needle in (
+            ({"t1": "P1"}, "1 open ticket, a P1 (-"),
+            ({"t1": "P3", "t2": "P2"}, "2 open tickets, none of them P1"),
+        ):
+            state.open_tickets = tickets
+            health = assess(state, NOW, CFG, STALL)
+            assert health is not None
+            assert needle in " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+
     def test_biggest_loss_comes_first(self) -> None:
         state = healthy()
         state.sessions_by_day.clear()  # no sessions in 14 days: -20ish on activity
