@@ -24,8 +24,17 @@ COMMON_FIELDS = frozenset(
 )
 # A signal record's own fields, and `window`, which every signal's evidence has.
 SIGNAL_RECORD_FIELDS = frozenset(
-    {"signal", "signal_id", "value", "baseline", "threshold", "window_start", "window_end"}
-) | {"window"}
+    {
+        "signal",
+        "signal_id",
+        "value",
+        "baseline",
+        "threshold",
+        "window_start",
+        "window_end",
+        "window",
+    }
+)
 _OWN_FIELDS = {
     ZONE_CHANGE: frozenset({"from_zone"}),
     SCORE_DROP: frozenset({"peak_score", "drop_points"}),
