@@ -557,7 +557,7 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     from rules.loader import describe_rules, load_rules, rule_files
-    from vigil.facts import COMMON_FIELDS, FACT_KINDS, SIGNAL, SIGNAL_RECORD_FIELDS, fact_fields
+    from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
     from vigil.signals import SIGNAL_KINDS
 
     rules = load_rules(args.paths)
@@ -567,11 +567,8 @@ def _rules_check(args: argparse.Namespace) -> int:
         print(f"  {line}")
     print("fields a template can use, by fact:")
     for kind in FACT_KINDS:
-        if kind != SIGNAL:
-            print(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")
-            continue
-        print(f"  {kind}: {', '.join(sorted(COMMON_FIELDS | SIGNAL_RECORD_FIELDS))}")
-        for name, signal in SIGNAL_KINDS.items():
+        print(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")  # every fact of the kind
+        for name, signal in SIGNAL_KINDS.items() if kind == SIGNAL else ():
             print(f"    {name} adds: {', '.join(sorted(signal.evidence))}")
     return 0
 
