@@ -69,7 +69,7 @@ class When(_Strict):
             possible &= {ZONE_SEVERITY[zone] for zone in self.zone}  # severity follows zone
         if self.severity is not None and not possible & set(self.severity):
             return (
-                f"severity {', '.join(self.severity)}, but {self.facts_named()} have "
+                f"severity {', '.join(self.severity)}, but {self._facts_named()} have "
                 f"{' or '.join(sorted(possible))}"
             )
         if self.zone is not None and len(self.zone) == 1 and self.zone == self.from_zone:
@@ -79,7 +79,7 @@ class When(_Strict):
             return f"no score is at least {low:g} and below {high:g}"
         return None
 
-    def facts_named(self) -> str:
+    def _facts_named(self) -> str:
         """The facts this condition can match, in words: 'error_spike signal facts'."""
         if self.fact == "signal" and self.signal is not None:
             return f"{' and '.join(self.signal)} signal facts"

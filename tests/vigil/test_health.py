@@ -24,6 +24,13 @@ def assess(state: TenantState, now: int, cfg: HealthSettings, stall_after: int) 
     return Scorer(cfg, stall_after).assess(state, now)
 
 
+def reasons_of(state: TenantState) -> str:
+    """The tenant's health reasons now, joined: what a CSM reads."""
+    health = assess(state, NOW, CFG, STALL)
+    assert health is not None
+    return " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+
+
 def healthy() -> TenantState:
     state = TenantState("acme", T0)
     state.sessions_seen = state.product_activity = True
@@ -96,9 +103,7 @@ class TestScore:
         state.sessions_by_day[(NOW - 1) // DAY] = 1
         state.features = {"f1": NOW - DAY}
         state.integrations = {"crm": "error"}
-        health = assess(state, NOW, CFG, STALL)
-        assert health is not None
-        reasons = " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+        reasons = reasons_of(state)
         for needle in (
             "1 session in the last 7 days",
             "1 feature used in the last 30d",
@@ -111,9 +116,7 @@ class TestScore:
             ({"t1": "P3", "t2": "P2"}, "2 open tickets, none of them P1"),
         ):
             state.open_tickets = tickets
-            health = assess(state, NOW, CFG, STALL)
-            assert health is not None
-            assert needle in " | ".join(health_record(state, health, CFG, STALL)["reasons"])
+            assert needle in reasons_of(state)
 
     def test_biggest_loss_comes_first(self) -> None:
         state = healthy()
