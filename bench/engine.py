@@ -89,7 +89,7 @@ STAGES: dict[str, type[ShardEngine]] = {
 def run_engines(
     batches: list[ShardBatches], settings: Settings, engine: type[ShardEngine] = ShardEngine
 ) -> tuple[float, list[Output], list[ShardEngine]]:
-    rules = engine_for(load_rules(settings.rules.paths))
+    rules = engine_for(load_rules(settings.rules.paths, settings.health.zones))
     engines = {key: engine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
     started = time.process_time()

@@ -116,7 +116,7 @@ def build_flow(
     """`snapshots=False` when the run surely has no recovery store (`vigil run` knows;
     `python -m bytewax.run -r` decides outside the flow, so the default keeps them)."""
     metrics = metrics or Metrics()
-    rules = rules or engine_for(load_rules(settings.rules.paths))
+    rules = rules or engine_for(load_rules(settings.rules.paths, settings.health.zones))
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rules.model import Rule, RuleFile
 from vigil.errors import RuleError
 from vigil.facts import SIGNAL, fact_fields
+from vigil.settings import ZoneSettings
 from vigil.signals import SIGNAL_KINDS
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
@@ -37,13 +38,14 @@ def rule_files(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def load_rules(paths: Sequence[str | Path] = ()) -> list[Rule]:
-    """All rules of all files, or RuleError listing every problem found."""
+def load_rules(paths: Sequence[str | Path] = (), zones: ZoneSettings | None = None) -> list[Rule]:
+    """All rules of all files, or RuleError listing every problem found. With `zones`
+    (the run's health.zones), a condition on zone and score they rule out is one."""
     rules: list[Rule] = []
     problems: list[str] = []
     first_seen: dict[str, str] = {}
     for path in rule_files(paths):
-        loaded, file_problems = _load_file(path)
+        loaded, file_problems = _load_file(path, zones)
         problems += file_problems
         for rule, where in loaded:
             if rule.id in first_seen:
@@ -58,7 +60,7 @@ def load_rules(paths: Sequence[str | Path] = ()) -> list[Rule]:
     return rules
 
 
-def _load_file(path: Path) -> tuple[list[tuple[Rule, str]], list[str]]:
+def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule, str]], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -79,7 +81,18 @@ def _load_file(path: Path) -> tuple[list[tuple[Rule, str]], list[str]]:
         rule_node = _child(rules_node, index)
         placed.append((rule, f"{path}:{_line(rule_node)}"))
         problems += _template_problems(path, rule, rule_node)
+        problems += _zone_problems(path, rule, rule_node, zones)
     return placed, problems
+
+
+def _zone_problems(
+    path: Path, rule: Rule, rule_node: yaml.Node | None, zones: ZoneSettings | None
+) -> list[str]:
+    never = rule.when.never_holds_with(zones) if zones is not None else None
+    if never is None:
+        return []
+    line = _line(_child(rule_node, "when"))
+    return [f"{path}:{line}: rule '{rule.id}': when: this condition can never hold: {never}"]
 
 
 def _template_problems(path: Path, rule: Rule, rule_node: yaml.Node | None) -> list[str]:

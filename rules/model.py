@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rules.templates import placeholders
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
-from vigil.settings import Duration
+from vigil.settings import Duration, ZoneSettings
 from vigil.signals import SIGNAL_KINDS
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -79,6 +80,24 @@ class When(_Strict):
             return f"no score is at least {low:g} and below {high:g}"
         return None
 
+    def never_holds_with(self, zones: ZoneSettings) -> str | None:
+        """Why no fact can match under these zone cut-offs: a fact's zone is its rounded
+        score's, so `zone` bounds the score as `score_below` and `score_at_least` do."""
+        if self.zone is None or (self.score_below is None and self.score_at_least is None):
+            return None
+        low = 0 if self.score_at_least is None else math.ceil(self.score_at_least)
+        high = 101 if self.score_below is None else math.ceil(self.score_below)
+        scores = zone_scores(zones)
+        if any(max(low, scores[z].start) < min(high, scores[z].stop) for z in self.zone):
+            return None
+        spans = ", ".join(f"{z} {_span(scores[z])}" for z in self.zone)
+        bounds = []
+        if self.score_at_least is not None:
+            bounds.append(f"at least {self.score_at_least:g}")
+        if self.score_below is not None:
+            bounds.append(f"below {self.score_below:g}")
+        return f"no score in {spans} (health.zones) is {' and '.join(bounds)}"
+
     def _facts_named(self) -> str:
         """The facts this condition can match, in words: 'error_spike signal facts'."""
         if self.fact == "signal" and self.signal is not None:
@@ -86,6 +105,21 @@ class When(_Strict):
         if self.fact == ZONE_CHANGE and self.zone is not None:
             return f"zone changes into {' or '.join(self.zone)}"
         return f"{self.fact} facts"
+
+
+def zone_scores(zones: ZoneSettings) -> dict[str, range]:
+    """The whole scores each zone holds: a zone is that of the rounded score (health)."""
+    green, yellow, orange = (math.ceil(cut) for cut in (zones.green, zones.yellow, zones.orange))
+    return {
+        "green": range(green, 101),
+        "yellow": range(yellow, green),
+        "orange": range(orange, yellow),
+        "red": range(0, orange),
+    }
+
+
+def _span(scores: range) -> str:
+    return f"{scores.start}-{scores.stop - 1}" if scores else "(no whole score)"
 
 
 def _template(text: Any) -> Any:

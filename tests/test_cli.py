@@ -207,6 +207,29 @@ class TestErrors:
         assert main(["rules", "check", str(bad)]) == 2
         assert f"{bad}:3: rule 'x': when.fact" in capsys.readouterr().err
 
+    def test_rules_check_takes_the_rules_and_zone_cut_offs_of_a_settings_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rules = tmp_path / "mine.yaml"
+        rules.write_text(
+            "rules:\n  - id: red-but-fine\n    when: {fact: zone_change, zone: red, "
+            "score_at_least: 45}\n    cooldown: 1d\n"
+            "    notification: {severity: fact, channel: c, title: t, body: b}\n"
+        )
+        config = tmp_path / "vigil.toml"
+        config.write_text(f"[rules]\npaths = [{str(rules)!r}]\n")
+        refused = "rule 'red-but-fine': when: this condition can never hold: no score in red 0-39"
+        assert main(["rules", "check", "--config", str(config)]) == 2
+        assert refused in capsys.readouterr().err
+        run = ["run", "--input", "-", "--output", str(tmp_path / "o"), "--config", str(config)]
+        assert main(run) == 2  # `vigil run` checks its rules the same way, before any event
+        assert refused in capsys.readouterr().err
+        config.write_text(config.read_text() + "[health.zones]\norange = 50\nyellow = 70\n")
+        assert main(["rules", "check", "--config", str(config)]) == 0
+        assert (
+            "1 rules OK in 1 file(s):\n  red-but-fine: when zone_change" in capsys.readouterr().out
+        )
+
     def test_rules_check_lists_the_rules_and_each_signals_fields(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -97,7 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
     check = rules_commands.add_parser("check", help="validate rule files")
     check.add_argument(
-        "paths", nargs="*", help="rule files or folders (default: the bundled rules)"
+        "paths",
+        nargs="*",
+        help="rule files or folders (default: the settings' rules.paths, else the bundled rules)",
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        help="settings: rules.paths and the zone cut-offs rules are checked against",
     )
 
     config = commands.add_parser("config", help="settings files")
@@ -558,10 +565,13 @@ def _recovery_init(args: argparse.Namespace) -> int:
 def _rules_check(args: argparse.Namespace) -> int:
     from rules.loader import describe_rules, load_rules, rule_files
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
+    from vigil.settings import load_settings
     from vigil.signals import SIGNAL_KINDS
 
-    rules = load_rules(args.paths)
-    files = rule_files(args.paths)
+    settings = load_settings(args.config)  # the rules are checked as `vigil run` checks them
+    paths = args.paths or settings.rules.paths
+    rules = load_rules(paths, settings.health.zones)
+    files = rule_files(paths)
     print(f"{len(rules)} rules OK in {len(files)} file(s):")
     for line in describe_rules(rules):
         print(f"  {line}")

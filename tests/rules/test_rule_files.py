@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 
 from rules.loader import load_rules
+from rules.model import zone_scores
 from rules.templates import placeholders, render
 from vigil.errors import RuleError
+from vigil.health import zone_of
+from vigil.settings import ZoneSettings
 
 GOOD = """\
 rules:
@@ -199,6 +202,68 @@ class TestConditionsThatCanNeverHold:
         on_any_signal = text.replace("      signal: [error_spike, login_drop]\n", "")
         with pytest.raises(RuleError, match="uses errors, which login_drop and onboarding_stalled"):
             load_rules([write(tmp_path, on_any_signal)])
+
+
+class TestZoneCutOffs:
+    """A fact's zone is that of its rounded score, so the run's health.zones decide which
+    scores a `zone` condition allows."""
+
+    @pytest.mark.parametrize(
+        "cuts", [ZoneSettings(), ZoneSettings(green=79.5, yellow=60.2, orange=10)]
+    )
+    def test_each_zone_holds_the_scores_the_scorer_puts_in_it(self, cuts: ZoneSettings) -> None:
+        spans = zone_scores(cuts)
+        for score in range(101):
+            [holder] = [zone for zone, scores in spans.items() if score in scores]
+            assert holder == zone_of(score, cuts), score
+
+    @pytest.mark.parametrize(
+        ("when", "needle"),
+        [
+            (
+                "zone: red\n      score_at_least: 40",
+                "no score in red 0-39 (health.zones) is at least 40",
+            ),
+            (
+                "zone: [green, yellow]\n      score_below: 59.5",
+                "no score in green 80-100, yellow 60-79 (health.zones) is below 59.5",
+            ),
+            (  # scores are whole: at least 79.2 is 80 or more
+                "zone: yellow\n      score_at_least: 79.2",
+                "no score in yellow 60-79 (health.zones) is at least 79.2",
+            ),
+            (
+                "zone: orange\n      score_at_least: 20\n      score_below: 40",
+                "no score in orange 40-59 (health.zones) is at least 20 and below 40",
+            ),
+        ],
+    )
+    def test_a_zone_and_a_score_the_cut_offs_rule_out_are_refused(
+        self, tmp_path: Path, when: str, needle: str
+    ) -> None:
+        path = write(tmp_path, GOOD.replace("zone: red", when))
+        with pytest.raises(RuleError) as caught:
+            load_rules([path], ZoneSettings())
+        message = str(caught.value)
+        assert message == f"{path}:4: rule 'ent-red': when: this condition can never hold: {needle}"
+
+    def test_the_check_uses_the_cut_offs_it_is_given(self, tmp_path: Path) -> None:
+        path = write(tmp_path, GOOD.replace("zone: red", "zone: red\n      score_at_least: 45"))
+        assert load_rules([path])  # no cut-offs given: nothing to check against
+        assert load_rules([path], ZoneSettings(green=90, yellow=70, orange=50))  # red is 0-49
+        with pytest.raises(RuleError, match="no score in red 0-39"):
+            load_rules([path], ZoneSettings())
+
+    def test_zone_and_score_that_overlap_load(self, tmp_path: Path) -> None:
+        overlapping = [
+            "zone: red\n      score_below: 1",  # 0 is red
+            "zone: [red, green]\n      score_at_least: 100",  # 100 is green
+            "zone: yellow\n      score_at_least: 79",  # 79 is yellow
+            "score_at_least: 95",  # no zone: the scores alone bound it
+        ]
+        for index, when in enumerate(overlapping):
+            path = write(tmp_path, GOOD.replace("zone: red", when), f"r{index}.yaml")
+            assert load_rules([path], ZoneSettings()), when
 
 
 class TestTemplates:
