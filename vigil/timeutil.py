@@ -15,6 +15,7 @@ MS_PER_DAY = 24 * MS_PER_HOUR
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+_ONE_SECOND = timedelta(seconds=1)
 _UNITS = {"ms": 1, "s": MS_PER_SECOND, "m": MS_PER_MINUTE, "h": MS_PER_HOUR, "d": MS_PER_DAY}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 
@@ -42,9 +43,27 @@ def parse_rfc3339(text: str) -> int:
     try:
         stamp = ciso8601.parse_rfc3339(text)
     except ValueError as exc:
-        msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({exc})"
-        raise ValueError(msg) from None
+        leap = _leap_second(text)
+        if leap is None:
+            msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({exc})"
+            raise ValueError(msg) from None
+        stamp = leap
     return (stamp - _EPOCH) // _ONE_MS  # integer arithmetic: floats lose milliseconds
+
+
+def _leap_second(text: str) -> datetime | None:
+    """RFC 3339 allows second 60 at 23:59 UTC (a leap second, in any offset), which
+    datetime cannot hold: it is read as the second after 23:59:59, so the events of a
+    leap second keep their order after those of the second before it. None if `text`
+    is not a leap second."""
+    if text[16:19] != ":60":  # YYYY-MM-DDTHH:MM:SS
+        return None
+    try:
+        before = ciso8601.parse_rfc3339(f"{text[:17]}59{text[19:]}")
+    except ValueError:
+        return None
+    utc = before.astimezone(UTC)
+    return before + _ONE_SECOND if (utc.hour, utc.minute) == (23, 59) else None
 
 
 @lru_cache(maxsize=4096)  # outputs of one step share their timestamps

@@ -42,6 +42,11 @@ class TestValidEvents:
     ) -> None:
         assert isinstance(run(valid(ts=ts)), Event)
 
+    def test_a_leap_second_is_an_event_not_a_dead_letter(self) -> None:
+        item = run(valid(ts="2016-12-31T23:59:60.5Z"))  # valid RFC 3339; datetime has no :60
+        assert isinstance(item, Event)
+        assert item.ts == parse_rfc3339("2017-01-01T00:00:00.5Z")
+
     def test_optional_fields_and_unknown_types_are_accepted(self) -> None:
         item = run(
             valid(type="experiment.assigned", user_id="u1", segment="enterprise", attrs={"x": 1})

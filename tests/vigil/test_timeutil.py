@@ -35,11 +35,28 @@ class TestTimestamps:
         assert to_iso(parse_rfc3339("2026-03-02T09:15:00.123456789Z")) == "2026-03-02T09:15:00.123Z"
 
     @pytest.mark.parametrize(
-        "text", ["2026-03-02T09:15:00", "2026-03-02", "2026-W10-1T00:00:00Z", "yesterday"]
+        "text",
+        [
+            "2026-03-02T09:15:00",
+            "2026-03-02",
+            "2026-W10-1T00:00:00Z",
+            "yesterday",
+            "2016-12-31T12:30:60Z",  # second 60 outside a leap second
+            "2016-12-31T23:59:60+01:00",  # 22:59 UTC: not a leap second either
+            "2016-12-31T23:59:61Z",
+            "2016-12-31T23:59:60",  # no offset
+        ],
     )
     def test_rejects_naive_and_non_rfc3339(self, text: str) -> None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not an RFC 3339 timestamp with an offset"):
             parse_rfc3339(text)
+
+    def test_a_leap_second_is_the_second_after_23_59_59_utc(self) -> None:
+        midnight = parse_rfc3339("2017-01-01T00:00:00Z")
+        assert parse_rfc3339("2016-12-31T23:59:60Z") == midnight
+        assert parse_rfc3339("2016-12-31T23:59:60.250Z") == midnight + 250
+        assert parse_rfc3339("2017-01-01T00:59:60+01:00") == midnight  # 23:59:60 UTC
+        assert parse_rfc3339("2016-12-31T23:59:59.999Z") < parse_rfc3339("2016-12-31T23:59:60Z")
 
     def test_floor_to_aligns_on_the_origin(self) -> None:
         monday = parse_rfc3339("1970-01-05T00:00:00Z")
