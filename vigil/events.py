@@ -173,6 +173,8 @@ _ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
     "nudge.sent": {"nudge": (True, _is_str, "a string")},
     "nudge.acted": {"nudge": (True, _is_str, "a string")},
 }
+# The attribute names the catalogue gives each type that has attributes.
+CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 
 

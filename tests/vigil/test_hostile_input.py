@@ -18,7 +18,7 @@ from support import CONTRACT, DAY, HOUR, T0, Harness, clock
 
 from rules.engine import engine_for
 from rules.loader import load_rules
-from vigil.events import _ATTRS
+from vigil.events import CATALOGUE_ATTRS
 from vigil.timeutil import to_iso
 
 REASONS = {
@@ -66,6 +66,8 @@ NEAR_MISSES = st.sampled_from(
         "2026-03-02T09:30:00",
         "1970-01-01T00:00:00Z",
         "9999-12-31T23:59:59Z",
+        "2026-06-30T23:59:60Z",  # a leap second: valid
+        "2026-06-30T12:00:60Z",
         1_772_443_800,  # epoch seconds
         1_772_443_800_000_000,  # epoch microseconds
         -1,
@@ -77,7 +79,7 @@ NEAR_MISSES = st.sampled_from(
         True,
     ]
 )
-ATTR_NAMES = sorted({name for attrs in _ATTRS.values() for name in attrs})
+ATTR_NAMES = sorted({name for names in CATALOGUE_ATTRS.values() for name in names})
 PLAUSIBLE_ATTRS: dict[str, Any] = {
     "duration_s": 30.5,
     "feature": "reports",
@@ -116,7 +118,7 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     ts = T0
     for _ in range(draw(st.integers(min_value=1, max_value=40))):
         ts += draw(st.integers(min_value=-2 * HOUR, max_value=12 * HOUR))
-        kind = draw(st.sampled_from([*_ATTRS, "experiment.assigned"]))
+        kind = draw(st.sampled_from([*CATALOGUE_ATTRS, "experiment.assigned"]))
         extra = draw(st.lists(st.sampled_from(ATTR_NAMES), max_size=3, unique=True))
         event: dict[str, Any] = {
             "event_id": draw(st.sampled_from([f"e{n}" for n in range(60)])),  # some resent
@@ -125,7 +127,9 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             "ts": draw(st.sampled_from([to_iso(ts), ts])),
             "user_id": "u1",
             "segment": "enterprise",
-            "attrs": {name: PLAUSIBLE_ATTRS[name] for name in [*_ATTRS.get(kind, {}), *extra]},
+            "attrs": {
+                name: PLAUSIBLE_ATTRS[name] for name in [*CATALOGUE_ATTRS.get(kind, ()), *extra]
+            },
         }
         # Attributes are where each type's own rules are: they get broken most.
         fields = [*event, *(f"attrs.{name}" for name in event["attrs"] for _ in range(4))]
