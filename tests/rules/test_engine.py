@@ -11,6 +11,7 @@ from rules.loader import load_rules
 from rules.model import When
 from vigil.actions import in_cooldown, render_actions
 from vigil.errors import RuleEvaluationError
+from vigil.facts import signal_fact
 
 RULES = """\
 rules:
@@ -26,6 +27,10 @@ rules:
        sla: 24h}
   - id: low-score
     when: {fact: zone_change, score_below: 40}
+    cooldown: 1d
+    notification: {severity: high, channel: c, title: t, body: b}
+  - id: signal-at-low-score
+    when: {fact: signal, score_below: 50}
     cooldown: 1d
     notification: {severity: high, channel: c, title: t, body: b}
 """
@@ -74,6 +79,13 @@ class TestMatching:
         assert matching(engine, fact(fact="zone_change", score=40)) == []
         assert matching(engine, fact(fact="score_drop")) == []
 
+    def test_a_tenant_not_scored_yet_matches_no_score_condition(self, engine: RuleEngine) -> None:
+        assert "signal-at-low-score" in matching(engine, fact(score=49))
+        record = {"signal_id": "s1", "tenant_id": "acme", "signal": "login_drop", "evidence": {}}
+        unscored = signal_fact(record, "smb", score=None, zone=None, reasons="not scored yet")
+        assert unscored["score"] < 0  # what a fact says for "no score"
+        assert "signal-at-low-score" not in matching(engine, unscored)
+
     def test_the_same_fact_twice_matches_twice(self, engine: RuleEngine) -> None:
         # durable_rules refuses a message id it still holds; matched facts are consumed.
         assert matching(engine, fact()) == matching(engine, fact())
@@ -86,6 +98,7 @@ class TestMatching:
                     {"fact": "signal"},
                     {"$or": [{"signal": "login_drop"}, {"signal": "error_spike"}]},
                     {"$lt": {"score": 50}},
+                    {"$gte": {"score": 0}},
                 ]
             }
         }
