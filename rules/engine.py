@@ -40,11 +40,12 @@ def compile_condition(when: When) -> dict[str, Any]:
             terms.append(options[0] if len(options) == 1 else {"$or": options})
     if when.score_below is not None:
         terms.append({"$lt": {"score": when.score_below}})
-    # A signal of a tenant not scored yet carries score -1 (vigil.facts): it has no score
-    # to be below anything, so a score condition never matches it.
-    low = 0 if when.score_at_least is None and when.score_below is not None else when.score_at_least
-    if low is not None:
-        terms.append({"$gte": {"score": low}})
+    if when.score_at_least is not None:
+        terms.append({"$gte": {"score": when.score_at_least}})
+    elif when.score_below is not None:
+        # A signal of a tenant not scored yet carries score -1 (vigil.facts): it has no
+        # score to be below anything.
+        terms.append({"$gte": {"score": 0}})
     return {"m": {"$and": terms}}
 
 
