@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rules.templates import placeholders
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
+from vigil.health import zone_of
 from vigil.settings import Duration, ZoneSettings
 from vigil.signals import SIGNAL_KINDS
 
@@ -81,21 +81,24 @@ class When(_Strict):
         return None
 
     def never_holds_with(self, zones: ZoneSettings) -> str | None:
-        """Why no fact can match under these zone cut-offs: a fact's zone is its rounded
-        score's, so `zone` bounds the score as `score_below` and `score_at_least` do."""
+        """Why no fact can match under these zone cut-offs: a fact's zone is that of its
+        (whole) score, so `zone` bounds the score as `score_below` and `score_at_least` do."""
         if self.zone is None or (self.score_below is None and self.score_at_least is None):
             return None
-        low = 0 if self.score_at_least is None else math.ceil(self.score_at_least)
-        high = 101 if self.score_below is None else math.ceil(self.score_below)
-        scores = zone_scores(zones)
-        if any(max(low, scores[z].start) < min(high, scores[z].stop) for z in self.zone):
+        low, high = self.score_at_least, self.score_below
+        held = {zone: zone_scores(zone, zones) for zone in self.zone}
+        if any(
+            (low is None or score >= low) and (high is None or score < high)
+            for scores in held.values()
+            for score in scores
+        ):
             return None
-        spans = ", ".join(f"{z} {_span(scores[z])}" for z in self.zone)
+        spans = ", ".join(f"{zone} {_span(scores)}" for zone, scores in held.items())
         bounds = []
-        if self.score_at_least is not None:
-            bounds.append(f"at least {self.score_at_least:g}")
-        if self.score_below is not None:
-            bounds.append(f"below {self.score_below:g}")
+        if low is not None:
+            bounds.append(f"at least {low:g}")
+        if high is not None:
+            bounds.append(f"below {high:g}")
         return f"no score in {spans} (health.zones) is {' and '.join(bounds)}"
 
     def _facts_named(self) -> str:
@@ -107,19 +110,13 @@ class When(_Strict):
         return f"{self.fact} facts"
 
 
-def zone_scores(zones: ZoneSettings) -> dict[str, range]:
-    """The whole scores each zone holds: a zone is that of the rounded score (health)."""
-    green, yellow, orange = (math.ceil(cut) for cut in (zones.green, zones.yellow, zones.orange))
-    return {
-        "green": range(green, 101),
-        "yellow": range(yellow, green),
-        "orange": range(orange, yellow),
-        "red": range(0, orange),
-    }
+def zone_scores(zone: str, zones: ZoneSettings) -> list[int]:
+    """The whole scores 0-100 that the scorer puts in `zone` (vigil.health.zone_of)."""
+    return [score for score in range(101) if zone_of(score, zones) == zone]
 
 
-def _span(scores: range) -> str:
-    return f"{scores.start}-{scores.stop - 1}" if scores else "(no whole score)"
+def _span(scores: list[int]) -> str:
+    return f"{scores[0]}-{scores[-1]}" if scores else "(no whole score)"
 
 
 def _template(text: Any) -> Any:
