@@ -239,6 +239,18 @@ def run_vigil(
     )
 
 
+def committed_epoch(store: Path) -> int:
+    """The last epoch bytewax committed in a recovery store (0 before the first)."""
+    import sqlite3
+
+    try:  # read-only: a plain connect would create the file, and Vigil then resume it
+        with sqlite3.connect(f"file:{store / 'part-0.sqlite3'}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
+    except sqlite3.Error:  # not created yet, or being written
+        return 0
+    return int(row[0] or 0)
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a running Vigil's /metrics, by (name, sorted labels)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:

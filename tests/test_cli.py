@@ -464,14 +464,14 @@ def _mid_run(
     its stderr goes to the log file. Killed on the way out if still running."""
     import time
 
-    from support import ROOT, quiet_env, vigil_command
+    from support import ROOT, committed_epoch, quiet_env, vigil_command
 
     log = tmp_path / "first.log"
     with log.open("wb") as stderr:
         run = subprocess.Popen(vigil_command(*args), env=quiet_env(), cwd=ROOT, stderr=stderr)
         try:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and _committed_epoch(tmp_path / "store") < 2:
+            while time.monotonic() < deadline and committed_epoch(tmp_path / "store") < 2:
                 time.sleep(0.02)
             yield run, log
         finally:
@@ -592,18 +592,6 @@ def test_a_recovery_store_that_is_no_store_stops_the_run_in_one_line(tmp_path: P
     (store / "part-0.sqlite3").write_bytes(b"")  # a creation cut short
     cut_short = run_vigil(*args, "--recovery-dir", str(store))
     _stopped_in_one_line(cut_short, f"recovery store {store} holds no recovery partitions")
-
-
-def _committed_epoch(store: Path) -> int:
-    """The last epoch bytewax committed in a recovery store (0 before the first)."""
-    import sqlite3
-
-    try:  # read-only: a plain connect would create the file, and Vigil then resume it
-        with sqlite3.connect(f"file:{store / 'part-0.sqlite3'}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
-    except sqlite3.Error:  # not created yet, or being written
-        return 0
-    return int(row[0] or 0)
 
 
 def test_a_recovery_store_from_other_settings_stops_start_up(

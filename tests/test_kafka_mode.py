@@ -32,7 +32,7 @@ from kafka_helpers import (
     vigil_env,
     wait_for,
 )
-from support import T0, scenario_problems, scrape
+from support import T0, committed_epoch, scenario_problems, scrape
 
 from vigil.simulate import FleetPlan, generate
 
@@ -156,7 +156,10 @@ def test_stopped_mid_stream_then_restarted_loses_nothing(
         assert wait_for(kafka_bootstrap, topics["health"], 200, timeout=120), (
             tmp_path / "first.log"
         ).read_text()
-        time.sleep(1.5)
+        seen, deadline = committed_epoch(store), time.monotonic() + 60
+        while committed_epoch(store) <= seen:
+            assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.05)
     finally:
         first.send_signal(stop)
         first.wait(30)

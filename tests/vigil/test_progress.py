@@ -26,7 +26,9 @@ def test_the_line_is_redrawn_on_its_stream_and_cleared_at_the_end() -> None:
     metrics.dead_letters.labels("late").inc(2)
     stream = io.StringIO()
     progress = Progress(metrics, lambda: 50, 100, stream=stream, interval=0.01).start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 10  # a loaded machine may schedule the thread late
+    while "of the input" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
     progress.stop()
     text = stream.getvalue()
     assert "\r\x1b[K9 events" in text and "50% of the input" in text
