@@ -253,6 +253,65 @@ def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> No
     assert len(lines) > 500
 
 
+def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    """A full disk under stdout or an output file: the command says which, in one line."""
+    from support import ROOT, vigil_command
+
+    events, out = tmp_path / "events.jsonl", tmp_path / "out"
+    assert main(["simulate", "--tenants", "2", "--days", "1", "--output", str(events)]) == 0
+    assert run_vigil("run", "--input", str(events), "--output", str(out)).returncode == 0
+    to_stdout = [
+        ("rules", "check"),
+        ("config", "check"),
+        ("simulate", "--tenants", "2", "--days", "1"),
+        ("run", "--input", str(events), "--output", str(tmp_path / "again")),  # its summary
+        ("explain", "tenant-00000", "--output", str(out)),
+    ]
+    for args in to_stdout:
+        with open("/dev/full", "wb") as full:
+            ran = subprocess.run(
+                vigil_command(*args),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=quiet_env(),
+                timeout=120,
+            )
+        _failed_in_one_line(ran, f"vigil {args[0]}: error: cannot write to stdout: No space left")
+    kept = tmp_path / "kept.jsonl"
+    capped = run_vigil(
+        "simulate",
+        "--tenants",
+        "2",
+        "--days",
+        "1",
+        "--output",
+        str(kept),
+        preexec_fn=_files_capped_at(5_000),
+    )
+    _failed_in_one_line(capped, f"vigil simulate: error: --output: cannot write {kept}: File too")
+    assert kept.stat().st_size == 5_000  # what fitted, and no more
+    manifest = run_vigil(
+        "simulate",
+        "--tenants",
+        "2",
+        "--days",
+        "1",
+        "--output",
+        str(tmp_path / "s.jsonl"),
+        "--manifest",
+        "/dev/full",
+    )
+    _failed_in_one_line(manifest, "vigil simulate: error: --manifest: cannot write /dev/full: No")
+
+
+def _failed_in_one_line(ran: subprocess.CompletedProcess[str], said: str) -> None:
+    assert ran.returncode == 1, ran.stderr
+    assert ran.stderr.splitlines()[-1].startswith(said), ran.stderr
+    assert "Traceback" not in ran.stderr, ran.stderr
+
+
 @pytest.mark.slow
 def test_explain_tells_a_tenants_story(
     fleet_run: tuple[Path, dict[str, dict[str, str]], str], capsys: pytest.CaptureFixture[str]

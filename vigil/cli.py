@@ -7,14 +7,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, TypeVar
 
 import orjson
 
-from vigil.errors import ConfigError, VigilError
+from vigil.errors import ConfigError, OutputError, VigilError
 from vigil.stopping import Interrupted, StopSignal
 
 log = logging.getLogger("vigil")
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handlers[args.command](args)
     except VigilError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except Interrupted as exc:
         return exc.exit_code
     except KeyboardInterrupt:
@@ -449,7 +449,7 @@ def _print_summary(
             else:
                 summary.notifications += count
         summary.zones.update(_counts(metrics, "vigil_tenants_by_zone", "zone"))
-    print(format_summary(summary, elapsed))
+    _say(format_summary(summary, elapsed))
 
 
 def _counts(metrics: Any, name: str, label: str) -> dict[str, int]:
@@ -483,30 +483,58 @@ def _simulate(args: argparse.Namespace) -> int:
         lines = islice(lines, args.limit)
     with ExitStack() as files:
         # Both files are opened before the first line, so a bad path costs no generating.
-        out = sys.stdout.buffer
+        out, out_said = sys.stdout.buffer, "cannot write to stdout"
         if args.output != "-":
-            out = files.enter_context(_create(Path(args.output), "--output"))
-        manifest = None
-        if args.manifest is not None:
-            manifest = files.enter_context(_create(args.manifest, "--manifest"))
-        try:
+            out = _create(Path(args.output), "--output", files)
+            out_said = f"--output: cannot write {args.output}"
+        manifest = None if args.manifest is None else _create(args.manifest, "--manifest", files)
+        with _writing(out_said):
             for line in lines:
                 out.write(line + b"\n")
             out.flush()
-            if manifest is not None:
+            if out is not sys.stdout.buffer:
+                out.close()
+        if manifest is not None:
+            with _writing(f"--manifest: cannot write {args.manifest}"):
                 manifest.write(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise ConfigError(f"cannot write the simulated stream: {exc.strerror or exc}") from exc
+                manifest.close()
     return 0
 
 
-def _create(path: Path, flag: str) -> BinaryIO:
+def _create(path: Path, flag: str, files: ExitStack) -> BinaryIO:
+    """`path` opened for writing, closed when `files` ends if no one closed it before.
+    The caller closes it itself, inside `_writing`, so that an error shows there."""
     try:
-        return path.open("wb")
+        opened = path.open("wb")
     except OSError as exc:
         raise ConfigError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from exc
+    files.callback(_close_after_failure, opened)
+    return opened
+
+
+def _close_after_failure(opened: IO[bytes]) -> None:
+    # Only a file a failed write left open gets here, and its close fails again on the
+    # bytes still buffered: that error is the one already reported.
+    with suppress(OSError):
+        opened.close()
+
+
+@contextmanager
+def _writing(said: str) -> Iterator[None]:
+    """Writing a command's result: a refusal (a full disk, a quota) becomes one line,
+    `said: reason`, and exit code 1. A reader that left (`| head`) is no error."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{said}: {exc.strerror or exc}") from exc
+
+
+def _say(text: str) -> None:
+    """Print a line of a command's result, flushed at once so a refusal shows here."""
+    with _writing("cannot write to stdout"):
+        print(text, flush=True)
 
 
 def _produce(args: argparse.Namespace) -> int:
@@ -520,7 +548,7 @@ def _produce(args: argparse.Namespace) -> int:
     except ProduceInterrupted as stopped:
         print(f"vigil produce: interrupted: {stopped} by {topic}", file=sys.stderr)
         return 130
-    print(f"produced {count:,} messages to {topic}")
+    _say(f"produced {count:,} messages to {topic}")
     return 0
 
 
@@ -529,12 +557,10 @@ def _tail(args: argparse.Namespace) -> int:
     from vigil.settings import load_settings
 
     settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
-    out = sys.stdout
     for value in tail_topic(
         settings.kafka, args.topic, from_end=args.from_end, limit=args.max, idle_exit=args.idle_exit
     ):
-        out.write(value.decode("utf-8", errors="replace") + "\n")
-        out.flush()
+        _say(value.decode("utf-8", errors="replace"))
     return 0
 
 
@@ -549,7 +575,7 @@ def _explain(args: argparse.Namespace) -> int:
         records, where = from_topics(kafka, args.tenant), f"the output topics at {args.kafka}"
     else:
         records, where = from_files(args.output, args.tenant), str(args.output)
-    print(render(timeline(records, args.tenant, where)))
+    _say(render(timeline(records, args.tenant, where)))
     return 0
 
 
@@ -558,7 +584,7 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
     if not prepare_recovery_dir(args.dir, args.partitions):
         raise ConfigError(f"{args.dir} already holds a recovery store; remove it to start afresh")
-    print(f"recovery store created in {args.dir} ({args.partitions} partitions)")
+    _say(f"recovery store created in {args.dir} ({args.partitions} partitions)")
     return 0
 
 
@@ -572,14 +598,14 @@ def _rules_check(args: argparse.Namespace) -> int:
     paths = args.paths or settings.rules.paths
     rules = load_rules(paths, settings.health.zones)
     files = rule_files(paths)
-    print(f"{len(rules)} rules OK in {len(files)} file(s):")
+    _say(f"{len(rules)} rules OK in {len(files)} file(s):")
     for line in describe_rules(rules):
-        print(f"  {line}")
-    print("fields a template can use, by fact:")
+        _say(f"  {line}")
+    _say("fields a template can use, by fact:")
     for kind in FACT_KINDS:
-        print(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")  # every fact of the kind
+        _say(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")  # every fact of the kind
         for name, signal in SIGNAL_KINDS.items() if kind == SIGNAL else ():
-            print(f"    {name} adds: {', '.join(sorted(signal.evidence))}")
+            _say(f"    {name} adds: {', '.join(sorted(signal.evidence))}")
     return 0
 
 
@@ -590,8 +616,8 @@ def _config_check(args: argparse.Namespace) -> int:
     where = str(args.path or "built-in defaults")
     if env_overrides(os.environ):
         where += " + VIGIL_* environment"  # they are in what is printed below
-    print(f"settings OK ({where}):")
-    print(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
+    _say(f"settings OK ({where}):")
+    _say(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
