@@ -257,13 +257,14 @@ def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: P
     """A full disk under stdout or an output file: the command says which, in one line."""
     from support import ROOT, vigil_command
 
+    simulate = ("simulate", "--tenants", "2", "--days", "1")
     events, out = tmp_path / "events.jsonl", tmp_path / "out"
-    assert main(["simulate", "--tenants", "2", "--days", "1", "--output", str(events)]) == 0
+    assert run_vigil(*simulate, "--output", str(events)).returncode == 0
     assert run_vigil("run", "--input", str(events), "--output", str(out)).returncode == 0
     to_stdout = [
         ("rules", "check"),
         ("config", "check"),
-        ("simulate", "--tenants", "2", "--days", "1"),
+        simulate,
         ("run", "--input", str(events), "--output", str(tmp_path / "again")),  # its summary
         ("explain", "tenant-00000", "--output", str(out)),
     ]
@@ -280,29 +281,10 @@ def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: P
             )
         _failed_in_one_line(ran, f"vigil {args[0]}: error: cannot write to stdout: No space left")
     kept = tmp_path / "kept.jsonl"
-    capped = run_vigil(
-        "simulate",
-        "--tenants",
-        "2",
-        "--days",
-        "1",
-        "--output",
-        str(kept),
-        preexec_fn=_files_capped_at(5_000),
-    )
+    capped = run_vigil(*simulate, "--output", str(kept), preexec_fn=_files_capped_at(5_000))
     _failed_in_one_line(capped, f"vigil simulate: error: --output: cannot write {kept}: File too")
     assert kept.stat().st_size == 5_000  # what fitted, and no more
-    manifest = run_vigil(
-        "simulate",
-        "--tenants",
-        "2",
-        "--days",
-        "1",
-        "--output",
-        str(tmp_path / "s.jsonl"),
-        "--manifest",
-        "/dev/full",
-    )
+    manifest = run_vigil(*simulate, "--output", str(tmp_path / "s"), "--manifest", "/dev/full")
     _failed_in_one_line(manifest, "vigil simulate: error: --manifest: cannot write /dev/full: No")
 
 
