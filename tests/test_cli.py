@@ -267,6 +267,7 @@ def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: P
         simulate,
         ("run", "--input", str(events), "--output", str(tmp_path / "again")),  # its summary
         ("explain", "tenant-00000", "--output", str(out)),
+        ("recovery", "init", str(tmp_path / "store")),
     ]
     for args in to_stdout:
         with open("/dev/full", "wb") as full:
