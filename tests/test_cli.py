@@ -280,19 +280,13 @@ def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: P
                 env=quiet_env(),
                 timeout=120,
             )
-        _failed_in_one_line(ran, f"vigil {args[0]}: error: cannot write to stdout: No space left")
+        _stopped_in_one_line(ran, "cannot write to stdout: No space left", command=args[0])
     kept = tmp_path / "kept.jsonl"
     capped = run_vigil(*simulate, "--output", str(kept), preexec_fn=_files_capped_at(5_000))
-    _failed_in_one_line(capped, f"vigil simulate: error: --output: cannot write {kept}: File too")
+    _stopped_in_one_line(capped, f"--output: cannot write {kept}: File too", command="simulate")
     assert kept.stat().st_size == 5_000  # what fitted, and no more
     manifest = run_vigil(*simulate, "--output", str(tmp_path / "s"), "--manifest", "/dev/full")
-    _failed_in_one_line(manifest, "vigil simulate: error: --manifest: cannot write /dev/full: No")
-
-
-def _failed_in_one_line(ran: subprocess.CompletedProcess[str], said: str) -> None:
-    assert ran.returncode == 1, ran.stderr
-    assert ran.stderr.splitlines()[-1].startswith(said), ran.stderr
-    assert "Traceback" not in ran.stderr, ran.stderr
+    _stopped_in_one_line(manifest, "--manifest: cannot write /dev/full: No", command="simulate")
 
 
 @pytest.mark.slow
@@ -610,10 +604,13 @@ def test_a_damaged_recovery_store_is_named_in_one_line(tmp_path: Path) -> None:
     _stopped_in_one_line(damaged, f"recovery store {store}: file is not a database (the store is")
 
 
-def _stopped_in_one_line(ran: subprocess.CompletedProcess[str], said: str) -> None:
-    """The run failed (exit code 1) with `vigil run: error: <said>...`, not a traceback."""
+def _stopped_in_one_line(
+    ran: subprocess.CompletedProcess[str], said: str, command: str = "run"
+) -> None:
+    """The command failed (exit code 1) with `vigil <command>: error: <said>...`, not a
+    traceback."""
     assert ran.returncode == 1, ran.stderr
-    assert f"vigil run: error: {said}" in ran.stderr, ran.stderr
+    assert f"vigil {command}: error: {said}" in ran.stderr, ran.stderr
     assert "Traceback" not in ran.stderr, ran.stderr
 
 
