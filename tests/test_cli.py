@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,6 +121,10 @@ class TestErrors:
             (
                 ["run", "--input", "-", "--output", "out", "--process-id", "1"],
                 "--process-id needs --addresses",
+            ),
+            (
+                ["simulate", "--start", "2999-12-29T00:00:00Z", "--days", "4"],
+                "--start and --days: the 4 days from the start do not fit in years 2000-2999",
             ),
             (
                 ["simulate", "--days", "1", "--output", "s.jsonl", "--manifest", "no/m.json"],
@@ -251,6 +256,21 @@ def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> No
     assert a.read_bytes() == b.read_bytes()
     lines = a.read_bytes().splitlines()
     assert len(lines) > 500
+
+
+def test_a_simulated_stream_may_end_on_the_last_day_vigil_reads(tmp_path: Path) -> None:
+    """Three days from 2999-12-29 end at 3000-01-01, the first instant Vigil refuses (the
+    start a day later is refused above): every line but the simulator's own malformed
+    ones is an event, none an invalid_ts dead letter."""
+    from vigil.events import DeadLetter, decode
+
+    stream = tmp_path / "s.jsonl"
+    start = ["--start", "2999-12-29T00:00:00Z", "--days", "3", "--tenants", "40"]
+    assert main(["simulate", *start, "--output", str(stream)]) == 0
+    decoded = [decode(line, "s", {}, 0) for line in stream.read_bytes().splitlines()]
+    reasons = Counter(item.reason for item in decoded if isinstance(item, DeadLetter))
+    assert len(decoded) > 1000 and "invalid_ts" not in reasons, reasons
+    assert sum(reasons.values()) < len(decoded) / 100
 
 
 def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: Path) -> None:

@@ -472,12 +472,14 @@ def _simulate(args: argparse.Namespace) -> int:
     from vigil.simulate import FleetPlan, generate
     from vigil.timeutil import parse_rfc3339
 
-    plan = FleetPlan(args.tenants, args.days, args.seed)
-    if args.start is not None:
-        try:
-            plan = FleetPlan(args.tenants, args.days, args.seed, start=parse_rfc3339(args.start))
-        except ValueError as exc:
-            raise ConfigError(f"--start: {exc}") from exc
+    try:
+        start = {} if args.start is None else {"start": parse_rfc3339(args.start)}
+    except ValueError as exc:
+        raise ConfigError(f"--start: {exc}") from exc
+    try:
+        plan = FleetPlan(args.tenants, args.days, args.seed, **start)
+    except ValueError as exc:
+        raise ConfigError(f"--start and --days: {exc}") from exc
     lines, scenarios = generate(plan)
     if args.limit is not None:
         lines = islice(lines, args.limit)

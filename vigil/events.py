@@ -43,9 +43,9 @@ MAX_ID_LENGTH = 128
 # milliseconds fall in January 1970): accepted, such an event would start a shard's clock
 # in 1970 and raise tasks dated then. An RFC 3339 time from year 1 would also have a shard
 # step through two thousand years of hours.
-_MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-_MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
-_YEARS = "years 2000-2999"
+MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
+YEARS = "years 2000-2999"
 
 
 class Event(NamedTuple):
@@ -247,9 +247,9 @@ def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int
             millis = parse_rfc3339(ts)
         except ValueError as exc:
             raise Invalid("invalid_ts", f"field 'ts': {exc}") from None
-        if not _MIN_EPOCH_MS <= millis < _MAX_EPOCH_MS:
-            raise Invalid("invalid_ts", f"field 'ts' {ts[:64]!r} is outside {_YEARS}")
-    elif type(ts) is int and _MIN_EPOCH_MS <= ts < _MAX_EPOCH_MS:
+        if not MIN_EPOCH_MS <= millis < MAX_EPOCH_MS:
+            raise Invalid("invalid_ts", f"field 'ts' {ts[:64]!r} is outside {YEARS}")
+    elif type(ts) is int and MIN_EPOCH_MS <= ts < MAX_EPOCH_MS:
         millis = ts
     else:
         _bad_timestamp(obj)
@@ -319,13 +319,13 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
     if value is None:
         raise Invalid("missing_field", "missing required field 'ts'")
     if _is_int(value):
-        message = f"field 'ts' {value} is not epoch milliseconds in {_YEARS}"
+        message = f"field 'ts' {value} is not epoch milliseconds in {YEARS}"
         for unit, millis in (
             ("seconds", value * 1000),
             ("microseconds", value // 1000),
             ("nanoseconds", value // 1_000_000),
         ):
-            if _MIN_EPOCH_MS <= millis < _MAX_EPOCH_MS:  # the other units producers send
+            if MIN_EPOCH_MS <= millis < MAX_EPOCH_MS:  # the other units producers send
                 message += f" (as epoch {unit} it would be {to_iso(millis)}: send milliseconds)"
                 break
     else:

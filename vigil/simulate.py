@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from vigil.events import MAX_EPOCH_MS, MIN_EPOCH_MS, YEARS
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, floor_to, parse_rfc3339, to_iso
 
 HEALTHY = "healthy"
@@ -55,6 +56,14 @@ class FleetPlan:
     duplicate_rate: float = 0.003
     malformed_rate: float = 0.0003
     unknown_type_rate: float = 0.0002
+
+    def __post_init__(self) -> None:
+        # A stream Vigil would read as invalid_ts dead letters is no sample of anything.
+        if not MIN_EPOCH_MS <= self.start <= MAX_EPOCH_MS - self.days * MS_PER_DAY:
+            raise ValueError(
+                f"the {self.days} days from the start do not fit in {YEARS}, "
+                "the only event times Vigil reads"
+            )
 
 
 @dataclass
