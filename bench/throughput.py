@@ -1,6 +1,9 @@
 """Throughput of `vigil run` against a bare Bytewax flow on the same simulated stream.
 
-    python bench/throughput.py [--events 1000000] [--tenants 10000] [--repeat 1]
+    python bench/throughput.py [--events 1000000] [--tenants 10000] [--repeat 1] [--store]
+
+--store adds `vigil run` with a recovery store (a snapshot every 10 s), for what the
+snapshots cost in time and memory.
 
 Each variant runs in its own process (so peak memory is its own), on the same file,
 one after the other in this run; the figure that matters is the ratio, since the
@@ -64,7 +67,7 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
         from connectors.files import JsonLinesSink, JsonLinesSource
         from flows.health import STREAMS, build_flow
         from vigil.runner import execute
-        from vigil.settings import Settings
+        from vigil.settings import RecoverySettings, Settings
 
         if variant == "intake":
             # Vigil's own source, decoding, validation, watermark and routing, with the
@@ -79,10 +82,16 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
         if variant == "full":
             _time_stages(stages)
         settings = Settings()
+        if variant == "store":  # as `vigil run --recovery-dir`
+            from vigil.runner import prepare_recovery_dir
+            from vigil.shard import state_layout
+
+            settings = Settings(recovery=RecoverySettings(dir=str(out_dir / "store")))
+            prepare_recovery_dir(out_dir / "store", layout=state_layout(settings))
         out_dir.mkdir(parents=True, exist_ok=True)
         source = JsonLinesSource.configured(str(path), settings.input)
         sink = JsonLinesSink(out_dir, STREAMS)
-        flow = build_flow(settings, source, sink, snapshots=False)  # as `vigil run` without -r
+        flow = build_flow(settings, source, sink, snapshots=variant == "store")
         started = time.perf_counter()
         execute(flow, settings.recovery)  # exactly what `vigil run` does
     seconds = time.perf_counter() - started
@@ -132,7 +141,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--input", type=Path, help="use this stream instead of simulating one")
-    parser.add_argument("--child", choices=["bare", "intake", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--store", action="store_true", help="also run with a recovery store")
+    parser.add_argument(
+        "--child", choices=["bare", "intake", "full", "store"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -166,6 +178,14 @@ def main() -> None:
                 print(
                     f"  {label:<40}{rates[name]:>10,.0f} events/s "
                     f"({result['seconds']:.1f} s, peak {result['peak_mib']:.0f} MiB)"
+                )
+            if args.store:
+                store = child("store", stream, work / "store")
+                print(
+                    f"  {'vigil run with a recovery store':<40}{lines / store['seconds']:>10,.0f} "
+                    f"events/s ({store['seconds']:.1f} s, peak {store['peak_mib']:.0f} MiB): "
+                    f"time {store['seconds'] / full['seconds']:.2f} and peak memory "
+                    f"{store['peak_mib'] / full['peak_mib']:.2f} of the run without"
                 )
             shares = {stage: full[f"{stage}_s"] / full["seconds"] for stage in ("source", "engine")}
             print(

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from vigil.events import MAX_EPOCH_MS, MIN_EPOCH_MS, YEARS
+from vigil.jsonbytes import dumps_to_keep
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, floor_to, parse_rfc3339, to_iso
 
 HEALTHY = "healthy"
@@ -166,7 +167,7 @@ def _deliveries(
     if roll < plan.malformed_rate:
         yield ts, _malformed(event, rng)
         return
-    line = orjson.dumps(event)
+    line = dumps_to_keep(event)  # held in the day's arrival queue
     roll -= plan.malformed_rate
     if roll < plan.late_rate:
         yield ts + rng.randint(2 * MS_PER_HOUR, 5 * MS_PER_HOUR), line
@@ -191,7 +192,7 @@ def _malformed(event: dict[str, Any], rng: random.Random) -> bytes:
         broken["ts"] = "yesterday at noon"
     else:
         broken["event_id"] = 12345
-    return orjson.dumps(broken)
+    return dumps_to_keep(broken)
 
 
 def _tenant_day(

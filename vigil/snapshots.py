@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from vigil.jsonbytes import dumps_to_keep
 from vigil.shard import ShardEngine, ShardState
 
 _PLAIN_FIELDS = tuple(
@@ -56,7 +57,7 @@ class SnapshotWriter:
     def _encoded(self, day: int, ids: list[str]) -> bytes:
         count, encoded = self.days.get(day, (-1, b""))
         if count != len(ids):
-            encoded = orjson.dumps(ids)
+            encoded = dumps_to_keep(ids)
             self.days[day] = (len(ids), encoded)
         return encoded
 
