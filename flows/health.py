@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,11 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
     def snapshot(self) -> bytes:
         if self.snapshots is None:
             return b""  # no recovery store: bytewax would pickle state nobody keeps
+        started = time.perf_counter()
         # Pickled now, so later mutation cannot leak into the snapshot.
-        return self.snapshots.snapshot()
+        snapshot = self.snapshots.snapshot()
+        self.metrics.record_snapshot(time.perf_counter() - started, len(snapshot))
+        return snapshot
 
 
 def _splitter(shards: int) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:

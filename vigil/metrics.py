@@ -47,6 +47,7 @@ UNKNOWN_TYPE_LABEL_CHARS = 64
 OTHER_TYPES = "other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SNAPSHOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -141,6 +142,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # A shard stops while its state is encoded, at every epoch: what a recovery store
+        # costs, and how much it writes (rate() of the bytes).
+        self.snapshot_seconds = Histogram(
+            "vigil_snapshot_seconds",
+            "Wall time to encode one shard's state for the recovery store",
+            buckets=SNAPSHOT_BUCKETS,
+            registry=r,
+        )
+        self.snapshot_bytes = Counter(
+            "vigil_snapshot_bytes", "Bytes of shard state handed to the recovery store", registry=r
+        )
         self._unknown_labels: set[str] = set()
         self._lock = threading.Lock()
         self._shards: dict[str, tuple[int, Tally[str], int | None]] = {}
@@ -201,6 +213,10 @@ class Metrics:
             elif name == "keys_refused":
                 self.keys_refused.labels(labels).inc(value)
         counts.clear()
+
+    def record_snapshot(self, seconds: float, size: int) -> None:
+        self.snapshot_seconds.observe(seconds)
+        self.snapshot_bytes.inc(size)
 
     def record_shard(
         self, shard: str, tenants: int, zones: Tally[str], watermark: int | None

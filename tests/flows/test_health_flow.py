@@ -130,3 +130,42 @@ def test_bytewax_run_entry_point_gives_the_same_outputs(fleet_file: Path, tmp_pa
         assert (tmp_path / "bw" / f"{stream}.jsonl").read_bytes() == (
             tmp_path / "cli" / f"{stream}.jsonl"
         ).read_bytes()
+
+
+def test_snapshots_for_a_recovery_store_are_timed_and_counted(
+    fleet_file: Path, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from support import T0, Harness, sessions
+
+    from flows.health import _ShardLogic
+
+    def snapshot_figures(metrics: Metrics) -> tuple[float | None, float | None]:
+        read = metrics.registry.get_sample_value
+        return read("vigil_snapshot_seconds_count"), read("vigil_snapshot_bytes_total")
+
+    # Each snapshot of a shard is one observation, and its length is counted.
+    shard, metrics = Harness(), Metrics()
+    logic = _ShardLogic(shard.engine, metrics, snapshots=True)
+    sizes = [len(logic.snapshot())]
+    shard.feed(sessions("acme", T0, 20))
+    sizes += [len(logic.snapshot()), len(logic.snapshot())]
+    assert snapshot_figures(metrics) == (3, sum(sizes)) and sizes[1] > sizes[0]
+    # Without a recovery store there is nothing to encode, and nothing is counted.
+    idle = Metrics()
+    assert _ShardLogic(shard.engine, idle, snapshots=False).snapshot() == b""
+    assert snapshot_figures(idle) == (0, 0)
+    settings = shard.settings
+
+    # A whole run with a store, snapshotting at every epoch.
+    store = tmp_path / "store"
+    store.mkdir()
+    init_db_dir(store, 1)
+    metrics = Metrics()
+    source = JsonLinesSource(str(fleet_file), settings.input.allowed_lateness, 500)
+    flow = build_flow(settings, source, TestingSink([]), metrics)
+    run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(store)))
+    count, size = snapshot_figures(metrics)
+    assert count is not None and count >= settings.engine.shards and size and size > count * 10
