@@ -469,15 +469,15 @@ def _writable_dir(path: Path) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from itertools import islice
 
-    from vigil.simulate import FleetPlan, generate
+    from vigil.simulate import DEFAULT_START, FleetPlan, generate
     from vigil.timeutil import parse_rfc3339
 
     try:
-        start = {} if args.start is None else {"start": parse_rfc3339(args.start)}
+        start = parse_rfc3339(DEFAULT_START if args.start is None else args.start)
     except ValueError as exc:
         raise ConfigError(f"--start: {exc}") from exc
     try:
-        plan = FleetPlan(args.tenants, args.days, args.seed, **start)
+        plan = FleetPlan(args.tenants, args.days, args.seed, start=start)
     except ValueError as exc:
         raise ConfigError(f"--start and --days: {exc}") from exc
     lines, scenarios = generate(plan)
