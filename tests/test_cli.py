@@ -260,7 +260,7 @@ def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> No
 
 def test_a_simulated_stream_may_end_on_the_last_day_vigil_reads(tmp_path: Path) -> None:
     """Three days from 2999-12-29 end at 3000-01-01, the first instant Vigil refuses (the
-    start a day later is refused above): every line but the simulator's own malformed
+    fourth day is refused above): every line but the simulator's own malformed
     ones is an event, none an invalid_ts dead letter."""
     from vigil.events import DeadLetter, decode
 
