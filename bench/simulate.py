@@ -3,15 +3,14 @@
     python bench/simulate.py [--tenants 10000 40000] [--days 2]
 
 The simulator holds one day of the fleet's lines, to deliver them in arrival order, so
-its memory grows with the fleet. Each fleet is simulated in its own process (smallest
-first, so the children's peak RSS is the latest one's). It prints lines/s and peak RSS
-for each, and the memory each tenant adds.
+its memory grows with the fleet. Each fleet is simulated in its own process, whose peak
+RSS is its own. It prints lines/s and peak RSS for each, and the memory each tenant adds.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,12 @@ def simulate(tenants: int, days: int, out: Path) -> tuple[int, float, float]:
     """(lines, seconds, peak MiB) of one `vigil simulate` in a child process."""
     started = time.perf_counter()
     command = ["simulate", "--tenants", str(tenants), "--days", str(days), "--output", str(out)]
-    subprocess.run(
-        [sys.executable, "-m", "vigil.cli", *command],
-        check=True,
-        cwd=ROOT,
-    )
+    child = subprocess.Popen([sys.executable, "-m", "vigil.cli", *command], cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
     seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"vigil simulate --tenants {tenants} failed")
+    peak_mib = usage.ru_maxrss / 1024
     with out.open("rb") as lines:
         return sum(1 for _ in lines), seconds, peak_mib
 
