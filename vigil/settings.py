@@ -209,6 +209,17 @@ class ZoneSettings(_Section):
         if not self.green > self.yellow > self.orange:
             msg = f"zone cut-offs must fall: green > yellow > orange, got {self}"
             raise ValueError(msg)
+        # A zone is held by the whole scores from its cut-off up to the next one's: one
+        # without any would silently never fire the rules on it (entered-red, say).
+        spans = (("red", 0.0, self.orange), ("orange", self.orange, self.yellow))
+        for zone, low, below in (*spans, ("yellow", self.yellow, self.green)):
+            if math.ceil(low) >= below:
+                held = f"from {low:g} to " if low else ""
+                msg = (
+                    f"zone cut-offs leave no whole score in {zone} ({held}below {below:g}); "
+                    f"scores are whole numbers 0-100, got {self}"
+                )
+                raise ValueError(msg)
         return self
 
 

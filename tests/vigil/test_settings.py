@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import ConfigError
+from vigil.health import zone_of
 from vigil.settings import Settings, env_overrides, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +61,12 @@ class TestErrors:
             ("[input]\nbogus = 1", "input.bogus: unknown key"),
             ("[signals.login_drop]\ndrop_ratio = 1.5", "signals.login_drop.drop_ratio = 1.5"),
             ("[health.zones]\ngreen = 50", "zone cut-offs must fall"),
+            ("[health.zones]\norange = 0", "no whole score in red (below 0)"),
+            (
+                "[health.zones]\nyellow = 60.2\norange = 60.1",
+                "no whole score in orange (from 60.1 to below 60.2)",
+            ),
+            ("[health.zones]\ngreen = 60.5\nyellow = 60.2", "no whole score in yellow"),
             (
                 '[signals.error_spike]\nwindow = "90m"',
                 "must be a whole number of engine.health_step",
@@ -94,6 +101,19 @@ class TestErrors:
         with pytest.raises(ConfigError, match=r"bad\.toml") as caught:
             load_settings(path, env={})
         assert needle in str(caught.value)
+
+    def test_zones_one_whole_score_wide_are_accepted_and_each_holds_its_score(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "narrow.toml"
+        path.write_text("[health.zones]\ngreen = 2.5\nyellow = 2\norange = 0.5\n")
+        zones = load_settings(path, env={}).health.zones
+        assert [zone_of(score, zones) for score in (0, 1, 2, 3)] == [
+            "red",
+            "orange",
+            "yellow",
+            "green",
+        ]
 
     def test_a_limit_can_be_switched_off(self, tmp_path: Path) -> None:
         path = tmp_path / "s.toml"
