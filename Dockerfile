@@ -6,13 +6,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/vigil
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY vigil ./vigil
 COPY flows ./flows
 COPY rules ./rules
 COPY connectors ./connectors
 COPY config ./config
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
  && useradd --system --home /var/lib/vigil vigil \
  && mkdir -p /var/lib/vigil/recovery \
  && chown -R vigil /var/lib/vigil

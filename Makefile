@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v < (3, 13) else "Vigil needs Python 3.11 or 3.12, found %d.%d (set PYTHON=...)" % v)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 ## demo: install, simulate a fleet of 500 tenants over 4 weeks, run Vigil on it, print a summary
@@ -39,6 +39,16 @@ unit: $(INSTALLED)
 ## bench: throughput of the full pipeline against a bare Bytewax flow (1M events, 10k tenants)
 bench: $(INSTALLED)
 	$(BIN)/python bench/throughput.py --repeat 3
+
+## lock: re-pin constraints.txt to the newest versions pyproject.toml allows, in a fresh venv
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[test]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude vigil; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .lock-venv build
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

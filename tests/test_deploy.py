@@ -4,11 +4,15 @@ with Vigil's defaults and with the README (there is no Docker engine to run them
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from vigil.settings import KafkaTopics, MetricsSettings
 
@@ -159,3 +163,25 @@ def test_prometheus_loads_the_alert_rules_from_where_compose_mounts_them() -> No
     assert prometheus["rule_files"] == ["vigil-alerts.yml"]  # beside prometheus.yml
     mounts = compose()["services"]["prometheus"]["volumes"]
     assert "./config/vigil-alerts.yml:/etc/prometheus/vigil-alerts.yml:ro" in mounts
+
+
+def test_every_dependency_is_pinned_within_pyprojects_range_and_installed_so() -> None:
+    """constraints.txt (written by `make lock`) keeps CI and the image on tested versions:
+    a dependency added to pyproject.toml without re-locking, or a pin outside its range,
+    would let pip pick a version no test ran against."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(text) for text in project["dependencies"]]
+    declared += [Requirement(text) for text in project["optional-dependencies"]["test"]]
+    for requirement in declared:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} is not in constraints.txt: make lock"
+        assert requirement.specifier.contains(pinned, prereleases=True), (requirement, pinned)
+    assert "pip install --quiet -c constraints.txt -e '.[test]'" in (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY pyproject.toml README.md constraints.txt" in dockerfile
+    assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
