@@ -31,7 +31,7 @@ from vigil.events import DeadLetter, Event
 from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk
 from vigil.logs import BurstWatch
-from vigil.metrics import Metrics
+from vigil.metrics import Metrics, ShardFigures
 from vigil.settings import Settings, load_settings
 from vigil.shard import ShardEngine, Tick
 from vigil.snapshots import SnapshotWriter, load_state
@@ -67,9 +67,9 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
                 read_at = max(read_at, tick.read_at)
         metrics.record(engine.counts)
         metrics.record_types(engine.type_counts)
-        metrics.record_shard(
-            str(id(self)), len(engine.state.tenants), engine.zones, engine.state.watermark
-        )
+        st = engine.state
+        figures = ShardFigures(len(st.tenants), engine.zones, st.watermark, len(st.pending))
+        metrics.record_shard(str(id(self)), figures)
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for stream, record in out:
             by_stream.setdefault(stream, []).append(record)

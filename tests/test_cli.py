@@ -766,3 +766,34 @@ def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
     assert said in ran.stdout, ran.stdout
     assert ran.stderr.count("new ones are not kept") == 1, ran.stderr  # once, with the first
     assert "map=features limit=6 refused=page/6" in ran.stderr, ran.stderr
+
+
+def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path: Path) -> None:
+    # Hourly sessions up to 5:30: the watermark ends at 4:30 (1 h lateness), so the steps
+    # up to 4:00 are closed and the events at 4:00, 5:00 and 5:30 are still waiting.
+    times = [T0 + n * HOUR for n in range(6)] + [T0 + 5 * HOUR + HOUR // 2]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b"".join(orjson.dumps(event("acme", "user.session", t)) + b"\n" for t in times)
+    )
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "a"), env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert "events processed  7 " in ran.stdout, ran.stdout
+    assert "not applied yet   3 events, after the last step the final watermark" in ran.stdout
+
+    # A lateness longer than the file holds every event back: the run found nothing, and
+    # says why rather than looking like a healthy fleet.
+    env = {**quiet_env(), "VIGIL_INPUT__ALLOWED_LATENESS": "1d"}
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "b"), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "not applied yet   7 events" in ran.stdout, ran.stdout
+    assert not (tmp_path / "b" / "health.jsonl").read_bytes()
+
+    # A later event moves the watermark past them: only that event is left waiting.
+    times.append(T0 + 12 * HOUR)
+    events.write_bytes(
+        b"".join(orjson.dumps(event("acme", "user.session", t)) + b"\n" for t in times)
+    )
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "c"), env=quiet_env())
+    assert ran.returncode == 0, ran.stderr
+    assert "not applied yet   1 event, after" in ran.stdout, ran.stdout

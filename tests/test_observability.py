@@ -102,6 +102,8 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
     assert value("vigil_actions_total", rule="login-drop", kind="tasks") == 1
     assert value("vigil_actions_total", rule="login-drop", kind="notifications") == 1
     assert value("vigil_tenants") == 1  # "acme"; the clock's and beta's events never applied
+    # acme's sessions are all behind the clock event's watermark; the clock is not queued.
+    assert samples[("vigil_events_waiting", ())] == 0
     assert (
         sum(value("vigil_tenants_by_zone", zone=z) for z in ("green", "yellow", "orange", "red"))
         == 1

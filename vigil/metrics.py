@@ -15,6 +15,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from functools import partial
 from importlib import metadata
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,6 +49,15 @@ OTHER_TYPES = "other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SNAPSHOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ShardFigures(NamedTuple):
+    """What a shard reports after each batch, for the gauges summed over shards."""
+
+    tenants: int
+    zones: Tally[str]
+    watermark: int | None
+    waiting: int  # events accepted, not applied: the watermark has not closed their step
 
 
 class Metrics:
@@ -125,6 +135,11 @@ class Metrics:
         self.zones = Gauge(
             "vigil_tenants_by_zone", "Tenants per health zone in this process", ["zone"], registry=r
         )
+        self.waiting = Gauge(
+            "vigil_events_waiting",
+            "Events accepted and held until the watermark closes their step",
+            registry=r,
+        )
         self.event_time_lag = Gauge(
             "vigil_event_time_lag_seconds",
             "Wall clock minus the stream watermark (event time)",
@@ -155,10 +170,11 @@ class Metrics:
         )
         self._unknown_labels: set[str] = set()
         self._lock = threading.Lock()
-        self._shards: dict[str, tuple[int, Tally[str], int | None]] = {}
+        self._shards: dict[str, ShardFigures] = {}
         # Sums over the shards are taken when Prometheus scrapes, not on every batch.
         self.event_time_lag.set_function(self._lag)
         self.tenants.set_function(self._tenants)
+        self.waiting.set_function(self._waiting)
         for zone in ZONES:
             self.zones.labels(zone).set_function(partial(self._in_zone, zone))
 
@@ -218,24 +234,26 @@ class Metrics:
         self.snapshot_seconds.observe(seconds)
         self.snapshot_bytes.inc(size)
 
-    def record_shard(
-        self, shard: str, tenants: int, zones: Tally[str], watermark: int | None
-    ) -> None:
-        """A shard's current tenants, zones and watermark; the gauges show the sums."""
+    def record_shard(self, shard: str, figures: ShardFigures) -> None:
+        """A shard's current figures; the gauges show the sums."""
         with self._lock:
-            self._shards[shard] = (tenants, zones, watermark)
+            self._shards[shard] = figures
 
     def _tenants(self) -> float:
         with self._lock:
-            return sum(n for n, _, _ in self._shards.values())
+            return sum(shard.tenants for shard in self._shards.values())
+
+    def _waiting(self) -> float:
+        with self._lock:
+            return sum(shard.waiting for shard in self._shards.values())
 
     def _in_zone(self, zone: str) -> float:
         with self._lock:
-            return sum(z.get(zone, 0) for _, z, _ in self._shards.values())
+            return sum(shard.zones.get(zone, 0) for shard in self._shards.values())
 
     def _lag(self) -> float:
         with self._lock:
-            marks = [wm for _, _, wm in self._shards.values() if wm is not None]
+            marks = [s.watermark for s in self._shards.values() if s.watermark is not None]
         return time.time() - min(marks) / 1000 if marks else 0.0
 
     def observe_written(self, read_times: Iterable[float]) -> None:
