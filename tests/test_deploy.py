@@ -185,3 +185,26 @@ def test_every_dependency_is_pinned_within_pyprojects_range_and_installed_so() -
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY pyproject.toml README.md constraints.txt" in dockerfile
     assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
+
+
+def test_the_readme_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from vigil.metrics import Metrics
+
+    metrics = Metrics()
+    served = {
+        metric._name + ("_total" if metric._type == "counter" else ""): set(metric._labelnames)
+        for metric in vars(metrics).values()
+        if isinstance(metric, MetricWrapperBase)
+    }
+    for family in metrics.registry.collect():  # an Info's keys are labels of its one sample
+        if family.type == "info" and family.name.startswith("vigil_"):
+            served[f"{family.name}_info"] = {key for s in family.samples for key in s.labels}
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| metric | what |") :].split("\n\n")[0]
+    listed = {}
+    for row in table.splitlines()[2:]:
+        for name, labels in re.findall(r"`(vigil_\w+)(?:\{([\w,]+)\})?`", row.split("|")[1]):
+            listed[name] = set(labels.split(",")) if labels else set()
+    assert listed == served
