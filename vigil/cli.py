@@ -436,7 +436,6 @@ def _print_summary(
 
     summary = RunSummary() if kafka_mode else summarize(args.output)
     summary.events = int(sum(metrics.by_label("vigil_events_total", "type").values()))
-    summary.waiting = int(metrics.value("vigil_events_waiting"))
     summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
     summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
     summary.forgotten = int(metrics.value("vigil_tenants_forgotten_total"))
@@ -450,6 +449,8 @@ def _print_summary(
             else:
                 summary.notifications += count
         summary.zones.update(_counts(metrics, "vigil_tenants_by_zone", "zone"))
+    else:  # a file ends where a live run goes on: say what it had not applied yet
+        summary.waiting = int(metrics.value("vigil_events_waiting"))
     _say(format_summary(summary, elapsed))
 
 
