@@ -10,7 +10,7 @@ DEMO_DIR ?= demo
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v < (3, 13) else "Vigil needs Python 3.11 or 3.12, found %d.%d (set PYTHON=...)" % v)'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
 
 $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
@@ -46,7 +46,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet '.[test]'
-	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude vigil; } > constraints.new
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all --exclude vigil --exclude setuptools; } > constraints.new
 	mv constraints.new constraints.txt
 	rm -rf .lock-venv build
 
