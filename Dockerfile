@@ -12,7 +12,8 @@ COPY flows ./flows
 COPY rules ./rules
 COPY connectors ./connectors
 COPY config ./config
-RUN pip install --no-cache-dir -c constraints.txt . \
+RUN pip install --no-cache-dir -c constraints.txt --upgrade pip \
+ && pip install --no-cache-dir -c constraints.txt --build-constraint constraints.txt . \
  && useradd --system --home /var/lib/vigil vigil \
  && mkdir -p /var/lib/vigil/recovery \
  && chown -R vigil /var/lib/vigil

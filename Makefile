@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
 
 $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
 	touch $@
 
 ## demo: install, simulate a fleet of 500 tenants over 4 weeks, run Vigil on it, print a summary
@@ -41,12 +41,13 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/throughput.py --repeat 3
 
 ## lock: re-pin constraints.txt to the newest versions pyproject.toml allows, in a fresh venv
+## (setuptools and wheel as the builds of Vigil and of durable-rules' sdist get them)
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[test]'
-	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all --exclude vigil --exclude setuptools; } > constraints.new
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	.lock-venv/bin/python -m pip install --quiet --no-build-isolation '.[test]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all --exclude vigil; } > constraints.new
 	mv constraints.new constraints.txt
 	rm -rf .lock-venv build
 

@@ -174,20 +174,24 @@ def test_every_dependency_is_pinned_within_pyprojects_range_and_installed_so() -
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[canonicalize_name(name)] = Version(version)
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     declared = [Requirement(text) for text in project["dependencies"]]
     declared += [Requirement(text) for text in project["optional-dependencies"]["test"]]
+    declared += [Requirement(text) for text in pyproject["build-system"]["requires"]]
     for requirement in declared:
         pinned = pins.get(canonicalize_name(requirement.name))
         assert pinned is not None, f"{requirement.name} is not in constraints.txt: make lock"
         assert requirement.specifier.contains(pinned, prereleases=True), (requirement, pinned)
     assert "pip" in pins  # the installer too: its resolver decides what -c allows
+    pinned = "-c constraints.txt --build-constraint constraints.txt"  # builds: setuptools
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --quiet -c constraints.txt --upgrade pip" in makefile
-    assert "pip install --quiet -c constraints.txt -e '.[test]'" in makefile
+    assert f"pip install --quiet {pinned} -e '.[test]'" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY pyproject.toml README.md constraints.txt" in dockerfile
-    assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
+    assert "pip install --no-cache-dir -c constraints.txt --upgrade pip" in dockerfile
+    assert f"pip install --no-cache-dir {pinned} ." in dockerfile
 
 
 def test_the_readme_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
