@@ -210,14 +210,16 @@ class ZoneSettings(_Section):
             msg = f"zone cut-offs must fall: green > yellow > orange, got {self}"
             raise ValueError(msg)
         # A zone is held by the whole scores from its cut-off up to the next one's: one
-        # without any would silently never fire the rules on it (entered-red, say).
+        # without any would silently never fire the rules on it (entered-red, say). The
+        # four zones are the output contract; acting on fewer is the rules' business.
         spans = (("red", 0.0, self.orange), ("orange", self.orange, self.yellow))
         for zone, low, below in (*spans, ("yellow", self.yellow, self.green)):
             if math.ceil(low) >= below:
                 held = f"from {low:g} to " if low else ""
                 msg = (
                     f"zone cut-offs leave no whole score in {zone} ({held}below {below:g}); "
-                    f"scores are whole numbers 0-100, got {self}"
+                    f"scores are whole numbers 0-100, got {self}. To act on fewer zones, "
+                    "change the rules instead"
                 )
                 raise ValueError(msg)
         return self
