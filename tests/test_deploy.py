@@ -97,21 +97,32 @@ def test_the_readme_gives_the_same_commands_and_addresses() -> None:
     )
 
 
-def _served_metrics() -> dict[str, set[str]]:
-    """Every series name Vigil serves, with the labels it can carry."""
+def _metric_families() -> dict[str, tuple[str, set[str]]]:
+    """Every metric Vigil serves, named as PromQL and the README write it (a counter with
+    `_total`, an Info with `_info`, a histogram by its base name), with its type and the
+    labels it can carry."""
     from prometheus_client.metrics import MetricWrapperBase
 
     from vigil.metrics import Metrics
 
+    metrics = Metrics()
+    families = {}
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):  # what prometheus_client keeps of each
+            name = metric._name + ("_total" if metric._type == "counter" else "")
+            families[name] = (metric._type, set(metric._labelnames))
+    for family in metrics.registry.collect():  # an Info's keys are labels of its one sample
+        if family.type == "info" and family.name.startswith("vigil_"):
+            labels = {key for sample in family.samples for key in sample.labels}
+            families[f"{family.name}_info"] = ("info", labels)
+    return families
+
+
+def _served_metrics() -> dict[str, set[str]]:
+    """Every series name Vigil serves, with the labels it can carry."""
     served: dict[str, set[str]] = {}
-    for metric in vars(Metrics()).values():
-        if not isinstance(metric, MetricWrapperBase):
-            continue
-        name, labels = metric._name, set(metric._labelnames)  # what prometheus_client keeps
-        kind = metric._type
-        if kind == "counter":
-            served[f"{name}_total"] = labels
-        elif kind == "histogram":
+    for name, (kind, labels) in _metric_families().items():
+        if kind == "histogram":
             served.update(
                 {f"{name}_{part}": labels | {"le"} for part in ("bucket", "sum", "count")}
             )
@@ -195,19 +206,7 @@ def test_every_dependency_is_pinned_within_pyprojects_range_and_installed_so() -
 
 
 def test_the_readme_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
-    from prometheus_client.metrics import MetricWrapperBase
-
-    from vigil.metrics import Metrics
-
-    metrics = Metrics()
-    served = {
-        metric._name + ("_total" if metric._type == "counter" else ""): set(metric._labelnames)
-        for metric in vars(metrics).values()
-        if isinstance(metric, MetricWrapperBase)
-    }
-    for family in metrics.registry.collect():  # an Info's keys are labels of its one sample
-        if family.type == "info" and family.name.startswith("vigil_"):
-            served[f"{family.name}_info"] = {key for s in family.samples for key in s.labels}
+    served = {name: labels for name, (_, labels) in _metric_families().items()}
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("| metric | what |") :].split("\n\n")[0]
     listed = {}
