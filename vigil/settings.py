@@ -212,8 +212,12 @@ class ZoneSettings(_Section):
         # A zone is held by the whole scores from its cut-off up to the next one's: one
         # without any would silently never fire the rules on it (entered-red, say). The
         # four zones are the output contract; acting on fewer is the rules' business.
-        spans = (("red", 0.0, self.orange), ("orange", self.orange, self.yellow))
-        for zone, low, below in (*spans, ("yellow", self.yellow, self.green)):
+        spans = (
+            ("red", 0.0, self.orange),
+            ("orange", self.orange, self.yellow),
+            ("yellow", self.yellow, self.green),
+        )
+        for zone, low, below in spans:
             if math.ceil(low) >= below:
                 held = f"from {low:g} to " if low else ""
                 msg = (
