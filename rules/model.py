@@ -8,9 +8,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from rules.templates import placeholders
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
-from vigil.health import zone_of
 from vigil.settings import Duration, ZoneSettings
 from vigil.signals import SIGNAL_KINDS
+from vigil.zones import zone_of
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Zone = Literal["green", "yellow", "orange", "red"]
@@ -111,12 +111,12 @@ class When(_Strict):
 
 
 def zone_scores(zone: str, zones: ZoneSettings) -> list[int]:
-    """The whole scores 0-100 that the scorer puts in `zone` (vigil.health.zone_of)."""
+    """The whole scores 0-100 that the scorer puts in `zone` (vigil.zones.zone_of)."""
     return [score for score in range(101) if zone_of(score, zones) == zone]
 
 
 def _span(scores: list[int]) -> str:
-    return f"{scores[0]}-{scores[-1]}" if scores else "(no whole score)"
+    return f"{scores[0]}-{scores[-1]}"  # never empty: the settings refuse an empty zone
 
 
 def _template(text: Any) -> Any:

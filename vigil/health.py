@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from operator import is_not
 from typing import Any, TypeVar
 
-from vigil.settings import ComponentSettings, HealthSettings, ZoneSettings
+from vigil.settings import ComponentSettings, HealthSettings
 from vigil.tenant import BIT, COMPONENT_NAMES, TenantState
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, format_duration, to_iso
-
-ZONES = ("green", "yellow", "orange", "red")
+from vigil.zones import zone_of
 
 # (value, share of the weight earned 0..1), or None when the component has no data.
 Measure = tuple[float, float] | None
@@ -40,17 +39,6 @@ class Health:
     @property
     def rounded(self) -> int:
         return int(self.score + 0.5)
-
-
-def zone_of(score: float, zones: ZoneSettings) -> str:
-    rounded = int(score + 0.5)
-    if rounded >= zones.green:
-        return "green"
-    if rounded >= zones.yellow:
-        return "yellow"
-    if rounded >= zones.orange:
-        return "orange"
-    return "red"
 
 
 class Scorer:

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from vigil.events import KNOWN_TYPES
-from vigil.health import ZONES
+from vigil.zones import ZONES
 
 log = logging.getLogger("vigil.input")
 

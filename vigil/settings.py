@@ -29,6 +29,7 @@ from pydantic import (
 from vigil.errors import ConfigError
 from vigil.streams import OUTPUTS
 from vigil.timeutil import MS_PER_DAY, format_duration, parse_duration, parse_rfc3339, to_iso
+from vigil.zones import ZONES, zone_of
 
 ENV_PREFIX = "VIGIL_"
 
@@ -209,23 +210,16 @@ class ZoneSettings(_Section):
         if not self.green > self.yellow > self.orange:
             msg = f"zone cut-offs must fall: green > yellow > orange, got {self}"
             raise ValueError(msg)
-        # A zone is held by the whole scores from its cut-off up to the next one's: one
-        # without any would silently never fire the rules on it (entered-red, say). The
-        # four zones are the output contract; acting on fewer is the rules' business.
-        spans = (
-            ("red", 0.0, self.orange),
-            ("orange", self.orange, self.yellow),
-            ("yellow", self.yellow, self.green),
-        )
-        for zone, low, below in spans:
-            if math.ceil(low) >= below:
-                held = f"from {low:g} to " if low else ""
-                msg = (
-                    f"zone cut-offs leave no whole score in {zone} ({held}below {below:g}); "
-                    f"scores are whole numbers 0-100, got {self}. To act on fewer zones, "
-                    "change the rules instead"
-                )
-                raise ValueError(msg)
+        # A zone that no whole score falls in would silently never fire the rules on it
+        # (entered-red, say). The four zones are the output contract; acting on fewer is
+        # the rules' business.
+        held = {zone_of(score, self) for score in range(101)}
+        if empty := [zone for zone in ZONES if zone not in held]:
+            msg = (
+                f"zone cut-offs leave no whole score in {' or '.join(empty)}; scores are whole "
+                f"numbers 0-100, got {self}. To act on fewer zones, change the rules instead"
+            )
+            raise ValueError(msg)
         return self
 
 

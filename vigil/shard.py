@@ -30,11 +30,12 @@ from vigil.actions import in_cooldown, render_actions
 from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
-from vigil.health import Health, Scorer, health_record, zone_of
+from vigil.health import Health, Scorer, health_record
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
 from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
+from vigil.zones import zone_of
 
 log = logging.getLogger("vigil.engine")
 

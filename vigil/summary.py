@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from vigil.errors import ConfigError
-from vigil.health import ZONES
+from vigil.zones import ZONES
 
 log = logging.getLogger("vigil.outputs")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from support import DAY, T0
 
-from vigil.health import COMPONENTS, Health, Scorer, health_record, zone_of
+from vigil.health import COMPONENTS, Health, Scorer, health_record
 from vigil.settings import (
     ComponentSettings,
     HealthSettings,
@@ -12,6 +12,7 @@ from vigil.settings import (
     ZoneSettings,
 )
 from vigil.tenant import ALL_STALE, COMPONENT_NAMES, TenantState
+from vigil.zones import zone_of
 
 CFG = HealthSettings()
 STALL = Settings().signals.onboarding_stalled.stall_after

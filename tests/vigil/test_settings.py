@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import ConfigError
-from vigil.health import zone_of
 from vigil.settings import Settings, env_overrides, load_settings
+from vigil.zones import zone_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,12 +61,14 @@ class TestErrors:
             ("[input]\nbogus = 1", "input.bogus: unknown key"),
             ("[signals.login_drop]\ndrop_ratio = 1.5", "signals.login_drop.drop_ratio = 1.5"),
             ("[health.zones]\ngreen = 50", "zone cut-offs must fall"),
-            ("[health.zones]\norange = 0", "no whole score in red (below 0)"),
+            ("[health.zones]\norange = 0", "no whole score in red; scores are whole numbers"),
+            ("[health.zones]\nyellow = 60.2\norange = 60.1", "no whole score in orange;"),
+            ("[health.zones]\ngreen = 60.5\nyellow = 60.2", "no whole score in yellow;"),
             (
-                "[health.zones]\nyellow = 60.2\norange = 60.1",
-                "no whole score in orange (from 60.1 to below 60.2)",
+                "[health.zones]\ngreen = 0.7\nyellow = 0.6\norange = 0.5",
+                "no whole score in yellow or orange; scores are whole numbers 0-100, got "
+                "green=0.7 yellow=0.6 orange=0.5. To act on fewer zones, change the rules",
             ),
-            ("[health.zones]\ngreen = 60.5\nyellow = 60.2", "no whole score in yellow"),
             (
                 '[signals.error_spike]\nwindow = "90m"',
                 "must be a whole number of engine.health_step",
