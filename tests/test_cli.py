@@ -9,10 +9,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from support import CONTRACT, DAY, HOUR, T0, event, quiet_env, run_vigil, scenario_problems
+from support import (
+    CONTRACT,
+    DAY,
+    HOUR,
+    T0,
+    event,
+    quiet_env,
+    run_vigil,
+    scenario_problems,
+    sessions,
+)
 
 from vigil.cli import main
 from vigil.summary import read_jsonl
@@ -716,12 +727,16 @@ def test_recovery_init_creates_a_store_once(
     assert "already holds a recovery store" in capsys.readouterr().err
 
 
+def _write_events(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
 def test_a_run_reports_the_tenants_it_forgot(tmp_path: Path) -> None:
     # "gone" sends on day 0 only, "kept" every day for 40 days; forgotten after 31 days.
     lines = [event("gone", "user.session", T0 + HOUR)]
     lines += [event("kept", "user.session", T0 + d * DAY + 2 * HOUR) for d in range(40)]
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    events = _write_events(tmp_path / "events.jsonl", lines)
     env = {**quiet_env(), "VIGIL_ENGINE__FORGET_TENANTS_AFTER": "31d"}
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
     assert ran.returncode == 0, ran.stderr
@@ -740,8 +755,7 @@ def test_a_producer_hours_ahead_of_the_clock_does_not_make_on_time_events_late(
     live = [event("acme", "user.session", now - 50 * minute + n * minute) for n in range(20)]
     skewed = event("acme", "user.session", now + 8 * 60 * minute)
     after = [event("beta", "user.session", now - 20 * minute + n * minute) for n in range(10)]
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*live, skewed, *after]))
+    events = _write_events(tmp_path / "events.jsonl", [*live, skewed, *after])
     out = tmp_path / "out"
     ran = run_vigil("run", "--input", str(events), "--output", str(out))
     assert ran.returncode == 0, ran.stderr
@@ -757,8 +771,7 @@ def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
         event("acme", "feature.used", T0 + n * HOUR, {"feature": f"page/{n}"}) for n in range(9)
     ]
     lines.append(event("acme", "user.session", T0 + 12 * HOUR))  # the watermark passes them
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    events = _write_events(tmp_path / "events.jsonl", lines)
     env = {**quiet_env(), "VIGIL_ENGINE__MAX_KEYS_PER_TENANT": "6"}
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
     assert ran.returncode == 0, ran.stderr
@@ -771,11 +784,8 @@ def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
 def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path: Path) -> None:
     # Hourly sessions up to 5:30: the watermark ends at 4:30 (1 h lateness), so the steps
     # up to 4:00 are closed and the events at 4:00, 5:00 and 5:30 are still waiting.
-    times = [T0 + n * HOUR for n in range(6)] + [T0 + 5 * HOUR + HOUR // 2]
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(
-        b"".join(orjson.dumps(event("acme", "user.session", t)) + b"\n" for t in times)
-    )
+    lines = [*sessions("acme", T0, 6), event("acme", "user.session", T0 + 5 * HOUR + HOUR // 2)]
+    events = _write_events(tmp_path / "events.jsonl", lines)
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "a"), env=quiet_env())
     assert ran.returncode == 0, ran.stderr
     assert "events processed  7 " in ran.stdout, ran.stdout
@@ -790,10 +800,7 @@ def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path:
     assert not (tmp_path / "b" / "health.jsonl").read_bytes()
 
     # A later event moves the watermark past them: only that event is left waiting.
-    times.append(T0 + 12 * HOUR)
-    events.write_bytes(
-        b"".join(orjson.dumps(event("acme", "user.session", t)) + b"\n" for t in times)
-    )
+    _write_events(events, [*lines, event("acme", "user.session", T0 + 12 * HOUR)])
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "c"), env=quiet_env())
     assert ran.returncode == 0, ran.stderr
     assert "not applied yet   1 event, after" in ran.stdout, ran.stdout
