@@ -420,7 +420,10 @@ class ShardEngine:
         cfg = self.settings.signals.error_spike
         size = cfg.window
         start = now - size
-        first = max(floor_to(tenant.first_seen, size, self.buckets.origin), start - cfg.history)
+        # The whole windows within the history: a window that does not divide it must not
+        # count back to an instant between windows, where no window's count is kept.
+        oldest = start - cfg.history // size * size
+        first = max(floor_to(tenant.first_seen, size, self.buckets.origin), oldest)
         windows = tenant.errors_by_window
         history = [windows.get(w, 0) for w in range(first, start, size)]
         for old in [w for w in windows if w < first]:

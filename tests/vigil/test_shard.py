@@ -254,6 +254,19 @@ class TestErrorSpike:
         h = Harness().feed(young + floor + [clock(T0 + 3 * DAY)])
         assert h.signals("error_spike") == []
 
+    def test_a_window_that_does_not_divide_the_history_reads_whole_windows(self) -> None:
+        # 5 h windows over 7 days of history: the history is the 33 whole windows in it.
+        # (Counting back 7 days from a window start once landed between windows, so the
+        # history read as all zeros and a steady tenant spiked in every window.)
+        settings = Settings.model_validate({"signals": {"error_spike": {"window": "5h"}}})
+        steady = [e for hour in range(9 * 24) for e in self.errors("acme", T0 + hour * HOUR, 2)]
+        burst = self.errors("acme", T0 + 9 * DAY + 9 * HOUR, 30)  # a 5 h window starts then
+        h = Harness(settings).feed([*steady, *burst, clock(T0 + 10 * DAY)])
+        [signal] = h.signals("error_spike")
+        assert signal["window_start"] == to_iso(T0 + 9 * DAY + 9 * HOUR)
+        assert signal["evidence"]["history_windows"] == 33
+        assert signal["evidence"]["percentile_value"] == 10.0  # 2 errors an hour, 5 hours
+
 
 class TestHealthOverTime:
     def test_a_silent_tenant_loses_points_without_sending_anything(self) -> None:
