@@ -106,7 +106,8 @@ class EngineSettings(_Section):
 
 class LoginDropSettings(_Section):
     window: Duration = parse_duration("7d")
-    drop_ratio: Ratio = 0.5
+    # Above 0: no count is below 0 times the window before, so 0 would never signal.
+    drop_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     min_baseline: int = Field(default=10, ge=0)
     high_severity_ratio: Ratio = 0.2
 
@@ -122,6 +123,21 @@ class ErrorSpikeSettings(_Section):
     min_history_windows: int = Field(default=24, ge=1)
     min_errors: int = Field(default=5, ge=1)
     high_severity_factor: float = Field(default=3.0, ge=1.0)
+
+    @model_validator(mode="after")
+    def _history_holds_enough_windows(self) -> ErrorSpikeSettings:
+        # A window made longer (a day, say) leaves fewer in the history: the signal
+        # would wait for history it can never have, without a word.
+        held = self.history // self.window
+        if held < self.min_history_windows:
+            msg = (
+                f"signals.error_spike.history ({format_duration(self.history)}) holds "
+                f"{held} whole windows of {format_duration(self.window)}, fewer than "
+                f"min_history_windows ({self.min_history_windows}): error_spike could "
+                "never fire"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class SignalSettings(_Section):
@@ -199,6 +215,16 @@ class ComponentSettings(_Section):
     sponsor: SponsorComponent = SponsorComponent()
     onboarding: OnboardingComponent = OnboardingComponent()
 
+    @model_validator(mode="after")
+    def _something_weighs(self) -> ComponentSettings:
+        if not any(getattr(self, name).weight for name in type(self).model_fields):
+            msg = (
+                "every component's weight is 0, so no tenant could be scored: no health "
+                "record would be written and no rule on zones or score drops would fire"
+            )
+            raise ValueError(msg)
+        return self
+
 
 class ZoneSettings(_Section):
     green: float = Field(default=80.0, ge=0.0, le=100.0)
@@ -226,7 +252,7 @@ class ZoneSettings(_Section):
 class HealthSettings(_Section):
     zones: ZoneSettings = ZoneSettings()
     warmup: Duration = parse_duration("7d")
-    drop_points: float = Field(default=20.0, gt=0.0)
+    drop_points: float = Field(default=20.0, gt=0.0, le=100.0)  # scores are 0-100
     drop_window: Duration = parse_duration("7d")
     components: ComponentSettings = ComponentSettings()
 

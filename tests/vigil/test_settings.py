@@ -6,6 +6,7 @@ import pytest
 
 from vigil.errors import ConfigError
 from vigil.settings import Settings, env_overrides, load_settings
+from vigil.tenant import COMPONENT_NAMES
 from vigil.zones import zone_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +61,25 @@ class TestErrors:
             ),
             ("[input]\nbogus = 1", "input.bogus: unknown key"),
             ("[signals.login_drop]\ndrop_ratio = 1.5", "signals.login_drop.drop_ratio = 1.5"),
+            # Settings under which a signal or a rule could never fire.
+            (
+                "[signals.login_drop]\ndrop_ratio = 0",
+                "signals.login_drop.drop_ratio = 0: Input should be greater than 0",
+            ),
+            (
+                '[signals.error_spike]\nwindow = "1d"',
+                "signals.error_spike.history (7d) holds 7 whole windows of 1d, fewer than "
+                "min_history_windows (24): error_spike could never fire",
+            ),
+            (
+                '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 34',
+                "holds 33 whole windows of 5h, fewer than min_history_windows (34)",
+            ),
+            ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
+            (
+                "".join(f"[health.components.{name}]\nweight = 0\n" for name in COMPONENT_NAMES),
+                "every component's weight is 0, so no tenant could be scored",
+            ),
             ("[health.zones]\ngreen = 50", "zone cut-offs must fall"),
             ("[health.zones]\norange = 0", "no whole score in red; scores are whole numbers"),
             ("[health.zones]\nyellow = 60.2\norange = 60.1", "no whole score in orange;"),
@@ -116,6 +136,20 @@ class TestErrors:
             "yellow",
             "green",
         ]
+
+    def test_settings_at_the_edge_of_never_firing_are_accepted(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge.toml"
+        only_sponsor = "".join(
+            f"[health.components.{name}]\nweight = {1 if name == 'sponsor' else 0}\n"
+            for name in COMPONENT_NAMES
+        )
+        path.write_text(
+            '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 33\n'
+            "[signals.login_drop]\ndrop_ratio = 0.01\n[health]\ndrop_points = 100\n" + only_sponsor
+        )
+        settings = load_settings(path, env={})
+        assert settings.signals.error_spike.min_history_windows == 33
+        assert settings.health.components.sponsor.weight == 1
 
     def test_a_limit_can_be_switched_off(self, tmp_path: Path) -> None:
         path = tmp_path / "s.toml"
