@@ -361,6 +361,15 @@ class Settings(_Section):
         if MS_PER_DAY % step:
             msg = f"engine.health_step ({format_duration(step)}) must divide a day"
             raise ValueError(msg)
+        # Windows end on the origin's grid, and are checked at the steps, which fall on
+        # the epoch's (daily work runs at midnight UTC): off the steps, none would close.
+        if self.engine.window_origin % step:
+            msg = (
+                f"engine.window_origin ({to_iso(self.engine.window_origin)}) must fall on a "
+                f"whole engine.health_step ({format_duration(step)}) of UTC, or no window "
+                "would ever close; a shorter step that it falls on will do"
+            )
+            raise ValueError(msg)
         return self
 
     @model_validator(mode="after")

@@ -77,6 +77,11 @@ class TestErrors:
             ),
             ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
             (
+                '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"',
+                "engine.window_origin (2026-03-01T18:30:00Z) must fall on a whole "
+                "engine.health_step (1h) of UTC, or no window would ever close",
+            ),
+            (
                 "".join(f"[health.components.{name}]\nweight = 0\n" for name in COMPONENT_NAMES),
                 "every component's weight is 0, so no tenant could be scored",
             ),
@@ -145,6 +150,7 @@ class TestErrors:
         )
         path.write_text(
             '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 33\n'
+            '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"\nhealth_step = "30m"\n'
             "[signals.login_drop]\ndrop_ratio = 0.01\n[health]\ndrop_points = 100\n" + only_sponsor
         )
         settings = load_settings(path, env={})
