@@ -23,6 +23,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -160,6 +161,16 @@ class AdoptionComponent(_Section):
     weight: Weight = 15.0
     full_at: int = Field(default=5, ge=1)
     lookback: Duration = parse_duration("30d")
+
+    @field_validator("lookback")
+    @classmethod
+    def _whole_days(cls, lookback: int) -> int:
+        # Adoption is measured again once a day (and on a feature event): a feature
+        # leaving a lookback of 36h would still count until the next midnight.
+        if lookback % MS_PER_DAY:
+            msg = "must be whole days, as adoption is measured again once a day"
+            raise ValueError(msg)
+        return lookback
 
 
 class ErrorPressureComponent(_Section):

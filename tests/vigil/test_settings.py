@@ -77,6 +77,11 @@ class TestErrors:
             ),
             ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
             (
+                '[health.components.adoption]\nlookback = "36h"',
+                "health.components.adoption.lookback = '36h': must be whole days, as adoption "
+                "is measured again once a day",
+            ),
+            (
                 '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"',
                 "engine.window_origin (2026-03-01T18:30:00Z) must fall on a whole "
                 "engine.health_step (1h) of UTC, or no window would ever close",
