@@ -18,7 +18,7 @@ from operator import is_not
 from typing import Any, TypeVar
 
 from vigil.settings import ComponentSettings, HealthSettings
-from vigil.tenant import BIT, COMPONENT_NAMES, TenantState
+from vigil.tenant import BIT, COMPONENT_NAMES, PRESSURE_HOURS, TenantState
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, format_duration, to_iso
 from vigil.zones import zone_of
 
@@ -281,12 +281,18 @@ def _adoption_why(
 def _error_pressure(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
     if not state.product_activity:
         return None
-    first_hour = now // MS_PER_HOUR - 24
+    first_hour = now // MS_PER_HOUR - PRESSURE_HOURS
     count = 0
     for hour, n in state.pressure_by_hour.items():
         if hour >= first_hour:
             count += n
     return count, max(0.0, 1 - count / parts.error_pressure.zero_at)
+
+
+def pressure_counts_until(hour: int) -> int:
+    """The instant from which the errors and job retries of `hour` (hours since the
+    epoch) no longer count in the error pressure (see _error_pressure)."""
+    return (hour + PRESSURE_HOURS + 1) * MS_PER_HOUR
 
 
 def _error_pressure_why(

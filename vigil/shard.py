@@ -30,11 +30,11 @@ from vigil.actions import in_cooldown, render_actions
 from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
-from vigil.health import Health, Scorer, health_record
+from vigil.health import Health, Scorer, health_record, pressure_counts_until
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
-from vigil.timeutil import MS_PER_DAY, floor_to, to_iso
+from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to, to_iso
 from vigil.zones import zone_of
 
 log = logging.getLogger("vigil.engine")
@@ -153,6 +153,13 @@ class ShardEngine:
         self.touched: set[str] = set()
         # The tenants refused a key since midnight, by map (see _refused_key).
         self._refused_today: dict[str, set[str]] = {}
+        # The step at which some errors or job retries of each tenant leave its error
+        # pressure, so that a silent tenant's score moves then too. Derived from the
+        # tenants, so not saved: rebuilt here after a restore.
+        self._pressure_ends: dict[int, set[str]] = {}
+        for tenant in self.state.tenants.values():
+            for hour in tenant.pressure_by_hour:
+                self._pressure_ends_at(pressure_counts_until(hour), tenant.tenant_id)
 
     # -- input ------------------------------------------------------------------------
 
@@ -266,8 +273,18 @@ class ShardEngine:
                 # Fires one millisecond after the deadline: "more than" stall_after.
                 deadline = tenant.last_progress + self._stall_after
                 heapq.heappush(st.stalls, (deadline + 1, event.tenant_id))
+            if effect & Effect.PRESSURE:
+                self._pressure_ends_at(
+                    pressure_counts_until(event.ts // MS_PER_HOUR), tenant.tenant_id
+                )
             if effect & Effect.KEY_REFUSED:
                 self._refused_key(event)
+
+    def _pressure_ends_at(self, instant: int, tenant_id: str) -> None:
+        """Re-score the tenant at the first step at or after `instant`."""
+        step = -(-instant // self.step) * self.step
+        if self.state.next_step is None or step >= self.state.next_step:  # not passed yet
+            self._pressure_ends.setdefault(step, set()).add(tenant_id)
 
     def _refused_key(self, event: Event) -> None:
         """Counted every time. Logged with the first refusal of the day per map, as an
@@ -313,6 +330,7 @@ class ShardEngine:
             if deadline + 1 != now or tenant.stall_signalled_at == deadline:
                 continue  # superseded by later progress, or already signalled
             tenant.stall_signalled_at = deadline  # touched by _post
+            st.dirty.add(tenant_id)  # a stall halves the onboarding points: re-score
             assert tenant.onboarding_started is not None
             finding = sig.describe_onboarding_stall(
                 tenant.onboarding_started,
@@ -339,6 +357,9 @@ class ShardEngine:
                 self._check_login_drop(tenant, now, found)
         if now % MS_PER_DAY == 0:
             self._daily(now)
+        for tenant_id in self._pressure_ends.pop(now, ()):
+            if tenant_id in st.tenants:  # not forgotten since
+                st.dirty.add(tenant_id)
         for tenant_id in sorted(st.dirty):
             self._score(st.tenants[tenant_id], now, out)
         self.touched |= st.dirty  # re-scored (all of them once a day, when pruned too)

@@ -42,6 +42,7 @@ class Effect:
     ERRORS = 1
     ONBOARDING_CLOCK = 2
     KEY_REFUSED = 4  # a new key for a map already at Buckets.max_keys: not kept
+    PRESSURE = 8  # an error or job retry: it leaves the error pressure 24 h on
 
 
 # The map each event type adds keys to (named as the key limit's metric and log say it),
@@ -69,6 +70,8 @@ COMPONENT_NAMES = (
     "onboarding",
 )
 BIT = {name: 1 << index for index, name in enumerate(COMPONENT_NAMES)}
+# The error pressure counts the errors and job retries of the last this many whole hours.
+PRESSURE_HOURS = 24
 ALL_STALE = (1 << len(COMPONENT_NAMES)) - 1
 # Components measured over windows that end "now" in whole days: they move at midnight
 # with no event. The others move only with their events (or at every step, see health).
@@ -187,14 +190,14 @@ def _error(state: TenantState, event: Event, buckets: Buckets) -> int:
     _pressure(state, event, buckets)
     window = floor_to(event.ts, buckets.error_window, buckets.origin)
     state.errors_by_window[window] = state.errors_by_window.get(window, 0) + 1
-    return Effect.ERRORS
+    return Effect.ERRORS | Effect.PRESSURE
 
 
 def _pressure(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = True
     hour = event.ts // MS_PER_HOUR
     state.pressure_by_hour[hour] = state.pressure_by_hour.get(hour, 0) + 1
-    return Effect.NONE
+    return Effect.PRESSURE
 
 
 def _integration(state: TenantState, event: Event, buckets: Buckets) -> int:
@@ -306,7 +309,7 @@ def prune(
     oldest_day = now // MS_PER_DAY - keep_days
     for day in [d for d in state.sessions_by_day if d < oldest_day]:
         del state.sessions_by_day[day]
-    oldest_hour = now // MS_PER_HOUR - 24
+    oldest_hour = now // MS_PER_HOUR - PRESSURE_HOURS
     for hour in [h for h in state.pressure_by_hour if h < oldest_hour]:
         del state.pressure_by_hour[hour]
     for window in [w for w in state.sessions_by_window if w < keep_from_window]:

@@ -207,6 +207,17 @@ class TestOnboardingStall:
         h.feed([clock(deadline + 10 * DAY)])
         assert len(h.signals("onboarding_stalled")) == 1  # once per stall
 
+    def test_a_silent_tenant_loses_its_onboarding_points_at_the_step_after_the_stall(
+        self,
+    ) -> None:
+        deadline = T0 + 5 * HOUR + 72 * HOUR  # the stall fires 1 ms after it
+        h = Harness().feed([*self.start(), clock(deadline + 3 * HOUR)])
+        last = [r for r in h.out["health"] if r["tenant_id"] == "newco"][-1]
+        assert last["ts"] == to_iso(deadline + HOUR)  # not at the next midnight
+        onboarding = last["components"]["onboarding"]
+        assert onboarding["points"] == pytest.approx(onboarding["weight"] / 5 * 0.5, abs=0.01)
+        assert "onboarding 1 of 5 steps done, stalled: no progress for 73 h" in last["reasons"][0]
+
     def test_progress_resets_the_clock_and_completion_stops_it(self) -> None:
         progress = event("newco", "recipe.completed", T0 + 70 * HOUR, {"recipe": "r1"})
         h = Harness().feed([*self.start(), progress, clock(T0 + 5 * HOUR + 72 * HOUR + 2 * HOUR)])
@@ -276,6 +287,17 @@ class TestHealthOverTime:
         last = [r for r in h.out["health"] if r["tenant_id"] == "acme"][-1]
         assert last["components"]["login_activity"]["value"] == 0
         assert any("0 sessions in the last 7 days" in reason for reason in last["reasons"])
+
+    def test_errors_leave_a_silent_tenants_score_when_their_hour_leaves_the_24_hours(
+        self,
+    ) -> None:
+        errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
+        h = Harness().feed([event("acme", "user.session", T0), *errors, clock(T0 + 2 * DAY)])
+        records = [r for r in h.out["health"] if r["tenant_id"] == "acme"]
+        assert records[-2]["components"]["error_pressure"]["value"] == 30
+        # At 10:00 the next day the last 24 h still hold 10:00-11:00; at 11:00 they do not.
+        assert records[-1]["ts"] == to_iso(T0 + DAY + 11 * HOUR)  # not at the next midnight
+        assert records[-1]["components"]["error_pressure"]["value"] == 0
 
     def test_records_only_when_the_rounded_score_or_zone_changes(self) -> None:
         h = Harness().feed([*by_time(weeks("steady", [30, 30, 30])), clock(T0 + 3 * WEEK)])

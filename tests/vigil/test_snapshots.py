@@ -64,6 +64,19 @@ def test_a_restored_shard_goes_on_as_if_never_stopped() -> None:
     assert straight.out["signals"] and straight.out["tasks"]
 
 
+def test_a_restored_shard_rescores_a_silent_tenant_when_its_errors_leave_the_24_hours() -> None:
+    # Which step that is, the shard works out from the tenants after a restore.
+    errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
+    first = [event("acme", "user.session", T0), *errors, clock(T0 + 13 * HOUR)]
+    second = [clock(T0 + 2 * DAY)]
+    straight = Harness().feed(first).feed(second)
+    h = Harness().feed(first)
+    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
+    h.feed(second)
+    assert h.out == straight.out
+    assert straight.out["health"][-1]["ts"] == "2026-03-03T11:00:00Z"
+
+
 @pytest.mark.parametrize(
     ("path", "saved_format"),
     [(OLD_FORMAT_STATE, "c0026639c217"), (PREVIOUS_FORMAT_STATE, "ab073bfcfb3f")],
