@@ -153,13 +153,15 @@ class ShardEngine:
         self.touched: set[str] = set()
         # The tenants refused a key since midnight, by map (see _refused_key).
         self._refused_today: dict[str, set[str]] = {}
-        # The step at which some errors or job retries of each tenant leave its error
-        # pressure, so that a silent tenant's score moves then too. Derived from the
-        # tenants, so not saved: rebuilt here after a restore.
-        self._pressure_ends: dict[int, set[str]] = {}
+        # Steps at which tenants must be scored though they sent nothing: when some of
+        # their errors or job retries leave the error pressure, and when their warm-up
+        # ends (a zone they are in is announced then). Derived from the tenants, so not
+        # saved: rebuilt here after a restore.
+        self._rescore_at: dict[int, set[str]] = {}
         for tenant in self.state.tenants.values():
+            self._rescore_after(tenant.first_seen + settings.health.warmup, tenant.tenant_id)
             for hour in tenant.pressure_by_hour:
-                self._pressure_ends_at(pressure_counts_until(hour), tenant.tenant_id)
+                self._rescore_after(pressure_counts_until(hour), tenant.tenant_id)
 
     # -- input ------------------------------------------------------------------------
 
@@ -261,6 +263,7 @@ class ShardEngine:
             tenant = tenants.get(event.tenant_id)
             if tenant is None:
                 tenant = tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)
+                self._rescore_after(event.ts + self.settings.health.warmup, event.tenant_id)
             effect = tenant.apply(event, buckets)
             dirty.add(event.tenant_id)
             if not effect:
@@ -274,17 +277,17 @@ class ShardEngine:
                 deadline = tenant.last_progress + self._stall_after
                 heapq.heappush(st.stalls, (deadline + 1, event.tenant_id))
             if effect & Effect.PRESSURE:
-                self._pressure_ends_at(
+                self._rescore_after(
                     pressure_counts_until(event.ts // MS_PER_HOUR), tenant.tenant_id
                 )
             if effect & Effect.KEY_REFUSED:
                 self._refused_key(event)
 
-    def _pressure_ends_at(self, instant: int, tenant_id: str) -> None:
-        """Re-score the tenant at the first step at or after `instant`."""
+    def _rescore_after(self, instant: int, tenant_id: str) -> None:
+        """Score the tenant at the first step at or after `instant`, if still to come."""
         step = -(-instant // self.step) * self.step
-        if self.state.next_step is None or step >= self.state.next_step:  # not passed yet
-            self._pressure_ends.setdefault(step, set()).add(tenant_id)
+        if self.state.next_step is None or step >= self.state.next_step:
+            self._rescore_at.setdefault(step, set()).add(tenant_id)
 
     def _refused_key(self, event: Event) -> None:
         """Counted every time. Logged with the first refusal of the day per map, as an
@@ -357,7 +360,7 @@ class ShardEngine:
                 self._check_login_drop(tenant, now, found)
         if now % MS_PER_DAY == 0:
             self._daily(now)
-        for tenant_id in self._pressure_ends.pop(now, ()):
+        for tenant_id in self._rescore_at.pop(now, ()):
             if tenant_id in st.tenants:  # not forgotten since
                 st.dirty.add(tenant_id)
         for tenant_id in sorted(st.dirty):
@@ -472,36 +475,43 @@ class ShardEngine:
     def _score(self, tenant: TenantState, now: int, out: list[Output]) -> None:
         cfg = self.settings.health
         exact = self.scorer.rescore(tenant, now)
-        if exact is None:
-            return
-        score = int(exact + 0.5)
-        zone = zone_of(exact, cfg.zones)
-        if score == tenant.score and zone == tenant.zone:
-            return
-        health = self.scorer.explainable(tenant, exact, now)
-        if zone != tenant.zone:
-            self.zones[zone] += 1
-            if tenant.zone is not None:
-                self.zones[tenant.zone] -= 1
-        tenant.score, tenant.zone = score, zone
-        record = health_record(tenant, health, cfg, self._stall_after, self.scorer.lines)
-        tenant.reasons = "; ".join(record["reasons"])
-        out.append((HEALTH, record))
-        if now - tenant.first_seen < cfg.warmup:
+        health = None
+        if exact is not None:
+            score = int(exact + 0.5)
+            zone = zone_of(exact, cfg.zones)
+            if score != tenant.score or zone != tenant.zone:
+                health = self.scorer.explainable(tenant, exact, now)
+                self._record_health(tenant, health, out)
+        if tenant.zone is None or now - tenant.first_seen < cfg.warmup:
             return  # too little history to call a zone or a drop
-        if zone != tenant.zone_announced:
+        # Also with an unchanged score: a tenant may have been in its zone since before
+        # its warm-up ended.
+        if tenant.zone != tenant.zone_announced:
+            assert tenant.score is not None
             fact = zone_change_fact(
                 tenant.tenant_id,
                 tenant.segment,
                 now,
-                score,
-                zone,
+                tenant.score,
+                tenant.zone,
                 tenant.zone_announced,
                 tenant.reasons,
             )
-            tenant.zone_announced = zone
+            tenant.zone_announced = tenant.zone
             self._post(fact, tenant, now, out)
-        self._check_score_drop(tenant, health, now, out)
+        if health is not None:
+            self._check_score_drop(tenant, health, now, out)
+
+    def _record_health(self, tenant: TenantState, health: Health, out: list[Output]) -> None:
+        if health.zone != tenant.zone:
+            self.zones[health.zone] += 1
+            if tenant.zone is not None:
+                self.zones[tenant.zone] -= 1
+        tenant.score, tenant.zone = health.rounded, health.zone
+        cfg = self.settings.health
+        record = health_record(tenant, health, cfg, self._stall_after, self.scorer.lines)
+        tenant.reasons = "; ".join(record["reasons"])
+        out.append((HEALTH, record))
 
     def _check_score_drop(
         self, tenant: TenantState, health: Health, now: int, out: list[Output]

@@ -306,6 +306,42 @@ class TestHealthOverTime:
         assert all(a != b for a, b in itertools.pairwise(pairs))
 
 
+class TestWarmup:
+    def trouble(self, tenant: str, at: int) -> list[dict[str, Any]]:
+        """A failed invoice and two P1 tickets: score 0, red, from its first step."""
+        return [
+            event(tenant, "billing.invoice", at, {"invoice_id": "i1", "status": "failed"}),
+            event(tenant, "ticket.created", at + 1, {"ticket_id": "k1", "priority": "P1"}),
+            event(tenant, "ticket.created", at + 2, {"ticket_id": "k2", "priority": "P1"}),
+        ]
+
+    def test_a_tenant_red_all_through_its_warmup_is_announced_when_it_ends(self) -> None:
+        warm = T0 + HOUR + 7 * DAY  # its first event, plus health.warmup
+        h = Harness().feed([*self.trouble("newco", T0 + HOUR), clock(warm)])  # watermark < warm
+        assert [r["zone"] for r in h.out["health"]] == ["red"]
+        assert h.out["tasks"] == []  # a new account is not flagged for its first week
+        h.feed([clock(warm + 2 * HOUR)])
+        [task] = h.out["tasks"]  # its score never moved again, and it is still red
+        assert task["rule"] == "entered-red" and task["created_at"] == to_iso(warm)
+        assert task["evidence"]["from_zone"] == "none" and task["evidence"]["score"] == 0
+        assert len(h.out["health"]) == 1
+
+    def test_a_tenant_whose_zone_changed_during_its_warmup_is_announced_once(self) -> None:
+        # Red on day 1, the tickets resolved on day 3: green when the warm-up ends.
+        resolved = [
+            event("newco", "ticket.resolved", T0 + 3 * DAY + n, {"ticket_id": f"k{n}"})
+            for n in (1, 2)
+        ]
+        paid = event(
+            "newco", "billing.invoice", T0 + 3 * DAY, {"invoice_id": "i1", "status": "paid"}
+        )
+        h = Harness().feed(
+            [*self.trouble("newco", T0 + HOUR), paid, *resolved, clock(T0 + 9 * DAY)]
+        )
+        assert [r["zone"] for r in h.out["health"]][-1] == "green"
+        assert h.out["tasks"] == [] and h.out["notifications"] == []
+
+
 def sharp_fall(tenant: str) -> list[dict[str, Any]]:
     """Two healthy weeks (8 sessions a day, six features), then in one morning three P1
     tickets, a failed invoice and a departed sponsor, and four more days of sessions."""

@@ -21,7 +21,9 @@ OLD_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-c0026639c217.pi
 # The same state saved by Vigil 2de523a in format ab073bfcfb3f (tenants pickled one by
 # one, before they had last_event_at).
 PREVIOUS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-ab073bfcfb3f.pickle"
-# The same state saved in this version's format, by Vigil 3e101c4. STATE_FORMAT
+# The same state saved in this version's format, by Vigil 3e101c4, and saved again when
+# a tenant's zone came to be announced at the end of its warm-up (beta's green, which
+# 3e101c4 had not announced yet; its file still restored to the same outputs). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
 # as users' stores would fail. Then give the state a new format (see READABLE_FORMATS in
