@@ -42,7 +42,7 @@ class Effect:
     ERRORS = 1
     ONBOARDING_CLOCK = 2
     KEY_REFUSED = 4  # a new key for a map already at Buckets.max_keys: not kept
-    PRESSURE = 8  # an error or job retry: it leaves the error pressure 24 h on
+    PRESSURE = 8  # the first error or job retry of its hour: they leave the pressure 24 h on
 
 
 # The map each event type adds keys to (named as the key limit's metric and log say it),
@@ -187,17 +187,18 @@ def _feature(state: TenantState, event: Event, buckets: Buckets) -> int:
 
 
 def _error(state: TenantState, event: Event, buckets: Buckets) -> int:
-    _pressure(state, event, buckets)
+    pressure = _pressure(state, event, buckets)
     window = floor_to(event.ts, buckets.error_window, buckets.origin)
     state.errors_by_window[window] = state.errors_by_window.get(window, 0) + 1
-    return Effect.ERRORS | Effect.PRESSURE
+    return Effect.ERRORS | pressure
 
 
 def _pressure(state: TenantState, event: Event, buckets: Buckets) -> int:
     state.product_activity = True
     hour = event.ts // MS_PER_HOUR
-    state.pressure_by_hour[hour] = state.pressure_by_hour.get(hour, 0) + 1
-    return Effect.PRESSURE
+    before = state.pressure_by_hour.get(hour, 0)
+    state.pressure_by_hour[hour] = before + 1
+    return Effect.NONE if before else Effect.PRESSURE  # the hour's end is known already
 
 
 def _integration(state: TenantState, event: Event, buckets: Buckets) -> int:
