@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from vigil.settings import ComponentSettings, HealthSettings
 from vigil.tenant import BIT, COMPONENT_NAMES, PRESSURE_HOURS, TenantState
-from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, format_duration, to_iso
+from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, to_iso
 from vigil.zones import zone_of
 
 # (value, share of the weight earned 0..1), or None when the component has no data.
@@ -273,7 +273,7 @@ def _adoption(state: TenantState, now: int, parts: ComponentSettings, _: int) ->
 def _adoption_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    lookback = format_duration(parts.adoption.lookback)
+    lookback = _count(parts.adoption.lookback // MS_PER_DAY, "day")  # whole days (settings)
     features = _count(m[0], "feature")
     return f"{features} used in the last {lookback} (full points at {parts.adoption.full_at})"
 

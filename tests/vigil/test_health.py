@@ -107,7 +107,7 @@ class TestScore:
         reasons = reasons_of(state)
         for needle in (
             "1 session in the last 7 days",
-            "1 feature used in the last 30d",
+            "1 feature used in the last 30 days",
             "1 open ticket (-",
             "1 of 1 integration not connected: crm (error)",
         ):
