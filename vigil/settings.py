@@ -284,6 +284,20 @@ class KafkaTopics(_Section):
     def outputs(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in OUTPUTS}
 
+    @model_validator(mode="after")
+    def _distinct(self) -> KafkaTopics:
+        # An output on the input topic feeds Vigil its own records, each a dead letter
+        # (the dead letters' own topic there makes a loop); two outputs on one topic mix
+        # records that their consumers read as one kind.
+        names = {"input": self.input, **self.outputs()}
+        for topic in sorted(set(names.values())):
+            sharing = [key for key, name in names.items() if name == topic]
+            if len(sharing) > 1:
+                named = f"{', '.join(sharing[:-1])} and {sharing[-1]}"
+                msg = f"{named} name the same topic {topic!r}: each needs its own"
+                raise ValueError(msg)
+        return self
+
 
 SECRET_WORDS = ("password", "secret", "token", "credential", "key")
 

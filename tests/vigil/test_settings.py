@@ -105,6 +105,14 @@ class TestErrors:
             ),
             ("[input\n", "cannot read settings file"),
             (
+                '[kafka.topics]\ndeadletter = "cs.telemetry"',
+                "input and deadletter name the same topic 'cs.telemetry': each needs its own",
+            ),
+            (
+                '[kafka.topics]\nhealth = "x"\nsignals = "x"\ntasks = "x"',
+                "health, signals and tasks name the same topic 'x'",
+            ),
+            (
                 '[input]\nmax_future = "1h"',
                 "input.max_future (1h) must be shorter than input.allowed_lateness (1h)",
             ),
