@@ -285,7 +285,7 @@ class ShardEngine:
 
     def _rescore_after(self, instant: int, tenant_id: str) -> None:
         """Score the tenant at the first step at or after `instant`, if still to come."""
-        step = -(-instant // self.step) * self.step
+        step = floor_to(instant - 1, self.step) + self.step
         if self.state.next_step is None or step >= self.state.next_step:
             self._rescore_at.setdefault(step, set()).add(tenant_id)
 
