@@ -326,7 +326,7 @@ class TestWarmup:
         assert task["evidence"]["from_zone"] == "none" and task["evidence"]["score"] == 0
         assert len(h.out["health"]) == 1
 
-    def test_a_tenant_whose_zone_changed_during_its_warmup_is_announced_once(self) -> None:
+    def test_a_tenant_red_only_during_its_warmup_gets_no_task(self) -> None:
         # Red on day 1, the tickets resolved on day 3: green when the warm-up ends.
         resolved = [
             event("newco", "ticket.resolved", T0 + 3 * DAY + n, {"ticket_id": f"k{n}"})
@@ -339,6 +339,7 @@ class TestWarmup:
             [*self.trouble("newco", T0 + HOUR), paid, *resolved, clock(T0 + 9 * DAY)]
         )
         assert [r["zone"] for r in h.out["health"]][-1] == "green"
+        assert h.engine.counts["fact:zone_change"] == 1  # green, when the warm-up ended
         assert h.out["tasks"] == [] and h.out["notifications"] == []
 
 
