@@ -55,6 +55,15 @@ def sessions(tenant: str, start: int, count: int, spacing: int = HOUR) -> list[d
     return [event(tenant, "user.session", start + n * spacing) for n in range(count)]
 
 
+def trouble(tenant: str, at: int) -> list[dict[str, Any]]:
+    """A failed invoice and two P1 tickets: score 0, red, from the tenant's first step."""
+    return [
+        event(tenant, "billing.invoice", at, {"invoice_id": "i1", "status": "failed"}),
+        event(tenant, "ticket.created", at + 1, {"ticket_id": "k1", "priority": "P1"}),
+        event(tenant, "ticket.created", at + 2, {"ticket_id": "k2", "priority": "P1"}),
+    ]
+
+
 class Harness:
     """Events -> Intake (watermark, decoding) -> one ShardEngine, like the dataflow does."""
 

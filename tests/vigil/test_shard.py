@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions
+from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions, trouble
 
 from vigil.metrics import Metrics
 from vigil.settings import Settings
@@ -307,17 +307,9 @@ class TestHealthOverTime:
 
 
 class TestWarmup:
-    def trouble(self, tenant: str, at: int) -> list[dict[str, Any]]:
-        """A failed invoice and two P1 tickets: score 0, red, from its first step."""
-        return [
-            event(tenant, "billing.invoice", at, {"invoice_id": "i1", "status": "failed"}),
-            event(tenant, "ticket.created", at + 1, {"ticket_id": "k1", "priority": "P1"}),
-            event(tenant, "ticket.created", at + 2, {"ticket_id": "k2", "priority": "P1"}),
-        ]
-
     def test_a_tenant_red_all_through_its_warmup_is_announced_when_it_ends(self) -> None:
         warm = T0 + HOUR + 7 * DAY  # its first event, plus health.warmup
-        h = Harness().feed([*self.trouble("newco", T0 + HOUR), clock(warm)])  # watermark < warm
+        h = Harness().feed([*trouble("newco", T0 + HOUR), clock(warm)])  # watermark < warm
         assert [r["zone"] for r in h.out["health"]] == ["red"]
         assert h.out["tasks"] == []  # a new account is not flagged for its first week
         h.feed([clock(warm + 2 * HOUR)])
@@ -335,9 +327,7 @@ class TestWarmup:
         paid = event(
             "newco", "billing.invoice", T0 + 3 * DAY, {"invoice_id": "i1", "status": "paid"}
         )
-        h = Harness().feed(
-            [*self.trouble("newco", T0 + HOUR), paid, *resolved, clock(T0 + 9 * DAY)]
-        )
+        h = Harness().feed([*trouble("newco", T0 + HOUR), paid, *resolved, clock(T0 + 9 * DAY)])
         assert [r["zone"] for r in h.out["health"]][-1] == "green"
         assert h.engine.counts["fact:zone_change"] == 1  # green, when the warm-up ended
         assert h.out["tasks"] == [] and h.out["notifications"] == []
