@@ -55,12 +55,17 @@ def restored(engine: ShardEngine) -> ShardState:
     return load_state(SnapshotWriter(engine).snapshot())
 
 
+def resumed(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> Harness:
+    """`first` fed to a shard, its state snapshotted and restored, then `second`."""
+    h = Harness().feed(first)
+    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
+    return h.feed(second)
+
+
 def test_a_restored_shard_goes_on_as_if_never_stopped() -> None:
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
-    h = Harness().feed(first)
-    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
-    h.feed(second)
+    h = resumed(first, second)
     assert h.out == straight.out
     assert h.engine.counts["duplicates"] == 10  # ids accepted before the restore
     assert straight.out["signals"] and straight.out["tasks"]
@@ -72,9 +77,7 @@ def test_a_restored_shard_rescores_a_silent_tenant_when_its_errors_leave_the_24_
     first = [event("acme", "user.session", T0), *errors, clock(T0 + 13 * HOUR)]
     second = [clock(T0 + 2 * DAY)]
     straight = Harness().feed(first).feed(second)
-    h = Harness().feed(first)
-    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
-    h.feed(second)
+    h = resumed(first, second)
     assert h.out == straight.out
     assert straight.out["health"][-1]["ts"] == "2026-03-03T11:00:00Z"
 
@@ -85,9 +88,7 @@ def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
     first = [*trouble("newco", T0 + HOUR), clock(T0 + 3 * DAY)]
     second = [clock(T0 + 9 * DAY)]
     straight = Harness().feed(first).feed(second)
-    h = Harness().feed(first)
-    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
-    h.feed(second)
+    h = resumed(first, second)
     assert h.out == straight.out
     [task] = straight.out["tasks"]
     assert task["rule"] == "entered-red" and task["created_at"] == "2026-03-09T01:00:00Z"
@@ -182,9 +183,7 @@ def test_a_shard_restored_at_any_point_of_a_fleet_goes_on_as_if_never_stopped() 
     stream = list(lines)
     straight = Harness().feed(stream)
     for cut in range(len(stream) // 6, len(stream), len(stream) // 6)[:5]:
-        h = Harness().feed(stream[:cut])
-        h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
-        h.feed(stream[cut:])
+        h = resumed(stream[:cut], stream[cut:])
         # The harness writes a batch's decoding dead letters before the engine's late
         # ones, so the cut moves them in the list: compare those by input line.
         assert dead_letters(h) == dead_letters(straight), f"restored after line {cut}"
