@@ -18,7 +18,7 @@ from operator import is_not
 from typing import Any, TypeVar
 
 from vigil.settings import ComponentSettings, HealthSettings
-from vigil.tenant import BIT, COMPONENT_NAMES, PRESSURE_HOURS, TenantState
+from vigil.tenant import COMPONENT_NAMES, PRESSURE_HOURS, TenantState
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, to_iso
 from vigil.zones import zone_of
 
@@ -45,10 +45,10 @@ class Scorer:
     """Scores tenants with one settings object; built once per shard, because scoring
     runs for every changed tenant at every step.
 
-    A tenant caches its component measures; only those its new events touched
-    (`TenantState.stale`) are measured again, plus the ones that move with the clock
-    within a day (error pressure, onboarding). The shard marks everything stale once a
-    day, when the day-based windows (sessions, adoption lookback) move."""
+    A tenant caches its component measures; only those marked stale are measured again
+    (`TenantState.stale`): by its new events, and by the shard when the clock moves them
+    (the day-based windows at midnight, error pressure when an hour of errors leaves
+    the last 24 h, onboarding when it stalls)."""
 
     def __init__(self, cfg: HealthSettings, stall_after: int) -> None:
         self.cfg = cfg
@@ -432,12 +432,10 @@ COMPONENTS: tuple[tuple[str, MeasureFn, ExplainFn], ...] = (
     ("sponsor", _sponsor, _sponsor_why),
     ("onboarding", _onboarding, _onboarding_why),
 )
-# Components that move with the clock inside a day: re-measured at every scoring.
-_CLOCK_BITS = BIT["error_pressure"] | BIT["onboarding"]
 # For every stale mask, the components to measure again: a step usually touches two or
 # three of the ten, so scoring skips the rest without testing them.
 _TO_MEASURE = tuple(
-    tuple((i, fn) for i, (_, fn, _) in enumerate(COMPONENTS) if (mask | _CLOCK_BITS) >> i & 1)
+    tuple((i, fn) for i, (_, fn, _) in enumerate(COMPONENTS) if mask >> i & 1)
     for mask in range(1 << len(COMPONENTS))
 )
 # Components whose explanation is a function of their measure and the settings only.

@@ -33,7 +33,7 @@ from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, pressure_counts_until
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
-from vigil.tenant import DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
+from vigil.tenant import BIT, DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to, to_iso
 from vigil.zones import zone_of
 
@@ -333,7 +333,8 @@ class ShardEngine:
             if deadline + 1 != now or tenant.stall_signalled_at == deadline:
                 continue  # superseded by later progress, or already signalled
             tenant.stall_signalled_at = deadline  # touched by _post
-            st.dirty.add(tenant_id)  # a stall halves the onboarding points: re-score
+            tenant.stale |= BIT["onboarding"]  # a stall halves its points
+            st.dirty.add(tenant_id)
             assert tenant.onboarding_started is not None
             finding = sig.describe_onboarding_stall(
                 tenant.onboarding_started,
@@ -361,7 +362,9 @@ class ShardEngine:
         if now % MS_PER_DAY == 0:
             self._daily(now)
         for tenant_id in self._rescore_at.pop(now, ()):
-            if tenant_id in st.tenants:  # not forgotten since
+            due = st.tenants.get(tenant_id)
+            if due is not None:  # not forgotten since
+                due.stale |= BIT["error_pressure"]  # errors of an hour may have left it
                 st.dirty.add(tenant_id)
         for tenant_id in sorted(st.dirty):
             self._score(st.tenants[tenant_id], now, out)
