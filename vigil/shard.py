@@ -33,7 +33,16 @@ from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, pressure_counts_until
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
-from vigil.tenant import BIT, DAY_BASED, KEYED_MAPS, Buckets, Effect, TenantState, prune
+from vigil.tenant import (
+    BIT,
+    CLOCK_MOVED,
+    DAY_BASED,
+    KEYED_MAPS,
+    Buckets,
+    Effect,
+    TenantState,
+    prune,
+)
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to, to_iso
 from vigil.zones import zone_of
 
@@ -162,6 +171,12 @@ class ShardEngine:
             self._rescore_after(tenant.first_seen + settings.health.warmup, tenant.tenant_id)
             for hour in tenant.pressure_by_hour:
                 self._rescore_after(pressure_counts_until(hour), tenant.tenant_id)
+            # A store of a Vigil without these steps holds the clock-moved measures as of
+            # its last scoring: errors may have left the 24 h, onboarding stalled, since.
+            # So they are measured again at the first step (for a store of this version
+            # they come out the same, and nothing is written).
+            if self.state.next_step is not None:
+                self._rescore_after(self.state.next_step, tenant.tenant_id)
 
     # -- input ------------------------------------------------------------------------
 
@@ -364,7 +379,7 @@ class ShardEngine:
         for tenant_id in self._rescore_at.pop(now, ()):
             due = st.tenants.get(tenant_id)
             if due is not None:  # not forgotten since
-                due.stale |= BIT["error_pressure"]  # errors of an hour may have left it
+                due.stale |= CLOCK_MOVED  # errors may have left the 24 h
                 st.dirty.add(tenant_id)
         for tenant_id in sorted(st.dirty):
             self._score(st.tenants[tenant_id], now, out)

@@ -74,8 +74,11 @@ BIT = {name: 1 << index for index, name in enumerate(COMPONENT_NAMES)}
 PRESSURE_HOURS = 24
 ALL_STALE = (1 << len(COMPONENT_NAMES)) - 1
 # Components measured over windows that end "now" in whole days: they move at midnight
-# with no event. The others move only with their events (or at every step, see health).
+# with no event. The others move with their events, and CLOCK_MOVED ones with time too.
 DAY_BASED = BIT["login_activity"] | BIT["login_trend"] | BIT["adoption"]
+# Components that move with the clock within a day, at instants the shard keeps: error
+# pressure when an hour of errors leaves the last 24 h, onboarding when it stalls.
+CLOCK_MOVED = BIT["error_pressure"] | BIT["onboarding"]
 _ACTIVITY = BIT["error_pressure"]  # its "has data" depends on any product activity
 # Which components an event type can change; the scorer re-measures only those.
 TOUCHES = {

@@ -82,6 +82,22 @@ def test_a_restored_shard_rescores_a_silent_tenant_when_its_errors_leave_the_24_
     assert straight.out["health"][-1]["ts"] == "2026-03-03T11:00:00Z"
 
 
+def test_a_store_saved_before_the_clock_steps_has_its_error_pressure_measured_again() -> None:
+    # Vigil before 8c3a577 kept no step for errors leaving the last 24 h: a silent
+    # tenant's store held the pressure as of its last scoring. Emptying the engine's
+    # steps before the errors leave gives such a state in today's format.
+    errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
+    h = Harness().feed([event("acme", "user.session", T0), *errors, clock(T0 + 13 * HOUR)])
+    h.engine._rescore_at.clear()
+    h.feed([clock(T0 + DAY + 16 * HOUR)])  # 11:00 the next day has passed, unscored
+    assert h.out["health"][-1]["components"]["error_pressure"]["value"] == 30
+    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 3 * DAY)])
+    last = h.out["health"][-1]
+    assert last["ts"] == "2026-03-03T16:00:00Z"  # the first step after the restore
+    assert last["components"]["error_pressure"]["value"] == 0
+
+
 def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
     # A tenant red from its first day, restored during its warm-up: its score never
     # moves again, so only the end of the warm-up, worked out after the restore, scores it.
