@@ -98,6 +98,19 @@ def test_a_store_saved_before_the_clock_steps_has_its_error_pressure_measured_ag
     assert last["components"]["error_pressure"]["value"] == 0
 
 
+def test_a_store_saved_before_warm_ups_were_announced_announces_at_its_first_step() -> None:
+    # As above: emptied steps stand for Vigil 21aff58, which announced a zone only when
+    # the score moved after the warm-up.
+    h = Harness().feed([*trouble("newco", T0 + HOUR), clock(T0 + 3 * DAY)])
+    h.engine._rescore_at.clear()
+    h.feed([clock(T0 + 7 * DAY + 10 * HOUR)])  # its warm-up ended at 01:00, unannounced
+    assert h.out["tasks"] == []  # (the daily scoring would announce it at midnight)
+    h.engine = ShardEngine(h.settings, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 7 * DAY + 12 * HOUR)])
+    [task] = h.out["tasks"]
+    assert task["rule"] == "entered-red" and task["created_at"] == "2026-03-09T10:00:00Z"
+
+
 def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
     # A tenant red from its first day, restored during its warm-up: its score never
     # moves again, so only the end of the warm-up, worked out after the restore, scores it.
