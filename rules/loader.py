@@ -71,6 +71,8 @@ def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule,
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         return [], [f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+    if twice := _keys_given_twice(path, root, data):
+        return [], twice
     try:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
@@ -117,6 +119,31 @@ def _lacking(kind: str, signals: Sequence[str] | None, unknown: list[str]) -> st
     return f"{' and '.join(lacking)} signal facts do"
 
 
+def _keys_given_twice(path: Path, root: yaml.Node | None, data: Any) -> list[str]:
+    """A problem for each mapping key given twice: YAML and JSON loaders keep the last,
+    so an edit that repeats `cooldown` would drop the first without a word."""
+    problems: list[tuple[int, str]] = []
+    pending: list[tuple[tuple[Any, ...], yaml.Node | None]] = [((), root)]
+    while pending:
+        loc, node = pending.pop()
+        if isinstance(node, yaml.SequenceNode):
+            pending += [((*loc, index), item) for index, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[str, int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            line = _line(key)
+            if key.value in first_line:
+                message = f"key given twice (first at line {first_line[key.value]})"
+                problems.append((line, _located(path, line, (*loc, key.value), data, message)))
+            else:
+                first_line[key.value] = line
+                pending.append(((*loc, key.value), value))
+    return [problem for _, problem in sorted(problems)]
+
+
 def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
     loc: tuple[Any, ...] = error["loc"]
     node = root
@@ -125,6 +152,14 @@ def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
         if child is None:
             break
         node = child
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return _located(path, _line(node), loc, data, message)
+
+
+def _located(path: Path, line: int, loc: tuple[Any, ...], data: Any, message: str) -> str:
+    """'file:line: rule 'id': key.path: message', the rule id when `loc` is inside one."""
     rule_id, key_parts = "", loc
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         key_parts = loc[2:]
@@ -132,10 +167,7 @@ def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
         if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
             rule_id = f" rule '{rules[loc[1]].get('id', '?')}':"
     key = "".join(f" {'.'.join(str(part) for part in key_parts)}:" if key_parts else "")
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key"
-    return f"{path}:{_line(node)}:{rule_id}{key} {message}"
+    return f"{path}:{line}:{rule_id}{key} {message}"
 
 
 def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:

@@ -100,6 +100,25 @@ class TestErrors:
         with pytest.raises(RuleError, match=rf"{path}:\d+: not valid YAML"):
             load_rules([path])
 
+    def test_a_key_given_twice_is_refused_not_overwritten(self, tmp_path: Path) -> None:
+        # YAML loaders keep the last of two equal keys: the first cooldown would be lost
+        # without a word.
+        path = write(
+            tmp_path, GOOD.replace("    cooldown: 3d\n", "    cooldown: 3d\n    cooldown: 30d\n")
+        )
+        with pytest.raises(RuleError) as caught:
+            load_rules([path])
+        assert str(caught.value) == (
+            f"{path}:8: rule 'ent-red': cooldown: key given twice (first at line 7)"
+        )
+
+    def test_a_key_given_twice_in_json_or_at_the_top_is_refused(self, tmp_path: Path) -> None:
+        text = '{"rules": [], "rules": [{"id": "x"}]}'
+        with pytest.raises(
+            RuleError, match=r"r.json:1: rules: key given twice \(first at line 1\)"
+        ):
+            load_rules([write(tmp_path, text, "r.json")])
+
     def test_duplicate_ids_across_files(self, tmp_path: Path) -> None:
         write(tmp_path, GOOD, "a.yaml")
         write(tmp_path, GOOD, "b.yaml")
