@@ -119,6 +119,9 @@ def _lacking(kind: str, signals: Sequence[str] | None, unknown: list[str]) -> st
     return f"{' and '.join(lacking)} signal facts do"
 
 
+_WHAT = {type(None): "an empty file", list: "a list", str: "a string"}
+
+
 def _keys_given_twice(path: Path, root: yaml.Node | None, data: Any) -> list[str]:
     """A problem for each mapping key given twice: YAML and JSON loaders keep the last,
     so an edit that repeats `cooldown` would drop the first without a word."""
@@ -155,6 +158,9 @@ def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    if not loc:  # the file as a whole is not a mapping: say what it should be
+        found = _WHAT.get(type(data), "a single value")
+        message = f"expected a mapping with a 'rules' list, found {found}"
     return _located(path, _line(node), loc, data, message)
 
 

@@ -242,16 +242,14 @@ class TestErrors:
         assert refused in capsys.readouterr().err
         config.write_text(config.read_text() + "[health.zones]\norange = 50\nyellow = 70\n")
         assert main(["rules", "check", "--config", str(config)]) == 0
-        assert (
-            "1 rules OK in 1 file(s):\n  red-but-fine: when zone_change" in capsys.readouterr().out
-        )
+        assert "1 rule OK in 1 file:\n  red-but-fine: when zone_change" in capsys.readouterr().out
 
     def test_rules_check_lists_the_rules_and_each_signals_fields(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
         assert main(["rules", "check"]) == 0
         out = capsys.readouterr().out
-        assert "6 rules OK in 1 file(s):" in out and "  entered-red: when zone_change" in out
+        assert "6 rules OK in 1 file:" in out and "  entered-red: when zone_change" in out
         assert "    login_drop adds: drop_pct, drop_ratio_threshold, min_baseline, sessions," in out
         assert "  zone_change: fact, fact_id, from_zone, reasons," in out
 

@@ -595,6 +595,7 @@ def _recovery_init(args: argparse.Namespace) -> int:
 def _rules_check(args: argparse.Namespace) -> int:
     from rules.loader import describe_rules, load_rules, rule_files
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
+    from vigil.health import counted
     from vigil.settings import load_settings
     from vigil.signals import SIGNAL_KINDS
 
@@ -602,7 +603,7 @@ def _rules_check(args: argparse.Namespace) -> int:
     paths = args.paths or settings.rules.paths
     rules = load_rules(paths, settings.health.zones)
     files = rule_files(paths)
-    _say(f"{len(rules)} rules OK in {len(files)} file(s):")
+    _say(f"{counted(len(rules), 'rule')} OK in {counted(len(files), 'file')}:")
     for line in describe_rules(rules):
         _say(f"  {line}")
     _say("fields a template can use, by fact:")

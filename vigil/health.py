@@ -214,7 +214,7 @@ def reasons(
 # -- components: a measure (numbers) and an explanation (words) each ------------------
 
 
-def _count(number: float, singular: str, plural: str | None = None) -> str:
+def counted(number: float, singular: str, plural: str | None = None) -> str:
     """'1 session', '3 sessions': the reasons are read by people."""
     return f"{number:.0f} {singular if number == 1 else plural or singular + 's'}"
 
@@ -241,7 +241,7 @@ def _login_activity(state: TenantState, now: int, parts: ComponentSettings, _: i
 def _login_activity_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    sessions = _count(m[0], "session")
+    sessions = counted(m[0], "session")
     return f"{sessions} in the last 7 days (full points at {parts.login_activity.full_at:g})"
 
 
@@ -273,8 +273,8 @@ def _adoption(state: TenantState, now: int, parts: ComponentSettings, _: int) ->
 def _adoption_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    lookback = _count(parts.adoption.lookback // MS_PER_DAY, "day")  # whole days (settings)
-    features = _count(m[0], "feature")
+    lookback = counted(parts.adoption.lookback // MS_PER_DAY, "day")  # whole days (settings)
+    features = counted(m[0], "feature")
     return f"{features} used in the last {lookback} (full points at {parts.adoption.full_at})"
 
 
@@ -298,7 +298,7 @@ def pressure_counts_until(hour: int) -> int:
 def _error_pressure_why(
     state: TenantState, m: tuple[float, float], now: int, parts: ComponentSettings, _: int
 ) -> str:
-    return f"{_count(m[0], 'error or job retry', 'errors and job retries')} in the last 24 h"
+    return f"{counted(m[0], 'error or job retry', 'errors and job retries')} in the last 24 h"
 
 
 def _support_load(state: TenantState, now: int, parts: ComponentSettings, _: int) -> Measure:
@@ -377,7 +377,7 @@ def _integrations_why(
 ) -> str:
     broken = sorted(k for k, v in state.integrations.items() if v != "connected")
     listed = ", ".join(f"{k} ({state.integrations[k]})" for k in broken[:3])
-    held = _count(len(state.integrations), "integration")
+    held = counted(len(state.integrations), "integration")
     return f"{len(broken)} of {held} not connected: {listed}"
 
 

@@ -119,6 +119,20 @@ class TestErrors:
         ):
             load_rules([write(tmp_path, text, "r.json")])
 
+    @pytest.mark.parametrize(
+        ("text", "found"),
+        [("", "an empty file"), ("- id: x\n", "a list"), ("7\n", "a single value")],
+    )
+    def test_a_file_that_is_not_a_mapping_says_what_it_should_be(
+        self, tmp_path: Path, text: str, found: str
+    ) -> None:
+        path = write(tmp_path, text)
+        with pytest.raises(RuleError) as caught:
+            load_rules([path])
+        assert (
+            str(caught.value) == f"{path}:1: expected a mapping with a 'rules' list, found {found}"
+        )
+
     def test_duplicate_ids_across_files(self, tmp_path: Path) -> None:
         write(tmp_path, GOOD, "a.yaml")
         write(tmp_path, GOOD, "b.yaml")
