@@ -4,8 +4,8 @@ A shard owns the tenants hashed onto it. It receives their events and the stream
 watermark ticks, and moves its own clock through event time in fixed steps:
 
 - an accepted event waits in a queue until the watermark passes the next step; the
-  queue is drained in (ts, event_id) order, so the state at every step is the same
-  whatever the arrival order, batch size or worker count;
+  queue is drained in (ts, tenant, event_id) order, so the state at every step is the
+  same whatever the arrival order, batch size or worker count;
 - at each step it closes the windows that end there (even for silent tenants),
   fires onboarding deadlines that fell before it, re-scores the tenants that changed
   (every tenant once a day, so silence costs points), and posts the derived facts
@@ -66,12 +66,16 @@ class ShardState:
     """Everything a shard must keep across a restart (saved by vigil.snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
-    # (ts, event_id, event) accepted and not yet applied; sorted when applied.
+    # (ts, dedup key, event) accepted and not yet applied; sorted when applied.
     pending: list[tuple[int, str, Event]] = field(default_factory=list)
-    # The event ids accepted, by the day of their event time (forgotten a day at a time),
-    # and the same ids as a set for the lookups: not saved, rebuilt on restore.
+    # The dedup keys (see dedup_key) accepted, by the day of their event time (forgotten
+    # a day at a time), and the same keys as a set for the lookups: not saved, rebuilt on
+    # restore.
     seen_by_day: dict[int, list[str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    # A store of a Vigil that kept event ids without their tenant holds them bare: until
+    # this day's are forgotten, an event's bare id is looked up too (None: none is held).
+    bare_ids_until: int | None = None
     source_wms: dict[str, int | None] = field(default_factory=dict)
     watermark: int | None = None
     next_step: int | None = None
@@ -80,6 +84,13 @@ class ShardState:
     dirty: set[str] = field(default_factory=set)
     # The settings that shape this state (see state_layout); a restore checks them.
     layout: dict[str, Any] = field(default_factory=dict)
+
+
+def dedup_key(tenant_id: str, event_id: str) -> str:
+    """What makes an event a repeat: its id within its tenant (a resend is the same event,
+    so of the same tenant; producers that number events per tenant reuse ids across
+    tenants). The tenant's length first, so no two (tenant, id) pairs share a key."""
+    return f"{len(tenant_id)}:{tenant_id}{event_id}"
 
 
 def state_format(*classes: type) -> str:
@@ -98,8 +109,11 @@ STATE_FORMAT = state_format(ShardState, TenantState, Event)
 # Stores written before the format was recorded have this one.
 _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # Formats of older versions this one still reads (vigil.snapshots.load_state converts
-# them): the state pickled whole, and tenants pickled one by one without last_event_at.
-READABLE_FORMATS = frozenset({STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED, "ab073bfcfb3f"})
+# them): the state pickled whole; tenants pickled one by one without last_event_at; and
+# with it, but event ids kept without their tenant.
+READABLE_FORMATS = frozenset(
+    {STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED, "ab073bfcfb3f", "cb0820d49a8e"}
+)
 
 
 def state_layout(settings: Settings) -> dict[str, Any]:
@@ -191,8 +205,9 @@ class ShardEngine:
 
     def _accept(self, event: Event, out: list[Output]) -> None:
         st = self.state
-        event_id, kind, ts = event.event_id, event.type, event.ts
-        if event_id in st.seen:
+        kind, ts = event.type, event.ts
+        key = dedup_key(event.tenant_id, event.event_id)
+        if key in st.seen or (st.bare_ids_until is not None and event.event_id in st.seen):
             self.counts["duplicates"] += 1
             return
         # ts < the shard's own watermark only happens after a restart from a snapshot.
@@ -200,19 +215,19 @@ class ShardEngine:
             self.counts["late"] += 1
             out.append((DEADLETTER, _late_letter(event)))
             return
-        st.seen.add(event_id)
+        st.seen.add(key)
         day = ts // MS_PER_DAY
-        ids = st.seen_by_day.get(day)
-        if ids is None:
-            ids = st.seen_by_day[day] = []
-        ids.append(event_id)
+        keys = st.seen_by_day.get(day)
+        if keys is None:
+            keys = st.seen_by_day[day] = []
+        keys.append(key)
         self.type_counts[kind] += 1
         if kind not in KNOWN_TYPES:
             self.counts["unknown_types"] += 1
             return
         # Sorted when applied (see _apply_before): arrival is nearly in event-time order,
         # so that sort is a cheap pass, where a heap would pay log n on every event.
-        st.pending.append((ts, event_id, event))
+        st.pending.append((ts, key, event))
 
     def _tick(self, tick: Tick, out: list[Output]) -> None:
         st = self.state
@@ -267,7 +282,7 @@ class ShardEngine:
         pending = st.pending
         if not pending:
             return
-        pending.sort()  # (ts, event_id): event ids are unique here, so events never compare
+        pending.sort()  # (ts, dedup key): keys are unique here, so events never compare
         due = bisect.bisect_left(pending, (now,))  # (now,) sorts before any (now, ...)
         if not due:
             return
@@ -411,8 +426,10 @@ class ShardEngine:
             )
         forget_before = (now - self.settings.dedup_retention) // MS_PER_DAY
         for day in [d for d in st.seen_by_day if d < forget_before]:
-            for event_id in st.seen_by_day.pop(day):
-                st.seen.discard(event_id)
+            for key in st.seen_by_day.pop(day):
+                st.seen.discard(key)
+        if st.bare_ids_until is not None and st.bare_ids_until < forget_before:
+            st.bare_ids_until = None
 
     def _forget_silent_tenants(self, now: int) -> None:
         """Tenants that sent nothing for `engine.forget_tenants_after` (churned, deleted,

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from vigil.jsonbytes import dumps_to_keep
-from vigil.shard import ShardEngine, ShardState
+from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
 
 _PLAIN_FIELDS = tuple(
     name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
@@ -66,12 +66,23 @@ def load_state(snapshot: bytes) -> ShardState:
     saved = pickle.loads(snapshot)
     if isinstance(saved, ShardState):  # format c0026639c217: the state pickled whole
         saved.seen = set(saved.seen)  # it was a dict of event id -> event time
-        return _with_last_events(saved)
+        return _with_tenant_keys(_with_last_events(saved))
     tenants = {tenant_id: pickle.loads(blob) for tenant_id, blob in saved.pop("tenants").items()}
-    seen_by_day = {day: orjson.loads(ids) for day, ids in saved.pop("seen_by_day").items()}
-    seen = {event_id for ids in seen_by_day.values() for event_id in ids}
+    seen_by_day = {day: orjson.loads(keys) for day, keys in saved.pop("seen_by_day").items()}
+    seen = {key for keys in seen_by_day.values() for key in keys}
     state = ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
-    return _with_last_events(state)
+    return _with_tenant_keys(_with_last_events(state))
+
+
+def _with_tenant_keys(state: ShardState) -> ShardState:
+    """Stores of the formats before this one kept bare event ids for de-duplication (a
+    resend of any tenant's id was a repeat). Those ids stay, looked up bare until their
+    last day is forgotten (ShardState.bare_ids_until); the queue is keyed anew."""
+    if state.layout.get("state_format") == STATE_FORMAT:
+        return state
+    state.bare_ids_until = max(state.seen_by_day, default=None)
+    state.pending = [(ts, dedup_key(e.tenant_id, e.event_id), e) for ts, _, e in state.pending]
+    return state
 
 
 def _with_last_events(state: ShardState) -> ShardState:

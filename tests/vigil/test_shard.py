@@ -64,6 +64,20 @@ class TestLoginDrop:
         assert signal["value"] == 9
         assert h.engine.counts["duplicates"] == 9
 
+    def test_an_event_id_another_tenant_used_is_not_a_repeat(self) -> None:
+        # Producers that number events per tenant reuse ids across tenants; a repeat is
+        # the same event resent, so of the same tenant. Before, beta's events with acme's
+        # ids were dropped as duplicates wherever the two shared a shard.
+        acme, beta = weeks("acme", [20, 20]), weeks("beta", [20, 20])
+        for n, (a, b) in enumerate(zip(acme, beta, strict=True)):
+            a["event_id"] = b["event_id"] = f"n{n}"
+        resent = [dict(e) for e in beta[-5:]]
+        h = Harness().feed([*by_time(acme + beta + resent), clock(T0 + 2 * WEEK + 2 * HOUR)])
+        assert h.engine.counts["duplicates"] == 5
+        last = {r["tenant_id"]: r for r in h.out["health"]}
+        for tenant in ("acme", "beta"):
+            assert last[tenant]["components"]["login_activity"]["value"] == 20
+
 
 class TestLateness:
     def test_out_of_order_within_lateness_gives_the_same_outputs(self) -> None:

@@ -21,9 +21,10 @@ OLD_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-c0026639c217.pi
 # The same state saved by Vigil 2de523a in format ab073bfcfb3f (tenants pickled one by
 # one, before they had last_event_at).
 PREVIOUS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-ab073bfcfb3f.pickle"
-# The same state saved in this version's format, by Vigil 3e101c4, and saved again when
-# a tenant's zone came to be announced at the end of its warm-up (beta's green, which
-# 3e101c4 had not announced yet; its file still restored to the same outputs). STATE_FORMAT
+# The same state saved by Vigil 069497c in format cb0820d49a8e (event ids kept without
+# their tenant).
+BARE_IDS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-cb0820d49a8e.pickle"
+# The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
 # as users' stores would fail. Then give the state a new format (see READABLE_FORMATS in
@@ -125,7 +126,11 @@ def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
 
 @pytest.mark.parametrize(
     ("path", "saved_format"),
-    [(OLD_FORMAT_STATE, "c0026639c217"), (PREVIOUS_FORMAT_STATE, "ab073bfcfb3f")],
+    [
+        (OLD_FORMAT_STATE, "c0026639c217"),
+        (PREVIOUS_FORMAT_STATE, "ab073bfcfb3f"),
+        (BARE_IDS_FORMAT_STATE, "cb0820d49a8e"),
+    ],
 )
 def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: str) -> None:
     first, second = restore_stream()
@@ -133,13 +138,30 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
     h = Harness().feed(first)
     old = load_state(path.read_bytes())
     assert old.layout["state_format"] == saved_format
-    # Tenants saved without last_event_at count as heard from at the snapshot.
-    assert {t.last_event_at for t in old.tenants.values()} == {old.watermark}
+    if saved_format != "cb0820d49a8e":
+        # Tenants saved without last_event_at count as heard from at the snapshot.
+        assert {t.last_event_at for t in old.tenants.values()} == {old.watermark}
     h.engine = ShardEngine(h.settings, h.rules, old)
     assert h.engine.state.layout["state_format"] == STATE_FORMAT  # saved anew from here
     h.feed(second)
     assert h.out == straight.out
-    assert h.engine.counts["duplicates"] == 10
+    assert h.engine.counts["duplicates"] == 10  # resends of ids saved bare
+
+
+def test_ids_saved_bare_are_looked_up_until_their_last_day_is_forgotten() -> None:
+    first, _ = restore_stream()
+    h = Harness().feed(first)
+    old = load_state(BARE_IDS_FORMAT_STATE.read_bytes())
+    last_day = max(old.seen_by_day)
+    assert old.bare_ids_until == last_day
+    h.engine = ShardEngine(h.settings, h.rules, old)
+    resent = dict(first[-1])
+    h.feed([resent, clock((last_day + 1) * DAY)])
+    assert h.engine.counts["duplicates"] == 1 and h.engine.state.bare_ids_until == last_day
+    # Once the retention (8 days and an hour) has passed that day, no bare id is left.
+    h.feed([clock((last_day + 10) * DAY)])
+    assert h.engine.state.bare_ids_until is None
+    assert not any(key in h.engine.state.seen for key in (e["event_id"] for e in first))
 
 
 def test_a_state_saved_earlier_in_this_format_restores_as_it_was_saved() -> None:
