@@ -9,7 +9,7 @@ import select
 import stat
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
@@ -51,6 +51,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         max_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.path = path
+        self.part = path  # the partition's name: where a recovery store keeps its position
         self.max_future = max_future
         self.max_bytes = max_bytes
         self.lateness = lateness
@@ -74,7 +75,20 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         )
 
     def list_parts(self) -> list[str]:
-        return [self.path]
+        return [self.part]
+
+    def resumes_from(self, stored: Collection[str]) -> bool:
+        """Whether a recovery store holding positions of `stored` partitions was reading
+        this input. The store names the file as its first run spelled the path (Bytewax
+        matches names); another spelling of the same file (relative, from another working
+        folder) takes the store's name."""
+        if self.part in stored:
+            return True
+        for part in stored:
+            if STDIN not in (part, self.path) and _same_file(part, self.path):
+                self.part = part
+                return True
+        return False
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: FilePosition | None
@@ -166,6 +180,13 @@ class InputUnreadable(VigilError):
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them is gone, or was named from another working folder
+        return False
+
+
 def is_gzip(path: str) -> bool:
     """A gzip-compressed file, known by its first two bytes (whatever its name)."""
     try:
@@ -202,7 +223,9 @@ def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:
 class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
         offset, self.line, max_ts = resume or (0, 0, None)
-        name = "stdin" if source.path == STDIN else source.path
+        # Named as the store names the file, so that ticks and dead letters name it alike
+        # across a resume under another spelling of its path (see resumes_from).
+        name = "stdin" if source.path == STDIN else source.part
         self.source = source
         self.intake = Intake(
             name, name, 1, source.lateness, max_ts, source.max_future, source.max_bytes

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -241,6 +241,15 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
 
     def list_parts(self) -> list[str]:
         return [f"{index}-{self.topic}" for index in range(self._partitions())]
+
+    def resumes_from(self, stored: Collection[str]) -> bool:
+        """Whether a recovery store holding positions of `stored` partitions was reading
+        this topic (not one since renamed in kafka.topics.input). Partitions added since
+        are fine: the store has no position for them yet."""
+        return all(
+            index.isdigit() and topic == self.topic
+            for index, _, topic in (part.partition("-") for part in stored)
+        )
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None

@@ -38,6 +38,9 @@ from vigil.snapshots import SnapshotWriter, load_state
 from vigil.streams import DEADLETTER, OUTPUTS
 
 STREAMS = list(OUTPUTS)
+FLOW_ID, INPUT_STEP = "vigil", "input"
+# The input step's id, under which a recovery store keeps the input's positions.
+INPUT_STEP_ID = f"{FLOW_ID}.{INPUT_STEP}"
 
 
 # What reaches a sink: (stream, (records, wall time their trigger was read)); a shard's
@@ -133,8 +136,8 @@ def build_flow(
         bursts.add(item.reason)
         return (DEADLETTER, ([item.to_record()], 0.0))
 
-    flow = Dataflow("vigil")
-    chunks = op.input("input", flow, source)
+    flow = Dataflow(FLOW_ID)
+    chunks = op.input(INPUT_STEP, flow, source)
     dead_letters = op.flat_map("dead_letters", chunks, _dead_letters)
     rejected = op.map("dead_letter_record", dead_letters, dead_letter)
     keyed = op.flat_map("split_by_shard", chunks, _splitter(settings.engine.shards))

@@ -715,6 +715,44 @@ def test_a_recovery_store_from_another_state_format_stops_start_up(
     assert "another version of Vigil saved its state (format 0123456789ab" in said, said
 
 
+def test_a_store_resumes_its_input_file_under_another_spelling_of_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bytewax keys the input's position by the path as given: another spelling of it (a
+    # relative path, another working folder) used to end in a panic and a traceback.
+    from vigil.simulate import FleetPlan, generate
+
+    lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
+    events, store = tmp_path / "e.jsonl", tmp_path / "s"
+    events.write_bytes(b"".join(lines[: len(lines) // 2]))
+    args = ["run", "--output", str(tmp_path / "o"), "--quiet", "--recovery-dir", str(store)]
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    assert main([*args, "--input", str(events)]) == 0
+    with events.open("ab") as grown:  # read on from where the store stopped
+        grown.write(b"".join(lines[len(lines) // 2 :]))
+    monkeypatch.chdir(tmp_path)
+    assert main([*args[:-1], "s", "--input", "e.jsonl"]) == 0  # both paths relative now
+    assert main(["run", "--input", str(events), "--output", "straight", "--quiet"]) == 0
+    # What the first run wrote at the end of the shorter file comes before the rest: the
+    # same records, each tenant's in the same order.
+    resumed, straight = (_by_tenant(tmp_path / d / "health.jsonl") for d in ("o", "straight"))
+    assert resumed == straight and len(straight) == 6
+    capsys.readouterr()
+    # Another file is refused, named beside the one the store was reading.
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(events.read_bytes())
+    assert main([*args, "--input", str(other)]) == 2
+    said = capsys.readouterr().err
+    assert f"recovery store {store} was reading {events}, not {other}" in said, said
+
+
+def _by_tenant(path: Path) -> dict[str, list[bytes]]:
+    records: dict[str, list[bytes]] = {}
+    for line in path.read_bytes().splitlines():
+        records.setdefault(orjson.loads(line)["tenant_id"], []).append(line)
+    return records
+
+
 def test_recovery_init_creates_a_store_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

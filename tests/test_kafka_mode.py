@@ -32,7 +32,7 @@ from kafka_helpers import (
     vigil_env,
     wait_for,
 )
-from support import T0, committed_epoch, scenario_problems, scrape
+from support import T0, committed_epoch, event, scenario_problems, scrape
 
 from vigil.simulate import FleetPlan, generate
 
@@ -550,6 +550,24 @@ def test_input_the_topic_deleted_while_vigil_was_stopped_is_reported_not_skipped
     assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "300-349", 50)
     health = read_topic(kafka_bootstrap, topics["health"])
     assert health, "the run went on from the oldest message left"
+
+
+def test_a_store_of_another_input_topic_is_refused_in_one_line(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Bytewax panics on a stored partition the run does not list (a traceback, after
+    # the broker was asked): kafka.topics.input changed under a recovery store.
+    first, second = make_topics(kafka_bootstrap), make_topics(kafka_bootstrap)
+    produce(kafka_bootstrap, first["input"], [orjson.dumps(event("acme", "user.session", T0))])
+    args = ("run", "--kafka", kafka_bootstrap, "--until-end", "--recovery-dir", str(tmp_path))
+    assert run_vigil(*args, env=vigil_env(first)).returncode == 0
+    moved = run_vigil(*args, env=vigil_env({**first, "input": second["input"]}))
+    assert moved.returncode == 2, moved.stderr
+    said = (
+        f"vigil run: error: recovery store {tmp_path} was reading 0-{first['input']}, not "
+        f"topic {second['input']} (kafka.topics.input)"
+    )
+    assert said in moved.stderr and "Traceback" not in moved.stderr, moved.stderr
 
 
 def test_a_topic_recreated_while_vigil_was_stopped_is_read_from_its_start(

@@ -226,6 +226,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     locks = _lock_folders(settings, args, kafka_mode)  # held until this process ends
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
+    if not fresh:
+        _check_stored_input(Path(str(settings.recovery.dir)), source, settings, kafka_mode)
     if fresh and not kafka_mode and args.process_id == 0:
         sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
     server = None
@@ -274,6 +276,21 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
     return stop.exit_code or 0
+
+
+def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: bool) -> None:
+    """A store that was reading another input is said here, in one line: Bytewax would
+    panic on the position of a partition this run does not list."""
+    from flows.health import INPUT_STEP_ID
+    from vigil.runner import stored_input_parts
+
+    stored = stored_input_parts(store, INPUT_STEP_ID)
+    if not stored or source.resumes_from(stored):
+        return
+    topic = settings.kafka.topics.input
+    reading = f"topic {topic} (kafka.topics.input)" if kafka_mode else source.path
+    msg = f"recovery store {store} was reading {', '.join(sorted(stored))}, not {reading}"
+    raise ConfigError(f"{msg}: resume with that input, or use a new store")
 
 
 def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> list[IO[bytes]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import re
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,22 @@ def prepare_recovery_dir(
     if layout is not None:
         marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
     return True
+
+
+def stored_input_parts(path: Path, step_id: str) -> set[str]:
+    """The input partitions whose positions the recovery store in `path` holds, by name
+    (Bytewax's `snaps` table): a run that does not list one of them ends in a Bytewax
+    panic, so they are checked before it starts. Empty if the store cannot be read; the
+    run then says why, as for any damaged store."""
+    parts: set[str] = set()
+    query = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?"
+    for db in sorted(path.glob("part-*.sqlite3")):
+        try:  # read-only: a plain connect would create a missing file
+            with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+                parts.update(key for (key,) in conn.execute(query, (step_id,)))
+        except sqlite3.Error:
+            return set()
+    return parts
 
 
 def _check_layout(path: Path, saved: dict[str, Any], layout: dict[str, Any]) -> None:
