@@ -11,7 +11,7 @@ import sys
 import zlib
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, NoReturn, TypeVar, cast
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -338,16 +338,51 @@ class OutputError(VigilError):
         super().__init__(f"cannot write {path}: {error.strerror or error}")
 
 
+class OutputChanged(VigilError):
+    """A resumed run's output file is not the one its recovery store was writing."""
+
+
 class _JsonLinesPart(StatefulSinkPartition[Written, int]):
     def __init__(self, path: Path, offset: int, metrics: Metrics | None) -> None:
         self.path = path
         try:
-            self.handle = path.open("r+b" if offset and path.exists() else "wb")
-            self.handle.seek(offset)
-            self.handle.truncate()
+            self.handle = path.open("r+b") if offset else path.open("wb")
+        except FileNotFoundError:
+            self._not_the_output(0, offset)
         except OSError as exc:
             raise OutputError(path, exc) from exc
+        try:
+            self._cut_back_to(offset)
+        except OSError as exc:
+            raise OutputError(path, exc) from exc
+        except VigilError:
+            self.handle.close()
+            raise
         self.metrics = metrics  # set for tasks and notifications: their latency is measured
+
+    def _cut_back_to(self, offset: int) -> None:
+        """Drop what was written after the store's snapshot, so it is written again, not
+        twice. The file must reach that far and end a line there: a seek past the end of
+        another file (another --output folder) would pad it with NUL bytes."""
+        if offset:
+            size = self.handle.seek(0, os.SEEK_END)
+            if size < offset:
+                self._not_the_output(size, offset)
+            self.handle.seek(offset - 1)
+            if self.handle.read(1) != b"\n":
+                self._not_the_output(size, offset)
+        self.handle.seek(offset)
+        self.handle.truncate()
+
+    def _not_the_output(self, size: int, offset: int) -> NoReturn:
+        if size < offset:
+            found = f"{self.path} holds {size:,} bytes, fewer than the {offset:,} the recovery "
+            found += "store wrote to it"
+        else:
+            found = f"byte {offset:,} of {self.path}, where the recovery store stopped writing "
+            found += "it, does not end a line"
+        advice = "give --output the folder it wrote, or use a new store"
+        raise OutputChanged(f"{found}: it is not the output this store was writing ({advice})")
 
     def write_batch(self, values: list[Written]) -> None:
         try:

@@ -746,6 +746,36 @@ def test_a_store_resumes_its_input_file_under_another_spelling_of_its_path(
     assert f"recovery store {store} was reading {events}, not {other}" in said, said
 
 
+def test_a_store_resumed_into_another_output_folder_is_refused_not_padded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The output files are cut back to where the store stopped writing them: in an empty
+    # folder that was a seek past the end, so health.jsonl began with 47 KB of NUL bytes.
+    from vigil.simulate import FleetPlan, generate
+
+    lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
+    events, store = tmp_path / "e.jsonl", tmp_path / "s"
+    events.write_bytes(b"".join(lines[: len(lines) // 2]))
+    args = ["run", "--input", str(events), "--quiet", "--recovery-dir", str(store)]
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    assert main([*args, "--output", str(tmp_path / "o")]) == 0
+    written = (tmp_path / "o" / "health.jsonl").stat().st_size
+    events.write_bytes(b"".join(lines))
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    assert main([*args, "--output", str(elsewhere)]) == 1
+    said = capsys.readouterr().err
+    assert (
+        f"vigil run: error: {elsewhere / 'health.jsonl'} holds 0 bytes, fewer than the "
+        f"{written:,} the recovery store wrote to it: it is not the output this store was "
+        "writing (give --output the folder it wrote, or use a new store)"
+    ) in said, said
+    assert not (elsewhere / "health.jsonl").exists()
+    # The store is as it was: resumed into its own folder, it reads on.
+    assert main([*args, "--output", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "health.jsonl").stat().st_size > written
+
+
 def _by_tenant(path: Path) -> dict[str, list[bytes]]:
     records: dict[str, list[bytes]] = {}
     for line in path.read_bytes().splitlines():

@@ -6,7 +6,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.files import JsonLinesSink, JsonLinesSource
+from connectors.files import JsonLinesSink, JsonLinesSource, OutputChanged
 from vigil.events import DeadLetter, Event
 from vigil.intake import NO_WATERMARK
 from vigil.shard import Tick
@@ -324,6 +324,26 @@ class TestSink:
         resumed.write_batch([([{"n": 3}], 0.0)])
         resumed.close()
         assert (tmp_path / "tasks.jsonl").read_bytes() == b'{"n":1}\n{"n":3}\n'
+
+    @pytest.mark.parametrize(
+        ("written", "said"),
+        [
+            (None, "holds 0 bytes, fewer than the 8 the recovery store wrote to it"),
+            (b'{"n":1', "holds 6 bytes, fewer than the 8"),
+            (b'{"other":1}\n', "byte 8 of .*, where the recovery store stopped writing it, does"),
+        ],
+    )
+    def test_a_resume_into_a_file_the_store_did_not_write_is_refused(
+        self, tmp_path: Path, written: bytes | None, said: str
+    ) -> None:
+        path = tmp_path / "tasks.jsonl"
+        if written is not None:
+            path.write_bytes(written)
+        sink = JsonLinesSink(tmp_path, ["tasks"])
+        with pytest.raises(OutputChanged, match=said):
+            sink.build_part("out", "tasks", len(b'{"n":1}\n'))
+        assert path.exists() is (written is not None)  # not made, nor padded with NULs
+        assert written is None or path.read_bytes() == written
 
     def test_start_empty_makes_every_file_and_empties_old_ones(self, tmp_path: Path) -> None:
         (tmp_path / "tasks.jsonl").write_bytes(b'{"old":1}\n')
