@@ -240,14 +240,15 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self.partitions: int | None = None
 
     def list_parts(self) -> list[str]:
-        return [f"{index}-{self.topic}" for index in range(self._partitions())]
+        return [f"{index}-{self.topic}" for index in range(self.partition_count())]
 
     def resumes_from(self, stored: Collection[str]) -> bool:
         """Whether a recovery store holding positions of `stored` partitions was reading
-        this topic (not one since renamed in kafka.topics.input). Partitions added since
-        are fine: the store has no position for them yet."""
+        this topic: not one since renamed in kafka.topics.input, nor one recreated with
+        fewer partitions. Partitions added since are fine: the store has no position for
+        them yet."""
         return all(
-            index.isdigit() and topic == self.topic
+            index.isdigit() and int(index) < self.partition_count() and topic == self.topic
             for index, _, topic in (part.partition("-") for part in stored)
         )
 
@@ -255,9 +256,9 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self, step_id: str, for_part: str, resume_state: PartitionPosition | None
     ) -> _KafkaPartition:
         index = int(for_part.split("-", 1)[0])
-        return _KafkaPartition(self, index, self._partitions(), resume_state)
+        return _KafkaPartition(self, index, self.partition_count(), resume_state)
 
-    def _partitions(self) -> int:
+    def partition_count(self) -> int:
         """The topic's partition count, asked of the broker once per process."""
         if self.partitions is None:
             counts = check_topics(self.config, self.connect_timeout, read=[self.topic])

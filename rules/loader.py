@@ -119,7 +119,8 @@ def _lacking(kind: str, signals: Sequence[str] | None, unknown: list[str]) -> st
     return f"{' and '.join(lacking)} signal facts do"
 
 
-_WHAT = {type(None): "an empty file", list: "a list", str: "a string"}
+# What a rule file holds instead of a mapping, in words.
+_FOUND_INSTEAD = {type(None): "an empty file", list: "a list", str: "a string"}
 
 
 def _keys_given_twice(path: Path, root: yaml.Node | None, data: Any) -> list[str]:
@@ -159,7 +160,7 @@ def _describe(path: Path, root: yaml.Node | None, data: Any, error: Any) -> str:
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     if not loc:  # the file as a whole is not a mapping: say what it should be
-        found = _WHAT.get(type(data), "a single value")
+        found = _FOUND_INSTEAD.get(type(data), "a single value")
         message = f"expected a mapping with a 'rules' list, found {found}"
     return _located(path, _line(node), loc, data, message)
 

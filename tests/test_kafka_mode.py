@@ -565,9 +565,42 @@ def test_a_store_of_another_input_topic_is_refused_in_one_line(
     assert moved.returncode == 2, moved.stderr
     said = (
         f"vigil run: error: recovery store {tmp_path} was reading 0-{first['input']}, not "
-        f"topic {second['input']} (kafka.topics.input)"
+        f"topic {second['input']} with 1 partition (kafka.topics.input)"
     )
     assert said in moved.stderr and "Traceback" not in moved.stderr, moved.stderr
+
+
+def test_a_store_of_a_topic_recreated_with_fewer_partitions_is_refused_in_one_line(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = make_topics(kafka_bootstrap, partitions=2)
+    produce(kafka_bootstrap, topics["input"], _sessions("old", 0, 30))
+    args = ("run", "--kafka", kafka_bootstrap, "--until-end", "--recovery-dir", str(tmp_path))
+    assert run_vigil(*args, env=vigil_env(topics)).returncode == 0
+    _recreate(kafka_bootstrap, topics["input"], partitions=1)
+    fewer = run_vigil(*args, env=vigil_env(topics))
+    assert fewer.returncode == 2, fewer.stderr
+    was = f"0-{topics['input']}, 1-{topics['input']}"
+    said = f"was reading {was}, not topic {topics['input']} with 1 partition (kafka.topics.input)"
+    assert said in fewer.stderr and "Traceback" not in fewer.stderr, fewer.stderr
+
+
+def _recreate(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """Delete `topic` and create it again, empty."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic]).values():
+        future.result(30)
+    deadline = time.monotonic() + 60
+    while True:  # the deletion finishes in the background
+        try:
+            [made] = admin.create_topics([NewTopic(topic, partitions, 1)]).values()
+            made.result(30)
+            return
+        except KafkaException:
+            assert time.monotonic() < deadline, "the topic could not be created again"
+            time.sleep(0.5)
 
 
 def test_a_topic_recreated_while_vigil_was_stopped_is_read_from_its_start(
@@ -575,26 +608,13 @@ def test_a_topic_recreated_while_vigil_was_stopped_is_read_from_its_start(
 ) -> None:
     """The store's offset is past the end of the new, shorter topic: a warning, and the new
     topic's messages are all read (none of them is counted as lost)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     topics = make_topics(kafka_bootstrap)
     env = vigil_env(topics, VIGIL_LOG__FORMAT="json")
     args = ("run", "--kafka", kafka_bootstrap, "--until-end", "--recovery-dir", str(tmp_path))
     produce(kafka_bootstrap, topics["input"], _sessions("old", 0, 30))
     first = run_vigil(*args, env=env)
     assert first.returncode == 0, first.stderr
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    for future in admin.delete_topics([topics["input"]]).values():
-        future.result(30)
-    deadline = time.monotonic() + 60
-    while True:  # the deletion finishes in the background
-        try:
-            [made] = admin.create_topics([NewTopic(topics["input"], 1, 1)]).values()
-            made.result(30)
-            break
-        except KafkaException:
-            assert time.monotonic() < deadline, "the topic could not be created again"
-            time.sleep(0.5)
+    _recreate(kafka_bootstrap, topics["input"])
     produce(kafka_bootstrap, topics["input"], _sessions("new", 400, 10))
     second = run_vigil(*args, env=env)
     assert second.returncode == 0, second.stderr

@@ -282,13 +282,17 @@ def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: boo
     """A store that was reading another input is said here, in one line: Bytewax would
     panic on the position of a partition this run does not list."""
     from flows.health import INPUT_STEP_ID
+    from vigil.health import counted
     from vigil.runner import stored_input_parts
 
     stored = stored_input_parts(store, INPUT_STEP_ID)
     if not stored or source.resumes_from(stored):
         return
-    topic = settings.kafka.topics.input
-    reading = f"topic {topic} (kafka.topics.input)" if kafka_mode else source.path
+    if kafka_mode:
+        held = counted(source.partition_count(), "partition")
+        reading = f"topic {source.topic} with {held} (kafka.topics.input)"
+    else:
+        reading = source.path
     msg = f"recovery store {store} was reading {', '.join(sorted(stored))}, not {reading}"
     raise ConfigError(f"{msg}: resume with that input, or use a new store")
 
