@@ -191,6 +191,11 @@ class ShardEngine:
             # they come out the same, and nothing is written).
             if self.state.next_step is not None:
                 self._rescore_after(self.state.next_step, tenant.tenant_id)
+        if state is not None:
+            # Saved deadlines are those of the stall period the store ran with: worked out
+            # again, a changed signals.onboarding_stalled.stall_after applies to the
+            # onboardings under way (_fire_stalls skips a deadline of another period).
+            self.state.stalls = self._stall_deadlines()
 
     # -- input ------------------------------------------------------------------------
 
@@ -351,6 +356,20 @@ class ShardEngine:
                 },
             )
         self._refused_today.clear()
+
+    def _stall_deadlines(self) -> list[tuple[int, str]]:
+        """When each open onboarding stalls, as a heap, from the tenants: those whose
+        current stretch without progress was signalled already are left out."""
+        stalls = []
+        for tenant in self.state.tenants.values():
+            progress, signalled = tenant.last_progress, tenant.stall_signalled_at
+            if not tenant.onboarding_open or progress is None:
+                continue
+            if signalled is not None and signalled > progress:
+                continue  # signalled at its deadline, which came after this progress
+            stalls.append((progress + self._stall_after + 1, tenant.tenant_id))
+        heapq.heapify(stalls)
+        return stalls
 
     def _fire_stalls(self, now: int, out: list[Output]) -> None:
         st = self.state

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, sessions, trouble
 
+from vigil.settings import Settings
 from vigil.shard import STATE_FORMAT, ShardEngine, ShardState
 from vigil.simulate import FleetPlan, generate
 from vigil.snapshots import SnapshotWriter, load_state
+from vigil.timeutil import to_iso
 
 WEEK = 7 * DAY
 
@@ -122,6 +124,43 @@ def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
     assert h.out == straight.out
     [task] = straight.out["tasks"]
     assert task["rule"] == "entered-red" and task["created_at"] == "2026-03-09T01:00:00Z"
+
+
+@pytest.mark.parametrize("stall_after", ["48h", "96h"])
+def test_a_stall_period_changed_across_a_restore_applies_to_onboardings_under_way(
+    stall_after: str,
+) -> None:
+    # The saved deadlines are those of the old period: the shard works them out again
+    # from its tenants on restore, or a stall under way would never be signalled.
+    first = [
+        event("newco", "onboarding.started", T0 + HOUR),
+        event("newco", "onboarding.step_completed", T0 + 2 * HOUR, {"step": "sso_live"}),
+        clock(T0 + DAY),
+    ]
+    h = Harness().feed(first)
+    changed = Settings.model_validate(
+        {"signals": {"onboarding_stalled": {"stall_after": stall_after}}}
+    )
+    h.settings = changed
+    h.engine = ShardEngine(changed, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 6 * DAY)])
+    [signal] = h.signals("onboarding_stalled")
+    hours = int(stall_after.removesuffix("h"))
+    assert signal["window_end"] == to_iso(T0 + 2 * HOUR + hours * HOUR)
+    assert signal["evidence"]["hours_without_progress"] == hours
+
+
+def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
+    first = [
+        event("newco", "onboarding.started", T0 + HOUR),
+        clock(T0 + 4 * DAY),
+    ]
+    h = Harness().feed(first)
+    assert len(h.signals("onboarding_stalled")) == 1
+    longer = Settings.model_validate({"signals": {"onboarding_stalled": {"stall_after": "96h"}}})
+    h.engine = ShardEngine(longer, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 9 * DAY)])
+    assert len(h.signals("onboarding_stalled")) == 1  # the same period of no progress
 
 
 @pytest.mark.parametrize(
