@@ -720,16 +720,11 @@ def test_a_store_resumes_its_input_file_under_another_spelling_of_its_path(
 ) -> None:
     # Bytewax keys the input's position by the path as given: another spelling of it (a
     # relative path, another working folder) used to end in a panic and a traceback.
-    from vigil.simulate import FleetPlan, generate
-
-    lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
-    events, store = tmp_path / "e.jsonl", tmp_path / "s"
-    events.write_bytes(b"".join(lines[: len(lines) // 2]))
+    events, store, lines = _first_half_of_a_fleet(tmp_path)
     args = ["run", "--output", str(tmp_path / "o"), "--quiet", "--recovery-dir", str(store)]
     monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
     assert main([*args, "--input", str(events)]) == 0
-    with events.open("ab") as grown:  # read on from where the store stopped
-        grown.write(b"".join(lines[len(lines) // 2 :]))
+    events.write_bytes(lines)  # grown since: read on from where the store stopped
     monkeypatch.chdir(tmp_path)
     assert main([*args[:-1], "s", "--input", "e.jsonl"]) == 0  # both paths relative now
     assert main(["run", "--input", str(events), "--output", "straight", "--quiet"]) == 0
@@ -751,16 +746,12 @@ def test_a_store_resumed_into_another_output_folder_is_refused_not_padded(
 ) -> None:
     # The output files are cut back to where the store stopped writing them: in an empty
     # folder that was a seek past the end, so health.jsonl began with 47 KB of NUL bytes.
-    from vigil.simulate import FleetPlan, generate
-
-    lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
-    events, store = tmp_path / "e.jsonl", tmp_path / "s"
-    events.write_bytes(b"".join(lines[: len(lines) // 2]))
+    events, store, lines = _first_half_of_a_fleet(tmp_path)
     args = ["run", "--input", str(events), "--quiet", "--recovery-dir", str(store)]
     monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
     assert main([*args, "--output", str(tmp_path / "o")]) == 0
     written = (tmp_path / "o" / "health.jsonl").stat().st_size
-    events.write_bytes(b"".join(lines))
+    events.write_bytes(lines)
     capsys.readouterr()
     elsewhere = tmp_path / "elsewhere"
     assert main([*args, "--output", str(elsewhere)]) == 1
@@ -774,6 +765,17 @@ def test_a_store_resumed_into_another_output_folder_is_refused_not_padded(
     # The store is as it was: resumed into its own folder, it reads on.
     assert main([*args, "--output", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "health.jsonl").stat().st_size > written
+
+
+def _first_half_of_a_fleet(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """tmp_path/e.jsonl holding the first half of a small fleet's lines, the path for a
+    recovery store, and all the lines, to grow the file with."""
+    from vigil.simulate import FleetPlan, generate
+
+    lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"".join(lines[: len(lines) // 2]))
+    return events, tmp_path / "s", b"".join(lines)
 
 
 def _by_tenant(path: Path) -> dict[str, list[bytes]]:
