@@ -767,6 +767,25 @@ def test_a_store_resumed_into_another_output_folder_is_refused_not_padded(
     assert (tmp_path / "o" / "health.jsonl").stat().st_size > written
 
 
+def test_the_summary_quotes_input_without_its_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tenant id is input: an escape sequence in it would reach the terminal as is.
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(
+        orjson.dumps(event("ev\x1b[2Jil", "user.session", T0))
+        + b"\n"
+        + orjson.dumps(event("acme", "user.session", T0 + 2 * HOUR))
+        + b"\n"
+    )
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    assert main(["run", "--input", str(events), "--output", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "  ev\\x1b[2Jil " in out, out
+    assert main(["explain", "ev\x1b[2Jil", "--output", str(tmp_path / "o")]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
 def _first_half_of_a_fleet(tmp_path: Path) -> tuple[Path, Path, bytes]:
     """tmp_path/e.jsonl holding the first half of a small fleet's lines, the path for a
     recovery store, and all the lines, to grow the file with."""

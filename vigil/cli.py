@@ -15,6 +15,7 @@ from typing import IO, Any, BinaryIO, NoReturn, TypeVar
 import orjson
 
 from vigil.errors import ConfigError, OutputError, VigilError
+from vigil.logs import escaped
 from vigil.stopping import Interrupted, StopSignal
 
 log = logging.getLogger("vigil")
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with StopSignal():  # SIGTERM stops a command as Ctrl-C does (`vigil run`: see _run)
             return handlers[args.command](args)
     except VigilError as exc:
-        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        print(escaped(f"vigil {args.command}: error: {exc}", keep="\n"), file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
         return exc.exit_code
@@ -257,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         if cause is None:
             raise
         log.error("stopped", extra={"error": str(cause)})
-        print(f"vigil run: error: {cause}", file=sys.stderr)
+        print(escaped(f"vigil run: error: {cause}", keep="\n"), file=sys.stderr)
         return 1
     finally:
         if progress is not None:
@@ -557,9 +558,11 @@ def _writing(said: str) -> Iterator[None]:
 
 
 def _say(text: str) -> None:
-    """Print a line of a command's result, flushed at once so a refusal shows here."""
+    """Print a line of a command's result, flushed at once so a refusal shows here. It
+    may quote input (tenant ids, reasons naming features): no control character but a
+    line break or a tab reaches the terminal."""
     with _writing("cannot write to stdout"):
-        print(text, flush=True)
+        print(escaped(text, keep="\n\t"), flush=True)
 
 
 def _produce(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ dead-letter bursts), plain or JSON; never one line per input event, never a secr
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -35,7 +36,22 @@ class PlainFormatter(logging.Formatter):
         extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}"
-        return f"{text} {extras}" if extras else text
+        return escaped(f"{text} {extras}" if extras else text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escaped(text: str, keep: str = "") -> str:
+    """`text` with its control characters written out (`\\n`, `\\x1b`), but those in
+    `keep`: values from the input (an event type, a tenant id) can then neither start a
+    made-up line nor send escape sequences to the terminal that shows them."""
+
+    def written_out(found: re.Match[str]) -> str:
+        char = found.group()
+        return char if char in keep else char.encode("unicode_escape").decode("ascii")
+
+    return _CONTROL.sub(written_out, text)
 
 
 def configure(level: str = "INFO", fmt: str = "plain") -> None:

@@ -35,6 +35,18 @@ def test_plain_lines_are_one_line_with_key_values() -> None:
     assert stream.getvalue().count("\n") == 1 and "dead-letter burst count=120" in stream.getvalue()
 
 
+def test_input_in_a_plain_line_can_neither_forge_a_line_nor_drive_the_terminal() -> None:
+    # An event type is input: a newline in it wrote a second, made-up log line.
+    logger, stream = capture(PlainFormatter())
+    forged = "x.y\n16:00:00 error   FAKE LINE"
+    logger.info("events of a type outside the catalogue", extra={"type": forged})
+    logger.info("forgot", extra={"first": "acme\x1b[2J", "tenants": ["b\x07"]})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\x1b" not in stream.getvalue()
+    assert lines[0].endswith("type=x.y\\n16:00:00 error   FAKE LINE")
+    assert lines[1].endswith("first=acme\\x1b[2J tenants=['b\\x07']")
+
+
 def test_a_burst_of_dead_letters_is_one_line_not_one_per_letter() -> None:
     logger, stream = capture(JsonFormatter())
     watch = BurstWatch(logger, threshold=100, window=60)
