@@ -34,6 +34,7 @@ from vigil.health import Health, Scorer, health_record, pressure_counts_until
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import (
+    ALL_STALE,
     BIT,
     CLOCK_MOVED,
     DAY_BASED,
@@ -185,11 +186,15 @@ class ShardEngine:
             self._rescore_after(tenant.first_seen + settings.health.warmup, tenant.tenant_id)
             for hour in tenant.pressure_by_hour:
                 self._rescore_after(pressure_counts_until(hour), tenant.tenant_id)
-            # A store of a Vigil without these steps holds the clock-moved measures as of
-            # its last scoring: errors may have left the 24 h, onboarding stalled, since.
-            # So they are measured again at the first step (for a store of this version
-            # they come out the same, and nothing is written).
+            # Saved measures are those of the settings and the version the store ran with
+            # (the health components' scales may have changed since; a store of a Vigil
+            # without the steps above holds error pressure and onboarding as of its last
+            # scoring). So every tenant is measured again at the first step, but for the
+            # day-based components, which every tenant has measured at midnight (sooner
+            # would move a look-back by part of a day). Unchanged, the measures come out
+            # the same, and nothing is written.
             if self.state.next_step is not None:
+                tenant.stale |= ALL_STALE & ~DAY_BASED
                 self._rescore_after(self.state.next_step, tenant.tenant_id)
         if state is not None:
             # Saved deadlines are those of the stall period the store ran with: worked out

@@ -13,6 +13,7 @@ from vigil.settings import Settings
 from vigil.shard import STATE_FORMAT, ShardEngine, ShardState
 from vigil.simulate import FleetPlan, generate
 from vigil.snapshots import SnapshotWriter, load_state
+from vigil.tenant import COMPONENT_NAMES
 from vigil.timeutil import to_iso
 
 WEEK = 7 * DAY
@@ -150,6 +151,29 @@ def test_a_stall_period_changed_across_a_restore_applies_to_onboardings_under_wa
     assert signal["evidence"]["hours_without_progress"] == hours
 
 
+def test_component_settings_changed_across_a_restore_apply_at_the_first_step() -> None:
+    # A component is measured again on its own events (and some at midnight): two open
+    # tickets and nothing since kept the points of the old zero_at for good.
+    tickets = [
+        event("acme", "ticket.created", T0 + HOUR + n, {"ticket_id": f"t{n}", "priority": "P3"})
+        for n in range(2)
+    ]
+    h = Harness().feed([event("acme", "user.session", T0), *tickets, clock(T0 + 3 * HOUR)])
+    assert h.out["health"][-1]["components"]["support_load"]["value"] == 2
+    support_load = COMPONENT_NAMES.index("support_load")
+    assert h.engine.state.tenants["acme"].measures[support_load] == (2, 1 - 2 / 6)
+    stricter = Settings.model_validate({"health": {"components": {"support_load": {"zero_at": 3}}}})
+    h.engine = ShardEngine(stricter, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 5 * HOUR)])
+    assert h.engine.state.tenants["acme"].measures[support_load] == (2, 1 - 2 / 3)
+    last = h.out["health"][-1]
+    assert last["ts"] == "2026-03-02T03:00:00Z"  # the first step after the restore
+    assert (
+        last["components"]["support_load"]["points"]
+        < 0.4 * last["components"]["support_load"]["weight"]
+    )
+
+
 def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
     first = [
         event("newco", "onboarding.started", T0 + HOUR),
@@ -256,9 +280,11 @@ def test_a_snapshot_saves_each_remembered_event_id_once() -> None:
 def test_a_state_comes_back_whole_through_a_snapshot() -> None:
     first, _ = restore_stream()
     h = Harness().feed(first)
-    engine = ShardEngine(h.settings, h.rules, restored(h.engine))
-    assert engine.state == h.engine.state
-    assert engine.zones == h.engine.zones
+    back = restored(h.engine)
+    assert back == h.engine.state
+    # (the engine then marks its tenants to be measured again, see
+    # test_component_settings_changed_across_a_restore_apply_at_the_first_step)
+    assert ShardEngine(h.settings, h.rules, back).zones == h.engine.zones
 
 
 def dead_letters(h: Harness) -> list[tuple[int, str]]:
