@@ -66,11 +66,12 @@ class Scorer:
         score = self.rescore(state, now)
         return None if score is None else self.explainable(state, score, now)
 
-    def rescore(self, state: TenantState, now: int) -> float | None:
+    def rescore(self, state: TenantState, now: int, reweigh: bool = False) -> float | None:
         """The score alone, for the common case where it is compared and dropped; same
-        None cases as `assess`."""
+        None cases as `assess`, but with `reweigh` (the weights may have changed, so the
+        score may have moved with no measure)."""
         parts, stall_after, measures = self.cfg.components, self.stall_after, state.measures
-        changed = state.score is None
+        changed = reweigh or state.score is None
         for index, measure in _TO_MEASURE[state.stale]:
             fresh, old = measure(state, now, parts, stall_after), measures[index]
             measures[index] = fresh  # the value may move while the points do not

@@ -196,6 +196,8 @@ class ShardEngine:
             if self.state.next_step is not None:
                 tenant.stale |= ALL_STALE & ~DAY_BASED
                 self._rescore_after(self.state.next_step, tenant.tenant_id)
+        # ...and scored again then even with no measure moved: the weights may have.
+        self._reweigh = set(self.state.tenants) if state is not None else set()
         if state is not None:
             # Saved deadlines are those of the stall period the store ran with: worked out
             # again, a changed signals.onboarding_stalled.stall_after applies to the
@@ -420,8 +422,9 @@ class ShardEngine:
             if due is not None:  # not forgotten since
                 due.stale |= CLOCK_MOVED  # errors may have left the 24 h
                 st.dirty.add(tenant_id)
+        reweigh, self._reweigh = self._reweigh, set()
         for tenant_id in sorted(st.dirty):
-            self._score(st.tenants[tenant_id], now, out)
+            self._score(st.tenants[tenant_id], now, out, tenant_id in reweigh)
         self.touched |= st.dirty  # re-scored (all of them once a day, when pruned too)
         st.dirty.clear()
         for tenant, record in found:
@@ -531,9 +534,11 @@ class ShardEngine:
 
     # -- health -----------------------------------------------------------------------
 
-    def _score(self, tenant: TenantState, now: int, out: list[Output]) -> None:
+    def _score(
+        self, tenant: TenantState, now: int, out: list[Output], reweigh: bool = False
+    ) -> None:
         cfg = self.settings.health
-        exact = self.scorer.rescore(tenant, now)
+        exact = self.scorer.rescore(tenant, now, reweigh)
         health = None
         if exact is not None:
             score = int(exact + 0.5)

@@ -174,6 +174,26 @@ def test_component_settings_changed_across_a_restore_apply_at_the_first_step() -
     )
 
 
+def test_component_weights_changed_across_a_restore_apply_at_the_first_step() -> None:
+    # No measure moves for a silent tenant with open tickets: it was never scored again,
+    # so it kept the score of the old weights.
+    tickets = [
+        event("acme", "ticket.created", T0 + HOUR + n, {"ticket_id": f"t{n}", "priority": "P1"})
+        for n in range(2)
+    ]
+    h = Harness().feed([event("acme", "user.session", T0), *tickets, clock(T0 + 3 * HOUR)])
+    before = h.out["health"][-1]
+    heavier = Settings.model_validate({"health": {"components": {"support_load": {"weight": 60}}}})
+    h.engine = ShardEngine(heavier, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 5 * HOUR)])
+    after = h.out["health"][-1]
+    assert after["ts"] == "2026-03-02T03:00:00Z" and after["score"] < before["score"]
+    assert (
+        after["components"]["support_load"]["weight"]
+        > before["components"]["support_load"]["weight"]
+    )
+
+
 def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
     first = [
         event("newco", "onboarding.started", T0 + HOUR),
