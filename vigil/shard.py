@@ -180,10 +180,19 @@ class ShardEngine:
         # Steps at which tenants must be scored though they sent nothing: when some of
         # their errors or job retries leave the error pressure, and when their warm-up
         # ends (a zone they are in is announced then). Derived from the tenants, so not
-        # saved: rebuilt here after a restore.
+        # saved: rebuilt after a restore.
         self._rescore_at: dict[int, set[str]] = {}
-        for tenant in self.state.tenants.values():
-            self._rescore_after(tenant.first_seen + settings.health.warmup, tenant.tenant_id)
+        # Tenants to score at the next step even if no measure moved (see _resume).
+        self._reweigh: set[str] = set()
+        if state is not None:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Work out again, for a restored state, what is derived from its tenants or
+        depends on settings that may have changed since it was saved."""
+        st = self.state
+        for tenant in st.tenants.values():
+            self._rescore_after(tenant.first_seen + self.settings.health.warmup, tenant.tenant_id)
             for hour in tenant.pressure_by_hour:
                 self._rescore_after(pressure_counts_until(hour), tenant.tenant_id)
             # Saved measures are those of the settings and the version the store ran with
@@ -191,18 +200,17 @@ class ShardEngine:
             # without the steps above holds error pressure and onboarding as of its last
             # scoring). So every tenant is measured again at the first step, but for the
             # day-based components, which every tenant has measured at midnight (sooner
-            # would move a look-back by part of a day). Unchanged, the measures come out
-            # the same, and nothing is written.
-            if self.state.next_step is not None:
+            # would move a look-back by part of a day), and scored even if no measure
+            # moved, as the weights may have. Unchanged, the score comes out the same,
+            # and nothing is written.
+            if st.next_step is not None:
                 tenant.stale |= ALL_STALE & ~DAY_BASED
-                self._rescore_after(self.state.next_step, tenant.tenant_id)
-        # ...and scored again then even with no measure moved: the weights may have.
-        self._reweigh = set(self.state.tenants) if state is not None else set()
-        if state is not None:
-            # Saved deadlines are those of the stall period the store ran with: worked out
-            # again, a changed signals.onboarding_stalled.stall_after applies to the
-            # onboardings under way (_fire_stalls skips a deadline of another period).
-            self.state.stalls = self._stall_deadlines()
+                self._rescore_after(st.next_step, tenant.tenant_id)
+        self._reweigh = set(st.tenants)
+        # Saved deadlines are those of the stall period the store ran with: worked out
+        # again, a changed signals.onboarding_stalled.stall_after applies to the
+        # onboardings under way (_fire_stalls skips a deadline of another period).
+        st.stalls = self._stall_deadlines()
 
     # -- input ------------------------------------------------------------------------
 
