@@ -226,9 +226,9 @@ def _run(args: argparse.Namespace) -> int:
         snapshots=settings.recovery.dir is not None,
     )
     locks = _lock_folders(settings, args, kafka_mode)  # held until this process ends
+    if settings.recovery.dir is not None:  # before the store is marked as this version's
+        _check_stored_input(Path(settings.recovery.dir), source, settings, kafka_mode)
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
-    if not fresh:
-        _check_stored_input(Path(str(settings.recovery.dir)), source, settings, kafka_mode)
     if fresh and not kafka_mode and args.process_id == 0:
         sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
     server = None
