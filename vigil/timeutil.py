@@ -45,10 +45,15 @@ def parse_rfc3339(text: str) -> int:
     except ValueError as exc:
         leap = _leap_second(text)
         if leap is None:
-            msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({exc})"
+            # ISO 8601's decimal comma, which the parser reports as a missing offset
+            why = _COMMA if text[19:20] == "," else exc
+            msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({why})"
             raise ValueError(msg) from None
         stamp = leap
     return (stamp - _EPOCH) // _ONE_MS  # integer arithmetic: floats lose milliseconds
+
+
+_COMMA = "a decimal comma: RFC 3339 writes the fraction of a second after a point, 10:00:00.5"
 
 
 def _leap_second(text: str) -> datetime | None:

@@ -51,6 +51,19 @@ class TestTimestamps:
         with pytest.raises(ValueError, match="not an RFC 3339 timestamp with an offset"):
             parse_rfc3339(text)
 
+    @pytest.mark.parametrize(
+        ("text", "said"),
+        [
+            # ISO 8601 allows a decimal comma; RFC 3339 does not. The parser said "UTC
+            # offset is mandatory" of a stamp that has one.
+            ("2026-03-02T10:00:00,5Z", r"a decimal comma: RFC 3339 writes the fraction"),
+            ("2026-03-02T10:00:00", "UTC offset is mandatory"),
+        ],
+    )
+    def test_the_reason_names_what_is_wrong(self, text: str, said: str) -> None:
+        with pytest.raises(ValueError, match=said):
+            parse_rfc3339(text)
+
     def test_a_leap_second_is_the_second_after_23_59_59_utc(self) -> None:
         midnight = parse_rfc3339("2017-01-01T00:00:00Z")
         assert parse_rfc3339("2016-12-31T23:59:60Z") == midnight
