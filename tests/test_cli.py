@@ -204,6 +204,21 @@ class TestErrors:
         assert main(["run", "--input", str(events), "--output", str(blocker / "out")]) == 2
         assert "--output: cannot write to" in capsys.readouterr().err
 
+    def test_an_input_that_is_an_output_file_is_refused_not_emptied(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # A fresh run empties its output files before reading: this input went first.
+        out = tmp_path / "o"
+        out.mkdir()
+        events = out / "health.jsonl"
+        line = orjson.dumps(event("acme", "user.session", T0)) + b"\n"
+        events.write_bytes(line)
+        args = ["run", "--input", str(tmp_path / "." / "o" / "health.jsonl"), "--output", str(out)]
+        assert main(args) == 2
+        assert events.read_bytes() == line
+        said = capsys.readouterr().err
+        assert f"is {events.name} of --output {out}, which the run writes" in said, said
+
     def test_bad_config_stops_before_reading_input(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

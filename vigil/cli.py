@@ -400,6 +400,8 @@ def _file_io(
     if args.input != STDIN and Path(args.input).is_dir():
         raise ConfigError(f"--input: {args.input} is a folder; give a JSON Lines file")
     _writable_dir(args.output)
+    if args.input != STDIN:
+        _not_an_output(args.input, Path(args.output), STREAMS)
     source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
 
@@ -478,6 +480,16 @@ def _print_summary(
 
 def _counts(metrics: Any, name: str, label: str) -> dict[str, int]:
     return {key: int(value) for key, value in metrics.by_label(name, label).items()}
+
+
+def _not_an_output(given: str, out: Path, streams: Sequence[str]) -> None:
+    """A run empties its output files before it reads: an input among them is lost."""
+    for stream in streams:
+        written = out / f"{stream}.jsonl"
+        with suppress(OSError):
+            if os.path.samefile(given, written):
+                msg = f"--input {given} is {written.name} of --output {out}, which the run writes"
+                raise ConfigError(f"{msg}: it would be emptied before it is read")
 
 
 def _writable_dir(path: Path) -> None:
