@@ -4,8 +4,9 @@ A shard owns the tenants hashed onto it. It receives their events and the stream
 watermark ticks, and moves its own clock through event time in fixed steps:
 
 - an accepted event waits in a queue until the watermark passes the next step; the
-  queue is drained in (ts, tenant, event_id) order, so the state at every step is the
-  same whatever the arrival order, batch size or worker count;
+  queue is drained in event-time order (at one instant: an item's creation before its
+  end, then by tenant and event_id), so the state at every step is the same whatever
+  the arrival order, batch size or worker count;
 - at each step it closes the windows that end there (even for silent tenants),
   fires onboarding deadlines that fell before it, re-scores the tenants that changed
   (every tenant once a day, so silence costs points), and posts the derived facts
@@ -42,6 +43,7 @@ from vigil.tenant import (
     Buckets,
     Effect,
     TenantState,
+    life_order,
     prune,
 )
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to, to_iso
@@ -67,9 +69,9 @@ class ShardState:
     """Everything a shard must keep across a restart (saved by vigil.snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
-    # (ts, dedup key, event) accepted and not yet applied; sorted when applied.
+    # (ts, event key, event) accepted and not yet applied; sorted when applied.
     pending: list[tuple[int, str, Event]] = field(default_factory=list)
-    # The dedup keys (see dedup_key) accepted, by the day of their event time (forgotten
+    # The event keys (see event_key) accepted, by the day of their event time (forgotten
     # a day at a time), and the same keys as a set for the lookups: not saved, rebuilt on
     # restore.
     seen_by_day: dict[int, list[str]] = field(default_factory=dict)
@@ -87,11 +89,15 @@ class ShardState:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
-def dedup_key(tenant_id: str, event_id: str) -> str:
-    """What makes an event a repeat: its id within its tenant (a resend is the same event,
-    so of the same tenant; producers that number events per tenant reuse ids across
-    tenants). The tenant's length first, so no two (tenant, id) pairs share a key."""
-    return f"{len(tenant_id)}:{tenant_id}{event_id}"
+def event_key(event: Event) -> str:
+    """The key an accepted event is known by: it finds repeats and orders the queue.
+    A repeat is the same event resent, so of the same tenant: an id another tenant used
+    is not one (producers that number events per tenant reuse ids across tenants). The
+    event's place in its item's life comes first, so that the events of one instant are
+    applied in that order (see tenant.life_order); the tenant's length comes before the
+    tenant, so that no two (tenant, id) pairs share a key."""
+    tenant_id = event.tenant_id
+    return f"{life_order(event)}{len(tenant_id)}:{tenant_id}{event.event_id}"
 
 
 def state_format(*classes: type) -> str:
@@ -226,7 +232,7 @@ class ShardEngine:
     def _accept(self, event: Event, out: list[Output]) -> None:
         st = self.state
         kind, ts = event.type, event.ts
-        key = dedup_key(event.tenant_id, event.event_id)
+        key = event_key(event)
         if key in st.seen or (st.bare_ids_until is not None and event.event_id in st.seen):
             self.counts["duplicates"] += 1
             return
@@ -302,7 +308,7 @@ class ShardEngine:
         pending = st.pending
         if not pending:
             return
-        pending.sort()  # (ts, dedup key): keys are unique here, so events never compare
+        pending.sort()  # (ts, event key): keys are unique here, so events never compare
         due = bisect.bisect_left(pending, (now,))  # (now,) sorts before any (now, ...)
         if not due:
             return

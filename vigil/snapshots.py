@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from vigil.jsonbytes import dumps_to_keep
-from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
+from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, event_key
 
 _PLAIN_FIELDS = tuple(
     name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
@@ -81,7 +81,7 @@ def _with_tenant_keys(state: ShardState) -> ShardState:
     if state.layout.get("state_format") == STATE_FORMAT:
         return state
     state.bare_ids_until = max(state.seen_by_day, default=None)
-    state.pending = [(ts, dedup_key(e.tenant_id, e.event_id), e) for ts, _, e in state.pending]
+    state.pending = [(ts, event_key(e), e) for ts, _, e in state.pending]
     return state
 
 

@@ -99,6 +99,26 @@ TOUCHES = {
 }
 
 
+# Where an event stands in the life of its item (a ticket, an invoice, an onboarding),
+# for events of one instant: producers that stamp whole seconds often give a ticket's
+# creation and resolution the same time, and resolved before created left it open for
+# good. "1" for the rest.
+_LIFE_ORDER = {
+    "onboarding.started": "0",
+    "ticket.created": "0",
+    "ticket.resolved": "2",
+    "onboarding.completed": "2",
+}
+_INVOICE_LIFE_ORDER = {"issued": "0", "overdue": "1", "failed": "1", "paid": "2"}
+
+
+def life_order(event: Event) -> str:
+    """The event's place in its item's life, as one character that sorts."""
+    if event.type == "billing.invoice":
+        return _INVOICE_LIFE_ORDER.get(event.attrs["status"], "1")
+    return _LIFE_ORDER.get(event.type, "1")
+
+
 @dataclass(slots=True)
 class TenantState:
     tenant_id: str

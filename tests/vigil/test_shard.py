@@ -79,6 +79,44 @@ class TestLoginDrop:
             assert last[tenant]["components"]["login_activity"]["value"] == 20
 
 
+class TestOneInstant:
+    """Events of one instant are applied in their item's order of life whatever their
+    ids: a producer stamping seconds often gives a ticket's creation and resolution the
+    same time."""
+
+    def test_a_ticket_created_and_resolved_in_the_same_second_is_closed(self) -> None:
+        at = T0 + HOUR
+        events = [
+            event("acme", "user.session", T0),
+            event("acme", "ticket.created", at, {"ticket_id": "k", "priority": "P1"}, event_id="b"),
+            event("acme", "ticket.resolved", at, {"ticket_id": "k"}, event_id="a"),
+            clock(T0 + 4 * HOUR),
+        ]
+        h = Harness().feed(events)
+        assert h.engine.state.tenants["acme"].open_tickets == {}
+
+    @pytest.mark.parametrize(
+        ("statuses", "unpaid"),
+        [(("paid", "overdue"), {}), (("overdue", "issued"), {"inv": "overdue"})],
+    )
+    def test_an_invoice_ends_in_its_last_status_of_the_same_second(
+        self, statuses: tuple[str, str], unpaid: dict[str, str]
+    ) -> None:
+        # ids in the reverse of the life order: "a" for the later status
+        at = T0 + HOUR
+        late, early = statuses
+        events = [
+            event(
+                "acme", "billing.invoice", at, {"invoice_id": "inv", "status": late}, event_id="a"
+            ),
+            event(
+                "acme", "billing.invoice", at, {"invoice_id": "inv", "status": early}, event_id="b"
+            ),
+            clock(T0 + 4 * HOUR),
+        ]
+        assert Harness().feed(events).engine.state.tenants["acme"].unpaid_invoices == unpaid
+
+
 class TestLateness:
     def test_out_of_order_within_lateness_gives_the_same_outputs(self) -> None:
         events = by_time(weeks("acme", [20, 6]) + weeks("beta", [30, 30]))
