@@ -378,6 +378,8 @@ def _integrations_why(
 ) -> str:
     broken = sorted(k for k, v in state.integrations.items() if v != "connected")
     listed = ", ".join(f"{k} ({state.integrations[k]})" for k in broken[:3])
+    if len(broken) > 3:
+        listed += f" and {len(broken) - 3} more"
     held = counted(len(state.integrations), "integration")
     return f"{len(broken)} of {held} not connected: {listed}"
 

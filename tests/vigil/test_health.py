@@ -119,6 +119,15 @@ class TestScore:
             state.open_tickets = tickets
             assert needle in reasons_of(state)
 
+    def test_more_broken_integrations_than_are_named_are_said(self) -> None:
+        state = healthy()
+        state.integrations = {name: "error" for name in ("a", "b", "c", "d", "e")}
+        state.integrations["f"] = "connected"
+        reasons = reasons_of(state)
+        assert "5 of 6 integrations not connected: a (error), b (error), c (error) and 2 more" in (
+            reasons
+        )
+
     def test_biggest_loss_comes_first(self) -> None:
         state = healthy()
         state.sessions_by_day.clear()  # no sessions in 14 days: -20ish on activity
