@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from rules.engine import RuleEngine
 from vigil import signals as sig
 from vigil.actions import in_cooldown, render_actions
@@ -79,6 +81,9 @@ class ShardState:
     # A store of a Vigil that kept event ids without their tenant holds them bare: until
     # this day's are forgotten, an event's bare id is looked up too (None: none is held).
     bare_ids_until: int | None = None
+    # The health components' settings the tenants were scored with (scoring_settings),
+    # "" if unknown (a store of an older format).
+    scored_with: str = ""
     source_wms: dict[str, int | None] = field(default_factory=dict)
     watermark: int | None = None
     next_step: int | None = None
@@ -135,6 +140,13 @@ def state_layout(settings: Settings) -> dict[str, Any]:
     }
 
 
+def scoring_settings(settings: Settings) -> str:
+    """A digest of what every score depends on: the health components' settings."""
+    components = settings.health.components.model_dump(mode="json")
+    dumped = orjson.dumps(components, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(dumped, digest_size=6).hexdigest()
+
+
 def layout_changes(saved: dict[str, Any], layout: dict[str, Any]) -> list[str]:
     """How a store's saved layout differs from this run's, in words; [] if it fits."""
     saved = {"state_format": _FORMAT_BEFORE_IT_WAS_RECORDED, **saved}
@@ -163,7 +175,7 @@ class ShardEngine:
         if changed:
             msg = f"the recovery store does not fit ({'; '.join(changed)}); use a new store"
             raise ConfigError(msg)
-        self.state = state or ShardState(layout=layout)
+        self.state = state or ShardState(layout=layout, scored_with=scoring_settings(settings))
         self.state.layout = layout  # a state read from an older format is saved in this one
         self.buckets = Buckets.from_settings(settings)
         self.step = settings.engine.health_step
@@ -213,6 +225,13 @@ class ShardEngine:
                 tenant.stale |= ALL_STALE & ~DAY_BASED
                 self._rescore_after(st.next_step, tenant.tenant_id)
         self._reweigh = set(st.tenants)
+        scored_with = scoring_settings(self.settings)
+        if st.scored_with not in ("", scored_with):
+            # The peaks of the drop window are scores of the old settings: a new score
+            # below them is the model's change, not the customer's fall.
+            for tenant in st.tenants.values():
+                tenant.recent_scores = []
+        st.scored_with = scored_with
         # Saved deadlines are those of the stall period the store ran with: worked out
         # again, a changed signals.onboarding_stalled.stall_after applies to the
         # onboardings under way (_fire_stalls skips a deadline of another period).

@@ -80,6 +80,7 @@ def _with_tenant_keys(state: ShardState) -> ShardState:
     last day is forgotten (ShardState.bare_ids_until); the queue is keyed anew."""
     if state.layout.get("state_format") == STATE_FORMAT:
         return state
+    state.scored_with = ""  # not known (and not set at all in a state pickled whole)
     state.bare_ids_until = max(state.seen_by_day, default=None)
     state.pending = [(ts, event_key(e), e) for ts, _, e in state.pending]
     return state

@@ -194,6 +194,26 @@ def test_component_weights_changed_across_a_restore_apply_at_the_first_step() ->
     )
 
 
+def test_a_weight_changed_across_a_restore_is_no_score_drop() -> None:
+    # The peaks of the drop window were scored under the old weights: against them, the
+    # new weights' score looked like a fall of the customer's health.
+    tickets = [
+        event("acme", "ticket.created", T0 + HOUR + n, {"ticket_id": f"t{n}", "priority": "P1"})
+        for n in range(2)
+    ]
+    first = [*sessions("acme", T0, 90, spacing=2 * HOUR), *tickets, clock(T0 + 8 * DAY)]
+    first.sort(key=lambda e: e["ts"])
+    h = Harness().feed(first)
+    before = h.out["health"][-1]["score"]
+    heavier = Settings.model_validate({"health": {"components": {"support_load": {"weight": 80}}}})
+    h.settings = heavier
+    h.engine = ShardEngine(heavier, h.rules, restored(h.engine))
+    h.feed([clock(T0 + 8 * DAY + 3 * HOUR)])
+    assert before - h.out["health"][-1]["score"] >= heavier.health.drop_points
+    assert [n for n in h.out["notifications"] if n["rule"] == "score-drop"] == []
+    assert h.engine.state.tenants["acme"].recent_scores  # peaks from here on
+
+
 def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
     first = [
         event("newco", "onboarding.started", T0 + HOUR),
