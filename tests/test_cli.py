@@ -372,6 +372,28 @@ def test_explain_of_a_killed_runs_outputs_skips_the_cut_short_last_line(
     assert "skipped the last line, cut short" in told.err and "health.jsonl" in told.err
 
 
+def test_explain_tells_records_written_again_once(
+    fleet_run: tuple[Path, dict[str, dict[str, str]], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A Kafka run restarted from its store writes what came after the snapshot again,
+    # with the same ids (consumers deduplicate on them): explain is such a consumer.
+    import shutil
+
+    out, manifest, _ = fleet_run
+    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
+    again = tmp_path / "out"
+    shutil.copytree(out, again)
+    for stream in ("health", "signals", "tasks", "notifications"):
+        path = again / f"{stream}.jsonl"
+        path.write_bytes(path.read_bytes() * 2)
+    assert main(["explain", tenant, "--output", str(again)]) == 0
+    told = capsys.readouterr().out
+    assert main(["explain", tenant, "--output", str(out)]) == 0
+    assert told == capsys.readouterr().out
+
+
 def test_a_fresh_run_writes_every_file_and_keeps_nothing_of_an_earlier_run(
     tmp_path: Path,
 ) -> None:

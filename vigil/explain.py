@@ -14,6 +14,14 @@ from vigil.summary import read_jsonl
 
 # Order of entries that share a timestamp: the score, then what it led to.
 _ORDER = {"health": 0, "signals": 1, "tasks": 2, "notifications": 3}
+# What makes a record the same one written again (a restarted run writes what came after
+# its last snapshot again): its id, or for health, which has none, its tenant and time.
+_SAME = {
+    "health": ("tenant_id", "ts"),
+    "signals": ("signal_id",),
+    "tasks": ("task_id",),
+    "notifications": ("notification_id",),
+}
 
 
 def timeline(
@@ -23,8 +31,11 @@ def timeline(
     records of each stream (read from `where`, for the error when there are none)."""
     entries = []
     for stream in _ORDER:
+        seen: set[tuple[Any, ...]] = set()
         for record in records.get(stream, ()):
-            if record.get("tenant_id") == tenant_id:
+            same = tuple(record.get(field) for field in _SAME[stream])
+            if record.get("tenant_id") == tenant_id and same not in seen:
+                seen.add(same)
                 ts = record.get("ts") or record.get("created_at") or ""
                 entries.append((ts, stream, record))
     entries.sort(key=lambda entry: (entry[0], _ORDER[entry[1]]))
