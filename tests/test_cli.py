@@ -356,19 +356,12 @@ def test_explain_of_a_killed_runs_outputs_skips_the_cut_short_last_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import shutil
+    def torn(out: Path, tenant: str) -> None:  # what SIGKILL can leave
+        path = out / "health.jsonl"
+        path.write_bytes(path.read_bytes() + b'{"tenant_id":"' + tenant.encode() + b'","ts":"20')
 
-    out, manifest, _ = fleet_run
-    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
-    killed = tmp_path / "out"
-    shutil.copytree(out, killed)
-    whole = (killed / "health.jsonl").read_bytes()
-    torn = b'{"tenant_id":"' + tenant.encode() + b'","ts":"2026-0'  # what SIGKILL can leave
-    (killed / "health.jsonl").write_bytes(whole + torn)
-    assert main(["explain", tenant, "--output", str(killed)]) == 0
-    told = capsys.readouterr()
-    assert main(["explain", tenant, "--output", str(out)]) == 0
-    assert told.out == capsys.readouterr().out  # the same story as from the whole files
+    told, whole = _explained_from_a_copy(fleet_run, tmp_path, capsys, torn)
+    assert told.out == whole  # the same story as from the whole files
     assert "skipped the last line, cut short" in told.err and "health.jsonl" in told.err
 
 
@@ -379,19 +372,34 @@ def test_explain_tells_records_written_again_once(
 ) -> None:
     # A Kafka run restarted from its store writes what came after the snapshot again,
     # with the same ids (consumers deduplicate on them): explain is such a consumer.
+    def written_twice(out: Path, tenant: str) -> None:
+        for stream in ("health", "signals", "tasks", "notifications"):
+            path = out / f"{stream}.jsonl"
+            path.write_bytes(path.read_bytes() * 2)
+
+    told, whole = _explained_from_a_copy(fleet_run, tmp_path, capsys, written_twice)
+    assert told.out == whole
+
+
+def _explained_from_a_copy(
+    fleet_run: tuple[Path, dict[str, dict[str, str]], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spoil: Callable[[Path, str], None],
+) -> tuple[Any, str]:
+    """What `explain` says of a login_drop tenant from a copy of the fleet run's outputs
+    that `spoil` changed (out and err), and what it says from the outputs themselves."""
     import shutil
 
     out, manifest, _ = fleet_run
     tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
-    again = tmp_path / "out"
-    shutil.copytree(out, again)
-    for stream in ("health", "signals", "tasks", "notifications"):
-        path = again / f"{stream}.jsonl"
-        path.write_bytes(path.read_bytes() * 2)
-    assert main(["explain", tenant, "--output", str(again)]) == 0
-    told = capsys.readouterr().out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    spoil(copy, tenant)
+    assert main(["explain", tenant, "--output", str(copy)]) == 0
+    told = capsys.readouterr()
     assert main(["explain", tenant, "--output", str(out)]) == 0
-    assert told == capsys.readouterr().out
+    return told, capsys.readouterr().out
 
 
 def test_a_fresh_run_writes_every_file_and_keeps_nothing_of_an_earlier_run(
