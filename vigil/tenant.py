@@ -168,7 +168,8 @@ class TenantState:
     last_event_at: int = 0
 
     def apply(self, event: Event, buckets: Buckets) -> int:
-        """Fold one event in; events arrive here in (ts, event_id) order."""
+        """Fold one event in; a tenant's events arrive here in the order of its queue:
+        event time, then place in their item's life, then event_id."""
         self.last_event_at = event.ts
         if event.segment is not None:
             self.segment = event.segment
