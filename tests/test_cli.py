@@ -790,7 +790,7 @@ def test_a_store_resumed_into_another_output_folder_is_refused_not_padded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The output files are cut back to where the store stopped writing them: in an empty
-    # folder that was a seek past the end, so health.jsonl began with 47 KB of NUL bytes.
+    # folder that was a seek past the end: health.jsonl began with 50 KB of NUL bytes.
     events, store, lines = _first_half_of_a_fleet(tmp_path)
     args = ["run", "--input", str(events), "--quiet", "--recovery-dir", str(store)]
     monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
