@@ -71,9 +71,10 @@ class ShardState:
     """Everything a shard must keep across a restart (saved by vigil.snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
-    # (ts, event key, event) accepted and not yet applied; sorted when applied.
-    pending: list[tuple[int, str, Event]] = field(default_factory=list)
-    # The event keys (see event_key) accepted, by the day of their event time (forgotten
+    # (ts, place in its item's life, dedup key, event) accepted and not yet applied;
+    # sorted when applied (see life_order and dedup_key).
+    pending: list[tuple[int, str, str, Event]] = field(default_factory=list)
+    # The dedup keys (see dedup_key) accepted, by the day of their event time (forgotten
     # a day at a time), and the same keys as a set for the lookups: not saved, rebuilt on
     # restore.
     seen_by_day: dict[int, list[str]] = field(default_factory=dict)
@@ -94,15 +95,13 @@ class ShardState:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
-def event_key(event: Event) -> str:
-    """The key an accepted event is known by: it finds repeats and orders the queue.
-    A repeat is the same event resent, so of the same tenant: an id another tenant used
-    is not one (producers that number events per tenant reuse ids across tenants). The
-    event's place in its item's life comes first, so that the events of one instant are
-    applied in that order (see tenant.life_order); the tenant's length comes before the
-    tenant, so that no two (tenant, id) pairs share a key."""
+def dedup_key(event: Event) -> str:
+    """What makes an event a repeat: its id within its tenant. A repeat is the same
+    event resent, so of the same tenant: an id another tenant used is not one (producers
+    that number events per tenant reuse ids across tenants). The tenant's length comes
+    first, so that no two (tenant, id) pairs share a key."""
     tenant_id = event.tenant_id
-    return f"{life_order(event)}{len(tenant_id)}:{tenant_id}{event.event_id}"
+    return f"{len(tenant_id)}:{tenant_id}{event.event_id}"
 
 
 def state_format(*classes: type) -> str:
@@ -251,7 +250,7 @@ class ShardEngine:
     def _accept(self, event: Event, out: list[Output]) -> None:
         st = self.state
         kind, ts = event.type, event.ts
-        key = event_key(event)
+        key = dedup_key(event)
         if key in st.seen or (st.bare_ids_until is not None and event.event_id in st.seen):
             self.counts["duplicates"] += 1
             return
@@ -272,7 +271,7 @@ class ShardEngine:
             return
         # Sorted when applied (see _apply_before): arrival is nearly in event-time order,
         # so that sort is a cheap pass, where a heap would pay log n on every event.
-        st.pending.append((ts, key, event))
+        st.pending.append((ts, life_order(event), key, event))
 
     def _tick(self, tick: Tick, out: list[Output]) -> None:
         st = self.state
@@ -317,7 +316,7 @@ class ShardEngine:
         queue holds days of events before the clock starts."""
         pending = self.state.pending
         if len(pending) > self._scanned:
-            fresh = min(ts for ts, _, _ in pending[self._scanned :])
+            fresh = min(item[0] for item in pending[self._scanned :])
             self._earliest = fresh if self._earliest is None else min(self._earliest, fresh)
             self._scanned = len(pending)
         return self._earliest
@@ -327,14 +326,17 @@ class ShardEngine:
         pending = st.pending
         if not pending:
             return
-        pending.sort()  # (ts, event key): keys are unique here, so events never compare
+        # (ts, place in life, dedup key): the events of one instant in their item's order
+        # of life (a ticket created before it is resolved), then by tenant and id. Keys
+        # are unique here, so events never compare.
+        pending.sort()
         due = bisect.bisect_left(pending, (now,))  # (now,) sorts before any (now, ...)
         if not due:
             return
         applying = pending[:due]
         del pending[:due]
         tenants, dirty, buckets = st.tenants, st.dirty, self.buckets
-        for _, _, event in applying:
+        for *_, event in applying:
             tenant = tenants.get(event.tenant_id)
             if tenant is None:
                 tenant = tenants[event.tenant_id] = TenantState(event.tenant_id, event.ts)

@@ -12,12 +12,14 @@ paid all the time. Two things keep it down:
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from vigil.events import Event
 from vigil.jsonbytes import dumps_to_keep
-from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, event_key
+from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
+from vigil.tenant import life_order
 
 _PLAIN_FIELDS = tuple(
     name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
@@ -82,7 +84,8 @@ def _with_tenant_keys(state: ShardState) -> ShardState:
         return state
     state.scored_with = ""  # not known (and not set at all in a state pickled whole)
     state.bare_ids_until = max(state.seen_by_day, default=None)
-    state.pending = [(ts, event_key(e), e) for ts, _, e in state.pending]
+    queued = cast("list[tuple[int, str, Event]]", state.pending)  # (ts, event id, event)
+    state.pending = [(ts, life_order(e), dedup_key(e), e) for ts, _, e in queued]
     return state
 
 

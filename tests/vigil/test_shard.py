@@ -95,6 +95,19 @@ class TestOneInstant:
         h = Harness().feed(events)
         assert h.engine.state.tenants["acme"].open_tickets == {}
 
+    def test_an_id_seen_again_is_a_repeat_whatever_its_place_in_life(self) -> None:
+        # The order of one instant must not make two events of one id: a repeat is
+        # known by its tenant and id alone.
+        at = T0 + HOUR
+        events = [
+            event("acme", "ticket.created", at, {"ticket_id": "k", "priority": "P1"}, event_id="x"),
+            event("acme", "ticket.resolved", at + 1, {"ticket_id": "k"}, event_id="x"),
+            clock(T0 + 4 * HOUR),
+        ]
+        h = Harness().feed(events)
+        assert h.engine.counts["duplicates"] == 1
+        assert h.engine.state.tenants["acme"].open_tickets == {"k": "P1"}
+
     @pytest.mark.parametrize(
         ("statuses", "unpaid"),
         [(("paid", "overdue"), {}), (("overdue", "issued"), {"inv": "overdue"})],
