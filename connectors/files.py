@@ -85,7 +85,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         if self.part in stored:
             return True
         for part in stored:
-            if STDIN not in (part, self.path) and _same_file(part, self.path):
+            if STDIN not in (part, self.path) and same_file(part, self.path):
                 self.part = part
                 return True
         return False
@@ -180,7 +180,8 @@ class InputUnreadable(VigilError):
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _same_file(one: str, other: str) -> bool:
+def same_file(one: str, other: str) -> bool:
+    """Whether two paths name one file; False if either cannot be found."""
     try:
         return os.path.samefile(one, other)
     except OSError:  # one of them is gone, or was named from another working folder

@@ -484,12 +484,13 @@ def _counts(metrics: Any, name: str, label: str) -> dict[str, int]:
 
 def _not_an_output(given: str, out: Path, streams: Sequence[str]) -> None:
     """A run empties its output files before it reads: an input among them is lost."""
+    from connectors.files import same_file
+
     for stream in streams:
         written = out / f"{stream}.jsonl"
-        with suppress(OSError):
-            if os.path.samefile(given, written):
-                msg = f"--input {given} is {written.name} of --output {out}, which the run writes"
-                raise ConfigError(f"{msg}: it would be emptied before it is read")
+        if same_file(given, str(written)):
+            msg = f"--input {given} is {written.name} of --output {out}, which the run writes"
+            raise ConfigError(f"{msg}: it would be emptied before it is read")
 
 
 def _writable_dir(path: Path) -> None:
