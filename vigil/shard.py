@@ -88,6 +88,8 @@ class ShardState:
     source_wms: dict[str, int | None] = field(default_factory=dict)
     watermark: int | None = None
     next_step: int | None = None
+    # (deadline + 1, tenant) of open onboardings, a heap: not saved, worked out again from
+    # the tenants on restore (see _stall_deadlines).
     stalls: list[tuple[int, str]] = field(default_factory=list)
     error_windows: dict[int, set[str]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
@@ -199,8 +201,8 @@ class ShardEngine:
         # ends (a zone they are in is announced then). Derived from the tenants, so not
         # saved: rebuilt after a restore.
         self._rescore_at: dict[int, set[str]] = {}
-        # Tenants to score at the next step even if no measure moved (see _resume).
-        self._reweigh: set[str] = set()
+        # Score every tenant due at the next step even if no measure moved (see _resume).
+        self._reweigh = False
         if state is not None:
             self._resume()
 
@@ -223,7 +225,7 @@ class ShardEngine:
             if st.next_step is not None:
                 tenant.stale |= ALL_STALE & ~DAY_BASED
                 self._rescore_after(st.next_step, tenant.tenant_id)
-        self._reweigh = set(st.tenants)
+        self._reweigh = True
         scored_with = scoring_settings(self.settings)
         if st.scored_with not in ("", scored_with):
             # The peaks of the drop window are scores of the old settings: a new score
@@ -457,9 +459,9 @@ class ShardEngine:
             if due is not None:  # not forgotten since
                 due.stale |= CLOCK_MOVED  # errors may have left the 24 h
                 st.dirty.add(tenant_id)
-        reweigh, self._reweigh = self._reweigh, set()
+        reweigh, self._reweigh = self._reweigh, False
         for tenant_id in sorted(st.dirty):
-            self._score(st.tenants[tenant_id], now, out, tenant_id in reweigh)
+            self._score(st.tenants[tenant_id], now, out, reweigh)
         self.touched |= st.dirty  # re-scored (all of them once a day, when pruned too)
         st.dirty.clear()
         for tenant, record in found:

@@ -21,8 +21,12 @@ from vigil.jsonbytes import dumps_to_keep
 from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
 from vigil.tenant import life_order
 
+# Not pickled as they are: tenants one by one, the seen ids a day at a time, and the
+# stall deadlines not at all (a restored shard works them out from its tenants).
 _PLAIN_FIELDS = tuple(
-    name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
+    name
+    for name in ShardState.__annotations__
+    if name not in ("tenants", "seen", "seen_by_day", "stalls")
 )
 
 
@@ -68,18 +72,19 @@ def load_state(snapshot: bytes) -> ShardState:
     saved = pickle.loads(snapshot)
     if isinstance(saved, ShardState):  # format c0026639c217: the state pickled whole
         saved.seen = set(saved.seen)  # it was a dict of event id -> event time
-        return _with_tenant_keys(_with_last_events(saved))
+        return _in_this_format(_with_last_events(saved))
     tenants = {tenant_id: pickle.loads(blob) for tenant_id, blob in saved.pop("tenants").items()}
     seen_by_day = {day: orjson.loads(keys) for day, keys in saved.pop("seen_by_day").items()}
     seen = {key for keys in seen_by_day.values() for key in keys}
     state = ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
-    return _with_tenant_keys(_with_last_events(state))
+    return _in_this_format(_with_last_events(state))
 
 
-def _with_tenant_keys(state: ShardState) -> ShardState:
-    """Stores of the formats before this one kept bare event ids for de-duplication (a
-    resend of any tenant's id was a repeat). Those ids stay, looked up bare until their
-    last day is forgotten (ShardState.bare_ids_until); the queue is keyed anew."""
+def _in_this_format(state: ShardState) -> ShardState:
+    """A state of an earlier format, as this one holds it. Those formats kept bare event
+    ids for de-duplication (a resend of any tenant's id was a repeat): the ids stay,
+    looked up bare until their last day is forgotten (ShardState.bare_ids_until). Their
+    queue had no place in life, and their scores no record of the settings behind them."""
     if state.layout.get("state_format") == STATE_FORMAT:
         return state
     state.scored_with = ""  # not known (and not set at all in a state pickled whole)

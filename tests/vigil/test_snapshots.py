@@ -3,6 +3,7 @@ stores of the format before this one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,8 @@ def test_a_restored_shard_announces_a_zone_when_a_warm_up_ends() -> None:
     assert task["rule"] == "entered-red" and task["created_at"] == "2026-03-09T01:00:00Z"
 
 
-@pytest.mark.parametrize("stall_after", ["48h", "96h"])
-def test_a_stall_period_changed_across_a_restore_applies_to_onboardings_under_way(
+@pytest.mark.parametrize("stall_after", ["72h", "48h", "96h"])
+def test_a_stall_under_way_across_a_restore_fires_at_the_periods_deadline(
     stall_after: str,
 ) -> None:
     # The saved deadlines are those of the old period: the shard works them out again
@@ -295,7 +296,8 @@ def test_every_snapshot_of_a_running_shard_restores_its_whole_state() -> None:
     for start in range(0, len(stream), 20):
         h.feed(stream[start : start + 20])
         state = load_state(writer.snapshot())
-        assert state == h.engine.state, f"after line {start + 20}"
+        # (the stall deadlines are not saved: see the stall tests for their restore)
+        assert state == replace(h.engine.state, stalls=[]), f"after line {start + 20}"
         # in the same order too: the engine visits tenants in it, and emits in it
         assert list(state.tenants) == list(h.engine.state.tenants)
         snapshots += 1
