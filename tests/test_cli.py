@@ -196,6 +196,26 @@ class TestErrors:
             capsys.readouterr().err
         )
 
+    def test_a_setting_spelt_with_single_underscores_is_said_not_read(self, tmp_path: Path) -> None:
+        # The run goes on (a Kubernetes Service named vigil-metrics sets VIGIL_METRICS_PORT
+        # on its own), but the lateness the operator meant is not the one in force.
+        events = tmp_path / "e.jsonl"
+        events.write_text("")
+        env = {**quiet_env(), "VIGIL_INPUT_ALLOWED_LATENESS": "2h"}
+        args = ("--input", str(events), "--output", str(tmp_path / "out"), "--quiet")
+        ran = run_vigil("run", *args, env=env)
+        assert ran.returncode == 0, ran.stderr
+        said = "environment variable not read: a setting's parts are joined by two underscores"
+        assert f"{said} variable=VIGIL_INPUT_ALLOWED_LATENESS" in ran.stderr
+        assert "setting=VIGIL_INPUT__ALLOWED_LATENESS" in ran.stderr
+        checked = run_vigil("config", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stderr == (
+            f"vigil config: warning: {said}: VIGIL_INPUT_ALLOWED_LATENESS "
+            "(meant VIGIL_INPUT__ALLOWED_LATENESS?)\n"
+        )
+        assert '"allowed_lateness": "1h"' in checked.stdout  # the default is what holds
+
     def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         events = tmp_path / "e.jsonl"
         events.write_text("")

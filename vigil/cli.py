@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, BinaryIO, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 
 import orjson
 
@@ -18,7 +18,13 @@ from vigil.errors import ConfigError, OutputError, VigilError
 from vigil.logs import escaped
 from vigil.stopping import Interrupted, StopSignal
 
+if TYPE_CHECKING:
+    from vigil.settings import Settings
+
 log = logging.getLogger("vigil")
+
+# VIGIL_METRICS_PORT for VIGIL_METRICS__PORT would leave the default in force unsaid.
+_UNREAD_ENV = "environment variable not read: a setting's parts are joined by two underscores"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,10 +211,12 @@ def _run(args: argparse.Namespace) -> int:
     from vigil.metrics import Metrics
     from vigil.observe import Readiness, StatusServer
     from vigil.runner import execute, prepare_recovery_dir
-    from vigil.settings import load_settings
+    from vigil.settings import load_settings, unread_env
 
     settings = load_settings(args.config, overrides=_run_overrides(args))
     configure(settings.log.level, settings.log.format)
+    for variable, setting in unread_env(os.environ):
+        log.warning(_UNREAD_ENV, extra={"variable": variable, "setting": setting})
     kafka_mode = settings.kafka.bootstrap is not None
     addresses = _cluster_addresses(args.addresses, args.process_id)
     metrics, readiness = Metrics(), Readiness()
@@ -578,11 +586,21 @@ def _say(text: str) -> None:
         print(escaped(text, keep="\n\t"), flush=True)
 
 
+def _settings(command: str, path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """`load_settings`, warning on stderr of the `VIGIL_` variables that are not read."""
+    from vigil.settings import load_settings, unread_env
+
+    settings = load_settings(path, overrides=overrides)
+    for variable, setting in unread_env(os.environ):
+        warning = f"vigil {command}: warning: {_UNREAD_ENV}: {variable} (meant {setting}?)"
+        print(warning, file=sys.stderr)
+    return settings
+
+
 def _produce(args: argparse.Namespace) -> int:
     from vigil.kafka_tools import ProduceInterrupted, produce_file
-    from vigil.settings import load_settings
 
-    settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
+    settings = _settings("produce", args.config, {"kafka": {"bootstrap": args.kafka}})
     topic = args.topic or settings.kafka.topics.input
     try:
         count = produce_file(settings.kafka, args.input, topic)
@@ -595,9 +613,8 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _tail(args: argparse.Namespace) -> int:
     from vigil.kafka_tools import tail_topic
-    from vigil.settings import load_settings
 
-    settings = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}})
+    settings = _settings("tail", args.config, {"kafka": {"bootstrap": args.kafka}})
     for value in tail_topic(
         settings.kafka, args.topic, from_end=args.from_end, limit=args.max, idle_exit=args.idle_exit
     ):
@@ -608,11 +625,10 @@ def _tail(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from vigil.explain import from_files, from_topics, render, timeline
     from vigil.logs import configure
-    from vigil.settings import load_settings
 
     configure()  # a warning about the files read goes to stderr, apart from the story
     if args.kafka is not None:
-        kafka = load_settings(args.config, overrides={"kafka": {"bootstrap": args.kafka}}).kafka
+        kafka = _settings("explain", args.config, {"kafka": {"bootstrap": args.kafka}}).kafka
         records, where = from_topics(kafka, args.tenant), f"the output topics at {args.kafka}"
     else:
         records, where = from_files(args.output, args.tenant), str(args.output)
@@ -633,10 +649,9 @@ def _rules_check(args: argparse.Namespace) -> int:
     from rules.loader import describe_rules, load_rules, rule_files
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
     from vigil.health import counted
-    from vigil.settings import load_settings
     from vigil.signals import SIGNAL_KINDS
 
-    settings = load_settings(args.config)  # the rules are checked as `vigil run` checks them
+    settings = _settings("rules", args.config)  # the rules are checked as `vigil run` does
     paths = args.paths or settings.rules.paths
     rules = load_rules(paths, settings.health.zones)
     files = rule_files(paths)
@@ -652,9 +667,9 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from vigil.settings import env_overrides, load_settings
+    from vigil.settings import env_overrides
 
-    settings = load_settings(args.path)
+    settings = _settings("config", args.path)
     where = str(args.path or "built-in defaults")
     if env_overrides(os.environ):
         where += " + VIGIL_* environment"  # they are in what is printed below

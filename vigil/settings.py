@@ -515,6 +515,43 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
+def unread_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, the setting's own variable) for each `VIGIL_` variable that names a
+    setting with single underscores between its parts, `VIGIL_METRICS_PORT` for
+    `VIGIL_METRICS__PORT`: it is not read, and the run would go on with the default
+    without a word. Other names without `__` are not settings and are left alone
+    (`VIGIL_INPUT` of the Bytewax entry point, Kubernetes' `VIGIL_SERVICE_HOST`)."""
+    found = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" in name:
+            continue
+        path = _setting_path(name[len(ENV_PREFIX) :].lower().split("_"), Settings)
+        if path is not None:
+            found.append((name, ENV_PREFIX + "__".join(part.upper() for part in path)))
+    return found
+
+
+def _setting_path(words: list[str], section: type[BaseModel]) -> list[str] | None:
+    """The keys of the setting that `words`, joined again by single underscores, spell
+    from `section` down, if they spell one."""
+    for cut in range(1, len(words) + 1):
+        key, rest = "_".join(words[:cut]), words[cut:]
+        field = section.model_fields.get(key)
+        if field is None:
+            continue
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            below = _setting_path(rest, inner) if rest else None
+            if below is not None:
+                return [key, *below]
+        elif section is KafkaSettings and key == "config":
+            if rest:  # any librdkafka key: VIGIL_KAFKA__CONFIG__SASL_PASSWORD
+                return [key, "_".join(rest)]
+        elif not rest:
+            return [key]
+    return None
+
+
 def _env_value(text: str) -> Any:
     # A TOML literal when it is one (numbers, booleans, arrays), else the plain string.
     try:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import ConfigError
-from vigil.settings import Settings, env_overrides, load_settings
+from vigil.settings import Settings, env_overrides, load_settings, unread_env
 from vigil.tenant import COMPONENT_NAMES
 from vigil.zones import zone_of
 
@@ -49,6 +49,38 @@ class TestOverrides:
             "rules": {"paths": ["a", "b"]},
             "engine": {"shards": 8},
         }
+
+    def test_a_setting_spelt_with_single_underscores_is_named_with_its_own_spelling(self) -> None:
+        env = {
+            "VIGIL_INPUT_ALLOWED_LATENESS": "2h",
+            "VIGIL_SIGNALS_ERROR_SPIKE_MIN_ERRORS": "3",
+            "VIGIL_HEALTH_COMPONENTS_SUPPORT_LOAD_WEIGHT": "20",
+            "VIGIL_KAFKA_CONFIG_SASL_PASSWORD": "secret",
+            "VIGIL_METRICS_PORT": "0",
+            # Not settings: the Bytewax entry point's, a Kubernetes service link, a
+            # section alone, a key that does not exist, and the right spelling.
+            "VIGIL_INPUT": "events.jsonl",
+            "VIGIL_SERVICE_HOST": "10.0.0.1",
+            "VIGIL_HEALTH_ZONES": "x",
+            "VIGIL_METRICS_SERVICE_HOST": "10.0.0.2",
+            "VIGIL_ENGINE__SHARDS": "8",
+        }
+        assert unread_env(env) == [
+            (
+                "VIGIL_HEALTH_COMPONENTS_SUPPORT_LOAD_WEIGHT",
+                "VIGIL_HEALTH__COMPONENTS__SUPPORT_LOAD__WEIGHT",
+            ),
+            ("VIGIL_INPUT_ALLOWED_LATENESS", "VIGIL_INPUT__ALLOWED_LATENESS"),
+            ("VIGIL_KAFKA_CONFIG_SASL_PASSWORD", "VIGIL_KAFKA__CONFIG__SASL_PASSWORD"),
+            ("VIGIL_METRICS_PORT", "VIGIL_METRICS__PORT"),
+            ("VIGIL_SIGNALS_ERROR_SPIKE_MIN_ERRORS", "VIGIL_SIGNALS__ERROR_SPIKE__MIN_ERRORS"),
+        ]
+        spelt_right = {meant: env[given] for given, meant in unread_env(env)}
+        settings = load_settings(None, env=spelt_right)  # each names a real setting
+        assert settings.input.allowed_lateness == 2 * 3600 * 1000
+        assert settings.signals.error_spike.min_errors == 3
+        assert settings.health.components.support_load.weight == 20.0
+        assert settings.kafka.config == {"sasl.password": "secret"}
 
 
 class TestErrors:
