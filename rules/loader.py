@@ -31,6 +31,8 @@ def rule_files(paths: Sequence[str | Path]) -> list[Path]:
             found.append(path)
         else:
             msg = f"rule path not found: {path}"
+            if not path.is_absolute():  # a settings file's folder is not where it is looked for
+                msg += f" (a relative path is read from the working directory, {Path.cwd()})"
             raise RuleError(msg)
     if not found:
         msg = f"no rule files (*.yaml, *.yml, *.json) in {', '.join(map(str, paths))}"

@@ -145,8 +145,21 @@ class TestErrors:
         no_action = GOOD.split("    task:")[0]
         with pytest.raises(RuleError, match="needs a task, a notification or both"):
             load_rules([write(tmp_path, no_action)])
-        with pytest.raises(RuleError, match="rule path not found"):
+        with pytest.raises(RuleError, match="rule path not found") as absolute:
             load_rules([tmp_path / "missing.yaml"])
+        assert "working directory" not in str(absolute.value)
+
+    def test_a_missing_relative_path_says_where_it_was_looked_for(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A settings file elsewhere (/etc/vigil) does not make its paths relative to it.
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(RuleError) as caught:
+            load_rules(["rules/mine.yaml"])
+        assert str(caught.value) == (
+            "rule path not found: rules/mine.yaml (a relative path is read from the "
+            f"working directory, {tmp_path})"
+        )
 
 
 SIGNAL_RULE = """\
