@@ -328,6 +328,10 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
             if MIN_EPOCH_MS <= millis < MAX_EPOCH_MS:  # the other units producers send
                 message += f" (as epoch {unit} it would be {to_iso(millis)}: send milliseconds)"
                 break
+    elif isinstance(value, float):  # `time.time() * 1000` in a Python producer
+        message = f"field 'ts' must be whole epoch milliseconds (an integer), got {value!r}"
+        if MIN_EPOCH_MS <= value < MAX_EPOCH_MS:
+            message += f": send {int(value)}"
     else:
         message = (
             f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {_json_type(value)}"

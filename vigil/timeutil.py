@@ -46,7 +46,7 @@ def parse_rfc3339(text: str) -> int:
         leap = _leap_second(text)
         if leap is None:
             # ISO 8601's decimal comma, which the parser reports as a missing offset
-            why = _COMMA if text[19:20] == "," else exc
+            why = _COMMA if text[19:20] == "," else _OFFSET if "timedelta" in str(exc) else exc
             msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({why})"
             raise ValueError(msg) from None
         stamp = leap
@@ -54,6 +54,8 @@ def parse_rfc3339(text: str) -> int:
 
 
 _COMMA = "a decimal comma: RFC 3339 writes the fraction of a second after a point, 10:00:00.5"
+# Python's own words for it name its types ("strictly between -timedelta(hours=24)...").
+_OFFSET = "the offset from UTC must be less than 24 hours, -23:59 to +23:59"
 
 
 def _leap_second(text: str) -> datetime | None:

@@ -58,6 +58,9 @@ class TestTimestamps:
             # offset is mandatory" of a stamp that has one.
             ("2026-03-02T10:00:00,5Z", r"a decimal comma: RFC 3339 writes the fraction"),
             ("2026-03-02T10:00:00", "UTC offset is mandatory"),
+            # Python's words were "offset must be a timedelta strictly between ...".
+            ("2026-03-02T10:00:00+25:00", r"\(the offset from UTC must be less than 24 hours"),
+            ("2026-03-02T10:00:00+05:60", r"\(tzminute must be in 0..59\)"),
         ],
     )
     def test_the_reason_names_what_is_wrong(self, text: str, said: str) -> None:
