@@ -214,11 +214,22 @@ def event_json(event: Event) -> str:
     return raw_text(orjson.dumps(obj))
 
 
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    # orjson says "str is not valid UTF-8: surrogates not allowed" of any byte that is not
+    # UTF-8, such as a producer writing Latin-1: name the byte and where it is instead.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        byte = raw[bad.start]
+        return f"not UTF-8 text: byte 0x{byte:02x} at byte {bad.start + 1} (JSON is UTF-8)"
+    return f"not valid JSON: {exc}"
+
+
 def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int) -> Event:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Invalid("invalid_json", f"not valid JSON: {exc}") from None
+        raise Invalid("invalid_json", _not_json(raw, exc)) from None
     if type(obj) is not dict:
         raise Invalid("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
     get = obj.get

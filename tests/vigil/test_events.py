@@ -193,3 +193,13 @@ class TestDeadLetters:
     def test_invalid_utf8_is_a_dead_letter_not_a_crash(self) -> None:
         item = run(b'{"event_id": "\xff\xfe"}')
         assert isinstance(item, DeadLetter) and item.reason == "invalid_json"
+        # orjson's words were "str is not valid UTF-8: surrogates not allowed".
+        assert item.error == "not UTF-8 text: byte 0xff at byte 15 (JSON is UTF-8)"
+
+    def test_latin1_text_names_its_first_byte_that_is_not_utf8(self) -> None:
+        item = run(
+            orjson.dumps(valid(tenant_id="café")).replace("é".encode(), "é".encode("latin-1"))
+        )
+        assert isinstance(item, DeadLetter) and item.reason == "invalid_json"
+        assert item.error.startswith("not UTF-8 text: byte 0xe9 at byte ")
+        assert item.raw.count("\ufffd") == 1  # the dead letter still shows the line
