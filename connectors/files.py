@@ -189,8 +189,12 @@ def same_file(one: str, other: str) -> bool:
 
 
 def is_gzip(path: str) -> bool:
-    """A gzip-compressed file, known by its first two bytes (whatever its name)."""
+    """A gzip-compressed file, known by its first two bytes (whatever its name). Only a
+    regular file is looked at: reading a named pipe or a shell's <(zcat ...) would take
+    those bytes from whoever reads it next."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with Path(path).open("rb") as handle:
             return handle.read(2) == _GZIP_MAGIC
     except OSError:

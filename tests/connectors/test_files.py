@@ -151,6 +151,45 @@ class TestSource:
         expected = [(f"e{n}", n + 1) for n in range(50)] + [("invalid_json", 51)]
         assert _letters_and_ids(got) == expected
 
+    def test_telling_a_gzip_file_leaves_a_named_pipe_unread(self, tmp_path: Path) -> None:
+        """`vigil produce --input <(zcat events.jsonl.gz)`: its reader asks is_gzip first,
+        which read the pipe's first bytes and closed it; the produce then read nothing."""
+        import os
+        import threading
+
+        from connectors.files import is_gzip
+        from vigil.kafka_tools import _open
+
+        data = lines(tmp_path / "e.jsonl", 50).read_bytes()
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+
+        read = threading.Event()
+
+        def write() -> None:
+            with fifo.open("wb") as pipe:  # blocks until a reader opens its end
+                pipe.write(data)
+                pipe.flush()
+                read.wait(10)  # held open: a reader short of bytes waits 10 s, not forever
+
+        got: list[object] = []
+
+        def produce_reads() -> None:
+            got.append(is_gzip(str(fifo)))
+            with _open(str(fifo)) as handle:
+                got.append(handle.read(len(data)))
+
+        writer = threading.Thread(target=write, daemon=True)
+        reader = threading.Thread(target=produce_reads, daemon=True)
+        writer.start()
+        reader.start()
+        reader.join(15)
+        read.set()
+        writer.join(10)
+        if reader.is_alive():  # it waits for a writer that is gone: give it one, at once gone
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        assert got == [False, data]
+
     def test_blank_lines_are_skipped_and_garbage_is_a_dead_letter(self, tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"
         path.write_bytes(b"\n  \nnope\n")
