@@ -29,6 +29,14 @@ T = TypeVar("T")
 
 STDIN = "-"
 _BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
+# Byte order marks of text that is not UTF-8, longest first (UTF-32 LE's begins with
+# UTF-16 LE's). Windows PowerShell's `>` writes UTF-16 LE with its mark.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
 # Resume state of a file partition: byte offset, line number, highest event time.
 FilePosition = tuple[int, int, int | None]
 
@@ -199,6 +207,19 @@ def is_gzip(path: str) -> bool:
             return handle.read(2) == _GZIP_MAGIC
     except OSError:
         return False
+
+
+def not_utf8(path: str) -> str | None:
+    """The encoding a file's byte order mark names when it is not UTF-8, else None. Every
+    line of such a file would be a dead letter; a regular file only, as for is_gzip."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with gzip.open(path, "rb") if is_gzip(path) else Path(path).open("rb") as handle:
+            start = handle.read(4)
+    except (OSError, EOFError, zlib.error):
+        return None  # the read proper says what is wrong with it
+    return next((name for mark, name in _OTHER_BOMS if start.startswith(mark)), None)
 
 
 def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:

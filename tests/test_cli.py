@@ -216,6 +216,21 @@ class TestErrors:
         )
         assert '"allowed_lateness": "1h"' in checked.stdout  # the default is what holds
 
+    def test_a_utf16_file_is_refused_before_anything_is_read(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # PowerShell's `>` writes UTF-16: each of its lines would be a dead letter.
+        events = tmp_path / "e.jsonl"
+        events.write_text('{"event_id": "a"}\n', encoding="utf-16")
+        out = tmp_path / "out"
+        assert main(["run", "--input", str(events), "--output", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err == (
+            f"vigil run: error: --input: {events} is UTF-16 text (it starts with a UTF-16 "
+            "byte order mark) and events are UTF-8: convert it first, e.g. iconv -f UTF-16 "
+            "-t UTF-8\n"
+        )
+        assert not (out / "deadletter.jsonl").exists()
+
     def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         events = tmp_path / "e.jsonl"
         events.write_text("")

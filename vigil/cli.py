@@ -410,8 +410,20 @@ def _file_io(
     _writable_dir(args.output)
     if args.input != STDIN:
         _not_an_output(args.input, Path(args.output), STREAMS)
+        _utf8(args.input)
     source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
+
+
+def _utf8(path: str) -> None:
+    """Refuse a file of UTF-16 or UTF-32 text (its every line would be a dead letter)."""
+    from connectors.files import not_utf8
+
+    if encoding := not_utf8(path):
+        raise ConfigError(
+            f"--input: {path} is {encoding} text (it starts with a {encoding} byte order mark) "
+            f"and events are UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8"
+        )
 
 
 def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
@@ -602,6 +614,8 @@ def _produce(args: argparse.Namespace) -> int:
 
     settings = _settings("produce", args.config, {"kafka": {"bootstrap": args.kafka}})
     topic = args.topic or settings.kafka.topics.input
+    if args.input != "-":
+        _utf8(args.input)
     try:
         count = produce_file(settings.kafka, args.input, topic)
     except ProduceInterrupted as stopped:

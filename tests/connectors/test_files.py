@@ -190,6 +190,32 @@ class TestSource:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         assert got == [False, data]
 
+    @pytest.mark.parametrize(
+        ("encoding", "named"),
+        [
+            ("utf-16", "UTF-16"),  # with its mark, little-endian here, as PowerShell writes
+            ("utf-16-be", None),  # no mark: not told apart from other bytes
+            ("utf-32", "UTF-32"),
+            ("utf-8-sig", None),  # UTF-8 with a mark is read (the mark is skipped)
+            ("utf-8", None),
+        ],
+    )
+    def test_text_that_is_not_utf8_is_told_by_its_byte_order_mark(
+        self, tmp_path: Path, encoding: str, named: str | None
+    ) -> None:
+        import gzip
+
+        from connectors.files import not_utf8
+
+        text = lines(tmp_path / "e.jsonl", 3).read_text()
+        plain, packed = tmp_path / "plain.jsonl", tmp_path / "packed.jsonl.gz"
+        plain.write_bytes(text.encode(encoding))
+        packed.write_bytes(gzip.compress(text.encode(encoding)))
+        assert not_utf8(str(plain)) == not_utf8(str(packed)) == named
+        big_endian = tmp_path / "be.jsonl"
+        big_endian.write_bytes(b"\xfe\xff" + text.encode("utf-16-be"))
+        assert not_utf8(str(big_endian)) == "UTF-16"
+
     def test_blank_lines_are_skipped_and_garbage_is_a_dead_letter(self, tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"
         path.write_bytes(b"\n  \nnope\n")
