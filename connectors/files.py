@@ -28,7 +28,7 @@ log = logging.getLogger("vigil.input")
 T = TypeVar("T")
 
 STDIN = "-"
-_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
+UTF8_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 # Byte order marks of text that is not UTF-8, longest first (UTF-32 LE's begins with
 # UTF-16 LE's). Windows PowerShell's `>` writes UTF-16 LE with its mark.
 _OTHER_BOMS = (
@@ -292,8 +292,8 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         batch: Chunk = []
         lines, consumed, self.done = self._unless_unreadable(self.lines.read, self.batch_size)
         self.offset += consumed
-        if self.line == 0 and lines and lines[0].startswith(_BOM):
-            lines[0] = lines[0][len(_BOM) :]  # some Windows tools start a UTF-8 file with one
+        if self.line == 0 and lines:
+            lines[0] = lines[0].removeprefix(UTF8_BOM)  # some Windows tools start a file so
         for raw in lines:
             self.line += 1
             if raw.isspace():

@@ -314,7 +314,9 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
         {"event_id": f"e{n}", "type": "user.session", "tenant_id": f"t{n % 2}", "ts": T0 + n}
         for n in range(5)
     ]
-    events.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n\n{broken\n")
+    # A UTF-8 byte order mark before the first line is left out, as `vigil run` reads it.
+    lines = b"\n".join(orjson.dumps(r) for r in rows) + b"\n\n{broken\n"
+    events.write_bytes(b"\xef\xbb\xbf" + lines)
     made = run_vigil(
         "produce",
         "--input",

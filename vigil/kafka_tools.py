@@ -20,7 +20,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import is_gzip
+from connectors.files import UTF8_BOM, is_gzip
 from connectors.kafka import DeliveryFailed, check_topics, group_of, read_failed
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import KafkaSettings
@@ -69,8 +69,10 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
         producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
         interrupted, unreadable = False, None
         try:
-            for line in handle:
+            for number, line in enumerate(handle):
                 line = line.rstrip(b"\r\n")
+                if number == 0:  # as `vigil run` reads the file, so its messages are the same
+                    line = line.removeprefix(UTF8_BOM)
                 if not line.strip():
                     continue
                 while True:
