@@ -350,6 +350,35 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     assert whole.returncode == 0 and "produced 5,000 messages" in whole.stdout, whole.stdout
 
 
+def test_produce_names_a_line_too_long_for_a_message_and_sends_the_others(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Both long lines stopped the produce with a traceback: the first, not an event, was
+    # keyed by its own bytes, which doubled it past the producer's 1,000,000-byte limit.
+    topics = make_topics(kafka_bootstrap)
+    rows = [
+        {"event_id": f"e{n}", "type": "user.session", "tenant_id": "t", "ts": T0 + n}
+        for n in range(2)
+    ]
+    not_an_event = b"{" + b"x" * 600_000
+    too_long = orjson.dumps({**rows[0], "event_id": "big", "attrs": {"note": "y" * 1_200_000}})
+    lines = [orjson.dumps(rows[0]), not_an_event, too_long, orjson.dumps(rows[1])]
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    args = ("--input", str(events), "--kafka", kafka_bootstrap, "--topic", topics["input"])
+    made = run_vigil("produce", *args, env=vigil_env(topics))
+    assert made.returncode == 2, made.stderr
+    assert made.stderr.splitlines()[-1] == (
+        f"vigil produce: error: 1 of 4 messages not delivered to {topics['input']}: line 3 "
+        f"({len(too_long):,} bytes): Unable to produce message: Broker: Message size too large"
+    )
+    tailed = run_vigil(
+        "tail", topics["input"], "--kafka", kafka_bootstrap, "--max", "3", env=vigil_env(topics)
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    assert tailed.stdout.encode().splitlines() == [lines[0], not_an_event, lines[3]]
+
+
 def test_produce_from_a_pipe_ended_by_ctrl_c_delivers_what_it_read_and_says_so(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

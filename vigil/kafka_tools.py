@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
 import orjson
@@ -15,6 +16,7 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -28,14 +30,17 @@ from vigil.settings import KafkaSettings
 
 def tenant_key(line: bytes) -> bytes:
     """Key by tenant so a tenant's events stay in one partition, in order. A line with no
-    tenant (Vigil will dead-letter it) is keyed by its own bytes, so loading the same
-    file twice puts every message in the same partition."""
+    tenant (Vigil will dead-letter it) is keyed by a digest of its bytes, so loading the
+    same file twice puts every message in the same partition (the line itself as its key
+    would double a long line's size, past what Kafka takes)."""
     try:
         event = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return line
+        event = None
     tenant = event.get("tenant_id") if isinstance(event, dict) else None
-    return tenant.encode() if isinstance(tenant, str) else line
+    if isinstance(tenant, str):
+        return tenant.encode()
+    return hashlib.blake2b(line, digest_size=16).digest()
 
 
 class ProduceInterrupted(Exception):
@@ -75,15 +80,10 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
                     line = line.removeprefix(UTF8_BOM)
                 if not line.strip():
                     continue
-                while True:
-                    try:
-                        producer.produce(
-                            topic, value=line, key=tenant_key(line), on_delivery=delivered
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
                 count += 1
+                refused = _produce(producer, topic, line, delivered)
+                if refused is not None:  # a line longer than a message may be, say
+                    failures.append(f"line {number + 1} ({len(line):,} bytes): {refused}")
                 producer.poll(0)
         except KeyboardInterrupt:
             interrupted = True  # stop reading, but deliver what was sent
@@ -107,6 +107,21 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
             f"{left + len(failures)} of {count} messages not delivered to {topic}: {first}"
         )
     return count
+
+
+def _produce(
+    producer: Producer, topic: str, line: bytes, delivered: Callable[[Any, Any], None]
+) -> str | None:
+    """Hand one line to the producer, waiting while its queue is full; what the producer
+    refused at once (before any delivery report), or None."""
+    while True:
+        try:
+            producer.produce(topic, value=line, key=tenant_key(line), on_delivery=delivered)
+            return None
+        except BufferError:
+            producer.poll(0.1)
+        except KafkaException as exc:
+            return str(exc.args[0].str())
 
 
 def _open(path: str) -> IO[bytes]:
