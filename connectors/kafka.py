@@ -512,6 +512,11 @@ class _KafkaWriter(StatelessSinkPartition[SinkItem]):
                 return
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:  # refused before sending (over message.max.bytes)
+                if self.sink.metrics is not None:
+                    self.sink.metrics.delivery_errors.labels(topic).inc()
+                msg = f"Kafka refused an output message of {len(value):,} bytes: {topic}: "
+                raise DeliveryFailed(msg + exc.args[0].str()) from exc
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -113,3 +114,24 @@ def test_when_the_broker_cannot_say_the_first_message_read_says_what_was_lost(
         assert (said in logged) if said else not caplog.records, logged
     finally:
         part.close()
+
+
+def test_an_output_message_the_producer_refuses_at_once_stops_the_run_saying_why() -> None:
+    # An output over the producer's message.max.bytes is refused before any delivery
+    # report: it raised Kafka's own exception, which reached the user as a traceback.
+    metrics = Metrics()
+    config = {"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": 1000, "log_level": 0}
+    sink = kafka.KafkaOutputSink(config, {"health": "cs.health"}, flush_timeout=1, metrics=metrics)
+    writer = sink.build("out", 0, 1)
+    record = {"tenant_id": "acme", "reasons": ["x" * 2000]}
+    try:
+        with pytest.raises(kafka.DeliveryFailed) as caught:
+            writer.write_batch([("health", ([record], 0.0))])
+    finally:
+        writer.close()
+    size = len(orjson.dumps(record))
+    assert str(caught.value) == (
+        f"Kafka refused an output message of {size:,} bytes: cs.health: Unable to produce "
+        "message: Broker: Message size too large"
+    )
+    assert metrics.value("vigil_kafka_delivery_errors_total", topic="cs.health") == 1
