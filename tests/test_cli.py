@@ -175,6 +175,11 @@ class TestErrors:
                 "--idle-exit: must be at least 0",
             ),
             (["recovery", "init", "r", "--partitions", "0"], "--partitions: must be at least 1"),
+            (["tail", "", "--kafka", "x:1"], "argument topic: '': a Kafka topic name is 1-249"),
+            (
+                ["produce", "--input", "-", "--kafka", "x:1", "--topic", "a/b"],
+                "argument --topic: 'a/b': a Kafka topic name",
+            ),
         ],
     )
     def test_usage_mistakes_are_one_line_too(

@@ -34,6 +34,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _topic(text: str) -> str:
+    """An argparse type: a name Kafka takes for a topic."""
+    from vigil.settings import topic_name
+
+    try:
+        return topic_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def _at_least(minimum: int, kind: type[int] | type[float] = int) -> Callable[[str], float]:
     """An argparse type: a number no smaller than `minimum` (so a bad one is a usage error)."""
 
@@ -62,11 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument(
         "--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
     )
-    produce.add_argument("--topic", help="topic (default: kafka.topics.input, cs.telemetry)")
+    produce.add_argument(
+        "--topic", type=_topic, help="topic (default: kafka.topics.input, cs.telemetry)"
+    )
     produce.add_argument("--config", type=Path, help="settings file (TOML)")
 
     tail = commands.add_parser("tail", help="print the records of a topic")
-    tail.add_argument("topic")
+    tail.add_argument("topic", type=_topic)
     tail.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers")
     tail.add_argument(
         "--from-end", action="store_true", help="only records that arrive from now on"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -273,13 +275,28 @@ class RulesSettings(_Section):
     paths: tuple[str, ...] = ()
 
 
+def topic_name(name: str) -> str:
+    """`name` if Kafka takes it as a topic's: the broker's "Invalid topic" says no more,
+    and an empty name failed inside the client."""
+    if not re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", name) or name in {".", ".."}:
+        msg = (
+            "a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-' "
+            "(and not . or ..)"
+        )
+        raise ValueError(msg)
+    return name
+
+
+TopicName = Annotated[str, AfterValidator(topic_name)]
+
+
 class KafkaTopics(_Section):
-    input: str = "cs.telemetry"
-    health: str = "cs.health"
-    signals: str = "cs.signals"
-    tasks: str = "cs.tasks"
-    notifications: str = "cs.notifications"
-    deadletter: str = "cs.deadletter"
+    input: TopicName = "cs.telemetry"
+    health: TopicName = "cs.health"
+    signals: TopicName = "cs.signals"
+    tasks: TopicName = "cs.tasks"
+    notifications: TopicName = "cs.notifications"
+    deadletter: TopicName = "cs.deadletter"
 
     def outputs(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in OUTPUTS}

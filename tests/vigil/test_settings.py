@@ -144,6 +144,15 @@ class TestErrors:
                 '[kafka.topics]\nhealth = "x"\nsignals = "x"\ntasks = "x"',
                 "health, signals and tasks name the same topic 'x'",
             ),
+            # The broker said "Invalid topic" of these, and an empty name failed in the client.
+            (
+                '[kafka.topics]\ninput = ""',
+                "kafka.topics.input = '': a Kafka topic name is 1-249 characters of letters, "
+                "digits, '.', '_' and '-' (and not . or ..)",
+            ),
+            ('[kafka.topics]\ntasks = "cs tasks"', "kafka.topics.tasks = 'cs tasks': a Kafka"),
+            ('[kafka.topics]\nhealth = ".."', "kafka.topics.health = '..': a Kafka topic"),
+            (f'[kafka.topics]\nsignals = "{"s" * 250}"', "a Kafka topic name is 1-249"),
             (
                 '[input]\nmax_future = "1h"',
                 "input.max_future (1h) must be shorter than input.allowed_lateness (1h)",
