@@ -176,6 +176,9 @@ class TestErrors:
             ),
             (["recovery", "init", "r", "--partitions", "0"], "--partitions: must be at least 1"),
             (["tail", "", "--kafka", "x:1"], "argument topic: '': a Kafka topic name is 1-249"),
+            # `--kafka ""` ran in file mode, `--output ""` wrote into the working folder.
+            (["run", "--input", "e", "--kafka", ""], "argument --kafka: empty: give a value"),
+            (["run", "--input", "e", "--output", " "], "argument --output: empty: give a value"),
             (
                 ["produce", "--input", "-", "--kafka", "x:1", "--topic", "a/b"],
                 "argument --topic: 'a/b': a Kafka topic name",

@@ -34,6 +34,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _given(text: str) -> str:
+    """An argparse type: not empty (`--kafka ""`, an unset shell variable, fell back to
+    file mode, and `--output ""` wrote into the working folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a value")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(_given(text))
+
+
 def _topic(text: str) -> str:
     """An argparse type: a name Kafka takes for a topic."""
     from vigil.settings import topic_name
@@ -68,18 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
 
     produce = commands.add_parser("produce", help="load a JSON Lines file into the telemetry topic")
-    produce.add_argument("--input", required=True, help="JSON Lines file, or - for stdin")
     produce.add_argument(
-        "--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
+        "--input", required=True, type=_given, help="JSON Lines file, or - for stdin"
+    )
+    produce.add_argument(
+        "--kafka", required=True, type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
     )
     produce.add_argument(
         "--topic", type=_topic, help="topic (default: kafka.topics.input, cs.telemetry)"
     )
-    produce.add_argument("--config", type=Path, help="settings file (TOML)")
+    produce.add_argument("--config", type=_path, help="settings file (TOML)")
 
     tail = commands.add_parser("tail", help="print the records of a topic")
     tail.add_argument("topic", type=_topic)
-    tail.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers")
+    tail.add_argument(
+        "--kafka", required=True, type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
+    )
     tail.add_argument(
         "--from-end", action="store_true", help="only records that arrive from now on"
     )
@@ -91,23 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after this long without a record (default: never)",
     )
-    tail.add_argument("--config", type=Path, help="settings file (TOML)")
+    tail.add_argument("--config", type=_path, help="settings file (TOML)")
 
     explain = commands.add_parser("explain", help="one tenant's timeline from a run's outputs")
     explain.add_argument("tenant")
     explain_from = explain.add_mutually_exclusive_group(required=True)
-    explain_from.add_argument("--output", type=Path, help="the folder `vigil run --output` wrote")
+    explain_from.add_argument("--output", type=_path, help="the folder `vigil run --output` wrote")
     explain_from.add_argument(
-        "--kafka", metavar="BOOTSTRAP", help="read the output topics of a Kafka run"
+        "--kafka", type=_given, metavar="BOOTSTRAP", help="read the output topics of a Kafka run"
     )
-    explain.add_argument("--config", type=Path, help="settings file (TOML): the topic names")
+    explain.add_argument("--config", type=_path, help="settings file (TOML): the topic names")
 
     recovery = commands.add_parser("recovery", help="the recovery store")
     recovery_commands = recovery.add_subparsers(
         dest="recovery_command", required=True, parser_class=_Parser
     )
     init = recovery_commands.add_parser("init", help="create an empty recovery store")
-    init.add_argument("dir", type=Path)
+    init.add_argument("dir", type=_path)
     init.add_argument(
         "--partitions", type=_at_least(1), default=1, help="store partitions (default 1)"
     )
@@ -118,11 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "paths",
         nargs="*",
+        type=_given,
         help="rule files or folders (default: the settings' rules.paths, else the bundled rules)",
     )
     check.add_argument(
         "--config",
-        type=Path,
+        type=_path,
         help="settings: rules.paths and the zone cut-offs rules are checked against",
     )
 
@@ -132,32 +149,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_check = config_commands.add_parser("check", help="validate a settings file")
     config_check.add_argument(
-        "path", nargs="?", type=Path, help="settings file (default: built-in defaults)"
+        "path", nargs="?", type=_path, help="settings file (default: built-in defaults)"
     )
     return parser
 
 
 def _add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="process events from a JSON Lines file or Kafka")
-    run.add_argument("--input", help="JSON Lines file of events, or - for stdin (file mode)")
-    run.add_argument("--output", type=Path, help="folder for the output .jsonl files (file mode)")
-    run.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (Kafka mode)")
+    run.add_argument(
+        "--input", type=_given, help="JSON Lines file of events, or - for stdin (file mode)"
+    )
+    run.add_argument("--output", type=_path, help="folder for the output .jsonl files (file mode)")
+    run.add_argument(
+        "--kafka", type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers (Kafka mode)"
+    )
     run.add_argument(
         "--until-end",
         action="store_true",
         help="Kafka mode: stop at the end of the input topic instead of tailing it",
     )
-    run.add_argument("--config", type=Path, help="settings file (TOML); default: built-in defaults")
     run.add_argument(
-        "--recovery-dir", type=Path, help="keep state and input offsets here to resume"
+        "--config", type=_path, help="settings file (TOML); default: built-in defaults"
     )
     run.add_argument(
-        "--snapshot-interval", metavar="DURATION", help="how often to snapshot, e.g. 10s"
+        "--recovery-dir", type=_path, help="keep state and input offsets here to resume"
+    )
+    run.add_argument(
+        "--snapshot-interval",
+        type=_given,
+        metavar="DURATION",
+        help="how often to snapshot, e.g. 10s",
     )
     run.add_argument(
         "--workers", type=_at_least(1), default=1, help="worker threads in this process (default 1)"
     )
-    run.add_argument("--addresses", help="host:port of every process of a cluster, comma-separated")
+    run.add_argument(
+        "--addresses", type=_given, help="host:port of every process of a cluster, comma-separated"
+    )
     run.add_argument(
         "--process-id", type=_at_least(0), default=0, help="this process's index in --addresses"
     )
@@ -170,9 +198,11 @@ def _add_simulate(commands: Any) -> None:
     sim.add_argument("--days", type=_at_least(1), default=28)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--start", default=None, help="RFC 3339 start (default 2026-03-02T00:00:00Z)")
-    sim.add_argument("--output", default="-", help="file to write, or - for stdout (default)")
     sim.add_argument(
-        "--manifest", type=Path, help="also write which tenant got which scenario (JSON)"
+        "--output", type=_given, default="-", help="file to write, or - for stdout (default)"
+    )
+    sim.add_argument(
+        "--manifest", type=_path, help="also write which tenant got which scenario (JSON)"
     )
     sim.add_argument("--limit", type=_at_least(0), default=None, help="stop after this many lines")
 

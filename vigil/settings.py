@@ -55,6 +55,17 @@ Duration = Annotated[
 # A limit that can be switched off: "off" in the file or the environment.
 OptionalDuration = Annotated[Duration | None, BeforeValidator(lambda v: None if v == "off" else v)]
 Instant = Annotated[int, BeforeValidator(_instant), PlainSerializer(to_iso, return_type=str)]
+
+
+def _given(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty: give a value, or leave the key out")
+    return text
+
+
+# An address or a folder: `VIGIL_METRICS__HOST=` (empty) would bind every interface, an
+# empty bootstrap wait for the connect timeout, an empty dir use the working folder.
+Given = Annotated[str, AfterValidator(_given)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 Weight = Annotated[float, Field(ge=0.0)]
 
@@ -320,7 +331,7 @@ SECRET_WORDS = ("password", "secret", "token", "credential", "key")
 
 
 class KafkaSettings(_Section):
-    bootstrap: str | None = None
+    bootstrap: Given | None = None
     topics: KafkaTopics = KafkaTopics()
     # Give up when the broker does not answer within this (start-up, metadata).
     connect_timeout: Duration = parse_duration("30s")
@@ -355,7 +366,7 @@ class KafkaSettings(_Section):
 
 class RecoverySettings(_Section):
     # Folder of bytewax's recovery store; unset: no recovery (state starts empty).
-    dir: str | None = None
+    dir: Given | None = None
     # How often state and input offsets are snapshotted (bytewax's epoch interval).
     snapshot_interval: Duration = parse_duration("10s")
     # How long superseded snapshots are kept, for copying the store off the machine.
@@ -365,7 +376,7 @@ class RecoverySettings(_Section):
 class MetricsSettings(_Section):
     # Where /metrics, /healthz and /readyz are served. Loopback unless you say otherwise;
     # process N of a multi-process run uses port + N. Port 0: no endpoint.
-    host: str = "127.0.0.1"
+    host: Given = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
 
 

@@ -144,6 +144,11 @@ class TestErrors:
                 '[kafka.topics]\nhealth = "x"\nsignals = "x"\ntasks = "x"',
                 "health, signals and tasks name the same topic 'x'",
             ),
+            # An empty host bound every interface, an empty bootstrap waited for the connect
+            # timeout to fail, an empty dir took the working folder for the store.
+            ('[metrics]\nhost = ""', "metrics.host = '': empty: give a value, or leave the key"),
+            ('[kafka]\nbootstrap = " "', "kafka.bootstrap = ' ': empty: give a value"),
+            ('[recovery]\ndir = ""', "recovery.dir = '': empty: give a value"),
             # The broker said "Invalid topic" of these, and an empty name failed in the client.
             (
                 '[kafka.topics]\ninput = ""',
