@@ -283,7 +283,7 @@ class HealthSettings(_Section):
 
 class RulesSettings(_Section):
     # Empty means the rule files bundled with Vigil (rules/default/).
-    paths: tuple[str, ...] = ()
+    paths: tuple[Given, ...] = ()
 
 
 def topic_name(name: str) -> str:

@@ -149,6 +149,7 @@ class TestErrors:
             ('[metrics]\nhost = ""', "metrics.host = '': empty: give a value, or leave the key"),
             ('[kafka]\nbootstrap = " "', "kafka.bootstrap = ' ': empty: give a value"),
             ('[recovery]\ndir = ""', "recovery.dir = '': empty: give a value"),
+            ('[rules]\npaths = ["mine.yaml", ""]', "rules.paths.1 = '': empty: give a value"),
             # The broker said "Invalid topic" of these, and an empty name failed in the client.
             (
                 '[kafka.topics]\ninput = ""',
