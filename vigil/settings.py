@@ -13,8 +13,10 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +37,7 @@ from vigil.timeutil import MS_PER_DAY, format_duration, parse_duration, parse_rf
 from vigil.zones import ZONES, zone_of
 
 ENV_PREFIX = "VIGIL_"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _duration(value: Any) -> Any:
@@ -42,6 +45,10 @@ def _duration(value: Any) -> Any:
 
 
 def _instant(value: Any) -> Any:
+    if isinstance(value, datetime):  # a TOML date-time, unquoted
+        if value.tzinfo is None:
+            raise ValueError("a time needs its offset from UTC, as 1970-01-05T00:00:00Z")
+        return (value - EPOCH) // timedelta(milliseconds=1)
     return parse_rfc3339(value) if isinstance(value, str) else value
 
 
@@ -539,8 +546,37 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         node = tree
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = _env_value(text)
+        node[keys[-1]] = text if _takes_text(keys) else _env_value(text)
     return tree
+
+
+def _takes_text(keys: list[str]) -> bool:
+    """Whether the setting at `keys` is text: a topic, a folder, an address, a librdkafka
+    value. Its variable is taken as written, not as a TOML literal, which would make a
+    topic named 2026 a number and a password 0x1F the number 31."""
+    section: type[BaseModel] = Settings
+    for depth, key in enumerate(keys):
+        field = section.model_fields.get(key)
+        if field is None:
+            return False  # not a setting: the validation says so
+        if section is KafkaSettings and key == "config":
+            return depth == len(keys) - 2  # kafka.config.<librdkafka key>
+        inner = field.annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return depth == len(keys) - 1 and _is_text(inner)
+        section = inner
+    return False
+
+
+def _is_text(annotation: Any) -> bool:
+    """str, or an optional or annotated str (`Given | None`)."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _is_text(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return all(_is_text(arg) for arg in get_args(annotation) if arg is not type(None))
+    return False
 
 
 def unread_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -583,9 +619,11 @@ def _setting_path(words: list[str], section: type[BaseModel]) -> list[str] | Non
 def _env_value(text: str) -> Any:
     # A TOML literal when it is one (numbers, booleans, arrays), else the plain string.
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    # A time is read from its text by the settings themselves (RFC 3339, offset required).
+    return text if isinstance(value, date | time) else value
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -609,5 +647,11 @@ def describe_validation_error(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             lines.append(f"{key}: missing")
         else:
-            lines.append(f"{key} = {error['input']!r}: {message}")
+            lines.append(f"{key} = {_shown(key, error['input'])}: {message}")
     return "; ".join(lines)
+
+
+def _shown(key: str, value: Any) -> str:
+    """The value given, as an error line quotes it; a librdkafka secret's is masked."""
+    secret = key.startswith("kafka.config.") and any(word in key for word in SECRET_WORDS)
+    return "***" if secret else repr(value)

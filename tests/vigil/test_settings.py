@@ -7,6 +7,7 @@ import pytest
 from vigil.errors import ConfigError
 from vigil.settings import Settings, env_overrides, load_settings, unread_env
 from vigil.tenant import COMPONENT_NAMES
+from vigil.timeutil import parse_rfc3339
 from vigil.zones import zone_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,41 @@ class TestOverrides:
             "rules": {"paths": ["a", "b"]},
             "engine": {"shards": 8},
         }
+
+    def test_text_settings_take_the_variable_as_written(self) -> None:
+        # Read as TOML literals, a topic named 2026 was a number (refused), a password
+        # 0xDEADBEEF became "3735928559", and an RFC 3339 origin a TOML date-time.
+        env = {
+            "VIGIL_KAFKA__TOPICS__INPUT": "2026",
+            "VIGIL_KAFKA__BOOTSTRAP": "1_000",
+            "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "0xDEADBEEF",
+            "VIGIL_KAFKA__CONFIG__SESSION_TIMEOUT_MS": "30000",
+            "VIGIL_RECOVERY__DIR": "1e5",
+            "VIGIL_ENGINE__WINDOW_ORIGIN": "1970-01-12T00:00:00Z",
+            "VIGIL_ENGINE__SHARDS": "8",  # numbers, lists and booleans are still typed
+            "VIGIL_RULES__PATHS": '["a", "b"]',
+            "VIGIL_KAFKA__TAIL": "false",
+        }
+        settings = load_settings(None, env=env)
+        assert settings.kafka.topics.input == "2026"
+        assert settings.kafka.bootstrap == "1_000"
+        assert settings.kafka.config == {
+            "sasl.password": "0xDEADBEEF",
+            "session.timeout.ms": "30000",
+        }
+        assert settings.recovery.dir == "1e5"
+        assert settings.engine.window_origin == parse_rfc3339("1970-01-12T00:00:00Z")
+        assert (settings.engine.shards, settings.rules.paths) == (8, ("a", "b"))
+        assert settings.kafka.tail is False
+
+    def test_a_time_unquoted_in_the_file_is_read_and_needs_its_offset(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.toml"
+        path.write_text("[engine]\nwindow_origin = 1970-01-12T00:00:00Z\n")
+        origin = load_settings(path, env={}).engine.window_origin
+        assert origin == parse_rfc3339("1970-01-12T00:00:00Z")
+        path.write_text("[engine]\nwindow_origin = 1970-01-12T00:00:00\n")
+        with pytest.raises(ConfigError, match="a time needs its offset from UTC"):
+            load_settings(path, env={})
 
     def test_a_setting_spelt_with_single_underscores_is_named_with_its_own_spelling(self) -> None:
         env = {
@@ -239,6 +275,14 @@ class TestSecrets:
         dumped = settings.model_dump(mode="json")["kafka"]["config"]
         assert dumped == {"sasl.password": "***", "client.id": "cs"}
         assert "hunter2" not in repr(settings.model_dump(mode="json"))
+
+    def test_a_secret_of_the_wrong_type_is_not_quoted_in_the_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.toml"
+        path.write_text('[kafka.config]\n"sasl.password" = ["hunter2"]\n')
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, env={})
+        assert "kafka.config.sasl.password.str = ***: Input should be" in str(caught.value)
+        assert "hunter2" not in str(caught.value)
 
     def test_config_check_never_prints_a_secret(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
