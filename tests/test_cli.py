@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import signal
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -979,3 +981,32 @@ def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path:
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "c"), env=quiet_env())
     assert ran.returncode == 0, ran.stderr
     assert "not applied yet   1 event, after" in ran.stdout, ran.stdout
+
+
+def test_the_readmes_command_lines_name_every_option_of_each_command() -> None:
+    from support import ROOT
+
+    from vigil.cli import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(found[0].choices) if found else {}
+
+    leaves = {}  # "run", "rules check", ...: the parser of each command line
+    for name, parser in subcommands(build_parser()).items():
+        nested = subcommands(parser)
+        leaves.update({f"{name} {sub}": p for sub, p in nested.items()} or {name: parser})
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    said: dict[str, str] = defaultdict(str)  # command -> its lines, continuation lines too
+    for line in block.splitlines():
+        words = line.split()
+        if words[0] == "vigil":
+            command = " ".join(words[1:3]) if " ".join(words[1:3]) in leaves else words[1]
+        said[command] += line
+    for command, parser in leaves.items():
+        options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+        missing = [
+            o for o in sorted(options - {"--help"}) if not re.search(rf"{o}\b", said[command])
+        ]
+        assert not missing, f"README's `vigil {command}` line lacks {missing}"
