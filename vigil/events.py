@@ -6,7 +6,9 @@ is lost and nothing raises.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any, NamedTuple, NoReturn
 
 import orjson
@@ -116,6 +118,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_date(value: Any) -> bool:
+    """A calendar date, 2026-12-31 (RFC 3339's full-date), or a whole RFC 3339 time."""
+    if not isinstance(value, str):
+        return False
+    try:
+        if _FULL_DATE.fullmatch(value):
+            date.fromisoformat(value)  # a real day: not 2026-02-30
+        else:
+            parse_rfc3339(value)
+    except ValueError:
+        return False
+    return True
+
+
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _one_of(*choices: str) -> AttrCheck:
     allowed = frozenset(choices)
     # A list or an object cannot be looked up in a set (unhashable): test the type first.
@@ -166,7 +185,7 @@ _ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
     },
     "contract.updated": {
         "seats": (False, _is_int, "an integer"),
-        "renewal_date": (False, _is_str, "a date string"),
+        "renewal_date": (False, _is_date, "a date such as 2026-12-31"),
         "arr": (False, _is_number, "a number"),
     },
     "sponsor.changed": {"status": (True, _one_of("active", "departed"), "active or departed")},

@@ -65,6 +65,11 @@ class TestValidEvents:
         written = event_json(item)
         assert written.endswith("bytes]") and len(written) < 16_500, written[-60:]
 
+    @pytest.mark.parametrize("renewal", ["2026-12-31", "2026-12-31T00:00:00+02:00"])
+    def test_a_renewal_date_is_a_date_or_a_whole_time(self, renewal: str) -> None:
+        item = run(valid(type="contract.updated", attrs={"renewal_date": renewal, "seats": 5}))
+        assert isinstance(item, Event) and item.attrs["renewal_date"] == renewal
+
     def test_event_json_round_trips_the_fields(self) -> None:
         item = run(valid(attrs={"duration_s": 30}, segment="smb"))
         assert isinstance(item, Event)
@@ -135,6 +140,18 @@ class TestDeadLetters:
                 valid(type="ticket.created", attrs={"ticket_id": "t", "priority": "P9"}),
                 "invalid_field",
                 "P1",
+            ),
+            # Any string was a date: the contract's renewal_date is one (or a whole time).
+            (
+                valid(type="contract.updated", attrs={"renewal_date": "2026-02-30"}),
+                "invalid_field",
+                "contract.updated: attrs.renewal_date must be a date such as 2026-12-31, got "
+                "'2026-02-30'",
+            ),
+            (
+                valid(type="contract.updated", attrs={"renewal_date": "next year"}),
+                "invalid_field",
+                "renewal_date must be a date",
             ),
             # Names kept in a tenant's state are bounded like ids (the key limit counts them).
             (
