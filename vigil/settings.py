@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -33,11 +33,17 @@ from pydantic import (
 
 from vigil.errors import ConfigError
 from vigil.streams import OUTPUTS
-from vigil.timeutil import MS_PER_DAY, format_duration, parse_duration, parse_rfc3339, to_iso
+from vigil.timeutil import (
+    MS_PER_DAY,
+    epoch_ms,
+    format_duration,
+    parse_duration,
+    parse_rfc3339,
+    to_iso,
+)
 from vigil.zones import ZONES, zone_of
 
 ENV_PREFIX = "VIGIL_"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _duration(value: Any) -> Any:
@@ -48,7 +54,7 @@ def _instant(value: Any) -> Any:
     if isinstance(value, datetime):  # a TOML date-time, unquoted
         if value.tzinfo is None:
             raise ValueError("a time needs its offset from UTC, as 1970-01-05T00:00:00Z")
-        return (value - EPOCH) // timedelta(milliseconds=1)
+        return epoch_ms(value)
     return parse_rfc3339(value) if isinstance(value, str) else value
 
 

@@ -50,6 +50,11 @@ def parse_rfc3339(text: str) -> int:
             msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({why})"
             raise ValueError(msg) from None
         stamp = leap
+    return epoch_ms(stamp)
+
+
+def epoch_ms(stamp: datetime) -> int:
+    """An aware datetime as epoch milliseconds."""
     return (stamp - _EPOCH) // _ONE_MS  # integer arithmetic: floats lose milliseconds
 
 
