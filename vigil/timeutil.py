@@ -50,7 +50,7 @@ def parse_rfc3339(text: str) -> int:
             msg = f"not an RFC 3339 timestamp with an offset: {text[:64]!r} ({why})"
             raise ValueError(msg) from None
         stamp = leap
-    return epoch_ms(stamp)
+    return (stamp - _EPOCH) // _ONE_MS  # epoch_ms inline: this runs for every event
 
 
 def epoch_ms(stamp: datetime) -> int:
