@@ -876,6 +876,29 @@ def test_the_summary_quotes_input_without_its_control_characters(
     assert "\x1b" not in capsys.readouterr().out
 
 
+def test_with_json_logs_an_error_is_a_json_record_not_a_plain_line(tmp_path: Path) -> None:
+    # A pipeline that parses the container's stderr as JSON got "vigil run: error: ..."
+    # lines: the only word of a start-up error, and a copy of a run's "stopped" record.
+    env = {**quiet_env(), "VIGIL_LOG__FORMAT": "json"}
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_text('{"event_id": "a"}\n', encoding="utf-16")
+    refused = run_vigil("run", "--input", str(utf16), "--output", str(tmp_path / "o"), env=env)
+    assert refused.returncode == 2
+    [record] = [orjson.loads(line) for line in refused.stderr.splitlines()]
+    assert (record["level"], record["event"]) == ("error", "failed")
+    assert record["error"].startswith(f"--input: {utf16} is UTF-16 text")
+    # Stopped while running: the output folder is not the one the store wrote.
+    events, store, _ = _first_half_of_a_fleet(tmp_path)
+    args = ("run", "--input", str(events), "--quiet", "--recovery-dir", str(store))
+    assert run_vigil(*args, "--output", str(tmp_path / "first"), env=env).returncode == 0
+    stopped = run_vigil(*args, "--output", str(tmp_path / "elsewhere"), env=env)
+    assert stopped.returncode == 1
+    ours = [orjson.loads(line) for line in stopped.stderr.splitlines() if line.startswith("{")]
+    [failure] = [record for record in ours if record["level"] == "error"]
+    assert failure["event"] == "stopped" and "is not the output this store" in failure["error"]
+    assert "vigil run: error:" not in stopped.stderr  # Bytewax's panic lines are its own
+
+
 def _first_half_of_a_fleet(tmp_path: Path) -> tuple[Path, Path, bytes]:
     """tmp_path/e.jsonl holding the first half of a small fleet's lines, the path for a
     recovery store, and all the lines, to grow the file with."""

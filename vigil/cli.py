@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 import orjson
 
 from vigil.errors import ConfigError, OutputError, VigilError
-from vigil.logs import escaped
+from vigil.logs import escaped, json_configured
 from vigil.stopping import Interrupted, StopSignal
 
 if TYPE_CHECKING:
@@ -223,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with StopSignal():  # SIGTERM stops a command as Ctrl-C does (`vigil run`: see _run)
             return handlers[args.command](args)
     except VigilError as exc:
-        print(escaped(f"vigil {args.command}: error: {exc}", keep="\n"), file=sys.stderr)
+        if json_configured():  # `vigil run` with log.format = "json", settings read
+            log.error("failed", extra={"error": str(exc)})
+        else:
+            print(escaped(f"vigil {args.command}: error: {exc}", keep="\n"), file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
         return exc.exit_code
@@ -308,7 +311,8 @@ def _run(args: argparse.Namespace) -> int:
         if cause is None:
             raise
         log.error("stopped", extra={"error": str(cause)})
-        print(escaped(f"vigil run: error: {cause}", keep="\n"), file=sys.stderr)
+        if not json_configured():  # a JSON log has just said it
+            print(escaped(f"vigil run: error: {cause}", keep="\n"), file=sys.stderr)
         return 1
     finally:
         if progress is not None:

@@ -64,6 +64,13 @@ def configure(level: str = "INFO", fmt: str = "plain") -> None:
     root.propagate = False
 
 
+def json_configured() -> bool:
+    """Whether Vigil's logs are JSON lines, so an error is one too (for a log pipeline
+    that parses every line of the container's output)."""
+    handlers = logging.getLogger("vigil").handlers
+    return any(isinstance(handler.formatter, JsonFormatter) for handler in handlers)
+
+
 class BurstWatch:
     """Logs when dead letters come in bursts: one line when `threshold` of them arrive
     within `window` seconds, then quiet until the window is over."""
