@@ -23,7 +23,13 @@ from confluent_kafka import (
 )
 
 from connectors.files import UTF8_BOM, is_gzip
-from connectors.kafka import DeliveryFailed, check_topics, group_of, read_failed
+from connectors.kafka import (
+    DeliveryFailed,
+    check_topics,
+    group_of,
+    producer_config,
+    read_failed,
+)
 from vigil.errors import ConfigError, VigilError
 from vigil.settings import KafkaSettings
 
@@ -71,7 +77,7 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
     with _open(path) as handle:  # opened first: a missing file is told before Kafka is tried
         config = kafka.client_config()
         check_topics(config, kafka.connect_timeout / 1000, write=[topic])
-        producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
+        producer = Producer(producer_config(config, linger_ms=20))
         interrupted, unreadable = False, None
         try:
             for number, line in enumerate(handle):

@@ -343,6 +343,21 @@ class KafkaTopics(_Section):
 SECRET_WORDS = ("password", "secret", "token", "credential", "key")
 
 
+_NO_LOSS = "its producers are idempotent with acks=all, so that no output is lost or doubled"
+_OFFSETS = "input offsets live in the recovery store, and a lost one is counted, not skipped"
+# librdkafka settings Vigil's clients set themselves, and why.
+VIGIL_SETS = {
+    "bootstrap.servers": "give kafka.bootstrap or --kafka",
+    "metadata.broker.list": "give kafka.bootstrap or --kafka",
+    "enable.idempotence": _NO_LOSS,
+    "acks": _NO_LOSS,
+    "request.required.acks": _NO_LOSS,
+    "enable.auto.commit": _OFFSETS,
+    "auto.offset.reset": _OFFSETS,
+    "enable.partition.eof": "set kafka.tail",
+}
+
+
 class KafkaSettings(_Section):
     bootstrap: Given | None = None
     topics: KafkaTopics = KafkaTopics()
@@ -356,6 +371,15 @@ class KafkaSettings(_Section):
     tail: bool = True
     # Any librdkafka setting, e.g. "security.protocol" = "SASL_SSL", "sasl.password" = "...".
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _not_vigils_own(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # Vigil's clients set these after the user's, so a value here did nothing unsaid.
+        for key in config:
+            if key in VIGIL_SETS:
+                raise ValueError(f"{key}: Vigil sets it itself ({VIGIL_SETS[key]})")
+        return config
 
     @field_serializer("config")
     def _mask(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -371,10 +395,16 @@ class KafkaSettings(_Section):
 
     def masked_config(self) -> dict[str, Any]:
         """The librdkafka settings with every secret replaced, for logs and output."""
-        return {
-            key: "***" if any(word in key.lower() for word in SECRET_WORDS) else value
-            for key, value in self.config.items()
-        }
+        return masked(self.config)
+
+
+def masked(config: Mapping[str, Any]) -> dict[str, Any]:
+    """librdkafka settings with the value of every secret replaced by ***."""
+    return {key: "***" if _secret(key) else value for key, value in config.items()}
+
+
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
 
 
 class RecoverySettings(_Section):
@@ -659,5 +689,6 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def _shown(key: str, value: Any) -> str:
     """The value given, as an error line quotes it; a librdkafka secret's is masked."""
-    secret = key.startswith("kafka.config.") and any(word in key for word in SECRET_WORDS)
-    return "***" if secret else repr(value)
+    if key == "kafka.config" and isinstance(value, Mapping):
+        return repr(masked(value))
+    return "***" if key.startswith("kafka.config.") and _secret(key) else repr(value)

@@ -135,3 +135,13 @@ def test_an_output_message_the_producer_refuses_at_once_stops_the_run_saying_why
         "message: Broker: Message size too large"
     )
     assert metrics.value("vigil_kafka_delivery_errors_total", topic="cs.health") == 1
+
+
+def test_a_producer_is_idempotent_whatever_the_settings_and_batches_as_they_say() -> None:
+    assert kafka.producer_config({"client.id": "cs"}, linger_ms=5) == {
+        "linger.ms": 5,
+        "client.id": "cs",
+        "enable.idempotence": True,
+        "acks": "all",
+    }
+    assert kafka.producer_config({"linger.ms": "50"}, linger_ms=5)["linger.ms"] == "50"

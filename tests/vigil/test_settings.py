@@ -284,6 +284,29 @@ class TestSecrets:
         assert "kafka.config.sasl.password.str = ***: Input should be" in str(caught.value)
         assert "hunter2" not in str(caught.value)
 
+    @pytest.mark.parametrize(
+        ("key", "why"),
+        [
+            ("acks", "its producers are idempotent with acks=all"),
+            ("enable.idempotence", "its producers are idempotent with acks=all"),
+            ("auto.offset.reset", "input offsets live in the recovery store"),
+            ("bootstrap.servers", "give kafka.bootstrap or --kafka"),
+        ],
+    )
+    def test_a_librdkafka_setting_vigil_sets_itself_is_refused_without_a_secret(
+        self, key: str, why: str
+    ) -> None:
+        # Vigil's clients set these after the user's: a value here was ignored, unsaid.
+        env = {
+            f"VIGIL_KAFKA__CONFIG__{key.upper().replace('.', '_')}": "1",
+            "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2",
+        }
+        with pytest.raises(ConfigError) as caught:
+            load_settings(None, env=env)
+        said = str(caught.value)
+        assert f"{key}: Vigil sets it itself ({why}" in said
+        assert "hunter2" not in said and "'sasl.password': '***'" in said
+
     def test_config_check_never_prints_a_secret(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
