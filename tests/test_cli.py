@@ -112,6 +112,10 @@ class TestErrors:
                 "--input: . is a folder; give a JSON Lines file",
             ),
             (["rules", "check", "missing.yaml"], "rule path not found: missing.yaml"),
+            (
+                ["run", "--input", "e.jsonl", "--output", "o", "--kafka", "127.0.0.1:9"],
+                "--input and --output are for file mode, --kafka for Kafka mode: not both",
+            ),
             (["config", "check", "missing.toml"], "settings file not found: missing.toml"),
             (
                 ["run", "--input", "-", "--output", "out", "--addresses", "garbage"],
@@ -874,6 +878,19 @@ def test_the_summary_quotes_input_without_its_control_characters(
     assert "\x1b" not in out and "  ev\\x1b[2Jil " in out, out
     assert main(["explain", "ev\x1b[2Jil", "--output", str(tmp_path / "o")]) == 0
     assert "\x1b" not in capsys.readouterr().out
+
+
+def test_a_file_named_on_the_command_line_is_read_though_the_settings_name_a_broker(
+    tmp_path: Path,
+) -> None:
+    # Kafka mode took over, ignoring --input and --output: a replay run beside a
+    # deployment's settings would have read and written that deployment's topics.
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(orjson.dumps(event("acme", "user.session", T0)) + b"\n")
+    env = {**quiet_env(), "VIGIL_KAFKA__BOOTSTRAP": "127.0.0.1:9"}
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "o"), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "starting mode=file" in ran.stderr and "events processed  1 " in ran.stdout
 
 
 def test_with_json_logs_an_error_is_a_json_record_not_a_plain_line(tmp_path: Path) -> None:

@@ -236,6 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0  # e.g. `vigil simulate | head`
 
 
+def _kafka_mode(args: argparse.Namespace, bootstrap: str | None) -> bool:
+    """Kafka mode unless the command line names a file or a folder: a replay run beside a
+    deployment's settings (which name its broker) must not read and write its topics."""
+    files = args.input is not None or args.output is not None
+    if files and args.kafka is not None:
+        raise ConfigError(
+            "--input and --output are for file mode, --kafka for Kafka mode: not both"
+        )
+    return not files and bootstrap is not None
+
+
 def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.kafka:
@@ -262,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
     configure(settings.log.level, settings.log.format)
     for variable, setting in unread_env(os.environ):
         log.warning(_UNREAD_ENV, extra={"variable": variable, "setting": setting})
-    kafka_mode = settings.kafka.bootstrap is not None
+    kafka_mode = _kafka_mode(args, settings.kafka.bootstrap)
     addresses = _cluster_addresses(args.addresses, args.process_id)
     metrics, readiness = Metrics(), Readiness()
     if kafka_mode:
