@@ -116,6 +116,15 @@ class TestErrors:
                 ["run", "--input", "e.jsonl", "--output", "o", "--kafka", "127.0.0.1:9"],
                 "--input and --output are for file mode, --kafka for Kafka mode: not both",
             ),
+            # Flags that did nothing there, without a word.
+            (
+                ["run", "--input", "e.jsonl", "--output", "o", "--until-end"],
+                "--until-end is for Kafka mode: a file run always stops at its end",
+            ),
+            (
+                ["run", "--input", "e.jsonl", "--output", "o", "--snapshot-interval", "5s"],
+                "--snapshot-interval needs a recovery store (--recovery-dir or recovery.dir)",
+            ),
             (["config", "check", "missing.toml"], "settings file not found: missing.toml"),
             (
                 ["run", "--input", "-", "--output", "out", "--addresses", "garbage"],

@@ -247,6 +247,17 @@ def _kafka_mode(args: argparse.Namespace, bootstrap: str | None) -> bool:
     return not files and bootstrap is not None
 
 
+def _no_idle_flags(args: argparse.Namespace, kafka_mode: bool, store: str | None) -> None:
+    """Refuse a flag that would do nothing here, rather than let it seem to work."""
+    if args.until_end and not kafka_mode:
+        raise ConfigError("--until-end is for Kafka mode: a file run always stops at its end")
+    if args.snapshot_interval and store is None:
+        raise ConfigError(
+            "--snapshot-interval needs a recovery store (--recovery-dir or recovery.dir): "
+            "without one nothing is snapshotted"
+        )
+
+
 def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.kafka:
@@ -274,6 +285,7 @@ def _run(args: argparse.Namespace) -> int:
     for variable, setting in unread_env(os.environ):
         log.warning(_UNREAD_ENV, extra={"variable": variable, "setting": setting})
     kafka_mode = _kafka_mode(args, settings.kafka.bootstrap)
+    _no_idle_flags(args, kafka_mode, settings.recovery.dir)
     addresses = _cluster_addresses(args.addresses, args.process_id)
     metrics, readiness = Metrics(), Readiness()
     if kafka_mode:
