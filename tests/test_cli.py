@@ -254,6 +254,19 @@ class TestErrors:
         )
         assert not (out / "deadletter.jsonl").exists()
 
+    def test_an_output_folder_that_is_the_recovery_store_is_named_as_such(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # It was locked twice by the run, which then said it was in use by itself.
+        monkeypatch.chdir(tmp_path)
+        Path("e.jsonl").write_text("")
+        args = ["run", "--input", "e.jsonl", "--output", "both", "--recovery-dir", "./both/"]
+        assert main(args) == 2
+        assert capsys.readouterr().err == (
+            "vigil run: error: --output and the recovery store are the same folder, both: "
+            "give each its own\n"
+        )
+
     def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         events = tmp_path / "e.jsonl"
         events.write_text("")

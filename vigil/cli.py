@@ -379,6 +379,10 @@ def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> 
     """This process's locks on the recovery store and the output folder (see vigil.locks)."""
     from vigil.locks import hold
 
+    store = settings.recovery.dir
+    if store is not None and not kafka_mode and Path(store).resolve() == args.output.resolve():
+        msg = f"--output and the recovery store are the same folder, {store}: give each its own"
+        raise ConfigError(msg)  # else it would be locked twice, and "in use" by this run
     locks: list[IO[bytes]] = []
     try:
         if settings.recovery.dir is not None:
