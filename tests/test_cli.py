@@ -902,6 +902,17 @@ def test_the_summary_quotes_input_without_its_control_characters(
     assert "\x1b" not in capsys.readouterr().out
 
 
+def test_an_address_listed_twice_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # Process 0 waited forever for the peer at its own address (bounded here by timeout).
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    cluster = ("--addresses", "127.0.0.1:7191,127.0.0.1:7192,127.0.0.1:7191")
+    args = ("run", "--input", str(events), "--output", str(tmp_path / "o"), *cluster)
+    ran = run_vigil(*args, timeout=60)
+    assert ran.returncode == 2
+    assert ran.stderr == "vigil run: error: --addresses lists 127.0.0.1:7191 more than once\n"
+
+
 def test_a_file_named_on_the_command_line_is_read_though_the_settings_name_a_broker(
     tmp_path: Path,
 ) -> None:

@@ -419,6 +419,9 @@ def _cluster_addresses(text: str | None, process_id: int) -> list[str] | None:
     if process_id >= len(addresses):
         msg = f"--process-id {process_id} is past the end of --addresses ({len(addresses)} listed)"
         raise ConfigError(msg)
+    if twice := sorted({address for address in addresses if addresses.count(address) > 1}):
+        # Each process listens on its own; a run waited forever for a peer that is itself.
+        raise ConfigError(f"--addresses lists {', '.join(twice)} more than once")
     return addresses
 
 
