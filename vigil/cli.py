@@ -385,8 +385,8 @@ def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> 
         raise ConfigError(msg)  # else it would be locked twice, and "in use" by this run
     locks: list[IO[bytes]] = []
     try:
-        if settings.recovery.dir is not None:
-            locks.append(hold(Path(settings.recovery.dir), args.process_id, "recovery store"))
+        if store is not None:
+            locks.append(hold(Path(store), args.process_id, "recovery store"))
         if not kafka_mode:
             locks.append(hold(Path(args.output), args.process_id, "output folder"))
     except VigilError:
