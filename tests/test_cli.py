@@ -267,6 +267,17 @@ class TestErrors:
             "give each its own\n"
         )
 
+    def test_an_output_that_is_a_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        events = tmp_path / "e.jsonl"
+        events.write_text("")
+        assert main(["run", "--input", str(events), "--output", str(events)]) == 2
+        assert (
+            capsys.readouterr().err
+            == f"vigil run: error: --output: {events} is a file, not a folder\n"
+        )
+
     def test_unwritable_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         events = tmp_path / "e.jsonl"
         events.write_text("")

@@ -590,6 +590,8 @@ def _not_an_output(given: str, out: Path, streams: Sequence[str]) -> None:
 
 
 def _writable_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output: {path} is a file, not a folder")  # not "File exists"
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".vigil-write-check"
