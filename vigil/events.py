@@ -234,6 +234,8 @@ def event_json(event: Event) -> str:
 
 
 def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    if not raw.strip():  # a file's blank lines are skipped: this is a Kafka message
+        return "an empty message (a tombstone, or a value of blanks): not a JSON object"
     # orjson says "str is not valid UTF-8: surrogates not allowed" of any byte that is not
     # UTF-8, such as a producer writing Latin-1: name the byte and where it is instead.
     try:

@@ -81,6 +81,9 @@ class TestDeadLetters:
         ("raw", "reason", "needle"),
         [
             (b"{not json", "invalid_json", "not valid JSON"),
+            # A Kafka tombstone (no value) said "Input is a zero-length, empty document".
+            (b"", "invalid_json", "an empty message (a tombstone, or a value of blanks)"),
+            (b" \t ", "invalid_json", "an empty message"),
             (b"[1, 2]", "not_an_object", "got array"),
             (valid(event_id=...), "missing_field", "'event_id'"),
             (valid(tenant_id=None), "missing_field", "'tenant_id'"),
