@@ -113,6 +113,10 @@ class TestErrors:
             ),
             (["rules", "check", "missing.yaml"], "rule path not found: missing.yaml"),
             (
+                ["explain", "acme", "--output", "out", "--config", "vigil.toml"],
+                "--config names the output topics: it goes with --kafka",
+            ),
+            (
                 ["run", "--input", "e.jsonl", "--output", "o", "--kafka", "127.0.0.1:9"],
                 "--input and --output are for file mode, --kafka for Kafka mode: not both",
             ),

@@ -723,6 +723,8 @@ def _explain(args: argparse.Namespace) -> int:
         kafka = _settings("explain", args.config, {"kafka": {"bootstrap": args.kafka}}).kafka
         records, where = from_topics(kafka, args.tenant), f"the output topics at {args.kafka}"
     else:
+        if args.config is not None:  # the files are named by --output, not by settings
+            raise ConfigError("--config names the output topics: it goes with --kafka")
         records, where = from_files(args.output, args.tenant), str(args.output)
     _say(render(timeline(records, args.tenant, where)))
     return 0
