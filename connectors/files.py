@@ -215,8 +215,11 @@ def not_utf8(path: str) -> str | None:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
-        with gzip.open(path, "rb") if is_gzip(path) else Path(path).open("rb") as handle:
+        with Path(path).open("rb") as handle:
             start = handle.read(4)
+            if start[:2] == _GZIP_MAGIC:  # the text it holds starts after the header
+                handle.seek(0)
+                start = gzip.GzipFile(fileobj=handle).read(4)
     except (OSError, EOFError, zlib.error):
         return None  # the read proper says what is wrong with it
     return next((name for mark, name in _OTHER_BOMS if start.startswith(mark)), None)

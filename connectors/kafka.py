@@ -455,6 +455,26 @@ Written = tuple[list[dict[str, Any]], float]  # records, and when their trigger 
 SinkItem = tuple[str, Written]
 
 
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    on_delivery: Callable[[Any, Any], None],
+) -> str | None:
+    """Hand one message to the producer, waiting while its local queue is full. What the
+    producer refused at once, before any delivery report (a message over
+    message.max.bytes), or None: the delivery report tells the rest."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return None
+        except BufferError:
+            producer.poll(0.1)  # let deliveries drain
+        except KafkaException as exc:
+            return str(exc.args[0].str())
+
+
 def producer_config(config: Mapping[str, Any], linger_ms: int) -> dict[str, Any]:
     """A producer that loses and doubles nothing: idempotent, acknowledged by every
     replica (the settings refuse other values for these). Batching is the user's to tune."""
@@ -510,17 +530,12 @@ class _KafkaWriter(StatelessSinkPartition[SinkItem]):
             )
 
     def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.1)  # local queue full: let deliveries drain
-            except KafkaException as exc:  # refused before sending (over message.max.bytes)
-                if self.sink.metrics is not None:
-                    self.sink.metrics.delivery_errors.labels(topic).inc()
-                msg = f"Kafka refused an output message of {len(value):,} bytes: {topic}: "
-                raise DeliveryFailed(msg + exc.args[0].str()) from exc
+        refused = produce(self.producer, topic, value, key, self._delivered)
+        if refused is not None:
+            if self.sink.metrics is not None:
+                self.sink.metrics.delivery_errors.labels(topic).inc()
+            msg = f"Kafka refused an output message of {len(value):,} bytes: {topic}: {refused}"
+            raise DeliveryFailed(msg)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

@@ -7,7 +7,7 @@ import hashlib
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any, cast
 
 import orjson
@@ -16,7 +16,6 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -27,6 +26,7 @@ from connectors.kafka import (
     DeliveryFailed,
     check_topics,
     group_of,
+    produce,
     producer_config,
     read_failed,
 )
@@ -87,7 +87,7 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
                 if not line.strip():
                     continue
                 count += 1
-                refused = _produce(producer, topic, line, delivered)
+                refused = produce(producer, topic, line, tenant_key(line), delivered)
                 if refused is not None:  # a line longer than a message may be, say
                     failures.append(f"line {number + 1} ({len(line):,} bytes): {refused}")
                 producer.poll(0)
@@ -113,21 +113,6 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
             f"{left + len(failures)} of {count} messages not delivered to {topic}: {first}"
         )
     return count
-
-
-def _produce(
-    producer: Producer, topic: str, line: bytes, delivered: Callable[[Any, Any], None]
-) -> str | None:
-    """Hand one line to the producer, waiting while its queue is full; what the producer
-    refused at once (before any delivery report), or None."""
-    while True:
-        try:
-            producer.produce(topic, value=line, key=tenant_key(line), on_delivery=delivered)
-            return None
-        except BufferError:
-            producer.poll(0.1)
-        except KafkaException as exc:
-            return str(exc.args[0].str())
 
 
 def _open(path: str) -> IO[bytes]:
