@@ -130,8 +130,14 @@ def _keys_given_twice(path: Path, root: yaml.Node | None, data: Any) -> list[str
     so an edit that repeats `cooldown` would drop the first without a word."""
     problems: list[tuple[int, str]] = []
     pending: list[tuple[tuple[Any, ...], yaml.Node | None]] = [((), root)]
+    # An alias is its anchor's node again: walk each node once, or a few lines of
+    # aliases nested ten deep (a "billion laughs" file) would take hours.
+    seen: set[int] = set()
     while pending:
         loc, node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             pending += [((*loc, index), item) for index, item in enumerate(node.value)]
         if not isinstance(node, yaml.MappingNode):

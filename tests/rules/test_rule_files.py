@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,19 @@ class TestErrors:
             RuleError, match=r"r.json:1: rules: key given twice \(first at line 1\)"
         ):
             load_rules([write(tmp_path, text, "r.json")])
+
+    def test_nested_aliases_are_walked_once_not_expanded(self, tmp_path: Path) -> None:
+        # Ten levels of nine aliases name 9**10 leaves: walking them expanded took hours.
+        # A subprocess, so that the old behaviour fails by the time bound, not a hang.
+        levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+        levels += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+        path = write(tmp_path, "\n".join(levels) + "\n" + GOOD)
+        code = "import sys; from rules.loader import load_rules; load_rules([sys.argv[1]])"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1
+        assert f"{path}:10: l9: unknown key" in done.stderr
 
     @pytest.mark.parametrize(
         ("text", "found"),
