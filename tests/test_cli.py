@@ -198,6 +198,8 @@ class TestErrors:
             # `--kafka ""` ran in file mode, `--output ""` wrote into the working folder.
             (["run", "--input", "e", "--kafka", ""], "argument --kafka: empty: give a value"),
             (["run", "--input", "e", "--output", " "], "argument --output: empty: give a value"),
+            # an empty tenant read every output (in Kafka mode, every topic) to find nothing
+            (["explain", "", "--output", "o"], "argument tenant: empty: give a value"),
             (
                 ["produce", "--input", "-", "--kafka", "x:1", "--topic", "a/b"],
                 "argument --topic: 'a/b': a Kafka topic name",

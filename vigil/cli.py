@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--config", type=_path, help="settings file (TOML)")
 
     explain = commands.add_parser("explain", help="one tenant's timeline from a run's outputs")
-    explain.add_argument("tenant")
+    explain.add_argument("tenant", type=_given)
     explain_from = explain.add_mutually_exclusive_group(required=True)
     explain_from.add_argument("--output", type=_path, help="the folder `vigil run --output` wrote")
     explain_from.add_argument(
