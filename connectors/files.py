@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import select
@@ -37,6 +38,7 @@ _OTHER_BOMS = (
     (b"\xff\xfe", "UTF-16"),
     (b"\xfe\xff", "UTF-16"),
 )
+_GZIP_MAGIC = b"\x1f\x8b"
 # Resume state of a file partition: byte offset, line number, highest event time.
 FilePosition = tuple[int, int, int | None]
 
@@ -134,13 +136,113 @@ class _FileLines:
                 return
 
 
+class NotUtf8(VigilError):
+    """The input is text in another encoding than UTF-8 (its byte order mark says so)."""
+
+
+def not_utf8_problem(name: str, encoding: str) -> str:
+    return (
+        f"--input: {name} is {encoding} text (it starts with a {encoding} byte order mark) "
+        f"and events are UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8"
+    )
+
+
+class PipeDecoder:
+    """The text of a pipe, fed to it chunk by chunk as read (b"" at the end). A pipe's
+    first bytes cannot be peeked at before it is read, as a file's are, so they are
+    looked at here: gzip (`aws s3 cp s3://.../events.jsonl.gz - | vigil run --input -`)
+    is decompressed as it arrives, member after member as zcat does, and text with a
+    UTF-16 or UTF-32 byte order mark is refused (NotUtf8). zlib.error, or EOFError for a
+    gzip stream cut short, say the pipe is unreadable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.head: bytes | None = b""  # the first bytes, until there are enough to tell
+        self.gunzip: zlib._Decompress | None = None
+        self.in_member = False  # inside a gzip member: its end is still to come
+        self.text_head: bytes | None = b""  # likewise, the first bytes of text
+
+    def feed(self, chunk: bytes) -> bytes:
+        end = not chunk
+        if self.head is not None:
+            self.head += chunk
+            if len(self.head) < 4 and not end:  # a gzip header, or a mark of up to 4 bytes
+                return b""
+            chunk, self.head = self.head, None
+            if chunk.startswith(_GZIP_MAGIC):
+                self.gunzip = _gzip_member()
+        text = chunk if self.gunzip is None else self._decompressed(chunk, end)
+        if self.text_head is not None:
+            self.text_head += text
+            if len(self.text_head) < 4 and not end:
+                return b""
+            text, self.text_head = self.text_head, None
+            if encoding := _marked_encoding(text):
+                raise NotUtf8(not_utf8_problem(self.name, encoding))
+        return text
+
+    def _decompressed(self, chunk: bytes, end: bool) -> bytes:
+        assert self.gunzip is not None
+        text = []
+        while chunk:
+            if not self.in_member:
+                chunk = chunk.lstrip(b"\0")  # gzip allows NUL padding after a member
+                if not chunk:
+                    break
+            self.in_member = True
+            text.append(self.gunzip.decompress(chunk))
+            if not self.gunzip.eof:
+                break
+            chunk, self.gunzip, self.in_member = self.gunzip.unused_data, _gzip_member(), False
+        if end and self.in_member:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        return b"".join(text)
+
+
+class _DecodedPipe(io.RawIOBase):
+    """A pipe read through a PipeDecoder, for line-by-line readers (vigil produce)."""
+
+    def __init__(self, handle: IO[bytes], name: str) -> None:
+        self.handle = handle
+        self.decoder = PipeDecoder(name)
+        self.pending = b""
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending and not self.ended:
+            chunk = os.read(self.handle.fileno(), 1 << 16)
+            self.ended = not chunk
+            self.pending = self.decoder.feed(chunk)
+        count = min(len(buffer), len(self.pending))
+        buffer[:count], self.pending = self.pending[:count], self.pending[count:]
+        return count
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
+
+
+def pipe_text(handle: IO[bytes], name: str) -> IO[bytes]:
+    """The text of a pipe (standard input, a named pipe, a shell's <(...)), decompressed
+    when it is gzip, NotUtf8 raised when it is UTF-16 or UTF-32; closing it closes `handle`."""
+    return io.BufferedReader(_DecodedPipe(handle, name), 1 << 16)
+
+
+def _gzip_member() -> zlib._Decompress:
+    return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # 16+: with a gzip header
+
+
 class _PipeLines:
     """Lines of a pipe (stdin) without blocking a batch on a quiet writer: a batch ends
     with what has arrived, so a live `... | vigil run --input -` keeps flowing. Lines
     longer than `cap` are cut as in _FileLines."""
 
-    def __init__(self, fd: int, cap: int, wait: float = 0.2) -> None:
+    def __init__(self, fd: int, cap: int, name: str, wait: float = 0.2) -> None:
         self.fd = fd
+        self.decoder = PipeDecoder(name)
         self.cap = cap
         self.wait = wait
         self.pending = b""
@@ -154,8 +256,8 @@ class _PipeLines:
             readable, _, _ = select.select([self.fd], [], [], self.wait)
             if readable:
                 chunk = os.read(self.fd, 1 << 16)
-                self.pending += chunk
                 self.eof = not chunk
+                self.pending += self.decoder.feed(chunk)
         if self.skipping:
             end = self.pending.find(b"\n")
             dropped = len(self.pending) if end < 0 else end + 1
@@ -183,9 +285,6 @@ class InputChanged(VigilError):
 
 class InputUnreadable(VigilError):
     """The input file cannot be read on (an I/O error, a gzip file cut short)."""
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def same_file(one: str, other: str) -> bool:
@@ -222,6 +321,11 @@ def not_utf8(path: str) -> str | None:
                 start = gzip.GzipFile(fileobj=handle).read(4)
     except (OSError, EOFError, zlib.error):
         return None  # the read proper says what is wrong with it
+    return _marked_encoding(start)
+
+
+def _marked_encoding(start: bytes) -> str | None:
+    """The encoding that a byte order mark at `start` names, when it is not UTF-8."""
     return next((name for mark, name in _OTHER_BOMS if start.startswith(mark)), None)
 
 
@@ -265,12 +369,12 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         # A line of up to max_bytes, its line break, and one byte more to tell it is longer.
         cap = source.max_bytes + 3
         if source.path == STDIN:
-            self.lines = _PipeLines(sys.stdin.fileno(), cap)
+            self.lines = _PipeLines(sys.stdin.fileno(), cap, "stdin")
         else:
             handle: IO[bytes] = Path(source.path).open("rb")  # noqa: SIM115 - see close()
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 # A named pipe, or a shell's <(zcat events.jsonl.gz): read as stdin is.
-                self.lines = _PipeLines(handle.fileno(), cap)
+                self.lines = _PipeLines(handle.fileno(), cap, source.path)
             else:
                 if is_gzip(source.path):  # decompressed as read; offsets count its lines' bytes
                     handle.close()

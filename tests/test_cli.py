@@ -19,12 +19,14 @@ from support import (
     CONTRACT,
     DAY,
     HOUR,
+    ROOT,
     T0,
     event,
     quiet_env,
     run_vigil,
     scenario_problems,
     sessions,
+    vigil_command,
 )
 
 from vigil.cli import main
@@ -259,6 +261,36 @@ class TestErrors:
             "-t UTF-8\n"
         )
         assert not (out / "deadletter.jsonl").exists()
+
+    def test_gzip_on_standard_input_is_read_as_the_file_it_holds(self, tmp_path: Path) -> None:
+        # `aws s3 cp s3://bucket/events.jsonl.gz - | vigil run --input -`: every line of
+        # compressed bytes was an invalid_json dead letter, and the run "succeeded".
+        import gzip
+
+        events = tmp_path / "e.jsonl"
+        made = run_vigil("simulate", "--tenants", "8", "--days", "9", "--output", str(events))
+        assert made.returncode == 0, made.stderr
+        outputs = {}
+        for name, stdin in [
+            ("plain", events.read_bytes()),
+            ("gzip", gzip.compress(events.read_bytes())),
+        ]:
+            out = tmp_path / name
+            ran = subprocess.run(
+                vigil_command("run", "--input", "-", "--output", str(out), "--quiet"),
+                input=stdin,
+                capture_output=True,
+                env=quiet_env(),
+                cwd=ROOT,
+                timeout=120,
+            )
+            assert ran.returncode == 0, ran.stderr
+            # sorted: how a pipe's bytes arrive moves where tenants' records interleave
+            outputs[name] = {
+                f.name: sorted(f.read_bytes().splitlines()) for f in out.glob("*.jsonl")
+            }
+        assert outputs["gzip"] == outputs["plain"]
+        assert outputs["plain"]["health.jsonl"] and outputs["plain"]["tasks.jsonl"]
 
     def test_an_output_folder_that_is_the_recovery_store_is_named_as_such(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

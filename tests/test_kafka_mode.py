@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from kafka_helpers import (
     vigil_env,
     wait_for,
 )
-from support import T0, committed_epoch, event, scenario_problems, scrape
+from support import ROOT, T0, committed_epoch, event, scenario_problems, scrape, vigil_command
 
 from vigil.simulate import FleetPlan, generate
 
@@ -348,6 +349,27 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     packed.write_bytes(gzip.compress(many))
     whole = run_vigil(*args, "--topic", topics["tasks"], env=vigil_env(topics))
     assert whole.returncode == 0 and "produced 5,000 messages" in whole.stdout, whole.stdout
+    # So is gzip on standard input (`aws s3 cp s3://bucket/e.jsonl.gz - | vigil produce
+    # --input -`), which went to the topic as compressed bytes cut at every newline byte.
+    piped = subprocess.run(
+        vigil_command(
+            "produce",
+            "--input",
+            "-",
+            "--kafka",
+            kafka_bootstrap,
+            "--topic",
+            topics["notifications"],
+        ),
+        input=gzip.compress(many),
+        capture_output=True,
+        env=vigil_env(topics),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert piped.returncode == 0 and b"produced 5,000 messages" in piped.stdout, piped.stderr
+    sent = read_topic(kafka_bootstrap, topics["notifications"])
+    assert sent == [orjson.loads(line) for line in many.splitlines()]
 
 
 def test_produce_names_a_line_too_long_for_a_message_and_sends_the_others(
@@ -382,10 +404,6 @@ def test_produce_names_a_line_too_long_for_a_message_and_sends_the_others(
 def test_produce_from_a_pipe_ended_by_ctrl_c_delivers_what_it_read_and_says_so(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    import subprocess
-
-    from support import ROOT, vigil_command
-
     topics = make_topics(kafka_bootstrap)
     args = ("produce", "--input", "-", "--kafka", kafka_bootstrap, "--topic", topics["input"])
     producer = subprocess.Popen(

@@ -493,13 +493,10 @@ def _file_io(
 
 def _utf8(path: str) -> None:
     """Refuse a file of UTF-16 or UTF-32 text (its every line would be a dead letter)."""
-    from connectors.files import not_utf8
+    from connectors.files import not_utf8, not_utf8_problem
 
     if encoding := not_utf8(path):
-        raise ConfigError(
-            f"--input: {path} is {encoding} text (it starts with a {encoding} byte order mark) "
-            f"and events are UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8"
-        )
+        raise ConfigError(not_utf8_problem(path, encoding))
 
 
 def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:

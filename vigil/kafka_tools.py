@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import stat
 import sys
 import time
 import zlib
@@ -21,7 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import UTF8_BOM, is_gzip
+from connectors.files import UTF8_BOM, is_gzip, pipe_text
 from connectors.kafka import (
     DeliveryFailed,
     check_topics,
@@ -117,11 +119,14 @@ def produce_file(kafka: KafkaSettings, path: str, topic: str) -> int:
 
 def _open(path: str) -> IO[bytes]:
     if path == "-":
-        return sys.stdin.buffer
+        return pipe_text(open(sys.stdin.fileno(), "rb", closefd=False), "stdin")
     try:
         if is_gzip(path):
             return cast(IO[bytes], gzip.open(path, "rb"))
-        return open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - returned open
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # a named pipe, <(...)
+            return pipe_text(handle, path)
+        return handle
     except OSError as exc:
         raise ConfigError(f"--input: cannot read {path}: {exc.strerror or exc}") from exc
 

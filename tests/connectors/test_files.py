@@ -360,7 +360,7 @@ def _through_a_pipe(
 
     writer = threading.Thread(target=write)
     writer.start()
-    reader, got, consumed = _PipeLines(read_end, cap=1027), [], 0
+    reader, got, consumed = _PipeLines(read_end, cap=1027, name="pipe"), [], 0
     try:
         for _ in range(10_000):  # bounded
             lines_read, size, at_end = reader.read(batch())
@@ -372,6 +372,86 @@ def _through_a_pipe(
     finally:
         writer.join(10)
         os.close(read_end)
+
+
+class TestPipeText:
+    """A pipe cannot be peeked at before it is read, so its first bytes are looked at as
+    they arrive: `aws s3 cp s3://.../events.jsonl.gz - | vigil run --input -` made a dead
+    letter of every line of compressed bytes."""
+
+    @staticmethod
+    def _compressed(text: bytes) -> bytes:
+        """Two gzip members and the NUL padding gzip allows after one (as `cat a.gz b.gz`
+        and tape-blocked writers give)."""
+        import gzip
+
+        half = len(text) // 2
+        cut = text.index(b"\n", half) + 1
+        return gzip.compress(text[:cut]) + b"\0" * 7 + gzip.compress(text[cut:])
+
+    def test_gzip_on_a_pipe_reads_as_the_text_it_holds_however_the_bytes_arrive(
+        self, tmp_path: Path
+    ) -> None:
+        import random
+
+        from connectors.files import _FileLines
+
+        path = lines(tmp_path / "e.jsonl", 400)
+        with path.open("rb") as handle:
+            from_file, _, _ = _FileLines(handle, cap=1027).read(1_000)
+        packed = self._compressed(path.read_bytes())
+        for seed in range(4):  # bounded: the first pieces as short as 1 byte
+            sizes = random.Random(seed)
+            got, consumed = _through_a_pipe(
+                packed, batch=lambda: 50, piece=lambda sizes=sizes: sizes.randint(1, 3_000)
+            )
+            assert got == from_file, seed
+            assert consumed == path.stat().st_size  # bytes of text, as for a gzip file
+
+    def test_a_gzip_pipe_cut_short_and_text_in_utf16_are_told(self) -> None:
+        import gzip
+
+        from connectors.files import NotUtf8, PipeDecoder
+
+        packed = gzip.compress(b'{"event_id": "a"}\n' * 100)
+        cut = PipeDecoder("stdin")
+        cut.feed(packed[:-4])  # all but the end of the gzip trailer
+        with pytest.raises(EOFError, match="ended before the end-of-stream marker"):
+            cut.feed(b"")
+        magic_only = PipeDecoder("stdin")
+        magic_only.feed(b"\x1f\x8b")
+        with pytest.raises(EOFError):
+            magic_only.feed(b"")
+        for stream in ['{"a": 1}\n'.encode("utf-16"), gzip.compress("{}\n".encode("utf-16"))]:
+            with pytest.raises(NotUtf8, match=r"--input: stdin is UTF-16 text \(it starts"):
+                decoder = PipeDecoder("stdin")
+                for at in range(len(stream) + 1):  # a byte at a time, then the end
+                    decoder.feed(stream[at : at + 1])
+        plain = PipeDecoder("stdin")  # anything else passes as it is, the shortest too
+        assert plain.feed(b"{") + plain.feed(b"}") + plain.feed(b"") == b"{}"
+
+    def test_pipe_text_reads_lines_from_a_real_pipe(self, tmp_path: Path) -> None:
+        """What `vigil produce --input -` reads."""
+        import os
+        import threading
+
+        from connectors.files import pipe_text
+
+        text = lines(tmp_path / "e.jsonl", 300).read_bytes()
+        read_end, write_end = os.pipe()
+
+        def write() -> None:
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(self._compressed(text))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            with pipe_text(os.fdopen(read_end, "rb"), "stdin") as handle:
+                got = list(handle)
+        finally:
+            writer.join(10)
+        assert got == text.splitlines(keepends=True)
 
 
 class TestSink:
