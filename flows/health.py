@@ -32,7 +32,7 @@ from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics, ShardFigures
-from vigil.settings import Settings, load_settings
+from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine, Tick
 from vigil.snapshots import SnapshotWriter, load_state
 from vigil.streams import DEADLETTER, OUTPUTS
@@ -153,6 +153,10 @@ def _flow_from_environment() -> Dataflow:
 
     config = os.environ.get("VIGIL_CONFIG")
     settings = load_settings(Path(config) if config else None)
+    for variable, setting in unread_env(os.environ):
+        logging.getLogger("vigil.settings").warning(
+            "%s: %s (meant %s?)", UNREAD_ENV, variable, setting
+        )
     source = JsonLinesSource.configured(os.environ.get("VIGIL_INPUT", "-"), settings.input)
     out_dir = Path(os.environ.get("VIGIL_OUTPUT_DIR", "vigil-out"))
     out_dir.mkdir(parents=True, exist_ok=True)

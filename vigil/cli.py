@@ -23,10 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil")
 
+
 # VIGIL_METRICS_PORT for VIGIL_METRICS__PORT would leave the default in force unsaid.
-_UNREAD_ENV = "environment variable not read: a setting's parts are joined by two underscores"
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line on stderr and exit code 2, like every other error."""
 
@@ -278,12 +276,12 @@ def _run(args: argparse.Namespace) -> int:
     from vigil.metrics import Metrics
     from vigil.observe import Readiness, StatusServer
     from vigil.runner import execute, prepare_recovery_dir
-    from vigil.settings import load_settings, unread_env
+    from vigil.settings import UNREAD_ENV, load_settings, unread_env
 
     settings = load_settings(args.config, overrides=_run_overrides(args))
     configure(settings.log.level, settings.log.format)
     for variable, setting in unread_env(os.environ):
-        log.warning(_UNREAD_ENV, extra={"variable": variable, "setting": setting})
+        log.warning(UNREAD_ENV, extra={"variable": variable, "setting": setting})
     kafka_mode = _kafka_mode(args, settings.kafka.bootstrap)
     _no_idle_flags(args, kafka_mode, settings.recovery.dir)
     addresses = _cluster_addresses(args.addresses, args.process_id)
@@ -675,11 +673,11 @@ def _say(text: str) -> None:
 
 def _settings(command: str, path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
     """`load_settings`, warning on stderr of the `VIGIL_` variables that are not read."""
-    from vigil.settings import load_settings, unread_env
+    from vigil.settings import UNREAD_ENV, load_settings, unread_env
 
     settings = load_settings(path, overrides=overrides)
     for variable, setting in unread_env(os.environ):
-        warning = f"vigil {command}: warning: {_UNREAD_ENV}: {variable} (meant {setting}?)"
+        warning = f"vigil {command}: warning: {UNREAD_ENV}: {variable} (meant {setting}?)"
         print(warning, file=sys.stderr)
     return settings
 

@@ -615,6 +615,9 @@ def _is_text(annotation: Any) -> bool:
     return False
 
 
+UNREAD_ENV = "environment variable not read: a setting's parts are joined by two underscores"
+
+
 def unread_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
     """(variable, the setting's own variable) for each `VIGIL_` variable that names a
     setting with single underscores between its parts, `VIGIL_METRICS_PORT` for

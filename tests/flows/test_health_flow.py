@@ -107,6 +107,7 @@ def test_bytewax_run_entry_point_gives_the_same_outputs(fleet_file: Path, tmp_pa
     from support import ROOT, run_vigil
 
     env = {**os.environ, "VIGIL_INPUT": str(fleet_file), "VIGIL_OUTPUT_DIR": str(tmp_path / "bw")}
+    env["VIGIL_INPUT_ALLOWED_LATENESS"] = "1h"  # misspelt (one underscore): said, not read
     done = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "flows.health:flow"],
         env=env,
@@ -116,6 +117,10 @@ def test_bytewax_run_entry_point_gives_the_same_outputs(fleet_file: Path, tmp_pa
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    assert (
+        "environment variable not read: a setting's parts are joined by two underscores: "
+        "VIGIL_INPUT_ALLOWED_LATENESS (meant VIGIL_INPUT__ALLOWED_LATENESS?)"
+    ) in done.stderr
     cli = run_vigil(
         "run",
         "--input",
