@@ -70,7 +70,7 @@ def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], i
 
 
 class _NoScoring(ShardEngine):
-    def _score(self, tenant: Any, now: int, out: list[Output]) -> None:
+    def _score(self, tenant: Any, now: int, out: list[Output], reweigh: bool = False) -> None:
         return None
 
 

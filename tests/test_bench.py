@@ -1,0 +1,65 @@
+"""Every benchmark runs to its end on a small stream and prints its figures. Nothing here
+is timed: the harness itself must not rot as the code it measures changes (the engine's
+--stages subclass once kept an old signature, and `--stages` stopped with a TypeError)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from support import ROOT, quiet_env
+
+SMALL_RUNS = {
+    "engine.py": (
+        ["--events", "6000", "--tenants", "60", "--repeat", "1", "--stages", "--snapshot"],
+        ["digest", "de-duplicate and queue only", "no re-scoring", "whole engine", "restore"],
+    ),
+    "throughput.py": (
+        ["--events", "6000", "--tenants", "60", "--repeat", "1", "--store"],
+        ["bare flow", "intake only", "with a recovery store", "full / bare:", "engine work"],
+    ),
+    "cardinality.py": (
+        ["--tenants", "10", "--days", "2", "--per-day", "5"],
+        ["limit 500 (default) / no limit: peak RSS"],
+    ),
+    "churn.py": (
+        ["--days", "3", "--arrivals", "10", "--active-days", "2", "--per-day", "4"],
+        ["forget after 90d (default) / keep all: peak RSS"],
+    ),
+    "simulate.py": (["--tenants", "10", "20", "--days", "1"], ["memory per tenant"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMALL_RUNS))
+def test_the_benchmark_runs_and_prints_its_figures(script: str) -> None:
+    args, expected = SMALL_RUNS[script]
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    missing = [line for line in expected if line not in ran.stdout]
+    assert not missing, ran.stdout
+
+
+@pytest.mark.kafka
+def test_the_kafka_benchmark_runs_on_the_test_broker(kafka_bootstrap: str) -> None:
+    args = ["--events", "3000", "--tenants", "30", "--bootstrap", kafka_bootstrap]
+    args += ["--latency-tenants", "20", "--latency-days", "2", "--latency-pace", "2000"]
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "kafka_throughput.py"), *args],
+        cwd=ROOT,
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    for line in ("file mode:", "kafka mode:", "kafka / file:", "latency, input produced"):
+        assert line in ran.stdout, ran.stdout
