@@ -147,56 +147,82 @@ def not_utf8_problem(name: str, encoding: str) -> str:
     )
 
 
+# Text a PipeDecoder hands out at a time: as much as a plain pipe's read gives, however
+# much a compressed stream holds (gzip packs repeated lines a thousandfold).
+TEXT_PER_PULL = 1 << 16
+
+
 class PipeDecoder:
-    """The text of a pipe, fed to it chunk by chunk as read (b"" at the end). A pipe's
-    first bytes cannot be peeked at before it is read, as a file's are, so they are
-    looked at here: gzip (`aws s3 cp s3://.../events.jsonl.gz - | vigil run --input -`)
-    is decompressed as it arrives, member after member as zcat does, and text with a
-    UTF-16 or UTF-32 byte order mark is refused (NotUtf8). zlib.error, or EOFError for a
-    gzip stream cut short, say the pipe is unreadable."""
+    """The text of a pipe: bytes read are pushed in, text is pulled out. A pipe's first
+    bytes cannot be peeked at before it is read, as a file's are, so they are looked at
+    here: gzip (`aws s3 cp s3://.../events.jsonl.gz - | vigil run --input -`) is
+    decompressed, member after member as zcat does, TEXT_PER_PULL bytes at a time at
+    most; text with a UTF-16 or UTF-32 byte order mark is refused (NotUtf8). zlib.error,
+    or EOFError for a gzip stream cut short, say the pipe is unreadable."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.head: bytes | None = b""  # the first bytes, until there are enough to tell
+        self.raw = b""  # pushed, not decoded yet
+        self.ended = False  # the pipe's end was pushed
+        self.kind_known = False  # whether the first bytes were gzip's is decided
         self.gunzip: zlib._Decompress | None = None
         self.in_member = False  # inside a gzip member: its end is still to come
-        self.text_head: bytes | None = b""  # likewise, the first bytes of text
+        self.text_head: bytes | None = b""  # the first bytes of text, until there are 4
 
-    def feed(self, chunk: bytes) -> bytes:
-        end = not chunk
-        if self.head is not None:
-            self.head += chunk
-            if len(self.head) < 4 and not end:  # a gzip header, or a mark of up to 4 bytes
+    def push(self, chunk: bytes) -> None:
+        """Bytes read from the pipe; b"" at its end."""
+        self.raw += chunk
+        self.ended = self.ended or not chunk
+
+    @property
+    def done(self) -> bool:
+        """The end was pushed, and all text pulled."""
+        return self.ended and not self.raw and not self.in_member and not self.text_head
+
+    def pull(self) -> bytes:
+        """Text decoded from what was pushed; b"" when that gives none (yet)."""
+        if not self.kind_known:
+            if len(self.raw) < 4 and not self.ended:  # a gzip header, or a 4-byte mark
                 return b""
-            chunk, self.head = self.head, None
-            if chunk.startswith(_GZIP_MAGIC):
+            self.kind_known = True
+            if self.raw.startswith(_GZIP_MAGIC):
                 self.gunzip = _gzip_member()
-        text = chunk if self.gunzip is None else self._decompressed(chunk, end)
-        if self.text_head is not None:
-            self.text_head += text
-            if len(self.text_head) < 4 and not end:
-                return b""
-            text, self.text_head = self.text_head, None
-            if encoding := _marked_encoding(text):
-                raise NotUtf8(not_utf8_problem(self.name, encoding))
+        if self.gunzip is None:
+            text, self.raw = self.raw, b""
+        else:
+            text = self._inflate(self.gunzip)
+        if self.text_head is None:
+            return text
+        self.text_head += text
+        if len(self.text_head) < 4 and not (self.ended and not self.raw):
+            return b""
+        text, self.text_head = self.text_head, None
+        if encoding := _marked_encoding(text):
+            raise NotUtf8(not_utf8_problem(self.name, encoding))
         return text
 
-    def _decompressed(self, chunk: bytes, end: bool) -> bytes:
-        assert self.gunzip is not None
-        text = []
-        while chunk:
+    def _inflate(self, gunzip: zlib._Decompress) -> bytes:
+        text, room = [], TEXT_PER_PULL
+        while room > 0:
             if not self.in_member:
-                chunk = chunk.lstrip(b"\0")  # gzip allows NUL padding after a member
-                if not chunk:
+                self.raw = self.raw.lstrip(b"\0")  # gzip allows NUL padding after a member
+                if not self.raw:
                     break
-            self.in_member = True
-            text.append(self.gunzip.decompress(chunk))
-            if not self.gunzip.eof:
-                break
-            chunk, self.gunzip, self.in_member = self.gunzip.unused_data, _gzip_member(), False
-        if end and self.in_member:
+                self.in_member = True
+            out = gunzip.decompress(self.raw, room)  # what is left over waits for the next pull
+            text.append(out)
+            room -= len(out)
+            if gunzip.eof:
+                self.raw, gunzip, self.in_member = gunzip.unused_data, _gzip_member(), False
+                self.gunzip = gunzip
+            else:
+                self.raw = gunzip.unconsumed_tail
+                if not out and not self.raw:
+                    break  # the member goes on in bytes not read yet
+        inflated = b"".join(text)
+        if self.ended and not self.raw and self.in_member and not inflated:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-        return b"".join(text)
+        return inflated
 
 
 class _DecodedPipe(io.RawIOBase):
@@ -206,16 +232,15 @@ class _DecodedPipe(io.RawIOBase):
         self.handle = handle
         self.decoder = PipeDecoder(name)
         self.pending = b""
-        self.ended = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self.pending and not self.ended:
-            chunk = os.read(self.handle.fileno(), 1 << 16)
-            self.ended = not chunk
-            self.pending = self.decoder.feed(chunk)
+        while not self.pending and not self.decoder.done:
+            self.pending = self.decoder.pull()
+            if not self.pending:
+                self.decoder.push(os.read(self.handle.fileno(), 1 << 16))
         count = min(len(buffer), len(self.pending))
         buffer[:count], self.pending = self.pending[:count], self.pending[count:]
         return count
@@ -252,12 +277,16 @@ class _PipeLines:
     def read(self, count: int) -> tuple[list[bytes], int, bool]:
         """(lines, bytes consumed, at the end)."""
         consumed = 0
-        if not self.eof and b"\n" not in self.pending:
-            readable, _, _ = select.select([self.fd], [], [], self.wait)
-            if readable:
-                chunk = os.read(self.fd, 1 << 16)
-                self.eof = not chunk
-                self.pending += self.decoder.feed(chunk)
+        decoder = self.decoder
+        if not decoder.done and b"\n" not in self.pending:
+            text = decoder.pull()  # what the decoder holds first: a read may bring a lot
+            if not text and not decoder.ended:
+                readable, _, _ = select.select([self.fd], [], [], self.wait)
+                if readable:
+                    decoder.push(os.read(self.fd, 1 << 16))
+                    text = decoder.pull()
+            self.pending += text
+            self.eof = decoder.done
         if self.skipping:
             end = self.pending.find(b"\n")
             dropped = len(self.pending) if end < 0 else end + 1
