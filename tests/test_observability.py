@@ -142,3 +142,20 @@ def test_metrics_bind_to_loopback_and_a_busy_port_is_a_clear_error(tmp_path: Pat
         done = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "o"), env=env)
     assert done.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+
+
+def test_the_status_endpoint_serves_on_ipv6_too() -> None:
+    # An IPv6-only Kubernetes cluster gives pods only IPv6 addresses: metrics.host = "::"
+    # failed with "Address family for hostname not supported".
+    from vigil.metrics import Metrics
+    from vigil.observe import Readiness, StatusServer
+
+    server = StatusServer(Metrics(), Readiness(), "::1", 0)
+    try:
+        port = int(server.address.rsplit(":", 1)[1])
+        assert server.address == f"[::1]:{port}"  # as a URL writes it
+        url = f"http://{server.address}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200 and response.read() == b"alive\n"
+    finally:
+        server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,13 +36,21 @@ class Readiness:
         return not self._failed.is_set()
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    # Bound to "::", it takes IPv4 too where the system lets it (Linux does by default).
+    address_family = socket.AF_INET6
+
+
 class StatusServer:
-    """A small threaded HTTP server; `close()` stops it."""
+    """A small threaded HTTP server; `close()` stops it. `host` may be an IPv4 or IPv6
+    address or a name (an IPv6-only Kubernetes cluster gives pods only IPv6 addresses)."""
 
     def __init__(self, metrics: Metrics, readiness: Readiness, host: str, port: int) -> None:
         handler = _handler(metrics, readiness)
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            server = _IPv6Server if family == socket.AF_INET6 else ThreadingHTTPServer
+            self.server = server((host, port), handler)
         except OSError as exc:
             msg = (
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
@@ -49,7 +58,8 @@ class StatusServer:
             )
             raise ConfigError(msg) from exc
         self.server.daemon_threads = True
-        self.address = f"{host}:{self.server.server_address[1]}"
+        bracketed = f"[{host}]" if ":" in host else host  # as a URL writes an IPv6 address
+        self.address = f"{bracketed}:{self.server.server_address[1]}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="vigil-status", daemon=True
         )
