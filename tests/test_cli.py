@@ -1132,3 +1132,65 @@ def test_the_readmes_command_lines_name_every_option_of_each_command() -> None:
             o for o in sorted(options - {"--help"}) if not re.search(rf"{o}\b", said[command])
         ]
         assert not missing, f"README's `vigil {command}` line lacks {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layout", "store"), [("shared", False), ("own", False), ("own", True)])
+def test_two_processes_give_one_process_outputs_in_one_folder_or_each_its_own(
+    replay: tuple[Path, Path], tmp_path: Path, layout: str, store: bool
+) -> None:
+    # Only process 0 emptied its folder at start (and with a shared recovery store, only
+    # the process that created it): process 1, given a folder of its own, kept an earlier
+    # run's records in the files of the streams it does not write.
+    from kafka_broker import free_port
+
+    from flows.health import STREAMS
+
+    events, reference = replay
+    folders = [tmp_path / "p0", tmp_path / ("p0" if layout == "shared" else "p1")]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+        for stream in STREAMS:  # an earlier run's records
+            (folder / f"{stream}.jsonl").write_text('{"stale": true}\n')
+    addresses = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    recovery = ["--recovery-dir", str(tmp_path / "store")] if store else []
+    processes = [
+        subprocess.Popen(
+            vigil_command(
+                *("run", "--input", str(events), "--output", str(folder), "--quiet", *recovery),
+                *("--addresses", addresses, "--process-id", str(process_id)),
+            ),
+            env=quiet_env(),
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for process_id, folder in enumerate(folders)
+    ]
+    try:
+        for process in processes:
+            _, said = process.communicate(timeout=300)
+            assert process.returncode == 0, said
+    finally:
+        for process in processes:
+            process.kill()
+    for stream in STREAMS:
+        written = b"".join((folder / f"{stream}.jsonl").read_bytes() for folder in set(folders))
+        expected = (reference / f"{stream}.jsonl").read_bytes()
+        assert sorted(written.splitlines()) == sorted(expected.splitlines()), stream
+
+
+def test_a_store_made_by_recovery_init_starts_the_outputs_empty(tmp_path: Path) -> None:
+    # Its first run counted as a resumed one: a stream with nothing to say kept the
+    # records of an earlier run into the same folder.
+    events, out, store = tmp_path / "e.jsonl", tmp_path / "out", tmp_path / "store"
+    events.write_bytes(orjson.dumps(event("acme", "user.session", T0)) + b"\n")
+    out.mkdir()
+    (out / "deadletter.jsonl").write_text('{"stale": true}\n')
+    assert run_vigil("recovery", "init", str(store)).returncode == 0
+    ran = run_vigil(
+        "run", "--input", str(events), "--output", str(out), "--recovery-dir", str(store)
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "recovery store holds no snapshot yet: starting afresh" in ran.stderr
+    assert (out / "deadletter.jsonl").read_bytes() == b""

@@ -303,8 +303,10 @@ def _run(args: argparse.Namespace) -> int:
     if settings.recovery.dir is not None:  # before the store is marked as this version's
         _check_stored_input(Path(settings.recovery.dir), source, settings, kafka_mode)
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
-    if fresh and not kafka_mode and args.process_id == 0:
-        sink.start_empty()  # process 0 only, before the cluster connects: nothing written yet
+    if fresh and not kafka_mode:
+        # Every process, as each may have its own --output folder. A shared folder is safe
+        # too: no process writes before all have connected, and each empties first.
+        sink.start_empty()
     server = None
     if settings.metrics.port:
         port = settings.metrics.port + args.process_id
@@ -424,7 +426,9 @@ def _cluster_addresses(text: str | None, process_id: int) -> list[str] | None:
 
 
 def _prepare_recovery(settings: Any, prepare: Any) -> bool:
-    """True for a fresh run: no recovery store, or one created just now."""
+    """True for a fresh run: no recovery store, one created just now, or one with no
+    snapshot yet (`vigil recovery init`'s, or another process's of this cluster)."""
+    from vigil.runner import has_committed
     from vigil.shard import state_layout
 
     store = settings.recovery.dir
@@ -432,6 +436,9 @@ def _prepare_recovery(settings: Any, prepare: Any) -> bool:
         return True
     if prepare(Path(store), layout=state_layout(settings)):
         log.info("recovery store created", extra={"dir": store})
+        return True
+    if not has_committed(Path(store)):
+        log.info("recovery store holds no snapshot yet: starting afresh", extra={"dir": store})
         return True
     log.info("resuming from recovery store", extra={"dir": store})
     return False

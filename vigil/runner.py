@@ -69,6 +69,21 @@ def stored_input_parts(path: Path, step_id: str) -> set[str]:
     return parts
 
 
+def has_committed(path: Path) -> bool:
+    """Whether the recovery store in `path` has committed a snapshot. One that has not
+    (made by `vigil recovery init`, or by a run stopped before its first snapshot) gives
+    a run nothing to resume: it starts afresh. True if the store cannot be read: the run
+    then says what is wrong with it."""
+    for db in sorted(path.glob("part-*.sqlite3")):
+        try:  # read-only: a plain connect would create a missing file
+            with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+                if conn.execute("SELECT 1 FROM commits LIMIT 1").fetchone() is not None:
+                    return True
+        except sqlite3.Error:
+            return True
+    return False
+
+
 def _check_layout(path: Path, saved: dict[str, Any], layout: dict[str, Any]) -> None:
     changed = layout_changes(saved, layout)
     if changed:
