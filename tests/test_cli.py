@@ -613,20 +613,29 @@ def test_a_file_run_stopped_and_resumed_writes_exactly_what_an_uninterrupted_run
     exit_code: int,
     logged: str | None,
 ) -> None:
+    import shutil
     import time
 
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
-    with _mid_run(args, tmp_path) as (first, log):
-        for count, stop in enumerate(signals):
-            deadline = time.monotonic() + 30
-            # The next signal once the first was taken (two at once can merge into one).
-            while count and "stop requested" not in log.read_text():
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.005)
-            first.send_signal(stop)
-        first.wait(30)
-    said = log.read_text()
+    for _ in range(3):  # bounded: see below
+        with _mid_run(args, tmp_path) as (first, log):
+            for count, stop in enumerate(signals):
+                deadline = time.monotonic() + 30
+                # The next signal once the first was taken (two at once can merge into one).
+                while count and "stop requested" not in log.read_text():
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.005)
+                first.send_signal(stop)
+            first.wait(30)
+        said = log.read_text()
+        # A second signal can only come too late: the clean stop was over, its handler
+        # gone (killed by SIGTERM's default) or its last line written. Then try again.
+        late = len(signals) > 1 and "stopped at once" not in said
+        if not late or first.returncode not in (-signal.SIGTERM, exit_code):
+            break
+        shutil.rmtree(tmp_path / "out")
+        shutil.rmtree(tmp_path / "store")
     assert first.returncode == exit_code, said  # stopped mid-run, not finished
     if logged is not None:  # a clean stop: one line that says so, no traceback
         assert logged in said and "Traceback" not in said, said
