@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rules.model import Rule, RuleFile
 from vigil.errors import RuleError
 from vigil.facts import SIGNAL, fact_fields
-from vigil.settings import ZoneSettings
+from vigil.settings import ZoneSettings, read_config_file
 from vigil.signals import SIGNAL_KINDS
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
@@ -27,7 +27,7 @@ def rule_files(paths: Sequence[str | Path]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES)
-        elif path.is_file():
+        elif path.exists():  # a file, or a pipe such as <(generate-rules)
             found.append(path)
         else:
             msg = f"rule path not found: {path}"
@@ -64,11 +64,13 @@ def load_rules(paths: Sequence[str | Path] = (), zones: ZoneSettings | None = No
 
 def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule, str]], list[str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_config_file(path).decode("utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         return [], [f"{path}: cannot read: {exc}"]
+    except UnicodeDecodeError as exc:
+        return [], [f"{path}: cannot read: not UTF-8 text (byte {exc.start})"]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

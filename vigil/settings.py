@@ -553,10 +553,25 @@ def load_settings(
         raise ConfigError(msg) from exc
 
 
+# Settings and rule files are a few KB: past this, the path names another file (an
+# events file, /dev/zero), which is refused rather than read whole into memory.
+MAX_CONFIG_FILE_BYTES = 1 << 20
+
+
+def read_config_file(path: Path) -> bytes:
+    """A settings or rule file's bytes, from any file that can be read, a pipe too
+    (`--config <(envsubst < vigil.toml)`); OSError past MAX_CONFIG_FILE_BYTES."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        msg = f"over {MAX_CONFIG_FILE_BYTES:,} bytes, where a settings or rule file has a few KB"
+        raise OSError(msg)
+    return data
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(read_config_file(path).decode("utf-8"))
     except FileNotFoundError as exc:
         msg = f"settings file not found: {path}"
         raise ConfigError(msg) from exc

@@ -97,6 +97,29 @@ class TestErrors:
         assert message.startswith(f"{path}:{line}: rule 'ent-red':"), message
         assert needle in message
 
+    def test_a_file_that_cannot_be_rules_is_refused_in_one_line(self, tmp_path: Path) -> None:
+        big, latin1 = tmp_path / "big.yaml", tmp_path / "latin1.yaml"
+        big.write_bytes(b"#" * (1 << 20) + b"\n")  # an events file named by mistake
+        latin1.write_bytes("rules: []  # \u00e9t\u00e9\n".encode("latin-1"))
+        with pytest.raises(RuleError) as caught:
+            load_rules([big, latin1])
+        assert str(caught.value).splitlines() == [
+            f"{big}: cannot read: over 1,048,576 bytes, where a settings or rule file has a few KB",
+            f"{latin1}: cannot read: not UTF-8 text (byte 13)",
+        ]
+
+    def test_a_pipe_is_read(self) -> None:
+        """`vigil rules check <(generate-rules)`: a pipe was 'not found'."""
+        import os
+
+        read_end, write_end = os.pipe()
+        os.write(write_end, GOOD.encode())
+        os.close(write_end)
+        try:
+            assert [rule.id for rule in load_rules([f"/dev/fd/{read_end}"])] == ["ent-red"]
+        finally:
+            os.close(read_end)
+
     def test_yaml_syntax_error_has_a_line(self, tmp_path: Path) -> None:
         path = write(tmp_path, GOOD + "  - id: [unclosed\n")
         with pytest.raises(RuleError, match=rf"{path}:\d+: not valid YAML"):

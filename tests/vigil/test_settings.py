@@ -273,6 +273,33 @@ class TestErrors:
             load_settings(tmp_path / "nope.toml", env={})
 
 
+class TestReadingTheFile:
+    def test_a_file_far_larger_than_settings_is_refused_not_read_whole(
+        self, tmp_path: Path
+    ) -> None:
+        # --config events.jsonl by mistake, or /dev/zero, was read whole into memory.
+        big = tmp_path / "events.jsonl"
+        big.write_bytes(b"#" * (1 << 20) + b"\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(big, env={})
+        assert str(caught.value) == (
+            f"cannot read settings file {big}: over 1,048,576 bytes, where a settings or "
+            "rule file has a few KB"
+        )
+
+    def test_a_pipe_is_read(self) -> None:
+        """`--config <(envsubst < vigil.toml)`."""
+        import os
+
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"[engine]\nshards = 8\n")
+        os.close(write_end)
+        try:
+            assert load_settings(Path(f"/dev/fd/{read_end}"), env={}).engine.shards == 8
+        finally:
+            os.close(read_end)
+
+
 class TestSecrets:
     def test_librdkafka_settings_from_the_environment_and_secrets_masked(self) -> None:
         env = {
