@@ -39,7 +39,10 @@ class PlainFormatter(logging.Formatter):
         return escaped(f"{text} {extras}" if extras else text)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls; Unicode's line and paragraph separators (some viewers break lines
+# there); and the bidirectional controls, which make a terminal show text in another
+# order than it is (a tenant id could seem to be another's).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def escaped(text: str, keep: str = "") -> str:

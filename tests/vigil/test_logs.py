@@ -47,6 +47,14 @@ def test_input_in_a_plain_line_can_neither_forge_a_line_nor_drive_the_terminal()
     assert lines[1].endswith("first=acme\\x1b[2J tenants=['b\\x07']")
 
 
+def test_bidirectional_controls_and_unicode_line_breaks_are_written_out() -> None:
+    # U+202E shows what follows it right to left: "acme\u202eliam" displays as "acmemail".
+    from vigil.logs import escaped
+
+    assert escaped("acme\u202eliam\u2066x\u2028y") == "acme\\u202eliam\\u2066x\\u2028y"
+    assert escaped("caf\u00e9 \u65e5\u672c") == "caf\u00e9 \u65e5\u672c"  # other text stays
+
+
 def test_a_burst_of_dead_letters_is_one_line_not_one_per_letter() -> None:
     logger, stream = capture(JsonFormatter())
     watch = BurstWatch(logger, threshold=100, window=60)
