@@ -340,7 +340,8 @@ class KafkaTopics(_Section):
         return self
 
 
-SECRET_WORDS = ("password", "secret", "token", "credential", "key")
+# "jaas": Java clients' sasl.jaas.config holds the password, and is what gets pasted in.
+SECRET_WORDS = ("password", "secret", "token", "credential", "key", "jaas")
 
 
 _NO_LOSS = "its producers are idempotent with acks=all, so that no output is lost or doubled"

@@ -302,15 +302,21 @@ class TestReadingTheFile:
 
 class TestSecrets:
     def test_librdkafka_settings_from_the_environment_and_secrets_masked(self) -> None:
+        jaas = 'PlainLoginModule required username="cs" password="hunter3";'  # Java's
         env = {
             "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2",
             "VIGIL_KAFKA__CONFIG__CLIENT_ID": "cs",
+            "VIGIL_KAFKA__CONFIG__SASL_JAAS_CONFIG": jaas,
         }
         settings = load_settings(None, env=env)
-        assert settings.kafka.config == {"sasl.password": "hunter2", "client.id": "cs"}
+        assert settings.kafka.config == {
+            "sasl.password": "hunter2",
+            "client.id": "cs",
+            "sasl.jaas.config": jaas,
+        }
         dumped = settings.model_dump(mode="json")["kafka"]["config"]
-        assert dumped == {"sasl.password": "***", "client.id": "cs"}
-        assert "hunter2" not in repr(settings.model_dump(mode="json"))
+        assert dumped == {"sasl.password": "***", "client.id": "cs", "sasl.jaas.config": "***"}
+        assert "hunter" not in repr(settings.model_dump(mode="json"))
 
     def test_a_secret_of_the_wrong_type_is_not_quoted_in_the_error(self, tmp_path: Path) -> None:
         path = tmp_path / "s.toml"
