@@ -35,10 +35,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
-from vigil.errors import VigilError
+from vigil.errors import ConfigError, VigilError
 from vigil.events import DeadLetter, Event
 from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
+from vigil.settings import masked
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.kafka")
@@ -163,12 +164,33 @@ def check_topics(
     return counts
 
 
+def refusal(config: Mapping[str, Any]) -> str | None:
+    """What the Kafka client says against `config` (a property it does not know, a value
+    it does not take), asked before anything connects; None if it takes it."""
+    try:
+        AdminClient({**config, "log_level": 0})  # its warnings are a run's to log
+    except KafkaException as exc:
+        return _refused(exc, config)
+    return None
+
+
+def _refused(exc: KafkaException, config: Mapping[str, Any]) -> str:
+    said = f"kafka.config: the Kafka client refuses it: {exc.args[0].str()}"
+    for key, shown in masked(config).items():  # as an invalid value is quoted
+        if shown == "***" and str(config[key]):
+            said = said.replace(str(config[key]), "***")
+    return said
+
+
 def _connected_admin(config: Mapping[str, Any], timeout: float, deadline: float) -> AdminClient:
     """An admin client whose broker has answered a metadata request. A refused login fails
     at once, where the request alone would only time out as a "transport failure"."""
     bootstrap = config.get("bootstrap.servers", "?")
     errors: list[KafkaError] = []
-    admin = AdminClient({**config, "error_cb": errors.append})  # type: ignore[dict-item]
+    try:
+        admin = AdminClient({**config, "error_cb": errors.append})  # type: ignore[dict-item]
+    except KafkaException as exc:  # a misspelt property: a traceback, before
+        raise ConfigError(_refused(exc, config)) from None
     while True:
         try:
             admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))

@@ -1203,3 +1203,26 @@ def test_a_store_made_by_recovery_init_starts_the_outputs_empty(tmp_path: Path) 
     assert ran.returncode == 0, ran.stderr
     assert "recovery store holds no snapshot yet: starting afresh" in ran.stderr
     assert (out / "deadletter.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["config", "check"],
+        ["tail", "t", "--kafka", "127.0.0.1:9"],
+        ["run", "--kafka", "127.0.0.1:9"],
+    ],
+)
+def test_a_kafka_setting_the_client_refuses_is_one_line_before_anything_connects(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A misspelt librdkafka property stopped tail, produce and run with a traceback, and
+    # `config check` said the settings were OK.
+    settings = tmp_path / "vigil.toml"
+    settings.write_text('[kafka.config]\n"sasl.pasword" = "hunter2"\n')
+    where = ["--config", str(settings)] if command[0] != "config" else [str(settings)]
+    assert main([*command, *where]) == 2
+    assert capsys.readouterr().err == (
+        f"vigil {command[0]}: error: kafka.config: the Kafka client refuses it: No such "
+        'configuration property: "sasl.pasword"\n'
+    )

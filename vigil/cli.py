@@ -763,9 +763,12 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from connectors.kafka import refusal
     from vigil.settings import env_overrides
 
     settings = _settings("config", args.path)
+    if settings.kafka.config and (refused := refusal(settings.kafka.config)):
+        raise ConfigError(refused)
     where = str(args.path or "built-in defaults")
     if env_overrides(os.environ):
         where += " + VIGIL_* environment"  # they are in what is printed below

@@ -145,3 +145,18 @@ def test_a_producer_is_idempotent_whatever_the_settings_and_batches_as_they_say(
         "acks": "all",
     }
     assert kafka.producer_config({"linger.ms": "50"}, linger_ms=5)["linger.ms"] == "50"
+
+
+def test_a_setting_the_kafka_client_refuses_is_one_line_with_secrets_masked() -> None:
+    # A misspelt librdkafka property stopped vigil run, tail and produce with a traceback.
+    from confluent_kafka import KafkaError, KafkaException
+
+    from connectors.kafka import refusal
+
+    assert refusal({"client.id": "vigil", "sasl.password": "hunter2"}) is None
+    assert refusal({"no.such.thing": "1"}) == (
+        'kafka.config: the Kafka client refuses it: No such configuration property: "no.such.thing"'
+    )
+    quoting = KafkaException(KafkaError(KafkaError._INVALID_ARG, 'Invalid value "hunter2"'))
+    said = kafka._refused(quoting, {"sasl.password": "hunter2", "client.id": "x"})
+    assert said == 'kafka.config: the Kafka client refuses it: Invalid value "***"'
