@@ -313,6 +313,30 @@ def topic_name(name: str) -> str:
 
 TopicName = Annotated[str, AfterValidator(topic_name)]
 
+# A bootstrap broker as librdkafka reads one: [protocol://]host[:port], the host an IPv6
+# address in brackets.
+_BROKER = re.compile(
+    r"(?:(?:plaintext|ssl|sasl_plaintext|sasl_ssl)://)?(\[[0-9a-f:.]+\]|[^\s/:,\[\]]+)(?::(\d+))?",
+    re.IGNORECASE,
+)
+
+
+def bootstrap_servers(text: str) -> str:
+    """`text` if it lists brokers librdkafka can read: it takes a port past 65535 modulo
+    65536 (127.0.0.1:99999 tried port 34463) and waits out the connect timeout on the rest."""
+    brokers = [broker.strip() for broker in text.split(",") if broker.strip()]
+    for broker in brokers or [text]:  # an empty item, as a trailing comma, is skipped
+        found = _BROKER.fullmatch(broker)
+        if found is None:
+            msg = f"{broker!r} is not a broker's host:port (e.g. kafka-1:9092 or [::1]:9092)"
+            raise ValueError(msg)
+        if found.group(2) is not None and not 0 < int(found.group(2)) < 65536:
+            raise ValueError(f"{broker!r}: a port is 1-65535")
+    return text
+
+
+Bootstrap = Annotated[Given, AfterValidator(bootstrap_servers)]
+
 
 class KafkaTopics(_Section):
     input: TopicName = "cs.telemetry"
@@ -360,7 +384,7 @@ VIGIL_SETS = {
 
 
 class KafkaSettings(_Section):
-    bootstrap: Given | None = None
+    bootstrap: Bootstrap | None = None
     topics: KafkaTopics = KafkaTopics()
     # Give up when the broker does not answer within this (start-up, metadata).
     connect_timeout: Duration = parse_duration("30s")

@@ -204,6 +204,12 @@ class TestErrors:
             ('[kafka.topics]\ntasks = "cs tasks"', "kafka.topics.tasks = 'cs tasks': a Kafka"),
             ('[kafka.topics]\nhealth = ".."', "kafka.topics.health = '..': a Kafka topic"),
             (f'[kafka.topics]\nsignals = "{"s" * 250}"', "a Kafka topic name is 1-249"),
+            # librdkafka took port 99999 as 34463, and waited out the connect timeout on
+            # the others.
+            ('[kafka]\nbootstrap = "k1:9092,k2:99999"', "'k2:99999': a port is 1-65535"),
+            ('[kafka]\nbootstrap = "http://k1:9092"', "'http://k1:9092' is not a broker's"),
+            ('[kafka]\nbootstrap = "::1:9092"', "(e.g. kafka-1:9092 or [::1]:9092)"),
+            ('[kafka]\nbootstrap = ","', "',' is not a broker's host:port"),
             (
                 '[input]\nmax_future = "1h"',
                 "input.max_future (1h) must be shorter than input.allowed_lateness (1h)",
@@ -388,3 +394,19 @@ def _setting_paths(model: type[BaseModel], above: tuple[str, ...] = ()) -> list[
         else:
             paths.append((*above, name))
     return paths
+
+
+@pytest.mark.parametrize(
+    "bootstrap",
+    [
+        "localhost",
+        "kafka-1:9092,kafka-2:9092,",  # a trailing comma, as librdkafka takes it
+        "10.0.0.1:9092, 10.0.0.2:9092",
+        "[::1]:9092",
+        "SASL_SSL://broker.example.com:9093",
+    ],
+)
+def test_bootstrap_lists_librdkafka_reads_are_taken(bootstrap: str) -> None:
+    assert (
+        load_settings(None, env={"VIGIL_KAFKA__BOOTSTRAP": bootstrap}).kafka.bootstrap == bootstrap
+    )
