@@ -410,3 +410,10 @@ def test_bootstrap_lists_librdkafka_reads_are_taken(bootstrap: str) -> None:
     assert (
         load_settings(None, env={"VIGIL_KAFKA__BOOTSTRAP": bootstrap}).kafka.bootstrap == bootstrap
     )
+
+
+def test_log_level_and_format_are_taken_in_any_case() -> None:
+    # VIGIL_LOG__LEVEL=debug was refused: "Input should be 'DEBUG', 'INFO', ...".
+    env = {"VIGIL_LOG__LEVEL": "debug", "VIGIL_LOG__FORMAT": "JSON"}
+    log = load_settings(None, env=env).log
+    assert (log.level, log.format) == ("DEBUG", "json")
