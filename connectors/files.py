@@ -212,9 +212,9 @@ class PipeDecoder:
             out = gunzip.decompress(self.raw, room)  # what is left over waits for the next pull
             text.append(out)
             room -= len(out)
-            if gunzip.eof:
-                self.raw, gunzip, self.in_member = gunzip.unused_data, _gzip_member(), False
-                self.gunzip = gunzip
+            if gunzip.eof:  # a member ended: another may follow
+                self.raw, self.in_member = gunzip.unused_data, False
+                self.gunzip = gunzip = _gzip_member()
             else:
                 self.raw = gunzip.unconsumed_tail
                 if not out and not self.raw:

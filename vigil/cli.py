@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil")
 
 
-# VIGIL_METRICS_PORT for VIGIL_METRICS__PORT would leave the default in force unsaid.
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line on stderr and exit code 2, like every other error."""
 

@@ -664,6 +664,7 @@ def _is_text(annotation: Any) -> bool:
     return False
 
 
+# VIGIL_METRICS_PORT for VIGIL_METRICS__PORT would leave the default in force unsaid.
 UNREAD_ENV = "environment variable not read: a setting's parts are joined by two underscores"
 
 
