@@ -1226,3 +1226,17 @@ def test_a_kafka_setting_the_client_refuses_is_one_line_before_anything_connects
         f"vigil {command[0]}: error: kafka.config: the Kafka client refuses it: No such "
         'configuration property: "sasl.pasword"\n'
     )
+
+
+def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
+    # Operators and bug reports ask which version runs; vigil/__init__.py had its own copy
+    # of the number, which a release could forget to bump.
+    import tomllib
+
+    from support import ROOT
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"vigil {declared}\n"

@@ -17,6 +17,7 @@ import orjson
 from vigil.errors import ConfigError, OutputError, VigilError
 from vigil.logs import escaped, json_configured
 from vigil.stopping import Interrupted, StopSignal
+from vigil.version import VERSION
 
 if TYPE_CHECKING:
     from vigil.settings import Settings
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vigil", description="Streaming rules engine for customer-success telemetry."
     )
+    parser.add_argument("--version", action="version", version=f"vigil {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(commands)
     _add_simulate(commands)

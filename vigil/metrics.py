@@ -14,7 +14,6 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 from functools import partial
-from importlib import metadata
 from typing import NamedTuple
 
 from prometheus_client import (
@@ -28,16 +27,10 @@ from prometheus_client import (
 )
 
 from vigil.events import KNOWN_TYPES
+from vigil.version import VERSION
 from vigil.zones import ZONES
 
 log = logging.getLogger("vigil.input")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("vigil")
-    except metadata.PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 # Event types outside the catalogue keep their own `type` label up to this many names per
@@ -67,7 +60,7 @@ class Metrics:
         # time, Python version), which a registry of one's own leaves out; and the version.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        Info("vigil_build", "Vigil's version", registry=r).info({"version": _version()})
+        Info("vigil_build", "Vigil's version", registry=r).info({"version": VERSION})
         self.events = Counter(
             "vigil_events_total", "Events accepted, by event type", ["type"], registry=r
         )
