@@ -1240,3 +1240,21 @@ def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out == f"vigil {declared}\n"
+
+
+def test_a_simulated_stream_past_the_clock_is_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # vigil run made a `future` dead letter of each of its events, without a word here.
+    import time as clock
+
+    from vigil.timeutil import MS_PER_DAY, to_iso
+
+    ahead = to_iso((int(clock.time() * 1000) // MS_PER_DAY + 10) * MS_PER_DAY)
+    out = str(tmp_path / "s.jsonl")
+    assert (
+        main(["simulate", "--tenants", "2", "--days", "1", "--start", ahead, "--output", out]) == 0
+    )
+    assert capsys.readouterr().err.startswith("vigil simulate: warning: the stream runs to ")
+    assert main(["simulate", "--tenants", "2", "--days", "1", "--output", out]) == 0  # in 2026
+    assert capsys.readouterr().err == ""

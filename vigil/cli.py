@@ -608,7 +608,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from itertools import islice
 
     from vigil.simulate import DEFAULT_START, FleetPlan, generate
-    from vigil.timeutil import parse_rfc3339
+    from vigil.timeutil import MS_PER_DAY, parse_rfc3339
 
     try:
         start = parse_rfc3339(DEFAULT_START if args.start is None else args.start)
@@ -618,6 +618,7 @@ def _simulate(args: argparse.Namespace) -> int:
         plan = FleetPlan(args.tenants, args.days, args.seed, start=start)
     except ValueError as exc:
         raise ConfigError(f"--start and --days: {exc}") from exc
+    _future_warning(start + args.days * MS_PER_DAY)
     lines, scenarios = generate(plan)
     if args.limit is not None:
         lines = islice(lines, args.limit)
@@ -639,6 +640,19 @@ def _simulate(args: argparse.Namespace) -> int:
                 manifest.write(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
                 manifest.close()
     return 0
+
+
+def _future_warning(end: int) -> None:
+    """Say so when a simulated stream reaches past now: `vigil run` takes such events as
+    `future` dead letters (the stream would seem to do nothing)."""
+    from vigil.timeutil import to_iso
+
+    if end > time.time() * 1000:
+        print(
+            f"vigil simulate: warning: the stream runs to {to_iso(end)}, past the clock: vigil "
+            'run makes dead letters of events dated ahead of it unless input.max_future = "off"',
+            file=sys.stderr,
+        )
 
 
 def _create(path: Path, flag: str, files: ExitStack) -> BinaryIO:
