@@ -304,6 +304,15 @@ class TestErrors:
             "vigil run: error: --output and the recovery store are the same folder, both: "
             "give each its own\n"
         )
+        # Inside it, the run made the output folder and then refused the store for holding
+        # "other files", which every later run said again.
+        args = ["run", "--input", "e.jsonl", "--output", "store/out", "--recovery-dir", "store"]
+        assert main(args) == 2
+        assert capsys.readouterr().err == (
+            "vigil run: error: --output store/out is inside the recovery store store: give it "
+            "its own\n"
+        )
+        assert not Path("store").exists()
 
     def test_an_output_that_is_a_file(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -290,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     if kafka_mode:
         source, sink = _kafka_io(settings, metrics, readiness)
     else:
+        _apart(args.output, settings.recovery.dir)
         source, sink = _file_io(args, settings, metrics, readiness)
     stop = StopSignal(graceful=True)
     # Loads and checks the rules. Shards snapshot their state only for a recovery store.
@@ -376,14 +377,26 @@ def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: boo
     raise ConfigError(f"{msg}: resume with that input, or use a new store")
 
 
+def _apart(output: Path | None, store: str | None) -> None:
+    """Refuse an --output that is the recovery store (it was locked twice, and "in use"
+    by this run) or inside it (the store then "holds other files" from the next run on);
+    checked before the output folder is made."""
+    if output is None or store is None:
+        return
+    store_path = Path(store).resolve()
+    if store_path == output.resolve():
+        msg = f"--output and the recovery store are the same folder, {store}: give each its own"
+        raise ConfigError(msg)
+    if store_path in output.resolve().parents:
+        msg = f"--output {output} is inside the recovery store {store}: give it its own"
+        raise ConfigError(msg)
+
+
 def _lock_folders(settings: Any, args: argparse.Namespace, kafka_mode: bool) -> list[IO[bytes]]:
     """This process's locks on the recovery store and the output folder (see vigil.locks)."""
     from vigil.locks import hold
 
     store = settings.recovery.dir
-    if store is not None and not kafka_mode and Path(store).resolve() == args.output.resolve():
-        msg = f"--output and the recovery store are the same folder, {store}: give each its own"
-        raise ConfigError(msg)  # else it would be locked twice, and "in use" by this run
     locks: list[IO[bytes]] = []
     try:
         if store is not None:
