@@ -292,7 +292,7 @@ class TestErrors:
         assert outputs["gzip"] == outputs["plain"]
         assert outputs["plain"]["health.jsonl"] and outputs["plain"]["tasks.jsonl"]
 
-    def test_an_output_folder_that_is_the_recovery_store_is_named_as_such(
+    def test_an_output_folder_that_is_or_is_in_the_recovery_store_is_named_as_such(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # It was locked twice by the run, which then said it was in use by itself.
