@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -610,9 +611,10 @@ def _writable_dir(path: Path) -> None:
         raise ConfigError(f"--output: {path} is a file, not a folder")  # not "File exists"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".vigil-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A file of its own, gone on close: the processes of a cluster sharing one folder
+        # probed one name, and one's unlink made the other's fail ("No such file").
+        with tempfile.TemporaryFile(dir=path):
+            pass
     except OSError as exc:
         raise ConfigError(f"--output: cannot write to {path}: {exc.strerror or exc}") from exc
 
