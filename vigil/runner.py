@@ -58,15 +58,8 @@ def stored_input_parts(path: Path, step_id: str) -> set[str]:
     (Bytewax's `snaps` table): a run that does not list one of them ends in a Bytewax
     panic, so they are checked before it starts. Empty if the store cannot be read; the
     run then says why, as for any damaged store."""
-    parts: set[str] = set()
-    query = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?"
-    for db in sorted(path.glob("part-*.sqlite3")):
-        try:  # read-only: a plain connect would create a missing file
-            with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-                parts.update(key for (key,) in conn.execute(query, (step_id,)))
-        except sqlite3.Error:
-            return set()
-    return parts
+    rows = _store_rows(path, "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?", step_id)
+    return set() if rows is None else {key for (key,) in rows}
 
 
 def has_committed(path: Path) -> bool:
@@ -74,14 +67,21 @@ def has_committed(path: Path) -> bool:
     (made by `vigil recovery init`, or by a run stopped before its first snapshot) gives
     a run nothing to resume: it starts afresh. True if the store cannot be read: the run
     then says what is wrong with it."""
+    rows = _store_rows(path, "SELECT 1 FROM commits LIMIT 1")
+    return rows is None or bool(rows)
+
+
+def _store_rows(path: Path, query: str, *params: Any) -> list[tuple[Any, ...]] | None:
+    """The rows `query` gives over every part file of the recovery store in `path`, or
+    None if one of them cannot be read."""
+    rows: list[tuple[Any, ...]] = []
     for db in sorted(path.glob("part-*.sqlite3")):
         try:  # read-only: a plain connect would create a missing file
             with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-                if conn.execute("SELECT 1 FROM commits LIMIT 1").fetchone() is not None:
-                    return True
+                rows += conn.execute(query, params).fetchall()
         except sqlite3.Error:
-            return True
-    return False
+            return None
+    return rows
 
 
 def _check_layout(path: Path, saved: dict[str, Any], layout: dict[str, Any]) -> None:
