@@ -3,6 +3,7 @@ through the real intake and a shard."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import subprocess
@@ -269,3 +270,18 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parser of each vigil command line: "run", "rules check", ..."""
+    from vigil.cli import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(found[0].choices) if found else {}
+
+    leaves = {}
+    for name, parser in subcommands(build_parser()).items():
+        nested = subcommands(parser)
+        leaves.update({f"{name} {sub}": p for sub, p in nested.items()} or {name: parser})
+    return leaves

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import signal
 import subprocess
@@ -187,6 +186,8 @@ class TestErrors:
         [
             (["run", "--workers", "many"], "--workers: not a number: 'many'"),
             (["run", "--workers", "0"], "--workers: must be at least 1, got 0"),
+            # 100,000 (a typo) took 23 GiB before the kernel killed the run.
+            (["run", "--workers", "100000"], "--workers: must be at most 64 (threads of one"),
             (["run", "--process-id", "-1"], "--process-id: must be at least 0, got -1"),
             (["simulate", "--tenants", "0"], "--tenants: must be at least 1, got 0"),
             (["simulate", "--limit", "-3"], "--limit: must be at least 0, got -3"),
@@ -1124,18 +1125,9 @@ def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path:
 
 
 def test_the_readmes_command_lines_name_every_option_of_each_command() -> None:
-    from support import ROOT
+    from support import ROOT, command_parsers
 
-    from vigil.cli import build_parser
-
-    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        return dict(found[0].choices) if found else {}
-
-    leaves = {}  # "run", "rules check", ...: the parser of each command line
-    for name, parser in subcommands(build_parser()).items():
-        nested = subcommands(parser)
-        leaves.update({f"{name} {sub}": p for sub, p in nested.items()} or {name: parser})
+    leaves = command_parsers()
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
     said: dict[str, str] = defaultdict(str)  # command -> its lines, continuation lines too

@@ -3,7 +3,6 @@ with Vigil's defaults and with the README (there is no Docker engine to run them
 
 from __future__ import annotations
 
-import argparse
 import re
 import tomllib
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from support import command_parsers
 
-from vigil.cli import build_parser
 from vigil.settings import KafkaTopics, MetricsSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,18 +98,6 @@ def test_the_readme_gives_the_same_commands_and_addresses() -> None:
     )
 
 
-def _vigil_options() -> set[str]:
-    """Every --option of every vigil command."""
-    found: set[str] = set()
-    parsers = [build_parser()]
-    while parsers:
-        for action in parsers.pop()._actions:
-            found.update(action.option_strings)
-            if isinstance(action, argparse._SubParsersAction):
-                parsers.extend(action.choices.values())
-    return found
-
-
 def test_the_options_the_shipped_files_name_are_vigils() -> None:
     # The Prometheus config named a --metrics-port that vigil run never had.
     named = {
@@ -121,7 +108,8 @@ def test_the_options_the_shipped_files_name_are_vigils() -> None:
     named |= {("docker-compose.yml", arg) for arg in compose()["services"]["vigil"]["command"]}
     named = {(where, option) for where, option in named if option.startswith("--")}
     assert {("vigil.toml", "--until-end"), ("docker-compose.yml", "--kafka")} <= named
-    assert {(where, option) for where, option in named if option not in _vigil_options()} == set()
+    options = {o for p in command_parsers().values() for a in p._actions for o in a.option_strings}
+    assert {(where, option) for where, option in named if option not in options} == set()
 
 
 def _metric_families() -> dict[str, tuple[str, set[str]]]:
