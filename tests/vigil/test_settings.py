@@ -176,6 +176,11 @@ class TestErrors:
                 "no whole score in yellow or orange; scores are whole numbers 0-100, got "
                 "green=0.7 yellow=0.6 orange=0.5. To act on fewer zones, change the rules",
             ),
+            # Every shard steps through every step: 100ms steps did not end in 100 s.
+            (
+                '[engine]\nhealth_step = "100ms"',
+                "engine.health_step = '100ms': must be at least 1m",
+            ),
             (
                 '[signals.error_spike]\nwindow = "90m"',
                 "must be a whole number of engine.health_step",
