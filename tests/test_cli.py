@@ -846,6 +846,43 @@ def test_a_recovery_store_that_is_no_store_stops_the_run_in_one_line(tmp_path: P
     _stopped_in_one_line(cut_short, f"recovery store {store} holds no recovery partitions")
 
 
+def _open_files_capped_at(soft: int, hard: int) -> Callable[[], None]:
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return cap
+
+
+def test_a_store_of_many_parts_raises_the_open_files_limit_or_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # A run holds three files open per part (SQLite, its log and the log's index): with
+    # 100 parts and 256 files allowed it ended in a Bytewax panic, "Too many open files".
+    events = tmp_path / "e.jsonl"
+    _write_events(events, [event("t", "user.session", T0), event("t", "user.session", T0 + DAY)])
+    store = tmp_path / "store"
+    made = run_vigil("recovery", "init", str(store), "--partitions", "100")
+    assert made.returncode == 0, made.stderr
+    args = ("run", "--input", str(events), "--output", str(tmp_path / "o"), "--quiet")
+    args += ("--recovery-dir", str(store))
+    raised = run_vigil(*args, preexec_fn=_open_files_capped_at(256, 4096))
+    assert raised.returncode == 0, raised.stderr
+    assert (tmp_path / "o" / "health.jsonl").read_text().count("\n") == 1
+    refused = run_vigil(*args, preexec_fn=_open_files_capped_at(256, 256))
+    assert refused.returncode == 2, refused.stderr
+    said = f"vigil run: error: recovery store {store} has 100 partitions, and a run holds 3"
+    assert said in refused.stderr and "(256, ulimit -Hn)" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and "panicked" not in refused.stderr
+    no_room = run_vigil(
+        "recovery", "init", str(tmp_path / "s2"), "--partitions", "100",
+        preexec_fn=_open_files_capped_at(256, 256),
+    )  # fmt: skip
+    assert no_room.returncode == 2 and "has 100 partitions" in no_room.stderr, no_room.stderr
+    assert not (tmp_path / "s2").exists()
+
+
 def test_a_recovery_store_from_other_settings_stops_start_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

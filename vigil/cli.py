@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
     from vigil.logs import configure
     from vigil.metrics import Metrics
     from vigil.observe import Readiness, StatusServer
-    from vigil.runner import execute, prepare_recovery_dir
+    from vigil.runner import execute, open_files_for, prepare_recovery_dir
     from vigil.settings import UNREAD_ENV, load_settings, unread_env
 
     settings = load_settings(args.config, overrides=_run_overrides(args))
@@ -321,6 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     if settings.recovery.dir is not None:  # before the store is marked as this version's
         _check_stored_input(Path(settings.recovery.dir), source, settings, kafka_mode)
     fresh = _prepare_recovery(settings, prepare_recovery_dir)
+    if settings.recovery.dir is not None:
+        open_files_for(Path(settings.recovery.dir))
     if fresh and not kafka_mode:
         # Every process, as each may have its own --output folder. A shared folder is safe
         # too: no process writes before all have connected, and each empties first.
@@ -778,8 +780,9 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _recovery_init(args: argparse.Namespace) -> int:
-    from vigil.runner import prepare_recovery_dir
+    from vigil.runner import open_files_for, prepare_recovery_dir
 
+    open_files_for(args.dir, args.partitions)  # a store no run could open is no use
     if not prepare_recovery_dir(args.dir, args.partitions):
         raise ConfigError(f"{args.dir} already holds a recovery store; remove it to start afresh")
     _say(f"recovery store created in {args.dir} ({args.partitions} partitions)")
