@@ -37,7 +37,7 @@ OneOrMany = Annotated[tuple[T, ...] | None, BeforeValidator(_as_tuple)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # YAML has .inf
 
 
 class When(_Strict):

@@ -85,7 +85,9 @@ Weight = Annotated[float, Field(ge=0.0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # TOML has inf and nan: a weight of inf stopped a run at its first score, with a
+    # traceback, and a full_at of inf scored every tenant 0 for it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # Days of sessions a tenant keeps: the login trend compares the last 7 with the 7 before.
@@ -265,11 +267,15 @@ class ComponentSettings(_Section):
 
     @model_validator(mode="after")
     def _something_weighs(self) -> ComponentSettings:
-        if not any(getattr(self, name).weight for name in type(self).model_fields):
+        weights = [getattr(self, name).weight for name in type(self).model_fields]
+        if not any(weights):
             msg = (
                 "every component's weight is 0, so no tenant could be scored: no health "
                 "record would be written and no rule on zones or score drops would fire"
             )
+            raise ValueError(msg)
+        if not math.isfinite(sum(weights)):  # each is finite, but 1e308 twice is not
+            msg = f"the weights add up to {sum(weights)}: give them as shares, e.g. of 100"
             raise ValueError(msg)
         return self
 

@@ -80,6 +80,14 @@ class TestErrors:
                 "task.title uses arr, which a zone_change fact does not carry",
             ),
             (("    cooldown: 3d\n", ""), 2, "cooldown: Field required"),
+            (  # YAML's infinity
+                (
+                    "      segment: enterprise\n",
+                    "      segment: enterprise\n      score_below: .inf\n",
+                ),
+                7,
+                "when.score_below: Input should be a finite number",
+            ),
             (
                 ("      segment: enterprise\n", "      segment: enterprise\n      colour: blue\n"),
                 7,

@@ -167,6 +167,18 @@ class TestErrors:
                 "".join(f"[health.components.{name}]\nweight = 0\n" for name in COMPONENT_NAMES),
                 "every component's weight is 0, so no tenant could be scored",
             ),
+            # TOML's inf stopped a run at its first score (a traceback); two weights of
+            # 1e308 add up to inf, which scored every tenant 0.
+            (
+                "[health.components.login_activity]\nweight = inf",
+                "health.components.login_activity.weight = inf: Input should be a finite number",
+            ),
+            ("[signals.error_spike]\npercentile = nan", "Input should be a finite number"),
+            (
+                "[health.components.login_activity]\nweight = 1e308\n"
+                "[health.components.adoption]\nweight = 1e308",
+                "the weights add up to inf: give them as shares",
+            ),
             ("[health.zones]\ngreen = 50", "zone cut-offs must fall"),
             ("[health.zones]\norange = 0", "no whole score in red; scores are whole numbers"),
             ("[health.zones]\nyellow = 60.2\norange = 60.1", "no whole score in orange;"),
