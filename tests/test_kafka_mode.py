@@ -372,6 +372,34 @@ def test_produce_and_tail_commands(kafka_bootstrap: str, tmp_path: Path) -> None
     assert sent == [orjson.loads(line) for line in many.splitlines()]
 
 
+def test_produce_tail_and_explain_log_the_kafka_clients_lines_as_settings_say(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The client's own lines (here its debug lines, which it always writes when asked)
+    # came out bare from these commands, whatever log.format and log.level said.
+    topics = make_topics(kafka_bootstrap)
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(orjson.dumps({"event_id": "a", "type": "x", "tenant_id": "t", "ts": T0}))
+    config = tmp_path / "vigil.toml"
+    config.write_text('[kafka.config]\ndebug = "generic"\n[log]\nlevel = "debug"\nformat = "json"')
+    given = ("--kafka", kafka_bootstrap, "--config", str(config))
+    env = vigil_env(topics)
+    ran = {
+        "produce": run_vigil("produce", "--input", str(events), *given, env=env),
+        "tail": run_vigil("tail", topics["input"], "--max", "1", *given, env=env),
+        "explain": run_vigil("explain", "t", *given, env=env),
+    }
+    logged = {}
+    for command, done in ran.items():
+        logged[command] = [orjson.loads(line) for line in done.stderr.splitlines()]  # JSON, each
+        assert "vigil.kafka.client" in {entry["logger"] for entry in logged[command]}, command
+    assert ran["produce"].returncode == 0 and ran["tail"].returncode == 0
+    assert orjson.loads(ran["tail"].stdout) == orjson.loads(events.read_bytes())
+    # No output about "t" (no run read the topic): an error, in the log's format too.
+    assert ran["explain"].returncode == 2
+    assert "no output about tenant 't'" in logged["explain"][-1]["error"]
+
+
 def test_produce_names_a_line_too_long_for_a_message_and_sends_the_others(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 import orjson
 
 from vigil.errors import ConfigError, OutputError, VigilError
-from vigil.logs import escaped, json_configured
+from vigil.logs import configure, escaped, json_configured
 from vigil.stopping import Interrupted, StopSignal
 from vigil.version import VERSION
 
@@ -289,7 +289,6 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from connectors.stoppable import StoppableSource
     from flows.health import build_flow
-    from vigil.logs import configure
     from vigil.metrics import Metrics
     from vigil.observe import Readiness, StatusServer
     from vigil.runner import execute, open_files_for, prepare_recovery_dir
@@ -736,10 +735,19 @@ def _settings(command: str, path: Path | None, overrides: dict[str, Any] | None 
     return settings
 
 
+def _kafka_settings(command: str, args: argparse.Namespace) -> Settings:
+    """The settings of a command that talks to Kafka: the Kafka client's own lines (a
+    broker away, a retry) and the errors then follow log.level and log.format, as in
+    vigil run (unconfigured, the client's lines came out bare, JSON asked or not)."""
+    settings = _settings(command, args.config, {"kafka": {"bootstrap": args.kafka}})
+    configure(settings.log.level, settings.log.format)
+    return settings
+
+
 def _produce(args: argparse.Namespace) -> int:
     from vigil.kafka_tools import ProduceInterrupted, produce_file
 
-    settings = _settings("produce", args.config, {"kafka": {"bootstrap": args.kafka}})
+    settings = _kafka_settings("produce", args)
     topic = args.topic or settings.kafka.topics.input
     if args.input != "-":
         _utf8(args.input)
@@ -755,7 +763,7 @@ def _produce(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from vigil.kafka_tools import tail_topic
 
-    settings = _settings("tail", args.config, {"kafka": {"bootstrap": args.kafka}})
+    settings = _kafka_settings("tail", args)
     for value in tail_topic(
         settings.kafka, args.topic, from_end=args.from_end, limit=args.max, idle_exit=args.idle_exit
     ):
@@ -765,11 +773,10 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from vigil.explain import from_files, from_topics, render, timeline
-    from vigil.logs import configure
 
     configure()  # a warning about the files read goes to stderr, apart from the story
     if args.kafka is not None:
-        kafka = _settings("explain", args.config, {"kafka": {"bootstrap": args.kafka}}).kafka
+        kafka = _kafka_settings("explain", args).kafka
         records, where = from_topics(kafka, args.tenant), f"the output topics at {args.kafka}"
     else:
         if args.config is not None:  # the files are named by --output, not by settings
