@@ -11,6 +11,7 @@ import stat
 import sys
 import zlib
 from collections.abc import Callable, Collection
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar, cast
 
@@ -283,8 +284,9 @@ class _PipeLines:
             if not text and not decoder.ended:
                 readable, _, _ = select.select([self.fd], [], [], self.wait)
                 if readable:
-                    decoder.push(os.read(self.fd, 1 << 16))
-                    text = decoder.pull()
+                    with suppress(BlockingIOError):  # a named pipe is read without waiting
+                        decoder.push(os.read(self.fd, 1 << 16))
+                        text = decoder.pull()
             self.pending += text
             self.eof = decoder.done
         if self.skipping:
@@ -382,6 +384,16 @@ def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:
     handle.seek(offset)
 
 
+def _open_input(path: str) -> IO[bytes]:
+    """The input file, open to read. A named pipe is opened without waiting for its
+    writer (a blocking open waited through SIGTERM, since a stop is only seen between
+    batches): until one comes, a pipe has nothing to read, and _PipeLines waits for
+    data a batch at a time."""
+    if stat.S_ISFIFO(os.stat(path).st_mode):
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0)
+    return Path(path).open("rb")
+
+
 class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
         offset, self.line, max_ts = resume or (0, 0, None)
@@ -400,7 +412,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         if source.path == STDIN:
             self.lines = _PipeLines(sys.stdin.fileno(), cap, "stdin")
         else:
-            handle: IO[bytes] = Path(source.path).open("rb")  # noqa: SIM115 - see close()
+            handle: IO[bytes] = _open_input(source.path)
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 # A named pipe, or a shell's <(zcat events.jsonl.gz): read as stdin is.
                 self.lines = _PipeLines(handle.fileno(), cap, source.path)

@@ -8,7 +8,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -702,6 +702,36 @@ def test_a_second_run_on_the_same_store_or_folder_is_refused_while_the_first_goe
         assert sorted(got) == sorted((reference / f"{stream}.jsonl").read_bytes().splitlines())
     again = run_vigil("run", "--input", str(events), "--output", str(out))
     assert again.returncode == 0, again.stderr  # free once the first has ended
+
+
+def test_a_run_on_a_named_pipe_no_one_writes_to_yet_stops_on_sigterm(tmp_path: Path) -> None:
+    # It waited in the pipe's open for a writer, through SIGTERM (seen between batches).
+    import os
+    import time
+
+    from support import ROOT, quiet_env, vigil_command
+
+    fifo = tmp_path / "events.pipe"
+    os.mkfifo(fifo)
+    args = ("run", "--input", str(fifo), "--output", str(tmp_path / "out"), "--quiet")
+    log = tmp_path / "run.log"
+    with log.open("wb") as stderr:
+        run = subprocess.Popen(vigil_command(*args), env=quiet_env(), cwd=ROOT, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "starting" not in log.read_text():
+                time.sleep(0.02)
+            time.sleep(0.5)  # into the dataflow, where the input is opened
+            run.send_signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                run.wait(20)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(30)
+    said = log.read_text()
+    assert run.returncode == 143, said
+    assert "stopped signal=SIGTERM" in said and "Traceback" not in said, said
 
 
 @contextmanager
