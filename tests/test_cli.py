@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -180,6 +181,31 @@ class TestErrors:
         assert main(args) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+    @pytest.mark.parametrize(
+        ("stream", "make", "kind"),
+        [
+            ("health", Path.mkdir, "a folder"),  # a traceback
+            ("tasks", os.mkfifo, "a named pipe"),  # the run hung once its reader had left
+            ("signals", lambda path: path.symlink_to("/dev/null"), "a device"),  # failed mid-run
+        ],
+    )
+    def test_an_output_that_cannot_be_a_file_is_refused_at_start(
+        self,
+        stream: str,
+        make: Callable[[Path], None],
+        kind: str,
+        tmp_path: Path,
+    ) -> None:
+        events = _write_events(tmp_path / "e.jsonl", [event("t", "user.session", T0)])
+        out = tmp_path / "out"
+        out.mkdir()
+        make(out / f"{stream}.jsonl")
+        # In a process of its own, bounded: the named pipe hung the run.
+        ran = run_vigil("run", "--input", str(events), "--output", str(out), timeout=60)
+        assert ran.returncode == 2, ran.stderr
+        assert f"--output: {out}/{stream}.jsonl is {kind}: each output is a file" in ran.stderr
+        assert ran.stderr.count("\n") == 1, ran.stderr
 
     @pytest.mark.parametrize(
         ("args", "needle"),

@@ -520,6 +520,8 @@ def _file_io(
     if args.input != STDIN and Path(args.input).is_dir():
         raise ConfigError(f"--input: {args.input} is a folder; give a JSON Lines file")
     _writable_dir(args.output)
+    for stream in STREAMS:
+        _a_file_if_there(Path(args.output) / f"{stream}.jsonl")
     if args.input != STDIN:
         _not_an_output(args.input, Path(args.output), STREAMS)
         _utf8(args.input)
@@ -620,6 +622,28 @@ def _not_an_output(given: str, out: Path, streams: Sequence[str]) -> None:
         if same_file(given, str(written)):
             msg = f"--input {given} is {written.name} of --output {out}, which the run writes"
             raise ConfigError(f"{msg}: it would be emptied before it is read")
+
+
+def _a_file_if_there(path: Path) -> None:
+    """An output is written as a file, cut back to the last snapshot on resume: a folder
+    in its place was a traceback, a named pipe (to stream the records on) hung the run
+    once its reader had seen the end of the file emptied at start, and /dev/null failed
+    mid-run."""
+    if not path.exists() or path.is_file():
+        return
+    if path.is_dir():
+        kind = "a folder"
+    elif path.is_fifo():
+        kind = "a named pipe"
+    elif path.is_char_device() or path.is_block_device():
+        kind = "a device"
+    else:
+        kind = "not a regular file"
+    msg = (
+        f"--output: {path} is {kind}: each output is a file, which a resumed run cuts back "
+        "to its last snapshot (to pass records on as they come, follow it with tail -F)"
+    )
+    raise ConfigError(msg)
 
 
 def _writable_dir(path: Path) -> None:
