@@ -391,9 +391,10 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
 
 
 def _shown(value: Any, limit: int = 64) -> str:
-    """A value for an error message, cut short: the raw message is kept apart (raw_text),
-    and an error must stay one readable line however big the value."""
-    text = repr(value)
+    """A value for an error message, as JSON (the producer's language: `true`, not
+    Python's `True`), cut short: the raw message is kept apart (raw_text), and an error
+    must stay one readable line however big the value."""
+    text = orjson.dumps(value).decode()
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 

@@ -137,7 +137,13 @@ class TestDeadLetters:
             (
                 valid(type="survey.response", attrs={"kind": "csat", "score": "5"}),
                 "invalid_field",
-                "a number",
+                'a number, got "5"',
+            ),
+            # Values are shown as JSON, the producer's language, not as Python's True.
+            (
+                valid(type="survey.response", attrs={"kind": "csat", "score": True}),
+                "invalid_field",
+                "attrs.score must be a number, got true",
             ),
             (
                 valid(type="ticket.created", attrs={"ticket_id": "t", "priority": "P9"}),
@@ -149,7 +155,7 @@ class TestDeadLetters:
                 valid(type="contract.updated", attrs={"renewal_date": "2026-02-30"}),
                 "invalid_field",
                 "contract.updated: attrs.renewal_date must be a date such as 2026-12-31, got "
-                "'2026-02-30'",
+                '"2026-02-30"',
             ),
             (
                 valid(type="contract.updated", attrs={"renewal_date": "next year"}),
@@ -160,12 +166,12 @@ class TestDeadLetters:
             (
                 valid(type="feature.used", attrs={"feature": ""}),
                 "invalid_field",
-                "attrs.feature must be a string of 1-128 characters, got ''",
+                'attrs.feature must be a string of 1-128 characters, got ""',
             ),
             (
                 valid(type="ticket.resolved", attrs={"ticket_id": "T" * 129}),
                 "invalid_field",
-                "attrs.ticket_id must be a string of 1-128 characters, got 'TTT",
+                'attrs.ticket_id must be a string of 1-128 characters, got "TTT',
             ),
         ],
     )
