@@ -209,6 +209,12 @@ def reasons(
         said.append("every component with data is at or near full points")
     if missing:
         said.append(f"no data for {', '.join(missing)}: weight spread over the other components")
+    warm_until = state.first_seen + cfg.warmup
+    if health.now < warm_until:  # said, so a new account's low score is not read as risk
+        said.append(
+            f"new account, warming up until {to_iso(warm_until)}: its zone and score drops "
+            "are not handed to the rules before then"
+        )
     return said
 
 

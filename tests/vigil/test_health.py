@@ -76,6 +76,23 @@ class TestScore:
         assert record["components"]["sentiment"] == {"value": None, "weight": 0.0, "points": 0.0}
         assert any(r.startswith("no data for support load, sentiment") for r in record["reasons"])
 
+    def test_a_new_accounts_records_say_it_is_warming_up_until_when(self) -> None:
+        # A first-day score is low for little data: said, with when the rules take over.
+        state = healthy()
+        state.first_seen = NOW - 2 * DAY
+        young = assess(state, NOW, CFG, STALL)
+        assert young is not None
+        said = health_record(state, young, CFG, STALL)["reasons"]
+        assert said[-1] == (
+            "new account, warming up until 2026-03-27T00:00:00Z: its zone and score drops "
+            "are not handed to the rules before then"
+        )
+        state.first_seen = NOW - CFG.warmup  # warmed up now
+        grown = assess(state, NOW, CFG, STALL)
+        assert grown is not None
+        said = health_record(state, grown, CFG, STALL)["reasons"]
+        assert not any("warming up" in reason for reason in said)
+
     def test_each_problem_costs_points_and_is_explained(self) -> None:
         state = healthy()
         state.tickets_seen = state.invoices_seen = True
