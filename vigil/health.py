@@ -132,13 +132,15 @@ def health_record(
         if entry is None:
             entry = _remember(_ENTRIES, key, _component_entry(measure, weight))
         components[COMPONENT_NAMES[index]] = entry
+    said = reasons(state, health, cfg, stall_after, lines)
+    warming = warming_up(state, health.now, cfg)
     return {
         "tenant_id": state.tenant_id,
         "ts": to_iso(health.now),
         "score": health.rounded,
         "zone": health.zone,
         "components": components,
-        "reasons": reasons(state, health, cfg, stall_after, lines),
+        "reasons": said if warming is None else [*said, warming],
     }
 
 
@@ -209,13 +211,20 @@ def reasons(
         said.append("every component with data is at or near full points")
     if missing:
         said.append(f"no data for {', '.join(missing)}: weight spread over the other components")
-    warm_until = state.first_seen + cfg.warmup
-    if health.now < warm_until:  # said, so a new account's low score is not read as risk
-        said.append(
-            f"new account, warming up until {to_iso(warm_until)}: its zone and score drops "
-            "are not handed to the rules before then"
-        )
     return said
+
+
+def warming_up(state: TenantState, now: int, cfg: HealthSettings) -> str | None:
+    """The last reason of a new account's health records, so that its first low scores
+    (little data yet) are not read as risk; None once its warm-up is over. Left out of
+    the reasons the rules' facts carry: those are about the score."""
+    until = state.first_seen + cfg.warmup
+    if now >= until:
+        return None
+    return (
+        f"new account, warming up until {to_iso(until)}: its zone and score drops are not "
+        "handed to the rules before then"
+    )
 
 
 # -- components: a measure (numbers) and an explanation (words) each ------------------

@@ -33,7 +33,7 @@ from vigil.actions import in_cooldown, render_actions
 from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
-from vigil.health import Health, Scorer, health_record, pressure_counts_until
+from vigil.health import Health, Scorer, health_record, pressure_counts_until, warming_up
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import (
@@ -611,7 +611,10 @@ class ShardEngine:
         tenant.score, tenant.zone = health.rounded, health.zone
         cfg = self.settings.health
         record = health_record(tenant, health, cfg, self._stall_after, self.scorer.lines)
-        tenant.reasons = "; ".join(record["reasons"])
+        said = record["reasons"]
+        if warming_up(tenant, health.now, cfg) is not None:
+            said = said[:-1]  # the facts' reasons are about the score (a rule fires past it)
+        tenant.reasons = "; ".join(said)
         out.append((HEALTH, record))
 
     def _check_score_drop(

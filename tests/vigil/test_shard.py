@@ -382,6 +382,10 @@ class TestWarmup:
         assert task["rule"] == "entered-red" and task["created_at"] == to_iso(warm)
         assert task["evidence"]["from_zone"] == "none" and task["evidence"]["score"] == 0
         assert len(h.out["health"]) == 1
+        # Its one record says it is warming up; the task, made as that ends, does not.
+        assert h.out["health"][0]["reasons"][-1].startswith("new account, warming up until")
+        assert task["evidence"]["reasons"] and "warming" not in task["evidence"]["reasons"]
+        assert "warming" not in task["description"]
 
     def test_a_tenant_red_only_during_its_warmup_gets_no_task(self) -> None:
         # Red on day 1, the tickets resolved on day 3: green when the warm-up ends.
