@@ -622,7 +622,9 @@ def read_config_file(path: Path) -> bytes:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(read_config_file(path).decode("utf-8"))
+        # Notepad and Windows PowerShell's UTF-8 start a file with a byte order mark,
+        # which tomllib calls an "Invalid statement (at line 1, column 1)".
+        return tomllib.loads(read_config_file(path).removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except FileNotFoundError as exc:
         msg = f"settings file not found: {path}"
         raise ConfigError(msg) from exc

@@ -310,6 +310,12 @@ class TestReadingTheFile:
             "rule file has a few KB"
         )
 
+    def test_a_byte_order_mark_before_the_first_line_is_left_out(self, tmp_path: Path) -> None:
+        # As Notepad saves: tomllib said "Invalid statement (at line 1, column 1)".
+        saved = tmp_path / "vigil.toml"
+        saved.write_bytes(b"\xef\xbb\xbf[engine]\r\nshards = 8\r\n")
+        assert load_settings(saved, env={}).engine.shards == 8
+
     def test_a_pipe_is_read(self) -> None:
         """`--config <(envsubst < vigil.toml)`."""
         import os
