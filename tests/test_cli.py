@@ -760,6 +760,34 @@ def test_a_run_on_a_named_pipe_no_one_writes_to_yet_stops_on_sigterm(tmp_path: P
     assert "stopped signal=SIGTERM" in said and "Traceback" not in said, said
 
 
+def test_input_from_a_terminal_says_how_to_type_it_and_ctrl_d_ends_it(tmp_path: Path) -> None:
+    # `vigil run --input -` with nothing piped in waited without a word.
+    import os
+    import pty
+
+    from support import ROOT, quiet_env, vigil_command
+
+    terminal, its_end = pty.openpty()
+    args = ("run", "--input", "-", "--output", str(tmp_path / "out"))
+    run = subprocess.Popen(
+        vigil_command(*args), stdin=its_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=quiet_env(), cwd=ROOT,
+    )  # fmt: skip
+    os.close(its_end)
+    try:
+        os.write(terminal, orjson.dumps(event("t", "user.session", T0)) + b"\n")
+        os.write(terminal, b"\x04")  # Ctrl-D, at the start of a line
+        out, err = run.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+        if run.poll() is None:
+            run.kill()
+            run.wait(30)
+    assert run.returncode == 0, err
+    assert b"reading events typed on the terminal: one JSON object a line, Ctrl-D ends" in err
+    assert b"events processed  1 in" in out, out
+
+
 @contextmanager
 def _mid_run(
     args: tuple[str, ...], tmp_path: Path

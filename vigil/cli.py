@@ -525,6 +525,8 @@ def _file_io(
     if args.input != STDIN:
         _not_an_output(args.input, Path(args.output), STREAMS)
         _utf8(args.input)
+    elif sys.stdin.isatty():  # `--input -` with nothing piped in: say why nothing happens
+        log.warning("reading events typed on the terminal: one JSON object a line, Ctrl-D ends")
     source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
 
