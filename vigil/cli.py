@@ -777,6 +777,8 @@ def _produce(args: argparse.Namespace) -> int:
     topic = args.topic or settings.kafka.topics.input
     if args.input != "-":
         _utf8(args.input)
+    elif sys.stdin.isatty():
+        log.warning("reading events typed on the terminal: one JSON object a line, Ctrl-D ends")
     try:
         count = produce_file(settings.kafka, args.input, topic)
     except ProduceInterrupted as stopped:
