@@ -283,6 +283,8 @@ def test_an_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
     assert "cannot reach Kafka at 127.0.0.1:9 within 3 s" in done.stderr
     assert "Connection refused" in done.stderr  # why, not only "transport failure"
     assert "Traceback" not in done.stderr
+    # The client retries about 20 times a second, each time saying so: said once now.
+    assert done.stderr.count("Connect to ipv4#127.0.0.1:9 failed") == 1, done.stderr
 
 
 def test_a_refused_delivery_fails_the_run(kafka_bootstrap: str) -> None:

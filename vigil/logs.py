@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -65,6 +66,44 @@ def configure(level: str = "INFO", fmt: str = "plain") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    logging.getLogger(KAFKA_CLIENT_LOGGER).filters[:] = [RepeatedLines()]
+
+
+# The logger the Kafka clients' own lines go to (KafkaSettings.client_config).
+KAFKA_CLIENT_LOGGER = "vigil.kafka.client"
+
+
+# What varies between repeats of a client's line: a time taken, a count of its own.
+_VARYING = re.compile(r"\b\d+(?=ms\b| identical)")
+
+
+class RepeatedLines(logging.Filter):
+    """Lets the same line through once per `window` seconds. The Kafka client says the
+    same thing about 20 times a second while it retries a broker that refuses
+    connections: 580 identical lines in a 30 s wait for one that is down. The next time
+    the line passes, it says how many times it was held back."""
+
+    def __init__(self, window: float = 60.0, remembered: int = 1000) -> None:
+        super().__init__()
+        self.window = window
+        self.remembered = remembered
+        self.seen: dict[str, tuple[float, int]] = {}  # line -> (last let through, held)
+        self.lock = threading.Lock()  # the clients' lines come from several threads
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text, now = record.getMessage(), time.monotonic()
+        line = _VARYING.sub("N", text)  # "failed: ... (after 0ms ...)", then "after 1ms"
+        with self.lock:
+            passed, held = self.seen.get(line, (None, 0))
+            if passed is not None and now - passed < self.window:
+                self.seen[line] = (passed, held + 1)
+                return False
+            if len(self.seen) >= self.remembered:  # bounded: forget lines out of the window
+                self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.window}
+            self.seen[line] = (now, 0)
+        if held:
+            record.msg, record.args = f"{text} ({held:,} more times since it was last logged)", ()
+        return True
 
 
 def json_configured() -> bool:

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from vigil.errors import ConfigError
+from vigil.logs import KAFKA_CLIENT_LOGGER
 from vigil.streams import OUTPUTS
 from vigil.timeutil import (
     MS_PER_DAY,
@@ -432,7 +433,7 @@ class KafkaSettings(_Section):
         offset reset) go through Vigil's logs, in their format, instead of raw to stderr."""
         if self.bootstrap is None:
             raise ConfigError("no Kafka bootstrap address: pass --kafka or set kafka.bootstrap")
-        client_logs = logging.getLogger("vigil.kafka.client")
+        client_logs = logging.getLogger(KAFKA_CLIENT_LOGGER)
         return {**self.config, "bootstrap.servers": self.bootstrap, "logger": client_logs}
 
     def masked_config(self) -> dict[str, Any]:

@@ -5,8 +5,9 @@ import io
 import logging
 
 import orjson
+import pytest
 
-from vigil.logs import BurstWatch, JsonFormatter, PlainFormatter
+from vigil.logs import BurstWatch, JsonFormatter, PlainFormatter, RepeatedLines
 from vigil.settings import load_settings
 
 
@@ -83,3 +84,29 @@ def test_the_start_line_never_shows_a_secret() -> None:
     info = _start_info(argparse.Namespace(workers=1), settings, True, None)
     assert info["kafka_config"] == {"sasl.password": "***"}
     assert "hunter2" not in orjson.dumps(info).decode()
+
+
+def test_the_kafka_clients_repeated_lines_pass_once_a_window_then_say_how_many_were_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A broker refusing connections: about 20 identical lines a second, 580 in a 30 s wait.
+    clock = [1000.0]
+    monkeypatch.setattr("vigil.logs.time.monotonic", lambda: clock[0])
+    logger, stream = capture(PlainFormatter())
+    logger.filters[:] = [RepeatedLines(window=60.0, remembered=4)]
+    refused = "b1:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: refused (after {}ms)"
+    for n in range(100):
+        logger.error(refused.format(n % 7))  # the time it took varies: the same line still
+        logger.error("b2:9092/bootstrap: Connect to ipv4#10.0.0.2:9092 failed: refused")
+        clock[0] += 0.05
+    said = stream.getvalue().splitlines()
+    assert len(said) == 2 and "10.0.0.1" in said[0] and "10.0.0.2" in said[1]  # each broker
+    clock[0] += 60
+    logger.error(refused.format(3))
+    last = stream.getvalue().splitlines()[-1]
+    assert last.endswith("(after 3ms) (99 more times since it was last logged)")
+    for n in range(10):  # other lines, each once: only a few are remembered
+        logger.error(f"line {n}")
+        clock[0] += 61
+    assert len(logger.filters[0].seen) <= 4  # type: ignore[attr-defined]
+    assert len(stream.getvalue().splitlines()) == 13
