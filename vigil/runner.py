@@ -65,7 +65,7 @@ def open_files_for(path: Path, parts: int | None = None) -> None:
     """Let this process open the files a run on the store in `path` holds (its `parts`
     part files, counted if not given): the soft limit is raised as far as the hard one
     allows. Past that, a one-line error: the run would end in a Bytewax panic with "Too
-    many open files" (1,024 is a common limit, so a store of 330 parts)."""
+    many open files" (1,024 is a common limit: a store of more than 320 parts)."""
     if parts is None:
         parts = sum(1 for _ in path.glob("part-*.sqlite3"))
     needed = FILES_PER_PART * parts + OTHER_FILES
