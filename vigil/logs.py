@@ -66,11 +66,15 @@ def configure(level: str = "INFO", fmt: str = "plain") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    logging.getLogger(KAFKA_CLIENT_LOGGER).filters[:] = [RepeatedLines()]
 
 
-# The logger the Kafka clients' own lines go to (KafkaSettings.client_config).
-KAFKA_CLIENT_LOGGER = "vigil.kafka.client"
+def kafka_client_logger() -> logging.Logger:
+    """The logger the Kafka clients' own lines go to (KafkaSettings.client_config), with
+    their repeats held back (RepeatedLines), whatever command or flow made the client."""
+    logger = logging.getLogger("vigil.kafka.client")
+    if not any(isinstance(held, RepeatedLines) for held in logger.filters):
+        logger.addFilter(RepeatedLines())
+    return logger
 
 
 # What varies between repeats of a client's line: a time taken, a count of its own.

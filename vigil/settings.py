@@ -7,7 +7,6 @@ Durations are written as '90s', '15m', '72h', '7d' and held as milliseconds.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -32,7 +31,7 @@ from pydantic import (
 )
 
 from vigil.errors import ConfigError
-from vigil.logs import KAFKA_CLIENT_LOGGER
+from vigil.logs import kafka_client_logger
 from vigil.streams import OUTPUTS
 from vigil.timeutil import (
     MS_PER_DAY,
@@ -433,8 +432,7 @@ class KafkaSettings(_Section):
         offset reset) go through Vigil's logs, in their format, instead of raw to stderr."""
         if self.bootstrap is None:
             raise ConfigError("no Kafka bootstrap address: pass --kafka or set kafka.bootstrap")
-        client_logs = logging.getLogger(KAFKA_CLIENT_LOGGER)
-        return {**self.config, "bootstrap.servers": self.bootstrap, "logger": client_logs}
+        return {**self.config, "bootstrap.servers": self.bootstrap, "logger": kafka_client_logger()}
 
     def masked_config(self) -> dict[str, Any]:
         """The librdkafka settings with every secret replaced, for logs and output."""
