@@ -1,11 +1,13 @@
 """Vigil through a real Kafka broker, beside file mode on the same stream, in one run.
 
-    python bench/kafka_throughput.py [--events 1000000] [--tenants 10000] [--bootstrap HOST:PORT]
+    python bench/kafka_throughput.py [--events 1000000] [--tenants 10000] [--partitions 1]
+                                     [--bootstrap HOST:PORT]
 
 1. Simulates the stream (1M events over 10k tenants by default) and times `vigil run`
    on the file.
-2. Produces it to a fresh one-partition topic, then times `vigil run --kafka ...
-   --until-end` over it (a backfill: tail off, stop at the end of the topic).
+2. Produces it to a fresh topic (one partition, or --partitions keyed by tenant as
+   `vigil produce` does), then times `vigil run --kafka ... --until-end` over it (a
+   backfill: tail off, stop at the end of the topic).
 3. Latency: with Vigil tailing a fresh topic, produces a smaller fleet at a steady pace
    below Vigil's capacity and measures, for every task and notification, the time from
    producing the input event that moved the watermark past it to its arrival on the
@@ -44,12 +46,12 @@ from vigil.timeutil import parse_rfc3339  # noqa: E402
 LATENESS_MS = 3_600_000
 
 
-def topics_for(bootstrap: str) -> dict[str, str]:
+def topics_for(bootstrap: str, partitions: int = 1) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
     topics = {name: f"bench.{run}.{name}" for name in ("input", *OUTPUTS)}
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the futures
     for future in admin.create_topics(
-        [NewTopic(topic, 1, 1) for topic in topics.values()]
+        [NewTopic(topic, partitions if name == "input" else 1, 1) for name, topic in topics.items()]
     ).values():
         future.result(30)
     return topics
@@ -62,9 +64,10 @@ def env_for(topics: dict[str, str]) -> dict[str, str]:
 
 
 def produce(
-    bootstrap: str, topic: str, lines: list[bytes], pace: float | None = None
+    bootstrap: str, topic: str, lines: list[bytes], pace: float | None = None, keyed: bool = False
 ) -> list[float]:
-    """Produce in order; returns each message's produce time. `pace`: messages/s."""
+    """Produce in order; returns each message's produce time. `pace`: messages/s.
+    `keyed`: by tenant, so that a tenant's events stay in order in one partition."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
     )
@@ -74,9 +77,10 @@ def produce(
             wait = started + index / pace - time.time()
             if wait > 0:
                 time.sleep(wait)
+        key = tenant_of(line) if keyed else None
         while True:
             try:
-                producer.produce(topic, value=line)
+                producer.produce(topic, value=line, key=key)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -84,6 +88,14 @@ def produce(
         producer.poll(0)
     assert producer.flush(120) == 0, "produce did not complete"
     return times
+
+
+def tenant_of(line: bytes) -> bytes | None:
+    try:
+        tenant = orjson.loads(line).get("tenant_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None  # a malformed line of the simulator's: any partition will do
+    return tenant.encode() if isinstance(tenant, str) else None
 
 
 def read_with_timestamps(bootstrap: str, topic: str, idle: float = 3.0) -> list[tuple[float, dict]]:
@@ -156,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=1, help="of the input topic")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--latency-tenants", type=int, default=300)
     parser.add_argument("--latency-days", type=int, default=22)
@@ -174,9 +187,9 @@ def main() -> None:
             lines = stream.read_bytes().splitlines()
             file_run = child("full", stream, work / "out")
             file_rate = len(lines) / file_run["seconds"]
-            topics = topics_for(bootstrap)
+            topics = topics_for(bootstrap, args.partitions)
             started = time.perf_counter()
-            produce(bootstrap, topics["input"], lines)
+            produce(bootstrap, topics["input"], lines, keyed=args.partitions > 1)
             produce_rate = len(lines) / (time.perf_counter() - started)
             started = time.perf_counter()
             done = subprocess.run(
@@ -204,7 +217,7 @@ def main() -> None:
                 f"kafka mode:  {kafka_rate:>10,.0f} events/s  ({kafka_seconds:.1f} s "
                 f"incl. start-up; produce ran at {produce_rate:,.0f}/s)"
             )
-            print(f"kafka / file: {kafka_rate / file_rate:.2f}")
+            print(f"kafka / file: {kafka_rate / file_rate:.2f} ({args.partitions} partitions)")
             result = latency(
                 bootstrap, args.latency_tenants, args.latency_days, args.latency_pace, work
             )

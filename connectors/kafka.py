@@ -424,18 +424,20 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         return self.intake.take(message.value() or b"", position)
 
     def _report_lag(self) -> None:
-        """Messages behind the partition's end, asked of the broker every 5 s at most."""
+        """Messages behind the partition's end, every 5 s at most. The end is the one the
+        consumer's last fetch brought: asking the broker waited behind the consumer's own
+        fetch, a quarter of a second a time, which was most of the run reading a topic of
+        24 partitions (316 s for 1M events against 49 s for one partition)."""
         metrics, now = self.source.metrics, time.monotonic()
         if metrics is None or now - self.lag_checked < 5.0 or self.offset < 0:
             return
         self.lag_checked = now
         partition = TopicPartition(self.source.topic, self.index)
-        try:
-            _, high = self.consumer.get_watermark_offsets(partition, timeout=1.0)
-        except KafkaException:
-            return  # the broker is away: the next check will tell
+        ends = self.consumer.get_watermark_offsets(partition, cached=True)
+        if ends is None or ends[1] < 0:
+            return  # no fetch has answered yet: the next check will tell
         metrics.consumer_lag.labels(self.source.topic, str(self.index)).set(
-            max(0, high - self.offset)
+            max(0, ends[1] - self.offset)
         )
 
     def _check_partition_count(self) -> None:

@@ -40,9 +40,10 @@ def test_the_benchmark_runs_and_prints_its_figures(script: str) -> None:
 
 @pytest.mark.kafka
 def test_the_kafka_benchmark_runs_on_the_test_broker(kafka_bootstrap: str) -> None:
-    args = ["--events", "3000", "--tenants", "30", "--bootstrap", kafka_bootstrap]
+    args = ["--events", "3000", "--tenants", "30", "--partitions", "3"]
+    args += ["--bootstrap", kafka_bootstrap]
     args += ["--latency-tenants", "20", "--latency-days", "2", "--latency-pace", "2000"]
-    expected = ["file mode:", "kafka mode:", "kafka / file:", "latency, input produced"]
+    expected = ["file mode:", "kafka mode:", "(3 partitions)", "latency, input produced"]
     _prints("kafka_throughput.py", args, expected)
 
 
