@@ -525,10 +525,16 @@ def _file_io(
     if args.input != STDIN:
         _not_an_output(args.input, Path(args.output), STREAMS)
         _utf8(args.input)
-    elif sys.stdin.isatty():  # `--input -` with nothing piped in: say why nothing happens
-        log.warning("reading events typed on the terminal: one JSON object a line, Ctrl-D ends")
+    else:
+        _typed_input_hint()
     source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
+
+
+def _typed_input_hint() -> None:
+    """`--input -` with nothing piped in waits for typing: say so, and how it ends."""
+    if sys.stdin.isatty():
+        log.warning("reading events typed on the terminal: one JSON object a line, Ctrl-D ends")
 
 
 def _utf8(path: str) -> None:
@@ -777,8 +783,8 @@ def _produce(args: argparse.Namespace) -> int:
     topic = args.topic or settings.kafka.topics.input
     if args.input != "-":
         _utf8(args.input)
-    elif sys.stdin.isatty():
-        log.warning("reading events typed on the terminal: one JSON object a line, Ctrl-D ends")
+    else:
+        _typed_input_hint()
     try:
         count = produce_file(settings.kafka, args.input, topic)
     except ProduceInterrupted as stopped:
