@@ -20,6 +20,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from vigil.errors import VigilError
+from vigil.events import UTF8_BOM
 from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
 from vigil.settings import MAX_EVENT_BYTES, InputSettings
@@ -30,7 +31,6 @@ log = logging.getLogger("vigil.input")
 T = TypeVar("T")
 
 STDIN = "-"
-UTF8_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 # Byte order marks of text that is not UTF-8, longest first (UTF-32 LE's begins with
 # UTF-16 LE's). Windows PowerShell's `>` writes UTF-16 LE with its mark.
 _OTHER_BOMS = (

@@ -48,6 +48,7 @@ MAX_ID_LENGTH = 128
 MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
 YEARS = "years 2000-2999"
+UTF8_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 
 
 class Event(NamedTuple):

@@ -23,7 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import UTF8_BOM, is_gzip, pipe_text
+from connectors.files import is_gzip, pipe_text
 from connectors.kafka import (
     DeliveryFailed,
     check_topics,
@@ -33,6 +33,7 @@ from connectors.kafka import (
     read_failed,
 )
 from vigil.errors import ConfigError, VigilError
+from vigil.events import UTF8_BOM
 from vigil.settings import KafkaSettings
 
 

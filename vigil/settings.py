@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from vigil.errors import ConfigError
+from vigil.events import UTF8_BOM
 from vigil.logs import kafka_client_logger
 from vigil.streams import OUTPUTS
 from vigil.timeutil import (
@@ -616,14 +617,14 @@ def read_config_file(path: Path) -> bytes:
     if len(data) > MAX_CONFIG_FILE_BYTES:
         msg = f"over {MAX_CONFIG_FILE_BYTES:,} bytes, where a settings or rule file has a few KB"
         raise OSError(msg)
-    return data
+    # Notepad and Windows PowerShell's UTF-8 start a file with a byte order mark, which
+    # tomllib calls an "Invalid statement (at line 1, column 1)".
+    return data.removeprefix(UTF8_BOM)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        # Notepad and Windows PowerShell's UTF-8 start a file with a byte order mark,
-        # which tomllib calls an "Invalid statement (at line 1, column 1)".
-        return tomllib.loads(read_config_file(path).removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
+        return tomllib.loads(read_config_file(path).decode("utf-8"))
     except FileNotFoundError as exc:
         msg = f"settings file not found: {path}"
         raise ConfigError(msg) from exc
