@@ -8,10 +8,10 @@
 2. Produces it to a fresh topic (one partition, or --partitions keyed by tenant as
    `vigil produce` does), then times `vigil run --kafka ... --until-end` over it (a
    backfill: tail off, stop at the end of the topic).
-3. Latency: with Vigil tailing a fresh topic, produces a smaller fleet at a steady pace
-   below Vigil's capacity and measures, for every task and notification, the time from
-   producing the input event that moved the watermark past it to its arrival on the
-   output topic (Kafka message timestamps), p50 and p99.
+3. Latency: with Vigil tailing a fresh topic (of as many partitions), produces a smaller
+   fleet at a steady pace below Vigil's capacity and measures, for every task and
+   notification, the time from producing the input event that moved the watermark past
+   it to its arrival on the output topic (Kafka message timestamps), p50 and p99.
 
 Without --bootstrap a broker is started from scripts/kafka_broker.py (Maven, Java).
 """
@@ -122,11 +122,13 @@ def event_time(line: bytes) -> int | None:
         return None
 
 
-def latency(bootstrap: str, tenants: int, days: int, pace: float, work: Path) -> dict[str, float]:
+def latency(
+    bootstrap: str, tenants: int, days: int, pace: float, work: Path, partitions: int = 1
+) -> dict[str, float]:
     stream = work / "latency.jsonl"
     make_stream(stream, 10**9, tenants, seed=7, days=days)
     lines = stream.read_bytes().splitlines()
-    topics = topics_for(bootstrap)
+    topics = topics_for(bootstrap, partitions)
     vigil = subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "run", "--kafka", bootstrap, "--quiet"],
         env=env_for(topics),
@@ -134,7 +136,7 @@ def latency(bootstrap: str, tenants: int, days: int, pace: float, work: Path) ->
     )
     try:
         time.sleep(5)  # let it connect before the clock starts
-        produced = produce(bootstrap, topics["input"], lines, pace)
+        produced = produce(bootstrap, topics["input"], lines, pace, keyed=partitions > 1)
         time.sleep(5)
     finally:
         vigil.terminate()
@@ -219,7 +221,12 @@ def main() -> None:
             )
             print(f"kafka / file: {kafka_rate / file_rate:.2f} ({args.partitions} partitions)")
             result = latency(
-                bootstrap, args.latency_tenants, args.latency_days, args.latency_pace, work
+                bootstrap,
+                args.latency_tenants,
+                args.latency_days,
+                args.latency_pace,
+                work,
+                args.partitions,
             )
             print(
                 f"latency, input produced -> task/notification received "

@@ -6,6 +6,7 @@ tests/test_kafka_mode.py."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -160,3 +161,51 @@ def test_a_setting_the_kafka_client_refuses_is_one_line_with_secrets_masked() ->
     quoting = KafkaException(KafkaError(KafkaError._INVALID_ARG, 'Invalid value "hunter2"'))
     said = kafka._refused(quoting, {"sasl.password": "hunter2", "client.id": "x"})
     assert said == 'kafka.config: the Kafka client refuses it: Invalid value "***"'
+
+
+class _FetchedSoFar:
+    """A consumer's local queue: consume hands out what is in it and notes how long it
+    was asked to wait for more."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real  # for everything else
+        self.queue: list[_Message] = []
+        self.waits: list[float] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        self.waits.append(timeout)
+        taken, self.queue = self.queue[:num_messages], self.queue[num_messages:]
+        return taken
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_a_quiet_partition_is_looked_at_again_later_without_holding_up_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker reads its partitions one after the other: a partition that waited for its
+    # next message (half a second) made a round of 24 quiet partitions take 12 s, and
+    # every event on a busy one waited that long to be read.
+    clock = [1000.0]
+    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
+    part = partition_at(0, Metrics())
+    fetched = part.consumer = _FetchedSoFar(part.consumer)  # type: ignore[assignment]
+    try:
+        [first] = part.next_batch()  # nothing yet: the shards still learn the watermark
+        assert [type(item).__name__ for item in first] == ["Tick"]
+        assert part.next_batch() == []  # nothing new to tell them
+        awake = part.next_awake()
+        assert awake is not None
+        assert 0 < (awake - datetime.now(UTC)).total_seconds() <= kafka.POLL_INTERVAL
+        fetched.queue = [_Message(0), _Message(1)]
+        [batch] = part.next_batch()
+        assert [type(item).__name__ for item in batch] == ["Event", "Event", "Tick"]
+        assert part.next_awake() is None  # more may have been fetched: at once
+        clock[0] += 11  # past idle_after with nothing read: the stream is not held back
+        [idle] = part.next_batch()
+        assert idle == [batch[-1]._replace(wm=None, read_at=idle[0].read_at)]
+        assert part.next_batch() == []
+        assert set(fetched.waits) == {0}  # never waited for a message
+    finally:
+        part.close()
