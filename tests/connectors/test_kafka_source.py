@@ -71,8 +71,9 @@ def test_an_offset_gone_from_the_topic_is_counted_and_reading_goes_on(
 class _Message:
     """A consumed message, as much of one as the partition reads."""
 
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, ts: int = 1772409600000) -> None:
         self._offset = offset
+        self.ts = ts
 
     def error(self) -> None:
         return None
@@ -81,7 +82,8 @@ class _Message:
         return self._offset
 
     def value(self) -> bytes:
-        return b'{"event_id": "e", "type": "user.session", "tenant_id": "t", "ts": 1772409600000}'
+        event = {"event_id": f"e{self._offset}", "type": "user.session", "tenant_id": "t"}
+        return orjson.dumps({**event, "ts": self.ts})
 
 
 @pytest.mark.parametrize(
@@ -209,3 +211,83 @@ def test_a_quiet_partition_is_looked_at_again_later_without_holding_up_the_other
         assert set(fetched.waits) == {0}  # never waited for a message
     finally:
         part.close()
+
+
+def test_a_partition_far_ahead_in_event_time_waits_for_the_slowest_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reading a topic from its start, a partition of lighter tenants runs ahead in event
+    # time, and its events wait in memory for the slowest partition's watermark: 200,000
+    # of them for a 96-partition topic, growing with the backlog.
+    clock = [1000.0]
+    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
+    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR)
+    source.partitions = 2
+    fast, slow = (source.build_part("input", f"{n}-t", (0, None)) for n in range(2))
+    queues = {}
+    for part in (fast, slow):
+        queues[part.index] = part.consumer = _FetchedSoFar(part.consumer)  # type: ignore[assignment]
+    start = 1772409600000
+
+    def fetched(part: kafka._KafkaPartition, *hours: int) -> None:
+        queue = queues[part.index]
+        queue.queue = [_Message(n, start + h * HOUR) for n, h in enumerate(hours)]
+
+    def events(batches: list[list[object]]) -> list[int]:
+        return [item.ts for batch in batches for item in batch if type(item).__name__ == "Event"]
+
+    try:
+        fetched(fast, 0, 5)
+        fetched(slow, 0)
+        assert len(events(fast.next_batch())) == 2
+        assert len(events(slow.next_batch())) == 1
+        fetched(fast, 6)
+        assert fast.next_batch() == []  # 5 h ahead of the slowest, more than the lateness
+        awake = fast.next_awake()
+        assert awake is not None
+        assert (awake - datetime.now(UTC)).total_seconds() <= kafka.ALIGN_INTERVAL
+        assert queues[fast.index].queue  # left where it was fetched
+        fetched(slow, 4)
+        slow.next_batch()  # within the lateness now
+        assert events(fast.next_batch()) == [start + 6 * HOUR]
+        fetched(fast, 9)
+        assert fast.next_batch() == []
+        clock[0] += 11  # the slow partition goes quiet, and then idle: nothing to wait for
+        assert slow.next_batch()[0][-1].wm is None
+        assert events(fast.next_batch()) == [start + 9 * HOUR]
+        assert fast.next_batch() == []  # read all it had
+    finally:
+        fast.close()
+        slow.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "partitions", "prefetch"),
+    [
+        ({}, 1, (100_000, 65_536)),  # librdkafka's own defaults, for one consumer
+        ({}, 24, (4_166, 2_730)),  # a process reading all 24 holds about as much
+        ({}, 500, (1_000, 1_024)),  # at least a batch and 1 MiB each
+        ({"queued.max.messages.kbytes": 9_000}, 24, (4_166, 9_000)),  # the settings win
+    ],
+)
+def test_the_consumers_of_a_topic_share_what_one_would_fetch_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+    config: dict[str, int],
+    partitions: int,
+    prefetch: tuple[int, int],
+) -> None:
+    built: list[dict[str, object]] = []
+
+    class Consumer:
+        def __init__(self, config: dict[str, object]) -> None:
+            built.append(config)
+
+        def assign(self, partitions: object) -> None:
+            pass
+
+    monkeypatch.setattr(kafka, "Consumer", Consumer)
+    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9", **config}, "t", HOUR)
+    source.partitions = partitions
+    source.build_part("input", "0-t", None)
+    [made] = built
+    assert (made["queued.min.messages"], made["queued.max.messages.kbytes"]) == prefetch
