@@ -429,7 +429,8 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             self._check_partition_count()
         now = time.monotonic()
         if ahead:
-            self.last_message = now  # waiting, not idle
+            if self._unread():
+                self.last_message = now  # waiting to read, not idle
             self.awake_at = now + ALIGN_INTERVAL
         else:
             self.awake_at = None if batch or self.at_end else now + POLL_INTERVAL
@@ -452,11 +453,18 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         its start, partitions of lighter tenants ran days ahead, and 200,000 events waited.
         It reads on once the others catch up, or go idle or end."""
         mine = self.intake.max_ts
-        if mine is None:
-            return False
         with self.source.read_up_to_lock:
-            slowest = min(self.source.read_up_to.values(), default=mine)
+            if mine is None or self.index not in self.source.read_up_to:
+                return False  # it holds nothing back (idle, or nothing read yet): reads on
+            slowest = min(self.source.read_up_to.values())
         return mine - slowest > self.source.lateness
+
+    def _unread(self) -> bool:
+        """Whether the partition has messages past the ones read, as the consumer's last
+        fetch saw its end. One that waits with none goes idle as if it read on."""
+        partition = TopicPartition(self.source.topic, self.index)
+        ends = self.consumer.get_watermark_offsets(partition, cached=True)
+        return ends is not None and ends[1] > self.offset
 
     def _report_progress(self, holding: bool) -> None:
         """Tell the process's other partitions how far this one has read, while it holds

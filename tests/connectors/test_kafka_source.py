@@ -167,12 +167,20 @@ def test_a_setting_the_kafka_client_refuses_is_one_line_with_secrets_masked() ->
 
 class _FetchedSoFar:
     """A consumer's local queue: consume hands out what is in it and notes how long it
-    was asked to wait for more."""
+    was asked to wait for more. `end` is the partition's end as the last fetch saw it."""
 
     def __init__(self, real: object) -> None:
         self.real = real  # for everything else
         self.queue: list[_Message] = []
         self.waits: list[float] = []
+        self.end = 0
+
+    def add(self, *times: int) -> None:
+        self.queue += [_Message(self.end + n, ts) for n, ts in enumerate(times)]
+        self.end += len(times)
+
+    def get_watermark_offsets(self, partition: object, cached: bool) -> tuple[int, int]:
+        return (0, self.end)
 
     def consume(self, num_messages: int, timeout: float) -> list[_Message]:
         self.waits.append(timeout)
@@ -213,49 +221,87 @@ def test_a_quiet_partition_is_looked_at_again_later_without_holding_up_the_other
         part.close()
 
 
+def _two_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[float], list[kafka._KafkaPartition], list[_FetchedSoFar]]:
+    """A fake clock, two partitions of one source, and their consumers' queues."""
+    clock = [1000.0]
+    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
+    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR)
+    source.partitions = 2
+    parts = [source.build_part("input", f"{n}-t", (0, None)) for n in range(2)]
+    queues = []
+    for part in parts:
+        queue = _FetchedSoFar(part.consumer)
+        part.consumer = queue  # type: ignore[assignment]
+        queues.append(queue)
+    return clock, parts, queues
+
+
+def _hours(*hours: int) -> list[int]:
+    return [1772409600000 + hour * HOUR for hour in hours]
+
+
+def _read(batches: list[list[object]]) -> list[int]:
+    """The event times of the events a partition handed on."""
+    return [item.ts for batch in batches for item in batch if type(item).__name__ == "Event"]
+
+
 def test_a_partition_far_ahead_in_event_time_waits_for_the_slowest_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Reading a topic from its start, a partition of lighter tenants runs ahead in event
     # time, and its events wait in memory for the slowest partition's watermark: 200,000
     # of them for a 96-partition topic, growing with the backlog.
-    clock = [1000.0]
-    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
-    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR)
-    source.partitions = 2
-    fast, slow = (source.build_part("input", f"{n}-t", (0, None)) for n in range(2))
-    queues = {}
-    for part in (fast, slow):
-        queues[part.index] = part.consumer = _FetchedSoFar(part.consumer)  # type: ignore[assignment]
-    start = 1772409600000
-
-    def fetched(part: kafka._KafkaPartition, *hours: int) -> None:
-        queue = queues[part.index]
-        queue.queue = [_Message(n, start + h * HOUR) for n, h in enumerate(hours)]
-
-    def events(batches: list[list[object]]) -> list[int]:
-        return [item.ts for batch in batches for item in batch if type(item).__name__ == "Event"]
-
+    clock, (fast, slow), (fast_queue, slow_queue) = _two_partitions(monkeypatch)
     try:
-        fetched(fast, 0, 5)
-        fetched(slow, 0)
-        assert len(events(fast.next_batch())) == 2
-        assert len(events(slow.next_batch())) == 1
-        fetched(fast, 6)
+        fast_queue.add(*_hours(0, 5))
+        slow_queue.add(*_hours(0))
+        assert _read(fast.next_batch()) == _hours(0, 5)
+        assert _read(slow.next_batch()) == _hours(0)
+        fast_queue.add(*_hours(6))
         assert fast.next_batch() == []  # 5 h ahead of the slowest, more than the lateness
         awake = fast.next_awake()
         assert awake is not None
         assert (awake - datetime.now(UTC)).total_seconds() <= kafka.ALIGN_INTERVAL
-        assert queues[fast.index].queue  # left where it was fetched
-        fetched(slow, 4)
-        slow.next_batch()  # within the lateness now
-        assert events(fast.next_batch()) == [start + 6 * HOUR]
-        fetched(fast, 9)
+        assert fast_queue.queue  # left where it was fetched
+        clock[0] += 11  # waiting to read is not idle: the stream still waits for it
         assert fast.next_batch() == []
-        clock[0] += 11  # the slow partition goes quiet, and then idle: nothing to wait for
+        slow_queue.add(*_hours(4))
+        assert _read(slow.next_batch()) == _hours(4)  # within the lateness now
+        assert _read(fast.next_batch()) == _hours(6)
+        fast_queue.add(*_hours(9))
+        assert fast.next_batch() == []
+        clock[0] += 11  # the slow partition goes quiet, then idle: nothing to wait for
         assert slow.next_batch()[0][-1].wm is None
-        assert events(fast.next_batch()) == [start + 9 * HOUR]
+        assert _read(fast.next_batch()) == _hours(9)
         assert fast.next_batch() == []  # read all it had
+    finally:
+        fast.close()
+        slow.close()
+
+
+def test_a_partition_ahead_with_nothing_more_to_read_goes_idle_as_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, (fast, slow), (fast_queue, slow_queue) = _two_partitions(monkeypatch)
+    try:
+        fast_queue.add(*_hours(0, 5))
+        slow_queue.add(*_hours(0))
+        fast.next_batch()
+        slow.next_batch()
+        assert fast.next_batch() == []  # ahead, and it has read all there is
+        clock[0] += 11
+        [[idle]] = fast.next_batch()  # so it stops holding the stream back
+        assert idle.wm is None
+        # Idle, it holds nothing back, and is not held back: a message that comes is read.
+        fast_queue.add(*_hours(8))
+        assert _read(fast.next_batch()) == _hours(8)
+        fast_queue.add(*_hours(9))
+        assert fast.next_batch() == []  # and it waits again, holding the stream back again
+        slow_queue.add(*_hours(7))
+        slow.next_batch()
+        assert _read(fast.next_batch()) == _hours(9)
     finally:
         fast.close()
         slow.close()
