@@ -6,6 +6,7 @@ tests/test_kafka_mode.py."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -221,10 +222,13 @@ def test_a_quiet_partition_is_looked_at_again_later_without_holding_up_the_other
         part.close()
 
 
-def _two_partitions(
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[list[float], list[kafka._KafkaPartition], list[_FetchedSoFar]]:
-    """A fake clock, two partitions of one source, and their consumers' queues."""
+Partitions = tuple[list[float], list[kafka._KafkaPartition], list[_FetchedSoFar]]
+
+
+@pytest.fixture
+def fast_and_slow(monkeypatch: pytest.MonkeyPatch) -> Iterator[Partitions]:
+    """A fake clock, and two partitions of one source with their consumers' queues: the
+    first has read events of hours 0 and 5, the second of hour 0."""
     clock = [1000.0]
     monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
     source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR)
@@ -235,7 +239,15 @@ def _two_partitions(
         queue = _FetchedSoFar(part.consumer)
         part.consumer = queue  # type: ignore[assignment]
         queues.append(queue)
-    return clock, parts, queues
+    try:
+        queues[0].add(*_hours(0, 5))
+        queues[1].add(*_hours(0))
+        assert _read(parts[0].next_batch()) == _hours(0, 5)
+        assert _read(parts[1].next_batch()) == _hours(0)
+        yield clock, parts, queues
+    finally:
+        for part in parts:
+            part.close()
 
 
 def _hours(*hours: int) -> list[int]:
@@ -248,63 +260,47 @@ def _read(batches: list[list[object]]) -> list[int]:
 
 
 def test_a_partition_far_ahead_in_event_time_waits_for_the_slowest_one(
-    monkeypatch: pytest.MonkeyPatch,
+    fast_and_slow: Partitions,
 ) -> None:
     # Reading a topic from its start, a partition of lighter tenants runs ahead in event
     # time, and its events wait in memory for the slowest partition's watermark: 200,000
     # of them for a 96-partition topic, growing with the backlog.
-    clock, (fast, slow), (fast_queue, slow_queue) = _two_partitions(monkeypatch)
-    try:
-        fast_queue.add(*_hours(0, 5))
-        slow_queue.add(*_hours(0))
-        assert _read(fast.next_batch()) == _hours(0, 5)
-        assert _read(slow.next_batch()) == _hours(0)
-        fast_queue.add(*_hours(6))
-        assert fast.next_batch() == []  # 5 h ahead of the slowest, more than the lateness
-        awake = fast.next_awake()
-        assert awake is not None
-        assert (awake - datetime.now(UTC)).total_seconds() <= kafka.ALIGN_INTERVAL
-        assert fast_queue.queue  # left where it was fetched
-        clock[0] += 11  # waiting to read is not idle: the stream still waits for it
-        assert fast.next_batch() == []
-        slow_queue.add(*_hours(4))
-        assert _read(slow.next_batch()) == _hours(4)  # within the lateness now
-        assert _read(fast.next_batch()) == _hours(6)
-        fast_queue.add(*_hours(9))
-        assert fast.next_batch() == []
-        clock[0] += 11  # the slow partition goes quiet, then idle: nothing to wait for
-        assert slow.next_batch()[0][-1].wm is None
-        assert _read(fast.next_batch()) == _hours(9)
-        assert fast.next_batch() == []  # read all it had
-    finally:
-        fast.close()
-        slow.close()
+    clock, (fast, slow), (fast_queue, slow_queue) = fast_and_slow
+    fast_queue.add(*_hours(6))
+    assert fast.next_batch() == []  # 5 h ahead of the slowest, more than the lateness
+    awake = fast.next_awake()
+    assert awake is not None
+    assert (awake - datetime.now(UTC)).total_seconds() <= kafka.ALIGN_INTERVAL
+    assert fast_queue.queue  # left where it was fetched
+    clock[0] += 11  # waiting to read is not idle: the stream still waits for it
+    assert fast.next_batch() == []
+    slow_queue.add(*_hours(4))
+    assert _read(slow.next_batch()) == _hours(4)  # within the lateness now
+    assert _read(fast.next_batch()) == _hours(6)
+    fast_queue.add(*_hours(9))
+    assert fast.next_batch() == []
+    clock[0] += 11  # the slow partition goes quiet, then idle: nothing to wait for
+    assert slow.next_batch()[0][-1].wm is None
+    assert _read(fast.next_batch()) == _hours(9)
+    assert fast.next_batch() == []  # read all it had
 
 
 def test_a_partition_ahead_with_nothing_more_to_read_goes_idle_as_ever(
-    monkeypatch: pytest.MonkeyPatch,
+    fast_and_slow: Partitions,
 ) -> None:
-    clock, (fast, slow), (fast_queue, slow_queue) = _two_partitions(monkeypatch)
-    try:
-        fast_queue.add(*_hours(0, 5))
-        slow_queue.add(*_hours(0))
-        fast.next_batch()
-        slow.next_batch()
-        assert fast.next_batch() == []  # ahead, and it has read all there is
-        clock[0] += 11
-        [[idle]] = fast.next_batch()  # so it stops holding the stream back
-        assert idle.wm is None
-        # Idle, it holds nothing back, and is not held back: a message that comes is read.
-        fast_queue.add(*_hours(8))
-        assert _read(fast.next_batch()) == _hours(8)
-        fast_queue.add(*_hours(9))
-        assert fast.next_batch() == []  # and it waits again, holding the stream back again
-        slow_queue.add(*_hours(7))
-        slow.next_batch()
-        assert _read(fast.next_batch()) == _hours(9)
-    finally:
-        fast.close()
-        slow.close()
+    clock, (fast, slow), (fast_queue, slow_queue) = fast_and_slow
+    assert fast.next_batch() == []  # ahead, and it has read all there is
+    clock[0] += 11
+    [[idle]] = fast.next_batch()  # so it stops holding the stream back
+    assert idle.wm is None
+    # Idle, it holds nothing back, and is not held back: a message that comes is read.
+    fast_queue.add(*_hours(8))
+    assert _read(fast.next_batch()) == _hours(8)
+    fast_queue.add(*_hours(9))
+    assert fast.next_batch() == []  # and it waits again, holding the stream back again
+    slow_queue.add(*_hours(7))
+    slow.next_batch()
+    assert _read(fast.next_batch()) == _hours(9)
 
 
 @pytest.mark.parametrize(
