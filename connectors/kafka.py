@@ -355,6 +355,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         # and the watermark the shards were last told (none yet).
         self.awake_at: float | None = None
         self.told_wm: object = _NOT_TOLD
+        self.waiting = False  # for slower partitions (see _ahead)
         self.lag_checked = 0.0
         self.count_checked = time.monotonic()
         where = "from the beginning" if resume is None else f"at offset {self.offset}"
@@ -414,6 +415,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             raise StopIteration
         batch: Chunk = []
         ahead = self._ahead()
+        self._report_waiting(ahead)
         # Only what the consumer has fetched already: a worker reads its partitions one
         # after the other, so waiting here for one partition's next message holds up all
         # the others (half a second each made a round of 24 quiet partitions take 12 s).
@@ -465,6 +467,17 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         partition = TopicPartition(self.source.topic, self.index)
         ends = self.consumer.get_watermark_offsets(partition, cached=True)
         return ends is not None and ends[1] > self.offset
+
+    def _report_waiting(self, waiting: bool) -> None:
+        """Count the partition in vigil_kafka_partitions_waiting while it waits: its
+        consumer lag grows meanwhile, on purpose."""
+        if waiting != self.waiting and self.source.metrics is not None:
+            gauge = self.source.metrics.partitions_waiting.labels(self.source.topic)
+            if waiting:
+                gauge.inc()
+            else:
+                gauge.dec()
+        self.waiting = waiting
 
     def _report_progress(self, holding: bool) -> None:
         """Tell the process's other partitions how far this one has read, while it holds
@@ -552,6 +565,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
 
     def close(self) -> None:
         self._report_progress(False)
+        self._report_waiting(False)
         self.consumer.close()
 
 

@@ -144,6 +144,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.partitions_waiting = Gauge(
+            "vigil_kafka_partitions_waiting",
+            "Input partitions not read for now: more than input.allowed_lateness of event time "
+            "ahead of the slowest one this process reads",
+            ["topic"],
+            registry=r,
+        )
         self.latency = Histogram(
             "vigil_processing_latency_seconds",
             "Wall time from reading the input that triggered a task or notification to writing it",

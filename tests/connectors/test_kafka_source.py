@@ -231,7 +231,7 @@ def fast_and_slow(monkeypatch: pytest.MonkeyPatch) -> Iterator[Partitions]:
     first has read events of hours 0 and 5, the second of hour 0."""
     clock = [1000.0]
     monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
-    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR)
+    source = KafkaEventSource({"bootstrap.servers": "127.0.0.1:9"}, "t", HOUR, metrics=Metrics())
     source.partitions = 2
     parts = [source.build_part("input", f"{n}-t", (0, None)) for n in range(2)]
     queues = []
@@ -266,8 +266,11 @@ def test_a_partition_far_ahead_in_event_time_waits_for_the_slowest_one(
     # time, and its events wait in memory for the slowest partition's watermark: 200,000
     # of them for a 96-partition topic, growing with the backlog.
     clock, (fast, slow), (fast_queue, slow_queue) = fast_and_slow
+    metrics = fast.source.metrics
+    assert metrics is not None
     fast_queue.add(*_hours(6))
     assert fast.next_batch() == []  # 5 h ahead of the slowest, more than the lateness
+    assert metrics.value("vigil_kafka_partitions_waiting", topic="t") == 1
     awake = fast.next_awake()
     assert awake is not None
     assert (awake - datetime.now(UTC)).total_seconds() <= kafka.ALIGN_INTERVAL
@@ -277,6 +280,7 @@ def test_a_partition_far_ahead_in_event_time_waits_for_the_slowest_one(
     slow_queue.add(*_hours(4))
     assert _read(slow.next_batch()) == _hours(4)  # within the lateness now
     assert _read(fast.next_batch()) == _hours(6)
+    assert metrics.value("vigil_kafka_partitions_waiting", topic="t") == 0
     fast_queue.add(*_hours(9))
     assert fast.next_batch() == []
     clock[0] += 11  # the slow partition goes quiet, then idle: nothing to wait for
