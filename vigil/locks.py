@@ -14,16 +14,31 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from vigil.errors import ConfigError, VigilError
 
 LOCK_PREFIX = ".vigil-process-"
+MAKING_LOCK = ".vigil-making.lock"
 
 
 def is_lock(path: Path) -> bool:
-    return path.name.startswith(LOCK_PREFIX)
+    return path.name.startswith(LOCK_PREFIX) or path.name == MAKING_LOCK
+
+
+@contextmanager
+def making(folder: Path) -> Iterator[None]:
+    """Held while a process looks for, or makes, what the processes of a cluster share in
+    `folder` (the recovery store): the others wait, then find it whole. Started together,
+    both made it (a Bytewax panic: "table parts already exists"), or one read it half made
+    and took it for a store to resume (so it kept an earlier run's output records)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / MAKING_LOCK).open("a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # let go when the file is closed
+        yield
 
 
 class InUse(VigilError):

@@ -17,7 +17,7 @@ from bytewax.recovery import NoPartitionsError, RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from vigil.errors import ConfigError, VigilError
-from vigil.locks import is_lock
+from vigil.locks import is_lock, making
 from vigil.settings import RecoverySettings
 from vigil.shard import layout_changes
 
@@ -32,8 +32,13 @@ def prepare_recovery_dir(
     written with the same state-shaping settings (`layout`), checked before any event."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"recovery dir {path} is a file, not a folder")
+    with making(path):  # the processes of a cluster start together
+        return _prepare_store(path, partitions, layout)
+
+
+def _prepare_store(path: Path, partitions: int, layout: dict[str, Any] | None) -> bool:
     marker = path / LAYOUT_FILE
-    if path.is_dir() and any(not is_lock(entry) for entry in path.iterdir()):
+    if any(not is_lock(entry) for entry in path.iterdir()):
         if not any(path.glob("part-*.sqlite3")):
             msg = (
                 f"recovery dir {path} holds other files and no recovery store "
@@ -47,7 +52,6 @@ def prepare_recovery_dir(
                 # so an older Vigil refuses the store instead of failing on its snapshots
                 marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
         return False
-    path.mkdir(parents=True, exist_ok=True)
     init_db_dir(path, partitions)
     if layout is not None:
         marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
