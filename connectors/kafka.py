@@ -464,9 +464,8 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
     def _unread(self) -> bool:
         """Whether the partition has messages past the ones read, as the consumer's last
         fetch saw its end. One that waits with none goes idle as if it read on."""
-        partition = TopicPartition(self.source.topic, self.index)
-        ends = self.consumer.get_watermark_offsets(partition, cached=True)
-        return ends is not None and ends[1] > self.offset
+        end = self._fetched_end()
+        return end is not None and end > self.offset
 
     def _report_waiting(self, waiting: bool) -> None:
         """Count the partition in vigil_kafka_partitions_waiting while it waits: its
@@ -525,13 +524,19 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         if metrics is None or now - self.lag_checked < 5.0 or self.offset < 0:
             return
         self.lag_checked = now
-        partition = TopicPartition(self.source.topic, self.index)
-        ends = self.consumer.get_watermark_offsets(partition, cached=True)
-        if ends is None or ends[1] < 0:
+        end = self._fetched_end()
+        if end is None:
             return  # no fetch has answered yet: the next check will tell
         metrics.consumer_lag.labels(self.source.topic, str(self.index)).set(
-            max(0, ends[1] - self.offset)
+            max(0, end - self.offset)
         )
+
+    def _fetched_end(self) -> int | None:
+        """The partition's end as the consumer's last fetch brought it (no request to the
+        broker); None before any fetch has answered."""
+        partition = TopicPartition(self.source.topic, self.index)
+        ends = self.consumer.get_watermark_offsets(partition, cached=True)
+        return None if ends is None or ends[1] < 0 else ends[1]
 
     def _check_partition_count(self) -> None:
         """Partitions added while running would not be read until a restart, and their events
