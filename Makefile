@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
 
-$(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
+$(INSTALLED): pyproject.toml constraints.txt native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
 	touch $@
 
@@ -45,7 +45,7 @@ bench: $(INSTALLED)
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip 'setuptools>=77' wheel 'setuptools-rust>=1.9,<2'
 	.lock-venv/bin/python -m pip install --quiet --no-build-isolation '.[test]'
 	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --all --exclude vigil; } > constraints.new
 	mv constraints.new constraints.txt

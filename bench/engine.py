@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stages", action="store_true", help="also time the engine's floors")
     parser.add_argument(
+        "--native", action="store_true", help="also time the compiled engine (vigil._native)"
+    )
+    parser.add_argument(
         "--snapshot", action="store_true", help="also time a snapshot of the final state"
     )
     parser.add_argument("--lateness", help="input.allowed_lateness, e.g. 7d (default 1h)")
@@ -182,6 +185,8 @@ def main() -> None:
     print(
         f"engine: {min(timings) / events * 1e6:.2f} µs/event CPU, best of {len(timings)} ({runs})"
     )
+    if args.native:
+        compare_native(batches, settings, events, args.repeat, digest(outputs), min(timings))
     if args.snapshot:
         time_snapshots(batches, settings, args.repeat)
     if args.stages:
@@ -191,6 +196,32 @@ def main() -> None:
                 stage_timings[name].append(run_engines(batches, settings, engine)[0])
         for name, seconds in stage_timings.items():
             print(f"  {name:<28} {min(seconds) / events * 1e6:6.2f} µs/event")
+
+
+def compare_native(
+    batches: list[ShardBatches],
+    settings: Settings,
+    events: int,
+    repeat: int,
+    interpreted_digest: str,
+    interpreted: float,
+) -> None:
+    """The compiled engine on the same batches: its digest must be the interpreted one."""
+    from vigil.native import AVAILABLE, NativeShardEngine
+
+    if not AVAILABLE:
+        print("compiled engine: not built (vigil._native missing)")
+        return
+    timings = []
+    for _ in range(repeat):
+        seconds, outputs, _ = run_engines(batches, settings, NativeShardEngine)
+        timings.append(seconds)
+    same = "same digest" if digest(outputs) == interpreted_digest else "DIGEST DIFFERS"
+    print(
+        f"compiled engine: {min(timings) / events * 1e6:.2f} µs/event CPU, "
+        f"{len(outputs):,} outputs, digest {digest(outputs)} ({same}); "
+        f"interpreted / compiled {interpreted / min(timings):.2f}"
+    )
 
 
 if __name__ == "__main__":

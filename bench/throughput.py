@@ -79,6 +79,7 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
                     return []
 
             setattr(flows.health, "ShardEngine", IdleEngine)  # noqa: B010
+            setattr(flows.health, "NATIVE", False)  # noqa: B010
         if variant == "full":
             _time_stages(stages)
         settings = Settings()
@@ -103,6 +104,7 @@ def _time_stages(stages: dict[str, float]) -> None:
     """Add up the wall time spent reading and decoding the source's batches and in the
     shard engines (a clock read per batch, not per event), to split the full run."""
     from connectors.files import _FilePartition
+    from vigil.native import NativeShardEngine
     from vigil.shard import ShardEngine
 
     def timed(cls: type, name: str, stage: str) -> None:
@@ -119,6 +121,7 @@ def _time_stages(stages: dict[str, float]) -> None:
 
     timed(_FilePartition, "next_batch", "source_s")
     timed(ShardEngine, "process", "engine_s")
+    timed(NativeShardEngine, "process", "engine_s")  # its own process, not ShardEngine's
 
 
 def child(variant: str, path: Path, out_dir: Path) -> dict[str, float]:

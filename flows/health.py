@@ -31,7 +31,9 @@ from vigil.events import DeadLetter, Event
 from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk
 from vigil.logs import BurstWatch
-from vigil.metrics import Metrics, ShardFigures
+from vigil.metrics import Metrics
+from vigil.native import AVAILABLE as NATIVE
+from vigil.native import NativeShardEngine
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine, Tick
 from vigil.snapshots import SnapshotWriter, load_state
@@ -70,9 +72,7 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
                 read_at = max(read_at, tick.read_at)
         metrics.record(engine.counts)
         metrics.record_types(engine.type_counts)
-        st = engine.state
-        figures = ShardFigures(len(st.tenants), engine.zones, st.watermark, len(st.pending))
-        metrics.record_shard(str(id(self)), figures)
+        metrics.record_shard(str(id(self)), engine.figures())
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for stream, record in out:
             by_stream.setdefault(stream, []).append(record)
@@ -127,7 +127,14 @@ def build_flow(
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None
-        return _ShardLogic(ShardEngine(settings, rules, state), metrics, snapshots)
+        # The compiled engine, where built, for runs without a recovery store (it cannot
+        # snapshot its state yet).
+        engine = (
+            NativeShardEngine(settings, rules)
+            if NATIVE and not snapshots and state is None
+            else ShardEngine(settings, rules, state)
+        )
+        return _ShardLogic(engine, metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -48,7 +48,7 @@ class ShardFigures(NamedTuple):
     """What a shard reports after each batch, for the gauges summed over shards."""
 
     tenants: int
-    zones: Tally[str]
+    zones: Mapping[str, int]
     watermark: int | None
     waiting: int  # events accepted, not applied: the watermark has not closed their step
 

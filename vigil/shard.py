@@ -34,6 +34,7 @@ from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, pressure_counts_until, warming_up
+from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
 from vigil.tenant import (
@@ -237,6 +238,11 @@ class ShardEngine:
         # again, a changed signals.onboarding_stalled.stall_after applies to the
         # onboardings under way (_fire_stalls skips a deadline of another period).
         st.stalls = self._stall_deadlines()
+
+    def figures(self) -> ShardFigures:
+        """What the shard reports to the metrics after each batch."""
+        st = self.state
+        return ShardFigures(len(st.tenants), self.zones, st.watermark, len(st.pending))
 
     # -- input ------------------------------------------------------------------------
 
@@ -510,15 +516,14 @@ class ShardEngine:
             if tenant.zone is not None:
                 self.zones[tenant.zone] -= 1
         if gone:
-            self.counts["tenants_forgotten"] += len(gone)
-            log.info(
-                "forgot tenants that sent nothing for engine.forget_tenants_after",
-                extra={
-                    "tenants": len(gone),
-                    "first": [t.tenant_id for t in gone[:5]],
-                    "at": to_iso(now),
-                },
-            )
+            self._forgot(now, [tenant.tenant_id for tenant in gone])
+
+    def _forgot(self, now: int, tenant_ids: list[str]) -> None:
+        self.counts["tenants_forgotten"] += len(tenant_ids)
+        log.info(
+            "forgot tenants that sent nothing for engine.forget_tenants_after",
+            extra={"tenants": len(tenant_ids), "first": tenant_ids[:5], "at": to_iso(now)},
+        )
 
     # -- signals ----------------------------------------------------------------------
 
@@ -564,7 +569,8 @@ class ShardEngine:
         self.counts[f"signal:{record['signal']}"] += 1
         self._post(
             signal_fact(record, tenant.segment, tenant.score, tenant.zone, self._why(tenant)),
-            tenant,
+            tenant.tenant_id,
+            tenant.cooldowns,
             now,
             out,
         )
@@ -599,7 +605,7 @@ class ShardEngine:
                 tenant.reasons,
             )
             tenant.zone_announced = tenant.zone
-            self._post(fact, tenant, now, out)
+            self._post(fact, tenant.tenant_id, tenant.cooldowns, now, out)
         if health is not None:
             self._check_score_drop(tenant, health, now, out)
 
@@ -634,7 +640,7 @@ class ShardEngine:
                 tenant.reasons,
             )
             recent = []  # a continuing fall must lose drop_points again to re-fire
-            self._post(fact, tenant, now, out)
+            self._post(fact, tenant.tenant_id, tenant.cooldowns, now, out)
         # An earlier score no higher than this one can never be the peak of a later window
         # (any window holding it holds this one too): drop it, so the list stays short.
         while recent and recent[-1][1] <= health.score:
@@ -647,15 +653,24 @@ class ShardEngine:
 
     # -- rules ------------------------------------------------------------------------
 
-    def _post(self, fact: dict[str, Any], tenant: TenantState, now: int, out: list[Output]) -> None:
-        self.touched.add(tenant.tenant_id)  # a rule's cooldown may start
+    def _post(
+        self,
+        fact: dict[str, Any],
+        tenant_id: str,
+        cooldowns: dict[str, int],
+        now: int,
+        out: list[Output],
+    ) -> None:
+        """Hand a fact to the rules; act on each rule it matches, outside its cooldown
+        for the tenant (`cooldowns`, the tenant's, updated here)."""
+        self.touched.add(tenant_id)  # a rule's cooldown may start
         self.counts[f"fact:{fact['fact']}"] += 1
         matched, errors = self.rules.evaluate(fact)
         for error in errors:  # counted and logged; the other rules still act
             self.counts[f"rule_error:{error.rule_id}"] += 1
             log.error("rule evaluation failed", extra={"rule": error.rule_id, "error": str(error)})
         for rule in matched:
-            if in_cooldown(tenant.cooldowns, rule, now):
+            if in_cooldown(cooldowns, rule, now):
                 self.counts[f"suppressed:{rule.id}"] += 1
                 continue
             for stream, record in render_actions(rule, fact, now):

@@ -1,0 +1,876 @@
+//! Vigil's shard engine, compiled: vigil/shard.py's event-time core with the tenant
+//! state and scoring held as typed data. The rare paths (signals' records, facts and
+//! rules, dead letters, logs) call back into Python, into the same code the
+//! interpreted engine runs (vigil.native.NativeShardEngine), so only the hot loop is
+//! here. Every output must be byte for byte the interpreted engine's: tests compare
+//! the two on simulated streams.
+
+mod fmt;
+mod score;
+mod tenant;
+
+use std::cmp::Reverse;
+use std::rc::Rc;
+use std::collections::BinaryHeap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use indexmap::IndexMap;
+type FxIndexMap<K, V> = IndexMap<K, V, rustc_hash::FxBuildHasher>;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use fmt::{floor_div, floor_to, py_round};
+use score::{measure_key, Parts, Scorer, NAMES};
+use tenant::{
+    Buckets, Measure, Payload, Tenant, Val, ALL_STALE, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
+    KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
+};
+
+/// A tenant's id, shared by the structures that name it.
+type Id = Rc<str>;
+
+/// An accepted event waiting for the watermark: sorted by (ts, life, key).
+struct Pending {
+    ts: i64,
+    life: u8,
+    key: Rc<str>,
+    event: Py<PyAny>,
+}
+
+struct Settings {
+    step: i64,
+    warmup: i64,
+    stall_after: i64,
+    drop_window: i64,
+    drop_points: f64,
+    zones: [f64; 3],
+    error_window: i64,
+    error_history: i64,
+    login_window: i64,
+    dedup_retention: i64,
+    forget_after: i64,
+    session_days_kept: i64,
+    adoption_lookback: i64,
+}
+
+#[pyclass(unsendable)]
+struct ShardCore {
+    host: Py<PyAny>,
+    event_type: Py<PyAny>,
+    to_iso: Py<PyAny>,
+    known: HashSet<String>,
+    cfg: Settings,
+    buckets: Buckets,
+    scorer: Scorer,
+    tenants: FxIndexMap<Id, Tenant>,
+    pending: Vec<Pending>,
+    seen_by_day: HashMap<i64, Vec<Rc<str>>>,
+    seen: HashSet<Rc<str>>,
+    source_wms: HashMap<String, Option<i64>>,
+    watermark: Option<i64>,
+    next_step: Option<i64>,
+    stalls: BinaryHeap<Reverse<(i64, Id)>>,
+    error_windows: HashMap<i64, HashSet<Id>>,
+    dirty: HashSet<Id>,
+    rescore_at: HashMap<i64, HashSet<Id>>,
+    reweigh: bool,
+    earliest: Option<i64>,
+    scanned: usize,
+    // Events were queued since the queue was last sorted.
+    unsorted: bool,
+    touched: HashSet<Id>,
+    duplicates: i64,
+    late: i64,
+    unknown_types: i64,
+    type_counts: HashMap<String, i64>,
+    zones: HashMap<&'static str, i64>,
+    entries: HashMap<(usize, u64, u64, u64), Py<PyDict>>,
+    last_iso: Option<(i64, Py<PyString>)>,
+    // The components' names as Python strings, made once for every record's keys.
+    names: Vec<Py<PyString>>,
+}
+
+fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
+    let mut at = obj.clone();
+    for name in path.split('.') {
+        at = at.getattr(name)?;
+    }
+    at.extract().map_err(Into::into)
+}
+
+fn zone_of(score: f64, cut: &[f64; 3]) -> &'static str {
+    let rounded = (score + 0.5).trunc();
+    if rounded >= cut[0] {
+        "green"
+    } else if rounded >= cut[1] {
+        "yellow"
+    } else if rounded >= cut[2] {
+        "orange"
+    } else {
+        "red"
+    }
+}
+
+fn life_order(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<u8> {
+    Ok(match kind {
+        "onboarding.started" | "ticket.created" => 0,
+        "ticket.resolved" | "onboarding.completed" => 2,
+        "billing.invoice" => {
+            let status: String = attrs.get_item("status")?.extract()?;
+            match status.as_str() {
+                "issued" => 0,
+                "paid" => 2,
+                _ => 1,
+            }
+        }
+        _ => 1,
+    })
+}
+
+fn payload(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<Payload> {
+    let s = |key: &str| -> PyResult<String> { attrs.get_item(key)?.extract() };
+    Ok(match kind {
+        "user.session" => Payload::Session,
+        "feature.used" => Payload::Feature(s("feature")?),
+        "error.raised" => Payload::Error,
+        "job.retry" => Payload::JobRetry,
+        "integration.state" => Payload::Integration(s("integration")?, s("state")?),
+        "onboarding.started" => Payload::OnboardingStarted,
+        "onboarding.step_completed" => Payload::StepCompleted(s("step")?),
+        "recipe.completed" => Payload::Recipe,
+        "onboarding.completed" => Payload::OnboardingCompleted,
+        "ticket.created" => Payload::TicketCreated(s("ticket_id")?, s("priority")?),
+        "ticket.resolved" => Payload::TicketResolved(s("ticket_id")?),
+        "survey.response" => Payload::Survey {
+            nps: s("kind")? == "nps",
+            score: attrs.get_item("score")?.extract()?,
+        },
+        "billing.invoice" => Payload::Invoice(s("invoice_id")?, s("status")?),
+        "contract.updated" => {
+            let seats = attrs.call_method1(intern!(attrs.py(), "get"), ("seats",))?;
+            Payload::Contract(if seats.is_none() { None } else { Some(seats.unbind()) })
+        }
+        "sponsor.changed" => Payload::Sponsor(s("status")?),
+        "nudge.sent" | "nudge.acted" | "deployment.published" | "config.changed" => {
+            Payload::ContextOnly
+        }
+        _ => Payload::Unhandled,
+    })
+}
+
+/// f"{len(tenant_id)}:{tenant_id}{event_id}", the length in characters as Python counts.
+fn dedup_key(tenant_id: &str, event_id: &str) -> String {
+    format!("{}:{tenant_id}{event_id}", tenant_id.chars().count())
+}
+
+#[pymethods]
+impl ShardCore {
+    #[new]
+    fn new(
+        settings: &Bound<'_, PyAny>,
+        host: Py<PyAny>,
+        event_type: Py<PyAny>,
+        to_iso: Py<PyAny>,
+        known: HashSet<String>,
+        session_days_kept: i64,
+    ) -> PyResult<Self> {
+        let c = "health.components";
+        let mut weights = [0.0; COMPONENTS];
+        for (index, name) in NAMES.iter().enumerate() {
+            weights[index] = get(settings, &format!("{c}.{name}.weight"))?;
+        }
+        let parts = Parts {
+            weights,
+            login_full_at: get(settings, &format!("{c}.login_activity.full_at"))?,
+            trend_min_baseline: get(settings, &format!("{c}.login_trend.min_baseline"))?,
+            adoption_full_at: get(settings, &format!("{c}.adoption.full_at"))?,
+            adoption_lookback: get(settings, &format!("{c}.adoption.lookback"))?,
+            pressure_zero_at: get(settings, &format!("{c}.error_pressure.zero_at"))?,
+            support_zero_at: get(settings, &format!("{c}.support_load.zero_at"))?,
+            p1_counts_as: get(settings, &format!("{c}.support_load.p1_counts_as"))?,
+            overdue_penalty: get(settings, &format!("{c}.billing.overdue_penalty"))?,
+            failed_penalty: get(settings, &format!("{c}.billing.failed_penalty"))?,
+            expected_steps: get(settings, &format!("{c}.onboarding.expected_steps"))?,
+            stalled_factor: get(settings, &format!("{c}.onboarding.stalled_factor"))?,
+        };
+        let stall_after: i64 = get(settings, "signals.onboarding_stalled.stall_after")?;
+        let cfg = Settings {
+            step: get(settings, "engine.health_step")?,
+            warmup: get(settings, "health.warmup")?,
+            stall_after,
+            drop_window: get(settings, "health.drop_window")?,
+            drop_points: get(settings, "health.drop_points")?,
+            zones: [
+                get(settings, "health.zones.green")?,
+                get(settings, "health.zones.yellow")?,
+                get(settings, "health.zones.orange")?,
+            ],
+            error_window: get(settings, "signals.error_spike.window")?,
+            error_history: get(settings, "signals.error_spike.history")?,
+            login_window: get(settings, "signals.login_drop.window")?,
+            dedup_retention: get(settings, "dedup_retention")?,
+            forget_after: get(settings, "engine.forget_tenants_after")?,
+            session_days_kept,
+            adoption_lookback: parts.adoption_lookback,
+        };
+        let buckets = Buckets {
+            login_window: cfg.login_window,
+            error_window: cfg.error_window,
+            origin: get(settings, "engine.window_origin")?,
+            max_keys: get(settings, "engine.max_keys_per_tenant")?,
+        };
+        Ok(ShardCore {
+            host,
+            event_type,
+            to_iso,
+            known,
+            buckets,
+            scorer: Scorer::new(parts, stall_after),
+            cfg,
+            tenants: FxIndexMap::default(),
+            pending: Vec::new(),
+            seen_by_day: HashMap::default(),
+            seen: HashSet::default(),
+            source_wms: HashMap::default(),
+            watermark: None,
+            next_step: None,
+            stalls: BinaryHeap::new(),
+            error_windows: HashMap::default(),
+            dirty: HashSet::default(),
+            rescore_at: HashMap::default(),
+            reweigh: false,
+            earliest: None,
+            scanned: 0,
+            unsorted: false,
+            touched: HashSet::default(),
+            duplicates: 0,
+            late: 0,
+            unknown_types: 0,
+            type_counts: HashMap::default(),
+            zones: HashMap::default(),
+            entries: HashMap::default(),
+            last_iso: None,
+            names: NAMES.iter().map(|name| PyString::intern(settings.py(), name).unbind()).collect(),
+        })
+    }
+
+    /// ShardEngine.process: events and ticks in, outputs (stream, record) out.
+    fn process<'py>(&mut self, py: Python<'py>, items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        let event_type = self.event_type.bind(py).clone();
+        for item in items.try_iter()? {
+            let item = item?;
+            if item.get_type().is(&event_type) {
+                self.accept(py, &item, &out)?;
+            } else {
+                self.tick(py, &item, &out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tallies since the last call, and the accepted events by type; both reset.
+    fn take_counts<'py>(&mut self, py: Python<'py>) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        let counts = PyDict::new(py);
+        for (name, value) in [
+            ("duplicates", &mut self.duplicates),
+            ("late", &mut self.late),
+            ("unknown_types", &mut self.unknown_types),
+        ] {
+            if *value != 0 {
+                counts.set_item(name, *value)?;
+                *value = 0;
+            }
+        }
+        let types = PyDict::new(py);
+        for (kind, value) in self.type_counts.drain() {
+            types.set_item(kind, value)?;
+        }
+        Ok((counts, types))
+    }
+
+    #[getter]
+    fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    #[getter]
+    fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    #[getter]
+    fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    #[getter]
+    fn zones(&self) -> HashMap<&'static str, i64> {
+        self.zones.clone()
+    }
+
+    #[getter]
+    fn touched(&self) -> Vec<String> {
+        self.touched.iter().map(|id| id.to_string()).collect()
+    }
+
+    fn clear_touched(&mut self) {
+        self.touched.clear();
+    }
+}
+
+impl ShardCore {
+    /// to_iso as a Python string; the step's instant is asked for by every record of it.
+    fn iso<'py>(&mut self, py: Python<'py>, ms: i64) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((at, text)) = &self.last_iso {
+            if *at == ms {
+                return Ok(text.bind(py).clone().into_any());
+            }
+        }
+        let text = match fmt::to_iso(ms) {
+            Some(text) => PyString::new(py, &text),
+            None => self.to_iso.bind(py).call1((ms,))?.cast_into::<PyString>()?,
+        };
+        self.last_iso = Some((ms, text.clone().unbind()));
+        Ok(text.into_any())
+    }
+
+    fn accept(&mut self, py: Python<'_>, event: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+        let tuple = event.cast::<PyTuple>()?;
+        let event_id = tuple.get_item(0)?;
+        let event_id = event_id.cast::<PyString>()?.to_str()?;
+        let kind_obj = tuple.get_item(1)?;
+        let kind = kind_obj.cast::<PyString>()?.to_str()?;
+        let tenant_obj = tuple.get_item(2)?;
+        let tenant_id = tenant_obj.cast::<PyString>()?.to_str()?;
+        let ts: i64 = tuple.get_item(3)?.extract()?;
+        let wm: i64 = tuple.get_item(7)?.extract()?;
+        let key: Rc<str> = dedup_key(tenant_id, event_id).into();
+        if self.seen.contains(&key) {
+            self.duplicates += 1;
+            return Ok(());
+        }
+        if ts < wm || self.watermark.is_some_and(|w| ts < w) {
+            self.late += 1;
+            let record = self.host.bind(py).call_method1(intern!(py, "_late_record"), (event,))?;
+            out.append((intern!(py, "deadletter"), record))?;
+            return Ok(());
+        }
+        self.seen.insert(key.clone());
+        self.seen_by_day.entry(floor_div(ts, MS_PER_DAY)).or_default().push(key.clone());
+        match self.type_counts.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => {
+                self.type_counts.insert(kind.to_string(), 1);
+            }
+        }
+        if !self.known.contains(kind) {
+            self.unknown_types += 1;
+            return Ok(());
+        }
+        let life = life_order(kind, &tuple.get_item(5)?)?;
+        self.pending.push(Pending { ts, life, key, event: event.clone().unbind() });
+        self.unsorted = true;
+        Ok(())
+    }
+
+    fn tick(&mut self, py: Python<'_>, tick: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+        let tuple = tick.cast::<PyTuple>()?;
+        let source: String = tuple.get_item(0)?.extract()?;
+        let wm: Option<i64> = tuple.get_item(1)?.extract()?;
+        let sources: usize = tuple.get_item(2)?.extract()?;
+        self.source_wms.insert(source, wm);
+        if self.source_wms.len() < sources {
+            return Ok(()); // not every partition has spoken
+        }
+        let Some(watermark) = self.source_wms.values().filter_map(|w| *w).min() else {
+            return Ok(());
+        };
+        if self.watermark.is_none_or(|w| watermark > w) {
+            self.watermark = Some(watermark);
+            self.advance(py, watermark, out)?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, py: Python<'_>, watermark: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
+        if self.next_step.is_none() {
+            match self.earliest_pending() {
+                Some(earliest) if earliest < watermark => {
+                    self.next_step = Some(floor_to(earliest, self.cfg.step, 0) + self.cfg.step);
+                }
+                _ => return Ok(()),
+            }
+        }
+        loop {
+            let next_step = self.next_step.expect("started");
+            let stall_at = self.stalls.peek().map(|Reverse((at, _))| *at);
+            let now = stall_at.map_or(next_step, |at| at.min(next_step));
+            if now > watermark {
+                return Ok(());
+            }
+            self.apply_before(py, now)?;
+            if Some(now) == stall_at {
+                self.fire_stalls(py, now, out)?;
+            }
+            if now == next_step {
+                self.step(py, now, out)?;
+                self.next_step = Some(next_step + self.cfg.step);
+            }
+        }
+    }
+
+    fn earliest_pending(&mut self) -> Option<i64> {
+        if self.pending.len() > self.scanned {
+            let fresh = self.pending[self.scanned..].iter().map(|p| p.ts).min().expect("some");
+            self.earliest = Some(self.earliest.map_or(fresh, |e| e.min(fresh)));
+            self.scanned = self.pending.len();
+        }
+        self.earliest
+    }
+
+    fn apply_before(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.unsorted) {
+            // Keys are unique, so this order is total: stable or not, the same.
+            self.pending
+                .sort_unstable_by(|a, b| (a.ts, a.life, &a.key).cmp(&(b.ts, b.life, &b.key)));
+        }
+        let due = self.pending.partition_point(|p| p.ts < now);
+        if due == 0 {
+            return Ok(());
+        }
+        let applying: Vec<Pending> = self.pending.drain(..due).collect();
+        for item in applying {
+            let event = item.event.bind(py).cast::<PyTuple>()?.clone();
+            let tenant_obj = event.get_item(2)?;
+            let tenant_str = tenant_obj.cast::<PyString>()?.to_str()?;
+            let kind_obj = event.get_item(1)?;
+            let kind = kind_obj.cast::<PyString>()?.to_str()?;
+            let segment_obj = event.get_item(6)?;
+            let payload = payload(kind, &event.get_item(5)?)?;
+            let ts = item.ts;
+            let index = match self.tenants.get_index_of(tenant_str) {
+                Some(index) => index,
+                None => {
+                    let id: Rc<str> = tenant_str.into();
+                    self.rescore_after(ts + self.cfg.warmup, &id);
+                    let py_id = tenant_obj.cast::<PyString>()?.clone().unbind();
+                    self.tenants.insert_full(id.clone(), Tenant::new(id, py_id, ts)).0
+                }
+            };
+            let tenant = &mut self.tenants[index];
+            if !segment_obj.is_none() {
+                let segment = segment_obj.cast::<PyString>()?.to_str()?;
+                if tenant.segment.as_deref() != Some(segment) {
+                    tenant.segment = Some(segment.to_string());
+                }
+            }
+            let effect = tenant.apply(ts, payload, &self.buckets);
+            let last_progress = tenant.last_progress;
+            let tenant_id = tenant.tenant_id.clone();
+            self.dirty.insert(tenant_id.clone());
+            if effect == 0 {
+                continue;
+            }
+            if effect & ERRORS != 0 {
+                let window = self.cfg.error_window;
+                let end = floor_to(ts, window, self.buckets.origin) + window;
+                self.error_windows.entry(end).or_default().insert(tenant_id.clone());
+            }
+            if effect & ONBOARDING_CLOCK != 0 {
+                if let Some(progress) = last_progress {
+                    self.stalls.push(Reverse((progress + self.cfg.stall_after + 1, tenant_id.clone())));
+                }
+            }
+            if effect & PRESSURE != 0 {
+                let until = (floor_div(ts, MS_PER_HOUR) + PRESSURE_HOURS + 1) * MS_PER_HOUR;
+                self.rescore_after(until, &tenant_id);
+            }
+            if effect & KEY_REFUSED != 0 {
+                self.host.bind(py).call_method1(intern!(py, "_refused_key"), (event,))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rescore_after(&mut self, instant: i64, tenant_id: &Id) {
+        let step = floor_to(instant - 1, self.cfg.step, 0) + self.cfg.step;
+        if self.next_step.is_none_or(|next| step >= next) {
+            self.rescore_at.entry(step).or_default().insert(tenant_id.clone());
+        }
+    }
+
+    fn fire_stalls(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
+        while self.stalls.peek().is_some_and(|Reverse((at, _))| *at == now) {
+            let Reverse((_, tenant_id)) = self.stalls.pop().expect("peeked");
+            let stall_after = self.cfg.stall_after;
+            let Some(tenant) = self.tenants.get_mut(&tenant_id) else { continue };
+            let (Some(progress), true) = (tenant.last_progress, tenant.onboarding_open()) else {
+                continue;
+            };
+            let deadline = progress + stall_after;
+            if deadline + 1 != now || tenant.stall_signalled_at == Some(deadline) {
+                continue; // superseded by later progress, or already signalled
+            }
+            tenant.stall_signalled_at = Some(deadline);
+            tenant.stale |= ONBOARDING;
+            let started = tenant.onboarding_started.expect("open");
+            let steps = tenant.onboarding_steps.len();
+            self.dirty.insert(tenant_id.clone());
+            let record = self.host.bind(py).call_method1(
+                intern!(py, "_stall_record"),
+                (&*tenant_id, started, progress, deadline, steps),
+            )?;
+            self.emit_signal(py, &tenant_id, record, deadline, out)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
+        let mut found: Vec<(Id, Bound<'_, PyAny>)> = Vec::new();
+        if let Some(ids) = self.error_windows.remove(&now) {
+            let mut ids: Vec<Id> = ids.into_iter().collect();
+            ids.sort();
+            for tenant_id in ids {
+                if let Some(record) = self.check_error_spike(py, &tenant_id, now)? {
+                    found.push((tenant_id.clone(), record));
+                }
+                self.touched.insert(tenant_id);
+            }
+        }
+        let size = self.cfg.login_window;
+        if (now - self.buckets.origin).rem_euclid(size) == 0 {
+            for tenant in self.tenants.values() {
+                let current = tenant.sessions_by_window.get(&(now - size)).copied().unwrap_or(0);
+                let previous = tenant.sessions_by_window.get(&(now - 2 * size)).copied().unwrap_or(0);
+                let record = self.host.bind(py).call_method1(
+                    intern!(py, "_login_drop_record"),
+                    (&*tenant.tenant_id, current, previous, now - size, now),
+                )?;
+                if !record.is_none() {
+                    found.push((tenant.tenant_id.clone(), record));
+                }
+            }
+        }
+        if now.rem_euclid(MS_PER_DAY) == 0 {
+            self.daily(py, now)?;
+        }
+        if let Some(ids) = self.rescore_at.remove(&now) {
+            for tenant_id in ids {
+                if let Some(due) = self.tenants.get_mut(&tenant_id) {
+                    due.stale |= CLOCK_MOVED; // errors may have left the 24 h
+                    self.dirty.insert(tenant_id);
+                }
+            }
+        }
+        let reweigh = std::mem::take(&mut self.reweigh);
+        let mut dirty: Vec<Id> = self.dirty.drain().collect();
+        dirty.sort();
+        for tenant_id in &dirty {
+            self.score(py, tenant_id, now, out, reweigh)?;
+        }
+        self.touched.extend(dirty);
+        for (tenant_id, record) in found {
+            self.emit_signal(py, &tenant_id, record, now, out)?;
+        }
+        Ok(())
+    }
+
+    fn daily(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
+        let host = self.host.bind(py);
+        host.call_method1(intern!(py, "_report_refusals"), (now,))?;
+        let silent_since = now - self.cfg.forget_after;
+        let gone: Vec<Id> = self
+            .tenants
+            .values()
+            .filter(|t| t.last_event_at < silent_since)
+            .map(|t| t.tenant_id.clone())
+            .collect();
+        for tenant_id in &gone {
+            let tenant = self.tenants.shift_remove(tenant_id).expect("listed");
+            self.dirty.remove(tenant_id);
+            self.touched.insert(tenant_id.clone());
+            if let Some(zone) = tenant.zone {
+                *self.zones.entry(zone).or_insert(0) -= 1;
+            }
+        }
+        if !gone.is_empty() {
+            let ids: Vec<&str> = gone.iter().map(|id| &**id).collect();
+            host.call_method1(intern!(py, "_forgot"), (now, ids))?;
+        }
+        let keep_from = floor_to(now, self.buckets.login_window, self.buckets.origin)
+            - self.buckets.login_window;
+        for tenant in self.tenants.values_mut() {
+            self.dirty.insert(tenant.tenant_id.clone());
+            tenant.stale |= DAY_BASED;
+            tenant.prune(now, self.cfg.session_days_kept, keep_from, self.cfg.adoption_lookback);
+        }
+        let forget_before = floor_div(now - self.cfg.dedup_retention, MS_PER_DAY);
+        let old: Vec<i64> = self.seen_by_day.keys().filter(|d| **d < forget_before).copied().collect();
+        for day in old {
+            for key in self.seen_by_day.remove(&day).expect("listed") {
+                self.seen.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_error_spike<'py>(
+        &mut self,
+        py: Python<'py>,
+        tenant_id: &str,
+        now: i64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let size = self.cfg.error_window;
+        let start = now - size;
+        let oldest = start - floor_div(self.cfg.error_history, size) * size;
+        let tenant = self.tenants.get_mut(tenant_id).expect("a tenant with errors");
+        let first = floor_to(tenant.first_seen, size, self.buckets.origin).max(oldest);
+        let windows = &mut tenant.errors_by_window;
+        let history: Vec<i64> = (first..start)
+            .step_by(size as usize)
+            .map(|w| windows.get(&w).copied().unwrap_or(0))
+            .collect();
+        windows.retain(|w, _| *w >= first);
+        let count = windows.get(&start).copied().unwrap_or(0);
+        let record = self.host.bind(py).call_method1(
+            intern!(py, "_error_spike_record"),
+            (tenant_id, count, history, start, now),
+        )?;
+        Ok(if record.is_none() { None } else { Some(record) })
+    }
+
+    /// The tenant's context for facts: segment, score, zone, reasons, cooldowns.
+    fn context<'py>(
+        &mut self,
+        py: Python<'py>,
+        tenant_id: &str,
+    ) -> (Option<String>, Option<i64>, Option<&'static str>, String, Bound<'py, PyDict>) {
+        match self.tenants.get_mut(tenant_id) {
+            Some(t) => {
+                self.touched.insert(t.tenant_id.clone()); // a rule's cooldown may start
+                let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
+                (t.segment.clone(), t.score, t.zone, t.reasons.clone(), cooldowns.bind(py).clone())
+            }
+            None => (None, None, None, String::new(), PyDict::new(py)),
+        }
+    }
+
+    fn emit_signal(
+        &mut self,
+        py: Python<'_>,
+        tenant_id: &str,
+        record: Bound<'_, PyAny>,
+        now: i64,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let (segment, score, zone, reasons, cooldowns) = self.context(py, tenant_id);
+        let why = if reasons.is_empty() { "not scored yet".to_string() } else { reasons };
+        let outputs = self.host.bind(py).call_method1(
+            intern!(py, "_signal_actions"),
+            (record, segment, score, zone, why, cooldowns, now),
+        )?;
+        extend(out, &outputs)
+    }
+
+    fn score(
+        &mut self,
+        py: Python<'_>,
+        tenant_id: &str,
+        now: i64,
+        out: &Bound<'_, PyList>,
+        reweigh: bool,
+    ) -> PyResult<()> {
+        let cut = self.cfg.zones;
+        let tenant = self.tenants.get_mut(tenant_id).expect("dirty tenants exist");
+        let exact = self.scorer.rescore(tenant, now, reweigh);
+        let mut health = None;
+        if let Some(exact) = exact {
+            let rounded = (exact + 0.5).trunc() as i64;
+            let zone = zone_of(exact, &cut);
+            if Some(rounded) != tenant.score || Some(zone) != tenant.zone {
+                health = Some((exact, rounded, zone));
+                self.record_health(py, tenant_id, exact, rounded, zone, now, out)?;
+            }
+        }
+        let tenant = &self.tenants[tenant_id];
+        let Some(zone) = tenant.zone else { return Ok(()) };
+        if now - tenant.first_seen < self.cfg.warmup {
+            return Ok(()); // too little history to call a zone or a drop
+        }
+        if Some(zone) != tenant.zone_announced {
+            let from = tenant.zone_announced;
+            let score = tenant.score.expect("scored");
+            let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
+            self.tenants[tenant_id].zone_announced = Some(zone);
+            let outputs = self.host.bind(py).call_method1(
+                intern!(py, "_zone_change"),
+                (tenant_id, segment, now, score, zone, from, reasons, cooldowns),
+            )?;
+            extend(out, &outputs)?;
+        }
+        if let Some((exact, rounded, zone)) = health {
+            self.check_score_drop(py, tenant_id, exact, rounded, zone, now, out)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_health(
+        &mut self,
+        py: Python<'_>,
+        tenant_id: &str,
+        exact: f64,
+        rounded: i64,
+        zone: &'static str,
+        now: i64,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let tenant = self.tenants.get_mut(tenant_id).expect("scored");
+        if Some(zone) != tenant.zone {
+            *self.zones.entry(zone).or_insert(0) += 1;
+            if let Some(old) = tenant.zone {
+                *self.zones.entry(old).or_insert(0) -= 1;
+            }
+        }
+        tenant.score = Some(rounded);
+        tenant.zone = Some(zone);
+        let _ = exact;
+        let measures: [Measure; COMPONENTS] = tenant.measures;
+        let weights = self.scorer.weights(&measures).expect("a score was computed from them");
+        let tenant = &self.tenants[tenant_id];
+        let components = PyDict::new(py);
+        for index in 0..COMPONENTS {
+            let key = measure_key(index, measures[index], weights[index]);
+            let entry = match self.entries.get(&key) {
+                Some(entry) => entry.bind(py).clone(),
+                None => {
+                    let entry = component_entry(py, measures[index], weights[index])?;
+                    self.entries.insert(key, entry.clone().unbind());
+                    entry
+                }
+            };
+            components.set_item(self.names[index].bind(py), entry)?;
+        }
+        let mut said = self.scorer.reasons(tenant, &measures, &weights, now);
+        let until = tenant.first_seen + self.cfg.warmup;
+        let py_id = tenant.py_id.clone_ref(py);
+        let reasons_kept = said.join("; ");
+        let ts = self.iso(py, now)?;
+        if now < until {
+            let when = match fmt::to_iso(until) {
+                Some(text) => text,
+                None => self.to_iso.bind(py).call1((until,))?.extract()?,
+            };
+            said.push(format!(
+                "new account, warming up until {when}: its zone and score drops are not handed to the rules before then"
+            ));
+        }
+        let record = PyDict::new(py);
+        record.set_item(intern!(py, "tenant_id"), py_id)?;
+        record.set_item(intern!(py, "ts"), ts)?;
+        record.set_item(intern!(py, "score"), rounded)?;
+        record.set_item(intern!(py, "zone"), zone_str(py, zone))?;
+        record.set_item(intern!(py, "components"), &components)?;
+        let reasons = PyList::new(py, said)?;
+        record.set_item(intern!(py, "reasons"), &reasons)?;
+        self.tenants[tenant_id].reasons = reasons_kept;
+        untrack(components.as_any());
+        untrack(reasons.as_any());
+        untrack(record.as_any());
+        out.append((intern!(py, "health"), record))?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_score_drop(
+        &mut self,
+        py: Python<'_>,
+        tenant_id: &str,
+        score: f64,
+        rounded: i64,
+        zone: &'static str,
+        now: i64,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let since = now - self.cfg.drop_window;
+        let tenant = &self.tenants[tenant_id];
+        let mut recent: Vec<(i64, f64)> =
+            tenant.recent_scores.iter().filter(|(t, _)| *t >= since).copied().collect();
+        let peak = recent.iter().map(|(_, s)| *s).reduce(fmt::py_max).unwrap_or(score);
+        if peak - score >= self.cfg.drop_points {
+            let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
+            recent.clear(); // a continuing fall must lose drop_points again to re-fire
+            let outputs = self.host.bind(py).call_method1(
+                intern!(py, "_score_drop"),
+                (tenant_id, segment, now, rounded, zone, peak, reasons, cooldowns),
+            )?;
+            extend(out, &outputs)?;
+        }
+        while recent.last().is_some_and(|(_, s)| *s <= score) {
+            recent.pop();
+        }
+        recent.push((now, score));
+        self.tenants[tenant_id].recent_scores = recent;
+        Ok(())
+    }
+}
+
+/// Takes a part of a health record out of Python's cycle collector: a record holds
+/// strings, numbers and containers of those only, and is never changed once made, so
+/// it can be in no cycle; tracked, every young-generation collection walks every record
+/// not yet written (CPython untracks such tuples and dicts itself, but only once a
+/// collection has walked them).
+fn untrack(container: &Bound<'_, PyAny>) {
+    // SAFETY: a live object we hold a reference to, of a type the collector tracks.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(container.as_ptr().cast()) }
+}
+
+/// A zone's name, as one Python string for every record.
+fn zone_str<'py>(py: Python<'py>, zone: &str) -> &'py Bound<'py, PyString> {
+    match zone {
+        "green" => intern!(py, "green"),
+        "yellow" => intern!(py, "yellow"),
+        "orange" => intern!(py, "orange"),
+        _ => intern!(py, "red"),
+    }
+}
+
+fn component_entry<'py>(py: Python<'py>, measure: Measure, weight: f64) -> PyResult<Bound<'py, PyDict>> {
+    let entry = PyDict::new(py);
+    match measure {
+        None => {
+            entry.set_item(intern!(py, "value"), py.None())?;
+            entry.set_item(intern!(py, "weight"), py_round(weight, 2))?;
+            entry.set_item(intern!(py, "points"), 0.0)?;
+        }
+        Some((value, share)) => {
+            match value {
+                Val::Int(n) => entry.set_item(intern!(py, "value"), n)?,
+                Val::Float(x) => entry.set_item(intern!(py, "value"), x)?,
+            }
+            entry.set_item(intern!(py, "weight"), py_round(weight, 2))?;
+            entry.set_item(intern!(py, "points"), py_round(weight * share, 2))?;
+        }
+    }
+    Ok(entry)
+}
+
+fn extend(out: &Bound<'_, PyList>, outputs: &Bound<'_, PyAny>) -> PyResult<()> {
+    for item in outputs.try_iter()? {
+        out.append(item?)?;
+    }
+    Ok(())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ShardCore>()?;
+    let _ = ALL_STALE;
+    Ok(())
+}

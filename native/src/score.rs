@@ -1,0 +1,408 @@
+//! The health score and its words: vigil/health.py's measures, weights and reasons.
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::fmt::{f0, floor_div, g, py_max, py_min, py_round};
+use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_DAY, MS_PER_HOUR, PRESSURE_HOURS};
+
+pub const NAMES: [&str; COMPONENTS] = [
+    "login_activity",
+    "login_trend",
+    "adoption",
+    "error_pressure",
+    "support_load",
+    "sentiment",
+    "billing",
+    "integrations",
+    "sponsor",
+    "onboarding",
+];
+const SPOKEN: [&str; COMPONENTS] = [
+    "login activity",
+    "login trend",
+    "adoption",
+    "error pressure",
+    "support load",
+    "sentiment",
+    "billing",
+    "integrations",
+    "sponsor",
+    "onboarding",
+];
+// Components whose words depend on their measure and the settings only.
+const WORDS_FROM_MEASURE: [bool; COMPONENTS] =
+    [true, true, true, true, false, false, false, false, true, false];
+
+/// health.components, as numbers.
+pub struct Parts {
+    pub weights: [f64; COMPONENTS],
+    pub login_full_at: f64,
+    pub trend_min_baseline: i64,
+    pub adoption_full_at: i64,
+    pub adoption_lookback: i64,
+    pub pressure_zero_at: f64,
+    pub support_zero_at: f64,
+    pub p1_counts_as: f64,
+    pub overdue_penalty: f64,
+    pub failed_penalty: f64,
+    pub expected_steps: Vec<String>,
+    pub stalled_factor: f64,
+}
+
+pub struct Scorer {
+    pub parts: Parts,
+    pub stall_after: i64,
+    spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
+    lines: HashMap<(usize, u64, u64, u64), String>,
+}
+
+fn bits(x: f64) -> u64 {
+    (x + 0.0).to_bits() // -0.0 and 0.0 are one key, as in Python
+}
+
+pub fn measure_key(index: usize, measure: Measure, weight: f64) -> (usize, u64, u64, u64) {
+    match measure {
+        None => (index, u64::MAX, u64::MAX, bits(weight)),
+        Some((value, share)) => (index, bits(value.as_f64()), bits(share), bits(weight)),
+    }
+}
+
+impl Scorer {
+    pub fn new(parts: Parts, stall_after: i64) -> Self {
+        Scorer { parts, stall_after, spread: HashMap::default(), lines: HashMap::default() }
+    }
+
+    /// Scorer.rescore: the score alone, None when no measure moved (or none has data).
+    pub fn rescore(&mut self, t: &mut Tenant, now: i64, reweigh: bool) -> Option<f64> {
+        let mut changed = reweigh || t.score.is_none();
+        let stale = t.stale;
+        for index in 0..COMPONENTS {
+            if stale >> index & 1 == 0 {
+                continue;
+            }
+            let fresh = self.measure(index, t, now);
+            let old = t.measures[index];
+            t.measures[index] = fresh;
+            match (fresh, old) {
+                (Some(f), Some(o)) => changed |= f.1 != o.1,
+                (None, None) => {}
+                _ => changed = true,
+            }
+        }
+        t.stale = 0;
+        if !changed {
+            return None;
+        }
+        let weights = self.weights(&t.measures)?;
+        let mut score = 0.0;
+        for (weight, m) in weights.iter().zip(t.measures.iter()) {
+            if let Some((_, share)) = m {
+                score += weight * share;
+            }
+        }
+        Some(score)
+    }
+
+    /// Points available per component given which have data; None if none has.
+    pub fn weights(&mut self, measures: &[Measure; COMPONENTS]) -> Option<[f64; COMPONENTS]> {
+        let mut present = 0u32;
+        for (index, m) in measures.iter().enumerate() {
+            if m.is_some() {
+                present |= 1 << index;
+            }
+        }
+        if let Some(spread) = self.spread.get(&present) {
+            return *spread;
+        }
+        let mut total = 0.0;
+        for index in 0..COMPONENTS {
+            if present >> index & 1 == 1 {
+                total += self.parts.weights[index];
+            }
+        }
+        let spread = if total > 0.0 {
+            let scale = 100.0 / total;
+            let mut out = [0.0; COMPONENTS];
+            for index in 0..COMPONENTS {
+                if present >> index & 1 == 1 {
+                    out[index] = self.parts.weights[index] * scale;
+                }
+            }
+            Some(out)
+        } else {
+            None
+        };
+        self.spread.insert(present, spread);
+        spread
+    }
+
+    fn measure(&self, index: usize, t: &mut Tenant, now: i64) -> Measure {
+        let p = &self.parts;
+        match index {
+            0 => {
+                if !t.sessions_seen {
+                    return None;
+                }
+                let sessions = session_weeks(t, now).0;
+                Some((Val::Int(sessions), py_min(1.0, sessions as f64 / p.login_full_at)))
+            }
+            1 => {
+                let (current, previous) = session_weeks(t, now);
+                if previous < p.trend_min_baseline {
+                    return None;
+                }
+                let ratio = current as f64 / previous as f64;
+                Some((Val::Float(py_round(ratio, 3)), py_min(1.0, ratio)))
+            }
+            2 => {
+                if t.features.is_empty() {
+                    return None;
+                }
+                let since = now - p.adoption_lookback;
+                let used = t.features.values().filter(|last| **last >= since).count() as i64;
+                Some((Val::Int(used), py_min(1.0, used as f64 / p.adoption_full_at as f64)))
+            }
+            3 => {
+                if !t.product_activity {
+                    return None;
+                }
+                let first_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
+                let count: i64 =
+                    t.pressure_by_hour.iter().filter(|(h, _)| **h >= first_hour).map(|(_, n)| n).sum();
+                Some((Val::Int(count), py_max(0.0, 1.0 - count as f64 / p.pressure_zero_at)))
+            }
+            4 => {
+                if !t.tickets_seen {
+                    return None;
+                }
+                let open_total = t.open_tickets.len() as i64;
+                let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count() as i64;
+                let load = open_total as f64 + (p.p1_counts_as - 1.0) * open_p1 as f64;
+                Some((Val::Int(open_total), py_max(0.0, 1.0 - load / p.support_zero_at)))
+            }
+            5 => {
+                let mut sum = 0.0;
+                let mut n = 0;
+                if let Some(nps) = t.nps {
+                    sum += nps / 10.0;
+                    n += 1;
+                }
+                if let Some(csat) = t.csat {
+                    sum += (csat - 1.0) / 4.0;
+                    n += 1;
+                }
+                if n == 0 {
+                    return None;
+                }
+                let fraction = sum / n as f64;
+                Some((Val::Float(py_round(fraction * 10.0, 2)), fraction))
+            }
+            6 => {
+                if !t.invoices_seen {
+                    return None;
+                }
+                let overdue = t.unpaid_invoices.values().filter(|s| *s == "overdue").count();
+                let failed = t.unpaid_invoices.values().filter(|s| *s == "failed").count();
+                let penalty =
+                    overdue as f64 * p.overdue_penalty + failed as f64 * p.failed_penalty;
+                Some((Val::Int(t.unpaid_invoices.len() as i64), py_max(0.0, 1.0 - penalty)))
+            }
+            7 => {
+                if t.integrations.is_empty() {
+                    return None;
+                }
+                let connected = t.integrations.values().filter(|v| *v == "connected").count();
+                let share = connected as f64 / t.integrations.len() as f64;
+                Some((Val::Int(connected as i64), share))
+            }
+            8 => match &t.sponsor {
+                None => None,
+                Some(s) if s == "active" => Some((Val::Float(1.0), 1.0)),
+                Some(_) => Some((Val::Float(0.0), 0.0)),
+            },
+            _ => {
+                let last = t.last_progress?;
+                if !t.onboarding_open() {
+                    return None;
+                }
+                let mut expected: Vec<&String> = p.expected_steps.iter().collect();
+                expected.sort();
+                expected.dedup();
+                let done = expected.iter().filter(|s| t.onboarding_steps.contains(**s)).count();
+                let mut fraction = if p.expected_steps.is_empty() {
+                    1.0
+                } else {
+                    done as f64 / p.expected_steps.len() as f64
+                };
+                if now - last > self.stall_after {
+                    fraction *= p.stalled_factor;
+                }
+                Some((Val::Int(done as i64), fraction))
+            }
+        }
+    }
+
+    /// health.reasons: the biggest loss of points first, then what had no data.
+    pub fn reasons(
+        &mut self,
+        t: &Tenant,
+        measures: &[Measure; COMPONENTS],
+        weights: &[f64; COMPONENTS],
+        now: i64,
+    ) -> Vec<String> {
+        let mut losing: Vec<(f64, String)> = Vec::new();
+        let mut missing: Vec<&str> = Vec::new();
+        for index in 0..COMPONENTS {
+            let Some((value, share)) = measures[index] else {
+                missing.push(SPOKEN[index]);
+                continue;
+            };
+            let weight = weights[index];
+            let lost = weight * (1.0 - share);
+            if lost < 0.5 {
+                continue;
+            }
+            let key = measure_key(index, measures[index], weight);
+            let line = match self.lines.get(&key) {
+                Some(line) => line.clone(),
+                None => {
+                    let line = format!("{} (-{} pts)", self.explain(index, t, value, now), f0(lost));
+                    if WORDS_FROM_MEASURE[index] {
+                        self.lines.insert(key, line.clone());
+                    }
+                    line
+                }
+            };
+            losing.push((lost, line));
+        }
+        losing.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut said: Vec<String> = losing.into_iter().map(|(_, line)| line).collect();
+        if said.is_empty() {
+            said.push("every component with data is at or near full points".into());
+        }
+        if !missing.is_empty() {
+            said.push(format!(
+                "no data for {}: weight spread over the other components",
+                missing.join(", ")
+            ));
+        }
+        said
+    }
+
+    fn explain(&self, index: usize, t: &Tenant, value: Val, now: i64) -> String {
+        let p = &self.parts;
+        match index {
+            0 => format!(
+                "{} in the last 7 days (full points at {})",
+                counted(value, "session", None),
+                g(p.login_full_at)
+            ),
+            1 => format!("sessions down {}% on the 7 days before", f0(100.0 * (1.0 - value.as_f64()))),
+            2 => format!(
+                "{} used in the last {} (full points at {})",
+                counted(value, "feature", None),
+                counted(Val::Int(p.adoption_lookback / MS_PER_DAY), "day", None),
+                p.adoption_full_at
+            ),
+            3 => format!(
+                "{} in the last 24 h",
+                counted(value, "error or job retry", Some("errors and job retries"))
+            ),
+            4 => {
+                let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count();
+                if value.as_f64() == 1.0 {
+                    if open_p1 > 0 { "1 open ticket, a P1" } else { "1 open ticket" }.into()
+                } else {
+                    let p1 = if open_p1 > 0 { open_p1.to_string() } else { "none".into() };
+                    format!("{} open tickets, {p1} of them P1", num0(value))
+                }
+            }
+            5 => {
+                let mut words = Vec::new();
+                if let Some(nps) = t.nps {
+                    words.push(format!("NPS {}/10", g(nps)));
+                }
+                if let Some(csat) = t.csat {
+                    words.push(format!("CSAT {}/5", g(csat)));
+                }
+                format!("latest {}", words.join(" and "))
+            }
+            6 => {
+                let mut counts = Vec::new();
+                for word in ["overdue", "failed"] {
+                    let n = t.unpaid_invoices.values().filter(|s| *s == word).count();
+                    if n > 0 {
+                        counts.push(format!("{n} {word}"));
+                    }
+                }
+                format!("invoices unpaid: {}", counts.join(" and "))
+            }
+            7 => {
+                let mut broken: Vec<&String> =
+                    t.integrations.iter().filter(|(_, v)| *v != "connected").map(|(k, _)| k).collect();
+                broken.sort();
+                let mut listed = broken
+                    .iter()
+                    .take(3)
+                    .map(|k| format!("{k} ({})", t.integrations[*k]))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if broken.len() > 3 {
+                    listed += &format!(" and {} more", broken.len() - 3);
+                }
+                let held = counted(Val::Int(t.integrations.len() as i64), "integration", None);
+                format!("{} of {held} not connected: {listed}", broken.len())
+            }
+            8 => "executive sponsor departed".into(),
+            _ => {
+                let mut text = format!(
+                    "onboarding {} of {} steps done",
+                    num0(value),
+                    p.expected_steps.len()
+                );
+                let since = match t.last_progress {
+                    Some(last) if last != 0 => last, // Python's `or`: 0 counts as missing
+                    _ => now,
+                };
+                let idle = now - since;
+                if idle > self.stall_after {
+                    text += &format!(", stalled: no progress for {} h", floor_div(idle, MS_PER_HOUR));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// f"{value:.0f}" for a measure's value.
+fn num0(value: Val) -> String {
+    match value {
+        Val::Int(n) => n.to_string(),
+        Val::Float(x) => f0(x),
+    }
+}
+
+/// health.counted: '1 session', '3 sessions'.
+fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
+    let word = if value.as_f64() == 1.0 {
+        singular.to_string()
+    } else {
+        plural.map(str::to_string).unwrap_or_else(|| format!("{singular}s"))
+    };
+    format!("{} {word}", num0(value))
+}
+
+/// Sessions in the 7 days up to the day of the last instant before `now`, and in the 7
+/// days before those; the 13 closed days summed once a day (health._session_weeks).
+fn session_weeks(t: &mut Tenant, now: i64) -> (i64, i64) {
+    let today = floor_div(now - 1, MS_PER_DAY);
+    if t.session_sums_day != today {
+        let by_day = &t.sessions_by_day;
+        let sum = |from: i64, to: i64| (from..to).map(|d| by_day.get(&d).copied().unwrap_or(0)).sum();
+        t.sessions_prior6 = sum(today - 6, today);
+        t.sessions_prior7to13 = sum(today - 13, today - 6);
+        t.session_sums_day = today;
+    }
+    let today_count = t.sessions_by_day.get(&today).copied().unwrap_or(0);
+    (t.sessions_prior6 + today_count, t.sessions_prior7to13)
+}

@@ -1,0 +1,344 @@
+//! A tenant's state and how an event folds into it: vigil/tenant.py, item for item.
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use std::rc::Rc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::fmt::{floor_div, floor_to};
+
+pub const MS_PER_HOUR: i64 = 3_600_000;
+pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
+pub const PRESSURE_HOURS: i64 = 24;
+
+// Effects (vigil.tenant.Effect)
+pub const ERRORS: u32 = 1;
+pub const ONBOARDING_CLOCK: u32 = 2;
+pub const KEY_REFUSED: u32 = 4;
+pub const PRESSURE: u32 = 8;
+
+// Components, in the order of health records (vigil.tenant.COMPONENT_NAMES).
+pub const COMPONENTS: usize = 10;
+pub const LOGIN_ACTIVITY: u32 = 1 << 0;
+pub const LOGIN_TREND: u32 = 1 << 1;
+pub const ADOPTION: u32 = 1 << 2;
+pub const ERROR_PRESSURE: u32 = 1 << 3;
+pub const SUPPORT_LOAD: u32 = 1 << 4;
+pub const SENTIMENT: u32 = 1 << 5;
+pub const BILLING: u32 = 1 << 6;
+pub const INTEGRATIONS: u32 = 1 << 7;
+pub const SPONSOR: u32 = 1 << 8;
+pub const ONBOARDING: u32 = 1 << 9;
+pub const ALL_STALE: u32 = (1 << COMPONENTS) - 1;
+pub const DAY_BASED: u32 = LOGIN_ACTIVITY | LOGIN_TREND | ADOPTION;
+pub const CLOCK_MOVED: u32 = ERROR_PRESSURE | ONBOARDING;
+
+/// A measure's value: each component keeps one type, as Python's records print it.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Val {
+    Int(i64),
+    Float(f64),
+}
+
+impl Val {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Val::Int(n) => n as f64,
+            Val::Float(x) => x,
+        }
+    }
+}
+
+/// (value, share of the weight earned), or None: no data.
+pub type Measure = Option<(Val, f64)>;
+
+/// What the event says, taken out of its attributes once.
+pub enum Payload {
+    Session,
+    Feature(String),
+    Error,
+    JobRetry,
+    Integration(String, String),
+    OnboardingStarted,
+    StepCompleted(String),
+    Recipe,
+    OnboardingCompleted,
+    TicketCreated(String, String),
+    TicketResolved(String),
+    Survey { nps: bool, score: f64 },
+    Invoice(String, String),
+    Contract(Option<Py<PyAny>>),
+    Sponsor(String),
+    ContextOnly,
+    Unhandled,
+}
+
+impl Payload {
+    /// Which components the event type can change (vigil.tenant.TOUCHES).
+    fn touches(&self) -> u32 {
+        match self {
+            Payload::Session => LOGIN_ACTIVITY | LOGIN_TREND | ERROR_PRESSURE,
+            Payload::Feature(_) => ADOPTION | ERROR_PRESSURE,
+            Payload::Error | Payload::JobRetry => ERROR_PRESSURE,
+            Payload::Integration(..) => INTEGRATIONS,
+            Payload::OnboardingStarted
+            | Payload::StepCompleted(_)
+            | Payload::OnboardingCompleted => ONBOARDING,
+            Payload::Recipe => ONBOARDING | ERROR_PRESSURE,
+            Payload::TicketCreated(..) | Payload::TicketResolved(_) => SUPPORT_LOAD,
+            Payload::Survey { .. } => SENTIMENT,
+            Payload::Invoice(..) => BILLING,
+            Payload::Sponsor(_) => SPONSOR,
+            Payload::Contract(_) | Payload::ContextOnly | Payload::Unhandled => 0,
+        }
+    }
+}
+
+pub struct Buckets {
+    pub login_window: i64,
+    pub error_window: i64,
+    pub origin: i64,
+    pub max_keys: usize,
+}
+
+pub struct Tenant {
+    pub tenant_id: Rc<str>,
+    pub py_id: Py<PyString>,
+    pub first_seen: i64,
+    pub segment: Option<String>,
+    pub sessions_seen: bool,
+    pub sessions_by_day: HashMap<i64, i64>,
+    pub sessions_by_window: HashMap<i64, i64>,
+    pub session_sums_day: i64,
+    pub sessions_prior6: i64,
+    pub sessions_prior7to13: i64,
+    pub features: HashMap<String, i64>,
+    pub errors_by_window: HashMap<i64, i64>,
+    pub pressure_by_hour: HashMap<i64, i64>,
+    pub product_activity: bool,
+    pub open_tickets: HashMap<String, String>,
+    pub tickets_seen: bool,
+    pub nps: Option<f64>,
+    pub csat: Option<f64>,
+    pub unpaid_invoices: HashMap<String, String>,
+    pub invoices_seen: bool,
+    pub integrations: HashMap<String, String>,
+    pub sponsor: Option<String>,
+    pub seats: Option<Py<PyAny>>,
+    pub onboarding_started: Option<i64>,
+    pub onboarding_completed: bool,
+    pub onboarding_steps: HashSet<String>,
+    pub last_progress: Option<i64>,
+    pub stall_signalled_at: Option<i64>,
+    pub score: Option<i64>,
+    pub zone: Option<&'static str>,
+    pub zone_announced: Option<&'static str>,
+    pub reasons: String,
+    pub measures: [Measure; COMPONENTS],
+    pub stale: u32,
+    pub recent_scores: Vec<(i64, f64)>,
+    pub cooldowns: Option<Py<PyDict>>,
+    pub last_event_at: i64,
+}
+
+impl Tenant {
+    pub fn new(tenant_id: Rc<str>, py_id: Py<PyString>, first_seen: i64) -> Self {
+        Tenant {
+            tenant_id,
+            py_id,
+            first_seen,
+            segment: None,
+            sessions_seen: false,
+            sessions_by_day: HashMap::default(),
+            sessions_by_window: HashMap::default(),
+            session_sums_day: -1,
+            sessions_prior6: 0,
+            sessions_prior7to13: 0,
+            features: HashMap::default(),
+            errors_by_window: HashMap::default(),
+            pressure_by_hour: HashMap::default(),
+            product_activity: false,
+            open_tickets: HashMap::default(),
+            tickets_seen: false,
+            nps: None,
+            csat: None,
+            unpaid_invoices: HashMap::default(),
+            invoices_seen: false,
+            integrations: HashMap::default(),
+            sponsor: None,
+            seats: None,
+            onboarding_started: None,
+            onboarding_completed: false,
+            onboarding_steps: HashSet::default(),
+            last_progress: None,
+            stall_signalled_at: None,
+            score: None,
+            zone: None,
+            zone_announced: None,
+            reasons: String::new(),
+            measures: [None; COMPONENTS],
+            stale: ALL_STALE,
+            recent_scores: Vec::new(),
+            cooldowns: None,
+            last_event_at: 0,
+        }
+    }
+
+    pub fn onboarding_open(&self) -> bool {
+        self.onboarding_started.is_some() && !self.onboarding_completed
+    }
+
+    /// Fold one event in (TenantState.apply); returns its effects.
+    /// The caller has set the segment the event names.
+    pub fn apply(&mut self, ts: i64, payload: Payload, buckets: &Buckets) -> u32 {
+        self.last_event_at = ts;
+        if let Payload::Unhandled = payload {
+            return 0;
+        }
+        self.stale |= payload.touches();
+        match payload {
+            Payload::Session => {
+                self.product_activity = true;
+                self.sessions_seen = true;
+                *self.sessions_by_day.entry(floor_div(ts, MS_PER_DAY)).or_insert(0) += 1;
+                let window = floor_to(ts, buckets.login_window, buckets.origin);
+                *self.sessions_by_window.entry(window).or_insert(0) += 1;
+                0
+            }
+            Payload::Feature(name) => {
+                self.product_activity = true;
+                put(&mut self.features, name, ts, buckets.max_keys)
+            }
+            Payload::Error => {
+                let pressure = self.pressure(ts);
+                let window = floor_to(ts, buckets.error_window, buckets.origin);
+                *self.errors_by_window.entry(window).or_insert(0) += 1;
+                ERRORS | pressure
+            }
+            Payload::JobRetry => self.pressure(ts),
+            Payload::Integration(name, state) => {
+                put(&mut self.integrations, name, state, buckets.max_keys)
+            }
+            Payload::OnboardingStarted => {
+                if self.onboarding_started.is_some() {
+                    return 0; // a resent start does not restart the clock
+                }
+                self.onboarding_started = Some(ts);
+                self.last_progress = Some(ts);
+                ONBOARDING_CLOCK
+            }
+            Payload::StepCompleted(step) => {
+                let mut refused = 0;
+                if self.onboarding_steps.len() < buckets.max_keys
+                    || self.onboarding_steps.contains(&step)
+                {
+                    self.onboarding_steps.insert(step);
+                } else {
+                    refused = KEY_REFUSED; // still progress: the stall clock restarts
+                }
+                self.progress(ts) | refused
+            }
+            Payload::Recipe => {
+                self.product_activity = true;
+                self.progress(ts)
+            }
+            Payload::OnboardingCompleted => {
+                self.onboarding_completed = true;
+                0
+            }
+            Payload::TicketCreated(id, priority) => {
+                self.tickets_seen = true;
+                put(&mut self.open_tickets, id, priority, buckets.max_keys)
+            }
+            Payload::TicketResolved(id) => {
+                self.tickets_seen = true;
+                self.open_tickets.remove(&id);
+                0
+            }
+            Payload::Survey { nps, score } => {
+                if nps {
+                    self.nps = Some(score);
+                } else {
+                    self.csat = Some(score);
+                }
+                0
+            }
+            Payload::Invoice(id, status) => {
+                self.invoices_seen = true;
+                if status == "overdue" || status == "failed" {
+                    return put(&mut self.unpaid_invoices, id, status, buckets.max_keys);
+                }
+                self.unpaid_invoices.remove(&id); // issued or paid: forget it
+                0
+            }
+            Payload::Contract(seats) => {
+                if seats.is_some() {
+                    self.seats = seats;
+                }
+                0
+            }
+            Payload::Sponsor(status) => {
+                self.sponsor = Some(status);
+                0
+            }
+            Payload::ContextOnly | Payload::Unhandled => 0,
+        }
+    }
+
+    fn pressure(&mut self, ts: i64) -> u32 {
+        self.product_activity = true;
+        let count = self.pressure_by_hour.entry(floor_div(ts, MS_PER_HOUR)).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            0
+        } else {
+            PRESSURE
+        }
+    }
+
+    fn progress(&mut self, ts: i64) -> u32 {
+        if !self.onboarding_open() {
+            return 0;
+        }
+        self.last_progress = Some(ts);
+        ONBOARDING_CLOCK
+    }
+
+    /// vigil.tenant.prune
+    pub fn prune(&mut self, now: i64, keep_days: i64, keep_from_window: i64, lookback: i64) {
+        prune_features(&mut self.features, now - lookback);
+        let oldest_day = floor_div(now, MS_PER_DAY) - keep_days;
+        self.sessions_by_day.retain(|day, _| *day >= oldest_day);
+        let oldest_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
+        self.pressure_by_hour.retain(|hour, _| *hour >= oldest_hour);
+        self.sessions_by_window.retain(|window, _| *window >= keep_from_window);
+    }
+}
+
+fn put<V>(keyed: &mut HashMap<String, V>, key: String, value: V, max_keys: usize) -> u32 {
+    if keyed.len() >= max_keys && !keyed.contains_key(&key) {
+        return KEY_REFUSED;
+    }
+    keyed.insert(key, value);
+    0
+}
+
+/// Features last used before `since` go, but the newest stays (vigil.tenant._prune_features).
+fn prune_features(features: &mut HashMap<String, i64>, since: i64) {
+    let old = features.values().filter(|last| **last < since).count();
+    if old == 0 {
+        return;
+    }
+    if old == features.len() {
+        let keep = features
+            .iter()
+            .max_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)))
+            .map(|(name, _)| name.clone())
+            .expect("not empty");
+        features.retain(|name, _| *name == keep);
+    } else {
+        features.retain(|_, last| *last >= since);
+    }
+}

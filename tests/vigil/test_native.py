@@ -1,0 +1,142 @@
+"""The compiled shard engine (vigil._native) against the interpreted one it replaces in
+`vigil run`: the same input gives the same outputs, byte for byte and in the same
+order, and the same tallies, on simulated fleets under several settings and on
+generated hostile streams."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+from hostile import EXAMPLES, streams
+from hypothesis import given
+from support import DAY, T0, clock
+
+from flows.health import _splitter
+from rules.engine import engine_for
+from rules.loader import load_rules
+from vigil.ids import shard_key
+from vigil.intake import Intake
+from vigil.native import AVAILABLE, NativeShardEngine
+from vigil.settings import Settings, load_settings
+from vigil.shard import ShardEngine
+from vigil.simulate import FleetPlan, generate
+
+RULES = engine_for(load_rules())
+# Settings that move every path of the engine: short windows, so that signals, stalls,
+# drops and daily steps come often; tight limits, so that keys are refused, tenants
+# forgotten and ids dropped; other weights, scales and zones.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "short windows": {
+        "engine": {"health_step": "30m"},
+        "signals": {
+            "login_drop": {"window": "1d", "min_baseline": 3},
+            "error_spike": {
+                "window": "30m",
+                "history": "1d",
+                "min_history_windows": 4,
+                "min_errors": 2,
+            },
+            "onboarding_stalled": {"stall_after": "12h"},
+        },
+        "health": {"warmup": "1d", "drop_points": 8, "drop_window": "2d"},
+    },
+    "tight limits": {
+        "input": {"allowed_lateness": "6h"},
+        "engine": {
+            "shards": 3,
+            "max_keys_per_tenant": 6,
+            "forget_tenants_after": "15d",
+            "dedup_retention": "9h",
+        },
+        "signals": {"login_drop": {"window": "1d"}, "error_spike": {"history": "1d"}},
+        "health": {"components": {"adoption": {"lookback": "2d"}}},
+    },
+    "other weights": {
+        "health": {
+            "zones": {"green": 70, "yellow": 55, "orange": 30},
+            "components": {
+                "login_activity": {"weight": 0, "full_at": 7.5},
+                "adoption": {"full_at": 2, "lookback": "3d"},
+                "sentiment": {"weight": 30},
+                "support_load": {"p1_counts_as": 1.5, "zero_at": 2.5},
+                "billing": {"overdue_penalty": 0.3, "failed_penalty": 0.7},
+                "onboarding": {"expected_steps": ["invite_team", "connect_app"]},
+            },
+        },
+    },
+}
+
+
+def test_the_compiled_engine_is_built() -> None:
+    """`make test` builds it (pip builds native/ with setuptools-rust and cargo); an
+    install without a Rust toolchain runs the interpreted engine, and CI must not."""
+    assert AVAILABLE, "vigil._native is missing: is cargo on PATH? (see README, Development)"
+
+
+def _run(engine: type[ShardEngine], settings: Settings, lines: list[bytes]) -> dict[str, Any]:
+    """The lines through an intake and the shards as the dataflow splits them."""
+    intake = Intake("test", "p0", 1, settings.input.allowed_lateness)
+    split = _splitter(settings.engine.shards)
+    shards = {shard_key(n): engine(settings, RULES) for n in range(settings.engine.shards)}
+    outputs: list[bytes] = []
+    for start in range(0, len(lines), 300):
+        batch = lines[start : start + 300]
+        chunk: list[Any] = [intake.take(raw, {"line": start + n}) for n, raw in enumerate(batch)]
+        chunk.append(intake.tick())
+        for key, items in split(chunk):
+            outputs.extend(orjson.dumps(out) for out in shards[key].process(items))
+    counts: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    zones: Counter[str] = Counter()
+    for shard in shards.values():
+        counts.update(shard.counts)
+        types.update(shard.type_counts)
+        zones.update({zone: n for zone, n in shard.figures().zones.items() if n})
+    return {"outputs": outputs, "counts": counts, "types": types, "zones": zones}
+
+
+def _assert_same(lines: list[bytes], settings: Settings) -> dict[str, Any]:
+    interpreted = _run(ShardEngine, settings, lines)
+    compiled = _run(NativeShardEngine, settings, lines)
+    assert len(compiled["outputs"]) == len(interpreted["outputs"])
+    for n, (mine, theirs) in enumerate(
+        zip(compiled["outputs"], interpreted["outputs"], strict=True)
+    ):
+        assert mine == theirs, f"output {n} differs"
+    for tally in ("counts", "types", "zones"):
+        assert compiled[tally] == interpreted[tally], tally
+    return interpreted
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_simulated_fleet_gives_the_interpreted_engines_outputs(variant: str) -> None:
+    settings = load_settings(None, env={}, overrides=VARIANTS[variant])
+    lines, _ = generate(FleetPlan(tenants=40, days=24, seed=11))
+    result = _assert_same(list(lines), settings)
+    # The stream must have exercised what the variant is for.
+    counts = result["counts"]
+    streams = Counter(orjson.loads(out)[0] for out in result["outputs"])
+    assert streams["health"] > 500 and streams["signals"] > 0 and streams["tasks"] > 0
+    assert counts["duplicates"] and counts["unknown_types"]
+    if variant != "tight limits":  # 6 h of lateness take the simulator's late events
+        assert counts["late"]
+    if variant == "tight limits":
+        assert counts["tenants_forgotten"] and any(k.startswith("keys_refused") for k in counts)
+    if variant == "short windows":
+        assert {"fact:score_drop", "signal:onboarding_stalled"} <= set(counts)
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
+@EXAMPLES
+@given(streams())
+def test_a_stream_of_broken_events_gives_the_interpreted_engines_outputs(
+    stream: list[dict[str, Any]],
+) -> None:
+    lines = [orjson.dumps(event) for event in itertools.chain(stream, [clock(T0 + 30 * DAY)])]
+    _assert_same(lines, Settings())

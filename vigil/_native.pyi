@@ -1,0 +1,29 @@
+# The compiled shard engine (native/src/lib.rs); see vigil.native.
+from collections.abc import Iterable
+from typing import Any
+
+from vigil.settings import Settings
+
+class ShardCore:
+    def __init__(
+        self,
+        settings: Settings,
+        host: Any,
+        event_type: type,
+        to_iso: Any,
+        known: frozenset[str],
+        session_days_kept: int,
+    ) -> None: ...
+    def process(self, items: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]: ...
+    def take_counts(self) -> tuple[dict[str, int], dict[str, int]]: ...
+    @property
+    def tenant_count(self) -> int: ...
+    @property
+    def pending_count(self) -> int: ...
+    @property
+    def watermark(self) -> int | None: ...
+    @property
+    def zones(self) -> dict[str, int]: ...
+    @property
+    def touched(self) -> list[str]: ...
+    def clear_touched(self) -> None: ...

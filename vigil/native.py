@@ -1,0 +1,128 @@
+"""The shard engine compiled (the `vigil._native` extension, built from `native/`).
+
+`ShardCore` runs the hot loop of `vigil.shard.ShardEngine` (de-duplication, the
+event-time queue, tenant state, windows, scoring and health records) on typed data.
+What is rare and shared with the interpreted engine stays in Python, here: the records
+of signals, facts and the rules' actions, dead letters, logs and counters. Outputs
+are byte for byte the interpreted engine's (tests/vigil/test_native.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rules.engine import RuleEngine
+from vigil import signals as sig
+from vigil.events import KNOWN_TYPES, Event
+from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
+from vigil.metrics import ShardFigures
+from vigil.settings import SESSION_DAYS_KEPT, Settings
+from vigil.shard import Output, ShardEngine, ShardState, Tick, _late_letter
+from vigil.streams import SIGNALS
+from vigil.timeutil import to_iso
+
+try:
+    from vigil._native import ShardCore
+
+    AVAILABLE = True
+except ImportError:  # built without Rust: the interpreted engine runs
+    AVAILABLE = False
+
+
+class NativeShardEngine(ShardEngine):
+    def __init__(
+        self, settings: Settings, rules: RuleEngine, state: ShardState | None = None
+    ) -> None:
+        if state is not None:
+            raise NotImplementedError("restoring a compiled shard")
+        super().__init__(settings, rules, state)
+        self.core = ShardCore(settings, self, Event, to_iso, KNOWN_TYPES, SESSION_DAYS_KEPT)
+
+    def process(self, items: Iterable[Event | Tick]) -> list[Output]:
+        out: list[Output] = self.core.process(items)
+        counts, types = self.core.take_counts()
+        self.counts.update(counts)
+        self.type_counts.update(types)
+        return out
+
+    def figures(self) -> ShardFigures:
+        core = self.core
+        return ShardFigures(core.tenant_count, core.zones, core.watermark, core.pending_count)
+
+    # -- called by the core -----------------------------------------------------------
+
+    def _late_record(self, event: Event) -> dict[str, Any]:
+        return _late_letter(event)
+
+    def _login_drop_record(
+        self, tenant_id: str, current: int, previous: int, start: int, end: int
+    ) -> dict[str, Any] | None:
+        finding = sig.detect_login_drop(current, previous, self.settings.signals.login_drop)
+        if finding is None:
+            return None
+        return sig.signal_record(tenant_id, sig.LOGIN_DROP, start, end, finding)
+
+    def _error_spike_record(
+        self, tenant_id: str, count: int, history: Sequence[int], start: int, end: int
+    ) -> dict[str, Any] | None:
+        finding = sig.detect_error_spike(count, history, self.settings.signals.error_spike)
+        if finding is None:
+            return None
+        return sig.signal_record(tenant_id, sig.ERROR_SPIKE, start, end, finding)
+
+    def _stall_record(
+        self, tenant_id: str, started: int, last_progress: int, deadline: int, steps: int
+    ) -> dict[str, Any]:
+        finding = sig.describe_onboarding_stall(started, last_progress, self._stall_after, steps)
+        return sig.signal_record(
+            tenant_id, sig.ONBOARDING_STALLED, last_progress, deadline, finding
+        )
+
+    def _signal_actions(
+        self,
+        record: dict[str, Any],
+        segment: str | None,
+        score: int | None,
+        zone: str | None,
+        why: str,
+        cooldowns: dict[str, int],
+        now: int,
+    ) -> list[Output]:
+        out: list[Output] = [(SIGNALS, record)]
+        self.counts[f"signal:{record['signal']}"] += 1
+        fact = signal_fact(record, segment, score, zone, why)
+        self._post(fact, record["tenant_id"], cooldowns, now, out)
+        return out
+
+    def _zone_change(
+        self,
+        tenant_id: str,
+        segment: str | None,
+        now: int,
+        score: int,
+        zone: str,
+        from_zone: str | None,
+        reasons: str,
+        cooldowns: dict[str, int],
+    ) -> list[Output]:
+        out: list[Output] = []
+        fact = zone_change_fact(tenant_id, segment, now, score, zone, from_zone, reasons)
+        self._post(fact, tenant_id, cooldowns, now, out)
+        return out
+
+    def _score_drop(
+        self,
+        tenant_id: str,
+        segment: str | None,
+        now: int,
+        score: int,
+        zone: str,
+        peak: float,
+        reasons: str,
+        cooldowns: dict[str, int],
+    ) -> list[Output]:
+        out: list[Output] = []
+        fact = score_drop_fact(tenant_id, segment, now, score, zone, peak, reasons)
+        self._post(fact, tenant_id, cooldowns, now, out)
+        return out
