@@ -127,13 +127,7 @@ def build_flow(
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None
-        # The compiled engine, where built, for runs without a recovery store (it cannot
-        # snapshot its state yet).
-        engine = (
-            NativeShardEngine(settings, rules)
-            if NATIVE and not snapshots and state is None
-            else ShardEngine(settings, rules, state)
-        )
+        engine = (NativeShardEngine if NATIVE else ShardEngine)(settings, rules, state)
         return _ShardLogic(engine, metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))

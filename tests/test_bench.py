@@ -12,8 +12,25 @@ from support import ROOT, quiet_env
 
 SMALL_RUNS = {
     "engine.py": (
-        ["--events", "6000", "--tenants", "60", "--repeat", "1", "--stages", "--snapshot"],
-        ["digest", "de-duplicate and queue only", "no re-scoring", "whole engine", "restore"],
+        [
+            "--events",
+            "6000",
+            "--tenants",
+            "60",
+            "--repeat",
+            "1",
+            "--stages",
+            "--snapshot",
+            "--native",
+        ],
+        [
+            "digest",
+            "de-duplicate and queue only",
+            "no re-scoring",
+            "whole engine",
+            "restore",
+            "(same digest)",
+        ],
     ),
     "throughput.py": (
         ["--events", "6000", "--tenants", "60", "--repeat", "1", "--store"],

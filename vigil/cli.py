@@ -478,7 +478,12 @@ def _prepare_recovery(settings: Any, prepare: Any) -> bool:
 def _start_info(
     args: argparse.Namespace, settings: Any, kafka_mode: bool, server: Any
 ) -> dict[str, Any]:
+    from vigil.native import AVAILABLE
+
     info: dict[str, Any] = {"mode": "kafka" if kafka_mode else "file", "workers": args.workers}
+    # The shard engine: compiled (vigil._native), or interpreted when Vigil was
+    # installed without a Rust toolchain (same outputs, about a third of the speed).
+    info["engine"] = "compiled" if AVAILABLE else "interpreted"
     if kafka_mode:
         info.update(
             bootstrap=settings.kafka.bootstrap,

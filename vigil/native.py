@@ -9,6 +9,7 @@ are byte for byte the interpreted engine's (tests/vigil/test_native.py).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.shard import Output, ShardEngine, ShardState, Tick, _late_letter
 from vigil.streams import SIGNALS
+from vigil.tenant import TenantState
 from vigil.timeutil import to_iso
 
 try:
@@ -34,10 +36,15 @@ class NativeShardEngine(ShardEngine):
     def __init__(
         self, settings: Settings, rules: RuleEngine, state: ShardState | None = None
     ) -> None:
-        if state is not None:
-            raise NotImplementedError("restoring a compiled shard")
+        # The interpreted engine checks a restored state and works out what derives from
+        # it (ShardEngine._resume); the core then takes it over.
         super().__init__(settings, rules, state)
         self.core = ShardCore(settings, self, Event, to_iso, KNOWN_TYPES, SESSION_DAYS_KEPT)
+        if state is not None:
+            self.core.restore(self.state, self._rescore_at, self._reweigh)
+            self._rescore_at, self.zones = {}, Counter()
+        # What the core does not hold: the fields only a snapshot reads.
+        self.state = ShardState(layout=self.state.layout, scored_with=self.state.scored_with)
 
     def process(self, items: Iterable[Event | Tick]) -> list[Output]:
         out: list[Output] = self.core.process(items)
@@ -45,6 +52,31 @@ class NativeShardEngine(ShardEngine):
         self.counts.update(counts)
         self.type_counts.update(types)
         return out
+
+    # -- what a snapshot saves (vigil.snapshots) ---------------------------------------
+
+    def touch_all(self) -> None:
+        self.core.touch_all()
+
+    def take_changed(self) -> set[str]:
+        return set(self.core.take_changed())
+
+    def tenant_ids(self) -> Iterable[str]:
+        return self.core.tenant_ids()
+
+    def saved_tenant(self, tenant_id: str) -> TenantState | None:
+        return self.core.export_tenant(tenant_id, TenantState)
+
+    def plain_fields(self) -> dict[str, Any]:
+        fields = self.core.plain_state()
+        fields.update(layout=self.state.layout, scored_with=self.state.scored_with)
+        return fields
+
+    def seen_day_counts(self) -> dict[int, int]:
+        return self.core.seen_day_counts()
+
+    def seen_day(self, day: int) -> list[str]:
+        return self.core.seen_day(day)
 
     def figures(self) -> ShardFigures:
         core = self.core

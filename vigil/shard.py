@@ -98,6 +98,15 @@ class ShardState:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
+# Saved as they are; the tenants are pickled one by one, the seen ids a day at a time,
+# and the stall deadlines not at all (a restored shard works them out from its tenants).
+PLAIN_FIELDS = tuple(
+    name
+    for name in ShardState.__annotations__
+    if name not in ("tenants", "seen", "seen_by_day", "stalls")
+)
+
+
 def dedup_key(event: Event) -> str:
     """What makes an event a repeat: its id within its tenant. A repeat is the same
     event resent, so of the same tenant: an id another tenant used is not one (producers
@@ -238,6 +247,33 @@ class ShardEngine:
         # again, a changed signals.onboarding_stalled.stall_after applies to the
         # onboardings under way (_fire_stalls skips a deadline of another period).
         st.stalls = self._stall_deadlines()
+
+    # -- what a snapshot saves (vigil.snapshots) ---------------------------------------
+
+    def touch_all(self) -> None:
+        self.touched.update(self.state.tenants)
+
+    def take_changed(self) -> set[str]:
+        """The tenants changed since the last call: touched, and those whose events were
+        applied since their last re-scoring (`dirty`)."""
+        changed = self.touched | self.state.dirty
+        self.touched.clear()
+        return changed
+
+    def tenant_ids(self) -> Iterable[str]:
+        return self.state.tenants.keys()
+
+    def saved_tenant(self, tenant_id: str) -> TenantState | None:
+        return self.state.tenants.get(tenant_id)
+
+    def plain_fields(self) -> dict[str, Any]:
+        return {name: getattr(self.state, name) for name in PLAIN_FIELDS}
+
+    def seen_day_counts(self) -> dict[int, int]:
+        return {day: len(ids) for day, ids in self.state.seen_by_day.items()}
+
+    def seen_day(self, day: int) -> list[str]:
+        return self.state.seen_by_day[day]
 
     def figures(self) -> ShardFigures:
         """What the shard reports to the metrics after each batch."""

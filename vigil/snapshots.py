@@ -12,7 +12,7 @@ paid all the time. Two things keep it down:
 from __future__ import annotations
 
 import pickle
-from typing import Any, cast
+from typing import cast
 
 import orjson
 
@@ -20,14 +20,6 @@ from vigil.events import Event
 from vigil.jsonbytes import dumps_to_keep
 from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
 from vigil.tenant import life_order
-
-# Not pickled as they are: tenants one by one, the seen ids a day at a time, and the
-# stall deadlines not at all (a restored shard works them out from its tenants).
-_PLAIN_FIELDS = tuple(
-    name
-    for name in ShardState.__annotations__
-    if name not in ("tenants", "seen", "seen_by_day", "stalls")
-)
 
 
 class SnapshotWriter:
@@ -37,34 +29,32 @@ class SnapshotWriter:
         # Each day's event ids as last encoded, and how many there were: a day's list only
         # grows (by events of that day, within the lateness) until it is dropped whole.
         self.days: dict[int, tuple[int, bytes]] = {}
-        engine.touched.update(engine.state.tenants)  # none is pickled yet
+        engine.touch_all()  # none is pickled yet
 
     def snapshot(self) -> bytes:
-        state, touched = self.engine.state, self.engine.touched
-        # dirty: tenants whose events were applied since their last re-scoring (the engine
-        # adds them to `touched` when it re-scores them); so no per-event bookkeeping.
-        for tenant_id in touched | state.dirty:
-            tenant = state.tenants.get(tenant_id)
+        engine = self.engine
+        # The engine's changed tenants: those it touched and those whose events were
+        # applied since their last re-scoring; so no per-event bookkeeping.
+        for tenant_id in engine.take_changed():
+            tenant = engine.saved_tenant(tenant_id)
             if tenant is None:
                 self.tenants.pop(tenant_id, None)
             else:
                 self.tenants[tenant_id] = pickle.dumps(tenant, protocol=pickle.HIGHEST_PROTOCOL)
-        touched.clear()
-        for day in self.days.keys() - state.seen_by_day.keys():
+        days = engine.seen_day_counts()
+        for day in self.days.keys() - days.keys():
             del self.days[day]  # forgotten by the engine
-        saved: dict[str, Any] = {name: getattr(state, name) for name in _PLAIN_FIELDS}
+        saved = engine.plain_fields()
         # In the state's order, not the cache's: the engine visits tenants in that order.
-        saved["tenants"] = {tenant_id: self.tenants[tenant_id] for tenant_id in state.tenants}
-        saved["seen_by_day"] = {
-            day: self._encoded(day, ids) for day, ids in state.seen_by_day.items()
-        }
+        saved["tenants"] = {tenant_id: self.tenants[tenant_id] for tenant_id in engine.tenant_ids()}
+        saved["seen_by_day"] = {day: self._encoded(day, count) for day, count in days.items()}
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _encoded(self, day: int, ids: list[str]) -> bytes:
-        count, encoded = self.days.get(day, (-1, b""))
-        if count != len(ids):
-            encoded = dumps_to_keep(ids)
-            self.days[day] = (len(ids), encoded)
+    def _encoded(self, day: int, count: int) -> bytes:
+        known, encoded = self.days.get(day, (-1, b""))
+        if known != count:
+            encoded = dumps_to_keep(self.engine.seen_day(day))
+            self.days[day] = (count, encoded)
         return encoded
 
 

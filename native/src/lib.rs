@@ -68,6 +68,9 @@ struct ShardCore {
     pending: Vec<Pending>,
     seen_by_day: HashMap<i64, Vec<Rc<str>>>,
     seen: HashSet<Rc<str>>,
+    // A store of a Vigil that kept ids without their tenant: until this day's ids are
+    // forgotten, an event's bare id is looked up too (ShardState.bare_ids_until).
+    bare_ids_until: Option<i64>,
     source_wms: HashMap<String, Option<i64>>,
     watermark: Option<i64>,
     next_step: Option<i64>,
@@ -233,6 +236,7 @@ impl ShardCore {
             pending: Vec::new(),
             seen_by_day: HashMap::default(),
             seen: HashSet::default(),
+            bare_ids_until: None,
             source_wms: HashMap::default(),
             watermark: None,
             next_step: None,
@@ -319,6 +323,121 @@ impl ShardCore {
     fn clear_touched(&mut self) {
         self.touched.clear();
     }
+
+    // -- snapshots and restore (vigil.snapshots, vigil.native) --------------------
+
+    /// The tenants' ids, in the order the engine visits them.
+    fn tenant_ids(&self) -> Vec<&str> {
+        self.tenants.keys().map(|id| &**id).collect()
+    }
+
+    /// A tenant as vigil.tenant.TenantState (`cls`), None if it is not held.
+    fn export_tenant<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        cls: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.tenants.get(tenant_id).map(|t| t.to_py(py, cls)).transpose()
+    }
+
+    /// The tenants changed since the last call (touched, and applied but not re-scored).
+    fn take_changed(&mut self) -> Vec<String> {
+        let changed: HashSet<&Id> = self.touched.iter().chain(self.dirty.iter()).collect();
+        let changed = changed.into_iter().map(|id| id.to_string()).collect();
+        self.touched.clear();
+        changed
+    }
+
+    /// Every tenant counts as changed (none is saved yet).
+    fn touch_all(&mut self) {
+        self.touched.extend(self.tenants.keys().cloned());
+    }
+
+    /// ShardState's fields but the tenants, the ids seen and the stalls (and those the
+    /// Python side keeps: layout, scored_with).
+    fn plain_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let state = PyDict::new(py);
+        let pending = PyList::empty(py);
+        for item in &self.pending {
+            let life = ["0", "1", "2"][item.life as usize];
+            pending.append((item.ts, life, &*item.key, item.event.bind(py)))?;
+        }
+        state.set_item("pending", pending)?;
+        state.set_item("bare_ids_until", self.bare_ids_until)?;
+        state.set_item("source_wms", &self.source_wms)?;
+        state.set_item("watermark", self.watermark)?;
+        state.set_item("next_step", self.next_step)?;
+        let windows = PyDict::new(py);
+        for (end, ids) in &self.error_windows {
+            let ids: HashSet<&str> = ids.iter().map(|id| &**id).collect();
+            windows.set_item(end, ids)?;
+        }
+        state.set_item("error_windows", windows)?;
+        let dirty: HashSet<&str> = self.dirty.iter().map(|id| &**id).collect();
+        state.set_item("dirty", dirty)?;
+        Ok(state)
+    }
+
+    /// How many ids each day holds, and one day's ids.
+    fn seen_day_counts(&self) -> HashMap<i64, usize> {
+        self.seen_by_day.iter().map(|(day, ids)| (*day, ids.len())).collect()
+    }
+
+    fn seen_day(&self, day: i64) -> Vec<&str> {
+        self.seen_by_day.get(&day).map(|ids| ids.iter().map(|id| &**id).collect()).unwrap_or_default()
+    }
+
+    /// Take over a restored ShardState, after ShardEngine's own resume worked out what
+    /// derives from it (`rescore_at`, the stalls in `state.stalls`, `reweigh`).
+    fn restore(
+        &mut self,
+        state: &Bound<'_, PyAny>,
+        rescore_at: HashMap<i64, HashSet<String>>,
+        reweigh: bool,
+    ) -> PyResult<()> {
+        for tenant in state.getattr("tenants")?.call_method0("values")?.try_iter()? {
+            let tenant = Tenant::from_py(&tenant?)?;
+            if let Some(zone) = tenant.zone {
+                *self.zones.entry(zone).or_insert(0) += 1;
+            }
+            self.tenants.insert(tenant.tenant_id.clone(), tenant);
+        }
+        let id = |tenants: &FxIndexMap<Id, Tenant>, text: &str| -> Id {
+            tenants.get_key_value(text).map(|(id, _)| id.clone()).unwrap_or_else(|| text.into())
+        };
+        for item in state.getattr("pending")?.try_iter()? {
+            let (ts, life, key, event): (i64, String, String, Py<PyAny>) = item?.extract()?;
+            let life = life.parse().map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?;
+            self.pending.push(Pending { ts, life, key: key.into(), event });
+        }
+        self.unsorted = true;
+        let days: HashMap<i64, Vec<String>> = state.getattr("seen_by_day")?.extract()?;
+        for (day, keys) in days {
+            let keys: Vec<Rc<str>> = keys.into_iter().map(Rc::from).collect();
+            self.seen.extend(keys.iter().cloned());
+            self.seen_by_day.insert(day, keys);
+        }
+        self.bare_ids_until = state.getattr("bare_ids_until")?.extract()?;
+        self.source_wms = state.getattr("source_wms")?.extract()?;
+        self.watermark = state.getattr("watermark")?.extract()?;
+        self.next_step = state.getattr("next_step")?.extract()?;
+        let windows: HashMap<i64, HashSet<String>> = state.getattr("error_windows")?.extract()?;
+        for (end, ids) in windows {
+            let ids = ids.iter().map(|t| id(&self.tenants, t)).collect();
+            self.error_windows.insert(end, ids);
+        }
+        let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
+        self.dirty = dirty.iter().map(|t| id(&self.tenants, t)).collect();
+        let stalls: Vec<(i64, String)> = state.getattr("stalls")?.extract()?;
+        self.stalls = stalls.into_iter().map(|(at, t)| Reverse((at, id(&self.tenants, &t)))).collect();
+        for (step, ids) in rescore_at {
+            let ids = ids.iter().map(|t| id(&self.tenants, t)).collect();
+            self.rescore_at.insert(step, ids);
+        }
+        self.reweigh = reweigh;
+        Ok(())
+    }
 }
 
 impl ShardCore {
@@ -348,7 +467,7 @@ impl ShardCore {
         let ts: i64 = tuple.get_item(3)?.extract()?;
         let wm: i64 = tuple.get_item(7)?.extract()?;
         let key: Rc<str> = dedup_key(tenant_id, event_id).into();
-        if self.seen.contains(&key) {
+        if self.seen.contains(&key) || (self.bare_ids_until.is_some() && self.seen.contains(event_id)) {
             self.duplicates += 1;
             return Ok(());
         }
@@ -616,6 +735,9 @@ impl ShardCore {
             for key in self.seen_by_day.remove(&day).expect("listed") {
                 self.seen.remove(&key);
             }
+        }
+        if self.bare_ids_until.is_some_and(|day| day < forget_before) {
+            self.bare_ids_until = None;
         }
         Ok(())
     }

@@ -342,3 +342,131 @@ fn prune_features(features: &mut HashMap<String, i64>, since: i64) {
         features.retain(|_, last| *last >= since);
     }
 }
+
+/// A zone's name as the engine keeps it (one static string per zone).
+pub fn zone_name(zone: &str) -> PyResult<&'static str> {
+    match zone {
+        "green" => Ok("green"),
+        "yellow" => Ok("yellow"),
+        "orange" => Ok("orange"),
+        "red" => Ok("red"),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!("not a zone: {other:?}"))),
+    }
+}
+
+fn measure_to_py<'py>(py: Python<'py>, measure: Measure) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match measure {
+        None => py.None().into_bound(py),
+        Some((Val::Int(n), share)) => (n, share).into_pyobject(py)?.into_any(),
+        Some((Val::Float(x), share)) => (x, share).into_pyobject(py)?.into_any(),
+    })
+}
+
+fn measure_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Measure> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    let (value, share): (Bound<'_, PyAny>, f64) = obj.extract()?;
+    let value = if value.is_instance_of::<pyo3::types::PyInt>() {
+        Val::Int(value.extract()?)
+    } else {
+        Val::Float(value.extract()?)
+    };
+    Ok(Some((value, share)))
+}
+
+macro_rules! tenant_fields {
+    ($m:ident) => {
+        $m!(
+            first_seen,
+            segment,
+            sessions_seen,
+            sessions_by_day,
+            sessions_by_window,
+            session_sums_day,
+            sessions_prior6,
+            sessions_prior7to13,
+            features,
+            errors_by_window,
+            pressure_by_hour,
+            product_activity,
+            open_tickets,
+            tickets_seen,
+            nps,
+            csat,
+            unpaid_invoices,
+            invoices_seen,
+            integrations,
+            sponsor,
+            onboarding_started,
+            onboarding_completed,
+            onboarding_steps,
+            last_progress,
+            stall_signalled_at,
+            score,
+            reasons,
+            stale,
+            recent_scores,
+            last_event_at
+        )
+    };
+}
+
+impl Tenant {
+    /// The tenant as vigil.tenant.TenantState, for a snapshot (`cls` is that class).
+    pub fn to_py<'py>(&self, py: Python<'py>, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let obj = cls.call1((&*self.tenant_id, self.first_seen))?;
+        macro_rules! set {
+            ($($name:ident),*) => { $( obj.setattr(stringify!($name), &self.$name)?; )* };
+        }
+        tenant_fields!(set);
+        obj.setattr("seats", self.seats.as_ref().map(|s| s.bind(py)))?;
+        obj.setattr("zone", self.zone)?;
+        obj.setattr("zone_announced", self.zone_announced)?;
+        let measures = self
+            .measures
+            .iter()
+            .map(|m| measure_to_py(py, *m))
+            .collect::<PyResult<Vec<_>>>()?;
+        obj.setattr("measures", measures)?;
+        let cooldowns = match &self.cooldowns {
+            Some(dict) => dict.bind(py).clone(),
+            None => PyDict::new(py),
+        };
+        obj.setattr("cooldowns", cooldowns)?;
+        Ok(obj)
+    }
+
+    /// A TenantState from a snapshot.
+    pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        let id_obj = obj.getattr("tenant_id")?;
+        let tenant_id: String = id_obj.extract()?;
+        let mut t = Tenant::new(
+            tenant_id.into(),
+            id_obj.cast_into::<PyString>()?.unbind(),
+            obj.getattr("first_seen")?.extract()?,
+        );
+        macro_rules! get {
+            ($($name:ident),*) => { $( t.$name = obj.getattr(stringify!($name))?.extract()?; )* };
+        }
+        tenant_fields!(get);
+        let seats = obj.getattr("seats")?;
+        t.seats = if seats.is_none() { None } else { Some(seats.unbind()) };
+        let zone: Option<String> = obj.getattr("zone")?.extract()?;
+        t.zone = zone.as_deref().map(zone_name).transpose()?;
+        let announced: Option<String> = obj.getattr("zone_announced")?.extract()?;
+        t.zone_announced = announced.as_deref().map(zone_name).transpose()?;
+        let measures: Vec<Bound<'_, PyAny>> = obj.getattr("measures")?.extract()?;
+        if measures.len() != COMPONENTS {
+            return Err(pyo3::exceptions::PyValueError::new_err("measures of another version"));
+        }
+        for (index, measure) in measures.iter().enumerate() {
+            t.measures[index] = measure_from_py(measure)?;
+        }
+        let cooldowns = obj.getattr("cooldowns")?.cast_into::<PyDict>()?;
+        t.cooldowns = Some(cooldowns.unbind());
+        let _ = py;
+        Ok(t)
+    }
+}

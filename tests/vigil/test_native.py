@@ -24,8 +24,10 @@ from vigil.native import AVAILABLE, NativeShardEngine
 from vigil.settings import Settings, load_settings
 from vigil.shard import ShardEngine
 from vigil.simulate import FleetPlan, generate
+from vigil.snapshots import SnapshotWriter, load_state
 
 RULES = engine_for(load_rules())
+BATCH = 300  # lines per source batch
 # Settings that move every path of the engine: short windows, so that signals, stalls,
 # drops and daily steps come often; tight limits, so that keys are refused, tenants
 # forgotten and ids dropped; other weights, scales and zones.
@@ -78,38 +80,58 @@ def test_the_compiled_engine_is_built() -> None:
     assert AVAILABLE, "vigil._native is missing: is cargo on PATH? (see README, Development)"
 
 
-def _run(engine: type[ShardEngine], settings: Settings, lines: list[bytes]) -> dict[str, Any]:
-    """The lines through an intake and the shards as the dataflow splits them."""
-    intake = Intake("test", "p0", 1, settings.input.allowed_lateness)
-    split = _splitter(settings.engine.shards)
-    shards = {shard_key(n): engine(settings, RULES) for n in range(settings.engine.shards)}
-    outputs: list[bytes] = []
-    for start in range(0, len(lines), 300):
-        batch = lines[start : start + 300]
-        chunk: list[Any] = [intake.take(raw, {"line": start + n}) for n, raw in enumerate(batch)]
-        chunk.append(intake.tick())
-        for key, items in split(chunk):
-            outputs.extend(orjson.dumps(out) for out in shards[key].process(items))
-    counts: Counter[str] = Counter()
-    types: Counter[str] = Counter()
-    zones: Counter[str] = Counter()
-    for shard in shards.values():
-        counts.update(shard.counts)
-        types.update(shard.type_counts)
-        zones.update({zone: n for zone, n in shard.figures().zones.items() if n})
-    return {"outputs": outputs, "counts": counts, "types": types, "zones": zones}
+class Stream:
+    """Lines through one intake and the shards as the dataflow splits them; the engines
+    can be swapped for ones restored from a snapshot, mid-stream."""
+
+    def __init__(self, engine: type[ShardEngine], settings: Settings) -> None:
+        self.settings = settings
+        self.intake = Intake("test", "p0", 1, settings.input.allowed_lateness)
+        self.split = _splitter(settings.engine.shards)
+        keys = [shard_key(n) for n in range(settings.engine.shards)]
+        self.shards = {key: engine(settings, RULES) for key in keys}
+        self.outputs: list[bytes] = []
+        self.line = 0
+
+    def feed(self, lines: list[bytes]) -> Stream:
+        for start in range(0, len(lines), BATCH):
+            chunk: list[Any] = []
+            for raw in lines[start : start + BATCH]:
+                self.line += 1
+                chunk.append(self.intake.take(raw, {"line": self.line}))
+            chunk.append(self.intake.tick())
+            for key, items in self.split(chunk):
+                self.outputs.extend(orjson.dumps(out) for out in self.shards[key].process(items))
+        return self
+
+    def restart(self, engine: type[ShardEngine]) -> None:
+        """Snapshot every shard, and go on with engines restored from the snapshots."""
+        for key, shard in self.shards.items():
+            saved = SnapshotWriter(shard).snapshot()
+            self.shards[key] = engine(self.settings, RULES, load_state(saved))
+
+    def tallies(self) -> dict[str, Counter[str]]:
+        counts: Counter[str] = Counter()
+        types: Counter[str] = Counter()
+        zones: Counter[str] = Counter()
+        for shard in self.shards.values():
+            counts.update(shard.counts)
+            types.update(shard.type_counts)
+            zones.update({zone: n for zone, n in shard.figures().zones.items() if n})
+        return {"counts": counts, "types": types, "zones": zones}
 
 
-def _assert_same(lines: list[bytes], settings: Settings) -> dict[str, Any]:
-    interpreted = _run(ShardEngine, settings, lines)
-    compiled = _run(NativeShardEngine, settings, lines)
-    assert len(compiled["outputs"]) == len(interpreted["outputs"])
-    for n, (mine, theirs) in enumerate(
-        zip(compiled["outputs"], interpreted["outputs"], strict=True)
-    ):
-        assert mine == theirs, f"output {n} differs"
-    for tally in ("counts", "types", "zones"):
-        assert compiled[tally] == interpreted[tally], tally
+def _assert_same_outputs(mine: list[bytes], theirs: list[bytes]) -> None:
+    assert len(mine) == len(theirs)
+    for n, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+        assert a == b, f"output {n} differs"
+
+
+def _assert_same(lines: list[bytes], settings: Settings) -> Stream:
+    interpreted = Stream(ShardEngine, settings).feed(lines)
+    compiled = Stream(NativeShardEngine, settings).feed(lines)
+    _assert_same_outputs(compiled.outputs, interpreted.outputs)
+    assert compiled.tallies() == interpreted.tallies()
     return interpreted
 
 
@@ -120,8 +142,8 @@ def test_a_simulated_fleet_gives_the_interpreted_engines_outputs(variant: str) -
     lines, _ = generate(FleetPlan(tenants=40, days=24, seed=11))
     result = _assert_same(list(lines), settings)
     # The stream must have exercised what the variant is for.
-    counts = result["counts"]
-    streams = Counter(orjson.loads(out)[0] for out in result["outputs"])
+    counts = result.tallies()["counts"]
+    streams = Counter(orjson.loads(out)[0] for out in result.outputs)
     assert streams["health"] > 500 and streams["signals"] > 0 and streams["tasks"] > 0
     assert counts["duplicates"] and counts["unknown_types"]
     if variant != "tight limits":  # 6 h of lateness take the simulator's late events
@@ -140,3 +162,30 @@ def test_a_stream_of_broken_events_gives_the_interpreted_engines_outputs(
 ) -> None:
     lines = [orjson.dumps(event) for event in itertools.chain(stream, [clock(T0 + 30 * DAY)])]
     _assert_same(lines, Settings())
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (ShardEngine, ShardEngine),
+        (NativeShardEngine, NativeShardEngine),
+        (NativeShardEngine, ShardEngine),
+        (ShardEngine, NativeShardEngine),
+    ],
+)
+def test_a_snapshot_resumes_in_either_engine_as_if_never_stopped(
+    before: type[ShardEngine], after: type[ShardEngine]
+) -> None:
+    """A recovery store written by either engine is read by the other (one format), and
+    the run goes on with the outputs of a run that never stopped."""
+    settings = load_settings(None, env={}, overrides=VARIANTS["short windows"])
+    lines = list(generate(FleetPlan(tenants=40, days=24, seed=5))[0])
+    whole = Stream(ShardEngine, settings).feed(lines)
+    # Cut between two of the batches the whole run read, as a snapshot falls between
+    # batches: other batches would interleave the shards' outputs otherwise.
+    for cut in (len(lines) // 3 // BATCH * BATCH, 2 * len(lines) // 3 // BATCH * BATCH):
+        resumed = Stream(before, settings).feed(lines[:cut])
+        resumed.restart(after)
+        resumed.feed(lines[cut:])
+        _assert_same_outputs(resumed.outputs, whole.outputs)
