@@ -24,7 +24,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use fmt::{floor_div, floor_to, py_round};
 use score::{measure_key, Parts, Scorer, NAMES};
 use tenant::{
-    Buckets, Measure, Payload, Tenant, Val, ALL_STALE, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
+    Buckets, Measure, Payload, Tenant, Val, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
     KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
 };
 
@@ -817,7 +817,7 @@ impl ShardCore {
             let zone = zone_of(exact, &cut);
             if Some(rounded) != tenant.score || Some(zone) != tenant.zone {
                 health = Some((exact, rounded, zone));
-                self.record_health(py, tenant_id, exact, rounded, zone, now, out)?;
+                self.record_health(py, tenant_id, rounded, zone, now, out)?;
             }
         }
         let tenant = &self.tenants[tenant_id];
@@ -847,7 +847,6 @@ impl ShardCore {
         &mut self,
         py: Python<'_>,
         tenant_id: &str,
-        exact: f64,
         rounded: i64,
         zone: &'static str,
         now: i64,
@@ -862,7 +861,6 @@ impl ShardCore {
         }
         tenant.score = Some(rounded);
         tenant.zone = Some(zone);
-        let _ = exact;
         let measures: [Measure; COMPONENTS] = tenant.measures;
         let weights = self.scorer.weights(&measures).expect("a score was computed from them");
         let tenant = &self.tenants[tenant_id];
@@ -993,6 +991,5 @@ fn extend(out: &Bound<'_, PyList>, outputs: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardCore>()?;
-    let _ = ALL_STALE;
     Ok(())
 }

@@ -439,7 +439,6 @@ impl Tenant {
 
     /// A TenantState from a snapshot.
     pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let py = obj.py();
         let id_obj = obj.getattr("tenant_id")?;
         let tenant_id: String = id_obj.extract()?;
         let mut t = Tenant::new(
@@ -466,7 +465,6 @@ impl Tenant {
         }
         let cooldowns = obj.getattr("cooldowns")?.cast_into::<PyDict>()?;
         t.cooldowns = Some(cooldowns.unbind());
-        let _ = py;
         Ok(t)
     }
 }

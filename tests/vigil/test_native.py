@@ -13,7 +13,8 @@ import orjson
 import pytest
 from hostile import EXAMPLES, streams
 from hypothesis import given
-from support import DAY, T0, clock
+from hypothesis import strategies as st
+from support import DAY, HOUR, T0, clock, event
 
 from flows.health import _splitter
 from rules.engine import engine_for
@@ -189,3 +190,20 @@ def test_a_snapshot_resumes_in_either_engine_as_if_never_stopped(
         resumed.restart(after)
         resumed.feed(lines[cut:])
         _assert_same_outputs(resumed.outputs, whole.outputs)
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
+@EXAMPLES
+@given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5))
+def test_any_name_in_a_reason_comes_out_as_the_interpreted_engine_words_it(
+    names: list[str],
+) -> None:
+    """Reason lines quote names a producer chose (integrations here): quotes, control
+    characters and any other text must come out of the compiled engine's wording alike."""
+    events = [
+        event("t-a", "integration.state", T0 + n * HOUR, {"integration": name, "state": "error"})
+        for n, name in enumerate(names)
+    ]
+    events.append(clock(T0 + 3 * DAY))
+    result = _assert_same([orjson.dumps(item) for item in events], Settings())
+    assert any(b"not connected: " in out for out in result.outputs)
