@@ -482,7 +482,7 @@ def _start_info(
 
     info: dict[str, Any] = {"mode": "kafka" if kafka_mode else "file", "workers": args.workers}
     # The shard engine: compiled (vigil._native), or interpreted when Vigil was
-    # installed without a Rust toolchain (same outputs, about a third of the speed).
+    # installed without a Rust toolchain (same outputs, about half the speed of a run).
     info["engine"] = "compiled" if AVAILABLE else "interpreted"
     if kafka_mode:
         info.update(
