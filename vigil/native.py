@@ -16,7 +16,7 @@ from typing import Any
 from rules.engine import RuleEngine
 from vigil import signals as sig
 from vigil.events import KNOWN_TYPES, Event
-from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
+from vigil.facts import signal_fact
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.shard import Output, ShardEngine, ShardState, Tick, _late_letter
@@ -59,6 +59,7 @@ class NativeShardEngine(ShardEngine):
         self.core.touch_all()
 
     def take_changed(self) -> set[str]:
+        self.touched.clear()  # what _post adds: the core keeps its own
         return set(self.core.take_changed())
 
     def tenant_ids(self) -> Iterable[str]:
@@ -91,17 +92,13 @@ class NativeShardEngine(ShardEngine):
         self, tenant_id: str, current: int, previous: int, start: int, end: int
     ) -> dict[str, Any] | None:
         finding = sig.detect_login_drop(current, previous, self.settings.signals.login_drop)
-        if finding is None:
-            return None
-        return sig.signal_record(tenant_id, sig.LOGIN_DROP, start, end, finding)
+        return _record(tenant_id, sig.LOGIN_DROP, start, end, finding)
 
     def _error_spike_record(
         self, tenant_id: str, count: int, history: Sequence[int], start: int, end: int
     ) -> dict[str, Any] | None:
         finding = sig.detect_error_spike(count, history, self.settings.signals.error_spike)
-        if finding is None:
-            return None
-        return sig.signal_record(tenant_id, sig.ERROR_SPIKE, start, end, finding)
+        return _record(tenant_id, sig.ERROR_SPIKE, start, end, finding)
 
     def _stall_record(
         self, tenant_id: str, started: int, last_progress: int, deadline: int, steps: int
@@ -127,34 +124,8 @@ class NativeShardEngine(ShardEngine):
         self._post(fact, record["tenant_id"], cooldowns, now, out)
         return out
 
-    def _zone_change(
-        self,
-        tenant_id: str,
-        segment: str | None,
-        now: int,
-        score: int,
-        zone: str,
-        from_zone: str | None,
-        reasons: str,
-        cooldowns: dict[str, int],
-    ) -> list[Output]:
-        out: list[Output] = []
-        fact = zone_change_fact(tenant_id, segment, now, score, zone, from_zone, reasons)
-        self._post(fact, tenant_id, cooldowns, now, out)
-        return out
 
-    def _score_drop(
-        self,
-        tenant_id: str,
-        segment: str | None,
-        now: int,
-        score: int,
-        zone: str,
-        peak: float,
-        reasons: str,
-        cooldowns: dict[str, int],
-    ) -> list[Output]:
-        out: list[Output] = []
-        fact = score_drop_fact(tenant_id, segment, now, score, zone, peak, reasons)
-        self._post(fact, tenant_id, cooldowns, now, out)
-        return out
+def _record(
+    tenant_id: str, signal: str, start: int, end: int, finding: sig.Finding | None
+) -> dict[str, Any] | None:
+    return None if finding is None else sig.signal_record(tenant_id, signal, start, end, finding)

@@ -24,7 +24,11 @@ pub fn g(x: f64) -> String {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if x.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let sci = format!("{x:.5e}"); // d.ddddde<exp>, correctly rounded to 6 digits
     let (mantissa, exp) = sci.split_once('e').expect("exponent");

@@ -10,8 +10,8 @@ mod score;
 mod tenant;
 
 use std::cmp::Reverse;
-use std::rc::Rc;
 use std::collections::BinaryHeap;
+use std::rc::Rc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use fmt::{floor_div, floor_to, py_round};
-use score::{measure_key, Parts, Scorer, NAMES};
+use score::{measure_key, Parts, Scorer};
 use tenant::{
     Buckets, Measure, Payload, Tenant, Val, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
     KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
@@ -93,6 +93,9 @@ struct ShardCore {
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
+    // vigil.facts' builders of the facts the core derives itself.
+    zone_change_fact: Py<PyAny>,
+    score_drop_fact: Py<PyAny>,
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
@@ -153,7 +156,11 @@ fn payload(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<Payload> {
         "billing.invoice" => Payload::Invoice(s("invoice_id")?, s("status")?),
         "contract.updated" => {
             let seats = attrs.call_method1(intern!(attrs.py(), "get"), ("seats",))?;
-            Payload::Contract(if seats.is_none() { None } else { Some(seats.unbind()) })
+            Payload::Contract(if seats.is_none() {
+                None
+            } else {
+                Some(seats.unbind())
+            })
         }
         "sponsor.changed" => Payload::Sponsor(s("status")?),
         "nudge.sent" | "nudge.acted" | "deployment.published" | "config.changed" => {
@@ -179,9 +186,24 @@ impl ShardCore {
         known: HashSet<String>,
         session_days_kept: i64,
     ) -> PyResult<Self> {
+        let py = settings.py();
+        // The components in the order of health records, which the measures here follow
+        // by position (tests/vigil/test_native.py compares every record with the
+        // interpreted engine's).
+        let names: Vec<String> = py
+            .import("vigil.tenant")?
+            .getattr("COMPONENT_NAMES")?
+            .extract()?;
+        if names.len() != COMPONENTS {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "vigil.tenant.COMPONENT_NAMES has {} components, the compiled engine {COMPONENTS}",
+                names.len()
+            )));
+        }
+        let facts = py.import("vigil.facts")?;
         let c = "health.components";
         let mut weights = [0.0; COMPONENTS];
-        for (index, name) in NAMES.iter().enumerate() {
+        for (index, name) in names.iter().enumerate() {
             weights[index] = get(settings, &format!("{c}.{name}.weight"))?;
         }
         let parts = Parts {
@@ -230,7 +252,7 @@ impl ShardCore {
             to_iso,
             known,
             buckets,
-            scorer: Scorer::new(parts, stall_after),
+            scorer: Scorer::new(parts, stall_after, &names),
             cfg,
             tenants: FxIndexMap::default(),
             pending: Vec::new(),
@@ -256,12 +278,21 @@ impl ShardCore {
             zones: HashMap::default(),
             entries: HashMap::default(),
             last_iso: None,
-            names: NAMES.iter().map(|name| PyString::intern(settings.py(), name).unbind()).collect(),
+            names: names
+                .iter()
+                .map(|name| PyString::intern(py, name).unbind())
+                .collect(),
+            zone_change_fact: facts.getattr("zone_change_fact")?.unbind(),
+            score_drop_fact: facts.getattr("score_drop_fact")?.unbind(),
         })
     }
 
     /// ShardEngine.process: events and ticks in, outputs (stream, record) out.
-    fn process<'py>(&mut self, py: Python<'py>, items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         let event_type = self.event_type.bind(py).clone();
         for item in items.try_iter()? {
@@ -276,7 +307,10 @@ impl ShardCore {
     }
 
     /// The tallies since the last call, and the accepted events by type; both reset.
-    fn take_counts<'py>(&mut self, py: Python<'py>) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    fn take_counts<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
         let counts = PyDict::new(py);
         for (name, value) in [
             ("duplicates", &mut self.duplicates),
@@ -338,7 +372,10 @@ impl ShardCore {
         tenant_id: &str,
         cls: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.tenants.get(tenant_id).map(|t| t.to_py(py, cls)).transpose()
+        self.tenants
+            .get(tenant_id)
+            .map(|t| t.to_py(py, cls))
+            .transpose()
     }
 
     /// The tenants changed since the last call (touched, and applied but not re-scored).
@@ -381,11 +418,17 @@ impl ShardCore {
 
     /// How many ids each day holds, and one day's ids.
     fn seen_day_counts(&self) -> HashMap<i64, usize> {
-        self.seen_by_day.iter().map(|(day, ids)| (*day, ids.len())).collect()
+        self.seen_by_day
+            .iter()
+            .map(|(day, ids)| (*day, ids.len()))
+            .collect()
     }
 
     fn seen_day(&self, day: i64) -> Vec<&str> {
-        self.seen_by_day.get(&day).map(|ids| ids.iter().map(|id| &**id).collect()).unwrap_or_default()
+        self.seen_by_day
+            .get(&day)
+            .map(|ids| ids.iter().map(|id| &**id).collect())
+            .unwrap_or_default()
     }
 
     /// Take over a restored ShardState, after ShardEngine's own resume worked out what
@@ -396,7 +439,11 @@ impl ShardCore {
         rescore_at: HashMap<i64, HashSet<String>>,
         reweigh: bool,
     ) -> PyResult<()> {
-        for tenant in state.getattr("tenants")?.call_method0("values")?.try_iter()? {
+        for tenant in state
+            .getattr("tenants")?
+            .call_method0("values")?
+            .try_iter()?
+        {
             let tenant = Tenant::from_py(&tenant?)?;
             if let Some(zone) = tenant.zone {
                 *self.zones.entry(zone).or_insert(0) += 1;
@@ -404,12 +451,22 @@ impl ShardCore {
             self.tenants.insert(tenant.tenant_id.clone(), tenant);
         }
         let id = |tenants: &FxIndexMap<Id, Tenant>, text: &str| -> Id {
-            tenants.get_key_value(text).map(|(id, _)| id.clone()).unwrap_or_else(|| text.into())
+            tenants
+                .get_key_value(text)
+                .map(|(id, _)| id.clone())
+                .unwrap_or_else(|| text.into())
         };
         for item in state.getattr("pending")?.try_iter()? {
             let (ts, life, key, event): (i64, String, String, Py<PyAny>) = item?.extract()?;
-            let life = life.parse().map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?;
-            self.pending.push(Pending { ts, life, key: key.into(), event });
+            let life = life
+                .parse()
+                .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?;
+            self.pending.push(Pending {
+                ts,
+                life,
+                key: key.into(),
+                event,
+            });
         }
         self.unsorted = true;
         let days: HashMap<i64, Vec<String>> = state.getattr("seen_by_day")?.extract()?;
@@ -430,7 +487,10 @@ impl ShardCore {
         let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
         self.dirty = dirty.iter().map(|t| id(&self.tenants, t)).collect();
         let stalls: Vec<(i64, String)> = state.getattr("stalls")?.extract()?;
-        self.stalls = stalls.into_iter().map(|(at, t)| Reverse((at, id(&self.tenants, &t)))).collect();
+        self.stalls = stalls
+            .into_iter()
+            .map(|(at, t)| Reverse((at, id(&self.tenants, &t))))
+            .collect();
         for (step, ids) in rescore_at {
             let ids = ids.iter().map(|t| id(&self.tenants, t)).collect();
             self.rescore_at.insert(step, ids);
@@ -456,7 +516,12 @@ impl ShardCore {
         Ok(text.into_any())
     }
 
-    fn accept(&mut self, py: Python<'_>, event: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+    fn accept(
+        &mut self,
+        py: Python<'_>,
+        event: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         let tuple = event.cast::<PyTuple>()?;
         let event_id = tuple.get_item(0)?;
         let event_id = event_id.cast::<PyString>()?.to_str()?;
@@ -467,18 +532,26 @@ impl ShardCore {
         let ts: i64 = tuple.get_item(3)?.extract()?;
         let wm: i64 = tuple.get_item(7)?.extract()?;
         let key: Rc<str> = dedup_key(tenant_id, event_id).into();
-        if self.seen.contains(&key) || (self.bare_ids_until.is_some() && self.seen.contains(event_id)) {
+        if self.seen.contains(&key)
+            || (self.bare_ids_until.is_some() && self.seen.contains(event_id))
+        {
             self.duplicates += 1;
             return Ok(());
         }
         if ts < wm || self.watermark.is_some_and(|w| ts < w) {
             self.late += 1;
-            let record = self.host.bind(py).call_method1(intern!(py, "_late_record"), (event,))?;
+            let record = self
+                .host
+                .bind(py)
+                .call_method1(intern!(py, "_late_record"), (event,))?;
             out.append((intern!(py, "deadletter"), record))?;
             return Ok(());
         }
         self.seen.insert(key.clone());
-        self.seen_by_day.entry(floor_div(ts, MS_PER_DAY)).or_default().push(key.clone());
+        self.seen_by_day
+            .entry(floor_div(ts, MS_PER_DAY))
+            .or_default()
+            .push(key.clone());
         match self.type_counts.get_mut(kind) {
             Some(count) => *count += 1,
             None => {
@@ -490,12 +563,22 @@ impl ShardCore {
             return Ok(());
         }
         let life = life_order(kind, &tuple.get_item(5)?)?;
-        self.pending.push(Pending { ts, life, key, event: event.clone().unbind() });
+        self.pending.push(Pending {
+            ts,
+            life,
+            key,
+            event: event.clone().unbind(),
+        });
         self.unsorted = true;
         Ok(())
     }
 
-    fn tick(&mut self, py: Python<'_>, tick: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+    fn tick(
+        &mut self,
+        py: Python<'_>,
+        tick: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         let tuple = tick.cast::<PyTuple>()?;
         let source: String = tuple.get_item(0)?.extract()?;
         let wm: Option<i64> = tuple.get_item(1)?.extract()?;
@@ -543,7 +626,11 @@ impl ShardCore {
 
     fn earliest_pending(&mut self) -> Option<i64> {
         if self.pending.len() > self.scanned {
-            let fresh = self.pending[self.scanned..].iter().map(|p| p.ts).min().expect("some");
+            let fresh = self.pending[self.scanned..]
+                .iter()
+                .map(|p| p.ts)
+                .min()
+                .expect("some");
             self.earliest = Some(self.earliest.map_or(fresh, |e| e.min(fresh)));
             self.scanned = self.pending.len();
         }
@@ -579,7 +666,9 @@ impl ShardCore {
                     let id: Rc<str> = tenant_str.into();
                     self.rescore_after(ts + self.cfg.warmup, &id);
                     let py_id = tenant_obj.cast::<PyString>()?.clone().unbind();
-                    self.tenants.insert_full(id.clone(), Tenant::new(id, py_id, ts)).0
+                    self.tenants
+                        .insert_full(id.clone(), Tenant::new(id, py_id, ts))
+                        .0
                 }
             };
             let tenant = &mut self.tenants[index];
@@ -599,11 +688,17 @@ impl ShardCore {
             if effect & ERRORS != 0 {
                 let window = self.cfg.error_window;
                 let end = floor_to(ts, window, self.buckets.origin) + window;
-                self.error_windows.entry(end).or_default().insert(tenant_id.clone());
+                self.error_windows
+                    .entry(end)
+                    .or_default()
+                    .insert(tenant_id.clone());
             }
             if effect & ONBOARDING_CLOCK != 0 {
                 if let Some(progress) = last_progress {
-                    self.stalls.push(Reverse((progress + self.cfg.stall_after + 1, tenant_id.clone())));
+                    self.stalls.push(Reverse((
+                        progress + self.cfg.stall_after + 1,
+                        tenant_id.clone(),
+                    )));
                 }
             }
             if effect & PRESSURE != 0 {
@@ -611,7 +706,9 @@ impl ShardCore {
                 self.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
-                self.host.bind(py).call_method1(intern!(py, "_refused_key"), (event,))?;
+                self.host
+                    .bind(py)
+                    .call_method1(intern!(py, "_refused_key"), (event,))?;
             }
         }
         Ok(())
@@ -620,15 +717,24 @@ impl ShardCore {
     fn rescore_after(&mut self, instant: i64, tenant_id: &Id) {
         let step = floor_to(instant - 1, self.cfg.step, 0) + self.cfg.step;
         if self.next_step.is_none_or(|next| step >= next) {
-            self.rescore_at.entry(step).or_default().insert(tenant_id.clone());
+            self.rescore_at
+                .entry(step)
+                .or_default()
+                .insert(tenant_id.clone());
         }
     }
 
     fn fire_stalls(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        while self.stalls.peek().is_some_and(|Reverse((at, _))| *at == now) {
+        while self
+            .stalls
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at == now)
+        {
             let Reverse((_, tenant_id)) = self.stalls.pop().expect("peeked");
             let stall_after = self.cfg.stall_after;
-            let Some(tenant) = self.tenants.get_mut(&tenant_id) else { continue };
+            let Some(tenant) = self.tenants.get_mut(&tenant_id) else {
+                continue;
+            };
             let (Some(progress), true) = (tenant.last_progress, tenant.onboarding_open()) else {
                 continue;
             };
@@ -665,8 +771,16 @@ impl ShardCore {
         let size = self.cfg.login_window;
         if (now - self.buckets.origin).rem_euclid(size) == 0 {
             for tenant in self.tenants.values() {
-                let current = tenant.sessions_by_window.get(&(now - size)).copied().unwrap_or(0);
-                let previous = tenant.sessions_by_window.get(&(now - 2 * size)).copied().unwrap_or(0);
+                let current = tenant
+                    .sessions_by_window
+                    .get(&(now - size))
+                    .copied()
+                    .unwrap_or(0);
+                let previous = tenant
+                    .sessions_by_window
+                    .get(&(now - 2 * size))
+                    .copied()
+                    .unwrap_or(0);
                 let record = self.host.bind(py).call_method1(
                     intern!(py, "_login_drop_record"),
                     (&*tenant.tenant_id, current, previous, now - size, now),
@@ -727,10 +841,20 @@ impl ShardCore {
         for tenant in self.tenants.values_mut() {
             self.dirty.insert(tenant.tenant_id.clone());
             tenant.stale |= DAY_BASED;
-            tenant.prune(now, self.cfg.session_days_kept, keep_from, self.cfg.adoption_lookback);
+            tenant.prune(
+                now,
+                self.cfg.session_days_kept,
+                keep_from,
+                self.cfg.adoption_lookback,
+            );
         }
         let forget_before = floor_div(now - self.cfg.dedup_retention, MS_PER_DAY);
-        let old: Vec<i64> = self.seen_by_day.keys().filter(|d| **d < forget_before).copied().collect();
+        let old: Vec<i64> = self
+            .seen_by_day
+            .keys()
+            .filter(|d| **d < forget_before)
+            .copied()
+            .collect();
         for day in old {
             for key in self.seen_by_day.remove(&day).expect("listed") {
                 self.seen.remove(&key);
@@ -751,7 +875,10 @@ impl ShardCore {
         let size = self.cfg.error_window;
         let start = now - size;
         let oldest = start - floor_div(self.cfg.error_history, size) * size;
-        let tenant = self.tenants.get_mut(tenant_id).expect("a tenant with errors");
+        let tenant = self
+            .tenants
+            .get_mut(tenant_id)
+            .expect("a tenant with errors");
         let first = floor_to(tenant.first_seen, size, self.buckets.origin).max(oldest);
         let windows = &mut tenant.errors_by_window;
         let history: Vec<i64> = (first..start)
@@ -772,12 +899,24 @@ impl ShardCore {
         &mut self,
         py: Python<'py>,
         tenant_id: &str,
-    ) -> (Option<String>, Option<i64>, Option<&'static str>, String, Bound<'py, PyDict>) {
+    ) -> (
+        Option<String>,
+        Option<i64>,
+        Option<&'static str>,
+        String,
+        Bound<'py, PyDict>,
+    ) {
         match self.tenants.get_mut(tenant_id) {
             Some(t) => {
                 self.touched.insert(t.tenant_id.clone()); // a rule's cooldown may start
                 let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
-                (t.segment.clone(), t.score, t.zone, t.reasons.clone(), cooldowns.bind(py).clone())
+                (
+                    t.segment.clone(),
+                    t.score,
+                    t.zone,
+                    t.reasons.clone(),
+                    cooldowns.bind(py).clone(),
+                )
             }
             None => (None, None, None, String::new(), PyDict::new(py)),
         }
@@ -792,7 +931,11 @@ impl ShardCore {
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let (segment, score, zone, reasons, cooldowns) = self.context(py, tenant_id);
-        let why = if reasons.is_empty() { "not scored yet".to_string() } else { reasons };
+        let why = if reasons.is_empty() {
+            "not scored yet".to_string()
+        } else {
+            reasons
+        };
         let outputs = self.host.bind(py).call_method1(
             intern!(py, "_signal_actions"),
             (record, segment, score, zone, why, cooldowns, now),
@@ -809,7 +952,10 @@ impl ShardCore {
         reweigh: bool,
     ) -> PyResult<()> {
         let cut = self.cfg.zones;
-        let tenant = self.tenants.get_mut(tenant_id).expect("dirty tenants exist");
+        let tenant = self
+            .tenants
+            .get_mut(tenant_id)
+            .expect("dirty tenants exist");
         let exact = self.scorer.rescore(tenant, now, reweigh);
         let mut health = None;
         if let Some(exact) = exact {
@@ -821,7 +967,9 @@ impl ShardCore {
             }
         }
         let tenant = &self.tenants[tenant_id];
-        let Some(zone) = tenant.zone else { return Ok(()) };
+        let Some(zone) = tenant.zone else {
+            return Ok(());
+        };
         if now - tenant.first_seen < self.cfg.warmup {
             return Ok(()); // too little history to call a zone or a drop
         }
@@ -830,11 +978,11 @@ impl ShardCore {
             let score = tenant.score.expect("scored");
             let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
             self.tenants[tenant_id].zone_announced = Some(zone);
-            let outputs = self.host.bind(py).call_method1(
-                intern!(py, "_zone_change"),
-                (tenant_id, segment, now, score, zone, from, reasons, cooldowns),
-            )?;
-            extend(out, &outputs)?;
+            let fact = self
+                .zone_change_fact
+                .bind(py)
+                .call1((tenant_id, segment, now, score, zone, from, reasons))?;
+            self.post(py, fact, tenant_id, cooldowns, now, out)?;
         }
         if let Some((exact, rounded, zone)) = health {
             self.check_score_drop(py, tenant_id, exact, rounded, zone, now, out)?;
@@ -862,7 +1010,10 @@ impl ShardCore {
         tenant.score = Some(rounded);
         tenant.zone = Some(zone);
         let measures: [Measure; COMPONENTS] = tenant.measures;
-        let weights = self.scorer.weights(&measures).expect("a score was computed from them");
+        let weights = self
+            .scorer
+            .weights(&measures)
+            .expect("a score was computed from them");
         let tenant = &self.tenants[tenant_id];
         let components = PyDict::new(py);
         for index in 0..COMPONENTS {
@@ -920,17 +1071,25 @@ impl ShardCore {
     ) -> PyResult<()> {
         let since = now - self.cfg.drop_window;
         let tenant = &self.tenants[tenant_id];
-        let mut recent: Vec<(i64, f64)> =
-            tenant.recent_scores.iter().filter(|(t, _)| *t >= since).copied().collect();
-        let peak = recent.iter().map(|(_, s)| *s).reduce(fmt::py_max).unwrap_or(score);
+        let mut recent: Vec<(i64, f64)> = tenant
+            .recent_scores
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .copied()
+            .collect();
+        let peak = recent
+            .iter()
+            .map(|(_, s)| *s)
+            .reduce(fmt::py_max)
+            .unwrap_or(score);
         if peak - score >= self.cfg.drop_points {
             let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
             recent.clear(); // a continuing fall must lose drop_points again to re-fire
-            let outputs = self.host.bind(py).call_method1(
-                intern!(py, "_score_drop"),
-                (tenant_id, segment, now, rounded, zone, peak, reasons, cooldowns),
-            )?;
-            extend(out, &outputs)?;
+            let fact = self
+                .score_drop_fact
+                .bind(py)
+                .call1((tenant_id, segment, now, rounded, zone, peak, reasons))?;
+            self.post(py, fact, tenant_id, cooldowns, now, out)?;
         }
         while recent.last().is_some_and(|(_, s)| *s <= score) {
             recent.pop();
@@ -961,7 +1120,31 @@ fn zone_str<'py>(py: Python<'py>, zone: &str) -> &'py Bound<'py, PyString> {
     }
 }
 
-fn component_entry<'py>(py: Python<'py>, measure: Measure, weight: f64) -> PyResult<Bound<'py, PyDict>> {
+impl ShardCore {
+    /// A fact to the rules, through the interpreted engine's own `_post`.
+    fn post(
+        &self,
+        py: Python<'_>,
+        fact: Bound<'_, PyAny>,
+        tenant_id: &str,
+        cooldowns: Bound<'_, PyDict>,
+        now: i64,
+        out: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let posted = PyList::empty(py);
+        self.host.bind(py).call_method1(
+            intern!(py, "_post"),
+            (fact, tenant_id, cooldowns, now, &posted),
+        )?;
+        extend(out, posted.as_any())
+    }
+}
+
+fn component_entry<'py>(
+    py: Python<'py>,
+    measure: Measure,
+    weight: f64,
+) -> PyResult<Bound<'py, PyDict>> {
     let entry = PyDict::new(py);
     match measure {
         None => {

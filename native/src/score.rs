@@ -5,33 +5,10 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::fmt::{f0, floor_div, g, py_max, py_min, py_round};
 use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_DAY, MS_PER_HOUR, PRESSURE_HOURS};
 
-pub const NAMES: [&str; COMPONENTS] = [
-    "login_activity",
-    "login_trend",
-    "adoption",
-    "error_pressure",
-    "support_load",
-    "sentiment",
-    "billing",
-    "integrations",
-    "sponsor",
-    "onboarding",
-];
-const SPOKEN: [&str; COMPONENTS] = [
-    "login activity",
-    "login trend",
-    "adoption",
-    "error pressure",
-    "support load",
-    "sentiment",
-    "billing",
-    "integrations",
-    "sponsor",
-    "onboarding",
-];
 // Components whose words depend on their measure and the settings only.
-const WORDS_FROM_MEASURE: [bool; COMPONENTS] =
-    [true, true, true, true, false, false, false, false, true, false];
+const WORDS_FROM_MEASURE: [bool; COMPONENTS] = [
+    true, true, true, true, false, false, false, false, true, false,
+];
 
 /// health.components, as numbers.
 pub struct Parts {
@@ -52,6 +29,8 @@ pub struct Parts {
 pub struct Scorer {
     pub parts: Parts,
     pub stall_after: i64,
+    // The components' names as the reasons say them ("login activity").
+    spoken: Vec<String>,
     spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,
 }
@@ -68,8 +47,15 @@ pub fn measure_key(index: usize, measure: Measure, weight: f64) -> (usize, u64, 
 }
 
 impl Scorer {
-    pub fn new(parts: Parts, stall_after: i64) -> Self {
-        Scorer { parts, stall_after, spread: HashMap::default(), lines: HashMap::default() }
+    pub fn new(parts: Parts, stall_after: i64, names: &[String]) -> Self {
+        let spoken = names.iter().map(|name| name.replace('_', " ")).collect();
+        Scorer {
+            parts,
+            stall_after,
+            spoken,
+            spread: HashMap::default(),
+            lines: HashMap::default(),
+        }
     }
 
     /// Scorer.rescore: the score alone, None when no measure moved (or none has data).
@@ -139,13 +125,18 @@ impl Scorer {
     fn measure(&self, index: usize, t: &mut Tenant, now: i64) -> Measure {
         let p = &self.parts;
         match index {
+            // login_activity
             0 => {
                 if !t.sessions_seen {
                     return None;
                 }
                 let sessions = session_weeks(t, now).0;
-                Some((Val::Int(sessions), py_min(1.0, sessions as f64 / p.login_full_at)))
+                Some((
+                    Val::Int(sessions),
+                    py_min(1.0, sessions as f64 / p.login_full_at),
+                ))
             }
+            // login_trend
             1 => {
                 let (current, previous) = session_weeks(t, now);
                 if previous < p.trend_min_baseline {
@@ -154,23 +145,36 @@ impl Scorer {
                 let ratio = current as f64 / previous as f64;
                 Some((Val::Float(py_round(ratio, 3)), py_min(1.0, ratio)))
             }
+            // adoption
             2 => {
                 if t.features.is_empty() {
                     return None;
                 }
                 let since = now - p.adoption_lookback;
                 let used = t.features.values().filter(|last| **last >= since).count() as i64;
-                Some((Val::Int(used), py_min(1.0, used as f64 / p.adoption_full_at as f64)))
+                Some((
+                    Val::Int(used),
+                    py_min(1.0, used as f64 / p.adoption_full_at as f64),
+                ))
             }
+            // error_pressure
             3 => {
                 if !t.product_activity {
                     return None;
                 }
                 let first_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
-                let count: i64 =
-                    t.pressure_by_hour.iter().filter(|(h, _)| **h >= first_hour).map(|(_, n)| n).sum();
-                Some((Val::Int(count), py_max(0.0, 1.0 - count as f64 / p.pressure_zero_at)))
+                let count: i64 = t
+                    .pressure_by_hour
+                    .iter()
+                    .filter(|(h, _)| **h >= first_hour)
+                    .map(|(_, n)| n)
+                    .sum();
+                Some((
+                    Val::Int(count),
+                    py_max(0.0, 1.0 - count as f64 / p.pressure_zero_at),
+                ))
             }
+            // support_load
             4 => {
                 if !t.tickets_seen {
                     return None;
@@ -178,8 +182,12 @@ impl Scorer {
                 let open_total = t.open_tickets.len() as i64;
                 let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count() as i64;
                 let load = open_total as f64 + (p.p1_counts_as - 1.0) * open_p1 as f64;
-                Some((Val::Int(open_total), py_max(0.0, 1.0 - load / p.support_zero_at)))
+                Some((
+                    Val::Int(open_total),
+                    py_max(0.0, 1.0 - load / p.support_zero_at),
+                ))
             }
+            // sentiment
             5 => {
                 let mut sum = 0.0;
                 let mut n = 0;
@@ -197,29 +205,47 @@ impl Scorer {
                 let fraction = sum / n as f64;
                 Some((Val::Float(py_round(fraction * 10.0, 2)), fraction))
             }
+            // billing
             6 => {
                 if !t.invoices_seen {
                     return None;
                 }
-                let overdue = t.unpaid_invoices.values().filter(|s| *s == "overdue").count();
-                let failed = t.unpaid_invoices.values().filter(|s| *s == "failed").count();
-                let penalty =
-                    overdue as f64 * p.overdue_penalty + failed as f64 * p.failed_penalty;
-                Some((Val::Int(t.unpaid_invoices.len() as i64), py_max(0.0, 1.0 - penalty)))
+                let overdue = t
+                    .unpaid_invoices
+                    .values()
+                    .filter(|s| *s == "overdue")
+                    .count();
+                let failed = t
+                    .unpaid_invoices
+                    .values()
+                    .filter(|s| *s == "failed")
+                    .count();
+                let penalty = overdue as f64 * p.overdue_penalty + failed as f64 * p.failed_penalty;
+                Some((
+                    Val::Int(t.unpaid_invoices.len() as i64),
+                    py_max(0.0, 1.0 - penalty),
+                ))
             }
+            // integrations
             7 => {
                 if t.integrations.is_empty() {
                     return None;
                 }
-                let connected = t.integrations.values().filter(|v| *v == "connected").count();
+                let connected = t
+                    .integrations
+                    .values()
+                    .filter(|v| *v == "connected")
+                    .count();
                 let share = connected as f64 / t.integrations.len() as f64;
                 Some((Val::Int(connected as i64), share))
             }
+            // sponsor
             8 => match &t.sponsor {
                 None => None,
                 Some(s) if s == "active" => Some((Val::Float(1.0), 1.0)),
                 Some(_) => Some((Val::Float(0.0), 0.0)),
             },
+            // onboarding
             _ => {
                 let last = t.last_progress?;
                 if !t.onboarding_open() {
@@ -228,7 +254,10 @@ impl Scorer {
                 let mut expected: Vec<&String> = p.expected_steps.iter().collect();
                 expected.sort();
                 expected.dedup();
-                let done = expected.iter().filter(|s| t.onboarding_steps.contains(**s)).count();
+                let done = expected
+                    .iter()
+                    .filter(|s| t.onboarding_steps.contains(**s))
+                    .count();
                 let mut fraction = if p.expected_steps.is_empty() {
                     1.0
                 } else {
@@ -254,7 +283,7 @@ impl Scorer {
         let mut missing: Vec<&str> = Vec::new();
         for index in 0..COMPONENTS {
             let Some((value, share)) = measures[index] else {
-                missing.push(SPOKEN[index]);
+                missing.push(&self.spoken[index]);
                 continue;
             };
             let weight = weights[index];
@@ -266,7 +295,8 @@ impl Scorer {
             let line = match self.lines.get(&key) {
                 Some(line) => line.clone(),
                 None => {
-                    let line = format!("{} (-{} pts)", self.explain(index, t, value, now), f0(lost));
+                    let line =
+                        format!("{} (-{} pts)", self.explain(index, t, value, now), f0(lost));
                     if WORDS_FROM_MEASURE[index] {
                         self.lines.insert(key, line.clone());
                     }
@@ -292,31 +322,49 @@ impl Scorer {
     fn explain(&self, index: usize, t: &Tenant, value: Val, now: i64) -> String {
         let p = &self.parts;
         match index {
+            // login_activity
             0 => format!(
                 "{} in the last 7 days (full points at {})",
                 counted(value, "session", None),
                 g(p.login_full_at)
             ),
-            1 => format!("sessions down {}% on the 7 days before", f0(100.0 * (1.0 - value.as_f64()))),
+            // login_trend
+            1 => format!(
+                "sessions down {}% on the 7 days before",
+                f0(100.0 * (1.0 - value.as_f64()))
+            ),
+            // adoption
             2 => format!(
                 "{} used in the last {} (full points at {})",
                 counted(value, "feature", None),
                 counted(Val::Int(p.adoption_lookback / MS_PER_DAY), "day", None),
                 p.adoption_full_at
             ),
+            // error_pressure
             3 => format!(
                 "{} in the last 24 h",
                 counted(value, "error or job retry", Some("errors and job retries"))
             ),
+            // support_load
             4 => {
                 let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count();
                 if value.as_f64() == 1.0 {
-                    if open_p1 > 0 { "1 open ticket, a P1" } else { "1 open ticket" }.into()
+                    if open_p1 > 0 {
+                        "1 open ticket, a P1"
+                    } else {
+                        "1 open ticket"
+                    }
+                    .into()
                 } else {
-                    let p1 = if open_p1 > 0 { open_p1.to_string() } else { "none".into() };
+                    let p1 = if open_p1 > 0 {
+                        open_p1.to_string()
+                    } else {
+                        "none".into()
+                    };
                     format!("{} open tickets, {p1} of them P1", num0(value))
                 }
             }
+            // sentiment
             5 => {
                 let mut words = Vec::new();
                 if let Some(nps) = t.nps {
@@ -327,6 +375,7 @@ impl Scorer {
                 }
                 format!("latest {}", words.join(" and "))
             }
+            // billing
             6 => {
                 let mut counts = Vec::new();
                 for word in ["overdue", "failed"] {
@@ -337,9 +386,14 @@ impl Scorer {
                 }
                 format!("invoices unpaid: {}", counts.join(" and "))
             }
+            // integrations
             7 => {
-                let mut broken: Vec<&String> =
-                    t.integrations.iter().filter(|(_, v)| *v != "connected").map(|(k, _)| k).collect();
+                let mut broken: Vec<&String> = t
+                    .integrations
+                    .iter()
+                    .filter(|(_, v)| *v != "connected")
+                    .map(|(k, _)| k)
+                    .collect();
                 broken.sort();
                 let mut listed = broken
                     .iter()
@@ -353,7 +407,9 @@ impl Scorer {
                 let held = counted(Val::Int(t.integrations.len() as i64), "integration", None);
                 format!("{} of {held} not connected: {listed}", broken.len())
             }
+            // sponsor
             8 => "executive sponsor departed".into(),
+            // onboarding
             _ => {
                 let mut text = format!(
                     "onboarding {} of {} steps done",
@@ -366,7 +422,10 @@ impl Scorer {
                 };
                 let idle = now - since;
                 if idle > self.stall_after {
-                    text += &format!(", stalled: no progress for {} h", floor_div(idle, MS_PER_HOUR));
+                    text += &format!(
+                        ", stalled: no progress for {} h",
+                        floor_div(idle, MS_PER_HOUR)
+                    );
                 }
                 text
             }
@@ -387,7 +446,9 @@ fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
     let word = if value.as_f64() == 1.0 {
         singular.to_string()
     } else {
-        plural.map(str::to_string).unwrap_or_else(|| format!("{singular}s"))
+        plural
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{singular}s"))
     };
     format!("{} {word}", num0(value))
 }
@@ -398,7 +459,11 @@ fn session_weeks(t: &mut Tenant, now: i64) -> (i64, i64) {
     let today = floor_div(now - 1, MS_PER_DAY);
     if t.session_sums_day != today {
         let by_day = &t.sessions_by_day;
-        let sum = |from: i64, to: i64| (from..to).map(|d| by_day.get(&d).copied().unwrap_or(0)).sum();
+        let sum = |from: i64, to: i64| {
+            (from..to)
+                .map(|d| by_day.get(&d).copied().unwrap_or(0))
+                .sum()
+        };
         t.sessions_prior6 = sum(today - 6, today);
         t.sessions_prior7to13 = sum(today - 13, today - 6);
         t.session_sums_day = today;

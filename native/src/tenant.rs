@@ -202,7 +202,10 @@ impl Tenant {
             Payload::Session => {
                 self.product_activity = true;
                 self.sessions_seen = true;
-                *self.sessions_by_day.entry(floor_div(ts, MS_PER_DAY)).or_insert(0) += 1;
+                *self
+                    .sessions_by_day
+                    .entry(floor_div(ts, MS_PER_DAY))
+                    .or_insert(0) += 1;
                 let window = floor_to(ts, buckets.login_window, buckets.origin);
                 *self.sessions_by_window.entry(window).or_insert(0) += 1;
                 0
@@ -289,7 +292,10 @@ impl Tenant {
 
     fn pressure(&mut self, ts: i64) -> u32 {
         self.product_activity = true;
-        let count = self.pressure_by_hour.entry(floor_div(ts, MS_PER_HOUR)).or_insert(0);
+        let count = self
+            .pressure_by_hour
+            .entry(floor_div(ts, MS_PER_HOUR))
+            .or_insert(0);
         *count += 1;
         if *count > 1 {
             0
@@ -313,7 +319,8 @@ impl Tenant {
         self.sessions_by_day.retain(|day, _| *day >= oldest_day);
         let oldest_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
         self.pressure_by_hour.retain(|hour, _| *hour >= oldest_hour);
-        self.sessions_by_window.retain(|window, _| *window >= keep_from_window);
+        self.sessions_by_window
+            .retain(|window, _| *window >= keep_from_window);
     }
 }
 
@@ -350,7 +357,9 @@ pub fn zone_name(zone: &str) -> PyResult<&'static str> {
         "yellow" => Ok("yellow"),
         "orange" => Ok("orange"),
         "red" => Ok("red"),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!("not a zone: {other:?}"))),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "not a zone: {other:?}"
+        ))),
     }
 }
 
@@ -414,7 +423,11 @@ macro_rules! tenant_fields {
 
 impl Tenant {
     /// The tenant as vigil.tenant.TenantState, for a snapshot (`cls` is that class).
-    pub fn to_py<'py>(&self, py: Python<'py>, cls: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn to_py<'py>(
+        &self,
+        py: Python<'py>,
+        cls: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let obj = cls.call1((&*self.tenant_id, self.first_seen))?;
         macro_rules! set {
             ($($name:ident),*) => { $( obj.setattr(stringify!($name), &self.$name)?; )* };
@@ -451,14 +464,20 @@ impl Tenant {
         }
         tenant_fields!(get);
         let seats = obj.getattr("seats")?;
-        t.seats = if seats.is_none() { None } else { Some(seats.unbind()) };
+        t.seats = if seats.is_none() {
+            None
+        } else {
+            Some(seats.unbind())
+        };
         let zone: Option<String> = obj.getattr("zone")?.extract()?;
         t.zone = zone.as_deref().map(zone_name).transpose()?;
         let announced: Option<String> = obj.getattr("zone_announced")?.extract()?;
         t.zone_announced = announced.as_deref().map(zone_name).transpose()?;
         let measures: Vec<Bound<'_, PyAny>> = obj.getattr("measures")?.extract()?;
         if measures.len() != COMPONENTS {
-            return Err(pyo3::exceptions::PyValueError::new_err("measures of another version"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "measures of another version",
+            ));
         }
         for (index, measure) in measures.iter().enumerate() {
             t.measures[index] = measure_from_py(measure)?;
