@@ -32,8 +32,7 @@ from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
-from vigil.native import AVAILABLE as NATIVE
-from vigil.native import NativeShardEngine
+from vigil.native import engine_class
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine, Tick
 from vigil.snapshots import SnapshotWriter, load_state
@@ -127,7 +126,7 @@ def build_flow(
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None
-        engine = (NativeShardEngine if NATIVE else ShardEngine)(settings, rules, state)
+        engine = engine_class(settings)(settings, rules, state)
         return _ShardLogic(engine, metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))

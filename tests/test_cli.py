@@ -606,6 +606,25 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return events, reference
 
 
+@pytest.mark.slow
+def test_the_interpreted_engine_writes_the_compiled_ones_files_byte_for_byte(
+    replay: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """engine.compiled = false (the fallback an operator can pick, and what a Vigil built
+    without Rust runs): the same files as the reference run, which ran compiled."""
+    from flows.health import STREAMS
+
+    events, reference = replay
+    env = {**quiet_env(), "VIGIL_ENGINE__COMPILED": "false", "VIGIL_LOG__LEVEL": "INFO"}
+    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "engine=interpreted" in ran.stderr
+    for stream in STREAMS:
+        written = (tmp_path / f"{stream}.jsonl").read_bytes()
+        assert written == (reference / f"{stream}.jsonl").read_bytes(), stream
+    assert len((reference / "health.jsonl").read_bytes().splitlines()) > 1_000
+
+
 def _recoverable_run(events: Path, tmp_path: Path) -> tuple[str, ...]:
     return (
         "run",

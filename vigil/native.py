@@ -129,3 +129,9 @@ def _record(
     tenant_id: str, signal: str, start: int, end: int, finding: sig.Finding | None
 ) -> dict[str, Any] | None:
     return None if finding is None else sig.signal_record(tenant_id, signal, start, end, finding)
+
+
+def engine_class(settings: Settings) -> type[ShardEngine]:
+    """The shard engine a run uses: the compiled one where it is built, unless
+    engine.compiled is false."""
+    return NativeShardEngine if AVAILABLE and settings.engine.compiled else ShardEngine
