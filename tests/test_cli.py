@@ -625,6 +625,21 @@ def test_the_interpreted_engine_writes_the_compiled_ones_files_byte_for_byte(
     assert len((reference / "health.jsonl").read_bytes().splitlines()) > 1_000
 
 
+def test_a_vigil_built_without_rust_runs_the_interpreted_engine_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import vigil.native
+
+    monkeypatch.setattr(vigil.native, "AVAILABLE", False)  # as if vigil._native were missing
+    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(orjson.dumps(event("acme", "user.session", T0)) + b"\n")
+    assert main(["run", "--input", str(events), "--output", str(tmp_path / "o")]) == 0
+    said = capsys.readouterr().err
+    assert "engine=interpreted" in said
+    assert "the compiled shard engine is not built" in said
+
+
 def _recoverable_run(events: Path, tmp_path: Path) -> tuple[str, ...]:
     return (
         "run",
