@@ -201,6 +201,10 @@ impl ShardCore {
             )));
         }
         let facts = py.import("vigil.facts")?;
+        let memo_size: usize = py
+            .import("vigil.health")?
+            .getattr("_MEMO_SIZE")?
+            .extract()?;
         let c = "health.components";
         let mut weights = [0.0; COMPONENTS];
         for (index, name) in names.iter().enumerate() {
@@ -252,7 +256,7 @@ impl ShardCore {
             to_iso,
             known,
             buckets,
-            scorer: Scorer::new(parts, stall_after, &names),
+            scorer: Scorer::new(parts, stall_after, &names, memo_size),
             cfg,
             tenants: FxIndexMap::default(),
             pending: Vec::new(),
@@ -352,6 +356,12 @@ impl ShardCore {
     #[getter]
     fn touched(&self) -> Vec<String> {
         self.touched.iter().map(|id| id.to_string()).collect()
+    }
+
+    /// How many component entries and reason lines are cached (for tests).
+    #[getter]
+    fn cached(&self) -> (usize, usize) {
+        (self.entries.len(), self.scorer.cached_lines())
     }
 
     fn clear_touched(&mut self) {
@@ -1022,6 +1032,9 @@ impl ShardCore {
                 Some(entry) => entry.bind(py).clone(),
                 None => {
                     let entry = component_entry(py, measures[index], weights[index])?;
+                    if self.entries.len() >= self.scorer.memo_size {
+                        self.entries.clear(); // bounded as health._ENTRIES is
+                    }
                     self.entries.insert(key, entry.clone().unbind());
                     entry
                 }

@@ -31,6 +31,8 @@ pub struct Scorer {
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
+    // The most reason lines kept worded (health._MEMO_SIZE): emptied when full.
+    pub memo_size: usize,
     spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,
 }
@@ -47,15 +49,20 @@ pub fn measure_key(index: usize, measure: Measure, weight: f64) -> (usize, u64, 
 }
 
 impl Scorer {
-    pub fn new(parts: Parts, stall_after: i64, names: &[String]) -> Self {
+    pub fn new(parts: Parts, stall_after: i64, names: &[String], memo_size: usize) -> Self {
         let spoken = names.iter().map(|name| name.replace('_', " ")).collect();
         Scorer {
             parts,
             stall_after,
             spoken,
+            memo_size,
             spread: HashMap::default(),
             lines: HashMap::default(),
         }
+    }
+
+    pub fn cached_lines(&self) -> usize {
+        self.lines.len()
     }
 
     /// Scorer.rescore: the score alone, None when no measure moved (or none has data).
@@ -298,6 +305,9 @@ impl Scorer {
                     let line =
                         format!("{} (-{} pts)", self.explain(index, t, value, now), f0(lost));
                     if WORDS_FROM_MEASURE[index] {
+                        if self.lines.len() >= self.memo_size {
+                            self.lines.clear();
+                        }
                         self.lines.insert(key, line.clone());
                     }
                     line

@@ -207,3 +207,23 @@ def test_any_name_in_a_reason_comes_out_as_the_interpreted_engine_words_it(
     events.append(clock(T0 + 3 * DAY))
     result = _assert_same([orjson.dumps(item) for item in events], Settings())
     assert any(b"not connected: " in out for out in result.outputs)
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
+def test_the_caches_of_worded_records_stay_within_the_interpreted_engines_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Component entries and reason lines are cached per distinct measure, of which a
+    long run meets ever more: emptied when full (health._MEMO_SIZE), as the interpreted
+    engine's caches are, with the same outputs."""
+    import vigil.health
+
+    settings = load_settings(None, env={}, overrides={"engine": {"shards": 1}})
+    lines = list(generate(FleetPlan(tenants=40, days=24, seed=11))[0])
+    unbounded = Stream(NativeShardEngine, settings).feed(lines)
+    assert min(unbounded.shards["s0000"].core.cached) > 20
+    monkeypatch.setattr(vigil.health, "_MEMO_SIZE", 20)
+    bounded = _assert_same(lines, settings)  # the interpreted one, also bounded now
+    compiled = Stream(NativeShardEngine, settings).feed(lines)
+    _assert_same_outputs(compiled.outputs, bounded.outputs)
+    assert 0 < max(compiled.shards["s0000"].core.cached) <= 20
