@@ -52,7 +52,6 @@ struct Settings {
     dedup_retention: i64,
     forget_after: i64,
     session_days_kept: i64,
-    adoption_lookback: i64,
 }
 
 #[pyclass(unsendable)]
@@ -242,7 +241,6 @@ impl ShardCore {
             dedup_retention: get(settings, "dedup_retention")?,
             forget_after: get(settings, "engine.forget_tenants_after")?,
             session_days_kept,
-            adoption_lookback: parts.adoption_lookback,
         };
         let buckets = Buckets {
             login_window: cfg.login_window,
@@ -353,19 +351,10 @@ impl ShardCore {
         self.zones.clone()
     }
 
-    #[getter]
-    fn touched(&self) -> Vec<String> {
-        self.touched.iter().map(|id| id.to_string()).collect()
-    }
-
     /// How many component entries and reason lines are cached (for tests).
     #[getter]
     fn cached(&self) -> (usize, usize) {
         (self.entries.len(), self.scorer.cached_lines())
-    }
-
-    fn clear_touched(&mut self) {
-        self.touched.clear();
     }
 
     // -- snapshots and restore (vigil.snapshots, vigil.native) --------------------
@@ -855,7 +844,7 @@ impl ShardCore {
                 now,
                 self.cfg.session_days_kept,
                 keep_from,
-                self.cfg.adoption_lookback,
+                self.scorer.parts.adoption_lookback,
             );
         }
         let forget_before = floor_div(now - self.cfg.dedup_retention, MS_PER_DAY);

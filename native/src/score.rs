@@ -187,7 +187,7 @@ impl Scorer {
                     return None;
                 }
                 let open_total = t.open_tickets.len() as i64;
-                let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count() as i64;
+                let open_p1 = count_of(&t.open_tickets, "P1") as i64;
                 let load = open_total as f64 + (p.p1_counts_as - 1.0) * open_p1 as f64;
                 Some((
                     Val::Int(open_total),
@@ -217,16 +217,8 @@ impl Scorer {
                 if !t.invoices_seen {
                     return None;
                 }
-                let overdue = t
-                    .unpaid_invoices
-                    .values()
-                    .filter(|s| *s == "overdue")
-                    .count();
-                let failed = t
-                    .unpaid_invoices
-                    .values()
-                    .filter(|s| *s == "failed")
-                    .count();
+                let overdue = count_of(&t.unpaid_invoices, "overdue");
+                let failed = count_of(&t.unpaid_invoices, "failed");
                 let penalty = overdue as f64 * p.overdue_penalty + failed as f64 * p.failed_penalty;
                 Some((
                     Val::Int(t.unpaid_invoices.len() as i64),
@@ -238,11 +230,7 @@ impl Scorer {
                 if t.integrations.is_empty() {
                     return None;
                 }
-                let connected = t
-                    .integrations
-                    .values()
-                    .filter(|v| *v == "connected")
-                    .count();
+                let connected = count_of(&t.integrations, "connected");
                 let share = connected as f64 / t.integrations.len() as f64;
                 Some((Val::Int(connected as i64), share))
             }
@@ -357,7 +345,7 @@ impl Scorer {
             ),
             // support_load
             4 => {
-                let open_p1 = t.open_tickets.values().filter(|v| *v == "P1").count();
+                let open_p1 = count_of(&t.open_tickets, "P1");
                 if value.as_f64() == 1.0 {
                     if open_p1 > 0 {
                         "1 open ticket, a P1"
@@ -389,7 +377,7 @@ impl Scorer {
             6 => {
                 let mut counts = Vec::new();
                 for word in ["overdue", "failed"] {
-                    let n = t.unpaid_invoices.values().filter(|s| *s == word).count();
+                    let n = count_of(&t.unpaid_invoices, word);
                     if n > 0 {
                         counts.push(format!("{n} {word}"));
                     }
@@ -449,6 +437,11 @@ fn num0(value: Val) -> String {
         Val::Int(n) => n.to_string(),
         Val::Float(x) => f0(x),
     }
+}
+
+/// How many keys of `map` hold `value` (open P1s, overdue invoices, ...).
+fn count_of(map: &HashMap<String, String>, value: &str) -> usize {
+    map.values().filter(|held| *held == value).count()
 }
 
 /// health.counted: '1 session', '3 sessions'.
