@@ -89,7 +89,7 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
             settings = Settings(recovery=RecoverySettings(dir=str(out_dir / "store")))
             prepare_recovery_dir(out_dir / "store", layout=state_layout(settings))
         out_dir.mkdir(parents=True, exist_ok=True)
-        source = JsonLinesSource.configured(str(path), settings.input)
+        source = JsonLinesSource.configured(str(path), settings)
         sink = JsonLinesSink(out_dir, STREAMS)
         flow = build_flow(settings, source, sink, snapshots=variant == "store")
         started = time.perf_counter()

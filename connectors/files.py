@@ -23,7 +23,7 @@ from vigil.errors import VigilError
 from vigil.events import UTF8_BOM
 from vigil.intake import Chunk, Intake
 from vigil.metrics import Metrics
-from vigil.settings import MAX_EVENT_BYTES, InputSettings
+from vigil.settings import MAX_EVENT_BYTES, Settings
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.input")
@@ -60,11 +60,13 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         on_ready: Callable[[], None] | None = None,
         max_future: int | None = None,
         max_bytes: int = MAX_EVENT_BYTES,
+        compiled: bool = True,
     ) -> None:
         self.path = path
         self.part = path  # the partition's name: where a recovery store keeps its position
         self.max_future = max_future
         self.max_bytes = max_bytes
+        self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
         self.lateness = lateness
         self.batch_size = batch_size
         self.on_ready = on_ready
@@ -73,16 +75,18 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
 
     @classmethod
     def configured(
-        cls, path: str, settings: InputSettings, on_ready: Callable[[], None] | None = None
+        cls, path: str, settings: Settings, on_ready: Callable[[], None] | None = None
     ) -> JsonLinesSource:
-        """The source as the `[input]` settings say."""
+        """The source as the `[input]` settings (and engine.compiled) say."""
+        given = settings.input
         return cls(
             path,
-            settings.allowed_lateness,
-            settings.batch_size,
+            given.allowed_lateness,
+            given.batch_size,
             on_ready,
-            settings.max_future,
-            settings.max_event_bytes,
+            given.max_future,
+            given.max_event_bytes,
+            settings.engine.compiled,
         )
 
     def list_parts(self) -> list[str]:
@@ -402,7 +406,14 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         name = "stdin" if source.path == STDIN else source.part
         self.source = source
         self.intake = Intake(
-            name, name, 1, source.lateness, max_ts, source.max_future, source.max_bytes
+            name,
+            name,
+            1,
+            source.lateness,
+            max_ts,
+            source.max_future,
+            source.max_bytes,
+            compiled=source.compiled,
         )
         self.batch_size = source.batch_size
         self.handle: IO[bytes] | None = None
@@ -437,17 +448,11 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             raise StopIteration
         if self.source.on_ready is not None:
             self.source.on_ready()
-        batch: Chunk = []
         lines, consumed, self.done = self._unless_unreadable(self.lines.read, self.batch_size)
         self.offset += consumed
         if self.line == 0 and lines:
             lines[0] = lines[0].removeprefix(UTF8_BOM)  # some Windows tools start a file so
-        for raw in lines:
-            self.line += 1
-            if raw.isspace():
-                continue
-            raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
-            batch.append(self.intake.take(raw, {"file": self.intake.source, "line": self.line}))
+        batch, self.line = self.intake.take_lines(lines, self.line)
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())
         return [batch]

@@ -255,6 +255,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         metrics: Metrics | None = None,
         max_future: int | None = None,
         max_bytes: int | None = None,
+        compiled: bool = True,
     ) -> None:
         self.config = dict(config)
         self.topic = topic
@@ -267,6 +268,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self.metrics = metrics
         self.max_future = max_future
         self.max_bytes = max_bytes
+        self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
         self.partitions: int | None = None
         # Event-time alignment of the partitions this process reads (see _KafkaPartition.
         # _ahead): the highest event time each has read, for those that hold the stream's
@@ -332,6 +334,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             max_ts,
             source.max_future,
             source.max_bytes,
+            compiled=source.compiled,
         )
         self.consumer = Consumer(
             {

@@ -157,7 +157,7 @@ def _flow_from_environment() -> Dataflow:
         logging.getLogger("vigil.settings").warning(
             "%s: %s (meant %s?)", UNREAD_ENV, variable, setting
         )
-    source = JsonLinesSource.configured(os.environ.get("VIGIL_INPUT", "-"), settings.input)
+    source = JsonLinesSource.configured(os.environ.get("VIGIL_INPUT", "-"), settings)
     out_dir = Path(os.environ.get("VIGIL_OUTPUT_DIR", "vigil-out"))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()

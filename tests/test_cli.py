@@ -891,13 +891,14 @@ def test_a_recovery_store_that_cannot_grow_stops_the_run_in_one_line_and_the_sam
 
     events, _ = replay
     # Two weeks of lateness hold half of the stream's four weeks of events in the state
-    # before any health record is written: the store's first snapshot outgrows the limit
-    # while every output file is still small.
+    # before any health record is written, and a snapshot every 20 ms (the store's log
+    # grows by each) outgrows the limit while every output file is still small. With
+    # 200 ms, a run that read 90,000 events a second wrote 1 MB of health records first.
     env = {**quiet_env(), "VIGIL_INPUT__ALLOWED_LATENESS": "14d"}
     reference = tmp_path / "reference"
     ran = run_vigil("run", "--input", str(events), "--output", str(reference), env=env)
     assert ran.returncode == 0, ran.stderr
-    args = _recoverable_run(events, tmp_path)
+    args = (*_recoverable_run(events, tmp_path), "--snapshot-interval", "20ms")
     full = run_vigil(*args, env=env, preexec_fn=_files_capped_at(1_000_000))
     store = tmp_path / "store"
     _stopped_in_one_line(full, f"recovery store {store}: disk I/O error (once that is fixed, ")

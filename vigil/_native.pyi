@@ -36,3 +36,19 @@ class ShardCore:
     def seen_day_counts(self) -> dict[int, int]: ...
     def seen_day(self, day: int) -> list[str]: ...
     def restore(self, state: Any, rescore_at: dict[int, set[str]], reweigh: bool) -> None: ...
+
+class Decoder:
+    def __init__(
+        self,
+        event_type: type,
+        segments: list[str],
+        max_id_length: int,
+        epoch_range: tuple[int, int],
+        attrs: dict[str, list[tuple[str, bool, str, tuple[str, ...]]] | None],
+        loads: Callable[[bytes], Any],
+        no_watermark: int,
+    ) -> None: ...
+    def event(
+        self, obj: dict[str, Any], watermark: int, source: str, position: Any
+    ) -> Any | None: ...
+    def take_lines(self, intake: Any, lines: list[bytes], line: int) -> tuple[list[Any], int]: ...

@@ -540,7 +540,7 @@ def _file_io(
         _utf8(args.input)
     else:
         _typed_input_hint()
-    source = JsonLinesSource.configured(args.input, settings.input, on_ready=readiness.mark_ready)
+    source = JsonLinesSource.configured(args.input, settings, on_ready=readiness.mark_ready)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
 
 
@@ -586,6 +586,7 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
         metrics=metrics,
         max_future=settings.input.max_future,
         max_bytes=settings.input.max_event_bytes,
+        compiled=settings.engine.compiled,
     )
     sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
     return source, sink

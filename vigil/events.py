@@ -48,6 +48,7 @@ MAX_ID_LENGTH = 128
 MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
 YEARS = "years 2000-2999"
+NO_WATERMARK = -(2**62)  # before any event: nothing is late
 UTF8_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
 
 
@@ -95,7 +96,13 @@ class Invalid(Exception):
         self.error = error
 
 
-AttrCheck = Callable[[Any], bool]
+class Check(NamedTuple):
+    """What an attribute must be: `kind` names the test (the compiled decoder reads the
+    same table), `expected` says it in an error."""
+
+    kind: str  # str, name, number, int, date or one_of
+    expected: str
+    choices: tuple[str, ...] = ()
 
 
 def _is_str(value: Any) -> bool:
@@ -106,9 +113,6 @@ def _is_name(value: Any) -> bool:
     """A name Vigil keeps in a tenant's state (a feature, a ticket id, ...): bounded like
     the ids, so that the key limit per tenant also bounds its memory."""
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
-
-
-_NAME = f"a string of 1-{MAX_ID_LENGTH} characters"
 
 
 def _is_number(value: Any) -> bool:
@@ -134,76 +138,114 @@ def _is_date(value: Any) -> bool:
 
 
 _FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TESTS: dict[str, Callable[[Any], bool]] = {
+    "str": _is_str,
+    "name": _is_name,
+    "number": _is_number,
+    "int": _is_int,
+    "date": _is_date,
+}
 
 
-def _one_of(*choices: str) -> AttrCheck:
-    allowed = frozenset(choices)
-    # A list or an object cannot be looked up in a set (unhashable): test the type first.
-    return lambda value: type(value) is str and value in allowed
+def _passes(check: Check, value: Any) -> bool:
+    if check.kind == "one_of":
+        return type(value) is str and value in check.choices
+    return _TESTS[check.kind](value)
 
 
-# type -> {attr: (required, check, expectation)}; the catalogue of EVENTS.md.
-_ATTRS: dict[str, dict[str, tuple[bool, AttrCheck, str]]] = {
-    "user.session": {"duration_s": (False, _is_number, "a number")},
-    "feature.used": {"feature": (True, _is_name, _NAME)},
+def _one_of(*choices: str) -> Check:
+    return Check("one_of", f"{', '.join(choices[:-1])} or {choices[-1]}", choices)
+
+
+STR = Check("str", "a string")
+NAME = Check("name", f"a string of 1-{MAX_ID_LENGTH} characters")
+NUMBER = Check("number", "a number")
+INT = Check("int", "an integer")
+DATE = Check("date", "a date such as 2026-12-31")
+
+# type -> {attr: (required, check)}; the catalogue of EVENTS.md.
+_ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
+    "user.session": {"duration_s": (False, NUMBER)},
+    "feature.used": {"feature": (True, NAME)},
     "error.raised": {
-        "code": (False, _is_str, "a string"),
-        "severity": (
-            False,
-            _one_of("low", "medium", "high", "critical"),
-            "low, medium, high or critical",
-        ),
+        "code": (False, STR),
+        "severity": (False, _one_of("low", "medium", "high", "critical")),
     },
-    "job.retry": {"job": (False, _is_str, "a string")},
+    "job.retry": {"job": (False, STR)},
     "integration.state": {
-        "integration": (True, _is_name, _NAME),
-        "state": (
-            True,
-            _one_of("connected", "error", "disconnected"),
-            "connected, error or disconnected",
-        ),
+        "integration": (True, NAME),
+        "state": (True, _one_of("connected", "error", "disconnected")),
     },
-    "onboarding.started": {"plan_days": (False, _is_int, "an integer")},
-    "onboarding.step_completed": {"step": (True, _is_name, _NAME)},
-    "recipe.completed": {"recipe": (True, _is_str, "a string")},
+    "onboarding.started": {"plan_days": (False, INT)},
+    "onboarding.step_completed": {"step": (True, NAME)},
+    "recipe.completed": {"recipe": (True, STR)},
     "ticket.created": {
-        "ticket_id": (True, _is_name, _NAME),
-        "priority": (True, _one_of("P1", "P2", "P3", "P4"), "P1, P2, P3 or P4"),
+        "ticket_id": (True, NAME),
+        "priority": (True, _one_of("P1", "P2", "P3", "P4")),
     },
-    "ticket.resolved": {"ticket_id": (True, _is_name, _NAME)},
+    "ticket.resolved": {"ticket_id": (True, NAME)},
     "survey.response": {
-        "kind": (True, _one_of("nps", "csat"), "nps or csat"),
-        "score": (True, _is_number, "a number"),
+        "kind": (True, _one_of("nps", "csat")),
+        "score": (True, NUMBER),
     },
     "billing.invoice": {
-        "invoice_id": (True, _is_name, _NAME),
-        "status": (
-            True,
-            _one_of("issued", "paid", "overdue", "failed"),
-            "issued, paid, overdue or failed",
-        ),
-        "amount": (False, _is_number, "a number"),
+        "invoice_id": (True, NAME),
+        "status": (True, _one_of("issued", "paid", "overdue", "failed")),
+        "amount": (False, NUMBER),
     },
     "contract.updated": {
-        "seats": (False, _is_int, "an integer"),
-        "renewal_date": (False, _is_date, "a date such as 2026-12-31"),
-        "arr": (False, _is_number, "a number"),
+        "seats": (False, INT),
+        "renewal_date": (False, DATE),
+        "arr": (False, NUMBER),
     },
-    "sponsor.changed": {"status": (True, _one_of("active", "departed"), "active or departed")},
-    "nudge.sent": {"nudge": (True, _is_str, "a string")},
-    "nudge.acted": {"nudge": (True, _is_str, "a string")},
+    "sponsor.changed": {"status": (True, _one_of("active", "departed"))},
+    "nudge.sent": {"nudge": (True, STR)},
+    "nudge.acted": {"nudge": (True, STR)},
 }
 # The attribute names the catalogue gives each type that has attributes.
 CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 
+# The compiled check of a decoded message (vigil.native.event_check): the Event the
+# checks below make of it, or None to leave it to them.
+CompiledCheck = Callable[[dict[str, Any], int, str, Mapping[str, Any]], "Event | None"]
+
+
+CompiledAttr = tuple[str, bool, str, tuple[str, ...]]
+
+
+def compiled_checks() -> dict[str, list[CompiledAttr] | None]:
+    """_ATTRS for the compiled check: per type, (attr, required, check's kind, choices);
+    None for a type it leaves to Python, one with a date or a score's range to check."""
+    table: dict[str, list[CompiledAttr] | None] = {}
+    for event_type, spec in _ATTRS.items():
+        python_only = event_type in _RANGED or any(c.kind == "date" for _, c in spec.values())
+        table[event_type] = (
+            None
+            if python_only
+            else [
+                (name, required, check.kind, check.choices)
+                for name, (required, check) in spec.items()
+            ]
+        )
+    return table
+
+
+_RANGED = frozenset({"survey.response"})  # _check_attrs checks its score's range
+
 
 def decode(
-    raw: bytes, source: str, position: Mapping[str, Any], watermark: int
+    raw: bytes,
+    source: str,
+    position: Mapping[str, Any],
+    watermark: int,
+    compiled: CompiledCheck | None = None,
 ) -> Event | DeadLetter:
-    """Decode one message; `watermark` is the partition's watermark before this message."""
+    """Decode one message; `watermark` is the partition's watermark before this message.
+    `compiled` takes the common valid event off the checks here, which stay the
+    reference for all else."""
     try:
-        return _decode(raw, source, position, watermark)
+        return _decode(raw, source, position, watermark, compiled)
     except Invalid as bad:
         return DeadLetter(source, position, raw_text(raw), bad.reason, bad.error)
 
@@ -247,13 +289,23 @@ def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
     return f"not valid JSON: {exc}"
 
 
-def _decode(raw: bytes, source: str, position: Mapping[str, Any], watermark: int) -> Event:
+def _decode(
+    raw: bytes,
+    source: str,
+    position: Mapping[str, Any],
+    watermark: int,
+    compiled: CompiledCheck | None,
+) -> Event:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid("invalid_json", _not_json(raw, exc)) from None
     if type(obj) is not dict:
         raise Invalid("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+    if compiled is not None:
+        event = compiled(obj, watermark, source, position)
+        if event is not None:
+            return event
     get = obj.get
     event_id: Any = get("event_id")
     kind: Any = get("type")
@@ -373,15 +425,16 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
 
 
 def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
-    for name, (required, check, expected) in _ATTRS[kind].items():
+    for name, (required, check) in _ATTRS[kind].items():
         value = attrs.get(name)
         if value is None:
             if required:
-                raise Invalid("missing_field", f"{kind} needs attrs.{name} ({expected})")
+                raise Invalid("missing_field", f"{kind} needs attrs.{name} ({check.expected})")
             continue
-        if not check(value):
+        if not _passes(check, value):
             raise Invalid(
-                "invalid_field", f"{kind}: attrs.{name} must be {expected}, got {_shown(value)}"
+                "invalid_field",
+                f"{kind}: attrs.{name} must be {check.expected}, got {_shown(value)}",
             )
     if kind == "survey.response":
         low, high = _SCORE_RANGES[attrs["kind"]]

@@ -11,11 +11,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.events import RAW_LIMIT, DeadLetter, Event, decode, raw_text
+from vigil.events import NO_WATERMARK, RAW_LIMIT, DeadLetter, Event, decode, raw_text
+from vigil.native import decoder
 from vigil.shard import Tick
 from vigil.timeutil import format_duration, to_iso
-
-NO_WATERMARK = -(2**62)  # before any event: nothing is late
 
 # What a source partition hands the dataflow per batch: its decoded messages in order,
 # ending with its watermark tick. One item per batch, not per event, so the dataflow's
@@ -33,6 +32,7 @@ class Intake:
         max_ts: int | None = None,
         max_future: int | None = None,
         max_bytes: int | None = None,
+        compiled: bool = True,
     ) -> None:
         self.source = source
         self.partition = partition
@@ -43,6 +43,9 @@ class Intake:
         # event late; events more than this ahead of the wall clock are refused.
         self.max_future = max_future
         self.max_bytes = max_bytes  # longer messages are not decoded
+        # Valid events decoded compiled where built, unless engine.compiled is false.
+        self.decoder = decoder() if compiled else None
+        self.compiled = None if self.decoder is None else self.decoder.event
 
     @property
     def watermark(self) -> int:
@@ -52,13 +55,26 @@ class Intake:
     def take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
         if self.max_bytes is not None and len(raw) > self.max_bytes:
             return self._too_large(raw, position)
-        item = decode(raw, self.source, position, self.watermark)
+        item = decode(raw, self.source, position, self.watermark, self.compiled)
         if isinstance(item, Event) and (self.max_ts is None or item.ts > self.max_ts):
             # Only a new highest event time can move the watermark, so only it is checked.
             if self.max_future is not None and item.ts > time.time() * 1000 + self.max_future:
                 return self._from_the_future(item, raw)
             self.max_ts = item.ts
         return item
+
+    def take_lines(self, lines: list[bytes], line: int) -> tuple[Chunk, int]:
+        """A file's lines after line `line`, blank ones skipped; and the last line's number."""
+        if self.decoder is not None:
+            return self.decoder.take_lines(self, lines, line)
+        items: Chunk = []
+        for raw in lines:
+            line += 1
+            if raw.isspace():
+                continue
+            raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
+            items.append(self.take(raw, {"file": self.source, "line": line}))
+        return items, line
 
     def _from_the_future(self, event: Event, raw: bytes) -> DeadLetter:
         error = (

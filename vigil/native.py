@@ -1,4 +1,5 @@
-"""The shard engine compiled (the `vigil._native` extension, built from `native/`).
+"""The shard engine and the event checks compiled (the `vigil._native` extension, built
+from `native/`).
 
 `ShardCore` runs the hot loop of `vigil.shard.ShardEngine` (de-duplication, the
 event-time queue, tenant state, windows, scoring and health records) on typed data.
@@ -11,11 +12,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
+
+import orjson
 
 from rules.engine import RuleEngine
 from vigil import signals as sig
-from vigil.events import KNOWN_TYPES, Event
+from vigil.events import (
+    KNOWN_TYPES,
+    MAX_EPOCH_MS,
+    MAX_ID_LENGTH,
+    MIN_EPOCH_MS,
+    NO_WATERMARK,
+    SEGMENTS,
+    Event,
+    compiled_checks,
+)
 from vigil.facts import signal_fact
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
@@ -25,7 +38,7 @@ from vigil.tenant import TenantState
 from vigil.timeutil import to_iso
 
 try:
-    from vigil._native import ShardCore
+    from vigil._native import Decoder, ShardCore
 
     AVAILABLE = True
 except ImportError:  # built without Rust: the interpreted engine runs
@@ -135,3 +148,12 @@ def engine_class(settings: Settings) -> type[ShardEngine]:
     """The shard engine a run uses: the compiled one where it is built, unless
     engine.compiled is false."""
     return NativeShardEngine if AVAILABLE and settings.engine.compiled else ShardEngine
+
+
+@cache
+def decoder() -> Decoder | None:
+    """The compiled decoder of the common valid event (vigil.intake), where built."""
+    if not AVAILABLE:
+        return None
+    limits = (sorted(SEGMENTS), MAX_ID_LENGTH, (MIN_EPOCH_MS, MAX_EPOCH_MS))
+    return Decoder(Event, *limits, compiled_checks(), orjson.loads, NO_WATERMARK)

@@ -133,8 +133,9 @@ class EngineSettings(_Section):
     # a tenant keeps, each: a producer that puts ids into those names must not grow the
     # state (and the scoring over it) without bound. Keys past it are counted and logged.
     max_keys_per_tenant: int = Field(default=500, ge=1)
-    # The compiled shard engine where it is built (vigil._native), else the interpreted
-    # one; false runs the interpreted one anyway. Same outputs and recovery store.
+    # The compiled code where it is built (vigil._native: the shard engine, and the
+    # decoder of the common valid event), else the interpreted code; false runs the
+    # interpreted code anyway. Same outputs and recovery store.
     compiled: bool = True
 
     @field_validator("health_step")

@@ -6,6 +6,7 @@
 //! the two on simulated streams.
 
 mod fmt;
+mod intake;
 mod score;
 mod tenant;
 
@@ -1176,5 +1177,6 @@ fn extend(out: &Bound<'_, PyList>, outputs: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardCore>()?;
+    m.add_class::<intake::Decoder>()?;
     Ok(())
 }

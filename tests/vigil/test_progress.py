@@ -37,7 +37,9 @@ def test_the_line_is_redrawn_on_its_stream_and_cleared_at_the_end() -> None:
 
 def test_a_terminal_gets_progress_and_the_outputs_do_not(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
-    made = run_vigil("simulate", "--tenants", "150", "--days", "28", "--output", str(events))
+    # Enough events for a run of well over a second, so that the line (redrawn every
+    # 0.5 s) is drawn: 150 tenants took 0.5 s.
+    made = run_vigil("simulate", "--tenants", "600", "--days", "28", "--output", str(events))
     assert made.returncode == 0, made.stderr
     leader, follower = pty.openpty()
     env = {**os.environ, "VIGIL_METRICS__PORT": "0"}
