@@ -161,3 +161,66 @@ class TestFailures:
         rules, errors = engine.evaluate(fact())
         assert rules == [] and len(errors) == 2
         assert "matched fact" in str(errors[0]) and "its action did not run" in str(errors[0])
+
+
+ROUTED_RULES = """\
+rules:
+  - {id: drops, when: {fact: signal, signal: login_drop}, cooldown: 1d, notification: &n
+      {severity: high, channel: c, title: t, body: b}}
+  - {id: drops-or-spikes, when: {fact: signal, signal: [login_drop, error_spike]},
+     cooldown: 1d, notification: *n}
+  - {id: red-signals, when: {fact: signal, zone: red}, cooldown: 1d, notification: *n}
+  - {id: to-orange, when: {fact: zone_change, zone: orange, from_zone: [green, none]},
+     cooldown: 1d, notification: *n}
+  - {id: to-red-or-orange, when: {fact: zone_change, zone: [red, orange]}, cooldown: 1d,
+     notification: *n}
+  - {id: any-change, when: {fact: zone_change, score_below: 101}, cooldown: 1d,
+     notification: *n}
+  - {id: drops-of-score, when: {fact: score_drop}, cooldown: 1d, notification: *n}
+"""
+
+
+def test_a_fact_is_posted_only_to_the_rules_that_could_match_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing by signal and zone spares posts, never a match: every fact gives what
+    posting it to every rule of its kind gives."""
+    path = tmp_path / "r.yaml"
+    path.write_text(ROUTED_RULES)
+    engine = RuleEngine(load_rules([path]))
+    posted: list[str] = []
+    real_post = engine._post
+
+    def post(rule_id: str, message: dict[str, Any]) -> bool:
+        posted.append(rule_id)
+        return real_post(rule_id, message)
+
+    monkeypatch.setattr(engine, "_post", post)
+    zones = ["green", "yellow", "orange", "red"]
+    facts = [
+        fact(signal=signal, zone=zone, fact_id=f"s-{signal}-{zone}")
+        for signal in ["login_drop", "error_spike", "onboarding_stalled"]
+        for zone in zones
+    ]
+    facts += [
+        fact(fact="zone_change", zone=zone, from_zone=before, fact_id=f"z-{zone}-{before}")
+        for zone in zones
+        for before in [*zones, "none"]
+        if zone != before
+    ]
+    facts.append(fact(fact="score_drop", fact_id="d-1"))
+    for one in facts:
+        posted.clear()
+        routed = matching(engine, one)
+        sent_to = list(posted)
+        message = {**one, "sid": "vigil", "id": one["fact_id"] + "-all"}
+        everyone = [r for r in engine._by_fact[one["fact"]] if real_post(r, message)]
+        assert routed == everyone, one
+        assert set(routed) <= set(sent_to)
+    # Spared: a spike is not posted to `drops`, a change to green to no zone rule.
+    posted.clear()
+    matching(engine, fact(signal="error_spike", fact_id="s-x"))
+    assert posted == ["drops-or-spikes", "red-signals"]
+    posted.clear()
+    matching(engine, fact(fact="zone_change", zone="green", from_zone="yellow", fact_id="z-x"))
+    assert posted == ["any-change"]
