@@ -59,6 +59,7 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
         self.engine = engine
         self.metrics = metrics
         self.snapshots = SnapshotWriter(engine) if snapshots else None
+        self.name = str(id(self))  # what the metrics know the shard by
 
     def on_batch(self, values: list[ShardChunk]) -> tuple[list[SinkItem], bool]:
         engine, metrics = self.engine, self.metrics
@@ -71,7 +72,7 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
                 read_at = max(read_at, tick.read_at)
         metrics.record(engine.counts)
         metrics.record_types(engine.type_counts)
-        metrics.record_shard(str(id(self)), engine.figures())
+        metrics.record_shard(self.name, engine.figures())
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for stream, record in out:
             by_stream.setdefault(stream, []).append(record)

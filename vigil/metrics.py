@@ -14,7 +14,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -169,6 +169,8 @@ class Metrics:
             "vigil_snapshot_bytes", "Bytes of shard state handed to the recovery store", registry=r
         )
         self._unknown_labels: set[str] = set()
+        # The children of vigil_events_total of the types with their own label.
+        self._events_by_type: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shards: dict[str, ShardFigures] = {}
         # Sums over the shards are taken when Prometheus scrapes, not on every batch.
@@ -183,7 +185,13 @@ class Metrics:
     def record_types(self, counts: Tally[str]) -> None:
         """Add accepted events by type and reset the tallies."""
         for kind, value in counts.items():
-            self.events.labels(self._type_label(kind)).inc(value)
+            counter = self._events_by_type.get(kind)
+            if counter is None:  # labels() costs a few µs, and this runs per shard per batch
+                label = self._type_label(kind)
+                counter = self.events.labels(label)
+                if label == kind:  # a type with its own label: there are few of those
+                    self._events_by_type[kind] = counter
+            counter.inc(value)
         counts.clear()
 
     def _type_label(self, kind: str) -> str:

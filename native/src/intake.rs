@@ -147,19 +147,14 @@ impl Decoder {
                 continue;
             }
             let message = trim_line_end(bytes);
-            let message_len = message.len();
-            let message = if message_len == bytes.len() {
-                raw.clone()
-            } else {
-                PyBytes::new(py, message).into_any()
-            };
             let position = PyDict::new(py);
             position.set_item(intern!(py, "file"), &source)?;
             position.set_item(intern!(py, "line"), line)?;
             let watermark = max_ts.map_or(self.no_watermark, |max| max - lateness);
-            let fits = max_bytes.is_none_or(|limit| message_len <= limit);
+            let fits = max_bytes.is_none_or(|limit| message.len() <= limit);
+            // The line as read: its line break is whitespace to JSON, and no copy is made.
             let taken = match fits {
-                true => self.decoded(&message, watermark, &source, &position)?,
+                true => self.decoded(&raw, watermark, &source, &position)?,
                 false => None,
             };
             let item = match taken {
@@ -181,6 +176,7 @@ impl Decoder {
                 Some(event) => event,
                 None => {
                     intake.setattr(max_ts_name, max_ts)?;
+                    let message = PyBytes::new(py, message);
                     let item = intake.call_method1(intern!(py, "take"), (message, position))?;
                     max_ts = intake.getattr(max_ts_name)?.extract()?;
                     item

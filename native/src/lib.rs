@@ -83,6 +83,8 @@ struct ShardCore {
     scanned: usize,
     // Events were queued since the queue was last sorted.
     unsorted: bool,
+    // The de-duplication key of the event being accepted (dedup_key).
+    key: String,
     touched: HashSet<Id>,
     duplicates: i64,
     late: i64,
@@ -170,9 +172,25 @@ fn payload(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<Payload> {
     })
 }
 
-/// f"{len(tenant_id)}:{tenant_id}{event_id}", the length in characters as Python counts.
-fn dedup_key(tenant_id: &str, event_id: &str) -> String {
-    format!("{}:{tenant_id}{event_id}", tenant_id.chars().count())
+/// f"{len(tenant_id)}:{tenant_id}{event_id}", the length in characters as Python counts,
+/// written into `key` (a buffer kept between events: no allocation, and no format!).
+fn dedup_key(key: &mut String, tenant_id: &str, event_id: &str) {
+    key.clear();
+    let mut chars = tenant_id.chars().count();
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (chars % 10) as u8;
+        chars /= 10;
+        if chars == 0 {
+            break;
+        }
+    }
+    key.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    key.push(':');
+    key.push_str(tenant_id);
+    key.push_str(event_id);
 }
 
 #[pymethods]
@@ -273,6 +291,7 @@ impl ShardCore {
             earliest: None,
             scanned: 0,
             unsorted: false,
+            key: String::new(),
             touched: HashSet::default(),
             duplicates: 0,
             late: 0,
@@ -531,8 +550,8 @@ impl ShardCore {
         let tenant_id = tenant_obj.cast::<PyString>()?.to_str()?;
         let ts: i64 = tuple.get_item(3)?.extract()?;
         let wm: i64 = tuple.get_item(7)?.extract()?;
-        let key: Rc<str> = dedup_key(tenant_id, event_id).into();
-        if self.seen.contains(&key)
+        dedup_key(&mut self.key, tenant_id, event_id);
+        if self.seen.contains(self.key.as_str())
             || (self.bare_ids_until.is_some() && self.seen.contains(event_id))
         {
             self.duplicates += 1;
@@ -547,6 +566,7 @@ impl ShardCore {
             out.append((intern!(py, "deadletter"), record))?;
             return Ok(());
         }
+        let key: Rc<str> = Rc::from(self.key.as_str());
         self.seen.insert(key.clone());
         self.seen_by_day
             .entry(floor_div(ts, MS_PER_DAY))
