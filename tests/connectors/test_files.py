@@ -26,6 +26,19 @@ def lines(path: Path, count: int) -> Path:
 
 
 class TestSource:
+    @pytest.mark.parametrize("compiled", [True, False])
+    def test_engine_compiled_picks_the_decoder(self, tmp_path: Path, compiled: bool) -> None:
+        """engine.compiled = false runs the Python decoder too, not only the engine."""
+        from vigil.native import AVAILABLE
+        from vigil.settings import load_settings
+
+        settings = load_settings(None, env={}, overrides={"engine": {"compiled": compiled}})
+        source = JsonLinesSource.configured(str(lines(tmp_path / "e.jsonl", 3)), settings)
+        part = source.build_part("in", "x", None)
+        assert (part.intake.decoder is not None) == (compiled and AVAILABLE)
+        [batch] = part.next_batch()
+        assert [type(item) for item in batch] == [Event, Event, Event, Tick]
+
     def test_batches_end_with_a_watermark_tick_and_stop_at_the_end(self, tmp_path: Path) -> None:
         part = JsonLinesSource(
             str(lines(tmp_path / "e.jsonl", 5)), lateness=HOUR, batch_size=2
