@@ -205,8 +205,9 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
 # The attribute names the catalogue gives each type that has attributes.
 CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
+_RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 
-# The compiled check of a decoded message (vigil.native.event_check): the Event the
+# The compiled check of a decoded message (vigil.native.decoder().event): the Event the
 # checks below make of it, or None to leave it to them.
 CompiledCheck = Callable[[dict[str, Any], int, str, Mapping[str, Any]], "Event | None"]
 
@@ -229,9 +230,6 @@ def compiled_checks() -> dict[str, list[CompiledAttr] | None]:
             ]
         )
     return table
-
-
-_RANGED = frozenset({"survey.response"})  # _check_attrs checks its score's range
 
 
 def decode(
@@ -436,7 +434,7 @@ def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
                 "invalid_field",
                 f"{kind}: attrs.{name} must be {check.expected}, got {_shown(value)}",
             )
-    if kind == "survey.response":
+    if kind in _RANGED:
         low, high = _SCORE_RANGES[attrs["kind"]]
         score = attrs["score"]
         if not low <= score <= high:
