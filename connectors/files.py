@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import logging
@@ -20,8 +21,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from vigil.errors import VigilError
-from vigil.events import UTF8_BOM
+from vigil.events import DEFAULT_LIMITS, UTF8_BOM, Limits
 from vigil.intake import Chunk, Intake
+from vigil.locks import making
 from vigil.metrics import Metrics
 from vigil.settings import MAX_EVENT_BYTES, Settings
 from vigil.streams import ACTIONS
@@ -40,8 +42,9 @@ _OTHER_BOMS = (
     (b"\xfe\xff", "UTF-16"),
 )
 _GZIP_MAGIC = b"\x1f\x8b"
-# Resume state of a file partition: byte offset, line number, highest event time.
-FilePosition = tuple[int, int, int | None]
+# Resume state of a file partition: byte offset, line number, highest event time, and the
+# CRC-32 of the bytes before the offset (None for a pipe; absent from older stores).
+FilePosition = tuple[int, int, int | None] | tuple[int, int, int | None, int | None]
 
 
 class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
@@ -61,12 +64,16 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         max_future: int | None = None,
         max_bytes: int = MAX_EVENT_BYTES,
         compiled: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.path = path
         self.part = path  # the partition's name: where a recovery store keeps its position
         self.max_future = max_future
         self.max_bytes = max_bytes
         self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
+        self.limits = limits
+        self.metrics = metrics  # counts the blank lines skipped
         self.lateness = lateness
         self.batch_size = batch_size
         self.on_ready = on_ready
@@ -75,7 +82,11 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
 
     @classmethod
     def configured(
-        cls, path: str, settings: Settings, on_ready: Callable[[], None] | None = None
+        cls,
+        path: str,
+        settings: Settings,
+        on_ready: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> JsonLinesSource:
         """The source as the `[input]` settings (and engine.compiled) say."""
         given = settings.input
@@ -87,6 +98,8 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
             given.max_future,
             given.max_event_bytes,
             settings.engine.compiled,
+            given.limits,
+            metrics,
         )
 
     def list_parts(self) -> list[str]:
@@ -116,29 +129,35 @@ class _FileLines:
     than `cap` bytes comes back as its first `cap` bytes, and the rest of it is skipped
     without being held in memory (one line can be gigabytes: a JSON array export)."""
 
-    def __init__(self, handle: IO[bytes], cap: int) -> None:
+    def __init__(self, handle: IO[bytes], cap: int, crc: int = 0) -> None:
         self.handle = handle
         self.cap = cap
+        self.crc = crc  # of every byte read: a resume checks it is the same file
 
     def read(self, count: int) -> tuple[list[bytes], int, bool]:
         """(lines, bytes consumed, at the end)."""
         start = self.handle.tell()
         lines: list[bytes] = []
-        readline, cap = self.handle.readline, self.cap
+        readline, cap, crc32 = self.handle.readline, self.cap, zlib.crc32
+        crc = self.crc
         for _ in range(count):
             raw = readline(cap)
             if not raw:
+                self.crc = crc
                 return lines, self.handle.tell() - start, True
+            crc = crc32(raw, crc)
             if len(raw) == cap and raw[-1:] != b"\n":
-                self._skip_rest_of_line()
+                crc = self._skip_rest_of_line(crc)
             lines.append(raw)
+        self.crc = crc
         return lines, self.handle.tell() - start, False
 
-    def _skip_rest_of_line(self) -> None:
+    def _skip_rest_of_line(self, crc: int) -> int:
         while True:
             rest = self.handle.readline(1 << 20)
+            crc = zlib.crc32(rest, crc)
             if not rest or rest[-1:] == b"\n":
-                return
+                return crc
 
 
 class NotUtf8(VigilError):
@@ -364,6 +383,34 @@ def _marked_encoding(start: bytes) -> str | None:
     return next((name for mark, name in _OTHER_BOMS if start.startswith(mark)), None)
 
 
+def _prefix_crc(handle: IO[bytes], offset: int) -> int | None:
+    """The CRC-32 of the file's first `offset` bytes; None if it holds fewer."""
+    handle.seek(0)
+    crc, left = 0, offset
+    while left:
+        chunk = handle.read(min(left, 1 << 20))
+        if not chunk:
+            return None
+        crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+    return crc
+
+
+def _same_prefix(handle: IO[bytes], offset: int, crc: int, path: str, part: str) -> None:
+    """Go to where the recovery store stopped reading, in a file that starts with the bytes
+    the store read: another file with a line break at the offset would be read on from
+    its middle, unsaid. Leaves the file at the offset."""
+    found = _prefix_crc(handle, offset)
+    if found is None:
+        _seek_to_line(handle, offset, path)  # shorter than the offset: it says so
+    if found != crc:
+        msg = (
+            f"--input {path} is not the file the recovery store was reading ({part}): its "
+            f"first {offset:,} bytes, which the store read, differ (give the store's file, "
+            "or use a new store)"
+        )
+        raise InputChanged(msg)
+
+
 def _seek_to_line(handle: IO[bytes], offset: int, path: str) -> None:
     """Go to where the recovery store stopped reading, which is the start of a line (or
     the end) of the same file, or a file that has grown since. Anything else is another
@@ -400,7 +447,7 @@ def _open_input(path: str) -> IO[bytes]:
 
 class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def __init__(self, source: JsonLinesSource, resume: FilePosition | None) -> None:
-        offset, self.line, max_ts = resume or (0, 0, None)
+        offset, self.line, max_ts, crc = (*resume, None)[:4] if resume else (0, 0, None, 0)
         # Named as the store names the file, so that ticks and dead letters name it alike
         # across a resume under another spelling of its path (see resumes_from).
         name = "stdin" if source.path == STDIN else source.part
@@ -414,6 +461,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             source.max_future,
             source.max_bytes,
             compiled=source.compiled,
+            limits=source.limits,
         )
         self.batch_size = source.batch_size
         self.handle: IO[bytes] | None = None
@@ -432,11 +480,16 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
                     handle.close()
                     handle = cast(IO[bytes], gzip.open(source.path, "rb"))  # noqa: SIM115
                 try:
-                    self._unless_unreadable(_seek_to_line, handle, offset, source.path)
+                    if crc is None:  # a store written before it kept the CRC
+                        self._unless_unreadable(_seek_to_line, handle, offset, source.path)
+                    else:
+                        self._unless_unreadable(
+                            _same_prefix, handle, offset, crc, source.path, source.part
+                        )
                 except VigilError:
                     handle.close()
                     raise
-                self.lines = _FileLines(handle, cap)
+                self.lines = _FileLines(handle, cap, crc or 0)
             self.handle = handle
         if offset:
             log.info("resuming input", extra={"input": name, "line": self.line, "offset": offset})
@@ -452,7 +505,10 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
         self.offset += consumed
         if self.line == 0 and lines:
             lines[0] = lines[0].removeprefix(UTF8_BOM)  # some Windows tools start a file so
+        first = self.line
         batch, self.line = self.intake.take_lines(lines, self.line)
+        if self.source.metrics is not None:
+            self.source.metrics.blank_lines.inc(self.line - first - len(batch))
         self.source.bytes_read = self.offset
         batch.append(self.intake.tick())
         return [batch]
@@ -469,7 +525,8 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
 
     def snapshot(self) -> FilePosition:
         log.debug("snapshot", extra={"input": self.intake.source, "line": self.line})
-        return (self.offset, self.line, self.intake.max_ts)
+        crc = self.lines.crc if isinstance(self.lines, _FileLines) else None
+        return (self.offset, self.line, self.intake.max_ts, crc)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -496,7 +553,7 @@ class JsonLinesSink(FixedPartitionedSink[Written, int]):
         Bytewax builds a partition only when its first record comes, so without this a
         stream with nothing to say would keep the file of an earlier run in DIR."""
         for stream in self.streams:
-            (self.directory / f"{stream}.jsonl").write_bytes(b"")
+            open_output(self.directory / f"{stream}.jsonl", 0).close()
 
     def list_parts(self) -> list[str]:
         return self.streams
@@ -521,15 +578,89 @@ class OutputChanged(VigilError):
     """A resumed run's output file is not the one its recovery store was writing."""
 
 
+# The output files a folder's runs made, by device and inode: a fresh run empties only
+# these (a file of the same name that Vigil did not make is refused, not truncated).
+MADE_FILE = ".vigil-outputs.json"
+
+
+def open_output(path: Path, offset: int) -> IO[bytes]:
+    """An output file open to write at `offset` (a resume's), made if missing. It is never
+    a symbolic link's target, and it is opened (and emptied, at offset 0) only if a run
+    of Vigil made it. The folder's lock is held meanwhile: the processes of a cluster may
+    share it."""
+    aside = path.with_name(f".{path.name}.making")
+    with making(path.parent):
+        aside.unlink(missing_ok=True)  # left by a making cut short
+        made = _made_files(path.parent)
+        try:
+            fd = _open_made(path, made)
+        except FileNotFoundError:
+            fd = _make(path, aside, made)
+        if offset == 0:
+            os.ftruncate(fd, 0)
+    return os.fdopen(fd, "r+b")
+
+
+_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _make(path: Path, aside: Path, made: dict[str, list[int]]) -> int:
+    """Made as `aside` and recorded before it takes its own name, so that a run killed at
+    any instant leaves no file of that name that Vigil made unrecorded."""
+    try:
+        fd = os.open(aside, _FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
+        identity = os.fstat(fd)
+        made[path.name] = [identity.st_dev, identity.st_ino]
+        _write_made(path.parent, made)
+        os.link(aside, path)  # unlike a rename, never over a file made meanwhile
+        aside.unlink()
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
+    return fd
+
+
+def _open_made(path: Path, made: dict[str, list[int]]) -> int:
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW's word for a link
+            msg = f"{path} is a symbolic link: Vigil writes its outputs itself, not through links"
+            raise OutputChanged(msg) from None
+        raise OutputError(path, exc) from exc
+    identity = os.fstat(fd)
+    if made.get(path.name) != [identity.st_dev, identity.st_ino]:
+        os.close(fd)
+        msg = (
+            f"{path} exists and Vigil did not make it ({MADE_FILE} in its folder records the "
+            "files Vigil makes): it is left as it is; give --output a folder of its own, or "
+            "move the file"
+        )
+        raise OutputChanged(msg)
+    return fd
+
+
+def _made_files(folder: Path) -> dict[str, list[int]]:
+    try:
+        made = orjson.loads((folder / MADE_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return made if isinstance(made, dict) else {}
+
+
+def _write_made(folder: Path, made: dict[str, list[int]]) -> None:
+    aside = folder / f"{MADE_FILE}.{os.getpid()}"
+    aside.write_bytes(orjson.dumps(made))
+    aside.replace(folder / MADE_FILE)
+
+
 class _JsonLinesPart(StatefulSinkPartition[Written, int]):
     def __init__(self, path: Path, offset: int, metrics: Metrics | None) -> None:
         self.path = path
-        try:
-            self.handle = path.open("r+b") if offset else path.open("wb")
-        except FileNotFoundError:
+        if offset and not path.exists():
             self._not_the_output(0, offset)
-        except OSError as exc:
-            raise OutputError(path, exc) from exc
+        self.handle = open_output(path, offset)
         try:
             self._cut_back_to(offset)
         except OSError as exc:

@@ -38,10 +38,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from vigil.errors import ConfigError, VigilError
-from vigil.events import DeadLetter, Event
+from vigil.events import DEFAULT_LIMITS, DeadLetter, Event, Limits
 from vigil.intake import Chunk, Intake
+from vigil.kafka_secrets import MASK, masked
 from vigil.metrics import Metrics
-from vigil.settings import masked
 from vigil.streams import ACTIONS
 
 log = logging.getLogger("vigil.kafka")
@@ -185,8 +185,8 @@ def refusal(config: Mapping[str, Any]) -> str | None:
 def _refused(exc: KafkaException, config: Mapping[str, Any]) -> str:
     said = f"kafka.config: the Kafka client refuses it: {exc.args[0].str()}"
     for key, shown in masked(config).items():  # as an invalid value is quoted
-        if shown == "***" and str(config[key]):
-            said = said.replace(str(config[key]), "***")
+        if shown == MASK and str(config[key]):
+            said = said.replace(str(config[key]), MASK)
     return said
 
 
@@ -256,6 +256,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         max_future: int | None = None,
         max_bytes: int | None = None,
         compiled: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.config = dict(config)
         self.topic = topic
@@ -269,6 +270,7 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self.max_future = max_future
         self.max_bytes = max_bytes
         self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
+        self.limits = limits
         self.partitions: int | None = None
         # Event-time alignment of the partitions this process reads (see _KafkaPartition.
         # _ahead): the highest event time each has read, for those that hold the stream's
@@ -335,6 +337,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             source.max_future,
             source.max_bytes,
             compiled=source.compiled,
+            limits=source.limits,
         )
         self.consumer = Consumer(
             {

@@ -184,11 +184,43 @@ class TestErrors:
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err
 
     @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["--output", "/"], "--output / is a system folder (/): give Vigil a folder"),
+            (["--output", "/etc/vigil"], "--output /etc/vigil is a system folder"),
+            (["--output", "/usr/../tmp"], "--output /usr/../tmp is a system folder (/tmp)"),
+            (["--input", "loop", "--output", "o"], "--input: loop is a loop of symbolic links"),
+            (["--output", "loop"], "--output: loop is a loop of symbolic links"),
+            (["--output", "dangling"], "--output: no such file: dangling"),
+        ],
+    )
+    def test_a_path_vigil_must_not_write_is_one_line_and_exit_2(
+        self,
+        args: list[str],
+        needle: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        _write_events(tmp_path / "e.jsonl", [event("t", "user.session", T0)])
+        Path("loop").symlink_to("loop2")
+        Path("loop2").symlink_to("loop")
+        Path("dangling").symlink_to("nowhere/out")
+        if "--input" not in args:
+            args = ["--input", "e.jsonl", *args]
+        assert main(["run", *args]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+    @pytest.mark.parametrize(
         ("stream", "make", "kind"),
         [
             ("health", Path.mkdir, "a folder"),  # a traceback
             ("tasks", os.mkfifo, "a named pipe"),  # the run hung once its reader had left
-            ("signals", lambda path: path.symlink_to("/dev/null"), "a device"),  # failed mid-run
+            # Failed mid-run; and a link's target was emptied, whatever file it was.
+            ("signals", lambda path: path.symlink_to("/dev/null"), "a symbolic link"),
+            ("notifications", lambda path: path.symlink_to(path.parent), "a symbolic link"),
         ],
     )
     def test_an_output_that_cannot_be_a_file_is_refused_at_start(
@@ -1319,7 +1351,7 @@ def test_two_processes_give_one_process_outputs_in_one_folder_or_each_its_own(
     for folder in folders:
         folder.mkdir(exist_ok=True)
         for stream in STREAMS:  # an earlier run's records
-            (folder / f"{stream}.jsonl").write_text('{"stale": true}\n')
+            _earlier_records(folder / f"{stream}.jsonl")
     addresses = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
     recovery = ["--recovery-dir", str(tmp_path / "store")] if store else []
     processes = [
@@ -1348,13 +1380,21 @@ def test_two_processes_give_one_process_outputs_in_one_folder_or_each_its_own(
         assert sorted(written.splitlines()) == sorted(expected.splitlines()), stream
 
 
+def _earlier_records(path: Path) -> None:
+    """An output file as an earlier run of Vigil left it."""
+    from connectors.files import open_output
+
+    with open_output(path, 0) as handle:
+        handle.write(b'{"stale": true}\n')
+
+
 def test_a_store_made_by_recovery_init_starts_the_outputs_empty(tmp_path: Path) -> None:
     # Its first run counted as a resumed one: a stream with nothing to say kept the
     # records of an earlier run into the same folder.
     events, out, store = tmp_path / "e.jsonl", tmp_path / "out", tmp_path / "store"
     events.write_bytes(orjson.dumps(event("acme", "user.session", T0)) + b"\n")
     out.mkdir()
-    (out / "deadletter.jsonl").write_text('{"stale": true}\n')
+    _earlier_records(out / "deadletter.jsonl")
     assert run_vigil("recovery", "init", str(store)).returncode == 0
     ran = run_vigil(
         "run", "--input", str(events), "--output", str(out), "--recovery-dir", str(store)

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import pytest
 from kafka_broker import free_port
 from support import DAY, HOUR, T0, clock, event, run_vigil, scrape, sessions
 
@@ -159,4 +160,37 @@ def test_the_status_endpoint_serves_on_ipv6_too() -> None:
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200 and response.read() == b"alive\n"
     finally:
+        server.close()
+
+
+def test_idle_connections_time_out_and_hold_no_thread_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 idle sockets held 204 threads, for as long as their clients liked."""
+    import socket
+    import threading
+
+    from vigil import observe
+    from vigil.metrics import Metrics
+
+    monkeypatch.setattr(observe, "IDLE_TIMEOUT", 0.5)
+    threads = threading.active_count()
+    server = observe.StatusServer(Metrics(), observe.Readiness(), "127.0.0.1", 0)
+    idle: list[socket.socket] = []
+    try:
+        host, port = server.address.split(":")
+        for _ in range(200):
+            idle.append(socket.create_connection((host, int(port)), timeout=5))
+        time.sleep(0.3)
+        assert threading.active_count() <= threads + 1 + observe.WORKERS
+        # The first ones are closed by the server once idle for the timeout; those past
+        # the pool and its queue at once. None is left open for good.
+        for client in idle:
+            assert client.recv(1) == b""  # the server's end of the connection
+        url = f"http://{server.address}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        for client in idle:
+            client.close()
         server.close()

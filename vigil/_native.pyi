@@ -43,6 +43,7 @@ class Decoder:
         event_type: type,
         segments: list[str],
         max_id_length: int,
+        few_attrs: int,
         epoch_range: tuple[int, int],
         attrs: dict[str, list[tuple[str, bool, str, tuple[str, ...]]] | None],
         loads: Callable[[bytes], Any],

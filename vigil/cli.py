@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -528,10 +529,11 @@ def _file_io(
 
     if args.input is None or args.output is None:
         raise ConfigError("file mode needs --input and --output (or pass --kafka BOOTSTRAP)")
-    if args.input != STDIN and not Path(args.input).exists():
-        raise ConfigError(f"--input: no such file: {args.input}")
+    if args.input != STDIN:
+        _reachable("--input", Path(args.input))
     if args.input != STDIN and Path(args.input).is_dir():
         raise ConfigError(f"--input: {args.input} is a folder; give a JSON Lines file")
+    _not_a_system_folder(Path(args.output))
     _writable_dir(args.output)
     for stream in STREAMS:
         _a_file_if_there(Path(args.output) / f"{stream}.jsonl")
@@ -540,7 +542,7 @@ def _file_io(
         _utf8(args.input)
     else:
         _typed_input_hint()
-    source = JsonLinesSource.configured(args.input, settings, on_ready=readiness.mark_ready)
+    source = JsonLinesSource.configured(args.input, settings, readiness.mark_ready, metrics)
     return source, JsonLinesSink(args.output, STREAMS, metrics)
 
 
@@ -587,6 +589,7 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
         max_future=settings.input.max_future,
         max_bytes=settings.input.max_event_bytes,
         compiled=settings.engine.compiled,
+        limits=settings.input.limits,
     )
     sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
     return source, sink
@@ -615,6 +618,7 @@ def _print_summary(
     summary.events = int(sum(metrics.by_label("vigil_events_total", "type").values()))
     summary.duplicates = int(metrics.value("vigil_duplicate_events_total"))
     summary.unknown_types = int(metrics.value("vigil_unknown_event_types_total"))
+    summary.blank_lines = int(metrics.value("vigil_blank_lines_total"))
     summary.forgotten = int(metrics.value("vigil_tenants_forgotten_total"))
     summary.keys_refused.update(_counts(metrics, "vigil_tenant_keys_refused_total", "map"))
     if kafka_mode:  # no output files to read back: this run's counters say it
@@ -651,9 +655,11 @@ def _a_file_if_there(path: Path) -> None:
     in its place was a traceback, a named pipe (to stream the records on) hung the run
     once its reader had seen the end of the file emptied at start, and /dev/null failed
     mid-run."""
-    if not path.exists() or path.is_file():
+    if not path.is_symlink() and (not path.exists() or path.is_file()):
         return
-    if path.is_dir():
+    if path.is_symlink():  # whose target a run would empty, whatever it is
+        kind = "a symbolic link"
+    elif path.is_dir():
         kind = "a folder"
     elif path.is_fifo():
         kind = "a named pipe"
@@ -668,7 +674,41 @@ def _a_file_if_there(path: Path) -> None:
     raise ConfigError(msg)
 
 
+def _reachable(option: str, path: Path) -> None:
+    """A one-line error for a path that cannot be looked at: missing, a loop of symbolic
+    links, behind a folder that may not be read."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{option}: no such file: {path}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{option}: {path} is a loop of symbolic links") from None
+        raise ConfigError(f"{option}: cannot reach {path}: {exc.strerror or exc}") from None
+
+
+# The system's own folders: no output goes in them, nor anywhere under the first ones.
+_SYSTEM_TREES: tuple[str, ...] = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64")
+_SYSTEM_TREES += ("/libx32", "/proc", "/run", "/sbin", "/sys", "/usr")
+_SYSTEM_FOLDERS = ("/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var")
+
+
+def _not_a_system_folder(path: Path) -> None:
+    """Refuse an --output that is the file system's root or a system folder: a run writes
+    and empties files named after its streams there."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return  # the checks after this one say what is wrong with it
+    trees = [Path(tree) for tree in _SYSTEM_TREES]
+    if str(real) in _SYSTEM_FOLDERS or any(real == t or t in real.parents for t in trees):
+        msg = f"--output {path} is a system folder ({real}): give Vigil a folder of its own"
+        raise ConfigError(msg)
+
+
 def _writable_dir(path: Path) -> None:
+    if path.is_symlink() and not path.exists():  # a dangling link, or a loop of them
+        _reachable("--output", path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--output: {path} is a file, not a folder")  # not "File exists"
     try:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
+from vigil.ids import deadletter_id
 from vigil.timeutil import parse_rfc3339, to_iso
 
 KNOWN_TYPES = frozenset(
@@ -49,7 +50,26 @@ MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_EPOCH_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z
 YEARS = "years 2000-2999"
 NO_WATERMARK = -(2**62)  # before any event: nothing is late
+# What a message may hold (input.max_depth, input.max_attrs unless configured). Past
+# them it is a dead letter: nothing after the decoder walks an event's values with a
+# recursion limit of its own (orjson writes at most 254 levels, pickle a few hundred).
+MAX_DEPTH = 16  # levels of nesting: the event object is 1, its attrs object 2
+MAX_ATTRS = 256  # values in attrs, counted through nested objects and arrays
+# The compiled decoder leaves a message past these to Python (the settings' floors, so
+# whatever the settings say, it never accepts what Python would refuse).
+FLAT_DEPTH = 2
+FEW_ATTRS = 16
 UTF8_BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark; JSON parsers may ignore it (RFC 8259)
+
+
+class Limits(NamedTuple):
+    """How deep a message may nest, and how many values its attrs may hold."""
+
+    max_depth: int = MAX_DEPTH
+    max_attrs: int = MAX_ATTRS
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class Event(NamedTuple):
@@ -79,6 +99,7 @@ class DeadLetter(NamedTuple):
 
     def to_record(self) -> dict[str, Any]:
         return {
+            "deadletter_id": deadletter_id(self.source, self.position, self.raw),
             "source": self.source,
             "position": dict(self.position),
             "raw": self.raw,
@@ -238,12 +259,13 @@ def decode(
     position: Mapping[str, Any],
     watermark: int,
     compiled: CompiledCheck | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Event | DeadLetter:
     """Decode one message; `watermark` is the partition's watermark before this message.
     `compiled` takes the common valid event off the checks here, which stay the
     reference for all else."""
     try:
-        return _decode(raw, source, position, watermark, compiled)
+        return _decode(raw, source, position, watermark, compiled, limits)
     except Invalid as bad:
         return DeadLetter(source, position, raw_text(raw), bad.reason, bad.error)
 
@@ -293,13 +315,17 @@ def _decode(
     position: Mapping[str, Any],
     watermark: int,
     compiled: CompiledCheck | None,
+    limits: Limits,
 ) -> Event:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson's own bound, 1,024 levels
+            raise Invalid("too_deep", _too_deep(limits)) from None
         raise Invalid("invalid_json", _not_json(raw, exc)) from None
     if type(obj) is not dict:
         raise Invalid("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+    _check_bounds(obj, limits)
     if compiled is not None:
         event = compiled(obj, watermark, source, position)
         if event is not None:
@@ -349,6 +375,41 @@ def _decode(
         watermark,
         source,
         position,
+    )
+
+
+def _too_deep(limits: Limits) -> str:
+    return (
+        f"nested more than {limits.max_depth} levels deep (input.max_depth; the event "
+        "object is level 1, its attrs level 2)"
+    )
+
+
+def _check_bounds(obj: dict[str, Any], limits: Limits) -> None:
+    """Raise Invalid for a message nested deeper than max_depth, or whose attrs hold more
+    than max_attrs values. Walked with a stack, not recursion: the message may be
+    anything orjson parses, a thousand levels deep."""
+    counted = 0
+    stack = [(value, 2, key == "attrs") for key, value in obj.items() if type(value) in _NESTS]
+    while stack:
+        value, depth, in_attrs = stack.pop()
+        if depth > limits.max_depth:
+            raise Invalid("too_deep", _too_deep(limits))
+        children = value.values() if type(value) is dict else value
+        if in_attrs:
+            counted += len(children)
+            if counted > limits.max_attrs:
+                raise Invalid("too_many_attrs", _too_many(limits))
+        stack.extend((child, depth + 1, in_attrs) for child in children if type(child) in _NESTS)
+
+
+_NESTS = (dict, list)
+
+
+def _too_many(limits: Limits) -> str:
+    return (
+        f"attrs hold more than {limits.max_attrs} values, counted through nested objects "
+        "and arrays (input.max_attrs)"
     )
 
 

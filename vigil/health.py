@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from operator import is_not
 from typing import Any, TypeVar
 
+from vigil.ids import health_id
 from vigil.settings import ComponentSettings, HealthSettings
 from vigil.tenant import COMPONENT_NAMES, PRESSURE_HOURS, TenantState
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, to_iso
@@ -134,9 +135,11 @@ def health_record(
         components[COMPONENT_NAMES[index]] = entry
     said = reasons(state, health, cfg, stall_after, lines)
     warming = warming_up(state, health.now, cfg)
+    ts = to_iso(health.now)
     return {
+        "health_id": health_id(state.tenant_id, ts, health.rounded, health.zone),
         "tenant_id": state.tenant_id,
-        "ts": to_iso(health.now),
+        "ts": ts,
         "score": health.rounded,
         "zone": health.zone,
         "components": components,

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 _SEPARATOR = "\x1f"  # cannot appear in a tenant id that came through JSON unescaped by chance
 
@@ -23,3 +27,15 @@ def shard_of(tenant_id: str, shards: int) -> int:
 
 def shard_key(shard: int) -> str:
     return f"s{shard:04d}"
+
+
+def deadletter_id(source: str, position: Mapping[str, Any], raw: str) -> str:
+    """One rejected message's id: where it was read and what it held (a pipe's line
+    numbers start again in every run; its text tells two runs' messages apart)."""
+    where = orjson.dumps(position, option=orjson.OPT_SORT_KEYS).decode()
+    return stable_id("dead", source, where, raw)
+
+
+def health_id(tenant_id: str, ts: str, score: int, zone: str) -> str:
+    """A health record's id: a tenant's score is recorded at most once an instant."""
+    return stable_id("health", tenant_id, ts, score, zone)

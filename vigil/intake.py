@@ -7,11 +7,21 @@ partition's snapshot, so a resumed run calls the same events late as the first o
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.events import NO_WATERMARK, RAW_LIMIT, DeadLetter, Event, decode, raw_text
+from vigil.events import (
+    DEFAULT_LIMITS,
+    NO_WATERMARK,
+    RAW_LIMIT,
+    DeadLetter,
+    Event,
+    Limits,
+    decode,
+    raw_text,
+)
 from vigil.native import decoder
 from vigil.shard import Tick
 from vigil.timeutil import format_duration, to_iso
@@ -20,6 +30,8 @@ from vigil.timeutil import format_duration, to_iso
 # ending with its watermark tick. One item per batch, not per event, so the dataflow's
 # per-item cost is paid a few dozen times a batch instead of a thousand.
 Chunk = list[Event | DeadLetter | Tick]
+
+log = logging.getLogger("vigil.input")
 
 
 class Intake:
@@ -33,6 +45,7 @@ class Intake:
         max_future: int | None = None,
         max_bytes: int | None = None,
         compiled: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.source = source
         self.partition = partition
@@ -43,6 +56,7 @@ class Intake:
         # event late; events more than this ahead of the wall clock are refused.
         self.max_future = max_future
         self.max_bytes = max_bytes  # longer messages are not decoded
+        self.limits = limits
         # Valid events decoded compiled where built, unless engine.compiled is false.
         self.decoder = decoder() if compiled else None
         self.compiled = None if self.decoder is None else self.decoder.event
@@ -53,9 +67,20 @@ class Intake:
         return NO_WATERMARK if self.max_ts is None else self.max_ts - self.lateness
 
     def take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
+        """The message as an event or a dead letter. Decoding is total; should it fail all
+        the same (a bug), the message is dead-lettered and the stream goes on, as a
+        message that stops a consumer for good would stop it again on every resume."""
+        try:
+            return self._take(raw, position)
+        except Exception as exc:
+            log.exception("a message failed to decode", extra={"position": dict(position)})
+            error = f"decoding failed: {type(exc).__name__}: {exc}"[:500]
+            return DeadLetter(self.source, position, raw_text(raw), "decode_failed", error)
+
+    def _take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
         if self.max_bytes is not None and len(raw) > self.max_bytes:
             return self._too_large(raw, position)
-        item = decode(raw, self.source, position, self.watermark, self.compiled)
+        item = decode(raw, self.source, position, self.watermark, self.compiled, self.limits)
         if isinstance(item, Event) and (self.max_ts is None or item.ts > self.max_ts):
             # Only a new highest event time can move the watermark, so only it is checked.
             if self.max_future is not None and item.ts > time.time() * 1000 + self.max_future:
@@ -64,16 +89,18 @@ class Intake:
         return item
 
     def take_lines(self, lines: list[bytes], line: int) -> tuple[Chunk, int]:
-        """A file's lines after line `line`, blank ones skipped; and the last line's number."""
+        """A file's lines after line `line`, blank ones skipped; and the last line's number.
+        A line over max_bytes is never blank: it is a dead letter, whatever it holds."""
         if self.decoder is not None:
             return self.decoder.take_lines(self, lines, line)
         items: Chunk = []
         for raw in lines:
             line += 1
-            if raw.isspace():
+            message = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
+            fits = self.max_bytes is None or len(message) <= self.max_bytes
+            if fits and raw.isspace():
                 continue
-            raw = raw.rstrip(b"\r\n")  # the message is the line, as on Kafka
-            items.append(self.take(raw, {"file": self.source, "line": line}))
+            items.append(self.take(message, {"file": self.source, "line": line}))
         return items, line
 
     def _from_the_future(self, event: Event, raw: bytes) -> DeadLetter:

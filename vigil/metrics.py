@@ -76,6 +76,9 @@ class Metrics:
         self.dead_letters = Counter(
             "vigil_dead_letters_total", "Rejected input, by reason", ["reason"], registry=r
         )
+        self.blank_lines = Counter(
+            "vigil_blank_lines_total", "Lines of an input file skipped as blank", registry=r
+        )
         self.signals = Counter(
             "vigil_signals_total", "Signals detected, by signal", ["signal"], registry=r
         )

@@ -20,6 +20,7 @@ import orjson
 from rules.engine import RuleEngine
 from vigil import signals as sig
 from vigil.events import (
+    FEW_ATTRS,
     KNOWN_TYPES,
     MAX_EPOCH_MS,
     MAX_ID_LENGTH,
@@ -155,5 +156,5 @@ def decoder() -> Decoder | None:
     """The compiled decoder of the common valid event (vigil.intake), where built."""
     if not AVAILABLE:
         return None
-    limits = (sorted(SEGMENTS), MAX_ID_LENGTH, (MIN_EPOCH_MS, MAX_EPOCH_MS))
+    limits = (sorted(SEGMENTS), MAX_ID_LENGTH, FEW_ATTRS, (MIN_EPOCH_MS, MAX_EPOCH_MS))
     return Decoder(Event, *limits, compiled_checks(), orjson.loads, NO_WATERMARK)

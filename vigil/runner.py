@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import re
 import resource
+import shutil
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
@@ -37,6 +38,7 @@ def prepare_recovery_dir(
 
 
 def _prepare_store(path: Path, partitions: int, layout: dict[str, Any] | None) -> bool:
+    _finish_making(path)
     marker = path / LAYOUT_FILE
     if any(not is_lock(entry) for entry in path.iterdir()):
         if not any(path.glob("part-*.sqlite3")):
@@ -52,10 +54,35 @@ def _prepare_store(path: Path, partitions: int, layout: dict[str, Any] | None) -
                 # so an older Vigil refuses the store instead of failing on its snapshots
                 marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
         return False
-    init_db_dir(path, partitions)
-    if layout is not None:
-        marker.write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
+    _make_store(path, partitions, layout)
     return True
+
+
+# A store is built in MAKING_DIR, renamed MADE_DIR once whole, then its files are moved
+# into the store's folder: a run killed at any instant leaves a whole store or none, once
+# the next run has discarded a making cut short, or moved the files of a whole one in.
+MAKING_DIR = ".vigil-store-making"
+MADE_DIR = ".vigil-store-made"
+
+
+def _make_store(path: Path, partitions: int, layout: dict[str, Any] | None) -> None:
+    aside = path / MAKING_DIR
+    aside.mkdir()
+    init_db_dir(aside, partitions)
+    if layout is not None:
+        (aside / LAYOUT_FILE).write_bytes(orjson.dumps(layout, option=orjson.OPT_INDENT_2))
+    aside.rename(path / MADE_DIR)  # the store is whole from here on
+    _finish_making(path)
+
+
+def _finish_making(path: Path) -> None:
+    """Discard a store whose making was cut short, or move a whole one into place."""
+    shutil.rmtree(path / MAKING_DIR, ignore_errors=True)
+    made = path / MADE_DIR
+    if made.is_dir():
+        for entry in made.iterdir():
+            entry.replace(path / entry.name)
+        made.rmdir()
 
 
 # A run holds every part file of its recovery store open, with SQLite's write-ahead log

@@ -31,7 +31,8 @@ from pydantic import (
 )
 
 from vigil.errors import ConfigError
-from vigil.events import UTF8_BOM
+from vigil.events import FEW_ATTRS, FLAT_DEPTH, MAX_ATTRS, MAX_DEPTH, UTF8_BOM, Limits
+from vigil.kafka_secrets import MASK, is_sensitive, masked
 from vigil.logs import kafka_client_logger
 from vigil.streams import OUTPUTS
 from vigil.timeutil import (
@@ -49,7 +50,13 @@ ENV_PREFIX = "VIGIL_"
 
 
 def _duration(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A bare number is ambiguous (7 days? 7 hours?) and was once read as milliseconds.
+        msg = f"a duration needs its unit: write {str(value)!r} with ms, s, m, h or d, as '72h'"
+        raise ValueError(msg)
+    return value
 
 
 def _instant(value: Any) -> Any:
@@ -103,6 +110,15 @@ class InputSettings(_Section):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     # A longer message is a `too_large` dead letter, and only this much of it is read.
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024, le=1 << 30)
+    # Deeper nesting (the event object is level 1, attrs 2), or more values in attrs
+    # (counted through nested objects and arrays), is a dead letter: too_deep,
+    # too_many_attrs. 200 levels stay clear of what JSON writers and pickle can nest.
+    max_depth: int = Field(default=MAX_DEPTH, ge=FLAT_DEPTH, le=200)
+    max_attrs: int = Field(default=MAX_ATTRS, ge=FEW_ATTRS, le=100_000)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_depth, self.max_attrs)
 
     @model_validator(mode="after")
     def _the_future_stays_within_the_lateness(self) -> InputSettings:
@@ -386,10 +402,6 @@ class KafkaTopics(_Section):
         return self
 
 
-# "jaas": Java clients' sasl.jaas.config holds the password, and is what gets pasted in.
-SECRET_WORDS = ("password", "secret", "token", "credential", "key", "jaas")
-
-
 _NO_LOSS = "its producers are idempotent with acks=all, so that no output is lost or doubled"
 _OFFSETS = "input offsets live in the recovery store, and a lost one is counted, not skipped"
 # librdkafka settings Vigil's clients set themselves, and why.
@@ -442,15 +454,6 @@ class KafkaSettings(_Section):
     def masked_config(self) -> dict[str, Any]:
         """The librdkafka settings with every secret replaced, for logs and output."""
         return masked(self.config)
-
-
-def masked(config: Mapping[str, Any]) -> dict[str, Any]:
-    """librdkafka settings with the value of every secret replaced by ***."""
-    return {key: "***" if _secret(key) else value for key, value in config.items()}
-
-
-def _secret(key: str) -> bool:
-    return any(word in key.lower() for word in SECRET_WORDS)
 
 
 class RecoverySettings(_Section):
@@ -764,7 +767,16 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def _shown(key: str, value: Any) -> str:
-    """The value given, as an error line quotes it; a librdkafka secret's is masked."""
-    if key == "kafka.config" and isinstance(value, Mapping):
-        return repr(masked(value))
-    return "***" if key.startswith("kafka.config.") and _secret(key) else repr(value)
+    """The value given, as an error line quotes it; under kafka.config, never a secret: a
+    librdkafka secret's value is masked, and so is anything nested there (librdkafka's
+    settings are flat, so a nested value is a mistyped key, as VIGIL_KAFKA__CONFIG__SASL__
+    PASSWORD, whose name cannot say whether it holds a secret)."""
+    if key == "kafka.config":  # not a table: text that may well hold them all
+        if not isinstance(value, Mapping):
+            return MASK
+        return repr({k: MASK if isinstance(v, Mapping) else v for k, v in masked(value).items()})
+    if key.startswith("kafka.config."):
+        name = key.removeprefix("kafka.config.")
+        if isinstance(value, Mapping) or is_sensitive(name):
+            return MASK
+    return repr(value)

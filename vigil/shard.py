@@ -625,11 +625,12 @@ class ShardEngine:
             if score != tenant.score or zone != tenant.zone:
                 health = self.scorer.explainable(tenant, exact, now)
                 self._record_health(tenant, health, out)
-        if tenant.zone is None or now - tenant.first_seen < cfg.warmup:
-            return  # too little history to call a zone or a drop
+        if tenant.zone is None:
+            return
+        warm = now - tenant.first_seen >= cfg.warmup  # enough history to call a zone or a drop
         # Also with an unchanged score: a tenant may have been in its zone since before
         # its warm-up ended.
-        if tenant.zone != tenant.zone_announced:
+        if warm and tenant.zone != tenant.zone_announced:
             assert tenant.score is not None
             fact = zone_change_fact(
                 tenant.tenant_id,
@@ -643,7 +644,7 @@ class ShardEngine:
             tenant.zone_announced = tenant.zone
             self._post(fact, tenant.tenant_id, tenant.cooldowns, now, out)
         if health is not None:
-            self._check_score_drop(tenant, health, now, out)
+            self._check_score_drop(tenant, health, now, out, warm)
 
     def _record_health(self, tenant: TenantState, health: Health, out: list[Output]) -> None:
         if health.zone != tenant.zone:
@@ -660,12 +661,18 @@ class ShardEngine:
         out.append((HEALTH, record))
 
     def _check_score_drop(
-        self, tenant: TenantState, health: Health, now: int, out: list[Output]
+        self, tenant: TenantState, health: Health, now: int, out: list[Output], warm: bool
     ) -> None:
+        """Post a score drop if the score fell drop_points below its peak of the window
+        (once warmed up); and keep the scores that can still be a peak, warm-up's too."""
         cfg = self.settings.health
-        recent = [(t, s) for t, s in tenant.recent_scores if t >= now - cfg.drop_window]
+        since = now - cfg.drop_window
+        # The scores recorded since the window opened, and the one in force as it opened:
+        # a score is recorded when it changes, so a flat one was recorded before the window.
+        held = [entry for entry in tenant.recent_scores if entry[0] < since][-1:]
+        recent = held + [(t, s) for t, s in tenant.recent_scores if t >= since]
         peak = max((s for _, s in recent), default=health.score)
-        if peak - health.score >= cfg.drop_points:
+        if warm and peak - health.score >= cfg.drop_points:
             fact = score_drop_fact(
                 tenant.tenant_id,
                 tenant.segment,

@@ -23,6 +23,7 @@ class RunSummary:
     waiting: int = 0  # accepted, not applied: their step was still open at the end
     duplicates: int = 0
     unknown_types: int = 0
+    blank_lines: int = 0  # of a file, skipped
     dead_letters: Counter[str] = field(default_factory=Counter)
     signals: Counter[str] = field(default_factory=Counter)
     tasks: Counter[str] = field(default_factory=Counter)
@@ -82,7 +83,8 @@ def format_summary(summary: RunSummary, seconds: float) -> str:
     rate = summary.events / seconds if seconds > 0 else 0.0
     lines = [
         f"events processed  {summary.events:,} in {seconds:.1f} s ({rate:,.0f}/s); "
-        f"{summary.duplicates:,} duplicates dropped, {summary.unknown_types:,} of unknown types",
+        f"{summary.duplicates:,} duplicates dropped, {summary.unknown_types:,} of unknown types"
+        + (f", {summary.blank_lines:,} blank lines skipped" if summary.blank_lines else ""),
         *_waiting(summary),
         f"dead letters      {sum(summary.dead_letters.values()):,}"
         + _breakdown(summary.dead_letters),

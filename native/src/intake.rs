@@ -32,6 +32,9 @@ pub struct Decoder {
     no_watermark: i64,
     segments: Vec<String>,
     max_id_length: usize,
+    /// More attrs than this, or any value nested below attrs' own, is left to Python,
+    /// which checks the settings' bounds (vigil.events.FEW_ATTRS, FLAT_DEPTH).
+    few_attrs: usize,
     min_ms: i64,
     max_ms: i64,
     /// Per type with attributes, their checks; None for a type whose checks are made in
@@ -60,6 +63,7 @@ impl Decoder {
         event_type: Py<PyAny>,
         segments: Vec<String>,
         max_id_length: usize,
+        few_attrs: usize,
         epoch_range: (i64, i64),
         attrs: HashMap<String, Option<Vec<AttrSpec>>>,
         loads: Py<PyAny>,
@@ -104,6 +108,7 @@ impl Decoder {
             no_watermark,
             segments,
             max_id_length,
+            few_attrs,
             min_ms: epoch_range.0,
             max_ms: epoch_range.1,
             attrs: checks,
@@ -124,8 +129,9 @@ impl Decoder {
     }
 
     /// vigil.intake.Intake.take_lines: a file's lines after line `line`, blank ones
-    /// skipped, each other one taken as `intake.take` would; anything but the common
-    /// valid event is handed to it. Returns the items and the last line's number.
+    /// (within the size limit) skipped, each other one taken as `intake.take` would;
+    /// anything but the common valid event is handed to it. Returns the items and the
+    /// last line's number.
     fn take_lines<'py>(
         &self,
         intake: &Bound<'py, PyAny>,
@@ -143,18 +149,21 @@ impl Decoder {
         for raw in lines.iter() {
             line += 1;
             let bytes = raw.cast::<PyBytes>()?.as_bytes();
-            if is_space(bytes) {
-                continue;
-            }
             let message = trim_line_end(bytes);
+            let fits = max_bytes.is_none_or(|limit| message.len() <= limit);
+            if fits && is_space(bytes) {
+                continue; // a longer line is a dead letter, whatever it starts with
+            }
             let position = PyDict::new(py);
             position.set_item(intern!(py, "file"), &source)?;
             position.set_item(intern!(py, "line"), line)?;
             let watermark = max_ts.map_or(self.no_watermark, |max| max - lateness);
-            let fits = max_bytes.is_none_or(|limit| message.len() <= limit);
             // The line as read: its line break is whitespace to JSON, and no copy is made.
+            // A failure here leaves the line to Python's guarded reference (Intake.take).
             let taken = match fits {
-                true => self.decoded(&raw, watermark, &source, &position)?,
+                true => self
+                    .decoded(&raw, watermark, &source, &position)
+                    .unwrap_or(None),
                 false => None,
             };
             let item = match taken {
@@ -187,6 +196,28 @@ impl Decoder {
         intake.setattr(max_ts_name, max_ts)?;
         Ok((out, line))
     }
+}
+
+/// Whether no value of `obj` nests: none is an array or object, but attrs, whose values
+/// are none either. Anything else is left to Python, which walks it against the bounds.
+fn flat(obj: &Bound<'_, PyDict>) -> PyResult<bool> {
+    let py = obj.py();
+    let nests = |value: &Bound<'_, PyAny>| {
+        value.is_instance_of::<PyDict>() || value.is_instance_of::<PyList>()
+    };
+    for (key, value) in obj.iter() {
+        if !nests(&value) {
+            continue;
+        }
+        if !key.eq(intern!(py, "attrs"))? || !value.is_exact_instance_of::<PyDict>() {
+            return Ok(false);
+        }
+        let attrs = value.cast::<PyDict>()?;
+        if attrs.values().iter().any(|inner| nests(&inner)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// bytes.isspace(): not empty, and only ASCII whitespace (vertical tab included).
@@ -249,6 +280,9 @@ impl Decoder {
     ) -> PyResult<Option<(Bound<'py, PyAny>, i64)>> {
         let py = obj.py();
         let obj = or_leave!(obj.cast_exact::<PyDict>().ok());
+        if !flat(obj)? {
+            return Ok(None);
+        }
         let event_id = or_leave!(self.identifier(obj.get_item(intern!(py, "event_id"))?)?);
         let kind = or_leave!(self.identifier(obj.get_item(intern!(py, "type"))?)?);
         let tenant_id = or_leave!(self.identifier(obj.get_item(intern!(py, "tenant_id"))?)?);
@@ -268,6 +302,7 @@ impl Decoder {
         let ts = or_leave!(obj.get_item(intern!(py, "ts"))?);
         let millis = or_leave!(self.millis(&ts));
         let attrs = match attrs {
+            Some(attrs) if attrs.len()? > self.few_attrs => return Ok(None),
             Some(attrs) if attrs.len()? > 0 => attrs.cast_into::<PyDict>()?,
             _ => PyDict::new(py),
         };

@@ -98,6 +98,7 @@ struct ShardCore {
     // vigil.facts' builders of the facts the core derives itself.
     zone_change_fact: Py<PyAny>,
     score_drop_fact: Py<PyAny>,
+    health_id: Py<PyAny>,
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
@@ -306,6 +307,7 @@ impl ShardCore {
                 .collect(),
             zone_change_fact: facts.getattr("zone_change_fact")?.unbind(),
             score_drop_fact: facts.getattr("score_drop_fact")?.unbind(),
+            health_id: py.import("vigil.ids")?.getattr("health_id")?.unbind(),
         })
     }
 
@@ -990,10 +992,9 @@ impl ShardCore {
         let Some(zone) = tenant.zone else {
             return Ok(());
         };
-        if now - tenant.first_seen < self.cfg.warmup {
-            return Ok(()); // too little history to call a zone or a drop
-        }
-        if Some(zone) != tenant.zone_announced {
+        // Enough history to call a zone or a drop.
+        let warm = now - tenant.first_seen >= self.cfg.warmup;
+        if warm && Some(zone) != tenant.zone_announced {
             let from = tenant.zone_announced;
             let score = tenant.score.expect("scored");
             let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
@@ -1005,7 +1006,7 @@ impl ShardCore {
             self.post(py, fact, tenant_id, cooldowns, now, out)?;
         }
         if let Some((exact, rounded, zone)) = health {
-            self.check_score_drop(py, tenant_id, exact, rounded, zone, now, out)?;
+            self.check_score_drop(py, tenant_id, (exact, rounded, zone), now, out, warm)?;
         }
         Ok(())
     }
@@ -1066,6 +1067,11 @@ impl ShardCore {
             ));
         }
         let record = PyDict::new(py);
+        let id = self
+            .health_id
+            .bind(py)
+            .call1((&py_id, &ts, rounded, zone_str(py, zone)))?;
+        record.set_item(intern!(py, "health_id"), id)?;
         record.set_item(intern!(py, "tenant_id"), py_id)?;
         record.set_item(intern!(py, "ts"), ts)?;
         record.set_item(intern!(py, "score"), rounded)?;
@@ -1086,26 +1092,23 @@ impl ShardCore {
         &mut self,
         py: Python<'_>,
         tenant_id: &str,
-        score: f64,
-        rounded: i64,
-        zone: &'static str,
+        (score, rounded, zone): (f64, i64, &'static str),
         now: i64,
         out: &Bound<'_, PyList>,
+        warm: bool,
     ) -> PyResult<()> {
         let since = now - self.cfg.drop_window;
         let tenant = &self.tenants[tenant_id];
-        let mut recent: Vec<(i64, f64)> = tenant
-            .recent_scores
-            .iter()
-            .filter(|(t, _)| *t >= since)
-            .copied()
-            .collect();
+        // The scores recorded since the window opened, and the one in force as it opened
+        // (ShardEngine._check_score_drop).
+        let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
+        let mut recent: Vec<(i64, f64)> = tenant.recent_scores[opened.saturating_sub(1)..].to_vec();
         let peak = recent
             .iter()
             .map(|(_, s)| *s)
             .reduce(fmt::py_max)
             .unwrap_or(score);
-        if peak - score >= self.cfg.drop_points {
+        if warm && peak - score >= self.cfg.drop_points {
             let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
             recent.clear(); // a continuing fall must lose drop_points again to re-fire
             let fact = self

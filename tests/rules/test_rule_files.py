@@ -73,6 +73,8 @@ class TestErrors:
             (("zone: red", "zone: purple"), 5, "when.zone"),
             (("priority: critical", "priority: urgent"), 13, "task.priority"),
             (("sla: 8h", "sla: soon"), 14, "not a duration"),
+            (("sla: 8h", "sla: 48"), 14, "a duration needs its unit"),  # not 48 ms
+            (("cooldown: 3d", "cooldown: 7"), 7, "a duration needs its unit"),
             (("{score}", "{score.__class__}"), 10, "malformed placeholder"),
             (
                 ("{score}", "{arr}"),

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import DAY, HOUR, T0
 
-from vigil.events import DeadLetter, Event
+from vigil.events import DeadLetter, Event, Limits
 from vigil.intake import Intake
 from vigil.native import AVAILABLE
 from vigil.simulate import FleetPlan, generate
@@ -165,6 +165,32 @@ def test_broken_events_and_raw_bytes_decode_alike(
     now = int(time.time() * 1000)
     _assert_decoded_alike(lines, max_bytes=200)
     _assert_decoded_alike(lines, max_future=T0 + 20 * HOUR - now)
+
+
+def _nested_at(depth: int) -> Any:
+    value: Any = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_nesting_and_attrs_around_their_bounds_decode_alike() -> None:
+    """The compiled decoder takes only flat messages with few attrs; what it leaves, Python
+    checks against the bounds the settings give, whatever they are."""
+    base = {"event_id": "e", "type": "feature.used", "tenant_id": "t", "ts": T0}
+    lines = []
+    for n, depth in enumerate(range(0, 20)):
+        for field in ("attrs", "extra", "segment"):
+            body = {**base, "event_id": f"e{n}{field}", field: _nested_at(depth)}
+            if field == "attrs" and depth:
+                body["attrs"] = {"feature": "f", "x": _nested_at(depth - 1)}
+            lines.append(orjson.dumps(body))
+    for count in (1, 15, 16, 17, 20, 255, 256, 257, 300):
+        attrs = {"feature": "f", **{f"k{k}": k for k in range(count - 1)}}
+        lines.append(orjson.dumps({**base, "event_id": f"c{count}", "attrs": attrs}))
+    _assert_decoded_alike(lines)
+    _assert_decoded_alike(lines, limits=Limits(max_depth=2, max_attrs=16))
+    _assert_decoded_alike(lines, limits=Limits(max_depth=5, max_attrs=20))
 
 
 def _digits(low: int, high: int, width: int = 2) -> st.SearchStrategy[str]:

@@ -229,3 +229,18 @@ class TestDeadLetters:
         assert isinstance(item, DeadLetter) and item.reason == "invalid_json"
         assert item.error.startswith("not UTF-8 text: byte 0xe9 at byte ")
         assert item.raw.count("\ufffd") == 1  # the dead letter still shows the line
+
+
+def test_a_dead_letter_id_names_its_message_where_it_was_read() -> None:
+    def letter(raw: bytes, source: str, position: dict[str, Any]) -> str:
+        item = decode(raw, source, position, 0)
+        assert isinstance(item, DeadLetter)
+        return str(item.to_record()["deadletter_id"])
+
+    first = letter(b"{not json", "t", {"partition": 0, "offset": 7})
+    assert first.startswith("dead_")
+    assert first == letter(b"{not json", "t", {"offset": 7, "partition": 0})  # a replay
+    assert first != letter(b"{not json", "t", {"partition": 1, "offset": 7})
+    assert first != letter(b"{not json", "u", {"partition": 0, "offset": 7})
+    # A pipe's line numbers start again in every run: its text tells the messages apart.
+    assert first != letter(b"{not json!", "t", {"partition": 0, "offset": 7})

@@ -77,13 +77,15 @@ def test_a_trickle_of_dead_letters_logs_nothing() -> None:
 def test_the_start_line_never_shows_a_secret() -> None:
     from vigil.cli import _start_info
 
-    settings = load_settings(
-        None,
-        env={"VIGIL_KAFKA__BOOTSTRAP": "b:9092", "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2"},
-    )
+    env = {
+        "VIGIL_KAFKA__BOOTSTRAP": "b:9092",
+        "VIGIL_KAFKA__CONFIG__SASL_PASSWORD": "hunter2",
+        "VIGIL_KAFKA__CONFIG__SASL_OAUTHBEARER_CONFIG": "scope=x secret=hunter3",
+    }
+    settings = load_settings(None, env=env)
     info = _start_info(argparse.Namespace(workers=1), settings, True, None)
-    assert info["kafka_config"] == {"sasl.password": "***"}
-    assert "hunter2" not in orjson.dumps(info).decode()
+    assert info["kafka_config"] == {"sasl.password": "***", "sasl.oauthbearer.config": "***"}
+    assert "hunter" not in orjson.dumps(info).decode()
 
 
 def test_the_kafka_clients_repeated_lines_pass_once_a_window_then_say_how_many_were_held(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from vigil import runner
 from vigil.runner import has_committed, prepare_recovery_dir, store_failure
 from vigil.settings import Settings
 from vigil.shard import state_layout
@@ -80,3 +82,49 @@ def test_processes_started_together_make_one_store_and_both_start_fresh(tmp_path
             process.join(timeout=60)
         outcomes.append(sorted(said.get(timeout=5) for _ in processes))
     assert outcomes == [["fresh", "made"]] * 20
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even `except Exception`."""
+
+
+def _whole(store: Path, partitions: int) -> bool:
+    parts = sorted(p.name for p in store.glob("part-*.sqlite3"))
+    leftovers = [p.name for p in store.iterdir() if p.name.startswith(".vigil-store")]
+    return (
+        len(parts) == partitions
+        and (store / runner.LAYOUT_FILE).exists()
+        and not leftovers
+        and not has_committed(store)  # readable, and fresh
+    )
+
+
+@pytest.mark.parametrize("cut", range(7))
+def test_a_store_whose_making_is_cut_short_anywhere_is_whole_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    """Killed at any step of the making (the parts made, the layout written, the whole
+    store renamed, each file moved in), the next start finds a whole store or makes one.
+    A store made in place was left holding no partitions in 4 of 15 kills, refused by
+    every later run."""
+    steps = iter(range(100))
+
+    def step(real: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if next(steps) == cut:
+                raise _Killed
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    store = tmp_path / "store"
+    monkeypatch.setattr(runner, "init_db_dir", step(runner.init_db_dir))
+    monkeypatch.setattr(Path, "write_bytes", step(Path.write_bytes))
+    monkeypatch.setattr(Path, "rename", step(Path.rename))
+    monkeypatch.setattr(Path, "replace", step(Path.replace))
+    with pytest.raises(_Killed):
+        prepare_recovery_dir(store, 3, layout=state_layout(Settings()))
+    monkeypatch.undo()
+    made = prepare_recovery_dir(store, 3, layout=state_layout(Settings()))
+    assert _whole(store, 3)
+    assert made == (cut < 3)  # before the rename the store did not exist; after it, it did

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from vigil.errors import ConfigError
+from vigil.kafka_secrets import masked
 from vigil.settings import Settings, env_overrides, load_settings, unread_env
 from vigil.tenant import COMPONENT_NAMES
 from vigil.timeutil import parse_rfc3339
@@ -227,6 +229,12 @@ class TestErrors:
             ('[kafka]\nbootstrap = "http://k1:9092"', "'http://k1:9092' is not a broker's"),
             ('[kafka]\nbootstrap = "::1:9092"', "(e.g. kafka-1:9092 or [::1]:9092)"),
             ('[kafka]\nbootstrap = ","', "',' is not a broker's host:port"),
+            (  # not 72 milliseconds
+                "[signals.onboarding_stalled]\nstall_after = 72",
+                "signals.onboarding_stalled.stall_after = 72: a duration needs its unit",
+            ),
+            ("[input]\nmax_depth = 1", "input.max_depth = 1: Input should be greater than"),
+            ("[input]\nmax_depth = 201", "input.max_depth = 201: Input should be less than"),
             (
                 '[input]\nmax_future = "1h"',
                 "input.max_future (1h) must be shorter than input.allowed_lateness (1h)",
@@ -378,15 +386,71 @@ class TestSecrets:
         assert f"{key}: Vigil sets it itself ({why}" in said
         assert "hunter2" not in said and "'sasl.password': '***'" in said
 
+    # What librdkafka 2.16 writes "[redacted]" for in its log of a client's configuration.
+    LIBRDKAFKA_SENSITIVE = (
+        "sasl.oauthbearer.assertion.private.key.file",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+        "sasl.password",
+        "sasl.username",
+        "ssl.ca.pem",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+    )
+
+    @pytest.mark.parametrize("key", LIBRDKAFKA_SENSITIVE)
+    def test_every_property_librdkafka_redacts_is_masked(self, key: str) -> None:
+        assert masked({key: "hunter2"}) == {key: "***"}
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("client.id", "cs"),
+            ("linger.ms", 5),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("enable.ssl.certificate.verification", False),
+        ],
+    )
+    def test_what_librdkafka_shows_is_shown(self, key: str, value: Any) -> None:
+        assert masked({key: value}) == {key: value}
+
+    def test_a_key_librdkafka_does_not_know_is_masked(self) -> None:
+        # Java's sasl.jaas.config holds the password, and is what gets pasted in.
+        assert masked({"sasl.jaas.config": "x", "sasl.pasword": "x"}) == {
+            "sasl.jaas.config": "***",
+            "sasl.pasword": "***",
+        }
+
+    @pytest.mark.parametrize(
+        "env",
+        [
+            # Two underscores where librdkafka's dot goes: a nested key, not sasl.password.
+            {"VIGIL_KAFKA__CONFIG__SASL__PASSWORD": "hunter2"},
+            {"VIGIL_KAFKA__CONFIG": '{"sasl.password": "hunter2"}'},
+            {"VIGIL_KAFKA__CONFIG__SASL__OAUTHBEARER__CONFIG": "hunter2"},
+        ],
+    )
+    def test_no_error_echoes_a_value_given_under_kafka_config(self, env: dict[str, str]) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(None, env=env)
+        assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
+
+    @pytest.mark.parametrize("key", ["ssl.key.password", "sasl.oauthbearer.config"])
     def test_config_check_never_prints_a_secret(
-        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key: str
     ) -> None:
         from vigil.cli import main
 
-        monkeypatch.setenv("VIGIL_KAFKA__CONFIG__SSL_KEY_PASSWORD", "s3cret")
+        variable = f"VIGIL_KAFKA__CONFIG__{key.upper().replace('.', '_')}"
+        monkeypatch.setenv(variable, "scope=x secret=s3cret")
         assert main(["config", "check"]) == 0
         out = capsys.readouterr().out
-        assert "ssl.key.password" in out and "s3cret" not in out
+        assert key in out and "s3cret" not in out
         assert out.startswith("settings OK (built-in defaults + VIGIL_* environment):")
 
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions, trouble
 
+from vigil.ids import health_id
 from vigil.metrics import Metrics
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
@@ -402,15 +403,15 @@ class TestWarmup:
         assert h.out["tasks"] == [] and h.out["notifications"] == []
 
 
-def sharp_fall(tenant: str) -> list[dict[str, Any]]:
-    """Two healthy weeks (8 sessions a day, six features), then in one morning three P1
+def sharp_fall(tenant: str, days: int = 14) -> list[dict[str, Any]]:
+    """`days` healthy days (8 sessions a day, six features), then in one morning three P1
     tickets, a failed invoice and a departed sponsor, and four more days of sessions."""
-    healthy = sessions(tenant, T0 + HOUR, 14 * 8, spacing=3 * HOUR)
+    healthy = sessions(tenant, T0 + HOUR, days * 8, spacing=3 * HOUR)
     healthy += [
         event(tenant, "feature.used", T0 + d * DAY + 2 * HOUR, {"feature": f"f{d % 6}"})
-        for d in range(14)
+        for d in range(days)
     ]
-    bad = T0 + 14 * DAY + HOUR
+    bad = T0 + days * DAY + HOUR
     trouble = [
         event(tenant, "ticket.created", bad + n * HOUR, {"ticket_id": f"t{n}", "priority": "P1"})
         for n in range(3)
@@ -420,7 +421,17 @@ def sharp_fall(tenant: str) -> list[dict[str, Any]]:
         event(tenant, "sponsor.changed", bad + HOUR, {"status": "departed"}),
     ]
     after = sessions(tenant, bad + 3 * HOUR, 4 * 8, spacing=3 * HOUR)
-    return [*by_time(healthy + trouble + after), clock(T0 + 20 * DAY)]
+    return [*by_time(healthy + trouble + after), clock(bad + 6 * DAY)]
+
+
+def test_a_health_record_is_named_by_its_tenant_time_score_and_zone() -> None:
+    h = Harness().feed(sharp_fall("acme"))
+    ids = [r["health_id"] for r in h.out["health"]]
+    assert len(set(ids)) == len(ids) > 10
+    for record in h.out["health"]:
+        assert next(iter(record)) == "health_id"
+        named = health_id(record["tenant_id"], record["ts"], record["score"], record["zone"])
+        assert record["health_id"] == named
 
 
 class TestScoreDrop:
@@ -432,6 +443,16 @@ class TestScoreDrop:
         assert fact["drop_points"] >= Settings().health.drop_points
         assert fact["score"] == fact["peak_score"] - fact["drop_points"]
         assert drop["title"] == f"acme: health down {fact['drop_points']} points to {fact['score']}"
+
+    def test_a_fall_from_a_score_flat_for_longer_than_the_window_notifies(self) -> None:
+        # A score is recorded when it changes: flat at 100 from its fifth day, its last
+        # record is older than the 7-day window when it falls on the fourteenth.
+        h = Harness().feed(sharp_fall("acme", days=13))
+        fall = T0 + 13 * DAY + HOUR
+        steady = [r for r in h.out["health"] if parse_rfc3339(r["ts"]) < fall]
+        assert parse_rfc3339(steady[-1]["ts"]) < fall - 7 * DAY and steady[-1]["score"] == 100
+        [drop] = [n for n in h.out["notifications"] if n["rule"] == "score-drop"]
+        assert drop["evidence"]["peak_score"] == 100
 
     def test_the_score_history_keeps_only_what_can_still_be_a_peak(self) -> None:
         h = Harness().feed(sharp_fall("acme"))  # its score wobbles for days after the fall

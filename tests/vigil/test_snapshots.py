@@ -248,8 +248,21 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
     h.engine = ShardEngine(h.settings, h.rules, old)
     assert h.engine.state.layout["state_format"] == STATE_FORMAT  # saved anew from here
     h.feed(second)
-    assert h.out == straight.out
+    # These versions kept no score of a tenant's warm-up as a peak of the drop window:
+    # a fall from one is what such a state can miss, and all it can miss.
+    assert _but_score_drops(h.out) == _but_score_drops(straight.out)
+    drops = {n["notification_id"] for n in straight.out["notifications"] if _drop(n)}
+    kept = {n["notification_id"] for n in h.out["notifications"] if _drop(n)}
+    assert kept < drops  # some missed (as this stream is made to), none made up
     assert h.engine.counts["duplicates"] == 10  # resends of ids saved bare
+
+
+def _drop(record: dict[str, Any]) -> bool:
+    return record.get("rule") == "score-drop"
+
+
+def _but_score_drops(out: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {stream: [r for r in records if not _drop(r)] for stream, records in out.items()}
 
 
 def test_ids_saved_bare_are_looked_up_until_their_last_day_is_forgotten() -> None:

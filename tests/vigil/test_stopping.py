@@ -71,7 +71,7 @@ def test_a_stopped_source_ends_at_its_next_batch_and_keeps_its_position(tmp_path
         _send(signal.SIGTERM)
     with pytest.raises(StopIteration):
         part.next_batch()
-    offset, line, _ = part.snapshot()
+    offset, line, *_ = part.snapshot()
     assert line == 2 and offset == len(path.read_bytes().splitlines(keepends=True)[0]) * 2
     part.close()
     # A new run resumes right there.
