@@ -138,26 +138,28 @@ class _FileLines:
         """(lines, bytes consumed, at the end)."""
         start = self.handle.tell()
         lines: list[bytes] = []
-        readline, cap, crc32 = self.handle.readline, self.cap, zlib.crc32
-        crc = self.crc
+        readline, cap = self.handle.readline, self.cap
+        summed = 0  # lines[:summed] are in self.crc: a batch's in one call, a line's costs more
+        at_end = False
         for _ in range(count):
             raw = readline(cap)
             if not raw:
-                self.crc = crc
-                return lines, self.handle.tell() - start, True
-            crc = crc32(raw, crc)
-            if len(raw) == cap and raw[-1:] != b"\n":
-                crc = self._skip_rest_of_line(crc)
+                at_end = True
+                break
             lines.append(raw)
-        self.crc = crc
-        return lines, self.handle.tell() - start, False
+            if len(raw) == cap and raw[-1:] != b"\n":
+                self.crc = zlib.crc32(b"".join(lines[summed:]), self.crc)
+                summed = len(lines)
+                self._skip_rest_of_line()
+        self.crc = zlib.crc32(b"".join(lines[summed:]), self.crc)
+        return lines, self.handle.tell() - start, at_end
 
-    def _skip_rest_of_line(self, crc: int) -> int:
+    def _skip_rest_of_line(self) -> None:
         while True:
             rest = self.handle.readline(1 << 20)
-            crc = zlib.crc32(rest, crc)
+            self.crc = zlib.crc32(rest, self.crc)
             if not rest or rest[-1:] == b"\n":
-                return crc
+                return
 
 
 class NotUtf8(VigilError):

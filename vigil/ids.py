@@ -37,5 +37,6 @@ def deadletter_id(source: str, position: Mapping[str, Any], raw: str) -> str:
 
 
 def health_id(tenant_id: str, ts: str, score: int, zone: str) -> str:
-    """A health record's id: a tenant's score is recorded at most once an instant."""
+    """A health record's id: a tenant's score is recorded at most once an instant. (The
+    compiled engine makes it in native/src/ids.rs.)"""
     return stable_id("health", tenant_id, ts, score, zone)

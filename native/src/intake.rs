@@ -32,8 +32,9 @@ pub struct Decoder {
     no_watermark: i64,
     segments: Vec<String>,
     max_id_length: usize,
-    /// More attrs than this, or any value nested below attrs' own, is left to Python,
-    /// which checks the settings' bounds (vigil.events.FEW_ATTRS, FLAT_DEPTH).
+    /// More attrs than this, a value nested in attrs, or a field outside the contract is
+    /// left to Python, which checks the settings' bounds (vigil.events.FEW_ATTRS,
+    /// FLAT_DEPTH).
     few_attrs: usize,
     min_ms: i64,
     max_ms: i64,
@@ -198,26 +199,9 @@ impl Decoder {
     }
 }
 
-/// Whether no value of `obj` nests: none is an array or object, but attrs, whose values
-/// are none either. Anything else is left to Python, which walks it against the bounds.
-fn flat(obj: &Bound<'_, PyDict>) -> PyResult<bool> {
-    let py = obj.py();
-    let nests = |value: &Bound<'_, PyAny>| {
-        value.is_instance_of::<PyDict>() || value.is_instance_of::<PyList>()
-    };
-    for (key, value) in obj.iter() {
-        if !nests(&value) {
-            continue;
-        }
-        if !key.eq(intern!(py, "attrs"))? || !value.is_exact_instance_of::<PyDict>() {
-            return Ok(false);
-        }
-        let attrs = value.cast::<PyDict>()?;
-        if attrs.values().iter().any(|inner| nests(&inner)) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+/// Whether a value nests: an array or an object.
+fn nests(value: &Bound<'_, PyAny>) -> bool {
+    value.is_instance_of::<PyDict>() || value.is_instance_of::<PyList>()
 }
 
 /// bytes.isspace(): not empty, and only ASCII whitespace (vertical tab included).
@@ -280,19 +264,26 @@ impl Decoder {
     ) -> PyResult<Option<(Bound<'py, PyAny>, i64)>> {
         let py = obj.py();
         let obj = or_leave!(obj.cast_exact::<PyDict>().ok());
-        if !flat(obj)? {
-            return Ok(None);
-        }
         let event_id = or_leave!(self.identifier(obj.get_item(intern!(py, "event_id"))?)?);
         let kind = or_leave!(self.identifier(obj.get_item(intern!(py, "type"))?)?);
         let tenant_id = or_leave!(self.identifier(obj.get_item(intern!(py, "tenant_id"))?)?);
-        let user_id = or_leave!(optional(obj.get_item(intern!(py, "user_id"))?, |value| {
+        let user_id = obj.get_item(intern!(py, "user_id"))?;
+        let attrs = obj.get_item(intern!(py, "attrs"))?;
+        let segment = obj.get_item(intern!(py, "segment"))?;
+        // Four required fields and the optional ones given: any other field is left to
+        // Python, which checks how deep it nests.
+        let fields = 4 + [&user_id, &attrs, &segment]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if obj.len() != fields {
+            return Ok(None);
+        }
+        let user_id = or_leave!(optional(user_id, |value| {
             value.is_exact_instance_of::<PyString>()
         }));
-        let attrs = or_leave!(optional(obj.get_item(intern!(py, "attrs"))?, |value| {
-            value.is_exact_instance_of::<PyDict>()
-        }));
-        let segment = or_leave!(optional(obj.get_item(intern!(py, "segment"))?, |value| {
+        let attrs = or_leave!(optional(attrs, |value| value.is_exact_instance_of::<PyDict>()));
+        let segment = or_leave!(optional(segment, |value| {
             value
                 .cast_exact::<PyString>()
                 .ok()
@@ -306,6 +297,9 @@ impl Decoder {
             Some(attrs) if attrs.len()? > 0 => attrs.cast_into::<PyDict>()?,
             _ => PyDict::new(py),
         };
+        if attrs.iter().any(|(_, value)| nests(&value)) {
+            return Ok(None); // Python checks how deep it nests
+        }
         let kind_text = or_leave!(kind.cast::<PyString>()?.to_str().ok());
         if let Some(spec) = self.attrs.get(kind_text) {
             let spec = or_leave!(spec.as_ref());

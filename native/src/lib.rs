@@ -6,6 +6,7 @@
 //! the two on simulated streams.
 
 mod fmt;
+mod ids;
 mod intake;
 mod score;
 mod tenant;
@@ -98,7 +99,6 @@ struct ShardCore {
     // vigil.facts' builders of the facts the core derives itself.
     zone_change_fact: Py<PyAny>,
     score_drop_fact: Py<PyAny>,
-    health_id: Py<PyAny>,
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
@@ -307,7 +307,6 @@ impl ShardCore {
                 .collect(),
             zone_change_fact: facts.getattr("zone_change_fact")?.unbind(),
             score_drop_fact: facts.getattr("score_drop_fact")?.unbind(),
-            health_id: py.import("vigil.ids")?.getattr("health_id")?.unbind(),
         })
     }
 
@@ -1067,10 +1066,15 @@ impl ShardCore {
             ));
         }
         let record = PyDict::new(py);
-        let id = self
-            .health_id
-            .bind(py)
-            .call1((&py_id, &ts, rounded, zone_str(py, zone)))?;
+        let id = ids::stable_id(
+            "health",
+            &[
+                tenant_id,
+                ts.cast::<PyString>()?.to_str()?,
+                &rounded.to_string(),
+                zone,
+            ],
+        );
         record.set_item(intern!(py, "health_id"), id)?;
         record.set_item(intern!(py, "tenant_id"), py_id)?;
         record.set_item(intern!(py, "ts"), ts)?;

@@ -93,7 +93,9 @@ class TestSource:
         from connectors.files import InputChanged
 
         path = lines(tmp_path / "e.jsonl", 6)
-        source = JsonLinesSource(str(path), lateness=HOUR, batch_size=4)
+        # A line over the size limit, whose rest is skipped unread, but checked too.
+        path.write_bytes(b'{"pad": "' + b"x" * 3000 + b'"}\n' + path.read_bytes())
+        source = JsonLinesSource(str(path), lateness=HOUR, batch_size=4, max_bytes=1024)
         part = source.build_part("in", "x", None)
         part.next_batch()
         snapshot = part.snapshot()
@@ -101,10 +103,13 @@ class TestSource:
         grown = path.read_bytes() + path.read_bytes()[:100]
         path.write_bytes(grown)  # the same file, grown: read on
         assert source.build_part("in", "x", snapshot).next_batch()
-        # Another export of the same size and shape: one id differs before the offset.
-        path.write_bytes(grown.replace(b'"e1"', b'"x1"'))
-        with pytest.raises(InputChanged, match=r"first [\d,]+ bytes, which the store read, differ"):
-            source.build_part("in", "x", snapshot)
+        # Another export of the same size and shape: one id differs before the offset, or
+        # a byte of the line read only up to the limit.
+        for changed in (grown.replace(b'"e1"', b'"x1"'), grown.replace(b'x"}', b'y"}', 1)):
+            assert len(changed) == len(grown) and changed != grown
+            path.write_bytes(changed)
+            with pytest.raises(InputChanged, match=r"first [\d,]+ bytes, which the store read"):
+                source.build_part("in", "x", snapshot)
 
     def test_a_resume_at_the_end_of_a_file_without_a_last_newline_is_taken(
         self, tmp_path: Path

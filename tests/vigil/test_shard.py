@@ -10,7 +10,7 @@ import orjson
 import pytest
 from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions, trouble
 
-from vigil.ids import health_id
+from vigil.ids import health_id, stable_id
 from vigil.metrics import Metrics
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
@@ -430,8 +430,8 @@ def test_a_health_record_is_named_by_its_tenant_time_score_and_zone() -> None:
     assert len(set(ids)) == len(ids) > 10
     for record in h.out["health"]:
         assert next(iter(record)) == "health_id"
-        named = health_id(record["tenant_id"], record["ts"], record["score"], record["zone"])
-        assert record["health_id"] == named
+        parts = (record["tenant_id"], record["ts"], record["score"], record["zone"])
+        assert record["health_id"] == health_id(*parts) == stable_id("health", *parts)
 
 
 class TestScoreDrop:
