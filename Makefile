@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test lint typecheck unit bench lock clean
+.PHONY: demo test lint typecheck rust unit bench lock clean
 
 $(BIN)/python:
+	@command -v cargo >/dev/null || { echo "Vigil's engine is compiled from Rust: install Rust 1.82 or later (rustup.rs, or your package manager's cargo), then run make again"; exit 2; }
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v < (3, 13) else "Vigil needs Python 3.11 or 3.12, found %d.%d (set PYTHON=...)" % v)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
@@ -23,8 +24,8 @@ demo: $(INSTALLED)
 	$(BIN)/vigil run --input $(DEMO_DIR)/events.jsonl --output $(DEMO_DIR)/out
 	@echo "outputs in $(DEMO_DIR)/out/: health, signals, tasks, notifications, deadletter (.jsonl)"
 
-## test: lint, type-check and run the whole test suite
-test: lint typecheck unit
+## test: lint, type-check and run the whole test suite, the compiled core's too
+test: lint typecheck rust unit
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -32,6 +33,13 @@ lint: $(INSTALLED)
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
+
+## rust: the compiled core's formatting, lints (as errors) and unit tests, built against
+## the venv's Python
+rust: | $(BIN)/python
+	cd native && cargo fmt --check
+	cd native && PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --locked --all-targets -- -D warnings
+	cd native && PYO3_PYTHON=$(abspath $(BIN)/python) cargo test --locked
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest

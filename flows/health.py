@@ -29,12 +29,12 @@ from rules.engine import RuleEngine, engine_for
 from rules.loader import load_rules
 from vigil.events import DeadLetter, Event
 from vigil.ids import shard_key, shard_of
-from vigil.intake import Chunk
+from vigil.intake import Chunk, Tick
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
 from vigil.native import engine_class
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
-from vigil.shard import ShardEngine, Tick
+from vigil.shard import ShardEngine
 from vigil.snapshots import SnapshotWriter, load_state
 from vigil.streams import DEADLETTER, OUTPUTS
 

@@ -228,7 +228,7 @@ CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec 
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 _RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 
-# The compiled check of a decoded message (vigil.native.decoder().event): the Event the
+# The compiled check of a decoded message (vigil.decoder.decoder().event): the Event the
 # checks below make of it, or None to leave it to them.
 CompiledCheck = Callable[[dict[str, Any], int, str, Mapping[str, Any]], "Event | None"]
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
+from vigil.decoder import decoder
 from vigil.events import (
     DEFAULT_LIMITS,
     NO_WATERMARK,
@@ -22,9 +23,17 @@ from vigil.events import (
     decode,
     raw_text,
 )
-from vigil.native import decoder
-from vigil.shard import Tick
 from vigil.timeutil import format_duration, to_iso
+
+
+class Tick(NamedTuple):
+    """Watermark of one source partition, broadcast to every shard after each batch."""
+
+    source: str
+    wm: int | None  # None: the partition is idle and must not hold the stream back
+    sources: int  # how many source partitions the stream has
+    read_at: float = 0.0  # wall clock when the batch was read, for latency metrics
+
 
 # What a source partition hands the dataflow per batch: its decoded messages in order,
 # ending with its watermark tick. One item per batch, not per event, so the dataflow's

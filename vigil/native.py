@@ -12,34 +12,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import Any
-
-import orjson
 
 from rules.engine import RuleEngine
 from vigil import signals as sig
-from vigil.events import (
-    FEW_ATTRS,
-    KNOWN_TYPES,
-    MAX_EPOCH_MS,
-    MAX_ID_LENGTH,
-    MIN_EPOCH_MS,
-    NO_WATERMARK,
-    SEGMENTS,
-    Event,
-    compiled_checks,
-)
+from vigil.events import KNOWN_TYPES, Event
 from vigil.facts import signal_fact
+from vigil.intake import Tick
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
-from vigil.shard import Output, ShardEngine, ShardState, Tick, _late_letter
+from vigil.shard import Output, ShardEngine, ShardState, _late_letter
 from vigil.streams import SIGNALS
 from vigil.tenant import TenantState
 from vigil.timeutil import to_iso
 
 try:
-    from vigil._native import Decoder, ShardCore
+    from vigil._native import ShardCore
 
     AVAILABLE = True
 except ImportError:  # built without Rust: the interpreted engine runs
@@ -149,12 +137,3 @@ def engine_class(settings: Settings) -> type[ShardEngine]:
     """The shard engine a run uses: the compiled one where it is built, unless
     engine.compiled is false."""
     return NativeShardEngine if AVAILABLE and settings.engine.compiled else ShardEngine
-
-
-@cache
-def decoder() -> Decoder | None:
-    """The compiled decoder of the common valid event (vigil.intake), where built."""
-    if not AVAILABLE:
-        return None
-    limits = (sorted(SEGMENTS), MAX_ID_LENGTH, FEW_ATTRS, (MIN_EPOCH_MS, MAX_EPOCH_MS))
-    return Decoder(Event, *limits, compiled_checks(), orjson.loads, NO_WATERMARK)

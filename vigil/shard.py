@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -34,6 +34,7 @@ from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, DeadLetter, Event, event_json
 from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, pressure_counts_until, warming_up
+from vigil.intake import Tick
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS
@@ -56,15 +57,6 @@ log = logging.getLogger("vigil.engine")
 
 
 Output = tuple[str, dict[str, Any]]
-
-
-class Tick(NamedTuple):
-    """Watermark of one source partition, broadcast to every shard after each batch."""
-
-    source: str
-    wm: int | None  # None: the partition is idle and must not hold the stream back
-    sources: int  # how many source partitions the stream has
-    read_at: float = 0.0  # wall clock when the batch was read, for latency metrics
 
 
 @dataclass(slots=True)

@@ -27,3 +27,21 @@ pub fn stable_id(prefix: &str, parts: &[&str]) -> String {
     }
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::stable_id;
+
+    #[test]
+    fn is_python_s_stable_id() {
+        // vigil.ids.stable_id("health", "acme", "2026-03-02T10:00:00Z", 87, "green"), and
+        // one with a character outside ASCII
+        let id = stable_id("health", &["acme", "2026-03-02T10:00:00Z", "87", "green"]);
+        assert_eq!(id, "health_0e9f68d342c11b1bccf22767");
+        let parts = ["tenant-\u{e9}", "2026-03-02T10:00:00.5Z", "0", "red"];
+        assert_eq!(
+            stable_id("health", &parts),
+            "health_2192ea1280b4eb75bdcb0dfd"
+        );
+    }
+}

@@ -59,6 +59,7 @@ type AttrSpec = (String, bool, String, Vec<String>);
 #[pymethods]
 impl Decoder {
     #[new]
+    #[allow(clippy::too_many_arguments)] // what Python hands it once, at start
     fn new(
         py: Python<'_>,
         event_type: Py<PyAny>,
@@ -467,4 +468,54 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{days_from_civil, rfc3339_millis};
+
+    #[test]
+    fn reads_the_common_spellings_of_a_time() {
+        let ms = 1_772_443_800_000; // 2026-03-02T09:30:00Z
+        assert_eq!(rfc3339_millis("2026-03-02T09:30:00Z"), Some(ms));
+        assert_eq!(rfc3339_millis("2026-03-02t09:30:00z"), Some(ms));
+        assert_eq!(rfc3339_millis("2026-03-02 10:30:00+01:00"), Some(ms));
+        assert_eq!(
+            rfc3339_millis("2026-03-02T09:30:00.123456Z"),
+            Some(ms + 123)
+        );
+        assert_eq!(
+            rfc3339_millis("2026-03-02T09:30:00.5-00:00"),
+            Some(ms + 500)
+        );
+    }
+
+    #[test]
+    fn leaves_anything_else_to_python() {
+        for text in [
+            "2026-03-02T09:30:00",       // no offset
+            "2026-02-29T00:00:00Z",      // no such day
+            "2026-06-30T23:59:60Z",      // a leap second: valid, read by Python
+            "2026-03-02T09:30:00,5Z",    // a decimal comma
+            "2026-03-02T09:30:00.Z",     // a point and no digits
+            "2026-03-02T09:30:00+24:00", // an offset of a day
+            "2026-03-02_09:30:00Z",
+        ] {
+            assert_eq!(rfc3339_millis(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn counts_days_across_the_calendar_s_edges() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(
+            days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28),
+            2
+        ); // leap
+        assert_eq!(
+            days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28),
+            1
+        ); // not
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
 }

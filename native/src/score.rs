@@ -116,9 +116,9 @@ impl Scorer {
         let spread = if total > 0.0 {
             let scale = 100.0 / total;
             let mut out = [0.0; COMPONENTS];
-            for index in 0..COMPONENTS {
+            for (index, weight) in out.iter_mut().enumerate() {
                 if present >> index & 1 == 1 {
-                    out[index] = self.parts.weights[index] * scale;
+                    *weight = self.parts.weights[index] * scale;
                 }
             }
             Some(out)

@@ -9,8 +9,7 @@ import pytest
 
 from connectors.files import JsonLinesSink, JsonLinesSource, OutputChanged, open_output
 from vigil.events import DeadLetter, Event
-from vigil.intake import NO_WATERMARK
-from vigil.shard import Tick
+from vigil.intake import NO_WATERMARK, Tick
 
 HOUR = 3_600_000
 T0 = 1_772_409_600_000  # 2026-03-02T00:00:00Z

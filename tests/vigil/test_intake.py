@@ -153,3 +153,18 @@ class TestBounds:
         assert isinstance(letter, DeadLetter) and letter.reason == "decode_failed"
         assert letter.position == {"file": "topic", "line": 2}
         assert letter.error == "decoding failed: RecursionError: maximum recursion depth exceeded"
+
+
+def test_decoding_imports_neither_the_engine_nor_the_rules() -> None:
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, vigil.intake; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    heavy = [m for m in loaded if m.split(".")[0] in ("rules", "durable", "bytewax")]
+    heavy += [m for m in loaded if m in ("vigil.shard", "vigil.native", "vigil.settings")]
+    assert heavy == []
