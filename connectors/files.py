@@ -26,7 +26,7 @@ from vigil.intake import Chunk, Intake
 from vigil.locks import making
 from vigil.metrics import Metrics
 from vigil.settings import MAX_EVENT_BYTES, Settings
-from vigil.streams import ACTIONS
+from vigil.streams import ACTIONS, Written
 
 log = logging.getLogger("vigil.input")
 
@@ -533,9 +533,6 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
-
-
-Written = tuple[list[dict[str, Any]], float]  # records, and when their trigger was read
 
 
 class JsonLinesSink(FixedPartitionedSink[Written, int]):

@@ -42,7 +42,7 @@ from vigil.events import DEFAULT_LIMITS, DeadLetter, Event, Limits
 from vigil.intake import Chunk, Intake
 from vigil.kafka_secrets import MASK, masked
 from vigil.metrics import Metrics
-from vigil.streams import ACTIONS
+from vigil.streams import ACTIONS, SinkItem
 
 log = logging.getLogger("vigil.kafka")
 
@@ -578,10 +578,6 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
         self._report_progress(False)
         self._report_waiting(False)
         self.consumer.close()
-
-
-Written = tuple[list[dict[str, Any]], float]  # records, and when their trigger was read
-SinkItem = tuple[str, Written]
 
 
 def produce(

@@ -36,17 +36,12 @@ from vigil.native import engine_class
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine
 from vigil.snapshots import SnapshotWriter, load_state
-from vigil.streams import DEADLETTER, OUTPUTS
+from vigil.streams import DEADLETTER, OUTPUTS, SinkItem
 
 STREAMS = list(OUTPUTS)
 FLOW_ID, INPUT_STEP = "vigil", "input"
 # The input step's id, under which a recovery store keeps the input's positions.
 INPUT_STEP_ID = f"{FLOW_ID}.{INPUT_STEP}"
-
-
-# What reaches a sink: (stream, (records, wall time their trigger was read)); a shard's
-# outputs of one batch travel together, as a chunk per stream.
-SinkItem = tuple[str, tuple[list[dict[str, Any]], float]]
 
 
 # What the router hands one shard from one source batch: that shard's events in the

@@ -22,7 +22,8 @@ from rules.loader import load_rules
 from vigil.events import DeadLetter
 from vigil.intake import Intake
 from vigil.settings import Settings
-from vigil.shard import Output, ShardEngine
+from vigil.shard import ShardEngine
+from vigil.streams import Output
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
 
 T0 = parse_rfc3339("2026-03-02T00:00:00Z")  # a Monday: the start of a login window

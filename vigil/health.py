@@ -162,7 +162,7 @@ def _component_entry(measure: Measure, weight: float) -> dict[str, Any]:
 # measure alone are kept too, per Scorer as the words also depend on its settings. A
 # measure's value keeps one type per component, so equal keys print alike.
 _ENTRIES: dict[tuple[int, Measure, float], dict[str, Any]] = {}
-_MEMO_SIZE = 5_000  # per cache, emptied when full: a 1M-event run needs about 1,300
+MEMO_SIZE = 5_000  # per cache, emptied when full: a 1M-event run needs about 1,300
 
 V = TypeVar("V")
 
@@ -170,7 +170,7 @@ V = TypeVar("V")
 def _remember(
     cache: dict[tuple[int, Measure, float], V], key: tuple[int, Measure, float], value: V
 ) -> V:
-    if len(cache) >= _MEMO_SIZE:
+    if len(cache) >= MEMO_SIZE:
         cache.clear()
     cache[key] = value
     return value

@@ -15,14 +15,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rules.engine import RuleEngine
+from vigil import health
 from vigil import signals as sig
 from vigil.events import KNOWN_TYPES, Event
 from vigil.facts import signal_fact
 from vigil.intake import Tick
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
-from vigil.shard import Output, ShardEngine, ShardState, _late_letter
-from vigil.streams import SIGNALS
+from vigil.shard import ShardEngine, ShardState, _late_letter
+from vigil.streams import SIGNALS, Output
 from vigil.tenant import TenantState
 from vigil.timeutil import to_iso
 
@@ -41,7 +42,9 @@ class NativeShardEngine(ShardEngine):
         # The interpreted engine checks a restored state and works out what derives from
         # it (ShardEngine._resume); the core then takes it over.
         super().__init__(settings, rules, state)
-        self.core = ShardCore(settings, self, Event, to_iso, KNOWN_TYPES, SESSION_DAYS_KEPT)
+        self.core = ShardCore(
+            settings, self, Event, to_iso, KNOWN_TYPES, SESSION_DAYS_KEPT, health.MEMO_SIZE
+        )
         if state is not None:
             self.core.restore(self.state, self._rescore_at, self._reweigh)
             self._rescore_at, self.zones = {}, Counter()

@@ -37,7 +37,7 @@ from vigil.health import Health, Scorer, health_record, pressure_counts_until, w
 from vigil.intake import Tick
 from vigil.metrics import ShardFigures
 from vigil.settings import SESSION_DAYS_KEPT, Settings
-from vigil.streams import DEADLETTER, HEALTH, SIGNALS
+from vigil.streams import DEADLETTER, HEALTH, SIGNALS, Output
 from vigil.tenant import (
     ALL_STALE,
     BIT,
@@ -54,9 +54,6 @@ from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, floor_to, to_iso
 from vigil.zones import zone_of
 
 log = logging.getLogger("vigil.engine")
-
-
-Output = tuple[str, dict[str, Any]]
 
 
 @dataclass(slots=True)

@@ -204,6 +204,7 @@ impl ShardCore {
         to_iso: Py<PyAny>,
         known: HashSet<String>,
         session_days_kept: i64,
+        memo_size: usize,
     ) -> PyResult<Self> {
         let py = settings.py();
         // The components in the order of health records, which the measures here follow
@@ -220,10 +221,6 @@ impl ShardCore {
             )));
         }
         let facts = py.import("vigil.facts")?;
-        let memo_size: usize = py
-            .import("vigil.health")?
-            .getattr("_MEMO_SIZE")?
-            .extract()?;
         let c = "health.components";
         let mut weights = [0.0; COMPONENTS];
         for (index, name) in names.iter().enumerate() {

@@ -31,7 +31,7 @@ pub struct Scorer {
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
-    // The most reason lines kept worded (health._MEMO_SIZE): emptied when full.
+    // The most reason lines kept worded (health.MEMO_SIZE): emptied when full.
     pub memo_size: usize,
     spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,

@@ -214,7 +214,7 @@ def test_the_caches_of_worded_records_stay_within_the_interpreted_engines_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Component entries and reason lines are cached per distinct measure, of which a
-    long run meets ever more: emptied when full (health._MEMO_SIZE), as the interpreted
+    long run meets ever more: emptied when full (health.MEMO_SIZE), as the interpreted
     engine's caches are, with the same outputs."""
     import vigil.health
 
@@ -222,7 +222,7 @@ def test_the_caches_of_worded_records_stay_within_the_interpreted_engines_bound(
     lines = list(generate(FleetPlan(tenants=40, days=24, seed=11))[0])
     unbounded = Stream(NativeShardEngine, settings).feed(lines)
     assert min(unbounded.shards["s0000"].core.cached) > 20
-    monkeypatch.setattr(vigil.health, "_MEMO_SIZE", 20)
+    monkeypatch.setattr(vigil.health, "MEMO_SIZE", 20)
     bounded = _assert_same(lines, settings)  # the interpreted one, also bounded now
     compiled = Stream(NativeShardEngine, settings).feed(lines)
     _assert_same_outputs(compiled.outputs, bounded.outputs)
