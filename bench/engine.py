@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from throughput import make_stream  # noqa: E402
 
-from flows.health import ShardChunk, _splitter  # noqa: E402
-from rules.engine import engine_for  # noqa: E402
-from rules.loader import load_rules  # noqa: E402
 from vigil.events import Event  # noqa: E402
+from vigil.flows.health import ShardChunk, _splitter  # noqa: E402
 from vigil.ids import shard_key  # noqa: E402
 from vigil.intake import Chunk, Intake  # noqa: E402
+from vigil.rules.engine import engine_for  # noqa: E402
+from vigil.rules.loader import load_rules  # noqa: E402
 from vigil.runner import tune_gc  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
 from vigil.shard import Output, ShardEngine  # noqa: E402

@@ -57,15 +57,15 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
     stages = {"source_s": 0.0, "engine_s": 0.0}
 
     if variant == "bare":
-        from flows.bare import build_flow as build_bare
+        from vigil.flows.bare import build_flow as build_bare
 
         flow = build_bare(str(path))
         started = time.perf_counter()
         run_main(flow)
     else:
-        import flows.health
-        from connectors.files import JsonLinesSink, JsonLinesSource
-        from flows.health import STREAMS, build_flow
+        import vigil.flows.health
+        from vigil.connectors.files import JsonLinesSink, JsonLinesSource
+        from vigil.flows.health import STREAMS, build_flow
         from vigil.runner import execute
         from vigil.settings import RecoverySettings, Settings
 
@@ -78,7 +78,7 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
                 def process(self, items: object) -> list[Any]:
                     return []
 
-            setattr(flows.health, "engine_class", lambda settings: IdleEngine)  # noqa: B010
+            setattr(vigil.flows.health, "engine_class", lambda settings: IdleEngine)  # noqa: B010
         if variant == "full":
             _time_stages(stages)
         settings = Settings()
@@ -102,7 +102,7 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
 def _time_stages(stages: dict[str, float]) -> None:
     """Add up the wall time spent reading and decoding the source's batches and in the
     shard engines (a clock read per batch, not per event), to split the full run."""
-    from connectors.files import _FilePartition
+    from vigil.connectors.files import _FilePartition
     from vigil.native import NativeShardEngine
     from vigil.shard import ShardEngine
 

@@ -6,7 +6,7 @@ rules -> health, signals, tasks, notifications and dead letters.
            -> engine (stateful, one ShardEngine per shard) -> sink
 
 The source and sink are parameters, so file and Kafka modes share everything else.
-Run it with `vigil run`, or `python -m bytewax.run flows.health:flow` with settings
+Run it with `vigil run`, or `python -m bytewax.run vigil.flows.health:flow` with settings
 from VIGIL_CONFIG and VIGIL_* variables.
 """
 
@@ -25,14 +25,14 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from rules.engine import RuleEngine, engine_for
-from rules.loader import load_rules
 from vigil.events import DeadLetter, Event
 from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk, Tick
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
 from vigil.native import engine_class
+from vigil.rules.engine import RuleEngine, engine_for
+from vigil.rules.loader import load_rules
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine
 from vigil.snapshots import SnapshotWriter, load_state
@@ -144,8 +144,8 @@ def build_flow(
 
 
 def _flow_from_environment() -> Dataflow:
-    """For `python -m bytewax.run flows.health:flow`: VIGIL_INPUT, VIGIL_OUTPUT_DIR."""
-    from connectors.files import JsonLinesSink, JsonLinesSource
+    """For `python -m bytewax.run vigil.flows.health:flow`: VIGIL_INPUT, VIGIL_OUTPUT_DIR."""
+    from vigil.connectors.files import JsonLinesSink, JsonLinesSource
 
     config = os.environ.get("VIGIL_CONFIG")
     settings = load_settings(Path(config) if config else None)

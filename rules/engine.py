@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 from durable import engine as durable
 
-from rules.model import Rule, When
 from vigil.errors import RuleEvaluationError
+from vigil.rules.model import Rule, When
 
 _SESSION = "vigil"
 # The field that names what a fact is about, per kind of fact. A rule that lists values

@@ -9,9 +9,9 @@ from typing import Any, cast
 import yaml
 from pydantic import ValidationError
 
-from rules.model import Rule, RuleFile
 from vigil.errors import RuleError
 from vigil.facts import SIGNAL, fact_fields
+from vigil.rules.model import Rule, RuleFile
 from vigil.settings import ZoneSettings, read_config_file
 from vigil.signals import SIGNAL_KINDS
 

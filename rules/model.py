@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from rules.templates import placeholders
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
+from vigil.rules.templates import placeholders
 from vigil.settings import Duration, ZoneSettings
 from vigil.signals import SIGNAL_KINDS
 from vigil.zones import zone_of

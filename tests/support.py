@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from rules.engine import RuleEngine, engine_for
-from rules.loader import load_rules
 from vigil.events import DeadLetter
 from vigil.intake import Intake
+from vigil.rules.engine import RuleEngine, engine_for
+from vigil.rules.loader import load_rules
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
 from vigil.streams import Output

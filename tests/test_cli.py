@@ -644,7 +644,7 @@ def test_the_interpreted_engine_writes_the_compiled_ones_files_byte_for_byte(
 ) -> None:
     """engine.compiled = false (the fallback an operator can pick, and what a Vigil built
     without Rust runs): the same files as the reference run, which ran compiled."""
-    from flows.health import STREAMS
+    from vigil.flows.health import STREAMS
 
     events, reference = replay
     env = {**quiet_env(), "VIGIL_ENGINE__COMPILED": "false", "VIGIL_LOG__LEVEL": "INFO"}
@@ -1344,7 +1344,7 @@ def test_two_processes_give_one_process_outputs_in_one_folder_or_each_its_own(
     # run's records in the files of the streams it does not write.
     from kafka_broker import free_port
 
-    from flows.health import STREAMS
+    from vigil.flows.health import STREAMS
 
     events, reference = replay
     folders = [tmp_path / "p0", tmp_path / ("p0" if layout == "shared" else "p1")]
@@ -1382,7 +1382,7 @@ def test_two_processes_give_one_process_outputs_in_one_folder_or_each_its_own(
 
 def _earlier_records(path: Path) -> None:
     """An output file as an earlier run of Vigil left it."""
-    from connectors.files import open_output
+    from vigil.connectors.files import open_output
 
     with open_output(path, 0) as handle:
         handle.write(b'{"stale": true}\n')

@@ -296,3 +296,17 @@ def test_the_readme_metrics_table_lists_every_metric_vigil_serves_with_its_label
         for name, labels in re.findall(r"`(vigil_\w+)(?:\{([\w,]+)\})?`", row.split("|")[1]):
             listed[name] = set(labels.split(",")) if labels else set()
     assert listed == served
+
+
+def test_vigil_installs_one_top_level_package() -> None:
+    # flows, rules and connectors were installed as top-level packages, where they could
+    # clash with anything of the same name.
+    from importlib import metadata
+
+    top_level = metadata.distribution("vigil").read_text("top_level.txt") or ""
+    assert top_level.split() == ["vigil"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["vigil*"]
+    for name in ("flows", "rules", "connectors"):
+        link = ROOT / "vigil" / name
+        assert link.is_symlink() and link.resolve() == ROOT / name

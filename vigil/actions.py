@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rules.model import Rule
-from rules.templates import render
 from vigil.ids import stable_id
+from vigil.rules.model import Rule
+from vigil.rules.templates import render
 from vigil.streams import NOTIFICATIONS, TASKS
 from vigil.timeutil import to_iso
 

@@ -288,8 +288,8 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from connectors.stoppable import StoppableSource
-    from flows.health import build_flow
+    from vigil.connectors.stoppable import StoppableSource
+    from vigil.flows.health import build_flow
     from vigil.metrics import Metrics
     from vigil.observe import Readiness, StatusServer
     from vigil.runner import execute, open_files_for, prepare_recovery_dir
@@ -386,7 +386,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: bool) -> None:
     """A store that was reading another input is said here, in one line: Bytewax would
     panic on the position of a partition this run does not list."""
-    from flows.health import INPUT_STEP_ID
+    from vigil.flows.health import INPUT_STEP_ID
     from vigil.health import counted
     from vigil.runner import stored_input_parts
 
@@ -513,7 +513,7 @@ def _progress(args: argparse.Namespace, metrics: Any, source: Any, kafka_mode: b
 
     if kafka_mode or args.quiet or not sys.stderr.isatty():
         return None
-    from connectors.files import is_gzip
+    from vigil.connectors.files import is_gzip
 
     # A pipe has no size, and a gzip file's tells nothing of how much it will decompress to.
     sized = args.input != "-" and Path(args.input).is_file() and not is_gzip(args.input)
@@ -524,8 +524,8 @@ def _progress(args: argparse.Namespace, metrics: Any, source: Any, kafka_mode: b
 def _file_io(
     args: argparse.Namespace, settings: Any, metrics: Any, readiness: Any
 ) -> tuple[Any, Any]:
-    from connectors.files import STDIN, JsonLinesSink, JsonLinesSource
-    from flows.health import STREAMS
+    from vigil.connectors.files import STDIN, JsonLinesSink, JsonLinesSource
+    from vigil.flows.health import STREAMS
 
     if args.input is None or args.output is None:
         raise ConfigError("file mode needs --input and --output (or pass --kafka BOOTSTRAP)")
@@ -554,14 +554,14 @@ def _typed_input_hint() -> None:
 
 def _utf8(path: str) -> None:
     """Refuse a file of UTF-16 or UTF-32 text (its every line would be a dead letter)."""
-    from connectors.files import not_utf8, not_utf8_problem
+    from vigil.connectors.files import not_utf8, not_utf8_problem
 
     if encoding := not_utf8(path):
         raise ConfigError(not_utf8_problem(path, encoding))
 
 
 def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
-    from connectors.kafka import KafkaEventSource, KafkaOutputSink, check_topics
+    from vigil.connectors.kafka import KafkaEventSource, KafkaOutputSink, check_topics
 
     kafka = settings.kafka
     config = kafka.client_config()
@@ -641,7 +641,7 @@ def _counts(metrics: Any, name: str, label: str) -> dict[str, int]:
 
 def _not_an_output(given: str, out: Path, streams: Sequence[str]) -> None:
     """A run empties its output files before it reads: an input among them is lost."""
-    from connectors.files import same_file
+    from vigil.connectors.files import same_file
 
     for stream in streams:
         written = out / f"{stream}.jsonl"
@@ -885,9 +885,9 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
 
 def _rules_check(args: argparse.Namespace) -> int:
-    from rules.loader import describe_rules, load_rules, rule_files
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
     from vigil.health import counted
+    from vigil.rules.loader import describe_rules, load_rules, rule_files
     from vigil.signals import SIGNAL_KINDS
 
     settings = _settings("rules", args.config)  # the rules are checked as `vigil run` does
@@ -906,7 +906,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from connectors.kafka import refusal
+    from vigil.connectors.kafka import refusal
     from vigil.settings import env_overrides
 
     settings = _settings("config", args.path)

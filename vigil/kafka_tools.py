@@ -23,8 +23,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import is_gzip, pipe_text
-from connectors.kafka import (
+from vigil.connectors.files import is_gzip, pipe_text
+from vigil.connectors.kafka import (
     DeliveryFailed,
     check_topics,
     group_of,

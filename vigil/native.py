@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rules.engine import RuleEngine
 from vigil import health
 from vigil import signals as sig
 from vigil.events import KNOWN_TYPES, Event
 from vigil.facts import signal_fact
 from vigil.intake import Tick
 from vigil.metrics import ShardFigures
+from vigil.rules.engine import RuleEngine
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.shard import ShardEngine, ShardState, _late_letter
 from vigil.streams import SIGNALS, Output

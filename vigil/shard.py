@@ -27,7 +27,6 @@ from typing import Any
 
 import orjson
 
-from rules.engine import RuleEngine
 from vigil import signals as sig
 from vigil.actions import in_cooldown, render_actions
 from vigil.errors import ConfigError
@@ -36,6 +35,7 @@ from vigil.facts import score_drop_fact, signal_fact, zone_change_fact
 from vigil.health import Health, Scorer, health_record, pressure_counts_until, warming_up
 from vigil.intake import Tick
 from vigil.metrics import ShardFigures
+from vigil.rules.engine import RuleEngine
 from vigil.settings import SESSION_DAYS_KEPT, Settings
 from vigil.streams import DEADLETTER, HEALTH, SIGNALS, Output
 from vigil.tenant import (

@@ -6,7 +6,7 @@ the SIGKILL at the end of the grace period. Ctrl-C raised KeyboardInterrupt insi
 whichever step was running, which Bytewax reported as a crash with a traceback.
 
 Instead, during a run the first signal ends the input at each source partition's next
-batch (`connectors.stoppable`), as if every partition had reached its end: what was
+batch (`vigil.connectors.stoppable`), as if every partition had reached its end: what was
 read is processed, written and snapshotted, and a run with a recovery store resumes
 right after it. A second signal stops at once, as a kill would (the recovery store
 then resumes from the last snapshot). Outside a run (`graceful=False`) Ctrl-C raises

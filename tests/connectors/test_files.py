@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.files import JsonLinesSink, JsonLinesSource, OutputChanged, open_output
+from vigil.connectors.files import JsonLinesSink, JsonLinesSource, OutputChanged, open_output
 from vigil.events import DeadLetter, Event
 from vigil.intake import NO_WATERMARK, Tick
 
@@ -70,7 +70,7 @@ class TestSource:
         assert events[0].position["line"] == 5
 
     def test_a_resume_into_another_file_is_refused(self, tmp_path: Path) -> None:
-        from connectors.files import InputChanged
+        from vigil.connectors.files import InputChanged
 
         source = JsonLinesSource(str(lines(tmp_path / "e.jsonl", 6)), lateness=HOUR, batch_size=4)
         part = source.build_part("in", "x", None)
@@ -89,7 +89,7 @@ class TestSource:
     def test_a_resume_into_a_file_with_a_line_break_at_the_offset_is_refused(
         self, tmp_path: Path
     ) -> None:
-        from connectors.files import InputChanged
+        from vigil.connectors.files import InputChanged
 
         path = lines(tmp_path / "e.jsonl", 6)
         # A line over the size limit, whose rest is skipped unread, but checked too.
@@ -128,7 +128,7 @@ class TestSource:
     ) -> None:
         import gzip
 
-        from connectors.files import InputChanged
+        from vigil.connectors.files import InputChanged
 
         plain = lines(tmp_path / "e.jsonl", 30)
         plain.write_bytes(plain.read_bytes() + b"not json\n")
@@ -152,7 +152,7 @@ class TestSource:
     ) -> None:
         import gzip
 
-        from connectors.files import InputUnreadable
+        from vigil.connectors.files import InputUnreadable
 
         data = gzip.compress(lines(tmp_path / "e.jsonl", 3000).read_bytes())
         cut = tmp_path / "e.jsonl.gz"
@@ -194,7 +194,7 @@ class TestSource:
         import os
         import threading
 
-        from connectors.files import is_gzip
+        from vigil.connectors.files import is_gzip
         from vigil.kafka_tools import _open
 
         data = lines(tmp_path / "e.jsonl", 50).read_bytes()
@@ -242,7 +242,7 @@ class TestSource:
     ) -> None:
         import gzip
 
-        from connectors.files import not_utf8
+        from vigil.connectors.files import not_utf8
 
         text = lines(tmp_path / "e.jsonl", 3).read_text()
         plain, packed = tmp_path / "plain.jsonl", tmp_path / "packed.jsonl.gz"
@@ -329,7 +329,7 @@ class TestLongLines:
         assert part.snapshot()[:2] == (len(data), 6)  # a resume starts after the long lines
 
     def test_the_reader_returns_at_most_its_cap(self, tmp_path: Path) -> None:
-        from connectors.files import _FileLines
+        from vigil.connectors.files import _FileLines
 
         path = tmp_path / "e.jsonl"
         data = _with_long_lines(path)
@@ -352,7 +352,7 @@ class TestLongLines:
 def test_stdin_and_a_file_read_the_same_lines_however_the_bytes_arrive(tmp_path: Path) -> None:
     import random
 
-    from connectors.files import _FileLines
+    from vigil.connectors.files import _FileLines
 
     for seed in range(5):  # bounded: 5 streams of 300 lines
         rng = random.Random(seed)
@@ -400,7 +400,7 @@ def _through_a_pipe(
     import os
     import threading
 
-    from connectors.files import _PipeLines
+    from vigil.connectors.files import _PipeLines
 
     read_end, write_end = os.pipe()
 
@@ -446,7 +446,7 @@ class TestPipeText:
     ) -> None:
         import random
 
-        from connectors.files import _FileLines
+        from vigil.connectors.files import _FileLines
 
         path = lines(tmp_path / "e.jsonl", 400)
         with path.open("rb") as handle:
@@ -463,7 +463,7 @@ class TestPipeText:
     def test_a_gzip_pipe_cut_short_and_text_in_utf16_are_told(self) -> None:
         import gzip
 
-        from connectors.files import NotUtf8, PipeDecoder
+        from vigil.connectors.files import NotUtf8, PipeDecoder
 
         packed = gzip.compress(b'{"event_id": "a"}\n' * 100)
         for stream in [packed[:-4], b"\x1f\x8b"]:  # short of the gzip trailer; a bare header
@@ -481,7 +481,7 @@ class TestPipeText:
         same lines plain), and the lines of a larger one could fill memory."""
         import gzip
 
-        from connectors.files import TEXT_PER_PULL, PipeDecoder
+        from vigil.connectors.files import TEXT_PER_PULL, PipeDecoder
 
         text = b'{"a":1}\n' * 500_000
         packed = gzip.compress(text)
@@ -496,7 +496,7 @@ class TestPipeText:
         import os
         import threading
 
-        from connectors.files import pipe_text
+        from vigil.connectors.files import pipe_text
 
         text = lines(tmp_path / "e.jsonl", 300).read_bytes()
         read_end, write_end = os.pipe()
@@ -596,7 +596,7 @@ def test_an_output_whose_making_is_cut_short_is_taken_by_the_next_run(
 ) -> None:
     """A run killed between making a file and recording it left one that every later run
     refused as not made by Vigil. Cut at each step after the file is made."""
-    import connectors.files as files
+    import vigil.connectors.files as files
 
     target = files if cut == "_write_made" else files.os if cut == "link" else Path
     real, calls = getattr(target, cut), iter(range(1, 10))

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
-import connectors.kafka as kafka
-from connectors.kafka import KafkaEventSource, KafkaUnavailable
+import vigil.connectors.kafka as kafka
+from vigil.connectors.kafka import KafkaEventSource, KafkaUnavailable
 from vigil.metrics import Metrics
 
 HOUR = 3_600_000
@@ -155,7 +155,7 @@ def test_a_setting_the_kafka_client_refuses_is_one_line_with_secrets_masked() ->
     # A misspelt librdkafka property stopped vigil run, tail and produce with a traceback.
     from confluent_kafka import KafkaError, KafkaException
 
-    from connectors.kafka import refusal
+    from vigil.connectors.kafka import refusal
 
     assert refusal({"client.id": "vigil", "sasl.password": "hunter2"}) is None
     assert refusal({"no.such.thing": "1"}) == (

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-from connectors.files import JsonLinesSource
-from flows.health import build_flow
+from vigil.connectors.files import JsonLinesSource
+from vigil.flows.health import build_flow
 from vigil.metrics import Metrics
 from vigil.settings import Settings
 from vigil.simulate import FleetPlan, generate
@@ -99,7 +99,7 @@ def test_bad_lines_become_dead_letters_with_file_and_line(tmp_path: Path) -> Non
 
 
 def test_bytewax_run_entry_point_gives_the_same_outputs(fleet_file: Path, tmp_path: Path) -> None:
-    """`python -m bytewax.run flows.health:flow`, configured from the environment."""
+    """`python -m bytewax.run vigil.flows.health:flow`, configured from the environment."""
     import os
     import subprocess
     import sys
@@ -109,7 +109,7 @@ def test_bytewax_run_entry_point_gives_the_same_outputs(fleet_file: Path, tmp_pa
     env = {**os.environ, "VIGIL_INPUT": str(fleet_file), "VIGIL_OUTPUT_DIR": str(tmp_path / "bw")}
     env["VIGIL_INPUT_ALLOWED_LATENESS"] = "1h"  # misspelt (one underscore): said, not read
     done = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.health:flow"],
+        [sys.executable, "-m", "bytewax.run", "vigil.flows.health:flow"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -145,7 +145,7 @@ def test_snapshots_for_a_recovery_store_are_timed_and_counted(
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from support import T0, Harness, sessions
 
-    from flows.health import _ShardLogic
+    from vigil.flows.health import _ShardLogic
 
     def snapshot_figures(metrics: Metrics) -> tuple[float | None, float | None]:
         read = metrics.registry.get_sample_value

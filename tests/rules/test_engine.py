@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 from support import CONTRACT
 
-from rules.engine import RuleEngine, compile_condition
-from rules.loader import load_rules
-from rules.model import When
 from vigil.actions import in_cooldown, render_actions
 from vigil.errors import RuleEvaluationError
 from vigil.facts import signal_fact
+from vigil.rules.engine import RuleEngine, compile_condition
+from vigil.rules.loader import load_rules
+from vigil.rules.model import When
 
 RULES = """\
 rules:

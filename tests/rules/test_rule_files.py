@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rules.loader import load_rules
-from rules.model import zone_scores
-from rules.templates import placeholders, render
 from vigil.errors import RuleError
+from vigil.rules.loader import load_rules
+from vigil.rules.model import zone_scores
+from vigil.rules.templates import placeholders, render
 from vigil.settings import ZoneSettings
 
 GOOD = """\

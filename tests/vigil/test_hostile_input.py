@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import CONTRACT, DAY, T0, Harness, clock
 
-from rules.engine import engine_for
-from rules.loader import load_rules
+from vigil.rules.engine import engine_for
+from vigil.rules.loader import load_rules
 
 REASONS = {
     "invalid_json",

@@ -16,12 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import DAY, HOUR, T0, clock, event
 
-from flows.health import _splitter
-from rules.engine import engine_for
-from rules.loader import load_rules
+from vigil.flows.health import _splitter
 from vigil.ids import shard_key
 from vigil.intake import Intake
 from vigil.native import AVAILABLE, NativeShardEngine
+from vigil.rules.engine import engine_for
+from vigil.rules.loader import load_rules
 from vigil.settings import Settings, load_settings
 from vigil.shard import ShardEngine
 from vigil.simulate import FleetPlan, generate

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.files import JsonLinesSource
-from connectors.stoppable import StoppableSource
+from vigil.connectors.files import JsonLinesSource
+from vigil.connectors.stoppable import StoppableSource
 from vigil.events import Event
 from vigil.intake import Chunk
 from vigil.stopping import Interrupted, StopSignal
