@@ -45,6 +45,7 @@ SMALL_RUNS = {
         ["forget after 90d (default) / keep all: peak RSS"],
     ),
     "simulate.py": (["--tenants", "10", "20", "--days", "1"], ["memory per tenant"]),
+    "tenants.py": (["--tenants", "20", "60", "--events", "3000"], ["memory per tenant:"]),
 }
 
 
