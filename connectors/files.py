@@ -608,12 +608,16 @@ def _make(path: Path, aside: Path, made: dict[str, list[int]]) -> int:
     any instant leaves no file of that name that Vigil made unrecorded."""
     try:
         fd = os.open(aside, _FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
+    try:
         identity = os.fstat(fd)
         made[path.name] = [identity.st_dev, identity.st_ino]
         _write_made(path.parent, made)
         os.link(aside, path)  # unlike a rename, never over a file made meanwhile
         aside.unlink()
     except OSError as exc:
+        os.close(fd)
         raise OutputError(path, exc) from exc
     return fd
 
@@ -622,7 +626,7 @@ def _open_made(path: Path, made: dict[str, list[int]]) -> int:
     try:
         fd = os.open(path, _FLAGS)
     except FileNotFoundError:
-        raise
+        raise  # open_output makes it
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW's word for a link
             msg = f"{path} is a symbolic link: Vigil writes its outputs itself, not through links"
