@@ -1,7 +1,7 @@
-"""The shard engines alone: decode a stream first, then time only ShardEngine.process.
+"""The shard engine alone: decode a stream first, then time only ShardEngine.process.
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
-                           [--stages] [--snapshot] [--lateness 7d]
+                           [--snapshot] [--lateness 7d]
 
 No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
 by the dataflow's own splitter, before the clock starts. It
@@ -11,11 +11,6 @@ every output, so a change meant to be faster can be checked to give the same out
 `--snapshot` also times the snapshots a run with a recovery store takes: the first, of
 every tenant, then the next after ten more source batches, which pickles only the
 tenants they touched; and a restore.
-
-`--stages` also times the engine with its later stages cut off, to show where its time
-goes: with no re-scoring (events are still applied to their tenants, windows closed and
-signals found), and with the event-time queue dropped at every tick (de-duplication and
-queueing only). Those two give no true outputs; they are floors, not alternatives.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -69,28 +63,11 @@ def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], i
     return batches, events
 
 
-class _NoScoring(ShardEngine):
-    def _score(self, tenant: Any, now: int, out: list[Output], reweigh: bool = False) -> None:
-        return None
-
-
-class _QueueOnly(ShardEngine):
-    def _advance(self, watermark: int, out: list[Output]) -> None:
-        self.state.pending.clear()
-
-
-STAGES: dict[str, type[ShardEngine]] = {
-    "de-duplicate and queue only": _QueueOnly,
-    "no re-scoring": _NoScoring,
-    "whole engine": ShardEngine,
-}
-
-
 def run_engines(
-    batches: list[ShardBatches], settings: Settings, engine: type[ShardEngine] = ShardEngine
+    batches: list[ShardBatches], settings: Settings
 ) -> tuple[float, list[Output], list[ShardEngine]]:
     rules = engine_for(load_rules(settings.rules.paths, settings.health.zones))
-    engines = {key: engine(settings, rules) for key in _shard_keys(settings)}
+    engines = {key: ShardEngine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
     started = time.process_time()
     for per_shard in batches:
@@ -116,7 +93,6 @@ def time_snapshots(batches: list[ShardBatches], settings: Settings, repeat: int)
         for per_shard in batches[-held_back:]:
             for key, items in per_shard:
                 shards[key].process(items)
-        touched = sum(len(e.touched | e.state.dirty) for e in engines)
         started = time.perf_counter()
         for writer in writers:
             writer.snapshot()
@@ -129,13 +105,13 @@ def time_snapshots(batches: list[ShardBatches], settings: Settings, repeat: int)
         for blob in saved:
             load_state(blob)
         restore.append(time.perf_counter() - started)
-    tenants = sum(len(e.state.tenants) for e in engines)
-    ids = sum(len(e.state.seen) for e in engines)
+    tenants = sum(e.figures().tenants for e in engines)
+    ids = sum(sum(e.seen_day_counts().values()) for e in engines)
     size = sum(len(blob) for blob in saved) / 2**20
     print(
         f"snapshot ({tenants:,} tenants, {ids:,} event ids held): every tenant "
         f"{min(first):.3f} s, {size:.1f} MiB; after {held_back} more source batches "
-        f"({touched:,} tenants touched) {min(after_one_batch):.3f} s; then with nothing "
+        f"{min(after_one_batch):.3f} s; then with nothing "
         f"touched {min(unchanged):.3f} s; restore {min(restore):.3f} s"
     )
 
@@ -159,10 +135,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--tenants", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--stages", action="store_true", help="also time the engine's floors")
-    parser.add_argument(
-        "--native", action="store_true", help="also time the compiled engine (vigil._native)"
-    )
     parser.add_argument(
         "--snapshot", action="store_true", help="also time a snapshot of the final state"
     )
@@ -185,43 +157,8 @@ def main() -> None:
     print(
         f"engine: {min(timings) / events * 1e6:.2f} µs/event CPU, best of {len(timings)} ({runs})"
     )
-    if args.native:
-        compare_native(batches, settings, events, args.repeat, digest(outputs), min(timings))
     if args.snapshot:
         time_snapshots(batches, settings, args.repeat)
-    if args.stages:
-        stage_timings: dict[str, list[float]] = {name: [] for name in STAGES}
-        for _ in range(args.repeat):  # interleaved, so the machine's noise hits all alike
-            for name, engine in STAGES.items():
-                stage_timings[name].append(run_engines(batches, settings, engine)[0])
-        for name, seconds in stage_timings.items():
-            print(f"  {name:<28} {min(seconds) / events * 1e6:6.2f} µs/event")
-
-
-def compare_native(
-    batches: list[ShardBatches],
-    settings: Settings,
-    events: int,
-    repeat: int,
-    interpreted_digest: str,
-    interpreted: float,
-) -> None:
-    """The compiled engine on the same batches: its digest must be the interpreted one."""
-    from vigil.native import AVAILABLE, NativeShardEngine
-
-    if not AVAILABLE:
-        print("compiled engine: not built (vigil._native missing)")
-        return
-    timings = []
-    for _ in range(repeat):
-        seconds, outputs, _ = run_engines(batches, settings, NativeShardEngine)
-        timings.append(seconds)
-    same = "same digest" if digest(outputs) == interpreted_digest else "DIGEST DIFFERS"
-    print(
-        f"compiled engine: {min(timings) / events * 1e6:.2f} µs/event CPU, "
-        f"{len(outputs):,} outputs, digest {digest(outputs)} ({same}); "
-        f"interpreted / compiled {interpreted / min(timings):.2f}"
-    )
 
 
 if __name__ == "__main__":

@@ -78,13 +78,13 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
                 def process(self, items: object) -> list[Any]:
                     return []
 
-            setattr(vigil.flows.health, "engine_class", lambda settings: IdleEngine)  # noqa: B010
+            setattr(vigil.flows.health, "ShardEngine", IdleEngine)  # noqa: B010
         if variant == "full":
             _time_stages(stages)
         settings = Settings()
         if variant == "store":  # as `vigil run --recovery-dir`
             from vigil.runner import prepare_recovery_dir
-            from vigil.shard import state_layout
+            from vigil.shard_state import state_layout
 
             settings = Settings(recovery=RecoverySettings(dir=str(out_dir / "store")))
             prepare_recovery_dir(out_dir / "store", layout=state_layout(settings))
@@ -103,7 +103,6 @@ def _time_stages(stages: dict[str, float]) -> None:
     """Add up the wall time spent reading and decoding the source's batches and in the
     shard engines (a clock read per batch, not per event), to split the full run."""
     from vigil.connectors.files import _FilePartition
-    from vigil.native import NativeShardEngine
     from vigil.shard import ShardEngine
 
     def timed(cls: type, name: str, stage: str) -> None:
@@ -120,7 +119,6 @@ def _time_stages(stages: dict[str, float]) -> None:
 
     timed(_FilePartition, "next_batch", "source_s")
     timed(ShardEngine, "process", "engine_s")
-    timed(NativeShardEngine, "process", "engine_s")  # its own process, not ShardEngine's
 
 
 def child(variant: str, path: Path, out_dir: Path) -> dict[str, float]:

@@ -63,7 +63,6 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         on_ready: Callable[[], None] | None = None,
         max_future: int | None = None,
         max_bytes: int = MAX_EVENT_BYTES,
-        compiled: bool = True,
         limits: Limits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
     ) -> None:
@@ -71,7 +70,6 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         self.part = path  # the partition's name: where a recovery store keeps its position
         self.max_future = max_future
         self.max_bytes = max_bytes
-        self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
         self.limits = limits
         self.metrics = metrics  # counts the blank lines skipped
         self.lateness = lateness
@@ -88,7 +86,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         on_ready: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
     ) -> JsonLinesSource:
-        """The source as the `[input]` settings (and engine.compiled) say."""
+        """The source as the `[input]` settings say."""
         given = settings.input
         return cls(
             path,
@@ -97,7 +95,6 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
             on_ready,
             given.max_future,
             given.max_event_bytes,
-            settings.engine.compiled,
             given.limits,
             metrics,
         )
@@ -462,7 +459,6 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             max_ts,
             source.max_future,
             source.max_bytes,
-            compiled=source.compiled,
             limits=source.limits,
         )
         self.batch_size = source.batch_size

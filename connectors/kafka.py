@@ -255,7 +255,6 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         metrics: Metrics | None = None,
         max_future: int | None = None,
         max_bytes: int | None = None,
-        compiled: bool = True,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.config = dict(config)
@@ -269,7 +268,6 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         self.metrics = metrics
         self.max_future = max_future
         self.max_bytes = max_bytes
-        self.compiled = compiled  # decode with vigil._native where built (engine.compiled)
         self.limits = limits
         self.partitions: int | None = None
         # Event-time alignment of the partitions this process reads (see _KafkaPartition.
@@ -336,7 +334,6 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             max_ts,
             source.max_future,
             source.max_bytes,
-            compiled=source.compiled,
             limits=source.limits,
         )
         self.consumer = Consumer(

@@ -30,7 +30,6 @@ from vigil.ids import shard_key, shard_of
 from vigil.intake import Chunk, Tick
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
-from vigil.native import engine_class
 from vigil.rules.engine import RuleEngine, engine_for
 from vigil.rules.loader import load_rules
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
@@ -122,7 +121,7 @@ def build_flow(
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None
-        engine = engine_class(settings)(settings, rules, state)
+        engine = ShardEngine(settings, rules, state)
         return _ShardLogic(engine, metrics, snapshots)
 
     bursts = BurstWatch(logging.getLogger("vigil.input"))

@@ -23,6 +23,8 @@ from vigil.rules.engine import RuleEngine, engine_for
 from vigil.rules.loader import load_rules
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
+from vigil.shard_state import ShardState
+from vigil.snapshots import SnapshotWriter, load_state
 from vigil.streams import Output
 from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
 
@@ -103,6 +105,11 @@ class Harness:
 
     def signals(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [s for s in self.out["signals"] if kind is None or s["signal"] == kind]
+
+
+def restored(engine: ShardEngine) -> ShardState:
+    """The shard's whole state, as its recovery store keeps it: the core holds it."""
+    return load_state(SnapshotWriter(engine).snapshot())
 
 
 class Partitions:

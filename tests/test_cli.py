@@ -618,38 +618,19 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return events, reference
 
 
-@pytest.mark.slow
-def test_the_interpreted_engine_writes_the_compiled_ones_files_byte_for_byte(
-    replay: tuple[Path, Path], tmp_path: Path
+def test_engine_compiled_of_an_older_version_is_refused_saying_to_remove_it(
+    tmp_path: Path,
 ) -> None:
-    """engine.compiled = false (the fallback an operator can pick, and what a Vigil built
-    without Rust runs): the same files as the reference run, which ran compiled."""
-    from vigil.flows.health import STREAMS
-
-    events, reference = replay
-    env = {**quiet_env(), "VIGIL_ENGINE__COMPILED": "false", "VIGIL_LOG__LEVEL": "INFO"}
-    ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path), env=env)
-    assert ran.returncode == 0, ran.stderr
-    assert "engine=interpreted" in ran.stderr
-    for stream in STREAMS:
-        written = (tmp_path / f"{stream}.jsonl").read_bytes()
-        assert written == (reference / f"{stream}.jsonl").read_bytes(), stream
-    assert len((reference / "health.jsonl").read_bytes().splitlines()) > 1_000
-
-
-def test_a_vigil_built_without_rust_runs_the_interpreted_engine_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import vigil.native
-
-    monkeypatch.setattr(vigil.native, "AVAILABLE", False)  # as if vigil._native were missing
-    monkeypatch.setenv("VIGIL_METRICS__PORT", "0")
+    """There is one engine: a settings file that still picks one is told so at start."""
+    config = tmp_path / "vigil.toml"
+    config.write_text("[engine]\ncompiled = false\n")
     events = tmp_path / "e.jsonl"
     events.write_bytes(orjson.dumps(event("acme", "user.session", T0)) + b"\n")
-    assert main(["run", "--input", str(events), "--output", str(tmp_path / "o")]) == 0
-    said = capsys.readouterr().err
-    assert "engine=interpreted" in said
-    assert "the compiled shard engine is not built" in said
+    ran = run_vigil(
+        "run", "--config", str(config), "--input", str(events), "--output", str(tmp_path)
+    )
+    assert ran.returncode == 2
+    assert "engine.compiled: no longer a setting" in ran.stderr and "remove it" in ran.stderr
 
 
 def _recoverable_run(events: Path, tmp_path: Path) -> tuple[str, ...]:
@@ -1043,7 +1024,7 @@ def test_a_recovery_store_from_another_state_format_stops_start_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vigil.runner import LAYOUT_FILE
-    from vigil.shard import STATE_FORMAT
+    from vigil.shard_state import STATE_FORMAT
 
     events = tmp_path / "e.jsonl"
     events.write_text(

@@ -126,7 +126,6 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
 
     log_lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
     assert [line["event"] for line in log_lines][:1] == ["starting"]
-    assert log_lines[0]["engine"] == "compiled"  # the build CI makes has vigil._native
     assert log_lines[-1]["event"] == "finished"
     assert len(log_lines) < 10  # notable events only, never a line per input event
 

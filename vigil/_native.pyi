@@ -1,7 +1,9 @@
-# The compiled shard engine (native/src/lib.rs); see vigil.native.
+# The compiled shard engine (native/src/lib.rs), run by vigil.shard, and the decoder of
+# the common valid event (native/src/intake.rs), run by vigil.intake.
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from vigil.policy import Policy
 from vigil.settings import Settings
 
 T = TypeVar("T")
@@ -10,7 +12,7 @@ class ShardCore:
     def __init__(
         self,
         settings: Settings,
-        host: Any,
+        policy: Policy,
         event_type: type,
         to_iso: Any,
         known: frozenset[str],
@@ -36,7 +38,7 @@ class ShardCore:
     def plain_state(self) -> dict[str, Any]: ...
     def seen_day_counts(self) -> dict[int, int]: ...
     def seen_day(self, day: int) -> list[str]: ...
-    def restore(self, state: Any, rescore_at: dict[int, set[str]], reweigh: bool) -> None: ...
+    def restore(self, state: Any, reset_peaks: bool) -> None: ...
 
 class Decoder:
     def __init__(

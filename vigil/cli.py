@@ -332,13 +332,6 @@ def _run(args: argparse.Namespace) -> int:
         port = settings.metrics.port + args.process_id
         server = StatusServer(metrics, readiness, settings.metrics.host, port)
     log.info("starting", extra=_start_info(args, settings, kafka_mode, server))
-    from vigil.native import AVAILABLE
-
-    if settings.engine.compiled and not AVAILABLE:
-        log.warning(
-            "the compiled shard engine is not built (Vigil was installed without a Rust "
-            "toolchain): the interpreted one runs, with the same outputs, at half the speed"
-        )
     progress = _progress(args, metrics, source, kafka_mode)
     started = time.perf_counter()
     try:
@@ -387,8 +380,8 @@ def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: boo
     """A store that was reading another input is said here, in one line: Bytewax would
     panic on the position of a partition this run does not list."""
     from vigil.flows.health import INPUT_STEP_ID
-    from vigil.health import counted
     from vigil.runner import stored_input_parts
+    from vigil.words import counted
 
     stored = stored_input_parts(store, INPUT_STEP_ID)
     if not stored or source.resumes_from(stored):
@@ -468,7 +461,7 @@ def _prepare_recovery(settings: Any, prepare: Any) -> bool:
     """True for a fresh run: no recovery store, one created just now, or one with no
     snapshot yet (`vigil recovery init`'s, or another process's of this cluster)."""
     from vigil.runner import has_committed
-    from vigil.shard import state_layout
+    from vigil.shard_state import state_layout
 
     store = settings.recovery.dir
     if store is None:
@@ -486,13 +479,7 @@ def _prepare_recovery(settings: Any, prepare: Any) -> bool:
 def _start_info(
     args: argparse.Namespace, settings: Any, kafka_mode: bool, server: Any
 ) -> dict[str, Any]:
-    from vigil.native import NativeShardEngine, engine_class
-
     info: dict[str, Any] = {"mode": "kafka" if kafka_mode else "file", "workers": args.workers}
-    # The shard engine: compiled (vigil._native), or interpreted when asked for or when
-    # Vigil was installed without a Rust toolchain (same outputs, half the speed of a run).
-    compiled = engine_class(settings) is NativeShardEngine
-    info["engine"] = "compiled" if compiled else "interpreted"
     if kafka_mode:
         info.update(
             bootstrap=settings.kafka.bootstrap,
@@ -588,7 +575,6 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
         metrics=metrics,
         max_future=settings.input.max_future,
         max_bytes=settings.input.max_event_bytes,
-        compiled=settings.engine.compiled,
         limits=settings.input.limits,
     )
     sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
@@ -886,9 +872,9 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
-    from vigil.health import counted
     from vigil.rules.loader import describe_rules, load_rules, rule_files
     from vigil.signals import SIGNAL_KINDS
+    from vigil.words import counted
 
     settings = _settings("rules", args.config)  # the rules are checked as `vigil run` does
     paths = args.paths or settings.rules.paths

@@ -66,7 +66,8 @@ class Intake:
         self.max_future = max_future
         self.max_bytes = max_bytes  # longer messages are not decoded
         self.limits = limits
-        # Valid events decoded compiled where built, unless engine.compiled is false.
+        # Common valid events decoded compiled; the rest, or all of them with
+        # compiled=False (the tests' reference), by vigil.events.decode.
         self.decoder = decoder() if compiled else None
         self.compiled = None if self.decoder is None else self.decoder.event
 

@@ -20,7 +20,7 @@ from bytewax.testing import cluster_main, run_main
 from vigil.errors import ConfigError, VigilError
 from vigil.locks import is_lock, making
 from vigil.settings import RecoverySettings
-from vigil.shard import layout_changes
+from vigil.shard_state import layout_changes
 
 LAYOUT_FILE = "vigil-layout.json"
 

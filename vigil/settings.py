@@ -100,6 +100,10 @@ class _Section(BaseModel):
 
 # Days of sessions a tenant keeps: the login trend compares the last 7 with the 7 before.
 SESSION_DAYS_KEPT = 14
+# Keys earlier versions read, and what to do instead of setting them.
+REMOVED_KEYS = {
+    "engine.compiled": "no longer a setting (the compiled engine is the only engine): remove it",
+}
 
 MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
 
@@ -149,10 +153,6 @@ class EngineSettings(_Section):
     # a tenant keeps, each: a producer that puts ids into those names must not grow the
     # state (and the scoring over it) without bound. Keys past it are counted and logged.
     max_keys_per_tenant: int = Field(default=500, ge=1)
-    # The compiled code where it is built (vigil._native: the shard engine, and the
-    # decoder of the common valid event), else the interpreted code; false runs the
-    # interpreted code anyway. Same outputs and recovery store.
-    compiled: bool = True
 
     @field_validator("health_step")
     @classmethod
@@ -758,7 +758,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         if not key:  # a check across settings: its message names them (not the whole input)
             lines.append(message)
         elif error["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
+            lines.append(f"{key}: {REMOVED_KEYS.get(key, 'unknown key')}")
         elif error["type"] == "missing":
             lines.append(f"{key}: missing")
         else:

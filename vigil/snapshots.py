@@ -18,8 +18,8 @@ import orjson
 
 from vigil.events import Event
 from vigil.jsonbytes import dumps_to_keep
-from vigil.shard import STATE_FORMAT, ShardEngine, ShardState, dedup_key
-from vigil.tenant import life_order
+from vigil.shard import ShardEngine
+from vigil.shard_state import STATE_FORMAT, ShardState
 
 
 class SnapshotWriter:
@@ -74,13 +74,16 @@ def _in_this_format(state: ShardState) -> ShardState:
     """A state of an earlier format, as this one holds it. Those formats kept bare event
     ids for de-duplication (a resend of any tenant's id was a repeat): the ids stay,
     looked up bare until their last day is forgotten (ShardState.bare_ids_until). Their
-    queue had no place in life, and their scores no record of the settings behind them."""
+    queue had no place in life nor key (the core works both out as it restores them),
+    and their scores no record of the settings behind them."""
     if state.layout.get("state_format") == STATE_FORMAT:
         return state
     state.scored_with = ""  # not known (and not set at all in a state pickled whole)
     state.bare_ids_until = max(state.seen_by_day, default=None)
     queued = cast("list[tuple[int, str, Event]]", state.pending)  # (ts, event id, event)
-    state.pending = [(ts, life_order(e), dedup_key(e), e) for ts, _, e in queued]
+    state.pending = cast(
+        "list[tuple[int, str, str, Event]]", [(ts, None, None, e) for ts, _, e in queued]
+    )
     return state
 
 

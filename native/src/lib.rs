@@ -1,9 +1,8 @@
-//! Vigil's shard engine, compiled: vigil/shard.py's event-time core with the tenant
-//! state and scoring held as typed data. The rare paths (signals' records, facts and
-//! rules, dead letters, logs) call back into Python, into the same code the
-//! interpreted engine runs (vigil.native.NativeShardEngine), so only the hot loop is
-//! here. Every output must be byte for byte the interpreted engine's: tests compare
-//! the two on simulated streams.
+//! Vigil's shard engine: the event-time core (de-duplication, the queue, the clock,
+//! tenant state, windows, scoring and health records) on typed data. What it finds
+//! that needs words or rules (signals' records, facts, the rules' actions, dead
+//! letters, logs) goes to the shard's policy, vigil.policy.Policy, by its public
+//! methods. tests/vigil/test_golden.py pins the outputs on simulated streams.
 
 mod fmt;
 mod ids;
@@ -26,7 +25,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use fmt::{floor_div, floor_to, py_round};
 use score::{measure_key, Parts, Scorer};
 use tenant::{
-    Buckets, Measure, Payload, Tenant, Val, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
+    Buckets, Measure, Payload, Tenant, Val, ALL_STALE, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
     KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
 };
 
@@ -58,7 +57,7 @@ struct Settings {
 
 #[pyclass(unsendable)]
 struct ShardCore {
-    host: Py<PyAny>,
+    policy: Py<PyAny>,
     event_type: Py<PyAny>,
     to_iso: Py<PyAny>,
     known: HashSet<String>,
@@ -199,7 +198,7 @@ impl ShardCore {
     #[new]
     fn new(
         settings: &Bound<'_, PyAny>,
-        host: Py<PyAny>,
+        policy: Py<PyAny>,
         event_type: Py<PyAny>,
         to_iso: Py<PyAny>,
         known: HashSet<String>,
@@ -208,8 +207,7 @@ impl ShardCore {
     ) -> PyResult<Self> {
         let py = settings.py();
         // The components in the order of health records, which the measures here follow
-        // by position (tests/vigil/test_native.py compares every record with the
-        // interpreted engine's).
+        // by position.
         let names: Vec<String> = py
             .import("vigil.tenant")?
             .getattr("COMPONENT_NAMES")?
@@ -266,7 +264,7 @@ impl ShardCore {
             max_keys: get(settings, "engine.max_keys_per_tenant")?,
         };
         Ok(ShardCore {
-            host,
+            policy,
             event_type,
             to_iso,
             known,
@@ -375,7 +373,7 @@ impl ShardCore {
         (self.entries.len(), self.scorer.cached_lines())
     }
 
-    // -- snapshots and restore (vigil.snapshots, vigil.native) --------------------
+    // -- snapshots and restore (vigil.snapshots, vigil.shard) ---------------------
 
     /// The tenants' ids, in the order the engine visits them.
     fn tenant_ids(&self) -> Vec<&str> {
@@ -448,14 +446,11 @@ impl ShardCore {
             .unwrap_or_default()
     }
 
-    /// Take over a restored ShardState, after ShardEngine's own resume worked out what
-    /// derives from it (`rescore_at`, the stalls in `state.stalls`, `reweigh`).
-    fn restore(
-        &mut self,
-        state: &Bound<'_, PyAny>,
-        rescore_at: HashMap<i64, HashSet<String>>,
-        reweigh: bool,
-    ) -> PyResult<()> {
+    /// Take over a restored ShardState, and work out again what derives from its tenants
+    /// or depends on settings that may have changed since it was saved. `reset_peaks`:
+    /// the health components' settings changed, so the scores kept as the drop window's
+    /// peaks are of another model (a new score below them would be no customer's fall).
+    fn restore(&mut self, state: &Bound<'_, PyAny>, reset_peaks: bool) -> PyResult<()> {
         for tenant in state
             .getattr("tenants")?
             .call_method0("values")?
@@ -474,15 +469,33 @@ impl ShardCore {
                 .unwrap_or_else(|| text.into())
         };
         for item in state.getattr("pending")?.try_iter()? {
-            let (ts, life, key, event): (i64, String, String, Py<PyAny>) = item?.extract()?;
-            let life = life
-                .parse()
-                .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?;
+            // A store of an older format kept no place in life nor key: worked out here.
+            let (ts, life, key, event): (i64, Option<String>, Option<String>, Bound<'_, PyAny>) =
+                item?.extract()?;
+            let fields = event.cast::<PyTuple>()?;
+            let life = match life {
+                Some(life) => life
+                    .parse()
+                    .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?,
+                None => {
+                    let kind: String = fields.get_item(1)?.extract()?;
+                    life_order(&kind, &fields.get_item(5)?)?
+                }
+            };
+            let key = match key {
+                Some(key) => key,
+                None => {
+                    let tenant_id: String = fields.get_item(2)?.extract()?;
+                    let event_id: String = fields.get_item(0)?.extract()?;
+                    dedup_key(&mut self.key, &tenant_id, &event_id);
+                    self.key.clone()
+                }
+            };
             self.pending.push(Pending {
                 ts,
                 life,
                 key: key.into(),
-                event,
+                event: event.unbind(),
             });
         }
         self.unsorted = true;
@@ -503,21 +516,56 @@ impl ShardCore {
         }
         let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
         self.dirty = dirty.iter().map(|t| id(&self.tenants, t)).collect();
-        let stalls: Vec<(i64, String)> = state.getattr("stalls")?.extract()?;
-        self.stalls = stalls
-            .into_iter()
-            .map(|(at, t)| Reverse((at, id(&self.tenants, &t))))
-            .collect();
-        for (step, ids) in rescore_at {
-            let ids = ids.iter().map(|t| id(&self.tenants, t)).collect();
-            self.rescore_at.insert(step, ids);
-        }
-        self.reweigh = reweigh;
+        self.resume(reset_peaks);
         Ok(())
     }
 }
 
 impl ShardCore {
+    /// What a restored shard works out again from its tenants.
+    fn resume(&mut self, reset_peaks: bool) {
+        let ids: Vec<Id> = self.tenants.keys().cloned().collect();
+        for tenant_id in &ids {
+            let tenant = &self.tenants[tenant_id];
+            let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
+            due.extend(
+                tenant
+                    .pressure_by_hour
+                    .keys()
+                    .map(|hour| (hour + PRESSURE_HOURS + 1) * MS_PER_HOUR),
+            );
+            // Saved measures are those of the settings the store ran with: every tenant is
+            // measured again at the first step, but for the day-based components, which
+            // every tenant has measured at midnight (sooner would move a look-back by part
+            // of a day), and scored even if no measure moved, as the weights may have.
+            // Unchanged, the score comes out the same, and nothing is written.
+            if let Some(next) = self.next_step {
+                self.tenants[tenant_id].stale |= ALL_STALE & !DAY_BASED;
+                due.push(next);
+            }
+            for instant in due {
+                self.rescore_after(instant, tenant_id);
+            }
+            if reset_peaks {
+                self.tenants[tenant_id].recent_scores.clear();
+            }
+        }
+        self.reweigh = true;
+        // Deadlines of the stall period in force now, for the onboardings under way whose
+        // current stretch without progress was not signalled yet.
+        let stall_after = self.cfg.stall_after;
+        self.stalls = self
+            .tenants
+            .values()
+            .filter(|t| t.onboarding_open())
+            .filter_map(|t| {
+                let progress = t.last_progress?;
+                let signalled = t.stall_signalled_at.is_some_and(|at| at > progress);
+                (!signalled).then(|| Reverse((progress + stall_after + 1, t.tenant_id.clone())))
+            })
+            .collect();
+    }
+
     /// to_iso as a Python string; the step's instant is asked for by every record of it.
     fn iso<'py>(&mut self, py: Python<'py>, ms: i64) -> PyResult<Bound<'py, PyAny>> {
         if let Some((at, text)) = &self.last_iso {
@@ -558,9 +606,9 @@ impl ShardCore {
         if ts < wm || self.watermark.is_some_and(|w| ts < w) {
             self.late += 1;
             let record = self
-                .host
+                .policy
                 .bind(py)
-                .call_method1(intern!(py, "_late_record"), (event,))?;
+                .call_method1(intern!(py, "late_record"), (event,))?;
             out.append((intern!(py, "deadletter"), record))?;
             return Ok(());
         }
@@ -724,9 +772,9 @@ impl ShardCore {
                 self.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
-                self.host
+                self.policy
                     .bind(py)
-                    .call_method1(intern!(py, "_refused_key"), (event,))?;
+                    .call_method1(intern!(py, "refused_key"), (event,))?;
             }
         }
         Ok(())
@@ -765,8 +813,8 @@ impl ShardCore {
             let started = tenant.onboarding_started.expect("open");
             let steps = tenant.onboarding_steps.len();
             self.dirty.insert(tenant_id.clone());
-            let record = self.host.bind(py).call_method1(
-                intern!(py, "_stall_record"),
+            let record = self.policy.bind(py).call_method1(
+                intern!(py, "stall_record"),
                 (&*tenant_id, started, progress, deadline, steps),
             )?;
             self.emit_signal(py, &tenant_id, record, deadline, out)?;
@@ -799,8 +847,8 @@ impl ShardCore {
                     .get(&(now - 2 * size))
                     .copied()
                     .unwrap_or(0);
-                let record = self.host.bind(py).call_method1(
-                    intern!(py, "_login_drop_record"),
+                let record = self.policy.bind(py).call_method1(
+                    intern!(py, "login_drop_record"),
                     (&*tenant.tenant_id, current, previous, now - size, now),
                 )?;
                 if !record.is_none() {
@@ -833,8 +881,8 @@ impl ShardCore {
     }
 
     fn daily(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
-        let host = self.host.bind(py);
-        host.call_method1(intern!(py, "_report_refusals"), (now,))?;
+        let policy = self.policy.bind(py);
+        policy.call_method1(intern!(py, "report_refusals"), (now,))?;
         let silent_since = now - self.cfg.forget_after;
         let gone: Vec<Id> = self
             .tenants
@@ -852,7 +900,7 @@ impl ShardCore {
         }
         if !gone.is_empty() {
             let ids: Vec<&str> = gone.iter().map(|id| &**id).collect();
-            host.call_method1(intern!(py, "_forgot"), (now, ids))?;
+            policy.call_method1(intern!(py, "forgot"), (now, ids))?;
         }
         let keep_from = floor_to(now, self.buckets.login_window, self.buckets.origin)
             - self.buckets.login_window;
@@ -905,8 +953,8 @@ impl ShardCore {
             .collect();
         windows.retain(|w, _| *w >= first);
         let count = windows.get(&start).copied().unwrap_or(0);
-        let record = self.host.bind(py).call_method1(
-            intern!(py, "_error_spike_record"),
+        let record = self.policy.bind(py).call_method1(
+            intern!(py, "error_spike_record"),
             (tenant_id, count, history, start, now),
         )?;
         Ok(if record.is_none() { None } else { Some(record) })
@@ -954,8 +1002,8 @@ impl ShardCore {
         } else {
             reasons
         };
-        let outputs = self.host.bind(py).call_method1(
-            intern!(py, "_signal_actions"),
+        let outputs = self.policy.bind(py).call_method1(
+            intern!(py, "signal_actions"),
             (record, segment, score, zone, why, cooldowns, now),
         )?;
         extend(out, &outputs)
@@ -999,7 +1047,7 @@ impl ShardCore {
                 .zone_change_fact
                 .bind(py)
                 .call1((tenant_id, segment, now, score, zone, from, reasons))?;
-            self.post(py, fact, tenant_id, cooldowns, now, out)?;
+            self.post(py, fact, cooldowns, now, out)?;
         }
         if let Some((exact, rounded, zone)) = health {
             self.check_score_drop(py, tenant_id, (exact, rounded, zone), now, out, warm)?;
@@ -1040,7 +1088,7 @@ impl ShardCore {
                 None => {
                     let entry = component_entry(py, measures[index], weights[index])?;
                     if self.entries.len() >= self.scorer.memo_size {
-                        self.entries.clear(); // bounded as health._ENTRIES is
+                        self.entries.clear(); // bounded (vigil.shard.MEMO_SIZE)
                     }
                     self.entries.insert(key, entry.clone().unbind());
                     entry
@@ -1100,8 +1148,8 @@ impl ShardCore {
     ) -> PyResult<()> {
         let since = now - self.cfg.drop_window;
         let tenant = &self.tenants[tenant_id];
-        // The scores recorded since the window opened, and the one in force as it opened
-        // (ShardEngine._check_score_drop).
+        // The scores recorded since the window opened, and the one in force as it opened:
+        // a score is recorded when it changes, so a flat one was recorded before the window.
         let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
         let mut recent: Vec<(i64, f64)> = tenant.recent_scores[opened.saturating_sub(1)..].to_vec();
         let peak = recent
@@ -1116,7 +1164,7 @@ impl ShardCore {
                 .score_drop_fact
                 .bind(py)
                 .call1((tenant_id, segment, now, rounded, zone, peak, reasons))?;
-            self.post(py, fact, tenant_id, cooldowns, now, out)?;
+            self.post(py, fact, cooldowns, now, out)?;
         }
         while recent.last().is_some_and(|(_, s)| *s <= score) {
             recent.pop();
@@ -1148,21 +1196,19 @@ fn zone_str<'py>(py: Python<'py>, zone: &str) -> &'py Bound<'py, PyString> {
 }
 
 impl ShardCore {
-    /// A fact to the rules, through the interpreted engine's own `_post`.
+    /// A fact to the rules, through the policy.
     fn post(
         &self,
         py: Python<'_>,
         fact: Bound<'_, PyAny>,
-        tenant_id: &str,
         cooldowns: Bound<'_, PyDict>,
         now: i64,
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let posted = PyList::empty(py);
-        self.host.bind(py).call_method1(
-            intern!(py, "_post"),
-            (fact, tenant_id, cooldowns, now, &posted),
-        )?;
+        self.policy
+            .bind(py)
+            .call_method1(intern!(py, "post"), (fact, cooldowns, now, &posted))?;
         extend(out, posted.as_any())
     }
 }

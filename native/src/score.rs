@@ -1,4 +1,4 @@
-//! The health score and its words: vigil/health.py's measures, weights and reasons.
+//! The health score and its words: the components' measures, weights and reasons.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -31,7 +31,7 @@ pub struct Scorer {
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
-    // The most reason lines kept worded (health.MEMO_SIZE): emptied when full.
+    // The most reason lines kept worded (vigil.shard.MEMO_SIZE): emptied when full.
     pub memo_size: usize,
     spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,
@@ -266,7 +266,7 @@ impl Scorer {
         }
     }
 
-    /// health.reasons: the biggest loss of points first, then what had no data.
+    /// The reasons: the biggest loss of points first, then what had no data.
     pub fn reasons(
         &mut self,
         t: &Tenant,
@@ -444,7 +444,7 @@ fn count_of(map: &HashMap<String, String>, value: &str) -> usize {
     map.values().filter(|held| *held == value).count()
 }
 
-/// health.counted: '1 session', '3 sessions'.
+/// '1 session', '3 sessions' (as vigil.words.counted says it).
 fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
     let word = if value.as_f64() == 1.0 {
         singular.to_string()
@@ -457,7 +457,7 @@ fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
 }
 
 /// Sessions in the 7 days up to the day of the last instant before `now`, and in the 7
-/// days before those; the 13 closed days summed once a day (health._session_weeks).
+/// days before those; the 13 closed days summed once a day.
 fn session_weeks(t: &mut Tenant, now: i64) -> (i64, i64) {
     let today = floor_div(now - 1, MS_PER_DAY);
     if t.session_sums_day != today {

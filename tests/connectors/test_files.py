@@ -25,16 +25,13 @@ def lines(path: Path, count: int) -> Path:
 
 
 class TestSource:
-    @pytest.mark.parametrize("compiled", [True, False])
-    def test_engine_compiled_picks_the_decoder(self, tmp_path: Path, compiled: bool) -> None:
-        """engine.compiled = false runs the Python decoder too, not only the engine."""
-        from vigil.native import AVAILABLE
+    def test_lines_are_decoded_by_the_compiled_decoder(self, tmp_path: Path) -> None:
         from vigil.settings import load_settings
 
-        settings = load_settings(None, env={}, overrides={"engine": {"compiled": compiled}})
+        settings = load_settings(None, env={})
         source = JsonLinesSource.configured(str(lines(tmp_path / "e.jsonl", 3)), settings)
         part = source.build_part("in", "x", None)
-        assert (part.intake.decoder is not None) == (compiled and AVAILABLE)
+        assert part.intake.decoder is not None
         [batch] = part.next_batch()
         assert [type(item) for item in batch] == [Event, Event, Event, Tick]
 

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import orjson
-import pytest
 from hostile import EXAMPLES, JSON, streams
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,11 +17,8 @@ from support import DAY, HOUR, T0
 
 from vigil.events import DeadLetter, Event, Limits
 from vigil.intake import Intake
-from vigil.native import AVAILABLE
 from vigil.simulate import FleetPlan, generate
 from vigil.timeutil import parse_rfc3339
-
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason="vigil._native is not built")
 
 BATCH = 50
 COMPILED = Intake("f", "p", 1, HOUR).compiled

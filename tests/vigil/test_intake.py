@@ -10,7 +10,9 @@ import pytest
 from vigil import intake as intake_module
 from vigil.events import DeadLetter, Event, Limits
 from vigil.intake import NO_WATERMARK, Intake
-from vigil.shard import _late_letter
+from vigil.policy import Policy
+from vigil.rules.engine import engine_for
+from vigil.settings import Settings
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -101,7 +103,7 @@ class TestBounds:
         event = intake.take(raw, {"line": 1})
         assert isinstance(event, Event)
         late = event._replace(wm=event.ts + 1)
-        assert _late_letter(late)["reason"] == "late"
+        assert Policy(Settings(), engine_for([])).late_record(late)["reason"] == "late"
         assert pickle.loads(pickle.dumps(event)) == event
         too_deep = intake.take(with_field(b"attrs", b'{"a":' + nested(199) + b"}"), {})
         assert isinstance(too_deep, DeadLetter) and too_deep.reason == "too_deep"
@@ -166,5 +168,5 @@ def test_decoding_imports_neither_the_engine_nor_the_rules() -> None:
         check=True,
     ).stdout.split()
     heavy = [m for m in loaded if m.split(".")[0] in ("rules", "durable", "bytewax")]
-    heavy += [m for m in loaded if m in ("vigil.shard", "vigil.native", "vigil.settings")]
+    heavy += [m for m in loaded if m in ("vigil.shard", "vigil.policy", "vigil.settings")]
     assert heavy == []

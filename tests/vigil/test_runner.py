@@ -12,7 +12,7 @@ import pytest
 from vigil import runner
 from vigil.runner import has_committed, prepare_recovery_dir, store_failure
 from vigil.settings import Settings
-from vigil.shard import state_layout
+from vigil.shard_state import state_layout
 
 # As Bytewax 0.21 words them (seen with a full disk and with a file that is not SQLite).
 FULL = (

@@ -8,7 +8,18 @@ from typing import Any
 
 import orjson
 import pytest
-from support import DAY, HOUR, T0, Harness, Partitions, clock, event, sessions, trouble
+from support import (
+    DAY,
+    HOUR,
+    T0,
+    Harness,
+    Partitions,
+    clock,
+    event,
+    restored,
+    sessions,
+    trouble,
+)
 
 from vigil.ids import health_id, stable_id
 from vigil.metrics import Metrics
@@ -94,7 +105,7 @@ class TestOneInstant:
             clock(T0 + 4 * HOUR),
         ]
         h = Harness().feed(events)
-        assert h.engine.state.tenants["acme"].open_tickets == {}
+        assert restored(h.engine).tenants["acme"].open_tickets == {}
 
     def test_an_id_seen_again_is_a_repeat_whatever_its_place_in_life(self) -> None:
         # The order of one instant must not make two events of one id: a repeat is
@@ -107,7 +118,7 @@ class TestOneInstant:
         ]
         h = Harness().feed(events)
         assert h.engine.counts["duplicates"] == 1
-        assert h.engine.state.tenants["acme"].open_tickets == {"k": "P1"}
+        assert restored(h.engine).tenants["acme"].open_tickets == {"k": "P1"}
 
     @pytest.mark.parametrize(
         ("statuses", "unpaid"),
@@ -128,7 +139,7 @@ class TestOneInstant:
             ),
             clock(T0 + 4 * HOUR),
         ]
-        assert Harness().feed(events).engine.state.tenants["acme"].unpaid_invoices == unpaid
+        assert restored(Harness().feed(events).engine).tenants["acme"].unpaid_invoices == unpaid
 
 
 class TestLateness:
@@ -204,7 +215,8 @@ class TestLateness:
         cut = next(i for i, e in enumerate(shuffled) if parse_rfc3339(e["ts"]) > T0 + DAY)
         assert cut > 6
         first = Harness(settings).feed(shuffled[:cut], batch_size=3)
-        assert first.engine.state.next_step is None and first.engine.state.pending  # queueing
+        queueing = restored(first.engine)
+        assert queueing.next_step is None and queueing.pending
         snapshot = SnapshotWriter(first.engine).snapshot()
         first.engine = ShardEngine(settings, first.rules, load_state(snapshot))
         first.feed(shuffled[cut:] + tail, batch_size=3)
@@ -215,9 +227,9 @@ class TestLateness:
         shard = Partitions(["busy", "sleepy"])
         shard.read("sleepy", [event("beta", "user.session", T0 + HOUR)])
         shard.read("busy", sessions("acme", T0 + HOUR, 24))
-        assert shard.engine.state.watermark == T0  # held back by the sleepy partition
+        assert restored(shard.engine).watermark == T0  # held back by the sleepy partition
         shard.read("sleepy", [], idle=True)
-        assert shard.engine.state.watermark == T0 + 23 * HOUR  # only the busy one counts
+        assert restored(shard.engine).watermark == T0 + 23 * HOUR  # only the busy one counts
         out = shard.read("sleepy", [event("beta", "user.session", T0 + 2 * HOUR)])
         [letter] = [record for stream, record in out if stream == "deadletter"]
         assert letter["reason"] == "late"
@@ -457,7 +469,7 @@ class TestScoreDrop:
     def test_the_score_history_keeps_only_what_can_still_be_a_peak(self) -> None:
         h = Harness().feed(sharp_fall("acme"))  # its score wobbles for days after the fall
         assert len(h.out["health"]) > 10
-        recent = h.engine.state.tenants["acme"].recent_scores
+        recent = restored(h.engine).tenants["acme"].recent_scores
         assert all(earlier[1] > later[1] for earlier, later in itertools.pairwise(recent))
 
 
@@ -468,7 +480,7 @@ class TestBoundedMemory:
         for day in range(10):
             h.feed(sessions("acme", T0 + day * DAY, 24))
         assert h.engine.counts["duplicates"] == 0
-        assert len(h.engine.state.seen) <= 24 * 4  # about retention + a day, not all 240
+        assert len(restored(h.engine).seen) <= 24 * 4  # about retention + a day, not all 240
 
     def test_features_outside_the_adoption_lookback_are_forgotten(self) -> None:
         # A new feature name every day for 60 days (say, names with an id in them).
@@ -477,7 +489,7 @@ class TestBoundedMemory:
             for day in range(60)
         ]
         h = Harness().feed([*used, clock(T0 + 60 * DAY + 2 * HOUR)])
-        tenant = h.engine.state.tenants["acme"]
+        tenant = restored(h.engine).tenants["acme"]
         assert sorted(tenant.features) == sorted(f"report-{day}" for day in range(30, 60))
         # Measured at the last midnight: the features of the 30-day lookback, all still there.
         assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (30, 1.0)
@@ -509,7 +521,7 @@ class TestBoundedMemory:
             ("features", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
         ]
         # The limit is above every score's saturation point: adoption still has full points.
-        tenant = h.engine.state.tenants["acme"]
+        tenant = restored(h.engine).tenants["acme"]
         assert len(tenant.features) == 20
         assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (20, 1.0)
         metrics = Metrics()
@@ -521,7 +533,7 @@ class TestBoundedMemory:
             event("acme", "feature.used", T0 + HOUR, {"feature": name}) for name in "abc"
         ] + sessions("acme", T0 + 2 * HOUR, 40 * 24, spacing=HOUR)
         h = Harness().feed([*used, clock(T0 + 40 * DAY + 2 * HOUR)])
-        assert len(h.engine.state.tenants["acme"].features) == 1
+        assert len(restored(h.engine).tenants["acme"].features) == 1
         assert h.out["health"][-1]["components"]["adoption"]["value"] == 0
 
 
@@ -548,7 +560,7 @@ class TestRestore:
         with pytest.raises(
             ConfigError, match=r"\(engine\.shards was 32 and is now 16\); use a new store"
         ):
-            ShardEngine(other, h.rules, h.engine.state)
+            ShardEngine(other, h.rules, restored(h.engine))
 
     def test_a_state_saved_by_a_version_with_other_fields_is_refused(self) -> None:
         import pytest
@@ -556,19 +568,21 @@ class TestRestore:
         from vigil.errors import ConfigError
 
         h = Harness().feed(by_time(weeks("acme", [20])))
-        h.engine.state.layout["state_format"] = "0123456789ab"
+        saved = restored(h.engine)
+        saved.layout["state_format"] = "0123456789ab"
         with pytest.raises(ConfigError, match=r"another version of Vigil saved its state"):
-            ShardEngine(h.settings, h.rules, h.engine.state)
+            ShardEngine(h.settings, h.rules, saved)
 
     def test_a_state_saved_before_the_format_was_recorded_is_taken(self) -> None:
         h = Harness().feed(by_time(weeks("acme", [20])))
-        del h.engine.state.layout["state_format"]
-        assert ShardEngine(h.settings, h.rules, h.engine.state).state.tenants
+        saved = restored(h.engine)
+        del saved.layout["state_format"]
+        assert restored(ShardEngine(h.settings, h.rules, saved)).tenants
 
     def test_the_format_follows_the_fields(self) -> None:
         from dataclasses import dataclass
 
-        from vigil.shard import state_format
+        from vigil.shard_state import state_format
 
         @dataclass
         class Before:
@@ -624,14 +638,14 @@ class TestForgettingSilentTenants:
         last_event = T0 + HOUR + 9 * 4 * HOUR  # day 1, 13:00
         # Forgotten at the first midnight more than 31 days after its last event: day 33.
         before = self.feed(days=32)
-        assert set(before.engine.state.tenants) == {"gone", "kept"}
-        assert before.engine.state.tenants["gone"].last_event_at == last_event
+        assert set(restored(before.engine).tenants) == {"gone", "kept"}
+        assert restored(before.engine).tenants["gone"].last_event_at == last_event
         after = self.feed(days=33)
-        assert set(after.engine.state.tenants) == {"kept"}
+        assert set(restored(after.engine).tenants) == {"kept"}
         metrics = Metrics()
         metrics.record(after.engine.counts)
         assert metrics.value("vigil_tenants_forgotten_total") == 1
-        assert sum(after.engine.zones.values()) == 1  # its zone is no longer counted
+        assert sum(after.engine.figures().zones.values()) == 1  # its zone is not counted
         # Nothing else changed: the outputs up to then are the same.
         assert after.out["health"][: len(before.out["health"])] == before.out["health"]
 
@@ -639,7 +653,7 @@ class TestForgettingSilentTenants:
         h = self.feed(days=33)
         back = T0 + 33 * DAY + 3 * HOUR
         h.feed([event("gone", "user.session", back), clock(back + 2 * HOUR)])
-        tenant = h.engine.state.tenants["gone"]
+        tenant = restored(h.engine).tenants["gone"]
         assert (tenant.first_seen, tenant.last_event_at) == (back, back)
         assert tenant.sessions_by_day == {back // DAY: 1}
 
