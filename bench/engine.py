@@ -35,7 +35,7 @@ from vigil.flows.health import ShardChunk, _splitter  # noqa: E402
 from vigil.ids import shard_key  # noqa: E402
 from vigil.intake import Chunk, Intake  # noqa: E402
 from vigil.rules.engine import engine_for  # noqa: E402
-from vigil.rules.loader import load_rules  # noqa: E402
+from vigil.rules.loader import configured_rules  # noqa: E402
 from vigil.runner import tune_gc  # noqa: E402
 from vigil.settings import Settings  # noqa: E402
 from vigil.shard import Output, ShardEngine  # noqa: E402
@@ -66,7 +66,7 @@ def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], i
 def run_engines(
     batches: list[ShardBatches], settings: Settings
 ) -> tuple[float, list[Output], list[ShardEngine]]:
-    rules = engine_for(load_rules(settings.rules.paths, settings.health.zones))
+    rules = engine_for(configured_rules(settings))
     engines = {key: ShardEngine(settings, rules) for key in _shard_keys(settings)}
     out: list[Output] = []
     started = time.process_time()

@@ -31,7 +31,7 @@ from vigil.intake import Chunk, Tick
 from vigil.logs import BurstWatch
 from vigil.metrics import Metrics
 from vigil.rules.engine import RuleEngine, engine_for
-from vigil.rules.loader import load_rules
+from vigil.rules.loader import configured_rules
 from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
 from vigil.shard import ShardEngine
 from vigil.snapshots import SnapshotWriter, load_state
@@ -117,7 +117,7 @@ def build_flow(
     """`snapshots=False` when the run surely has no recovery store (`vigil run` knows;
     `python -m bytewax.run -r` decides outside the flow, so the default keeps them)."""
     metrics = metrics or Metrics()
-    rules = rules or engine_for(load_rules(settings.rules.paths, settings.health.zones))
+    rules = rules or engine_for(configured_rules(settings))
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
         state = load_state(resume) if resume else None

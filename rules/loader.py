@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from vigil.errors import RuleError
 from vigil.facts import SIGNAL, fact_fields
 from vigil.rules.model import Rule, RuleFile
-from vigil.settings import ZoneSettings, read_config_file
-from vigil.signals import SIGNAL_KINDS
+from vigil.settings import Settings, ZoneSettings, read_config_file
+from vigil.signals import SIGNAL_KINDS, SignalKind, signal_kinds
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -40,14 +40,19 @@ def rule_files(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def load_rules(paths: Sequence[str | Path] = (), zones: ZoneSettings | None = None) -> list[Rule]:
+def load_rules(
+    paths: Sequence[str | Path] = (),
+    zones: ZoneSettings | None = None,
+    signals: Mapping[str, SignalKind] = SIGNAL_KINDS,
+) -> list[Rule]:
     """All rules of all files, or RuleError listing every problem found. With `zones`
-    (the run's health.zones), a condition on zone and score they rule out is one."""
+    (the run's health.zones), a condition on zone and score they rule out is one.
+    `signals`: those rules may name (vigil.signals.signal_kinds of the settings)."""
     rules: list[Rule] = []
     problems: list[str] = []
     first_seen: dict[str, str] = {}
     for path in rule_files(paths):
-        loaded, file_problems = _load_file(path, zones)
+        loaded, file_problems = _load_file(path, zones, signals)
         problems += file_problems
         for rule, where in loaded:
             if rule.id in first_seen:
@@ -62,7 +67,18 @@ def load_rules(paths: Sequence[str | Path] = (), zones: ZoneSettings | None = No
     return rules
 
 
-def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule, str]], list[str]]:
+def configured_rules(settings: Settings, paths: Sequence[str | Path] | None = None) -> list[Rule]:
+    """The rules a run with these settings loads (`paths`, else `rules.paths`): checked
+    against its zones and the signals it declares."""
+    kinds = signal_kinds(settings.signals.declared)
+    return load_rules(
+        settings.rules.paths if paths is None else paths, settings.health.zones, kinds
+    )
+
+
+def _load_file(
+    path: Path, zones: ZoneSettings | None, signals: Mapping[str, SignalKind]
+) -> tuple[list[tuple[Rule, str]], list[str]]:
     try:
         text = read_config_file(path).decode("utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -78,7 +94,7 @@ def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule,
     if twice := _keys_given_twice(path, root, data):
         return [], twice
     try:
-        parsed = RuleFile.model_validate(data)
+        parsed = RuleFile.model_validate(data, context={"signals": signals})
     except ValidationError as exc:
         return [], [_describe(path, root, data, error) for error in exc.errors()]
     rules_node = _child(root, "rules")
@@ -86,7 +102,7 @@ def _load_file(path: Path, zones: ZoneSettings | None) -> tuple[list[tuple[Rule,
     for index, rule in enumerate(parsed.rules):
         rule_node = _child(rules_node, index)
         placed.append((rule, f"{path}:{_line(rule_node)}"))
-        problems += _template_problems(path, rule, rule_node)
+        problems += _template_problems(path, rule, rule_node, signals)
         problems += _zone_problems(path, rule, rule_node, zones)
     return placed, problems
 
@@ -101,25 +117,30 @@ def _zone_problems(
     return [f"{path}:{line}: rule '{rule.id}': when: this condition can never hold: {never}"]
 
 
-def _template_problems(path: Path, rule: Rule, rule_node: yaml.Node | None) -> list[str]:
+def _template_problems(
+    path: Path, rule: Rule, rule_node: yaml.Node | None, signals: Mapping[str, SignalKind]
+) -> list[str]:
     when = rule.when
-    known = ", ".join(sorted(fact_fields(when.fact, when.signal)))
+    known = ", ".join(sorted(fact_fields(when.fact, when.signal, signals)))
     problems = []
-    for (action, name), unknown in rule.unknown_template_fields():
+    for (action, name), unknown in rule.unknown_template_fields(signals):
         line = _line(_child(_child(rule_node, action), name))
         problems.append(
             f"{path}:{line}: rule '{rule.id}': {action}.{name} uses {', '.join(unknown)}, which "
-            f"{_lacking(when.fact, when.signal, unknown)} not carry (every match carries: {known})"
+            f"{_lacking(when.fact, when.signal, unknown, signals)} not carry "
+            f"(every match carries: {known})"
         )
     return problems
 
 
-def _lacking(kind: str, signals: Sequence[str] | None, unknown: list[str]) -> str:
+def _lacking(
+    kind: str, named: Sequence[str] | None, unknown: list[str], signals: Mapping[str, SignalKind]
+) -> str:
     """Which facts a rule matches lack `unknown` fields, in words: 'login_drop signal
     facts do' (a signal's evidence is its own), or 'a zone_change fact does'."""
     if kind != SIGNAL:
         return f"a {kind} fact does"
-    lacking = [s for s in signals or SIGNAL_KINDS if set(unknown) - fact_fields(kind, [s])]
+    lacking = [s for s in named or signals if set(unknown) - fact_fields(kind, [s], signals)]
     return f"{' and '.join(lacking)} signal facts do"
 
 

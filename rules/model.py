@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
 from vigil.rules.templates import placeholders
 from vigil.settings import Duration, ZoneSettings
-from vigil.signals import SIGNAL_KINDS
+from vigil.signals import SIGNAL_KINDS, SignalKind
 from vigil.zones import zone_of
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -23,9 +32,17 @@ def _as_tuple(value: Any) -> Any:
     return (value,) if isinstance(value, str) else value
 
 
-def _known_signal(name: str) -> str:
-    if name not in SIGNAL_KINDS:
-        msg = f"unknown signal {name!r}: Vigil detects {', '.join(sorted(SIGNAL_KINDS))}"
+def signal_kinds_of(info: ValidationInfo) -> Mapping[str, SignalKind]:
+    """The signals rules may name: the built-in ones, and those the settings declare when
+    the loader hands them over (`context={"signals": ...}`)."""
+    kinds: Mapping[str, SignalKind] = (info.context or {}).get("signals", SIGNAL_KINDS)
+    return kinds
+
+
+def _known_signal(name: str, info: ValidationInfo) -> str:
+    kinds = signal_kinds_of(info)
+    if name not in kinds:
+        msg = f"unknown signal {name!r}: Vigil detects {', '.join(sorted(kinds))}"
         raise ValueError(msg)
     return name
 
@@ -53,19 +70,19 @@ class When(_Strict):
     score_at_least: float | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
-    def _fits_the_fact(self) -> When:
+    def _fits_the_fact(self, info: ValidationInfo) -> When:
         if self.signal is not None and self.fact != "signal":
             raise ValueError("'signal' can only be used with fact: signal")
         if self.from_zone is not None and self.fact != "zone_change":
             raise ValueError("'from_zone' can only be used with fact: zone_change")
-        if never := self._never_holds():
+        if never := self._never_holds(signal_kinds_of(info)):
             raise ValueError(f"this condition can never hold: {never}")
         return self
 
-    def _never_holds(self) -> str | None:
+    def _never_holds(self, kinds: Mapping[str, SignalKind]) -> str | None:
         """Why no fact can match, for the conditions whose values rule each other out: a
         rule that silently never fires is worse than one refused at load."""
-        possible = fact_severities(self.fact, self.signal)
+        possible = fact_severities(self.fact, self.signal, kinds)
         if self.fact == ZONE_CHANGE and self.zone is not None:
             possible &= {ZONE_SEVERITY[zone] for zone in self.zone}  # severity follows zone
         if self.severity is not None and not possible & set(self.severity):
@@ -158,10 +175,12 @@ class Rule(_Strict):
             raise ValueError("a rule needs a task, a notification or both")
         return self
 
-    def unknown_template_fields(self) -> list[tuple[tuple[str, str], list[str]]]:
+    def unknown_template_fields(
+        self, kinds: Mapping[str, SignalKind] = SIGNAL_KINDS
+    ) -> list[tuple[tuple[str, str], list[str]]]:
         """(action, field) of each template naming fields that not every fact the rule
         matches carries (they would render as "n/a")."""
-        known = fact_fields(self.when.fact, self.when.signal)
+        known = fact_fields(self.when.fact, self.when.signal, kinds)
         found = []
         for action in ("task", "notification"):
             model = getattr(self, action)

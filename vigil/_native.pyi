@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from vigil.measures import Compiled
 from vigil.policy import Policy
 from vigil.settings import Settings
 
@@ -18,6 +19,7 @@ class ShardCore:
         known: frozenset[str],
         session_days_kept: int,
         memo_size: int,
+        declared: Compiled,
     ) -> None: ...
     def process(self, items: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]: ...
     def take_counts(self) -> tuple[dict[str, int], dict[str, int]]: ...

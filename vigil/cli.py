@@ -872,21 +872,22 @@ def _recovery_init(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     from vigil.facts import FACT_KINDS, SIGNAL, fact_fields
-    from vigil.rules.loader import describe_rules, load_rules, rule_files
-    from vigil.signals import SIGNAL_KINDS
+    from vigil.rules.loader import configured_rules, describe_rules, rule_files
+    from vigil.signals import signal_kinds
     from vigil.words import counted
 
     settings = _settings("rules", args.config)  # the rules are checked as `vigil run` does
     paths = args.paths or settings.rules.paths
-    rules = load_rules(paths, settings.health.zones)
+    rules = configured_rules(settings, paths)
+    kinds = signal_kinds(settings.signals.declared)
     files = rule_files(paths)
     _say(f"{counted(len(rules), 'rule')} OK in {counted(len(files), 'file')}:")
     for line in describe_rules(rules):
         _say(f"  {line}")
     _say("fields a template can use, by fact:")
     for kind in FACT_KINDS:
-        _say(f"  {kind}: {', '.join(sorted(fact_fields(kind)))}")  # every fact of the kind
-        for name, signal in SIGNAL_KINDS.items() if kind == SIGNAL else ():
+        _say(f"  {kind}: {', '.join(sorted(fact_fields(kind, None, kinds)))}")  # every one
+        for name, signal in kinds.items() if kind == SIGNAL else ():
             _say(f"    {name} adds: {', '.join(sorted(signal.evidence))}")
     return 0
 

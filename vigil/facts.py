@@ -5,11 +5,11 @@ A fact is a flat dict, so rule conditions and templates address its fields by na
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from vigil.ids import stable_id
-from vigil.signals import SIGNAL_KINDS
+from vigil.signals import SIGNAL_KINDS, SignalKind
 from vigil.timeutil import to_iso
 
 SIGNAL = "signal"
@@ -42,20 +42,28 @@ _OWN_FIELDS = {
 _SEVERITIES = {ZONE_CHANGE: frozenset(ZONE_SEVERITY.values()), SCORE_DROP: frozenset({"medium"})}
 
 
-def fact_fields(kind: str, signals: Iterable[str] | None = None) -> frozenset[str]:
+def fact_fields(
+    kind: str,
+    signals: Iterable[str] | None = None,
+    kinds: Mapping[str, SignalKind] = SIGNAL_KINDS,
+) -> frozenset[str]:
     """The fields every fact of `kind` carries; for signal facts, every fact of `signals`
-    (of any signal when None), since each signal fills its own evidence."""
+    (of any of `kinds` when None), since each signal fills its own evidence."""
     if kind != SIGNAL:
         return COMMON_FIELDS | _OWN_FIELDS[kind]
-    evidence = [SIGNAL_KINDS[name].evidence for name in signals or SIGNAL_KINDS]
+    evidence = [kinds[name].evidence for name in signals or kinds]
     return COMMON_FIELDS | SIGNAL_RECORD_FIELDS | frozenset.intersection(*evidence)
 
 
-def fact_severities(kind: str, signals: Iterable[str] | None = None) -> frozenset[str]:
-    """The severities a fact of `kind` (of `signals`, any when None) can have."""
+def fact_severities(
+    kind: str,
+    signals: Iterable[str] | None = None,
+    kinds: Mapping[str, SignalKind] = SIGNAL_KINDS,
+) -> frozenset[str]:
+    """The severities a fact of `kind` (of `signals`, any of `kinds` when None) can have."""
     if kind != SIGNAL:
         return _SEVERITIES[kind]
-    return frozenset().union(*(SIGNAL_KINDS[name].severities for name in signals or SIGNAL_KINDS))
+    return frozenset().union(*(kinds[name].severities for name in signals or kinds))
 
 
 def _context(

@@ -40,6 +40,7 @@ class Policy:
         self.settings = settings
         self.rules = rules
         self.counts: Counter[str] = Counter()
+        self._declared = list(settings.signals.declared)
         # The tenants refused a key since midnight, by map (see refused_key).
         self._refused_today: dict[str, set[str]] = {}
 
@@ -72,6 +73,29 @@ class Policy:
         return sig.signal_record(
             tenant_id, sig.ONBOARDING_STALLED, last_progress, deadline, finding
         )
+
+    def declared_signal_record(
+        self, tenant_id: str, index: int, value: float, per: float | None, now: int
+    ) -> dict[str, Any]:
+        """The record of a signal declared over measures (vigil.measures): its measure
+        (or the ratio to its `per` measure) crossed a bound at `now`."""
+        name = self._declared[index]
+        signal = self.settings.signals.declared[name]
+        compared = value if per is None else value / per
+        over = signal.above is not None and compared > signal.above
+        evidence: dict[str, Any] = {"measure": signal.measure, "measured": value}
+        if signal.per is not None:
+            evidence.update(per=signal.per, per_measured=per, ratio=round(compared, 4))
+        finding = sig.Finding(
+            value=round(compared, 4),
+            baseline=per if per is not None else 0,
+            threshold=signal.above if over else signal.below,  # type: ignore[arg-type]
+            severity=signal.severity,
+            evidence=evidence,
+        )
+        window = self.settings.measures[signal.measure].window
+        start = now - (window or self.settings.engine.health_step)
+        return sig.signal_record(tenant_id, name, start, now, finding)
 
     def signal_actions(
         self,
@@ -117,6 +141,9 @@ class Policy:
         example, and in one line a day per map (see report_refusals): a producer that
         puts ids into names usually does it for every tenant, on every event."""
         kind, key_attr = KEYED_MAPS[event.type]
+        self._refused(kind, event, event.attrs[key_attr])
+
+    def _refused(self, kind: str, event: Event, key: Any) -> None:
         self.counts[f"keys_refused:{kind}"] += 1
         tenants = self._refused_today.setdefault(kind, set())
         if not tenants:
@@ -126,11 +153,16 @@ class Policy:
                     "tenant": event.tenant_id,
                     "map": kind,
                     "limit": self.settings.engine.max_keys_per_tenant,
-                    "refused": event.attrs[key_attr],
+                    "refused": key,
                     "at": to_iso(event.ts),
                 },
             )
         tenants.add(event.tenant_id)
+
+    def measure_key_refused(self, measure: str, event: Event) -> None:
+        """A declared measure refused a new key: counted and reported as the built-in
+        maps' are, under the measure's name."""
+        self._refused(f"measures.{measure}", event, None)
 
     def report_refusals(self, now: int) -> None:
         for kind, tenants in sorted(self._refused_today.items()):

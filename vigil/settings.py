@@ -31,7 +31,16 @@ from pydantic import (
 )
 
 from vigil.errors import ConfigError
-from vigil.events import FEW_ATTRS, FLAT_DEPTH, MAX_ATTRS, MAX_DEPTH, UTF8_BOM, Limits
+from vigil.events import (
+    CATALOGUE_ATTRS,
+    FEW_ATTRS,
+    FLAT_DEPTH,
+    KNOWN_TYPES,
+    MAX_ATTRS,
+    MAX_DEPTH,
+    UTF8_BOM,
+    Limits,
+)
 from vigil.kafka_secrets import MASK, is_sensitive, masked
 from vigil.logs import kafka_client_logger
 from vigil.streams import OUTPUTS
@@ -201,10 +210,74 @@ class ErrorSpikeSettings(_Section):
         return self
 
 
+MeasureKind = Literal["count", "sum", "distinct", "top_share", "latest", "open_items", "days_since"]
+# The kinds that read a field of their events, and those counted over a window.
+FIELD_KINDS = frozenset({"sum", "distinct", "top_share", "latest", "open_items"})
+WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
+# A tenant keeps a bit per declared signal.
+MAX_DECLARED_SIGNALS = 64
+
+
+class MeasureSettings(_Section):
+    """A measure of each tenant's events, computed by the engine (`[measures.NAME]`)."""
+
+    kind: MeasureKind
+    # The event types it counts (for open_items: those that open an item).
+    events: tuple[str, ...] = Field(min_length=1)
+    # "user_id", or "attrs.NAME": what sum adds, distinct and top_share tell apart,
+    # latest keeps, open_items keys its items by.
+    field: str | None = None
+    # Only events whose attributes have these string values.
+    where: dict[str, str] = Field(default_factory=dict)
+    # count, sum, distinct and top_share: over the last this long, in whole days (or
+    # whole health steps for a window shorter than a day), the current one included.
+    window: Duration | None = None
+    # open_items: the event types that close an item (by the same field).
+    closed_by: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> MeasureSettings:
+        if (self.field is None) == (self.kind in FIELD_KINDS):
+            needs = "needs a" if self.kind in FIELD_KINDS else "takes no"
+            raise ValueError(f"a {self.kind} measure {needs} field")
+        if (self.window is None) == (self.kind in WINDOW_KINDS):
+            needs = "needs a" if self.kind in WINDOW_KINDS else "takes no"
+            raise ValueError(f"a {self.kind} measure {needs} window")
+        if self.closed_by and self.kind != "open_items":
+            raise ValueError("closed_by is for open_items measures")
+        return self
+
+
+class DeclaredSignal(_Section):
+    """A signal raised when a measure, or its ratio to another (`per`), crosses a bound
+    (`[signals.NAME]`, besides the built-in ones): once per crossing."""
+
+    measure: str
+    per: str | None = None
+    above: float | None = None
+    below: float | None = None
+    severity: Literal["low", "medium", "high"] = "medium"
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> DeclaredSignal:
+        if self.above is None and self.below is None:
+            raise ValueError("a declared signal needs a bound: above, below or both")
+        return self
+
+
 class SignalSettings(_Section):
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    # Any other key declares a signal over the measures.
+    __pydantic_extra__: dict[str, DeclaredSignal] = Field(init=False)
+
     login_drop: LoginDropSettings = LoginDropSettings()
     onboarding_stalled: OnboardingStalledSettings = OnboardingStalledSettings()
     error_spike: ErrorSpikeSettings = ErrorSpikeSettings()
+
+    @property
+    def declared(self) -> dict[str, DeclaredSignal]:
+        """The signals declared over measures, by name."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class LoginActivityComponent(_Section):
@@ -489,6 +562,7 @@ class LogSettings(_Section):
 class Settings(_Section):
     input: InputSettings = InputSettings()
     engine: EngineSettings = EngineSettings()
+    measures: dict[str, MeasureSettings] = Field(default_factory=dict)
     signals: SignalSettings = SignalSettings()
     health: HealthSettings = HealthSettings()
     rules: RulesSettings = RulesSettings()
@@ -498,12 +572,52 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
+    def _measures_name_what_exists(self) -> Settings:
+        """Every event type, field and measure a declaration names exists, or it is
+        refused at start with its key."""
+        for name, measure in self.measures.items():
+            key = f"measures.{name}"
+            for kind in (*measure.events, *measure.closed_by):
+                if kind not in KNOWN_TYPES:
+                    raise ValueError(f"{key}: no event type {kind!r} in the catalogue")
+            attrs = [f"attrs.{a}" for a in measure.where]
+            if measure.field is not None and measure.field != "user_id":
+                attrs.append(measure.field)
+            for attr in attrs:
+                lacking = [
+                    kind
+                    for kind in (*measure.events, *measure.closed_by)
+                    if attr.removeprefix("attrs.") not in CATALOGUE_ATTRS.get(kind, ())
+                ]
+                if not attr.startswith("attrs.") or lacking:
+                    raise ValueError(
+                        f"{key}: no field {attr!r} on {', '.join(lacking) or 'events'} "
+                        "(a field is user_id or attrs.NAME of the catalogue)"
+                    )
+        declared = self.signals.declared
+        if len(declared) > MAX_DECLARED_SIGNALS:
+            raise ValueError(f"signals: at most {MAX_DECLARED_SIGNALS} declared signals")
+        for name, signal in declared.items():
+            for part, named in (("measure", signal.measure), ("per", signal.per)):
+                if named is not None and named not in self.measures:
+                    known = ", ".join(sorted(self.measures)) or "none declared"
+                    raise ValueError(
+                        f"signals.{name}.{part}: no measure {named!r} (measures: {known})"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _windows_fit_the_step(self) -> Settings:
         step = self.engine.health_step
         windows = {
             "signals.login_drop.window": self.signals.login_drop.window,
             "signals.error_spike.window": self.signals.error_spike.window,
             "signals.error_spike.history": self.signals.error_spike.history,
+            **{
+                f"measures.{name}.window": measure.window
+                for name, measure in self.measures.items()
+                if measure.window is not None
+            },
         }
         for key, size in windows.items():
             if size % step:
@@ -538,6 +652,11 @@ class Settings(_Section):
             "health.components.adoption.lookback": self.health.components.adoption.lookback,
             "health.drop_window": self.health.drop_window,
             "health.warmup": self.health.warmup,
+            **{
+                f"measures.{name}.window": measure.window
+                for name, measure in self.measures.items()
+                if measure.window is not None
+            },
             f"{SESSION_DAYS_KEPT} days of sessions (health.components.login_trend)": (
                 SESSION_DAYS_KEPT * MS_PER_DAY
             ),

@@ -28,6 +28,7 @@ from vigil._native import ShardCore
 from vigil.errors import ConfigError
 from vigil.events import KNOWN_TYPES, Event
 from vigil.intake import Tick
+from vigil.measures import compiled
 from vigil.metrics import ShardFigures
 from vigil.policy import Policy
 from vigil.rules.engine import RuleEngine
@@ -65,7 +66,14 @@ class ShardEngine:
         self.counts = self.policy.counts
         self.type_counts: Counter[str] = Counter()
         self.core = ShardCore(
-            settings, self.policy, Event, to_iso, KNOWN_TYPES, SESSION_DAYS_KEPT, MEMO_SIZE
+            settings,
+            self.policy,
+            Event,
+            to_iso,
+            KNOWN_TYPES,
+            SESSION_DAYS_KEPT,
+            MEMO_SIZE,
+            compiled(settings),
         )
         if state is not None:
             # Scores kept as the drop window's peaks under other health settings are of

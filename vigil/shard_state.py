@@ -73,8 +73,17 @@ _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # Formats of older versions this one still reads (vigil.snapshots.load_state converts
 # them): the state pickled whole; tenants pickled one by one without last_event_at; and
 # with it, but event ids kept without their tenant.
+# Before declared measures: tenants without `measured` and `signals_raised` (the core
+# starts those empty), in every other way this format.
+BEFORE_MEASURES = "8c33768149e3"
 READABLE_FORMATS = frozenset(
-    {STATE_FORMAT, _FORMAT_BEFORE_IT_WAS_RECORDED, "ab073bfcfb3f", "cb0820d49a8e"}
+    {
+        STATE_FORMAT,
+        BEFORE_MEASURES,
+        _FORMAT_BEFORE_IT_WAS_RECORDED,
+        "ab073bfcfb3f",
+        "cb0820d49a8e",
+    }
 )
 
 

@@ -7,12 +7,12 @@ functions decide *whether* it signals, and say why in the evidence.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vigil.ids import stable_id
-from vigil.settings import ErrorSpikeSettings, LoginDropSettings
+from vigil.settings import DeclaredSignal, ErrorSpikeSettings, LoginDropSettings
 from vigil.timeutil import MS_PER_HOUR, format_duration, to_iso
 
 LOGIN_DROP = "login_drop"
@@ -63,6 +63,21 @@ SIGNAL_KINDS = {
         ),
     ),
 }
+
+
+# What a signal declared over measures (`[signals.NAME]` with a measure) carries as
+# evidence: the measure's name and value, and with `per` that measure's and the ratio.
+DECLARED_EVIDENCE = frozenset({"measure", "measured"})
+DECLARED_PER_EVIDENCE = frozenset({"per", "per_measured", "ratio"})
+
+
+def signal_kinds(declared: Mapping[str, DeclaredSignal]) -> dict[str, SignalKind]:
+    """The built-in signals and those declared in the settings, for the rules."""
+    kinds = dict(SIGNAL_KINDS)
+    for name, signal in declared.items():
+        evidence = DECLARED_EVIDENCE | (DECLARED_PER_EVIDENCE if signal.per else frozenset())
+        kinds[name] = SignalKind(frozenset({signal.severity}), evidence)
+    return kinds
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Everything a signal or a health component needs is kept in bounded, bucketed for
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # The health components, in the order of health records; a bit each in `stale`.
 COMPONENT_NAMES = (
@@ -73,3 +74,7 @@ class TenantState:
     # (Tenants are pickled by field name: one saved before this field has all the others,
     # and vigil.snapshots.load_state sets this one.)
     last_event_at: int = 0
+    # The declared measures' states (name -> (its declaration's digest, state)) and the
+    # declared signals its measures cross now (raised once per crossing).
+    measured: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    signals_raised: list[str] = field(default_factory=list)

@@ -4,9 +4,11 @@
 //! letters, logs) goes to the shard's policy, vigil.policy.Policy, by its public
 //! methods. tests/vigil/test_golden.py pins the outputs on simulated streams.
 
+mod declared;
 mod fmt;
 mod ids;
 mod intake;
+mod measures;
 mod score;
 mod tenant;
 
@@ -98,6 +100,10 @@ struct ShardCore {
     // vigil.facts' builders of the facts the core derives itself.
     zone_change_fact: Py<PyAny>,
     score_drop_fact: Py<PyAny>,
+    // The measures and signals declared in the settings.
+    declared: declared::Declared,
+    // Their signals' names, in declaration order.
+    declared_names: Vec<String>,
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
@@ -196,6 +202,7 @@ fn dedup_key(key: &mut String, tenant_id: &str, event_id: &str) {
 #[pymethods]
 impl ShardCore {
     #[new]
+    #[allow(clippy::too_many_arguments)] // what vigil.shard hands over, once per shard
     fn new(
         settings: &Bound<'_, PyAny>,
         policy: Py<PyAny>,
@@ -204,6 +211,7 @@ impl ShardCore {
         known: HashSet<String>,
         session_days_kept: i64,
         memo_size: usize,
+        declared: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let py = settings.py();
         // The components in the order of health records, which the measures here follow
@@ -302,6 +310,11 @@ impl ShardCore {
                 .collect(),
             zone_change_fact: facts.getattr("zone_change_fact")?.unbind(),
             score_drop_fact: facts.getattr("score_drop_fact")?.unbind(),
+            declared: declared::Declared::new(
+                declared.getattr("measures")?.extract()?,
+                declared.getattr("conditions")?.extract()?,
+            )?,
+            declared_names: declared.getattr("signals")?.extract()?,
         })
     }
 
@@ -387,10 +400,20 @@ impl ShardCore {
         tenant_id: &str,
         cls: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.tenants
-            .get(tenant_id)
-            .map(|t| t.to_py(py, cls))
-            .transpose()
+        let Some(tenant) = self.tenants.get(tenant_id) else {
+            return Ok(None);
+        };
+        let obj = tenant.to_py(py, cls)?;
+        obj.setattr("measured", self.declared.to_py(py, &tenant.measured)?)?;
+        let raised: Vec<&str> = self
+            .declared_names
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| tenant.declared_active & (1 << index) != 0)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        obj.setattr("signals_raised", raised)?;
+        Ok(Some(obj))
     }
 
     /// The tenants changed since the last call (touched, and applied but not re-scored).
@@ -456,7 +479,19 @@ impl ShardCore {
             .call_method0("values")?
             .try_iter()?
         {
-            let tenant = Tenant::from_py(&tenant?)?;
+            let tenant = tenant?;
+            let saved = tenant.getattr("measured").ok();
+            let raised: Vec<String> = match tenant.getattr("signals_raised") {
+                Ok(names) => names.extract()?,
+                Err(_) => Vec::new(), // a store of a version without declared signals
+            };
+            let mut tenant = Tenant::from_py(&tenant)?;
+            tenant.measured = self.declared.restored(saved)?;
+            for (index, name) in self.declared_names.iter().enumerate() {
+                if raised.contains(name) {
+                    tenant.declared_active |= 1 << index;
+                }
+            }
             if let Some(zone) = tenant.zone {
                 *self.zones.entry(zone).or_insert(0) += 1;
             }
@@ -732,9 +767,9 @@ impl ShardCore {
                     let id: Rc<str> = tenant_str.into();
                     self.rescore_after(ts + self.cfg.warmup, &id);
                     let py_id = tenant_obj.cast::<PyString>()?.clone().unbind();
-                    self.tenants
-                        .insert_full(id.clone(), Tenant::new(id, py_id, ts))
-                        .0
+                    let mut tenant = Tenant::new(id.clone(), py_id, ts);
+                    tenant.measured = self.declared.fresh();
+                    self.tenants.insert_full(id, tenant).0
                 }
             };
             let tenant = &mut self.tenants[index];
@@ -745,6 +780,20 @@ impl ShardCore {
                 }
             }
             let effect = tenant.apply(ts, payload, &self.buckets);
+            if !self.declared.is_empty() {
+                let refused = self.declared.apply(
+                    &mut tenant.measured,
+                    kind,
+                    ts,
+                    &event,
+                    self.buckets.max_keys,
+                )?;
+                for name in refused {
+                    self.policy
+                        .bind(py)
+                        .call_method1(intern!(py, "measure_key_refused"), (name, &event))?;
+                }
+            }
             let last_progress = tenant.last_progress;
             let tenant_id = tenant.tenant_id.clone();
             self.dirty.insert(tenant_id.clone());
@@ -870,11 +919,31 @@ impl ShardCore {
         let reweigh = std::mem::take(&mut self.reweigh);
         let mut dirty: Vec<Id> = self.dirty.drain().collect();
         dirty.sort();
+        let mut raised = Vec::new();
+        if !self.declared.is_empty() {
+            for tenant_id in &dirty {
+                let tenant = self
+                    .tenants
+                    .get_mut(tenant_id)
+                    .expect("dirty tenants exist");
+                let found =
+                    self.declared
+                        .evaluate(&tenant.measured, &mut tenant.declared_active, now);
+                raised.extend(found.into_iter().map(|r| (tenant_id.clone(), r)));
+            }
+        }
         for tenant_id in &dirty {
             self.score(py, tenant_id, now, out, reweigh)?;
         }
         self.touched.extend(dirty);
         for (tenant_id, record) in found {
+            self.emit_signal(py, &tenant_id, record, now, out)?;
+        }
+        for (tenant_id, (signal, value, per)) in raised {
+            let record = self.policy.bind(py).call_method1(
+                intern!(py, "declared_signal_record"),
+                (&*tenant_id, signal, value, per, now),
+            )?;
             self.emit_signal(py, &tenant_id, record, now, out)?;
         }
         Ok(())
@@ -913,6 +982,7 @@ impl ShardCore {
                 keep_from,
                 self.scorer.parts.adoption_lookback,
             );
+            self.declared.prune(&mut tenant.measured, now);
         }
         let forget_before = floor_div(now - self.cfg.dedup_retention, MS_PER_DAY);
         let old: Vec<i64> = self

@@ -141,6 +141,10 @@ pub struct Tenant {
     pub recent_scores: Vec<(i64, f64)>,
     pub cooldowns: Option<Py<PyDict>>,
     pub last_event_at: i64,
+    /// The declared measures' states (crate::declared), and a bit per declared signal
+    /// the tenant's measures cross now.
+    pub measured: Vec<crate::measures::State>,
+    pub declared_active: u64,
 }
 
 impl Tenant {
@@ -183,6 +187,8 @@ impl Tenant {
             recent_scores: Vec::new(),
             cooldowns: None,
             last_event_at: 0,
+            measured: Vec::new(),
+            declared_active: 0,
         }
     }
 

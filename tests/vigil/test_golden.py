@@ -79,6 +79,51 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "declared measures": {
+        "measures": {
+            "active_users": {
+                "kind": "distinct",
+                "events": ["user.session"],
+                "field": "user_id",
+                "window": "7d",
+            },
+            "seats": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.seats"},
+            "open_tickets": {
+                "kind": "open_items",
+                "events": ["ticket.created"],
+                "closed_by": ["ticket.resolved"],
+                "field": "attrs.ticket_id",
+            },
+            "p1s": {
+                "kind": "count",
+                "events": ["ticket.created"],
+                "where": {"priority": "P1"},
+                "window": "7d",
+            },
+            "top_user": {
+                "kind": "top_share",
+                "events": ["user.session"],
+                "field": "user_id",
+                "window": "7d",
+            },
+            "quiet": {"kind": "days_since", "events": ["user.session"]},
+            "paid": {
+                "kind": "sum",
+                "events": ["billing.invoice"],
+                "field": "attrs.amount",
+                "where": {"status": "paid"},
+                "window": "30d",
+            },
+        },
+        "signals": {
+            "seat_use": {"measure": "active_users", "per": "seats", "above": 0.3},
+            "ticket_pile": {"measure": "open_tickets", "above": 1},
+            "p1_week": {"measure": "p1s", "above": 0},
+            "one_user": {"measure": "top_user", "above": 0.5},
+            "gone_quiet": {"measure": "quiet", "above": 3, "severity": "high"},
+            "unpaid_month": {"measure": "paid", "below": 1},
+        },
+    },
 }
 
 
@@ -171,6 +216,9 @@ def test_a_simulated_fleet_gives_the_recorded_outputs(variant: str) -> None:
         assert counts["tenants_forgotten"] and any(k.startswith("keys_refused") for k in counts)
     if variant == "short windows":
         assert {"fact:score_drop", "signal:onboarding_stalled"} <= set(counts)
+    for name in VARIANTS[variant].get("signals", {}):
+        if name not in ("login_drop", "error_spike", "onboarding_stalled"):
+            assert counts[f"signal:{name}"], f"{name} never raised"
 
 
 def test_a_snapshot_resumes_as_if_never_stopped() -> None:

@@ -30,6 +30,8 @@ PREVIOUS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-ab073bfcfb
 # The same state saved by Vigil 069497c in format cb0820d49a8e (event ids kept without
 # their tenant).
 BARE_IDS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-cb0820d49a8e.pickle"
+# The same state saved before declared measures, in format 8c33768149e3.
+BEFORE_MEASURES_STATE = Path(__file__).parent / "data" / "shard-state-8c33768149e3.pickle"
 # The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
@@ -224,6 +226,20 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
     kept = {n["notification_id"] for n in h.out["notifications"] if _drop(n)}
     assert kept < drops  # some missed (as this stream is made to), none made up
     assert h.engine.counts["duplicates"] == 10  # resends of ids saved bare
+
+
+def test_a_state_saved_before_declared_measures_resumes_with_them_empty() -> None:
+    first, second = restore_stream()
+    straight = Harness().feed(first).feed(second)
+    saved = load_state(BEFORE_MEASURES_STATE.read_bytes())
+    assert saved.layout["state_format"] == "8c33768149e3"
+    assert not any(hasattr(t, "measured") for t in saved.tenants.values())
+    h = Harness().feed(first)
+    h.engine = ShardEngine(h.settings, h.rules, saved)
+    again = restored(h.engine)
+    assert {t.measured == {} and t.signals_raised == [] for t in again.tenants.values()} == {True}
+    h.feed(second)
+    assert _but_score_drops(h.out) == _but_score_drops(straight.out)
 
 
 def _drop(record: dict[str, Any]) -> bool:

@@ -1,0 +1,347 @@
+//! Measures declared in the settings (`[measures.NAME]`): generic aggregations of a
+//! tenant's events, each a kind, the event types that feed it, an optional attribute
+//! filter and field, and a window. A measure's state is bounded: bucketed counts over
+//! its window, at most `engine.max_keys_per_tenant` keys.
+//!
+//! A new kind is one `Kind` variant, its `State`, and the arms of `apply`, `value` and
+//! `prune` below, with its declaration in vigil/measures.py.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::fmt::floor_to;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// Events in the window.
+    Count,
+    /// A numeric field summed over the window.
+    Sum,
+    /// Distinct values of a field seen in the window (active users, features used).
+    Distinct,
+    /// The most frequent value's share of the window's events (one user's share of
+    /// sessions); none without events.
+    TopShare,
+    /// The latest value of a field, and the one before it.
+    Latest,
+    /// Items opened by the measure's events and closed by `closed_by` ones, keyed by the
+    /// field (open tickets, unpaid invoices): how many are open.
+    OpenItems,
+    /// Days since the latest of the measure's events.
+    DaysSince,
+}
+
+/// A field's value on an event.
+#[derive(Clone, PartialEq, Debug)]
+pub enum Reading {
+    Num(f64),
+    Text(Box<str>),
+}
+
+impl Reading {
+    fn key(&self) -> Box<str> {
+        match self {
+            Reading::Text(text) => text.clone(),
+            Reading::Num(x) => x.to_string().into_boxed_str(),
+        }
+    }
+
+    pub fn num(&self) -> Option<f64> {
+        match self {
+            Reading::Num(x) => Some(*x),
+            Reading::Text(_) => None,
+        }
+    }
+}
+
+/// A declared measure, as the core reads it from the settings.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub kind: Kind,
+    /// The window's length and the bucket its counts are kept in (days for a window of
+    /// whole days, the health step otherwise); 0 for kinds without a window.
+    pub window: i64,
+    pub bucket: i64,
+}
+
+impl Spec {
+    /// The first bucket of the window that ends at `now`: the last window / bucket
+    /// buckets, the one `now` is in (or ends) included.
+    fn first_bucket(&self, now: i64) -> i64 {
+        floor_to(now - 1, self.bucket, 0) - (self.window / self.bucket - 1) * self.bucket
+    }
+}
+
+/// A measure's state for one tenant.
+#[derive(Clone, PartialEq, Debug)]
+pub enum State {
+    /// (bucket start, count or sum), oldest first.
+    Buckets(VecDeque<(i64, f64)>),
+    /// Key -> when it was last seen (distinct) or opened (open items).
+    Keys(HashMap<Box<str>, i64>),
+    /// Key -> its (bucket start, count), oldest first.
+    Shares(HashMap<Box<str>, VecDeque<(i64, f64)>>),
+    /// The latest value and the one before it.
+    Latest(Option<Reading>, Option<Reading>),
+    /// The latest event's time.
+    Last(Option<i64>),
+}
+
+/// What an event does to a measure.
+pub enum Touch {
+    /// One of the measure's own events, with the field's value (None for kinds without
+    /// a field).
+    Feed(Option<Reading>),
+    /// A `closed_by` event of open items, with the item's key.
+    Close(Reading),
+}
+
+impl State {
+    pub fn new(kind: Kind) -> State {
+        match kind {
+            Kind::Count | Kind::Sum => State::Buckets(VecDeque::new()),
+            Kind::Distinct | Kind::OpenItems => State::Keys(HashMap::default()),
+            Kind::TopShare => State::Shares(HashMap::default()),
+            Kind::Latest => State::Latest(None, None),
+            Kind::DaysSince => State::Last(None),
+        }
+    }
+
+    /// Fold an event in; false when it named a new key past `max_keys` (not kept).
+    pub fn apply(&mut self, spec: &Spec, ts: i64, touch: Touch, max_keys: usize) -> bool {
+        match (self, touch) {
+            (State::Buckets(buckets), Touch::Feed(reading)) => {
+                let amount = match spec.kind {
+                    Kind::Sum => match reading.as_ref().and_then(Reading::num) {
+                        Some(x) => x,
+                        None => return true, // not a number: nothing to add
+                    },
+                    _ => 1.0,
+                };
+                add(buckets, floor_to(ts, spec.bucket, 0), amount);
+                true
+            }
+            (State::Keys(keys), Touch::Feed(Some(reading))) => {
+                let key = reading.key();
+                if let Some(at) = keys.get_mut(&key) {
+                    if spec.kind == Kind::Distinct {
+                        *at = (*at).max(ts);
+                    }
+                    return true;
+                }
+                if keys.len() >= max_keys {
+                    return false;
+                }
+                keys.insert(key, ts);
+                true
+            }
+            (State::Keys(keys), Touch::Close(reading)) => {
+                keys.remove(&reading.key());
+                true
+            }
+            (State::Shares(shares), Touch::Feed(Some(reading))) => {
+                let key = reading.key();
+                let bucket = floor_to(ts, spec.bucket, 0);
+                let full = shares.len() >= max_keys;
+                match shares.get_mut(&key) {
+                    Some(counts) => add(counts, bucket, 1.0),
+                    None if full => return false,
+                    None => {
+                        shares.insert(key, VecDeque::from([(bucket, 1.0)]));
+                    }
+                }
+                true
+            }
+            (State::Latest(latest, previous), Touch::Feed(Some(reading))) => {
+                *previous = latest.replace(reading);
+                true
+            }
+            (State::Last(last), Touch::Feed(_)) => {
+                *last = Some(last.map_or(ts, |at| at.max(ts)));
+                true
+            }
+            _ => true, // an event without the field
+        }
+    }
+
+    /// The measure's value at `now`; None when it has none (no data).
+    pub fn value(&self, spec: &Spec, now: i64) -> Option<f64> {
+        match self {
+            State::Buckets(buckets) => {
+                let first = spec.first_bucket(now);
+                Some(
+                    buckets
+                        .iter()
+                        .filter(|(b, _)| *b >= first)
+                        .map(|(_, n)| n)
+                        .sum(),
+                )
+            }
+            State::Keys(keys) => Some(match spec.kind {
+                Kind::Distinct => {
+                    let first = spec.first_bucket(now);
+                    keys.values().filter(|at| **at >= first).count() as f64
+                }
+                _ => keys.len() as f64,
+            }),
+            State::Shares(shares) => {
+                let first = spec.first_bucket(now);
+                let in_window = |counts: &VecDeque<(i64, f64)>| -> f64 {
+                    counts
+                        .iter()
+                        .filter(|(b, _)| *b >= first)
+                        .map(|(_, n)| n)
+                        .sum()
+                };
+                let (top, total) = shares
+                    .values()
+                    .map(in_window)
+                    .fold((0.0_f64, 0.0_f64), |(top, total), n| {
+                        (top.max(n), total + n)
+                    });
+                (total > 0.0).then(|| top / total)
+            }
+            State::Latest(latest, _) => latest.as_ref().and_then(Reading::num),
+            State::Last(last) => {
+                last.map(|at| (now - at) as f64 / crate::tenant::MS_PER_DAY as f64)
+            }
+        }
+    }
+
+    /// Drop what can no longer count at `now` or later.
+    pub fn prune(&mut self, spec: &Spec, now: i64) {
+        if spec.window == 0 {
+            return;
+        }
+        let first = spec.first_bucket(now);
+        match self {
+            State::Buckets(buckets) => drop_before(buckets, first),
+            State::Keys(keys) if spec.kind == Kind::Distinct => {
+                keys.retain(|_, at| *at >= first);
+            }
+            State::Shares(shares) => {
+                shares.retain(|_, counts| {
+                    drop_before(counts, first);
+                    !counts.is_empty()
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Add to a bucket of counts kept in time order (events come in time order per tenant).
+fn add(buckets: &mut VecDeque<(i64, f64)>, bucket: i64, amount: f64) {
+    match buckets.iter_mut().rev().find(|(b, _)| *b == bucket) {
+        Some((_, n)) => *n += amount,
+        None => {
+            let at = buckets.partition_point(|(b, _)| *b < bucket);
+            buckets.insert(at, (bucket, amount));
+        }
+    }
+}
+
+fn drop_before(buckets: &mut VecDeque<(i64, f64)>, first: i64) {
+    while buckets.front().is_some_and(|(b, _)| *b < first) {
+        buckets.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = crate::tenant::MS_PER_DAY;
+
+    fn spec(kind: Kind, days: i64) -> Spec {
+        Spec {
+            kind,
+            window: days * DAY,
+            bucket: DAY,
+        }
+    }
+
+    fn text(value: &str) -> Option<Reading> {
+        Some(Reading::Text(value.into()))
+    }
+
+    #[test]
+    fn a_count_holds_the_last_whole_days_of_its_window() {
+        let spec = spec(Kind::Count, 2);
+        let mut state = State::new(spec.kind);
+        for day in [0, 1, 1] {
+            state.apply(&spec, day * DAY + 5, Touch::Feed(None), 10);
+        }
+        assert_eq!(state.value(&spec, 2 * DAY), Some(3.0)); // days 0 and 1
+        state.apply(&spec, 2 * DAY + 5, Touch::Feed(None), 10);
+        assert_eq!(state.value(&spec, 3 * DAY), Some(3.0)); // days 1 and 2
+        state.prune(&spec, 3 * DAY);
+        assert_eq!(
+            state,
+            State::Buckets(VecDeque::from([(DAY, 2.0), (2 * DAY, 1.0)]))
+        );
+    }
+
+    #[test]
+    fn a_sum_adds_numbers_and_skips_the_rest() {
+        let spec = spec(Kind::Sum, 1);
+        let mut state = State::new(spec.kind);
+        state.apply(&spec, 5, Touch::Feed(Some(Reading::Num(2.5))), 10);
+        state.apply(&spec, 6, Touch::Feed(text("x")), 10);
+        assert_eq!(state.value(&spec, DAY), Some(2.5));
+    }
+
+    #[test]
+    fn distinct_values_leave_with_their_last_sighting_and_keys_are_bounded() {
+        let spec = spec(Kind::Distinct, 2);
+        let mut state = State::new(spec.kind);
+        assert!(state.apply(&spec, 5, Touch::Feed(text("u1")), 2));
+        assert!(state.apply(&spec, DAY + 5, Touch::Feed(text("u2")), 2));
+        assert!(!state.apply(&spec, DAY + 6, Touch::Feed(text("u3")), 2));
+        assert!(state.apply(&spec, 2 * DAY + 5, Touch::Feed(text("u2")), 2));
+        assert_eq!(state.value(&spec, 2 * DAY), Some(2.0));
+        assert_eq!(state.value(&spec, 3 * DAY), Some(1.0)); // u1 was seen on day 0 only
+    }
+
+    #[test]
+    fn the_top_share_is_of_the_windows_events() {
+        let spec = spec(Kind::TopShare, 7);
+        let mut state = State::new(spec.kind);
+        assert_eq!(state.value(&spec, DAY), None);
+        for user in ["a", "a", "a", "b"] {
+            state.apply(&spec, 5, Touch::Feed(text(user)), 10);
+        }
+        assert_eq!(state.value(&spec, DAY), Some(0.75));
+    }
+
+    #[test]
+    fn the_latest_keeps_the_one_before() {
+        let spec = spec(Kind::Latest, 0);
+        let mut state = State::new(spec.kind);
+        state.apply(&spec, 5, Touch::Feed(Some(Reading::Num(9.0))), 10);
+        state.apply(&spec, 6, Touch::Feed(Some(Reading::Num(4.0))), 10);
+        assert_eq!(state.value(&spec, DAY), Some(4.0));
+        let kept = Some(Reading::Num(4.0));
+        assert_eq!(state, State::Latest(kept, Some(Reading::Num(9.0))));
+    }
+
+    #[test]
+    fn open_items_close_by_key() {
+        let spec = spec(Kind::OpenItems, 0);
+        let mut state = State::new(spec.kind);
+        state.apply(&spec, 5, Touch::Feed(text("k1")), 10);
+        state.apply(&spec, 6, Touch::Feed(text("k2")), 10);
+        state.apply(&spec, 7, Touch::Close(Reading::Text("k1".into())), 10);
+        assert_eq!(state.value(&spec, DAY), Some(1.0));
+    }
+
+    #[test]
+    fn days_since_counts_from_the_latest_event() {
+        let spec = spec(Kind::DaysSince, 0);
+        let mut state = State::new(spec.kind);
+        assert_eq!(state.value(&spec, DAY), None);
+        state.apply(&spec, DAY, Touch::Feed(None), 10);
+        assert_eq!(state.value(&spec, 3 * DAY), Some(2.0));
+    }
+}
