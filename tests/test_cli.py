@@ -437,6 +437,17 @@ class TestErrors:
         assert "    login_drop adds: drop_pct, drop_ratio_threshold, min_baseline, sessions," in out
         assert "  zone_change: fact, fact_id, from_zone, reasons," in out
 
+    def test_rules_check_lists_the_signals_a_settings_file_declares(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "vigil.toml"
+        config.write_text(
+            '[measures.quiet]\nkind = "days_since"\nevents = ["user.session"]\n'
+            '[signals.gone_quiet]\nmeasure = "quiet"\nabove = 14\n'
+        )
+        assert main(["rules", "check", "--config", str(config)]) == 0
+        assert "    gone_quiet adds: measure, measured\n" in capsys.readouterr().out
+
 
 def test_simulate_is_deterministic_and_time_ordered_enough(tmp_path: Path) -> None:
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

@@ -15,8 +15,8 @@ from vigil.timeutil import MS_PER_DAY
 MeasureTuple = tuple[
     str, str, str, tuple[str, ...], tuple[str, ...], str | None, list[tuple[str, str]], int, int
 ]
-# (measure index, per measure index, above, below)
-ConditionTuple = tuple[int, int | None, float | None, float | None]
+# (measure index, comparison, per measure index, min_previous, equals, above, below)
+ConditionTuple = tuple[int, str, int | None, float, str | None, float | None, float | None]
 
 
 class Compiled(NamedTuple):
@@ -59,7 +59,10 @@ def compiled(settings: Settings) -> Compiled:
     conditions: list[ConditionTuple] = [
         (
             names.index(signal.measure),
+            signal.compares,
             None if signal.per is None else names.index(signal.per),
+            signal.min_previous,
+            signal.equals,
             signal.above,
             signal.below,
         )

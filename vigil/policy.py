@@ -75,24 +75,13 @@ class Policy:
         )
 
     def declared_signal_record(
-        self, tenant_id: str, index: int, value: float, per: float | None, now: int
+        self, tenant_id: str, index: int, measured: Any, other: Any, now: int
     ) -> dict[str, Any]:
-        """The record of a signal declared over measures (vigil.measures): its measure
-        (or the ratio to its `per` measure) crossed a bound at `now`."""
+        """The record of a signal declared over measures (vigil.measures): its measure,
+        against what it is compared with, crossed a bound at `now`."""
         name = self._declared[index]
         signal = self.settings.signals.declared[name]
-        compared = value if per is None else value / per
-        over = signal.above is not None and compared > signal.above
-        evidence: dict[str, Any] = {"measure": signal.measure, "measured": value}
-        if signal.per is not None:
-            evidence.update(per=signal.per, per_measured=per, ratio=round(compared, 4))
-        finding = sig.Finding(
-            value=round(compared, 4),
-            baseline=per if per is not None else 0,
-            threshold=signal.above if over else signal.below,  # type: ignore[arg-type]
-            severity=signal.severity,
-            evidence=evidence,
-        )
+        finding = sig.declared_finding(signal, measured, other)
         window = self.settings.measures[signal.measure].window
         start = now - (window or self.settings.engine.health_step)
         return sig.signal_record(tenant_id, name, start, now, finding)

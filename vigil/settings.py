@@ -214,6 +214,12 @@ MeasureKind = Literal["count", "sum", "distinct", "top_share", "latest", "open_i
 # The kinds that read a field of their events, and those counted over a window.
 FIELD_KINDS = frozenset({"sum", "distinct", "top_share", "latest", "open_items"})
 WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
+# The kinds of measure each comparison of a declared signal takes (others take any).
+COMPARABLE_KINDS = {
+    "previous_window": frozenset({"count", "sum"}),
+    "previous_value": frozenset({"latest"}),
+    "equals": frozenset({"latest"}),
+}
 # A tenant keeps a bit per declared signal.
 MAX_DECLARED_SIGNALS = 64
 
@@ -249,20 +255,41 @@ class MeasureSettings(_Section):
 
 
 class DeclaredSignal(_Section):
-    """A signal raised when a measure, or its ratio to another (`per`), crosses a bound
-    (`[signals.NAME]`, besides the built-in ones): once per crossing."""
+    """A signal raised when a measure crosses a bound (`[signals.NAME]`, besides the
+    built-in ones): once per crossing, again only after it came back. The measure is
+    compared as it is, or as its ratio to another measure (`per`), or to the window
+    before (`versus = "previous_window"`, counts and sums: the ratio, when the window
+    before held at least `min_previous`), or as its change from the value before
+    (`versus = "previous_value"`, latest values); or it is a text the latest value
+    `equals`."""
 
     measure: str
     per: str | None = None
+    versus: Literal["previous_window", "previous_value"] | None = None
+    min_previous: float = Field(default=0.0, ge=0.0)
+    equals: str | None = None
     above: float | None = None
     below: float | None = None
     severity: Literal["low", "medium", "high"] = "medium"
 
     @model_validator(mode="after")
-    def _has_a_bound(self) -> DeclaredSignal:
-        if self.above is None and self.below is None:
-            raise ValueError("a declared signal needs a bound: above, below or both")
+    def _has_one_test(self) -> DeclaredSignal:
+        bounded = self.above is not None or self.below is not None
+        if self.equals is not None:
+            if bounded or self.per is not None or self.versus is not None:
+                raise ValueError("equals takes no above, below, per or versus")
+        elif not bounded:
+            raise ValueError("a declared signal needs a bound (above, below or both) or equals")
+        if self.per is not None and self.versus is not None:
+            raise ValueError("a declared signal compares with per or versus, not both")
         return self
+
+    @property
+    def compares(self) -> str:
+        """What the measure is compared with: "", "per", "equals", or `versus`."""
+        if self.equals is not None:
+            return "equals"
+        return "per" if self.per is not None else self.versus or ""
 
 
 class SignalSettings(_Section):
@@ -604,6 +631,13 @@ class Settings(_Section):
                     raise ValueError(
                         f"signals.{name}.{part}: no measure {named!r} (measures: {known})"
                     )
+            kinds = COMPARABLE_KINDS.get(signal.compares)
+            kind = self.measures[signal.measure].kind
+            if kinds is not None and kind not in kinds:
+                raise ValueError(
+                    f"signals.{name}: {signal.compares} compares {' or '.join(sorted(kinds))} "
+                    f"measures, and {signal.measure} is a {kind} measure"
+                )
         return self
 
     @model_validator(mode="after")

@@ -66,18 +66,46 @@ SIGNAL_KINDS = {
 
 
 # What a signal declared over measures (`[signals.NAME]` with a measure) carries as
-# evidence: the measure's name and value, and with `per` that measure's and the ratio.
-DECLARED_EVIDENCE = frozenset({"measure", "measured"})
-DECLARED_PER_EVIDENCE = frozenset({"per", "per_measured", "ratio"})
+# evidence, by what it compares the measure with: the measure's name and value, and
+# what it was compared with.
+DECLARED_EVIDENCE = {
+    "": frozenset({"measure", "measured"}),
+    "per": frozenset({"measure", "measured", "per", "per_measured", "ratio"}),
+    "previous_window": frozenset({"measure", "measured", "previous", "ratio"}),
+    "previous_value": frozenset({"measure", "measured", "previous", "change"}),
+    "equals": frozenset({"measure", "measured", "previous"}),
+}
 
 
 def signal_kinds(declared: Mapping[str, DeclaredSignal]) -> dict[str, SignalKind]:
     """The built-in signals and those declared in the settings, for the rules."""
     kinds = dict(SIGNAL_KINDS)
     for name, signal in declared.items():
-        evidence = DECLARED_EVIDENCE | (DECLARED_PER_EVIDENCE if signal.per else frozenset())
+        evidence = DECLARED_EVIDENCE[signal.compares]
         kinds[name] = SignalKind(frozenset({signal.severity}), evidence)
     return kinds
+
+
+def declared_finding(signal: DeclaredSignal, measured: Any, other: Any) -> Finding:
+    """A declared signal's finding: `measured` is its measure's value (a number, or the
+    latest text), `other` what it was compared with (see DeclaredSignal)."""
+    evidence: dict[str, Any] = {"measure": signal.measure, "measured": measured}
+    if signal.compares == "equals":
+        evidence["previous"] = other
+        return Finding(1, 0, 1, signal.severity, evidence)
+    compared = measured
+    if signal.compares == "previous_value":
+        compared = measured - other
+        evidence.update(previous=other, change=round(compared, 4))
+    elif signal.compares:
+        compared = measured / other
+        named = {"per": signal.per, "per_measured": other} if signal.per else {"previous": other}
+        evidence.update(named, ratio=round(compared, 4))
+    over = signal.above is not None and compared > signal.above
+    threshold = signal.above if over else signal.below
+    assert threshold is not None  # a bound was crossed
+    baseline = other if isinstance(other, float) else 0
+    return Finding(round(compared, 4), baseline, threshold, signal.severity, evidence)
 
 
 @dataclass(frozen=True, slots=True)

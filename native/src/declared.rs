@@ -26,20 +26,45 @@ struct Measure {
     filter: Vec<(String, String)>,
 }
 
-/// A signal raised when a measure (or its ratio to another) crosses a bound.
+/// What a declared signal compares its measure with.
+enum Versus {
+    /// Nothing: the measure's value itself.
+    Itself,
+    /// Another measure: the ratio of the two.
+    Per(usize),
+    /// The window before (counts and sums): the ratio of the two, when the window before
+    /// holds at least the minimum.
+    PreviousWindow(f64),
+    /// The value before (latest): the change from it.
+    PreviousValue,
+    /// A text the latest value must equal.
+    Equals(String),
+}
+
+/// A signal raised when a measure, against what it is compared with, crosses a bound.
 struct Condition {
     measure: usize,
-    per: Option<usize>,
+    versus: Versus,
     above: Option<f64>,
     below: Option<f64>,
 }
 
-/// A declared signal's condition as vigil.measures.compiled gives it: (measure, per
-/// measure, above, below).
-type ConditionTuple = (usize, Option<usize>, Option<f64>, Option<f64>);
+/// A declared signal's condition as vigil.measures.compiled gives it: (measure, versus
+/// ("", "per", "previous_window", "previous_value" or "equals"), per measure, minimum of
+/// the window before, text to equal, above, below).
+type ConditionTuple = (
+    usize,
+    String,
+    Option<usize>,
+    f64,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+);
 
-/// A declared signal a tenant raised: (signal, measure's value, the `per` measure's).
-pub type Raised = (usize, f64, Option<f64>);
+/// A declared signal a tenant raised: (signal, the measure's reading, the reading it was
+/// compared with), read back into Python as numbers or text.
+pub type Raised = (usize, Option<Reading>, Option<Reading>);
 
 #[derive(Default)]
 pub struct Declared {
@@ -104,20 +129,35 @@ impl Declared {
                     kind: kind_of(&kind)?,
                     window,
                     bucket,
+                    windows_kept: 1,
                 },
                 field,
                 filter,
             });
         }
-        declared.conditions = conditions
-            .into_iter()
-            .map(|(measure, per, above, below)| Condition {
+        for (measure, versus, per, min_previous, equals, above, below) in conditions {
+            let versus = match (versus.as_str(), per, equals) {
+                ("", _, _) => Versus::Itself,
+                ("per", Some(per), _) => Versus::Per(per),
+                ("previous_window", _, _) => {
+                    declared.measures[measure].spec.windows_kept = 2;
+                    Versus::PreviousWindow(min_previous)
+                }
+                ("previous_value", _, _) => Versus::PreviousValue,
+                ("equals", _, Some(text)) => Versus::Equals(text),
+                (other, _, _) => {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "no comparison {other:?}"
+                    )))
+                }
+            };
+            declared.conditions.push(Condition {
                 measure,
-                per,
+                versus,
                 above,
                 below,
-            })
-            .collect();
+            });
+        }
         Ok(declared)
     }
 
@@ -185,23 +225,33 @@ impl Declared {
     pub fn evaluate(&self, states: &[State], active: &mut u64, now: i64) -> Vec<Raised> {
         let mut raised = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
-            let value =
-                states[condition.measure].value(&self.measures[condition.measure].spec, now);
-            let per = condition
-                .per
-                .map(|per| states[per].value(&self.measures[per].spec, now));
-            let compared = match (value, per) {
-                (Some(value), None) => Some(value),
-                (Some(value), Some(Some(per))) if per > 0.0 => Some(value / per),
-                _ => None,
+            let (reading, other) = self.compared(condition, states, now);
+            let crossed = match (&condition.versus, &reading, &other) {
+                (Versus::Equals(text), Some(Reading::Text(value)), _) => **value == **text,
+                (Versus::Equals(_), _, _) => false,
+                (versus, Some(Reading::Num(value)), other) => {
+                    let other = other.as_ref().and_then(Reading::num);
+                    let compared = match (versus, other) {
+                        (Versus::Itself, _) => Some(*value),
+                        (Versus::PreviousValue, Some(before)) => Some(value - before),
+                        (Versus::PreviousWindow(least), Some(before))
+                            if before > 0.0 && before >= *least =>
+                        {
+                            Some(value / before)
+                        }
+                        (Versus::Per(_), Some(per)) if per > 0.0 => Some(value / per),
+                        _ => None,
+                    };
+                    compared.is_some_and(|x| {
+                        condition.above.is_none_or(|bound| x > bound)
+                            && condition.below.is_none_or(|bound| x < bound)
+                    })
+                }
+                _ => false,
             };
-            let crossed = compared.is_some_and(|x| {
-                condition.above.is_none_or(|bound| x > bound)
-                    && condition.below.is_none_or(|bound| x < bound)
-            });
             let bit = 1u64 << index;
             if crossed && *active & bit == 0 {
-                raised.push((index, value.expect("crossed"), per.flatten()));
+                raised.push((index, reading, other));
             }
             if crossed {
                 *active |= bit;
@@ -210,6 +260,33 @@ impl Declared {
             }
         }
         raised
+    }
+
+    /// A condition's measure at `now`, and what it is compared with.
+    fn compared(
+        &self,
+        condition: &Condition,
+        states: &[State],
+        now: i64,
+    ) -> (Option<Reading>, Option<Reading>) {
+        let state = &states[condition.measure];
+        let spec = &self.measures[condition.measure].spec;
+        let value = |state: &State, spec: &Spec| state.value(spec, now).map(Reading::Num);
+        match &condition.versus {
+            Versus::Itself => (value(state, spec), None),
+            Versus::Per(per) => (
+                value(state, spec),
+                value(&states[*per], &self.measures[*per].spec),
+            ),
+            Versus::PreviousWindow(_) => (
+                value(state, spec),
+                state.previous_window(spec, now).map(Reading::Num),
+            ),
+            Versus::PreviousValue | Versus::Equals(_) => {
+                let (latest, previous) = state.readings();
+                (latest.cloned(), previous.cloned())
+            }
+        }
     }
 
     /// The measures as a snapshot keeps them: name -> (digest, state).
@@ -266,7 +343,10 @@ fn reading(value: &Bound<'_, PyAny>) -> PyResult<Option<Reading>> {
     })
 }
 
-fn reading_to_py<'py>(py: Python<'py>, reading: Option<&Reading>) -> PyResult<Bound<'py, PyAny>> {
+pub fn reading_to_py<'py>(
+    py: Python<'py>,
+    reading: Option<&Reading>,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(match reading {
         None => py.None().into_bound(py),
         Some(Reading::Num(x)) => PyFloat::new(py, *x).into_any(),

@@ -939,10 +939,12 @@ impl ShardCore {
         for (tenant_id, record) in found {
             self.emit_signal(py, &tenant_id, record, now, out)?;
         }
-        for (tenant_id, (signal, value, per)) in raised {
+        for (tenant_id, (signal, reading, other)) in raised {
+            let reading = declared::reading_to_py(py, reading.as_ref())?;
+            let other = declared::reading_to_py(py, other.as_ref())?;
             let record = self.policy.bind(py).call_method1(
                 intern!(py, "declared_signal_record"),
-                (&*tenant_id, signal, value, per, now),
+                (&*tenant_id, signal, reading, other, now),
             )?;
             self.emit_signal(py, &tenant_id, record, now, out)?;
         }

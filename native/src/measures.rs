@@ -63,6 +63,8 @@ pub struct Spec {
     /// whole days, the health step otherwise); 0 for kinds without a window.
     pub window: i64,
     pub bucket: i64,
+    /// Windows of counts kept: 2 when a signal compares the window with the one before.
+    pub windows_kept: i64,
 }
 
 impl Spec {
@@ -209,12 +211,31 @@ impl State {
         }
     }
 
+    /// A count's or sum's value over the window before the one that ends at `now`.
+    pub fn previous_window(&self, spec: &Spec, now: i64) -> Option<f64> {
+        let State::Buckets(buckets) = self else {
+            return None;
+        };
+        let end = spec.first_bucket(now);
+        let first = end - spec.window;
+        let in_it = buckets.iter().filter(|(b, _)| *b >= first && *b < end);
+        Some(in_it.map(|(_, n)| n).sum())
+    }
+
+    /// A latest measure's value and the one before it.
+    pub fn readings(&self) -> (Option<&Reading>, Option<&Reading>) {
+        match self {
+            State::Latest(latest, previous) => (latest.as_ref(), previous.as_ref()),
+            _ => (None, None),
+        }
+    }
+
     /// Drop what can no longer count at `now` or later.
     pub fn prune(&mut self, spec: &Spec, now: i64) {
         if spec.window == 0 {
             return;
         }
-        let first = spec.first_bucket(now);
+        let first = spec.first_bucket(now) - (spec.windows_kept - 1) * spec.window;
         match self {
             State::Buckets(buckets) => drop_before(buckets, first),
             State::Keys(keys) if spec.kind == Kind::Distinct => {
@@ -259,6 +280,7 @@ mod tests {
             kind,
             window: days * DAY,
             bucket: DAY,
+            windows_kept: 1,
         }
     }
 
@@ -281,6 +303,21 @@ mod tests {
             state,
             State::Buckets(VecDeque::from([(DAY, 2.0), (2 * DAY, 1.0)]))
         );
+    }
+
+    #[test]
+    fn a_count_kept_for_two_windows_gives_the_window_before() {
+        let spec = Spec {
+            windows_kept: 2,
+            ..spec(Kind::Count, 2)
+        };
+        let mut state = State::new(spec.kind);
+        for day in [0, 1, 1, 2, 3] {
+            state.apply(&spec, day * DAY + 5, Touch::Feed(None), 10);
+        }
+        state.prune(&spec, 4 * DAY);
+        assert_eq!(state.value(&spec, 4 * DAY), Some(2.0)); // days 2 and 3
+        assert_eq!(state.previous_window(&spec, 4 * DAY), Some(3.0)); // days 0 and 1
     }
 
     #[test]
@@ -322,8 +359,11 @@ mod tests {
         state.apply(&spec, 5, Touch::Feed(Some(Reading::Num(9.0))), 10);
         state.apply(&spec, 6, Touch::Feed(Some(Reading::Num(4.0))), 10);
         assert_eq!(state.value(&spec, DAY), Some(4.0));
-        let kept = Some(Reading::Num(4.0));
-        assert_eq!(state, State::Latest(kept, Some(Reading::Num(9.0))));
+        let (latest, previous) = state.readings();
+        assert_eq!(
+            (latest, previous),
+            (Some(&Reading::Num(4.0)), Some(&Reading::Num(9.0)))
+        );
     }
 
     #[test]

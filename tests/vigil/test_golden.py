@@ -107,6 +107,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "window": "7d",
             },
             "quiet": {"kind": "days_since", "events": ["user.session"]},
+            "sessions": {"kind": "count", "events": ["user.session"], "window": "3d"},
+            "nps": {
+                "kind": "latest",
+                "events": ["survey.response"],
+                "field": "attrs.score",
+                "where": {"kind": "nps"},
+            },
+            "sponsor": {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"},
             "paid": {
                 "kind": "sum",
                 "events": ["billing.invoice"],
@@ -122,6 +130,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "one_user": {"measure": "top_user", "above": 0.5},
             "gone_quiet": {"measure": "quiet", "above": 3, "severity": "high"},
             "unpaid_month": {"measure": "paid", "below": 1},
+            "sessions_fell": {
+                "measure": "sessions",
+                "versus": "previous_window",
+                "below": 0.5,
+                "min_previous": 5,
+            },
+            "nps_fell": {"measure": "nps", "versus": "previous_value", "below": -1},
+            "sponsor_left": {"measure": "sponsor", "equals": "departed", "severity": "high"},
         },
     },
 }

@@ -191,6 +191,47 @@ class TestKinds:
         [raised] = self.raised(total, {"above": 100}, [*paid, clock(T0 + DAY)])
         assert raised["evidence"]["measured"] == 120.0
 
+    def test_a_window_against_the_window_before(self) -> None:
+        growth = {"kind": "count", "events": ["user.session"], "window": "7d"}
+        signal = {"versus": "previous_window", "above": 1.5, "min_previous": 3}
+        weeks = [*logins(0, range(4)), *logins(7, range(8)), clock(T0 + 15 * DAY)]
+        [raised] = self.raised(growth, signal, weeks)
+        assert raised["ts"] == "2026-03-09T01:00:00Z"  # day 7's logins, against day 0's
+        assert raised["evidence"] == {
+            "measure": "m",
+            "measured": 8.0,
+            "previous": 4.0,
+            "ratio": 2.0,
+            "window": "7d",
+        }
+        small = {**signal, "min_previous": 5}  # the week before held too few to compare
+        assert self.raised(growth, small, weeks) == []
+
+    def test_a_value_against_the_one_before(self) -> None:
+        nps = {"kind": "latest", "events": ["survey.response"], "field": "attrs.score"}
+        answers = [
+            event("acme", "survey.response", T0 + n * DAY, {"kind": "nps", "score": score})
+            for n, score in enumerate([9, 8, 4])
+        ]
+        [raised] = self.raised(
+            nps, {"versus": "previous_value", "below": -2}, [*answers, clock(T0 + 4 * DAY)]
+        )
+        assert raised["evidence"]["change"] == -4.0 and raised["evidence"]["previous"] == 8.0
+
+    def test_a_latest_text_equal_to_a_value(self) -> None:
+        sponsor = {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"}
+        changes = [
+            event("acme", "sponsor.changed", T0 + n * DAY, {"status": status})
+            for n, status in enumerate(["active", "departed"])
+        ]
+        [raised] = self.raised(sponsor, {"equals": "departed"}, [*changes, clock(T0 + 3 * DAY)])
+        assert raised["evidence"] == {
+            "measure": "m",
+            "measured": "departed",
+            "previous": "active",
+            "window": "1h",
+        }
+
     def test_new_keys_past_the_limit_are_counted_not_kept(self) -> None:
         settings = declared({**SEATS, "engine": {"max_keys_per_tenant": 6}})
         h = Harness(settings).feed([*logins(0, range(8)), clock(T0 + DAY)])
@@ -248,6 +289,20 @@ class TestKinds:
             "signals.s.measure: no measure 'nothing'",
         ),
         ({**SEATS, "signals": {"s": {"measure": "seats"}}}, "needs a bound"),
+        (
+            {
+                **SEATS,
+                "signals": {
+                    "s": {"measure": "active_users", "versus": "previous_window", "above": 2}
+                },
+            },
+            "signals.s: previous_window compares count or sum measures, and active_users is a "
+            "distinct measure",
+        ),
+        (
+            {**SEATS, "signals": {"s": {"measure": "seats", "equals": "x", "above": 1}}},
+            "equals takes no",
+        ),
     ],
 )
 def test_a_declaration_naming_what_does_not_exist_is_refused_with_its_key(
