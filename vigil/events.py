@@ -223,8 +223,15 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
     "nudge.sent": {"nudge": (True, STR)},
     "nudge.acted": {"nudge": (True, STR)},
 }
-# The attribute names the catalogue gives each type that has attributes.
+# The attribute names the catalogue gives each type that has attributes, and those that
+# hold dates.
 CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
+DATE_ATTRS = frozenset(
+    (kind, attr)
+    for kind, spec in _ATTRS.items()
+    for attr, (_, check) in spec.items()
+    if check is DATE
+)
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 _RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 

@@ -33,6 +33,7 @@ from pydantic import (
 from vigil.errors import ConfigError
 from vigil.events import (
     CATALOGUE_ATTRS,
+    DATE_ATTRS,
     FEW_ATTRS,
     FLAT_DEPTH,
     KNOWN_TYPES,
@@ -210,9 +211,11 @@ class ErrorSpikeSettings(_Section):
         return self
 
 
-MeasureKind = Literal["count", "sum", "distinct", "top_share", "latest", "open_items", "days_since"]
+MeasureKind = Literal[
+    "count", "sum", "distinct", "top_share", "latest", "open_items", "days_since", "days_until"
+]
 # The kinds that read a field of their events, and those counted over a window.
-FIELD_KINDS = frozenset({"sum", "distinct", "top_share", "latest", "open_items"})
+FIELD_KINDS = frozenset({"sum", "distinct", "top_share", "latest", "open_items", "days_until"})
 WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
 COMPARABLE_KINDS = {
@@ -231,7 +234,7 @@ class MeasureSettings(_Section):
     # The event types it counts (for open_items: those that open an item).
     events: tuple[str, ...] = Field(min_length=1)
     # "user_id", or "attrs.NAME": what sum adds, distinct and top_share tell apart,
-    # latest keeps, open_items keys its items by.
+    # latest keeps, open_items keys its items by; for days_until, a date attribute.
     field: str | None = None
     # Only events whose attributes have these string values.
     where: dict[str, str] = Field(default_factory=dict)
@@ -620,6 +623,17 @@ class Settings(_Section):
                     raise ValueError(
                         f"{key}: no field {attr!r} on {', '.join(lacking) or 'events'} "
                         "(a field is user_id or attrs.NAME of the catalogue)"
+                    )
+            if measure.kind == "days_until":
+                undated = [
+                    kind
+                    for kind in measure.events
+                    if (kind, str(measure.field).removeprefix("attrs.")) not in DATE_ATTRS
+                ]
+                if undated:
+                    raise ValueError(
+                        f"{key}: days_until needs a date field, and {measure.field} of "
+                        f"{', '.join(undated)} is not one"
                     )
         declared = self.signals.declared
         if len(declared) > MAX_DECLARED_SIGNALS:

@@ -83,6 +83,7 @@ fn kind_of(name: &str) -> PyResult<Kind> {
         "latest" => Kind::Latest,
         "open_items" => Kind::OpenItems,
         "days_since" => Kind::DaysSince,
+        "days_until" => Kind::DaysUntil,
         other => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "no measure kind {other:?}"
@@ -377,7 +378,7 @@ fn state_to_py<'py>(py: Python<'py>, state: &State) -> PyResult<Bound<'py, PyAny
         )
             .into_pyobject(py)?
             .into_any(),
-        State::Last(last) => last.into_pyobject(py)?.into_any(),
+        State::Last(last) | State::Deadline(last) => last.into_pyobject(py)?.into_any(),
     })
 }
 
@@ -409,5 +410,6 @@ fn state_from_py(kind: Kind, plain: &Bound<'_, PyAny>) -> PyResult<State> {
             State::Latest(reading(&latest)?, reading(&previous)?)
         }
         State::Last(_) => State::Last(plain.extract()?),
+        State::Deadline(_) => State::Deadline(plain.extract()?),
     })
 }

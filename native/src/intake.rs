@@ -450,6 +450,30 @@ pub fn rfc3339_millis(text: &str) -> Option<i64> {
     Some((seconds - offset_s) * 1000 + fraction_ms)
 }
 
+/// Epoch milliseconds of a date attribute (the catalogue's "date": 2026-12-31, midnight
+/// UTC, or an RFC 3339 time as rfc3339_millis reads it).
+pub fn date_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 10 {
+        return rfc3339_millis(text);
+    }
+    let num = |from: usize, len: usize| -> Option<i64> { text.get(from..from + len)?.parse().ok() };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400_000)
+}
+
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,

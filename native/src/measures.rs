@@ -30,6 +30,9 @@ pub enum Kind {
     OpenItems,
     /// Days since the latest of the measure's events.
     DaysSince,
+    /// Days until the date the latest event carries in its field (a contract's
+    /// renewal_date): an event-time deadline, negative once passed.
+    DaysUntil,
 }
 
 /// A field's value on an event.
@@ -88,6 +91,8 @@ pub enum State {
     Latest(Option<Reading>, Option<Reading>),
     /// The latest event's time.
     Last(Option<i64>),
+    /// The date the latest event carried.
+    Deadline(Option<i64>),
 }
 
 /// What an event does to a measure.
@@ -107,6 +112,7 @@ impl State {
             Kind::TopShare => State::Shares(HashMap::default()),
             Kind::Latest => State::Latest(None, None),
             Kind::DaysSince => State::Last(None),
+            Kind::DaysUntil => State::Deadline(None),
         }
     }
 
@@ -159,6 +165,12 @@ impl State {
                 *previous = latest.replace(reading);
                 true
             }
+            (State::Deadline(deadline), Touch::Feed(Some(Reading::Text(text)))) => {
+                if let Some(at) = crate::intake::date_millis(&text) {
+                    *deadline = Some(at);
+                }
+                true
+            }
             (State::Last(last), Touch::Feed(_)) => {
                 *last = Some(last.map_or(ts, |at| at.max(ts)));
                 true
@@ -207,6 +219,9 @@ impl State {
             State::Latest(latest, _) => latest.as_ref().and_then(Reading::num),
             State::Last(last) => {
                 last.map(|at| (now - at) as f64 / crate::tenant::MS_PER_DAY as f64)
+            }
+            State::Deadline(deadline) => {
+                deadline.map(|at| (at - now) as f64 / crate::tenant::MS_PER_DAY as f64)
             }
         }
     }
@@ -374,6 +389,19 @@ mod tests {
         state.apply(&spec, 6, Touch::Feed(text("k2")), 10);
         state.apply(&spec, 7, Touch::Close(Reading::Text("k1".into())), 10);
         assert_eq!(state.value(&spec, DAY), Some(1.0));
+    }
+
+    #[test]
+    fn days_until_counts_to_the_latest_date_sent() {
+        let spec = spec(Kind::DaysUntil, 0);
+        let mut state = State::new(spec.kind);
+        let date = |value: &str| Touch::Feed(text(value));
+        state.apply(&spec, 5, date("1970-01-31"), 10);
+        assert_eq!(state.value(&spec, DAY), Some(29.0));
+        state.apply(&spec, 6, date("1970-01-11T00:00:00Z"), 10);
+        assert_eq!(state.value(&spec, DAY), Some(9.0)); // the latest, not the furthest
+        state.apply(&spec, 7, date("not a date"), 10);
+        assert_eq!(state.value(&spec, 12 * DAY), Some(-2.0));
     }
 
     #[test]

@@ -172,6 +172,17 @@ class TestKinds:
         [raised] = self.raised(since, {"above": 14}, events)
         assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
 
+    def test_days_until_the_date_an_event_carries(self) -> None:
+        renewal = {
+            "kind": "days_until",
+            "events": ["contract.updated"],
+            "field": "attrs.renewal_date",
+        }
+        contract = event("acme", "contract.updated", T0, {"renewal_date": "2026-04-01"})
+        [raised] = self.raised(renewal, {"below": 14}, [contract, clock(T0 + 20 * DAY)])
+        assert raised["ts"] == "2026-03-19T00:00:00Z"  # the first midnight within 14 days
+        assert raised["evidence"]["measured"] == 13.0
+
     def test_a_sum_of_a_number(self) -> None:
         paid = [
             event(
@@ -289,6 +300,19 @@ class TestKinds:
             "signals.s.measure: no measure 'nothing'",
         ),
         ({**SEATS, "signals": {"s": {"measure": "seats"}}}, "needs a bound"),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "days_until",
+                        "events": ["contract.updated"],
+                        "field": "attrs.arr",
+                    }
+                }
+            },
+            "measures.m: days_until needs a date field, and attrs.arr of contract.updated is "
+            "not one",
+        ),
         (
             {
                 **SEATS,
