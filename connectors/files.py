@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gzip
 import io
+import itertools
 import logging
 import os
 import select
@@ -531,6 +532,10 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             self.handle.close()
 
 
+# Output lines serialized and written at a time (see _JsonLinesPart.write_batch).
+LINES_PER_WRITE = 1000
+
+
 class JsonLinesSink(FixedPartitionedSink[Written, int]):
     """Writes `(stream, (records, read_at))` items to DIR/<stream>.jsonl, one partition
     per stream.
@@ -694,12 +699,13 @@ class _JsonLinesPart(StatefulSinkPartition[Written, int]):
         raise OutputChanged(f"{found}: it is not the output this store was writing ({advice})")
 
     def write_batch(self, values: list[Written]) -> None:
+        # Written a slice at a time: a midnight step re-scores every tenant, and its
+        # records serialized whole would hold as many lines again in memory, twice.
+        records = itertools.chain.from_iterable(records for records, _ in values)
         try:
-            self.handle.write(
-                b"".join(
-                    orjson.dumps(record) + b"\n" for records, _ in values for record in records
-                )
-            )
+            while lines := [orjson.dumps(r) for r in itertools.islice(records, LINES_PER_WRITE)]:
+                lines.append(b"")  # the last line's newline
+                self.handle.write(b"\n".join(lines))
             self.handle.flush()
         except OSError as exc:
             raise OutputError(self.path, exc) from exc
