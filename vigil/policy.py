@@ -24,14 +24,13 @@ from vigil.timeutil import to_iso
 
 log = logging.getLogger("vigil.engine")
 
-# The map each event type adds keys to (named as the key limit's metric and log say it),
-# and the attribute that holds the key.
+# The map each event type adds keys to, named as the key limit's metric and log say it.
 KEYED_MAPS = {
-    "feature.used": ("features", "feature"),
-    "ticket.created": ("open_tickets", "ticket_id"),
-    "billing.invoice": ("unpaid_invoices", "invoice_id"),
-    "integration.state": ("integrations", "integration"),
-    "onboarding.step_completed": ("onboarding_steps", "step"),
+    "feature.used": "features",
+    "ticket.created": "open_tickets",
+    "billing.invoice": "unpaid_invoices",
+    "integration.state": "integrations",
+    "onboarding.step_completed": "onboarding_steps",
 }
 
 
@@ -125,33 +124,32 @@ class Policy:
 
     # -- state kept in bounds ---------------------------------------------------------
 
-    def refused_key(self, event: Event) -> None:
+    def refused_key(self, event_type: str, tenant_id: str, key: str, ts: int) -> None:
         """Counted every time. Logged with the first refusal of the day per map, as an
         example, and in one line a day per map (see report_refusals): a producer that
         puts ids into names usually does it for every tenant, on every event."""
-        kind, key_attr = KEYED_MAPS[event.type]
-        self._refused(kind, event, event.attrs[key_attr])
+        self._refused(KEYED_MAPS[event_type], tenant_id, key, ts)
 
-    def _refused(self, kind: str, event: Event, key: Any) -> None:
+    def _refused(self, kind: str, tenant_id: str, key: str | None, ts: int) -> None:
         self.counts[f"keys_refused:{kind}"] += 1
         tenants = self._refused_today.setdefault(kind, set())
         if not tenants:
             log.warning(
                 "a tenant has as many keys as engine.max_keys_per_tenant: new ones are not kept",
                 extra={
-                    "tenant": event.tenant_id,
+                    "tenant": tenant_id,
                     "map": kind,
                     "limit": self.settings.engine.max_keys_per_tenant,
                     "refused": key,
-                    "at": to_iso(event.ts),
+                    "at": to_iso(ts),
                 },
             )
-        tenants.add(event.tenant_id)
+        tenants.add(tenant_id)
 
-    def measure_key_refused(self, measure: str, event: Event) -> None:
+    def measure_key_refused(self, measure: str, tenant_id: str, ts: int) -> None:
         """A declared measure refused a new key: counted and reported as the built-in
         maps' are, under the measure's name."""
-        self._refused(f"measures.{measure}", event, None)
+        self._refused(f"measures.{measure}", tenant_id, None, ts)
 
     def report_refusals(self, now: int) -> None:
         for kind, tenants in sorted(self._refused_today.items()):

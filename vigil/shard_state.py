@@ -13,16 +13,21 @@ from vigil.events import Event
 from vigil.settings import Settings
 from vigil.tenant import TenantState
 
+# A queued event in a snapshot (see ShardState.pending), or an Event in older formats.
+QueuedEvent = tuple[str, str, str | None, dict[str, Any], list[Any]] | Event
+
 
 @dataclass(slots=True)
 class ShardState:
     """Everything a shard must keep across a restart (saved by vigil.snapshots)."""
 
     tenants: dict[str, TenantState] = field(default_factory=dict)
-    # (ts, place in its item's life, dedup key, event) accepted and not yet applied;
-    # sorted when applied. A store of an older format had no place in life nor key:
-    # those are None, and the core works them out on restore.
-    pending: list[tuple[int, str, str, Event]] = field(default_factory=list)
+    # (ts, place in its item's life, dedup key, queued) accepted and not yet applied;
+    # sorted when applied. Queued is what applying the event needs: (tenant, type,
+    # segment, the attributes the engine reads, what it feeds the declared measures).
+    # Stores of older formats kept the whole Event there, and the oldest ones no place
+    # in life nor key (None): the core works those out on restore.
+    pending: list[tuple[int, str, str, QueuedEvent]] = field(default_factory=list)
     # The dedup keys (see dedup_key) accepted, by the day of their event time (forgotten
     # a day at a time), and the same keys as a set for the lookups: not saved, rebuilt on
     # restore.
@@ -73,13 +78,13 @@ _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # Formats of older versions this one still reads (vigil.snapshots.load_state converts
 # them): the state pickled whole; tenants pickled one by one without last_event_at; and
 # with it, but event ids kept without their tenant.
-# Before declared measures: tenants without `measured` and `signals_raised` (the core
-# starts those empty), in every other way this format.
-BEFORE_MEASURES = "8c33768149e3"
+# Formats this one reads as they are: before declared measures, tenants without
+# `measured` and `signals_raised` (the core starts those empty); before the compact
+# queue, whole events queued (the core keeps what it needs of them).
+AS_THEY_ARE = frozenset({STATE_FORMAT, "8c33768149e3", "0e828a30122e"})
 READABLE_FORMATS = frozenset(
     {
-        STATE_FORMAT,
-        BEFORE_MEASURES,
+        *AS_THEY_ARE,
         _FORMAT_BEFORE_IT_WAS_RECORDED,
         "ab073bfcfb3f",
         "cb0820d49a8e",

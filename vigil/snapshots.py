@@ -19,7 +19,7 @@ import orjson
 from vigil.events import Event
 from vigil.jsonbytes import dumps_to_keep
 from vigil.shard import ShardEngine
-from vigil.shard_state import BEFORE_MEASURES, STATE_FORMAT, ShardState
+from vigil.shard_state import AS_THEY_ARE, QueuedEvent, ShardState
 
 
 class SnapshotWriter:
@@ -76,13 +76,13 @@ def _in_this_format(state: ShardState) -> ShardState:
     looked up bare until their last day is forgotten (ShardState.bare_ids_until). Their
     queue had no place in life nor key (the core works both out as it restores them),
     and their scores no record of the settings behind them."""
-    if state.layout.get("state_format") in (STATE_FORMAT, BEFORE_MEASURES):
+    if state.layout.get("state_format") in AS_THEY_ARE:
         return state
     state.scored_with = ""  # not known (and not set at all in a state pickled whole)
     state.bare_ids_until = max(state.seen_by_day, default=None)
     queued = cast("list[tuple[int, str, Event]]", state.pending)  # (ts, event id, event)
     state.pending = cast(
-        "list[tuple[int, str, str, Event]]", [(ts, None, None, e) for ts, _, e in queued]
+        "list[tuple[int, str, str, QueuedEvent]]", [(ts, None, None, e) for ts, _, e in queued]
     )
     return state
 

@@ -62,6 +62,14 @@ type ConditionTuple = (
     Option<f64>,
 );
 
+/// What an event feeds one declared measure: its reading (None for kinds without a
+/// field), or the key of the item it closes.
+pub struct Touched {
+    measure: usize,
+    closes: bool,
+    reading: Option<Reading>,
+}
+
 /// A declared signal a tenant raised: (signal, the measure's reading, the reading it was
 /// compared with), read back into Python as numbers or text.
 pub type Raised = (usize, Option<Reading>, Option<Reading>);
@@ -174,19 +182,12 @@ impl Declared {
             .collect()
     }
 
-    /// Fold an event (a vigil.events.Event) into the measures its type feeds; the
-    /// names of the measures that refused a new key.
-    pub fn apply(
-        &self,
-        states: &mut [State],
-        kind: &str,
-        ts: i64,
-        event: &Bound<'_, PyTuple>,
-        max_keys: usize,
-    ) -> PyResult<Vec<&str>> {
-        let mut refused = Vec::new();
+    /// What an event (a vigil.events.Event) of type `kind` feeds the declared measures,
+    /// read from it when it is accepted: the event itself is not kept in the queue.
+    pub fn touches(&self, kind: &str, event: &Bound<'_, PyTuple>) -> PyResult<Vec<Touched>> {
+        let mut touched = Vec::new();
         let Some(fed) = self.by_type.get(kind) else {
-            return Ok(refused);
+            return Ok(touched);
         };
         let attrs = event.get_item(5)?;
         for &(index, closes) in fed {
@@ -202,16 +203,77 @@ impl Declared {
                     reading(&value)?
                 }
             };
-            let touch = match (closes, reading) {
+            if closes && reading.is_none() {
+                continue;
+            }
+            touched.push(Touched {
+                measure: index,
+                closes,
+                reading,
+            });
+        }
+        Ok(touched)
+    }
+
+    /// Fold an event's touches into the tenant's measures; the names of the measures
+    /// that refused a new key.
+    pub fn apply(
+        &self,
+        states: &mut [State],
+        ts: i64,
+        touches: Vec<Touched>,
+        max_keys: usize,
+    ) -> Vec<&str> {
+        let mut refused = Vec::new();
+        for touched in touches {
+            let measure = &self.measures[touched.measure];
+            let touch = match (touched.closes, touched.reading) {
                 (true, Some(key)) => Touch::Close(key),
                 (true, None) => continue,
                 (false, reading) => Touch::Feed(reading),
             };
-            if !states[index].apply(&measure.spec, ts, touch, max_keys) {
+            if !states[touched.measure].apply(&measure.spec, ts, touch, max_keys) {
                 refused.push(measure.name.as_str());
             }
         }
-        Ok(refused)
+        refused
+    }
+
+    /// An event's touches as a snapshot keeps them: (measure, its digest, closes,
+    /// reading), by name, so that a restore under other declarations drops the rest.
+    pub fn touches_to_py<'py>(
+        &self,
+        py: Python<'py>,
+        touches: &[Touched],
+    ) -> PyResult<Bound<'py, PyList>> {
+        let saved = PyList::empty(py);
+        for touched in touches {
+            let measure = &self.measures[touched.measure];
+            let reading = reading_to_py(py, touched.reading.as_ref())?;
+            saved.append((&measure.name, &measure.digest, touched.closes, reading))?;
+        }
+        Ok(saved)
+    }
+
+    /// Saved touches, as far as the declarations they were made under still hold.
+    pub fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Vec<Touched>> {
+        let mut touches = Vec::new();
+        for entry in saved.try_iter()? {
+            let (name, digest, closes, value): (String, String, bool, Bound<'_, PyAny>) =
+                entry?.extract()?;
+            let found = self
+                .measures
+                .iter()
+                .position(|m| m.name == name && m.digest == digest);
+            if let Some(measure) = found {
+                touches.push(Touched {
+                    measure,
+                    closes,
+                    reading: reading(&value)?,
+                });
+            }
+        }
+        Ok(touches)
     }
 
     pub fn prune(&self, states: &mut [State], now: i64) {

@@ -34,12 +34,33 @@ use tenant::{
 /// A tenant's id, shared by the structures that name it.
 type Id = Rc<str>;
 
-/// An accepted event waiting for the watermark: sorted by (ts, life, key).
+/// An accepted event waiting for the watermark: sorted by (ts, life, key). Only what
+/// applying it needs is kept, not the decoded event (its attributes, its position).
 struct Pending {
     ts: i64,
     life: u8,
     key: Rc<str>,
-    event: Py<PyAny>,
+    item: Queued,
+}
+
+/// A queued event as a snapshot saves it: (tenant, type, segment, the attributes its
+/// payload was read from, the declared measures' touches).
+type SavedQueued<'py> = (
+    Bound<'py, PyString>,
+    Bound<'py, PyString>,
+    Option<Bound<'py, PyString>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+);
+
+/// What applying an event needs: its tenant, type and segment, what its attributes say
+/// to the built-in state, and what they feed the declared measures.
+struct Queued {
+    tenant: Py<PyString>,
+    kind: Py<PyString>,
+    segment: Option<Py<PyString>>,
+    payload: Payload,
+    touches: Vec<declared::Touched>,
 }
 
 struct Settings {
@@ -434,9 +455,22 @@ impl ShardCore {
     fn plain_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let state = PyDict::new(py);
         let pending = PyList::empty(py);
-        for item in &self.pending {
-            let life = ["0", "1", "2"][item.life as usize];
-            pending.append((item.ts, life, &*item.key, item.event.bind(py)))?;
+        for Pending {
+            ts,
+            life,
+            key,
+            item,
+        } in &self.pending
+        {
+            let life = ["0", "1", "2"][*life as usize];
+            let queued = (
+                item.tenant.bind(py),
+                item.kind.bind(py),
+                item.segment.as_ref().map(|s| s.bind(py)),
+                item.payload.to_attrs(py)?,
+                self.declared.touches_to_py(py, &item.touches)?,
+            );
+            pending.append((*ts, life, &**key, queued))?;
         }
         state.set_item("pending", pending)?;
         state.set_item("bare_ids_until", self.bare_ids_until)?;
@@ -503,16 +537,30 @@ impl ShardCore {
                 .map(|(id, _)| id.clone())
                 .unwrap_or_else(|| text.into())
         };
-        for item in state.getattr("pending")?.try_iter()? {
-            // A store of an older format kept no place in life nor key: worked out here.
-            let (ts, life, key, event): (i64, Option<String>, Option<String>, Bound<'_, PyAny>) =
-                item?.extract()?;
-            let fields = event.cast::<PyTuple>()?;
+        let event_type = self.event_type.bind(state.py()).clone();
+        for entry in state.getattr("pending")?.try_iter()? {
+            // A store of an older format kept the decoded event, and the oldest ones no
+            // place in life nor key: worked out here.
+            let (ts, life, key, held): (i64, Option<String>, Option<String>, Bound<'_, PyAny>) =
+                entry?.extract()?;
+            let item = if held.get_type().is(&event_type) {
+                self.queued(held.cast::<PyTuple>()?)?
+            } else {
+                let (tenant, kind, segment, attrs, touches): SavedQueued<'_> = held.extract()?;
+                Queued {
+                    payload: payload(kind.to_str()?, &attrs)?,
+                    touches: self.declared.touches_from_py(&touches)?,
+                    tenant: tenant.unbind(),
+                    kind: kind.unbind(),
+                    segment: segment.map(Bound::unbind),
+                }
+            };
             let life = match life {
                 Some(life) => life
                     .parse()
                     .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?,
                 None => {
+                    let fields = held.cast::<PyTuple>()?;
                     let kind: String = fields.get_item(1)?.extract()?;
                     life_order(&kind, &fields.get_item(5)?)?
                 }
@@ -520,6 +568,7 @@ impl ShardCore {
             let key = match key {
                 Some(key) => key,
                 None => {
+                    let fields = held.cast::<PyTuple>()?;
                     let tenant_id: String = fields.get_item(2)?.extract()?;
                     let event_id: String = fields.get_item(0)?.extract()?;
                     dedup_key(&mut self.key, &tenant_id, &event_id);
@@ -530,7 +579,7 @@ impl ShardCore {
                 ts,
                 life,
                 key: key.into(),
-                event: event.unbind(),
+                item,
             });
         }
         self.unsorted = true;
@@ -664,14 +713,43 @@ impl ShardCore {
             return Ok(());
         }
         let life = life_order(kind, &tuple.get_item(5)?)?;
+        let item = self.queued(tuple)?;
         self.pending.push(Pending {
             ts,
             life,
             key,
-            event: event.clone().unbind(),
+            item,
         });
         self.unsorted = true;
         Ok(())
+    }
+
+    /// What the queue keeps of an event (a vigil.events.Event). Strings a tenant or the
+    /// catalogue already holds are shared rather than kept once per event.
+    fn queued(&self, event: &Bound<'_, PyTuple>) -> PyResult<Queued> {
+        let py = event.py();
+        let name = event.get_item(1)?.cast_into::<PyString>()?;
+        let name = name.to_str()?;
+        let kind = PyString::intern(py, name);
+        let attrs = event.get_item(5)?;
+        let segment = event.get_item(6)?;
+        let tenant = event.get_item(2)?.cast_into::<PyString>()?;
+        let tenant = match self.tenants.get(tenant.to_str()?) {
+            Some(known) => known.py_id.clone_ref(py),
+            None => tenant.unbind(),
+        };
+        Ok(Queued {
+            tenant,
+            segment: if segment.is_none() {
+                None
+            } else {
+                let segment = segment.cast_into::<PyString>()?;
+                Some(PyString::intern(py, segment.to_str()?).unbind())
+            },
+            payload: payload(name, &attrs)?,
+            touches: self.declared.touches(name, event)?,
+            kind: kind.unbind(),
+        })
     }
 
     fn tick(
@@ -752,47 +830,38 @@ impl ShardCore {
             return Ok(());
         }
         let applying: Vec<Pending> = self.pending.drain(..due).collect();
-        for item in applying {
-            let event = item.event.bind(py).cast::<PyTuple>()?.clone();
-            let tenant_obj = event.get_item(2)?;
-            let tenant_str = tenant_obj.cast::<PyString>()?.to_str()?;
-            let kind_obj = event.get_item(1)?;
-            let kind = kind_obj.cast::<PyString>()?.to_str()?;
-            let segment_obj = event.get_item(6)?;
-            let payload = payload(kind, &event.get_item(5)?)?;
-            let ts = item.ts;
+        for Pending { ts, item, .. } in applying {
+            let tenant_obj = item.tenant.bind(py);
+            let tenant_str = tenant_obj.to_str()?;
             let index = match self.tenants.get_index_of(tenant_str) {
                 Some(index) => index,
                 None => {
                     let id: Rc<str> = tenant_str.into();
                     self.rescore_after(ts + self.cfg.warmup, &id);
-                    let py_id = tenant_obj.cast::<PyString>()?.clone().unbind();
-                    let mut tenant = Tenant::new(id.clone(), py_id, ts);
+                    let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
                     tenant.measured = self.declared.fresh();
                     self.tenants.insert_full(id, tenant).0
                 }
             };
             let tenant = &mut self.tenants[index];
-            if !segment_obj.is_none() {
-                let segment = segment_obj.cast::<PyString>()?.to_str()?;
+            if let Some(segment) = &item.segment {
+                let segment = segment.bind(py).to_str()?;
                 if tenant.segment.as_deref() != Some(segment) {
                     tenant.segment = Some(segment.to_string());
                 }
             }
-            let effect = tenant.apply(ts, payload, &self.buckets);
-            if !self.declared.is_empty() {
-                let refused = self.declared.apply(
-                    &mut tenant.measured,
-                    kind,
-                    ts,
-                    &event,
-                    self.buckets.max_keys,
-                )?;
-                for name in refused {
-                    self.policy
-                        .bind(py)
-                        .call_method1(intern!(py, "measure_key_refused"), (name, &event))?;
-                }
+            let refused_key = item.payload.key().map(str::to_string);
+            let effect = tenant.apply(ts, item.payload, &self.buckets);
+            let refused = self.declared.apply(
+                &mut tenant.measured,
+                ts,
+                item.touches,
+                self.buckets.max_keys,
+            );
+            for name in refused {
+                self.policy
+                    .bind(py)
+                    .call_method1(intern!(py, "measure_key_refused"), (name, tenant_obj, ts))?;
             }
             let last_progress = tenant.last_progress;
             let tenant_id = tenant.tenant_id.clone();
@@ -821,9 +890,10 @@ impl ShardCore {
                 self.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
-                self.policy
-                    .bind(py)
-                    .call_method1(intern!(py, "refused_key"), (event,))?;
+                self.policy.bind(py).call_method1(
+                    intern!(py, "refused_key"),
+                    (item.kind.bind(py), tenant_obj, refused_key, ts),
+                )?;
             }
         }
         Ok(())

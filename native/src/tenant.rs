@@ -76,6 +76,49 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The attributes it was read from, as far as it keeps them: what a snapshot saves
+    /// of a queued event (vigil.events' names).
+    pub fn to_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let attrs = PyDict::new(py);
+        let set = |pairs: &[(&str, &str)]| -> PyResult<()> {
+            for (name, value) in pairs {
+                attrs.set_item(*name, *value)?;
+            }
+            Ok(())
+        };
+        match self {
+            Payload::Feature(feature) => set(&[("feature", feature)])?,
+            Payload::Integration(name, state) => set(&[("integration", name), ("state", state)])?,
+            Payload::StepCompleted(step) => set(&[("step", step)])?,
+            Payload::TicketCreated(id, priority) => {
+                set(&[("ticket_id", id), ("priority", priority)])?
+            }
+            Payload::TicketResolved(id) => set(&[("ticket_id", id)])?,
+            Payload::Invoice(id, status) => set(&[("invoice_id", id), ("status", status)])?,
+            Payload::Sponsor(status) => set(&[("status", status)])?,
+            Payload::Survey { nps, score } => {
+                set(&[("kind", if *nps { "nps" } else { "csat" })])?;
+                attrs.set_item("score", *score)?;
+            }
+            Payload::Contract(Some(seats)) => attrs.set_item("seats", seats.bind(py))?,
+            _ => {}
+        }
+        Ok(attrs)
+    }
+
+    /// The key the event adds to one of the tenant's keyed maps, if any (see
+    /// vigil.policy.KEYED_MAPS): what a refused key names.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Payload::Feature(key)
+            | Payload::Integration(key, _)
+            | Payload::StepCompleted(key)
+            | Payload::TicketCreated(key, _)
+            | Payload::Invoice(key, _) => Some(key),
+            _ => None,
+        }
+    }
+
     /// Which components the event type can change (vigil.tenant.TOUCHES).
     fn touches(&self) -> u32 {
         match self {

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored, sessions, trouble
 
+from vigil.events import Event
 from vigil.settings import Settings
 from vigil.shard import ShardEngine
 from vigil.shard_state import STATE_FORMAT
@@ -30,8 +31,10 @@ PREVIOUS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-ab073bfcfb
 # The same state saved by Vigil 069497c in format cb0820d49a8e (event ids kept without
 # their tenant).
 BARE_IDS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-cb0820d49a8e.pickle"
-# The same state saved before declared measures, in format 8c33768149e3.
+# The same state saved before declared measures, in format 8c33768149e3, and with them
+# but whole events queued, in format 0e828a30122e.
 BEFORE_MEASURES_STATE = Path(__file__).parent / "data" / "shard-state-8c33768149e3.pickle"
+WHOLE_EVENTS_STATE = Path(__file__).parent / "data" / "shard-state-0e828a30122e.pickle"
 # The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
@@ -228,17 +231,27 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
     assert h.engine.counts["duplicates"] == 10  # resends of ids saved bare
 
 
-def test_a_state_saved_before_declared_measures_resumes_with_them_empty() -> None:
+@pytest.mark.parametrize(
+    ("path", "saved_format"),
+    [(BEFORE_MEASURES_STATE, "8c33768149e3"), (WHOLE_EVENTS_STATE, "0e828a30122e")],
+)
+def test_a_state_of_the_formats_before_resumes_as_if_never_stopped(
+    path: Path, saved_format: str
+) -> None:
+    """Before declared measures (none held: they start empty), and with whole events
+    queued (the core keeps what it needs of them)."""
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
-    saved = load_state(BEFORE_MEASURES_STATE.read_bytes())
-    assert saved.layout["state_format"] == "8c33768149e3"
-    assert not any(hasattr(t, "measured") for t in saved.tenants.values())
+    saved = load_state(path.read_bytes())
+    assert saved.layout["state_format"] == saved_format
+    assert any(isinstance(queued, Event) for *_, queued in saved.pending)
     h = Harness().feed(first)
     h.engine = ShardEngine(h.settings, h.rules, saved)
     again = restored(h.engine)
     assert {t.measured == {} and t.signals_raised == [] for t in again.tenants.values()} == {True}
     h.feed(second)
+    assert restored(h.engine).layout["state_format"] == STATE_FORMAT
+    assert not any(isinstance(queued, Event) for *_, queued in restored(h.engine).pending)
     assert _but_score_drops(h.out) == _but_score_drops(straight.out)
 
 
