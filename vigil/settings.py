@@ -212,10 +212,22 @@ class ErrorSpikeSettings(_Section):
 
 
 MeasureKind = Literal[
-    "count", "sum", "distinct", "top_share", "latest", "open_items", "days_since", "days_until"
+    "count",
+    "sum",
+    "distinct",
+    "top_share",
+    "latest",
+    "open_items",
+    "oldest_open",
+    "days_since",
+    "days_until",
 ]
-# The kinds that read a field of their events, and those counted over a window.
-FIELD_KINDS = frozenset({"sum", "distinct", "top_share", "latest", "open_items", "days_until"})
+# The kinds that read a field of their events, those counted over a window, and those
+# of items opened and closed.
+FIELD_KINDS = frozenset(
+    {"sum", "distinct", "top_share", "latest", "open_items", "oldest_open", "days_until"}
+)
+ITEM_KINDS = frozenset({"open_items", "oldest_open"})
 WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
 COMPARABLE_KINDS = {
@@ -231,17 +243,17 @@ class MeasureSettings(_Section):
     """A measure of each tenant's events, computed by the engine (`[measures.NAME]`)."""
 
     kind: MeasureKind
-    # The event types it counts (for open_items: those that open an item).
+    # The event types it counts (for open_items and oldest_open: those that open an item).
     events: tuple[str, ...] = Field(min_length=1)
     # "user_id", or "attrs.NAME": what sum adds, distinct and top_share tell apart,
-    # latest keeps, open_items keys its items by; for days_until, a date attribute.
+    # latest keeps, open_items and oldest_open key items by; for days_until, a date.
     field: str | None = None
     # Only events whose attributes have these string values.
     where: dict[str, str] = Field(default_factory=dict)
     # count, sum, distinct and top_share: over the last this long, in whole days (or
     # whole health steps for a window shorter than a day), the current one included.
     window: Duration | None = None
-    # open_items: the event types that close an item (by the same field).
+    # open_items and oldest_open: the event types that close an item (by the same field).
     closed_by: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -252,8 +264,8 @@ class MeasureSettings(_Section):
         if (self.window is None) == (self.kind in WINDOW_KINDS):
             needs = "needs a" if self.kind in WINDOW_KINDS else "takes no"
             raise ValueError(f"a {self.kind} measure {needs} window")
-        if self.closed_by and self.kind != "open_items":
-            raise ValueError("closed_by is for open_items measures")
+        if self.closed_by and self.kind not in ITEM_KINDS:
+            raise ValueError("closed_by is for open_items and oldest_open measures")
         return self
 
 
@@ -610,13 +622,14 @@ class Settings(_Section):
             for kind in (*measure.events, *measure.closed_by):
                 if kind not in KNOWN_TYPES:
                     raise ValueError(f"{key}: no event type {kind!r} in the catalogue")
-            attrs = [f"attrs.{a}" for a in measure.where]
+            # The filter is of the measure's own events; the field, of the closing ones too.
+            read = [(f"attrs.{a}", measure.events) for a in measure.where]
             if measure.field is not None and measure.field != "user_id":
-                attrs.append(measure.field)
-            for attr in attrs:
+                read.append((measure.field, (*measure.events, *measure.closed_by)))
+            for attr, kinds in read:
                 lacking = [
                     kind
-                    for kind in (*measure.events, *measure.closed_by)
+                    for kind in kinds
                     if attr.removeprefix("attrs.") not in CATALOGUE_ATTRS.get(kind, ())
                 ]
                 if not attr.startswith("attrs.") or lacking:
@@ -645,12 +658,13 @@ class Settings(_Section):
                     raise ValueError(
                         f"signals.{name}.{part}: no measure {named!r} (measures: {known})"
                     )
-            kinds = COMPARABLE_KINDS.get(signal.compares)
+            comparable = COMPARABLE_KINDS.get(signal.compares)
             kind = self.measures[signal.measure].kind
-            if kinds is not None and kind not in kinds:
+            if comparable is not None and kind not in comparable:
                 raise ValueError(
-                    f"signals.{name}: {signal.compares} compares {' or '.join(sorted(kinds))} "
-                    f"measures, and {signal.measure} is a {kind} measure"
+                    f"signals.{name}: {signal.compares} compares "
+                    f"{' or '.join(sorted(comparable))} measures, and {signal.measure} is a "
+                    f"{kind} measure"
                 )
         return self
 

@@ -90,6 +90,7 @@ fn kind_of(name: &str) -> PyResult<Kind> {
         "top_share" => Kind::TopShare,
         "latest" => Kind::Latest,
         "open_items" => Kind::OpenItems,
+        "oldest_open" => Kind::OldestOpen,
         "days_since" => Kind::DaysSince,
         "days_until" => Kind::DaysUntil,
         other => {

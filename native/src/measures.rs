@@ -28,6 +28,8 @@ pub enum Kind {
     /// Items opened by the measure's events and closed by `closed_by` ones, keyed by the
     /// field (open tickets, unpaid invoices): how many are open.
     OpenItems,
+    /// The same items: days the oldest still open has been open; none while none is.
+    OldestOpen,
     /// Days since the latest of the measure's events.
     DaysSince,
     /// Days until the date the latest event carries in its field (a contract's
@@ -108,7 +110,7 @@ impl State {
     pub fn new(kind: Kind) -> State {
         match kind {
             Kind::Count | Kind::Sum => State::Buckets(VecDeque::new()),
-            Kind::Distinct | Kind::OpenItems => State::Keys(HashMap::default()),
+            Kind::Distinct | Kind::OpenItems | Kind::OldestOpen => State::Keys(HashMap::default()),
             Kind::TopShare => State::Shares(HashMap::default()),
             Kind::Latest => State::Latest(None, None),
             Kind::DaysSince => State::Last(None),
@@ -192,13 +194,17 @@ impl State {
                         .sum(),
                 )
             }
-            State::Keys(keys) => Some(match spec.kind {
+            State::Keys(keys) => match spec.kind {
                 Kind::Distinct => {
                     let first = spec.first_bucket(now);
-                    keys.values().filter(|at| **at >= first).count() as f64
+                    Some(keys.values().filter(|at| **at >= first).count() as f64)
                 }
-                _ => keys.len() as f64,
-            }),
+                Kind::OldestOpen => keys
+                    .values()
+                    .min()
+                    .map(|opened| (now - opened) as f64 / crate::tenant::MS_PER_DAY as f64),
+                _ => Some(keys.len() as f64),
+            },
             State::Shares(shares) => {
                 let first = spec.first_bucket(now);
                 let in_window = |counts: &VecDeque<(i64, f64)>| -> f64 {
@@ -402,6 +408,18 @@ mod tests {
         assert_eq!(state.value(&spec, DAY), Some(9.0)); // the latest, not the furthest
         state.apply(&spec, 7, date("not a date"), 10);
         assert_eq!(state.value(&spec, 12 * DAY), Some(-2.0));
+    }
+
+    #[test]
+    fn the_oldest_open_item_ages_until_it_closes() {
+        let spec = spec(Kind::OldestOpen, 0);
+        let mut state = State::new(spec.kind);
+        assert_eq!(state.value(&spec, DAY), None);
+        state.apply(&spec, 0, Touch::Feed(text("k1")), 10);
+        state.apply(&spec, DAY, Touch::Feed(text("k2")), 10);
+        assert_eq!(state.value(&spec, 3 * DAY), Some(3.0));
+        state.apply(&spec, 3 * DAY, Touch::Close(Reading::Text("k1".into())), 10);
+        assert_eq!(state.value(&spec, 3 * DAY), Some(2.0));
     }
 
     #[test]

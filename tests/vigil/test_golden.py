@@ -107,6 +107,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "window": "7d",
             },
             "quiet": {"kind": "days_since", "events": ["user.session"]},
+            "oldest_ticket": {
+                "kind": "oldest_open",
+                "events": ["ticket.created"],
+                "closed_by": ["ticket.resolved"],
+                "field": "attrs.ticket_id",
+            },
             "sessions": {"kind": "count", "events": ["user.session"], "window": "3d"},
             "nps": {
                 "kind": "latest",
@@ -138,6 +144,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
             "nps_fell": {"measure": "nps", "versus": "previous_value", "below": -1},
             "sponsor_left": {"measure": "sponsor", "equals": "departed", "severity": "high"},
+            "ticket_aging": {"measure": "oldest_ticket", "above": 2},
         },
     },
 }

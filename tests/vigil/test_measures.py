@@ -156,6 +156,25 @@ class TestKinds:
         [raised] = self.raised(measure, {"above": 2}, [*opened, clock(T0 + DAY)])
         assert raised["ts"] == "2026-03-02T01:00:00Z"
 
+    def test_an_unresolved_p1_older_than_its_bound(self) -> None:
+        p1 = {"ticket_id": "k1", "priority": "P1"}
+        events = [
+            event("acme", "ticket.created", T0, p1),
+            event("acme", "ticket.created", T0 + 1, {"ticket_id": "k2", "priority": "P3"}),
+            clock(T0 + 20 * DAY),
+        ]
+        oldest = {
+            "kind": "oldest_open",
+            "events": ["ticket.created"],
+            "where": {"priority": "P1"},
+            "closed_by": ["ticket.resolved"],
+            "field": "attrs.ticket_id",
+        }
+        [raised] = self.raised(oldest, {"above": 14}, events)
+        assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
+        resolved = event("acme", "ticket.resolved", T0 + 10 * DAY, {"ticket_id": "k1"})
+        assert self.raised(oldest, {"above": 14}, [*events[:2], resolved, events[2]]) == []
+
     def test_one_users_share_of_sessions(self) -> None:
         sessions = logins(0, range(1)) * 1 + logins(0, range(3))
         sessions = [{**s, "event_id": f"e{n}"} for n, s in enumerate(sessions)]
