@@ -11,9 +11,19 @@ import orjson
 from vigil.settings import MeasureSettings, Settings
 from vigil.timeutil import MS_PER_DAY
 
-# (name, digest, kind, event types, closing types, field, filter, window, bucket)
+# (name, digest, kind, event types, closing types, field, filter, window, bucket, origin
+# of calendar windows)
 MeasureTuple = tuple[
-    str, str, str, tuple[str, ...], tuple[str, ...], str | None, list[tuple[str, str]], int, int
+    str,
+    str,
+    str,
+    tuple[str, ...],
+    tuple[str, ...],
+    str | None,
+    list[tuple[str, str]],
+    int,
+    int,
+    int | None,
 ]
 # (measure index, comparison, per measure index, min_previous, equals, above, below)
 ConditionTuple = tuple[int, str, int | None, float, str | None, float | None, float | None]
@@ -25,10 +35,10 @@ class Compiled(NamedTuple):
     signals: list[str]  # the declared signals' names, in the conditions' order
 
 
-def bucket_of(window: int, step: int) -> int:
-    """What a window's counts are kept in: days for a window of whole days, health
-    steps otherwise."""
-    return MS_PER_DAY if window % MS_PER_DAY == 0 else step
+def bucket_of(window: int, step: int, origin: int = 0) -> int:
+    """What a window's counts are kept in: days for a window of whole days (from a
+    midnight, for calendar windows), health steps otherwise."""
+    return MS_PER_DAY if window % MS_PER_DAY == 0 and origin % MS_PER_DAY == 0 else step
 
 
 def _digest(measure: MeasureSettings, bucket: int) -> str:
@@ -41,7 +51,8 @@ def compiled(settings: Settings) -> Compiled:
     measures: list[MeasureTuple] = []
     for name, measure in settings.measures.items():
         window = measure.window or 0
-        bucket = bucket_of(window, settings.engine.health_step) if window else 0
+        origin = settings.engine.window_origin if measure.calendar else None
+        bucket = bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
         measures.append(
             (
                 name,
@@ -53,6 +64,7 @@ def compiled(settings: Settings) -> Compiled:
                 sorted(measure.where.items()),
                 window,
                 bucket,
+                origin,
             )
         )
     declared = settings.signals.declared

@@ -228,6 +228,9 @@ FIELD_KINDS = frozenset(
     {"sum", "distinct", "top_share", "latest", "open_items", "oldest_open", "days_until"}
 )
 ITEM_KINDS = frozenset({"open_items", "oldest_open"})
+# Those that can be counted over calendar windows (the others keep each key's latest
+# time only, which cannot say which closed window it fell in).
+CALENDAR_KINDS = frozenset({"count", "sum", "top_share"})
 WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
 COMPARABLE_KINDS = {
@@ -253,6 +256,11 @@ class MeasureSettings(_Section):
     # count, sum, distinct and top_share: over the last this long, in whole days (or
     # whole health steps for a window shorter than a day), the current one included.
     window: Duration | None = None
+    # count, sum and top_share: calendar windows instead, whole windows from
+    # engine.window_origin (Monday-to-Sunday weeks), the last closed one counted. Every
+    # tenant is evaluated when one closes, and a signal over it is raised for each window
+    # it holds in, not once per crossing.
+    calendar: bool = False
     # open_items and oldest_open: the event types that close an item (by the same field).
     closed_by: tuple[str, ...] = ()
 
@@ -264,6 +272,8 @@ class MeasureSettings(_Section):
         if (self.window is None) == (self.kind in WINDOW_KINDS):
             needs = "needs a" if self.kind in WINDOW_KINDS else "takes no"
             raise ValueError(f"a {self.kind} measure {needs} window")
+        if self.calendar and self.kind not in CALENDAR_KINDS:
+            raise ValueError(f"calendar windows are for {', '.join(sorted(CALENDAR_KINDS))}")
         if self.closed_by and self.kind not in ITEM_KINDS:
             raise ValueError("closed_by is for open_items and oldest_open measures")
         return self

@@ -112,13 +112,16 @@ type MeasureTuple = (
     Vec<(String, String)>,
     i64,
     i64,
+    Option<i64>,
 );
 
 impl Declared {
     pub fn new(measures: Vec<MeasureTuple>, conditions: Vec<ConditionTuple>) -> PyResult<Self> {
         let mut declared = Declared::default();
-        for (index, (name, digest, kind, types, closed_by, field, filter, window, bucket)) in
-            measures.into_iter().enumerate()
+        for (
+            index,
+            (name, digest, kind, types, closed_by, field, filter, window, bucket, calendar),
+        ) in measures.into_iter().enumerate()
         {
             let fed = types.into_iter().map(|kind| (kind, false));
             for (kind, closes) in fed.chain(closed_by.into_iter().map(|kind| (kind, true))) {
@@ -140,6 +143,7 @@ impl Declared {
                     window,
                     bucket,
                     windows_kept: 1,
+                    calendar,
                 },
                 field,
                 filter,
@@ -173,6 +177,12 @@ impl Declared {
 
     pub fn is_empty(&self) -> bool {
         self.measures.is_empty()
+    }
+
+    /// Whether a calendar window closes at `now`: then every tenant is evaluated, the
+    /// silent ones included.
+    pub fn closes_at(&self, now: i64) -> bool {
+        self.measures.iter().any(|m| m.spec.closes_at(now))
     }
 
     /// A tenant's measures, none fed yet.
@@ -289,6 +299,9 @@ impl Declared {
     pub fn evaluate(&self, states: &[State], active: &mut u64, now: i64) -> Vec<Raised> {
         let mut raised = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
+            if self.measures[condition.measure].spec.closes_at(now) {
+                *active &= !(1u64 << index); // a calendar window's signal is of that window
+            }
             let (reading, other) = self.compared(condition, states, now);
             let crossed = match (&condition.versus, &reading, &other) {
                 (Versus::Equals(text), Some(Reading::Text(value)), _) => **value == **text,

@@ -991,7 +991,17 @@ impl ShardCore {
         dirty.sort();
         let mut raised = Vec::new();
         if !self.declared.is_empty() {
-            for tenant_id in &dirty {
+            let mut everyone: Vec<Id> = Vec::new();
+            if self.declared.closes_at(now) {
+                everyone = self.tenants.keys().cloned().collect();
+                everyone.sort();
+            }
+            let evaluated = if everyone.is_empty() {
+                &dirty
+            } else {
+                &everyone
+            };
+            for tenant_id in evaluated {
                 let tenant = self
                     .tenants
                     .get_mut(tenant_id)

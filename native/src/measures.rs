@@ -70,13 +70,33 @@ pub struct Spec {
     pub bucket: i64,
     /// Windows of counts kept: 2 when a signal compares the window with the one before.
     pub windows_kept: i64,
+    /// Calendar windows: whole windows from `origin` (Monday-to-Sunday weeks), the last
+    /// closed one counted; else rolling ones, ending now.
+    pub calendar: Option<i64>,
 }
 
 impl Spec {
-    /// The first bucket of the window that ends at `now`: the last window / bucket
-    /// buckets, the one `now` is in (or ends) included.
+    /// The first bucket of the window counted at `now`: of a rolling window, the last
+    /// window / bucket buckets, the one `now` is in (or ends) included; of a calendar
+    /// window, the last one closed.
     fn first_bucket(&self, now: i64) -> i64 {
-        floor_to(now - 1, self.bucket, 0) - (self.window / self.bucket - 1) * self.bucket
+        match self.calendar {
+            Some(origin) => floor_to(now, self.window, origin) - self.window,
+            None => {
+                floor_to(now - 1, self.bucket, 0) - (self.window / self.bucket - 1) * self.bucket
+            }
+        }
+    }
+
+    /// Where the window counted at `now` ends (buckets from there on are not in it).
+    fn end(&self, now: i64) -> i64 {
+        self.first_bucket(now) + self.window
+    }
+
+    /// Whether a calendar window closes at `now`.
+    pub fn closes_at(&self, now: i64) -> bool {
+        self.calendar
+            .is_some_and(|origin| (now - origin).rem_euclid(self.window) == 0)
     }
 }
 
@@ -185,14 +205,9 @@ impl State {
     pub fn value(&self, spec: &Spec, now: i64) -> Option<f64> {
         match self {
             State::Buckets(buckets) => {
-                let first = spec.first_bucket(now);
-                Some(
-                    buckets
-                        .iter()
-                        .filter(|(b, _)| *b >= first)
-                        .map(|(_, n)| n)
-                        .sum(),
-                )
+                let (first, end) = (spec.first_bucket(now), spec.end(now));
+                let in_window = buckets.iter().filter(|(b, _)| *b >= first && *b < end);
+                Some(in_window.map(|(_, n)| n).sum())
             }
             State::Keys(keys) => match spec.kind {
                 Kind::Distinct => {
@@ -206,11 +221,11 @@ impl State {
                 _ => Some(keys.len() as f64),
             },
             State::Shares(shares) => {
-                let first = spec.first_bucket(now);
+                let (first, end) = (spec.first_bucket(now), spec.end(now));
                 let in_window = |counts: &VecDeque<(i64, f64)>| -> f64 {
                     counts
                         .iter()
-                        .filter(|(b, _)| *b >= first)
+                        .filter(|(b, _)| *b >= first && *b < end)
                         .map(|(_, n)| n)
                         .sum()
                 };
@@ -302,6 +317,7 @@ mod tests {
             window: days * DAY,
             bucket: DAY,
             windows_kept: 1,
+            calendar: None,
         }
     }
 
@@ -339,6 +355,23 @@ mod tests {
         state.prune(&spec, 4 * DAY);
         assert_eq!(state.value(&spec, 4 * DAY), Some(2.0)); // days 2 and 3
         assert_eq!(state.previous_window(&spec, 4 * DAY), Some(3.0)); // days 0 and 1
+    }
+
+    #[test]
+    fn a_calendar_count_is_of_the_last_closed_window() {
+        let spec = Spec {
+            calendar: Some(DAY), // windows of 2 days from day 1
+            windows_kept: 2,
+            ..spec(Kind::Count, 2)
+        };
+        let mut state = State::new(spec.kind);
+        for day in [1, 2, 2, 3, 4] {
+            state.apply(&spec, day * DAY + 5, Touch::Feed(None), 10);
+        }
+        assert!(spec.closes_at(5 * DAY) && !spec.closes_at(4 * DAY));
+        assert_eq!(state.value(&spec, 5 * DAY), Some(2.0)); // days 3 and 4
+        assert_eq!(state.value(&spec, 4 * DAY + 5), Some(3.0)); // days 1 and 2, still
+        assert_eq!(state.previous_window(&spec, 5 * DAY), Some(3.0));
     }
 
     #[test]

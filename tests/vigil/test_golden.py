@@ -114,6 +114,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "field": "attrs.ticket_id",
             },
             "sessions": {"kind": "count", "events": ["user.session"], "window": "3d"},
+            "sessions_week": {
+                "kind": "count",
+                "events": ["user.session"],
+                "window": "7d",
+                "calendar": True,
+            },
             "nps": {
                 "kind": "latest",
                 "events": ["survey.response"],
@@ -145,6 +151,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "nps_fell": {"measure": "nps", "versus": "previous_value", "below": -1},
             "sponsor_left": {"measure": "sponsor", "equals": "departed", "severity": "high"},
             "ticket_aging": {"measure": "oldest_ticket", "above": 2},
+            "sessions_halved": {
+                "measure": "sessions_week",
+                "versus": "previous_window",
+                "below": 0.5,
+                "min_previous": 10,
+            },
         },
     },
 }

@@ -15,6 +15,7 @@ from vigil.rules.engine import engine_for
 from vigil.rules.loader import configured_rules
 from vigil.settings import Settings, load_settings
 from vigil.shard import ShardEngine
+from vigil.simulate import FleetPlan, generate
 
 SEATS: dict[str, Any] = {
     "measures": {
@@ -122,6 +123,42 @@ def test_a_rule_naming_a_signal_nobody_declared_is_refused(tmp_path: Path) -> No
     (tmp_path / "seats.yaml").write_text(SEAT_RULE)
     with pytest.raises(RuleError, match="unknown signal 'seat_cap'"):
         configured_rules(declared({"rules": {"paths": [str(tmp_path)]}}))
+
+
+def test_login_drop_declared_over_a_calendar_count_raises_as_the_built_in_one() -> None:
+    """The built-in login_drop (sessions of the last closed week below half of the week
+    before, which had at least 10) as settings: the same tenants at the same instants."""
+    declared_drop = {
+        "measures": {
+            "sessions_week": {
+                "kind": "count",
+                "events": ["user.session"],
+                "window": "7d",
+                "calendar": True,
+            }
+        },
+        "signals": {
+            "sessions_halved": {
+                "measure": "sessions_week",
+                "versus": "previous_window",
+                "below": 0.5,
+                "min_previous": 10,
+            }
+        },
+    }
+    lines = list(generate(FleetPlan(tenants=40, days=24, seed=11))[0])
+    h = Harness(declared(declared_drop)).feed(lines, batch_size=300)
+    built_in = {(s["tenant_id"], s["ts"]) for s in h.signals("login_drop")}
+    assert len(built_in) >= 3
+    assert {(s["tenant_id"], s["ts"]) for s in h.signals("sessions_halved")} == built_in
+    for raised in h.signals("sessions_halved"):
+        [same] = [
+            s
+            for s in h.signals("login_drop")
+            if s["tenant_id"] == raised["tenant_id"] and s["ts"] == raised["ts"]
+        ]
+        assert raised["evidence"]["measured"] == same["evidence"]["sessions"]
+        assert raised["evidence"]["previous"] == same["evidence"]["sessions_previous_window"]
 
 
 class TestKinds:
@@ -319,6 +356,20 @@ class TestKinds:
             "signals.s.measure: no measure 'nothing'",
         ),
         ({**SEATS, "signals": {"s": {"measure": "seats"}}}, "needs a bound"),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "distinct",
+                        "events": ["user.session"],
+                        "field": "user_id",
+                        "window": "7d",
+                        "calendar": True,
+                    }
+                }
+            },
+            "calendar windows are for count, sum, top_share",
+        ),
         (
             {
                 "measures": {
