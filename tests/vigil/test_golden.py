@@ -271,17 +271,22 @@ def test_a_snapshot_resumes_as_if_never_stopped() -> None:
         assert resumed.outputs == whole.outputs, f"cut at line {cut}"
 
 
+DECLARED = load_settings(None, env={}, overrides=VARIANTS["declared measures"])
+
+
+@pytest.mark.parametrize("settings", [Settings(), DECLARED], ids=["defaults", "declared"])
 @EXAMPLES
-@given(streams())
+@given(stream=streams())
 def test_a_stream_of_broken_events_resumes_as_if_never_stopped(
-    stream: list[dict[str, Any]],
+    settings: Settings, stream: list[dict[str, Any]]
 ) -> None:
     """Each shard's outputs to each stream, in order: cut between batches the whole run
-    did not make, the outputs interleave otherwise."""
+    did not make, the outputs interleave otherwise. With declared measures too, which
+    read the attributes such streams send in every shape."""
     lines = [orjson.dumps(item) for item in itertools.chain(stream, [clock(T0 + 30 * DAY)])]
-    whole = Stream(Settings()).feed(lines)
+    whole = Stream(settings).feed(lines)
     cut = len(lines) // 2
-    resumed = Stream(Settings()).feed(lines[:cut])
+    resumed = Stream(settings).feed(lines[:cut])
     resumed.restart()
     assert resumed.feed(lines[cut:]).by_shard == whole.by_shard
 
