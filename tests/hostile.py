@@ -1,5 +1,5 @@
 """Hypothesis strategies for hostile input: catalogue events broken field by field,
-in roughly rising event time (tests/vigil/test_hostile_input.py, test_native.py)."""
+in roughly rising event time (tests/vigil/test_hostile_input.py, test_golden.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-//! A tenant's state and how an event folds into it: vigil/tenant.py, item for item.
+//! A tenant's state and how an event folds into it. A snapshot saves it as
+//! vigil.tenant.TenantState.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -13,7 +14,7 @@ pub const MS_PER_HOUR: i64 = 3_600_000;
 pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 pub const PRESSURE_HOURS: i64 = 24;
 
-// Effects (vigil.tenant.Effect)
+// Effects of applying an event that the shard must index (bit flags).
 pub const ERRORS: u32 = 1;
 pub const ONBOARDING_CLOCK: u32 = 2;
 pub const KEY_REFUSED: u32 = 4;
@@ -119,7 +120,7 @@ impl Payload {
         }
     }
 
-    /// Which components the event type can change (vigil.tenant.TOUCHES).
+    /// Which components the event type can change: the scorer re-measures only those.
     fn touches(&self) -> u32 {
         match self {
             Payload::Session => LOGIN_ACTIVITY | LOGIN_TREND | ERROR_PRESSURE,
