@@ -47,7 +47,8 @@ ShardBatches = list[tuple[str, ShardChunk]]
 
 def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], int]:
     """The stream decoded and split by the dataflow's own splitter, and its event count."""
-    intake = Intake(str(path), "p0", 1, settings.input.allowed_lateness)
+    lateness, catalogue = settings.input.allowed_lateness, settings.catalogue.full
+    intake = Intake(str(path), "p0", 1, lateness, catalogue=catalogue)
     split, size = _splitter(settings.engine.shards), settings.input.batch_size
     lines = path.read_bytes().splitlines()
     batches: list[ShardBatches] = []

@@ -22,7 +22,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from vigil.errors import VigilError
-from vigil.events import DEFAULT_LIMITS, UTF8_BOM, Limits
+from vigil.events import DEFAULT_CATALOGUE, DEFAULT_LIMITS, UTF8_BOM, Catalogue, Limits
 from vigil.intake import Chunk, Intake
 from vigil.locks import making
 from vigil.metrics import Metrics
@@ -66,8 +66,10 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         max_bytes: int = MAX_EVENT_BYTES,
         limits: Limits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
     ) -> None:
         self.path = path
+        self.catalogue = catalogue
         self.part = path  # the partition's name: where a recovery store keeps its position
         self.max_future = max_future
         self.max_bytes = max_bytes
@@ -87,7 +89,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
         on_ready: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
     ) -> JsonLinesSource:
-        """The source as the `[input]` settings say."""
+        """The source as the `[input]` and `[catalogue]` settings say."""
         given = settings.input
         return cls(
             path,
@@ -98,6 +100,7 @@ class JsonLinesSource(FixedPartitionedSource[Chunk, FilePosition]):
             given.max_event_bytes,
             given.limits,
             metrics,
+            settings.catalogue.full,
         )
 
     def list_parts(self) -> list[str]:
@@ -461,6 +464,7 @@ class _FilePartition(StatefulSourcePartition[Chunk, FilePosition]):
             source.max_future,
             source.max_bytes,
             limits=source.limits,
+            catalogue=source.catalogue,
         )
         self.batch_size = source.batch_size
         self.handle: IO[bytes] | None = None

@@ -38,7 +38,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from vigil.errors import ConfigError, VigilError
-from vigil.events import DEFAULT_LIMITS, DeadLetter, Event, Limits
+from vigil.events import DEFAULT_CATALOGUE, DEFAULT_LIMITS, Catalogue, DeadLetter, Event, Limits
 from vigil.intake import Chunk, Intake
 from vigil.kafka_secrets import MASK, masked
 from vigil.metrics import Metrics
@@ -256,8 +256,10 @@ class KafkaEventSource(FixedPartitionedSource[Chunk, PartitionPosition]):
         max_future: int | None = None,
         max_bytes: int | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
     ) -> None:
         self.config = dict(config)
+        self.catalogue = catalogue
         self.topic = topic
         self.lateness = lateness
         self.batch_size = batch_size
@@ -335,6 +337,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, PartitionPosition]):
             source.max_future,
             source.max_bytes,
             limits=source.limits,
+            catalogue=source.catalogue,
         )
         self.consumer = Consumer(
             {

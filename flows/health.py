@@ -116,7 +116,7 @@ def build_flow(
 ) -> Dataflow:
     """`snapshots=False` when the run surely has no recovery store (`vigil run` knows;
     `python -m bytewax.run -r` decides outside the flow, so the default keeps them)."""
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(known_types=settings.catalogue.full.types)
     rules = rules or engine_for(configured_rules(settings))
 
     def build_shard(resume: bytes | None) -> _ShardLogic:
@@ -155,7 +155,7 @@ def _flow_from_environment() -> Dataflow:
     source = JsonLinesSource.configured(os.environ.get("VIGIL_INPUT", "-"), settings)
     out_dir = Path(os.environ.get("VIGIL_OUTPUT_DIR", "vigil-out"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = Metrics()
+    metrics = Metrics(known_types=settings.catalogue.full.types)
     return build_flow(settings, source, JsonLinesSink(out_dir, STREAMS, metrics), metrics)
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from vigil.errors import RuleError
+from vigil.events import DEFAULT_CATALOGUE
 from vigil.facts import SIGNAL, fact_fields
 from vigil.rules.model import Rule, RuleFile
 from vigil.settings import Settings, ZoneSettings, read_config_file
@@ -44,15 +45,16 @@ def load_rules(
     paths: Sequence[str | Path] = (),
     zones: ZoneSettings | None = None,
     signals: Mapping[str, SignalKind] = SIGNAL_KINDS,
+    segments: Sequence[str] = DEFAULT_CATALOGUE.segments,
 ) -> list[Rule]:
     """All rules of all files, or RuleError listing every problem found. With `zones`
     (the run's health.zones), a condition on zone and score they rule out is one.
-    `signals`: those rules may name (vigil.signals.signal_kinds of the settings)."""
+    `signals` and `segments`: those rules may name (of the settings: configured_rules)."""
     rules: list[Rule] = []
     problems: list[str] = []
     first_seen: dict[str, str] = {}
     for path in rule_files(paths):
-        loaded, file_problems = _load_file(path, zones, signals)
+        loaded, file_problems = _load_file(path, zones, signals, segments)
         problems += file_problems
         for rule, where in loaded:
             if rule.id in first_seen:
@@ -69,15 +71,17 @@ def load_rules(
 
 def configured_rules(settings: Settings, paths: Sequence[str | Path] | None = None) -> list[Rule]:
     """The rules a run with these settings loads (`paths`, else `rules.paths`): checked
-    against its zones and the signals it declares."""
+    against its zones, the signals it declares and its catalogue's segments."""
     kinds = signal_kinds(settings.signals.declared)
-    return load_rules(
-        settings.rules.paths if paths is None else paths, settings.health.zones, kinds
-    )
+    given = settings.rules.paths if paths is None else paths
+    return load_rules(given, settings.health.zones, kinds, settings.catalogue.full.segments)
 
 
 def _load_file(
-    path: Path, zones: ZoneSettings | None, signals: Mapping[str, SignalKind]
+    path: Path,
+    zones: ZoneSettings | None,
+    signals: Mapping[str, SignalKind],
+    segments: Sequence[str],
 ) -> tuple[list[tuple[Rule, str]], list[str]]:
     try:
         text = read_config_file(path).decode("utf-8")
@@ -94,7 +98,7 @@ def _load_file(
     if twice := _keys_given_twice(path, root, data):
         return [], twice
     try:
-        parsed = RuleFile.model_validate(data, context={"signals": signals})
+        parsed = RuleFile.model_validate(data, context={"signals": signals, "segments": segments})
     except ValidationError as exc:
         return [], [_describe(path, root, data, error) for error in exc.errors()]
     rules_node = _child(root, "rules")

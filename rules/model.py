@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from vigil.events import DEFAULT_CATALOGUE
 from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
 from vigil.rules.templates import placeholders
 from vigil.settings import Duration, ZoneSettings
@@ -24,7 +25,8 @@ from vigil.zones import zone_of
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Zone = Literal["green", "yellow", "orange", "red"]
 FromZone = Literal["green", "yellow", "orange", "red", "none"]  # none: a tenant's first zone
-Segment = Literal["smb", "mid_market", "enterprise", "unknown"]
+# A fact of a tenant that sent no segment says "unknown".
+UNKNOWN_SEGMENT = "unknown"
 RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
@@ -47,7 +49,17 @@ def _known_signal(name: str, info: ValidationInfo) -> str:
     return name
 
 
+def _known_segment(name: str, info: ValidationInfo) -> str:
+    """A segment of the catalogue: the built-in ones, and those the settings add when the
+    loader hands them over (`context={"segments": ...}`)."""
+    segments = (info.context or {}).get("segments", DEFAULT_CATALOGUE.segments)
+    if name not in (*segments, UNKNOWN_SEGMENT):
+        raise ValueError(f"unknown segment {name!r}: {', '.join(segments)} or {UNKNOWN_SEGMENT}")
+    return name
+
+
 SignalName = Annotated[str, AfterValidator(_known_signal)]
+Segment = Annotated[str, AfterValidator(_known_segment)]
 T = TypeVar("T")
 # A single value or a list of them in YAML, held as a tuple ("any of").
 OneOrMany = Annotated[tuple[T, ...] | None, BeforeValidator(_as_tuple)]

@@ -74,7 +74,8 @@ class Harness:
     def __init__(self, settings: Settings | None = None, rules: RuleEngine | None = None) -> None:
         self.settings = settings or Settings()
         self.rules = rules or engine_for(load_rules())
-        self.intake = Intake("test", "p0", 1, self.settings.input.allowed_lateness)
+        lateness, catalogue = self.settings.input.allowed_lateness, self.settings.catalogue.full
+        self.intake = Intake("test", "p0", 1, lateness, catalogue=catalogue)
         self.engine = ShardEngine(self.settings, self.rules)
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.position = 0

@@ -302,7 +302,7 @@ def _run(args: argparse.Namespace) -> int:
     kafka_mode = _kafka_mode(args, settings.kafka.bootstrap)
     _no_idle_flags(args, kafka_mode, settings.recovery.dir)
     addresses = _cluster_addresses(args.addresses, args.process_id)
-    metrics, readiness = Metrics(), Readiness()
+    metrics, readiness = Metrics(known_types=settings.catalogue.full.types), Readiness()
     if kafka_mode:
         source, sink = _kafka_io(settings, metrics, readiness)
     else:
@@ -576,6 +576,7 @@ def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
         max_future=settings.input.max_future,
         max_bytes=settings.input.max_event_bytes,
         limits=settings.input.limits,
+        catalogue=settings.catalogue.full,
     )
     sink = KafkaOutputSink(config, topics.outputs(), kafka.delivery_timeout / 1000, metrics)
     return source, sink

@@ -3,25 +3,37 @@ needs neither the engine nor the rules."""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
 
 import orjson
 
 from vigil._native import Decoder
 from vigil.events import (
+    DEFAULT_CATALOGUE,
     FEW_ATTRS,
     MAX_EPOCH_MS,
     MAX_ID_LENGTH,
     MIN_EPOCH_MS,
     NO_WATERMARK,
-    SEGMENTS,
+    Catalogue,
     Event,
     compiled_checks,
 )
 
+# One decoder per catalogue, shared by a process's partitions.
+_DECODERS: dict[bytes, Decoder] = {}
+_LOCK = threading.Lock()
 
-@cache
-def decoder() -> Decoder:
-    """The compiled decoder (vigil.intake)."""
-    limits = (sorted(SEGMENTS), MAX_ID_LENGTH, FEW_ATTRS, (MIN_EPOCH_MS, MAX_EPOCH_MS))
-    return Decoder(Event, *limits, compiled_checks(), orjson.loads, NO_WATERMARK)
+
+def decoder(catalogue: Catalogue = DEFAULT_CATALOGUE) -> Decoder:
+    """The compiled decoder of `catalogue` (vigil.intake)."""
+    key = catalogue.key()
+    with _LOCK:
+        found = _DECODERS.get(key)
+        if found is None:
+            limits = (list(catalogue.segments), MAX_ID_LENGTH, FEW_ATTRS)
+            epochs = (MIN_EPOCH_MS, MAX_EPOCH_MS)
+            checks = compiled_checks(catalogue)
+            found = Decoder(Event, *limits, epochs, checks, orjson.loads, NO_WATERMARK)
+            _DECODERS[key] = found
+        return found

@@ -7,7 +7,7 @@ is lost and nothing raises.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, NamedTuple, NoReturn
 
@@ -174,7 +174,9 @@ def _passes(check: Check, value: Any) -> bool:
     return _TESTS[check.kind](value)
 
 
-def _one_of(*choices: str) -> Check:
+def one_of(*choices: str) -> Check:
+    if len(choices) == 1:
+        return Check("one_of", repr(choices[0]), choices)
     return Check("one_of", f"{', '.join(choices[:-1])} or {choices[-1]}", choices)
 
 
@@ -190,28 +192,28 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
     "feature.used": {"feature": (True, NAME)},
     "error.raised": {
         "code": (False, STR),
-        "severity": (False, _one_of("low", "medium", "high", "critical")),
+        "severity": (False, one_of("low", "medium", "high", "critical")),
     },
     "job.retry": {"job": (False, STR)},
     "integration.state": {
         "integration": (True, NAME),
-        "state": (True, _one_of("connected", "error", "disconnected")),
+        "state": (True, one_of("connected", "error", "disconnected")),
     },
     "onboarding.started": {"plan_days": (False, INT)},
     "onboarding.step_completed": {"step": (True, NAME)},
     "recipe.completed": {"recipe": (True, STR)},
     "ticket.created": {
         "ticket_id": (True, NAME),
-        "priority": (True, _one_of("P1", "P2", "P3", "P4")),
+        "priority": (True, one_of("P1", "P2", "P3", "P4")),
     },
     "ticket.resolved": {"ticket_id": (True, NAME)},
     "survey.response": {
-        "kind": (True, _one_of("nps", "csat")),
+        "kind": (True, one_of("nps", "csat")),
         "score": (True, NUMBER),
     },
     "billing.invoice": {
         "invoice_id": (True, NAME),
-        "status": (True, _one_of("issued", "paid", "overdue", "failed")),
+        "status": (True, one_of("issued", "paid", "overdue", "failed")),
         "amount": (False, NUMBER),
     },
     "contract.updated": {
@@ -219,19 +221,46 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
         "renewal_date": (False, DATE),
         "arr": (False, NUMBER),
     },
-    "sponsor.changed": {"status": (True, _one_of("active", "departed"))},
+    "sponsor.changed": {"status": (True, one_of("active", "departed"))},
     "nudge.sent": {"nudge": (True, STR)},
     "nudge.acted": {"nudge": (True, STR)},
 }
-# The attribute names the catalogue gives each type that has attributes, and those that
-# hold dates.
+# The attribute names the catalogue gives each type that has attributes.
 CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
-DATE_ATTRS = frozenset(
-    (kind, attr)
-    for kind, spec in _ATTRS.items()
-    for attr, (_, check) in spec.items()
-    if check is DATE
-)
+# The checks an attribute of a type added in the settings may name.
+CHECKS = {"str": STR, "name": NAME, "number": NUMBER, "int": INT, "date": DATE}
+
+
+class Catalogue(NamedTuple):
+    """The event types Vigil knows, what each one's attributes must be, and the segments
+    a tenant may be in: the built-in catalogue (the contract), or it extended in the
+    settings (`[catalogue]`)."""
+
+    types: frozenset[str]
+    attrs: Mapping[str, Mapping[str, tuple[bool, Check]]]
+    segments: tuple[str, ...]  # in the order errors list them
+
+    def extended(
+        self, types: Mapping[str, Mapping[str, tuple[bool, Check]]], segments: Iterable[str]
+    ) -> Catalogue:
+        added = tuple(s for s in dict.fromkeys(segments) if s not in self.segments)
+        return Catalogue(self.types | types.keys(), {**self.attrs, **types}, self.segments + added)
+
+    def attr_names(self, kind: str) -> tuple[str, ...]:
+        return tuple(self.attrs.get(kind, ()))
+
+    def is_date(self, kind: str, attr: str) -> bool:
+        spec = self.attrs.get(kind, {}).get(attr)
+        return spec is not None and spec[1].kind == "date"
+
+    def key(self) -> bytes:
+        """What tells two catalogues apart (a decoder is made once per catalogue)."""
+        table = {k: {a: [r, *c] for a, (r, c) in spec.items()} for k, spec in self.attrs.items()}
+        shape = [sorted(self.types), table, list(self.segments)]
+        return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)
+
+
+DEFAULT_CATALOGUE = Catalogue(KNOWN_TYPES, _ATTRS, ("smb", "mid_market", "enterprise"))
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 _RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 
@@ -243,11 +272,13 @@ CompiledCheck = Callable[[dict[str, Any], int, str, Mapping[str, Any]], "Event |
 CompiledAttr = tuple[str, bool, str, tuple[str, ...]]
 
 
-def compiled_checks() -> dict[str, list[CompiledAttr] | None]:
+def compiled_checks(
+    catalogue: Catalogue = DEFAULT_CATALOGUE,
+) -> dict[str, list[CompiledAttr] | None]:
     """_ATTRS for the compiled check: per type, (attr, required, check's kind, choices);
     None for a type it leaves to Python, one with a date or a score's range to check."""
     table: dict[str, list[CompiledAttr] | None] = {}
-    for event_type, spec in _ATTRS.items():
+    for event_type, spec in catalogue.attrs.items():
         python_only = event_type in _RANGED or any(c.kind == "date" for _, c in spec.values())
         table[event_type] = (
             None
@@ -267,12 +298,13 @@ def decode(
     watermark: int,
     compiled: CompiledCheck | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    catalogue: Catalogue = DEFAULT_CATALOGUE,
 ) -> Event | DeadLetter:
     """Decode one message; `watermark` is the partition's watermark before this message.
     `compiled` takes the common valid event off the checks here, which stay the
     reference for all else."""
     try:
-        return _decode(raw, source, position, watermark, compiled, limits)
+        return _decode(raw, source, position, watermark, compiled, limits, catalogue)
     except Invalid as bad:
         return DeadLetter(source, position, raw_text(raw), bad.reason, bad.error)
 
@@ -323,6 +355,7 @@ def _decode(
     watermark: int,
     compiled: CompiledCheck | None,
     limits: Limits,
+    catalogue: Catalogue,
 ) -> Event:
     try:
         obj = orjson.loads(raw)
@@ -355,9 +388,9 @@ def _decode(
         and 0 < len(tenant_id) <= MAX_ID_LENGTH
         and (user_id is None or type(user_id) is str)
         and (attrs is None or type(attrs) is dict)
-        and (segment is None or (type(segment) is str and segment in SEGMENTS))
+        and (segment is None or (type(segment) is str and segment in catalogue.segments))
     ):
-        _explain(obj)
+        _explain(obj, catalogue)
     if type(ts) is str:
         try:
             millis = parse_rfc3339(ts)
@@ -369,8 +402,8 @@ def _decode(
         millis = ts
     else:
         _bad_timestamp(obj)
-    if kind in _ATTRS:
-        _check_attrs(kind, attrs or {})
+    if kind in catalogue.attrs:
+        _check_attrs(kind, attrs or {}, catalogue.attrs[kind])
     return Event(
         event_id,
         kind,
@@ -420,7 +453,7 @@ def _too_many(limits: Limits) -> str:
     )
 
 
-def _explain(obj: dict[str, Any]) -> NoReturn:
+def _explain(obj: dict[str, Any], catalogue: Catalogue) -> NoReturn:
     """Raise Invalid naming the first problem of an event that failed the fast test."""
     _identifier(obj, "event_id")
     _identifier(obj, "type")  # an unknown type's name becomes a metric label and a log field
@@ -428,10 +461,8 @@ def _explain(obj: dict[str, Any]) -> NoReturn:
     _optional(obj, "user_id", str, "a string")
     _optional(obj, "attrs", dict, "an object")
     segment = obj.get("segment")
-    raise Invalid(
-        "invalid_field",
-        f"field 'segment' must be smb, mid_market or enterprise, got {_shown(segment)}",
-    )
+    segments = one_of(*catalogue.segments).expected
+    raise Invalid("invalid_field", f"field 'segment' must be {segments}, got {_shown(segment)}")
 
 
 def _required(obj: dict[str, Any], name: str, kind: type, expected: str) -> Any:
@@ -490,8 +521,10 @@ def _bad_timestamp(obj: dict[str, Any]) -> NoReturn:
     raise Invalid("invalid_ts", message)
 
 
-def _check_attrs(kind: str, attrs: Mapping[str, Any]) -> None:
-    for name, (required, check) in _ATTRS[kind].items():
+def _check_attrs(
+    kind: str, attrs: Mapping[str, Any], spec: Mapping[str, tuple[bool, Check]]
+) -> None:
+    for name, (required, check) in spec.items():
         value = attrs.get(name)
         if value is None:
             if required:

@@ -14,9 +14,11 @@ from typing import Any, NamedTuple
 
 from vigil.decoder import decoder
 from vigil.events import (
+    DEFAULT_CATALOGUE,
     DEFAULT_LIMITS,
     NO_WATERMARK,
     RAW_LIMIT,
+    Catalogue,
     DeadLetter,
     Event,
     Limits,
@@ -55,6 +57,7 @@ class Intake:
         max_bytes: int | None = None,
         compiled: bool = True,
         limits: Limits = DEFAULT_LIMITS,
+        catalogue: Catalogue = DEFAULT_CATALOGUE,
     ) -> None:
         self.source = source
         self.partition = partition
@@ -66,9 +69,10 @@ class Intake:
         self.max_future = max_future
         self.max_bytes = max_bytes  # longer messages are not decoded
         self.limits = limits
+        self.catalogue = catalogue
         # Common valid events decoded compiled; the rest, or all of them with
         # compiled=False (the tests' reference), by vigil.events.decode.
-        self.decoder = decoder() if compiled else None
+        self.decoder = decoder(catalogue) if compiled else None
         self.compiled = None if self.decoder is None else self.decoder.event
 
     @property
@@ -90,7 +94,9 @@ class Intake:
     def _take(self, raw: bytes, position: Mapping[str, Any]) -> Event | DeadLetter:
         if self.max_bytes is not None and len(raw) > self.max_bytes:
             return self._too_large(raw, position)
-        item = decode(raw, self.source, position, self.watermark, self.compiled, self.limits)
+        item = decode(
+            raw, self.source, position, self.watermark, self.compiled, self.limits, self.catalogue
+        )
         if isinstance(item, Event) and (self.max_ts is None or item.ts > self.max_ts):
             # Only a new highest event time can move the watermark, so only it is checked.
             if self.max_future is not None and item.ts > time.time() * 1000 + self.max_future:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -54,7 +54,13 @@ class ShardFigures(NamedTuple):
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        known_types: Collection[str] = KNOWN_TYPES,
+    ) -> None:
+        # The catalogue's types (the settings may add some) are labelled as they are.
+        self._known_types = known_types
         self.registry = r = registry or CollectorRegistry()
         # What every Prometheus client serves by default (memory, CPU, open files, start
         # time, Python version), which a registry of one's own leaves out; and the version.
@@ -198,7 +204,7 @@ class Metrics:
         counts.clear()
 
     def _type_label(self, kind: str) -> str:
-        if kind in KNOWN_TYPES or kind in self._unknown_labels:
+        if kind in self._known_types or kind in self._unknown_labels:
             return kind
         if len(kind) > UNKNOWN_TYPE_LABEL_CHARS or kind == OTHER_TYPES:
             return OTHER_TYPES

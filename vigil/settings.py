@@ -32,15 +32,18 @@ from pydantic import (
 
 from vigil.errors import ConfigError
 from vigil.events import (
-    CATALOGUE_ATTRS,
-    DATE_ATTRS,
+    CHECKS,
+    DEFAULT_CATALOGUE,
     FEW_ATTRS,
     FLAT_DEPTH,
-    KNOWN_TYPES,
     MAX_ATTRS,
     MAX_DEPTH,
+    MAX_ID_LENGTH,
     UTF8_BOM,
+    Catalogue,
+    Check,
     Limits,
+    one_of,
 )
 from vigil.kafka_secrets import MASK, is_sensitive, masked
 from vigil.logs import kafka_client_logger
@@ -209,6 +212,53 @@ class ErrorSpikeSettings(_Section):
             )
             raise ValueError(msg)
         return self
+
+
+class AttrSettings(_Section):
+    """An attribute of an event type added in the settings: what it must be."""
+
+    check: Literal["str", "name", "number", "int", "date"] = "str"
+    # A text that must be one of these (then check is "str").
+    one_of: tuple[str, ...] = ()
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _choices_are_text(self) -> AttrSettings:
+        if self.one_of and self.check != "str":
+            raise ValueError('one_of is for text attributes (check = "str")')
+        return self
+
+    def as_check(self) -> tuple[bool, Check]:
+        return self.required, one_of(*self.one_of) if self.one_of else CHECKS[self.check]
+
+
+class CatalogueSettings(_Section):
+    """Event types and segments added to the built-in catalogue, which stays as it is."""
+
+    # Event type -> its attributes (none: the type carries no attributes Vigil checks).
+    types: dict[str, dict[str, AttrSettings]] = Field(default_factory=dict)
+    segments: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _adds_only(self) -> CatalogueSettings:
+        for kind in self.types:
+            if kind in DEFAULT_CATALOGUE.types:
+                raise ValueError(f"types.{kind}: a built-in type, which the contract defines")
+            if not 0 < len(kind) <= MAX_ID_LENGTH:
+                raise ValueError(f"types: a type name is 1-{MAX_ID_LENGTH} characters")
+        for segment in self.segments:
+            if not 0 < len(segment) <= MAX_ID_LENGTH:
+                raise ValueError(f"segments: a segment is 1-{MAX_ID_LENGTH} characters")
+        return self
+
+    @property
+    def full(self) -> Catalogue:
+        """The built-in catalogue with these additions."""
+        added = {
+            kind: {name: attr.as_check() for name, attr in attrs.items()}
+            for kind, attrs in self.types.items()
+        }
+        return DEFAULT_CATALOGUE.extended(added, self.segments)
 
 
 MeasureKind = Literal[
@@ -613,6 +663,7 @@ class LogSettings(_Section):
 
 class Settings(_Section):
     input: InputSettings = InputSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
     engine: EngineSettings = EngineSettings()
     measures: dict[str, MeasureSettings] = Field(default_factory=dict)
     signals: SignalSettings = SignalSettings()
@@ -627,10 +678,11 @@ class Settings(_Section):
     def _measures_name_what_exists(self) -> Settings:
         """Every event type, field and measure a declaration names exists, or it is
         refused at start with its key."""
+        catalogue = self.catalogue.full
         for name, measure in self.measures.items():
             key = f"measures.{name}"
             for kind in (*measure.events, *measure.closed_by):
-                if kind not in KNOWN_TYPES:
+                if kind not in catalogue.types:
                     raise ValueError(f"{key}: no event type {kind!r} in the catalogue")
             # The filter is of the measure's own events; the field, of the closing ones too.
             read = [(f"attrs.{a}", measure.events) for a in measure.where]
@@ -640,7 +692,7 @@ class Settings(_Section):
                 lacking = [
                     kind
                     for kind in kinds
-                    if attr.removeprefix("attrs.") not in CATALOGUE_ATTRS.get(kind, ())
+                    if attr.removeprefix("attrs.") not in catalogue.attr_names(kind)
                 ]
                 if not attr.startswith("attrs.") or lacking:
                     raise ValueError(
@@ -651,7 +703,7 @@ class Settings(_Section):
                 undated = [
                     kind
                     for kind in measure.events
-                    if (kind, str(measure.field).removeprefix("attrs.")) not in DATE_ATTRS
+                    if not catalogue.is_date(kind, str(measure.field).removeprefix("attrs."))
                 ]
                 if undated:
                     raise ValueError(

@@ -26,7 +26,7 @@ from typing import Any
 
 from vigil._native import ShardCore
 from vigil.errors import ConfigError
-from vigil.events import KNOWN_TYPES, Event
+from vigil.events import Event
 from vigil.intake import Tick
 from vigil.measures import compiled
 from vigil.metrics import ShardFigures
@@ -70,7 +70,7 @@ class ShardEngine:
             self.policy,
             Event,
             to_iso,
-            KNOWN_TYPES,
+            settings.catalogue.full.types,
             SESSION_DAYS_KEPT,
             MEMO_SIZE,
             compiled(settings),

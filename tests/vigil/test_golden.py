@@ -168,7 +168,8 @@ class Stream:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.intake = Intake("test", "p0", 1, settings.input.allowed_lateness)
+        lateness, catalogue = settings.input.allowed_lateness, settings.catalogue.full
+        self.intake = Intake("test", "p0", 1, lateness, catalogue=catalogue)
         self.split = _splitter(settings.engine.shards)
         keys = [shard_key(n) for n in range(settings.engine.shards)]
         self.shards = {key: ShardEngine(settings, RULES) for key in keys}

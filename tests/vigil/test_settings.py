@@ -30,7 +30,7 @@ class TestDefaultsFile:
         keys_by_section: dict[str, set[str]] = {}
         section = ""
         for line in lines:
-            if header := re.fullmatch(r"(?:# )?\[([a-z0-9_.]+)\]", line):
+            if header := re.fullmatch(r"(?:# )?\[([a-z0-9_.\"]+)\]", line):
                 section = header.group(1)
                 keys_by_section.setdefault(section, set())
             elif key := re.match(r"#? ?([a-z0-9_]+) =", line):
