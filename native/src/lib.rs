@@ -125,6 +125,8 @@ struct ShardCore {
     declared: declared::Declared,
     // Their signals' names, in declaration order.
     declared_names: Vec<String>,
+    // The event types and segments queued events share (see `shared`).
+    shared_names: HashMap<String, Py<PyString>>,
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> PyResult<T> {
@@ -336,6 +338,7 @@ impl ShardCore {
                 declared.getattr("conditions")?.extract()?,
             )?,
             declared_names: declared.getattr("signals")?.extract()?,
+            shared_names: HashMap::default(),
         })
     }
 
@@ -547,12 +550,16 @@ impl ShardCore {
                 self.queued(held.cast::<PyTuple>()?)?
             } else {
                 let (tenant, kind, segment, attrs, touches): SavedQueued<'_> = held.extract()?;
+                let segment = match segment {
+                    Some(segment) => Some(self.shared(state.py(), segment.to_str()?)),
+                    None => None,
+                };
                 Queued {
                     payload: payload(kind.to_str()?, &attrs)?,
                     touches: self.declared.touches_from_py(&touches)?,
                     tenant: tenant.unbind(),
-                    kind: kind.unbind(),
-                    segment: segment.map(Bound::unbind),
+                    kind: self.shared(state.py(), kind.to_str()?),
+                    segment,
                 }
             };
             let life = match life {
@@ -726,11 +733,11 @@ impl ShardCore {
 
     /// What the queue keeps of an event (a vigil.events.Event). Strings a tenant or the
     /// catalogue already holds are shared rather than kept once per event.
-    fn queued(&self, event: &Bound<'_, PyTuple>) -> PyResult<Queued> {
+    fn queued(&mut self, event: &Bound<'_, PyTuple>) -> PyResult<Queued> {
         let py = event.py();
         let name = event.get_item(1)?.cast_into::<PyString>()?;
         let name = name.to_str()?;
-        let kind = PyString::intern(py, name);
+        let kind = self.shared(py, name);
         let attrs = event.get_item(5)?;
         let segment = event.get_item(6)?;
         let tenant = event.get_item(2)?.cast_into::<PyString>()?;
@@ -744,12 +751,24 @@ impl ShardCore {
                 None
             } else {
                 let segment = segment.cast_into::<PyString>()?;
-                Some(PyString::intern(py, segment.to_str()?).unbind())
+                Some(self.shared(py, segment.to_str()?))
             },
             payload: payload(name, &attrs)?,
             touches: self.declared.touches(name, event)?,
-            kind: kind.unbind(),
+            kind,
         })
+    }
+
+    /// One Python string for each event type and segment the queue holds (a few: both
+    /// come from the catalogue), rather than one per queued event.
+    fn shared(&mut self, py: Python<'_>, text: &str) -> Py<PyString> {
+        if let Some(known) = self.shared_names.get(text) {
+            return known.clone_ref(py);
+        }
+        let made = PyString::new(py, text).unbind();
+        self.shared_names
+            .insert(text.to_string(), made.clone_ref(py));
+        made
     }
 
     fn tick(
