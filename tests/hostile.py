@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from support import HOUR, T0
 
-from vigil.events import CATALOGUE_ATTRS
+from vigil.events import DEFAULT_CATALOGUE
 from vigil.timeutil import to_iso
 
 EXAMPLES = settings(
@@ -58,7 +58,7 @@ NEAR_MISSES = st.sampled_from(
         True,
     ]
 )
-ATTR_NAMES = sorted({name for names in CATALOGUE_ATTRS.values() for name in names})
+ATTR_NAMES = sorted({name for names in DEFAULT_CATALOGUE.attrs.values() for name in names})
 PLAUSIBLE_ATTRS: dict[str, Any] = {
     "duration_s": 30.5,
     "feature": "reports",
@@ -97,7 +97,7 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     ts = T0
     for _ in range(draw(st.integers(min_value=1, max_value=40))):
         ts += draw(st.integers(min_value=-2 * HOUR, max_value=12 * HOUR))
-        kind = draw(st.sampled_from([*CATALOGUE_ATTRS, "experiment.assigned"]))
+        kind = draw(st.sampled_from([*DEFAULT_CATALOGUE.attrs, "experiment.assigned"]))
         extra = draw(st.lists(st.sampled_from(ATTR_NAMES), max_size=3, unique=True))
         event: dict[str, Any] = {
             "event_id": draw(st.sampled_from([f"e{n}" for n in range(60)])),  # some resent
@@ -107,7 +107,8 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             "user_id": "u1",
             "segment": "enterprise",
             "attrs": {
-                name: PLAUSIBLE_ATTRS[name] for name in [*CATALOGUE_ATTRS.get(kind, ()), *extra]
+                name: PLAUSIBLE_ATTRS[name]
+                for name in [*DEFAULT_CATALOGUE.attr_names(kind), *extra]
             },
         }
         # Attributes are where each type's own rules are: they get broken most.

@@ -39,7 +39,7 @@ KNOWN_TYPES = frozenset(
         "config.changed",
     }
 )
-SEGMENTS = frozenset({"smb", "mid_market", "enterprise"})
+SEGMENTS = ("smb", "mid_market", "enterprise")  # in the order errors list them
 MAX_ID_LENGTH = 128
 # Product telemetry dated outside years 2000-2999 is garbage. The lower bound catches the
 # commonest producer bug, epoch seconds sent as milliseconds (today's seconds read as
@@ -225,8 +225,6 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
     "nudge.sent": {"nudge": (True, STR)},
     "nudge.acted": {"nudge": (True, STR)},
 }
-# The attribute names the catalogue gives each type that has attributes.
-CATALOGUE_ATTRS: dict[str, tuple[str, ...]] = {kind: tuple(spec) for kind, spec in _ATTRS.items()}
 # The checks an attribute of a type added in the settings may name.
 CHECKS = {"str": STR, "name": NAME, "number": NUMBER, "int": INT, "date": DATE}
 
@@ -260,7 +258,7 @@ class Catalogue(NamedTuple):
         return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)
 
 
-DEFAULT_CATALOGUE = Catalogue(KNOWN_TYPES, _ATTRS, ("smb", "mid_market", "enterprise"))
+DEFAULT_CATALOGUE = Catalogue(KNOWN_TYPES, _ATTRS, SEGMENTS)
 _SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 _RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 

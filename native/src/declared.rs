@@ -66,8 +66,19 @@ type ConditionTuple = (
 /// field), or the key of the item it closes.
 pub struct Touched {
     measure: usize,
-    closes: bool,
-    reading: Option<Reading>,
+    touch: Touch,
+}
+
+impl Touched {
+    /// None for a closing event without the item's key: it closes nothing.
+    fn new(measure: usize, closes: bool, reading: Option<Reading>) -> Option<Touched> {
+        let touch = match (closes, reading) {
+            (true, Some(key)) => Touch::Close(key),
+            (true, None) => return None,
+            (false, reading) => Touch::Feed(reading),
+        };
+        Some(Touched { measure, touch })
+    }
 }
 
 /// A declared signal a tenant raised: (signal, the measure's reading, the reading it was
@@ -214,14 +225,9 @@ impl Declared {
                     reading(&value)?
                 }
             };
-            if closes && reading.is_none() {
-                continue;
+            if let Some(touch) = Touched::new(index, closes, reading) {
+                touched.push(touch);
             }
-            touched.push(Touched {
-                measure: index,
-                closes,
-                reading,
-            });
         }
         Ok(touched)
     }
@@ -236,14 +242,13 @@ impl Declared {
         max_keys: usize,
     ) -> Vec<&str> {
         let mut refused = Vec::new();
-        for touched in touches {
-            let measure = &self.measures[touched.measure];
-            let touch = match (touched.closes, touched.reading) {
-                (true, Some(key)) => Touch::Close(key),
-                (true, None) => continue,
-                (false, reading) => Touch::Feed(reading),
-            };
-            if !states[touched.measure].apply(&measure.spec, ts, touch, max_keys) {
+        for Touched {
+            measure: index,
+            touch,
+        } in touches
+        {
+            let measure = &self.measures[index];
+            if !states[index].apply(&measure.spec, ts, touch, max_keys) {
                 refused.push(measure.name.as_str());
             }
         }
@@ -260,8 +265,12 @@ impl Declared {
         let saved = PyList::empty(py);
         for touched in touches {
             let measure = &self.measures[touched.measure];
-            let reading = reading_to_py(py, touched.reading.as_ref())?;
-            saved.append((&measure.name, &measure.digest, touched.closes, reading))?;
+            let (closes, reading) = match &touched.touch {
+                Touch::Feed(reading) => (false, reading.as_ref()),
+                Touch::Close(key) => (true, Some(key)),
+            };
+            let reading = reading_to_py(py, reading)?;
+            saved.append((&measure.name, &measure.digest, closes, reading))?;
         }
         Ok(saved)
     }
@@ -277,11 +286,7 @@ impl Declared {
                 .iter()
                 .position(|m| m.name == name && m.digest == digest);
             if let Some(measure) = found {
-                touches.push(Touched {
-                    measure,
-                    closes,
-                    reading: reading(&value)?,
-                });
+                touches.extend(Touched::new(measure, closes, reading(&value)?));
             }
         }
         Ok(touches)

@@ -279,11 +279,11 @@ def test_every_catalogue_type_with_valid_attributes_is_taken_compiled() -> None:
     """Only the types with a check made in Python alone are left to it."""
     from hostile import PLAUSIBLE_ATTRS
 
-    from vigil.events import CATALOGUE_ATTRS, decode
+    from vigil.events import DEFAULT_CATALOGUE, decode
 
     assert COMPILED is not None
     left = set()
-    for kind, names in itertools.chain(CATALOGUE_ATTRS.items(), [("x.unknown", ())]):
+    for kind, names in itertools.chain(DEFAULT_CATALOGUE.attrs.items(), [("x.unknown", ())]):
         attrs = {name: PLAUSIBLE_ATTRS[name] for name in names}
         if kind == "sponsor.changed":
             attrs["status"] = "departed"
