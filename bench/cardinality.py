@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from runs import compare, write_stream  # noqa: E402
 
-from vigil.timeutil import MS_PER_DAY, to_iso  # noqa: E402
+from vigil.base.timeutil import MS_PER_DAY, to_iso  # noqa: E402
 
 Event = dict[str, Any]
 

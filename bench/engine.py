@@ -30,16 +30,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from throughput import make_stream  # noqa: E402
 
-from vigil.events import Event  # noqa: E402
+from vigil.app.runner import tune_gc  # noqa: E402
+from vigil.base.ids import shard_key  # noqa: E402
+from vigil.config.settings import Settings  # noqa: E402
+from vigil.engine.shard import Output, ShardEngine  # noqa: E402
+from vigil.engine.snapshots import SnapshotWriter, load_state  # noqa: E402
 from vigil.flows.health import ShardChunk, _splitter  # noqa: E402
-from vigil.ids import shard_key  # noqa: E402
-from vigil.intake import Chunk, Intake  # noqa: E402
+from vigil.intake.events import Event  # noqa: E402
+from vigil.intake.reader import Chunk, Intake  # noqa: E402
 from vigil.rules.engine import engine_for  # noqa: E402
 from vigil.rules.loader import configured_rules  # noqa: E402
-from vigil.runner import tune_gc  # noqa: E402
-from vigil.settings import Settings  # noqa: E402
-from vigil.shard import Output, ShardEngine  # noqa: E402
-from vigil.snapshots import SnapshotWriter, load_state  # noqa: E402
 
 # One source batch as the engines receive it: (shard key, that shard's events and tick).
 ShardBatches = list[tuple[str, ShardChunk]]

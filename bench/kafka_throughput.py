@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from kafka_broker import KafkaBroker  # noqa: E402
 from throughput import child, make_stream  # noqa: E402
 
-from vigil.streams import OUTPUTS  # noqa: E402
-from vigil.timeutil import parse_rfc3339  # noqa: E402
+from vigil.base.streams import OUTPUTS  # noqa: E402
+from vigil.base.timeutil import parse_rfc3339  # noqa: E402
 
 LATENESS_MS = 3_600_000
 
@@ -130,7 +130,7 @@ def latency(
     lines = stream.read_bytes().splitlines()
     topics = topics_for(bootstrap, partitions)
     vigil = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "run", "--kafka", bootstrap, "--quiet"],
+        [sys.executable, "-m", "vigil.app.cli", "run", "--kafka", bootstrap, "--quiet"],
         env=env_for(topics),
         cwd=ROOT,
     )
@@ -198,7 +198,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "vigil.cli",
+                    "vigil.app.cli",
                     "run",
                     "--kafka",
                     bootstrap,

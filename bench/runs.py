@@ -20,7 +20,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vigil.timeutil import MS_PER_DAY  # noqa: E402
+from vigil.base.timeutil import MS_PER_DAY  # noqa: E402
 
 # (event time, event) of one day: `day` counted from the first, `start` its midnight.
 DayEvents = Callable[[int, int, random.Random], Iterable[tuple[int, dict[str, Any]]]]
@@ -62,7 +62,7 @@ class Result:
 def run(stream: Path, out_dir: Path, settings_env: dict[str, str]) -> Result:
     """`vigil run` on `stream`, with VIGIL_* settings from `settings_env`."""
     env = {**os.environ, "VIGIL_METRICS__PORT": "0", **settings_env}
-    command = [sys.executable, "-m", "vigil.cli", "run", "--input", str(stream)]
+    command = [sys.executable, "-m", "vigil.app.cli", "run", "--input", str(stream)]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as summary:
         child = subprocess.Popen(

@@ -24,7 +24,7 @@ def simulate(tenants: int, days: int, out: Path) -> tuple[int, float, float]:
     """(lines, seconds, peak MiB) of one `vigil simulate` in a child process."""
     started = time.perf_counter()
     command = ["simulate", "--tenants", str(tenants), "--days", str(days), "--output", str(out)]
-    child = subprocess.Popen([sys.executable, "-m", "vigil.cli", *command], cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-m", "vigil.app.cli", *command], cwd=ROOT)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:

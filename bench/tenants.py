@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import orjson  # noqa: E402
 from throughput import make_stream  # noqa: E402
 
-from vigil.timeutil import parse_rfc3339  # noqa: E402
+from vigil.base.timeutil import parse_rfc3339  # noqa: E402
 
 MIB = 1 << 20
 
@@ -40,7 +40,7 @@ def replay(events: Path, out: Path) -> tuple[float, float]:
     env = {**os.environ, "VIGIL_METRICS__PORT": "0"}
     started = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", *command],
+        [sys.executable, "-m", "vigil.app.cli", *command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

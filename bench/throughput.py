@@ -33,7 +33,7 @@ def make_stream(path: Path, events: int, tenants: int, seed: int, days: int | No
         [
             sys.executable,
             "-m",
-            "vigil.cli",
+            "vigil.app.cli",
             "simulate",
             "--tenants",
             str(tenants),
@@ -64,15 +64,15 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
         run_main(flow)
     else:
         import vigil.flows.health
+        from vigil.app.runner import execute
+        from vigil.config.settings import RecoverySettings, Settings
         from vigil.connectors.files import JsonLinesSink, JsonLinesSource
         from vigil.flows.health import STREAMS, build_flow
-        from vigil.runner import execute
-        from vigil.settings import RecoverySettings, Settings
 
         if variant == "intake":
             # Vigil's own source, decoding, validation, watermark and routing, with the
             # engine doing nothing: what the shards' work costs is full minus this.
-            from vigil.shard import ShardEngine
+            from vigil.engine.shard import ShardEngine
 
             class IdleEngine(ShardEngine):
                 def process(self, items: object) -> list[Any]:
@@ -83,8 +83,8 @@ def run_variant(variant: str, path: Path, out_dir: Path) -> dict[str, float]:
             _time_stages(stages)
         settings = Settings()
         if variant == "store":  # as `vigil run --recovery-dir`
-            from vigil.runner import prepare_recovery_dir
-            from vigil.shard_state import state_layout
+            from vigil.app.runner import prepare_recovery_dir
+            from vigil.engine.state import state_layout
 
             settings = Settings(recovery=RecoverySettings(dir=str(out_dir / "store")))
             prepare_recovery_dir(out_dir / "store", layout=state_layout(settings))
@@ -103,7 +103,7 @@ def _time_stages(stages: dict[str, float]) -> None:
     """Add up the wall time spent reading and decoding the source's batches and in the
     shard engines (a clock read per batch, not per event), to split the full run."""
     from vigil.connectors.files import _FilePartition
-    from vigil.shard import ShardEngine
+    from vigil.engine.shard import ShardEngine
 
     def timed(cls: type, name: str, stage: str) -> None:
         original = getattr(cls, name)

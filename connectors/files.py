@@ -21,13 +21,13 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from vigil.errors import VigilError
-from vigil.events import DEFAULT_CATALOGUE, DEFAULT_LIMITS, UTF8_BOM, Catalogue, Limits
-from vigil.intake import Chunk, Intake
-from vigil.locks import making
-from vigil.metrics import Metrics
-from vigil.settings import MAX_EVENT_BYTES, Settings
-from vigil.streams import ACTIONS, Written
+from vigil.base.errors import VigilError
+from vigil.base.locks import making
+from vigil.base.streams import ACTIONS, Written
+from vigil.config.settings import MAX_EVENT_BYTES, Settings
+from vigil.intake.events import DEFAULT_CATALOGUE, DEFAULT_LIMITS, UTF8_BOM, Catalogue, Limits
+from vigil.intake.reader import Chunk, Intake
+from vigil.ops.metrics import Metrics
 
 log = logging.getLogger("vigil.input")
 

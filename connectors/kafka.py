@@ -37,12 +37,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
-from vigil.errors import ConfigError, VigilError
-from vigil.events import DEFAULT_CATALOGUE, DEFAULT_LIMITS, Catalogue, DeadLetter, Event, Limits
-from vigil.intake import Chunk, Intake
-from vigil.kafka_secrets import MASK, masked
-from vigil.metrics import Metrics
-from vigil.streams import ACTIONS, SinkItem
+from vigil.base.errors import ConfigError, VigilError
+from vigil.base.streams import ACTIONS, SinkItem
+from vigil.config.kafka_secrets import MASK, masked
+from vigil.intake.events import (
+    DEFAULT_CATALOGUE,
+    DEFAULT_LIMITS,
+    Catalogue,
+    DeadLetter,
+    Event,
+    Limits,
+)
+from vigil.intake.reader import Chunk, Intake
+from vigil.ops.metrics import Metrics
 
 log = logging.getLogger("vigil.kafka")
 

@@ -1,4 +1,4 @@
-"""A source that ends its partitions' input once a stop is requested (vigil.stopping)."""
+"""A source that ends its partitions' input once a stop is requested (vigil.base.stopping)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from vigil.stopping import StopSignal
+from vigil.base.stopping import StopSignal
 
 X = TypeVar("X")  # what a source partition emits
 S = TypeVar("S")  # its resume state

@@ -1,3 +1,3 @@
-"""Bytewax dataflows: wiring only; the logic they call lives in `vigil`."""
+"""Bytewax dataflows: wiring only; the logic they call lives in the other `vigil` packages."""
 
 from __future__ import annotations

@@ -25,17 +25,17 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from vigil.events import DeadLetter, Event
-from vigil.ids import shard_key, shard_of
-from vigil.intake import Chunk, Tick
-from vigil.logs import BurstWatch
-from vigil.metrics import Metrics
+from vigil.base.ids import shard_key, shard_of
+from vigil.base.logs import BurstWatch
+from vigil.base.streams import DEADLETTER, OUTPUTS, SinkItem
+from vigil.config.settings import UNREAD_ENV, Settings, load_settings, unread_env
+from vigil.engine.shard import ShardEngine
+from vigil.engine.snapshots import SnapshotWriter, load_state
+from vigil.intake.events import DeadLetter, Event
+from vigil.intake.reader import Chunk, Tick
+from vigil.ops.metrics import Metrics
 from vigil.rules.engine import RuleEngine, engine_for
 from vigil.rules.loader import configured_rules
-from vigil.settings import UNREAD_ENV, Settings, load_settings, unread_env
-from vigil.shard import ShardEngine
-from vigil.snapshots import SnapshotWriter, load_state
-from vigil.streams import DEADLETTER, OUTPUTS, SinkItem
 
 STREAMS = list(OUTPUTS)
 FLOW_ID, INPUT_STEP = "vigil", "input"
@@ -149,7 +149,7 @@ def _flow_from_environment() -> Dataflow:
     config = os.environ.get("VIGIL_CONFIG")
     settings = load_settings(Path(config) if config else None)
     for variable, setting in unread_env(os.environ):
-        logging.getLogger("vigil.settings").warning(
+        logging.getLogger("vigil.config.settings").warning(
             "%s: %s (meant %s?)", UNREAD_ENV, variable, setting
         )
     source = JsonLinesSource.configured(os.environ.get("VIGIL_INPUT", "-"), settings)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from durable import engine as durable
 
-from vigil.errors import RuleEvaluationError
+from vigil.base.errors import RuleEvaluationError
 from vigil.rules.model import Rule, When
 
 _SESSION = "vigil"
@@ -50,7 +50,7 @@ def compile_condition(when: When) -> dict[str, Any]:
     if when.score_at_least is not None:
         terms.append({"$gte": {"score": when.score_at_least}})
     elif when.score_below is not None:
-        # A signal of a tenant not scored yet carries score -1 (vigil.facts): it has no
+        # A signal of a tenant not scored yet carries score -1 (vigil.rules.facts): it has no
         # score to be below anything.
         terms.append({"$gte": {"score": 0}})
     return {"m": {"$and": terms}}

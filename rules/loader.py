@@ -9,12 +9,12 @@ from typing import Any, cast
 import yaml
 from pydantic import ValidationError
 
-from vigil.errors import RuleError
-from vigil.events import DEFAULT_CATALOGUE
-from vigil.facts import SIGNAL, fact_fields
+from vigil.base.errors import RuleError
+from vigil.config.settings import Settings, ZoneSettings, read_config_file
+from vigil.intake.events import DEFAULT_CATALOGUE
+from vigil.rules.facts import SIGNAL, fact_fields
 from vigil.rules.model import Rule, RuleFile
-from vigil.settings import Settings, ZoneSettings, read_config_file
-from vigil.signals import SIGNAL_KINDS, SignalKind, signal_kinds
+from vigil.rules.signals import SIGNAL_KINDS, SignalKind, signal_kinds
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
 RULE_SUFFIXES = (".yaml", ".yml", ".json")

@@ -15,12 +15,12 @@ from pydantic import (
     model_validator,
 )
 
-from vigil.events import DEFAULT_CATALOGUE
-from vigil.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
+from vigil.base.zones import zone_of
+from vigil.config.settings import Duration, ZoneSettings
+from vigil.intake.events import DEFAULT_CATALOGUE
+from vigil.rules.facts import ZONE_CHANGE, ZONE_SEVERITY, fact_fields, fact_severities
+from vigil.rules.signals import SIGNAL_KINDS, SignalKind
 from vigil.rules.templates import placeholders
-from vigil.settings import Duration, ZoneSettings
-from vigil.signals import SIGNAL_KINDS, SignalKind
-from vigil.zones import zone_of
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Zone = Literal["green", "yellow", "orange", "red"]
@@ -140,7 +140,7 @@ class When(_Strict):
 
 
 def zone_scores(zone: str, zones: ZoneSettings) -> list[int]:
-    """The whole scores 0-100 that the scorer puts in `zone` (vigil.zones.zone_of)."""
+    """The whole scores 0-100 that the scorer puts in `zone` (vigil.base.zones.zone_of)."""
     return [score for score in range(101) if zone_of(score, zones) == zone]
 
 

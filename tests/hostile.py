@@ -1,5 +1,5 @@
 """Hypothesis strategies for hostile input: catalogue events broken field by field,
-in roughly rising event time (tests/vigil/test_hostile_input.py, test_golden.py)."""
+in roughly rising event time (tests/unit/test_hostile_input.py, test_golden.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from support import HOUR, T0
 
-from vigil.events import DEFAULT_CATALOGUE
-from vigil.timeutil import to_iso
+from vigil.base.timeutil import to_iso
+from vigil.intake.events import DEFAULT_CATALOGUE
 
 EXAMPLES = settings(
     max_examples=300,

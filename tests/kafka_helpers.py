@@ -17,8 +17,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from support import ROOT, run_vigil, vigil_command  # noqa: F401 - re-exported for the Kafka tests
 
-from vigil.kafka_tools import tenant_key
-from vigil.streams import OUTPUTS
+from vigil.base.streams import OUTPUTS
+from vigil.connectors.kafka_tools import tenant_key
 
 # A broker's address, or the whole client config for one that wants a login.
 Broker = str | Mapping[str, Any]

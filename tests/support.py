@@ -17,16 +17,16 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from vigil.events import DeadLetter
-from vigil.intake import Intake
+from vigil.base.streams import Output
+from vigil.base.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
+from vigil.config.settings import Settings
+from vigil.engine.shard import ShardEngine
+from vigil.engine.snapshots import SnapshotWriter, load_state
+from vigil.engine.state import ShardState
+from vigil.intake.events import DeadLetter
+from vigil.intake.reader import Intake
 from vigil.rules.engine import RuleEngine, engine_for
 from vigil.rules.loader import load_rules
-from vigil.settings import Settings
-from vigil.shard import ShardEngine
-from vigil.shard_state import ShardState
-from vigil.snapshots import SnapshotWriter, load_state
-from vigil.streams import Output
-from vigil.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
 
 T0 = parse_rfc3339("2026-03-02T00:00:00Z")  # a Monday: the start of a login window
 HOUR = MS_PER_HOUR
@@ -231,7 +231,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def vigil_command(*args: str) -> list[str]:
     """`vigil ARGS` as a process of this interpreter, whatever is on PATH."""
-    return [sys.executable, "-m", "vigil.cli", *args]
+    return [sys.executable, "-m", "vigil.app.cli", *args]
 
 
 def quiet_env() -> dict[str, str]:
@@ -283,7 +283,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def command_parsers() -> dict[str, argparse.ArgumentParser]:
     """The parser of each vigil command line: "run", "rules check", ..."""
-    from vigil.cli import build_parser
+    from vigil.app.cli import build_parser
 
     def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
         found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -29,9 +29,9 @@ from support import (
     vigil_command,
 )
 
-from vigil.cli import main
-from vigil.locks import is_lock
-from vigil.summary import read_jsonl
+from vigil.app.cli import main
+from vigil.base.locks import is_lock
+from vigil.ops.summary import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +466,7 @@ def test_a_simulated_stream_may_end_on_the_last_day_vigil_reads(tmp_path: Path) 
     """Three days from 2999-12-29 end at 3000-01-01, the first instant Vigil refuses (the
     fourth day is refused above): every line but the simulator's own malformed
     ones is an event, none an invalid_ts dead letter."""
-    from vigil.events import DeadLetter, decode
+    from vigil.intake.events import DeadLetter, decode
 
     stream = tmp_path / "s.jsonl"
     start = ["--start", "2999-12-29T00:00:00Z", "--days", "3", "--tenants", "40"]
@@ -1034,8 +1034,8 @@ def test_a_recovery_store_from_other_settings_stops_start_up(
 def test_a_recovery_store_from_another_state_format_stops_start_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vigil.runner import LAYOUT_FILE
-    from vigil.shard_state import STATE_FORMAT
+    from vigil.app.runner import LAYOUT_FILE
+    from vigil.engine.state import STATE_FORMAT
 
     events = tmp_path / "e.jsonl"
     events.write_text(
@@ -1181,7 +1181,7 @@ def test_with_json_logs_an_error_is_a_json_record_not_a_plain_line(tmp_path: Pat
 def _first_half_of_a_fleet(tmp_path: Path) -> tuple[Path, Path, bytes]:
     """tmp_path/e.jsonl holding the first half of a small fleet's lines, the path for a
     recovery store, and all the lines, to grow the file with."""
-    from vigil.simulate import FleetPlan, generate
+    from vigil.intake.simulate import FleetPlan, generate
 
     lines = [line + b"\n" for line in generate(FleetPlan(tenants=6, days=3, seed=4))[0]]
     events = tmp_path / "e.jsonl"
@@ -1419,7 +1419,7 @@ def test_a_simulated_stream_past_the_clock_is_warned_of(
     # vigil run made a `future` dead letter of each of its events, without a word here.
     import time as clock
 
-    from vigil.timeutil import MS_PER_DAY, to_iso
+    from vigil.base.timeutil import MS_PER_DAY, to_iso
 
     ahead = to_iso((int(clock.time() * 1000) // MS_PER_DAY + 10) * MS_PER_DAY)
     out = str(tmp_path / "s.jsonl")

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from support import command_parsers
 
-from vigil.settings import KafkaTopics, MetricsSettings
+from vigil.config.settings import KafkaTopics, MetricsSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def _metric_families() -> dict[str, tuple[str, set[str]]]:
     labels it can carry."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from vigil.metrics import Metrics
+    from vigil.ops.metrics import Metrics
 
     metrics = Metrics()
     families = {}

@@ -35,7 +35,7 @@ from kafka_helpers import (
 )
 from support import ROOT, T0, committed_epoch, event, scenario_problems, scrape, vigil_command
 
-from vigil.simulate import FleetPlan, generate
+from vigil.intake.simulate import FleetPlan, generate
 
 pytestmark = pytest.mark.kafka
 
@@ -90,7 +90,7 @@ def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
     tenants = len({record["tenant_id"] for record in got["health"]})
     assert sum(int(part.split()[1]) for part in zones.split(",")) == tenants > 0
     # A CSM's "why?" for a tenant of a Kafka run: the story the file run's outputs tell.
-    from vigil.explain import render, timeline
+    from vigil.app.explain import render, timeline
 
     tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "login_drop")
     told = run_vigil("explain", tenant, "--kafka", kafka_bootstrap, env=vigil_env(topics))

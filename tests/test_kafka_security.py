@@ -32,7 +32,7 @@ from kafka_helpers import (
     vigil_env,
 )
 
-from vigil.simulate import FleetPlan, generate
+from vigil.intake.simulate import FleetPlan, generate
 
 pytestmark = pytest.mark.kafka
 

@@ -47,7 +47,7 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "vigil.cli",
+            "vigil.app.cli",
             "run",
             "--input",
             "-",
@@ -148,8 +148,8 @@ def test_metrics_bind_to_loopback_and_a_busy_port_is_a_clear_error(tmp_path: Pat
 def test_the_status_endpoint_serves_on_ipv6_too() -> None:
     # An IPv6-only Kubernetes cluster gives pods only IPv6 addresses: metrics.host = "::"
     # failed with "Address family for hostname not supported".
-    from vigil.metrics import Metrics
-    from vigil.observe import Readiness, StatusServer
+    from vigil.ops.metrics import Metrics
+    from vigil.ops.observe import Readiness, StatusServer
 
     server = StatusServer(Metrics(), Readiness(), "::1", 0)
     try:
@@ -169,8 +169,8 @@ def test_idle_connections_time_out_and_hold_no_thread_each(
     import socket
     import threading
 
-    from vigil import observe
-    from vigil.metrics import Metrics
+    from vigil.ops import observe
+    from vigil.ops.metrics import Metrics
 
     monkeypatch.setattr(observe, "IDLE_TIMEOUT", 0.5)
     threads = threading.active_count()

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import ROOT, T0, committed_epoch, event, quiet_env, run_vigil, vigil_command
 
-from vigil.simulate import FleetPlan, generate
+from vigil.intake.simulate import FleetPlan, generate
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vigil.version import VERSION as __version__
+from vigil.base.version import VERSION as __version__
 
 __all__ = ["__version__"]

@@ -1,11 +1,11 @@
-# The compiled shard engine (native/src/lib.rs), run by vigil.shard, and the decoder of
-# the common valid event (native/src/intake.rs), run by vigil.intake.
+# The compiled shard engine (native/src/lib.rs), run by vigil.engine.shard, and the decoder of
+# the common valid event (native/src/intake.rs), run by vigil.intake.reader.
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from vigil.measures import Compiled
-from vigil.policy import Policy
-from vigil.settings import Settings
+from vigil.config.settings import Settings
+from vigil.engine.measures import Compiled
+from vigil.engine.policy import Policy
 
 T = TypeVar("T")
 

@@ -1,5 +1,5 @@
 //! The measures and signals declared in the settings, as the core runs them: which
-//! measures an event feeds, and which signals a tenant's measures raise. vigil/measures.py
+//! measures an event feeds, and which signals a tenant's measures raise. vigil/engine/measures.py
 //! checks the declarations and hands them over (`compiled`).
 
 use std::collections::VecDeque;
@@ -49,7 +49,7 @@ struct Condition {
     below: Option<f64>,
 }
 
-/// A declared signal's condition as vigil.measures.compiled gives it: (measure, versus
+/// A declared signal's condition as vigil.engine.measures.compiled gives it: (measure, versus
 /// ("", "per", "previous_window", "previous_value" or "equals"), per measure, minimum of
 /// the window before, text to equal, above, below).
 type ConditionTuple = (
@@ -112,7 +112,7 @@ fn kind_of(name: &str) -> PyResult<Kind> {
     })
 }
 
-/// A measure's declaration as vigil.measures.compiled gives it.
+/// A measure's declaration as vigil.engine.measures.compiled gives it.
 type MeasureTuple = (
     String,
     String,
@@ -204,7 +204,7 @@ impl Declared {
             .collect()
     }
 
-    /// What an event (a vigil.events.Event) of type `kind` feeds the declared measures,
+    /// What an event (a vigil.intake.events.Event) of type `kind` feeds the declared measures,
     /// read from it when it is accepted: the event itself is not kept in the queue.
     pub fn touches(&self, kind: &str, event: &Bound<'_, PyTuple>) -> PyResult<Vec<Touched>> {
         let mut touched = Vec::new();

@@ -55,7 +55,7 @@ pub fn floor_div(a: i64, b: i64) -> i64 {
     a.div_euclid(b)
 }
 
-/// vigil.timeutil.floor_to
+/// vigil.base.timeutil.floor_to
 pub fn floor_to(ms: i64, step: i64, origin: i64) -> i64 {
     ms - (ms - origin).rem_euclid(step)
 }
@@ -77,7 +77,7 @@ pub fn py_min(a: f64, b: f64) -> f64 {
     }
 }
 
-/// vigil.timeutil.to_iso: epoch milliseconds as RFC 3339 UTC, milliseconds only when
+/// vigil.base.timeutil.to_iso: epoch milliseconds as RFC 3339 UTC, milliseconds only when
 /// needed. None outside years 1000-9999, which Python prints its own way.
 pub fn to_iso(ms: i64) -> Option<String> {
     let secs = ms.div_euclid(1000);

@@ -1,10 +1,10 @@
-//! vigil/ids.py's stable ids, for the records the compiled engine makes itself (one a
+//! vigil/base/ids.py's stable ids, for the records the compiled engine makes itself (one a
 //! health record: a call into Python for each was 6% of the engine's time).
 
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 
-/// vigil.ids.stable_id: `prefix`, `_`, and 24 hex digits of BLAKE2b over the parts,
+/// vigil.base.ids.stable_id: `prefix`, `_`, and 24 hex digits of BLAKE2b over the parts,
 /// joined by U+001F.
 pub fn stable_id(prefix: &str, parts: &[&str]) -> String {
     let mut hasher = Blake2bVar::new(12).expect("12 bytes is a BLAKE2b output size");
@@ -34,7 +34,7 @@ mod tests {
 
     #[test]
     fn is_python_s_stable_id() {
-        // vigil.ids.stable_id("health", "acme", "2026-03-02T10:00:00Z", 87, "green"), and
+        // vigil.base.ids.stable_id("health", "acme", "2026-03-02T10:00:00Z", 87, "green"), and
         // one with a character outside ASCII
         let id = stable_id("health", &["acme", "2026-03-02T10:00:00Z", "87", "green"]);
         assert_eq!(id, "health_0e9f68d342c11b1bccf22767");

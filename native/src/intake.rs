@@ -1,4 +1,4 @@
-//! vigil/events.py's common case, compiled: a decoded message that passes every check
+//! vigil/intake/events.py's common case, compiled: a decoded message that passes every check
 //! of the catalogue becomes the same `Event` as `_decode` would make. Anything else (a
 //! problem to explain, a rare spelling of a time, a check made only in Python) is left
 //! to `_decode`, which stays the reference: tests compare the two on hostile input.
@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rustc_hash::FxHashMap as HashMap;
 
-/// What an attribute must be (vigil.events.Check's kinds).
+/// What an attribute must be (vigil.intake.events.Check's kinds).
 enum Check {
     Str,
     Name,
@@ -33,7 +33,7 @@ pub struct Decoder {
     segments: Vec<String>,
     max_id_length: usize,
     /// More attrs than this, a value nested in attrs, or a field outside the contract is
-    /// left to Python, which checks the settings' bounds (vigil.events.FEW_ATTRS,
+    /// left to Python, which checks the settings' bounds (vigil.intake.events.FEW_ATTRS,
     /// FLAT_DEPTH).
     few_attrs: usize,
     min_ms: i64,
@@ -130,7 +130,7 @@ impl Decoder {
             .map(|(event, _)| event))
     }
 
-    /// vigil.intake.Intake.take_lines: a file's lines after line `line`, blank ones
+    /// vigil.intake.reader.Intake.take_lines: a file's lines after line `line`, blank ones
     /// (within the size limit) skipped, each other one taken as `intake.take` would;
     /// anything but the common valid event is handed to it. Returns the items and the
     /// last line's number.
@@ -391,7 +391,7 @@ impl Decoder {
 }
 
 /// Epoch milliseconds of the common spellings of an RFC 3339 time, as
-/// vigil.timeutil.parse_rfc3339 gives them: 2026-03-02T10:00:00(.fraction)(Z|+01:00),
+/// vigil.base.timeutil.parse_rfc3339 gives them: 2026-03-02T10:00:00(.fraction)(Z|+01:00),
 /// `t` or a space for the `T`, `z` for the `Z`; the fraction cut at milliseconds. None
 /// for anything else, valid (a leap second) or not: Python decides those.
 pub fn rfc3339_millis(text: &str) -> Option<i64> {

@@ -1,67 +1,38 @@
 //! Vigil's shard engine: the event-time core (de-duplication, the queue, the clock,
 //! tenant state, windows, scoring and health records) on typed data. What it finds
 //! that needs words or rules (signals' records, facts, the rules' actions, dead
-//! letters, logs) goes to the shard's policy, vigil.policy.Policy, by its public
-//! methods. tests/vigil/test_golden.py pins the outputs on simulated streams.
+//! letters, logs) goes to the shard's policy, vigil.engine.policy.Policy, by its public
+//! methods. tests/unit/test_golden.py pins the outputs on simulated streams.
 
+mod clock;
 mod declared;
+mod dedup;
 mod fmt;
 mod ids;
 mod intake;
 mod measures;
+mod queue;
 mod score;
+mod store;
 mod tenant;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use indexmap::IndexMap;
-type FxIndexMap<K, V> = IndexMap<K, V, rustc_hash::FxBuildHasher>;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use fmt::{floor_div, floor_to, py_round};
+use queue::{life_order, Pending, Queue, Queued, SavedQueued};
 use score::{measure_key, Parts, Scorer};
 use tenant::{
     Buckets, Measure, Payload, Tenant, Val, ALL_STALE, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
     KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
 };
 
-/// A tenant's id, shared by the structures that name it.
-type Id = Rc<str>;
-
-/// An accepted event waiting for the watermark: sorted by (ts, life, key). Only what
-/// applying it needs is kept, not the decoded event (its attributes, its position).
-struct Pending {
-    ts: i64,
-    life: u8,
-    key: Rc<str>,
-    item: Queued,
-}
-
-/// A queued event as a snapshot saves it: (tenant, type, segment, the attributes its
-/// payload was read from, the declared measures' touches).
-type SavedQueued<'py> = (
-    Bound<'py, PyString>,
-    Bound<'py, PyString>,
-    Option<Bound<'py, PyString>>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-);
-
-/// What applying an event needs: its tenant, type and segment, what its attributes say
-/// to the built-in state, and what they feed the declared measures.
-struct Queued {
-    tenant: Py<PyString>,
-    kind: Py<PyString>,
-    segment: Option<Py<PyString>>,
-    payload: Payload,
-    touches: Vec<declared::Touched>,
-}
+use store::Id;
 
 struct Settings {
     step: i64,
@@ -87,38 +58,21 @@ struct ShardCore {
     cfg: Settings,
     buckets: Buckets,
     scorer: Scorer,
-    tenants: FxIndexMap<Id, Tenant>,
-    pending: Vec<Pending>,
-    seen_by_day: HashMap<i64, Vec<Rc<str>>>,
-    seen: HashSet<Rc<str>>,
-    // A store of a Vigil that kept ids without their tenant: until this day's ids are
-    // forgotten, an event's bare id is looked up too (ShardState.bare_ids_until).
-    bare_ids_until: Option<i64>,
-    source_wms: HashMap<String, Option<i64>>,
-    watermark: Option<i64>,
-    next_step: Option<i64>,
-    stalls: BinaryHeap<Reverse<(i64, Id)>>,
+    store: store::Store,
+    queue: Queue,
+    seen: dedup::Seen,
+    clock: clock::Clock,
     error_windows: HashMap<i64, HashSet<Id>>,
-    dirty: HashSet<Id>,
-    rescore_at: HashMap<i64, HashSet<Id>>,
     reweigh: bool,
-    earliest: Option<i64>,
-    scanned: usize,
-    // Events were queued since the queue was last sorted.
-    unsorted: bool,
-    // The de-duplication key of the event being accepted (dedup_key).
-    key: String,
-    touched: HashSet<Id>,
     duplicates: i64,
     late: i64,
     unknown_types: i64,
     type_counts: HashMap<String, i64>,
-    zones: HashMap<&'static str, i64>,
     entries: HashMap<(usize, u64, u64, u64), Py<PyDict>>,
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
-    // vigil.facts' builders of the facts the core derives itself.
+    // vigil.rules.facts' builders of the facts the core derives itself.
     zone_change_fact: Py<PyAny>,
     score_drop_fact: Py<PyAny>,
     // The measures and signals declared in the settings.
@@ -150,82 +104,10 @@ fn zone_of(score: f64, cut: &[f64; 3]) -> &'static str {
     }
 }
 
-fn life_order(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<u8> {
-    Ok(match kind {
-        "onboarding.started" | "ticket.created" => 0,
-        "ticket.resolved" | "onboarding.completed" => 2,
-        "billing.invoice" => {
-            let status: String = attrs.get_item("status")?.extract()?;
-            match status.as_str() {
-                "issued" => 0,
-                "paid" => 2,
-                _ => 1,
-            }
-        }
-        _ => 1,
-    })
-}
-
-fn payload(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<Payload> {
-    let s = |key: &str| -> PyResult<String> { attrs.get_item(key)?.extract() };
-    Ok(match kind {
-        "user.session" => Payload::Session,
-        "feature.used" => Payload::Feature(s("feature")?),
-        "error.raised" => Payload::Error,
-        "job.retry" => Payload::JobRetry,
-        "integration.state" => Payload::Integration(s("integration")?, s("state")?),
-        "onboarding.started" => Payload::OnboardingStarted,
-        "onboarding.step_completed" => Payload::StepCompleted(s("step")?),
-        "recipe.completed" => Payload::Recipe,
-        "onboarding.completed" => Payload::OnboardingCompleted,
-        "ticket.created" => Payload::TicketCreated(s("ticket_id")?, s("priority")?),
-        "ticket.resolved" => Payload::TicketResolved(s("ticket_id")?),
-        "survey.response" => Payload::Survey {
-            nps: s("kind")? == "nps",
-            score: attrs.get_item("score")?.extract()?,
-        },
-        "billing.invoice" => Payload::Invoice(s("invoice_id")?, s("status")?),
-        "contract.updated" => {
-            let seats = attrs.call_method1(intern!(attrs.py(), "get"), ("seats",))?;
-            Payload::Contract(if seats.is_none() {
-                None
-            } else {
-                Some(seats.unbind())
-            })
-        }
-        "sponsor.changed" => Payload::Sponsor(s("status")?),
-        "nudge.sent" | "nudge.acted" | "deployment.published" | "config.changed" => {
-            Payload::ContextOnly
-        }
-        _ => Payload::Unhandled,
-    })
-}
-
-/// f"{len(tenant_id)}:{tenant_id}{event_id}", the length in characters as Python counts,
-/// written into `key` (a buffer kept between events: no allocation, and no format!).
-fn dedup_key(key: &mut String, tenant_id: &str, event_id: &str) {
-    key.clear();
-    let mut chars = tenant_id.chars().count();
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (chars % 10) as u8;
-        chars /= 10;
-        if chars == 0 {
-            break;
-        }
-    }
-    key.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
-    key.push(':');
-    key.push_str(tenant_id);
-    key.push_str(event_id);
-}
-
 #[pymethods]
 impl ShardCore {
     #[new]
-    #[allow(clippy::too_many_arguments)] // what vigil.shard hands over, once per shard
+    #[allow(clippy::too_many_arguments)] // what vigil.engine.shard hands over, once per shard
     fn new(
         settings: &Bound<'_, PyAny>,
         policy: Py<PyAny>,
@@ -240,16 +122,16 @@ impl ShardCore {
         // The components in the order of health records, which the measures here follow
         // by position.
         let names: Vec<String> = py
-            .import("vigil.tenant")?
+            .import("vigil.engine.tenant")?
             .getattr("COMPONENT_NAMES")?
             .extract()?;
         if names.len() != COMPONENTS {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "vigil.tenant.COMPONENT_NAMES has {} components, the compiled engine {COMPONENTS}",
+                "vigil.engine.tenant.COMPONENT_NAMES has {} components, the compiled engine {COMPONENTS}",
                 names.len()
             )));
         }
-        let facts = py.import("vigil.facts")?;
+        let facts = py.import("vigil.rules.facts")?;
         let c = "health.components";
         let mut weights = [0.0; COMPONENTS];
         for (index, name) in names.iter().enumerate() {
@@ -295,6 +177,7 @@ impl ShardCore {
             max_keys: get(settings, "engine.max_keys_per_tenant")?,
         };
         Ok(ShardCore {
+            clock: clock::Clock::new(cfg.step),
             policy,
             event_type,
             to_iso,
@@ -302,29 +185,15 @@ impl ShardCore {
             buckets,
             scorer: Scorer::new(parts, stall_after, &names, memo_size),
             cfg,
-            tenants: FxIndexMap::default(),
-            pending: Vec::new(),
-            seen_by_day: HashMap::default(),
-            seen: HashSet::default(),
-            bare_ids_until: None,
-            source_wms: HashMap::default(),
-            watermark: None,
-            next_step: None,
-            stalls: BinaryHeap::new(),
+            store: store::Store::default(),
+            queue: Queue::default(),
+            seen: dedup::Seen::default(),
             error_windows: HashMap::default(),
-            dirty: HashSet::default(),
-            rescore_at: HashMap::default(),
             reweigh: false,
-            earliest: None,
-            scanned: 0,
-            unsorted: false,
-            key: String::new(),
-            touched: HashSet::default(),
             duplicates: 0,
             late: 0,
             unknown_types: 0,
             type_counts: HashMap::default(),
-            zones: HashMap::default(),
             entries: HashMap::default(),
             last_iso: None,
             names: names
@@ -386,22 +255,22 @@ impl ShardCore {
 
     #[getter]
     fn tenant_count(&self) -> usize {
-        self.tenants.len()
+        self.store.tenants.len()
     }
 
     #[getter]
     fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.queue.len()
     }
 
     #[getter]
     fn watermark(&self) -> Option<i64> {
-        self.watermark
+        self.clock.watermark
     }
 
     #[getter]
     fn zones(&self) -> HashMap<&'static str, i64> {
-        self.zones.clone()
+        self.store.zones.clone()
     }
 
     /// How many component entries and reason lines are cached (for tests).
@@ -410,21 +279,21 @@ impl ShardCore {
         (self.entries.len(), self.scorer.cached_lines())
     }
 
-    // -- snapshots and restore (vigil.snapshots, vigil.shard) ---------------------
+    // -- snapshots and restore (vigil.engine.snapshots, vigil.engine.shard) ---------------------
 
     /// The tenants' ids, in the order the engine visits them.
     fn tenant_ids(&self) -> Vec<&str> {
-        self.tenants.keys().map(|id| &**id).collect()
+        self.store.tenants.keys().map(|id| &**id).collect()
     }
 
-    /// A tenant as vigil.tenant.TenantState (`cls`), None if it is not held.
+    /// A tenant as vigil.engine.tenant.TenantState (`cls`), None if it is not held.
     fn export_tenant<'py>(
         &self,
         py: Python<'py>,
         tenant_id: &str,
         cls: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(tenant) = self.tenants.get(tenant_id) else {
+        let Some(tenant) = self.store.tenants.get(tenant_id) else {
             return Ok(None);
         };
         let obj = tenant.to_py(py, cls)?;
@@ -442,15 +311,12 @@ impl ShardCore {
 
     /// The tenants changed since the last call (touched, and applied but not re-scored).
     fn take_changed(&mut self) -> Vec<String> {
-        let changed: HashSet<&Id> = self.touched.iter().chain(self.dirty.iter()).collect();
-        let changed = changed.into_iter().map(|id| id.to_string()).collect();
-        self.touched.clear();
-        changed
+        self.store.take_changed()
     }
 
     /// Every tenant counts as changed (none is saved yet).
     fn touch_all(&mut self) {
-        self.touched.extend(self.tenants.keys().cloned());
+        self.store.touch_all();
     }
 
     /// ShardState's fields but the tenants, the ids seen and the stalls (and those the
@@ -463,7 +329,7 @@ impl ShardCore {
             life,
             key,
             item,
-        } in &self.pending
+        } in self.queue.iter()
         {
             let life = ["0", "1", "2"][*life as usize];
             let queued = (
@@ -476,34 +342,28 @@ impl ShardCore {
             pending.append((*ts, life, &**key, queued))?;
         }
         state.set_item("pending", pending)?;
-        state.set_item("bare_ids_until", self.bare_ids_until)?;
-        state.set_item("source_wms", &self.source_wms)?;
-        state.set_item("watermark", self.watermark)?;
-        state.set_item("next_step", self.next_step)?;
+        state.set_item("bare_ids_until", self.seen.bare_ids_until)?;
+        state.set_item("source_wms", &self.clock.source_wms)?;
+        state.set_item("watermark", self.clock.watermark)?;
+        state.set_item("next_step", self.clock.next_step)?;
         let windows = PyDict::new(py);
         for (end, ids) in &self.error_windows {
             let ids: HashSet<&str> = ids.iter().map(|id| &**id).collect();
             windows.set_item(end, ids)?;
         }
         state.set_item("error_windows", windows)?;
-        let dirty: HashSet<&str> = self.dirty.iter().map(|id| &**id).collect();
+        let dirty: HashSet<&str> = self.store.dirty.iter().map(|id| &**id).collect();
         state.set_item("dirty", dirty)?;
         Ok(state)
     }
 
     /// How many ids each day holds, and one day's ids.
     fn seen_day_counts(&self) -> HashMap<i64, usize> {
-        self.seen_by_day
-            .iter()
-            .map(|(day, ids)| (*day, ids.len()))
-            .collect()
+        self.seen.day_counts()
     }
 
     fn seen_day(&self, day: i64) -> Vec<&str> {
-        self.seen_by_day
-            .get(&day)
-            .map(|ids| ids.iter().map(|id| &**id).collect())
-            .unwrap_or_default()
+        self.seen.day(day)
     }
 
     /// Take over a restored ShardState, and work out again what derives from its tenants
@@ -529,17 +389,8 @@ impl ShardCore {
                     tenant.declared_active |= 1 << index;
                 }
             }
-            if let Some(zone) = tenant.zone {
-                *self.zones.entry(zone).or_insert(0) += 1;
-            }
-            self.tenants.insert(tenant.tenant_id.clone(), tenant);
+            self.store.insert(tenant);
         }
-        let id = |tenants: &FxIndexMap<Id, Tenant>, text: &str| -> Id {
-            tenants
-                .get_key_value(text)
-                .map(|(id, _)| id.clone())
-                .unwrap_or_else(|| text.into())
-        };
         let event_type = self.event_type.bind(state.py()).clone();
         for entry in state.getattr("pending")?.try_iter()? {
             // A store of an older format kept the decoded event, and the oldest ones no
@@ -555,7 +406,7 @@ impl ShardCore {
                     None => None,
                 };
                 Queued {
-                    payload: payload(kind.to_str()?, &attrs)?,
+                    payload: Payload::read(kind.to_str()?, &attrs)?,
                     touches: self.declared.touches_from_py(&touches)?,
                     tenant: tenant.unbind(),
                     kind: self.shared(state.py(), kind.to_str()?),
@@ -578,35 +429,31 @@ impl ShardCore {
                     let fields = held.cast::<PyTuple>()?;
                     let tenant_id: String = fields.get_item(2)?.extract()?;
                     let event_id: String = fields.get_item(0)?.extract()?;
-                    dedup_key(&mut self.key, &tenant_id, &event_id);
-                    self.key.clone()
+                    self.seen.key_of(&tenant_id, &event_id)
                 }
             };
-            self.pending.push(Pending {
+            self.queue.push(Pending {
                 ts,
                 life,
                 key: key.into(),
                 item,
             });
         }
-        self.unsorted = true;
         let days: HashMap<i64, Vec<String>> = state.getattr("seen_by_day")?.extract()?;
         for (day, keys) in days {
-            let keys: Vec<Rc<str>> = keys.into_iter().map(Rc::from).collect();
-            self.seen.extend(keys.iter().cloned());
-            self.seen_by_day.insert(day, keys);
+            self.seen.restore_day(day, keys);
         }
-        self.bare_ids_until = state.getattr("bare_ids_until")?.extract()?;
-        self.source_wms = state.getattr("source_wms")?.extract()?;
-        self.watermark = state.getattr("watermark")?.extract()?;
-        self.next_step = state.getattr("next_step")?.extract()?;
+        self.seen.bare_ids_until = state.getattr("bare_ids_until")?.extract()?;
+        self.clock.source_wms = state.getattr("source_wms")?.extract()?;
+        self.clock.watermark = state.getattr("watermark")?.extract()?;
+        self.clock.next_step = state.getattr("next_step")?.extract()?;
         let windows: HashMap<i64, HashSet<String>> = state.getattr("error_windows")?.extract()?;
         for (end, ids) in windows {
-            let ids = ids.iter().map(|t| id(&self.tenants, t)).collect();
+            let ids = ids.iter().map(|t| self.store.id(t)).collect();
             self.error_windows.insert(end, ids);
         }
         let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
-        self.dirty = dirty.iter().map(|t| id(&self.tenants, t)).collect();
+        self.store.dirty = dirty.iter().map(|t| self.store.id(t)).collect();
         self.resume(reset_peaks);
         Ok(())
     }
@@ -615,9 +462,9 @@ impl ShardCore {
 impl ShardCore {
     /// What a restored shard works out again from its tenants.
     fn resume(&mut self, reset_peaks: bool) {
-        let ids: Vec<Id> = self.tenants.keys().cloned().collect();
+        let ids: Vec<Id> = self.store.tenants.keys().cloned().collect();
         for tenant_id in &ids {
-            let tenant = &self.tenants[tenant_id];
+            let tenant = &self.store.tenants[tenant_id];
             let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
             due.extend(
                 tenant
@@ -630,31 +477,32 @@ impl ShardCore {
             // every tenant has measured at midnight (sooner would move a look-back by part
             // of a day), and scored even if no measure moved, as the weights may have.
             // Unchanged, the score comes out the same, and nothing is written.
-            if let Some(next) = self.next_step {
-                self.tenants[tenant_id].stale |= ALL_STALE & !DAY_BASED;
+            if let Some(next) = self.clock.next_step {
+                self.store.tenants[tenant_id].stale |= ALL_STALE & !DAY_BASED;
                 due.push(next);
             }
             for instant in due {
-                self.rescore_after(instant, tenant_id);
+                self.clock.rescore_after(instant, tenant_id);
             }
             if reset_peaks {
-                self.tenants[tenant_id].recent_scores.clear();
+                self.store.tenants[tenant_id].recent_scores.clear();
             }
         }
         self.reweigh = true;
         // Deadlines of the stall period in force now, for the onboardings under way whose
         // current stretch without progress was not signalled yet.
         let stall_after = self.cfg.stall_after;
-        self.stalls = self
+        let deadlines = self
+            .store
             .tenants
             .values()
             .filter(|t| t.onboarding_open())
             .filter_map(|t| {
                 let progress = t.last_progress?;
                 let signalled = t.stall_signalled_at.is_some_and(|at| at > progress);
-                (!signalled).then(|| Reverse((progress + stall_after + 1, t.tenant_id.clone())))
-            })
-            .collect();
+                (!signalled).then(|| (progress + stall_after + 1, t.tenant_id.clone()))
+            });
+        self.clock.set_deadlines(deadlines);
     }
 
     /// to_iso as a Python string; the step's instant is asked for by every record of it.
@@ -687,14 +535,11 @@ impl ShardCore {
         let tenant_id = tenant_obj.cast::<PyString>()?.to_str()?;
         let ts: i64 = tuple.get_item(3)?.extract()?;
         let wm: i64 = tuple.get_item(7)?.extract()?;
-        dedup_key(&mut self.key, tenant_id, event_id);
-        if self.seen.contains(self.key.as_str())
-            || (self.bare_ids_until.is_some() && self.seen.contains(event_id))
-        {
+        if self.seen.is_repeat(tenant_id, event_id) {
             self.duplicates += 1;
             return Ok(());
         }
-        if ts < wm || self.watermark.is_some_and(|w| ts < w) {
+        if ts < wm || self.clock.watermark.is_some_and(|w| ts < w) {
             self.late += 1;
             let record = self
                 .policy
@@ -703,12 +548,7 @@ impl ShardCore {
             out.append((intern!(py, "deadletter"), record))?;
             return Ok(());
         }
-        let key: Rc<str> = Rc::from(self.key.as_str());
-        self.seen.insert(key.clone());
-        self.seen_by_day
-            .entry(floor_div(ts, MS_PER_DAY))
-            .or_default()
-            .push(key.clone());
+        let key = self.seen.remember(floor_div(ts, MS_PER_DAY));
         match self.type_counts.get_mut(kind) {
             Some(count) => *count += 1,
             None => {
@@ -721,17 +561,16 @@ impl ShardCore {
         }
         let life = life_order(kind, &tuple.get_item(5)?)?;
         let item = self.queued(tuple)?;
-        self.pending.push(Pending {
+        self.queue.push(Pending {
             ts,
             life,
             key,
             item,
         });
-        self.unsorted = true;
         Ok(())
     }
 
-    /// What the queue keeps of an event (a vigil.events.Event). Strings a tenant or the
+    /// What the queue keeps of an event (a vigil.intake.events.Event). Strings a tenant or the
     /// catalogue already holds are shared rather than kept once per event.
     fn queued(&mut self, event: &Bound<'_, PyTuple>) -> PyResult<Queued> {
         let py = event.py();
@@ -741,7 +580,7 @@ impl ShardCore {
         let attrs = event.get_item(5)?;
         let segment = event.get_item(6)?;
         let tenant = event.get_item(2)?.cast_into::<PyString>()?;
-        let tenant = match self.tenants.get(tenant.to_str()?) {
+        let tenant = match self.store.tenants.get(tenant.to_str()?) {
             Some(known) => known.py_id.clone_ref(py),
             None => tenant.unbind(),
         };
@@ -753,7 +592,7 @@ impl ShardCore {
                 let segment = segment.cast_into::<PyString>()?;
                 Some(self.shared(py, segment.to_str()?))
             },
-            payload: payload(name, &attrs)?,
+            payload: Payload::read(name, &attrs)?,
             touches: self.declared.touches(name, event)?,
             kind,
         })
@@ -781,88 +620,48 @@ impl ShardCore {
         let source: String = tuple.get_item(0)?.extract()?;
         let wm: Option<i64> = tuple.get_item(1)?.extract()?;
         let sources: usize = tuple.get_item(2)?.extract()?;
-        self.source_wms.insert(source, wm);
-        if self.source_wms.len() < sources {
-            return Ok(()); // not every partition has spoken
+        match self.clock.hear(source, wm, sources) {
+            Some(watermark) => self.advance(py, watermark, out),
+            None => Ok(()),
         }
-        let Some(watermark) = self.source_wms.values().filter_map(|w| *w).min() else {
-            return Ok(());
-        };
-        if self.watermark.is_none_or(|w| watermark > w) {
-            self.watermark = Some(watermark);
-            self.advance(py, watermark, out)?;
+    }
+
+    fn advance(&mut self, py: Python<'_>, watermark: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
+        if self.clock.next_step.is_none() {
+            match self.queue.earliest() {
+                Some(earliest) if earliest < watermark => self.clock.start(earliest),
+                _ => return Ok(()),
+            }
+        }
+        while let Some(instant) = self.clock.next_before(watermark) {
+            let now = instant.now;
+            self.apply_before(py, now)?;
+            if instant.deadlines {
+                self.fire_stalls(py, now, out)?;
+            }
+            if instant.step {
+                self.step(py, now, out)?;
+                self.clock.stepped(now);
+            }
         }
         Ok(())
     }
 
-    fn advance(&mut self, py: Python<'_>, watermark: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        if self.next_step.is_none() {
-            match self.earliest_pending() {
-                Some(earliest) if earliest < watermark => {
-                    self.next_step = Some(floor_to(earliest, self.cfg.step, 0) + self.cfg.step);
-                }
-                _ => return Ok(()),
-            }
-        }
-        loop {
-            let next_step = self.next_step.expect("started");
-            let stall_at = self.stalls.peek().map(|Reverse((at, _))| *at);
-            let now = stall_at.map_or(next_step, |at| at.min(next_step));
-            if now > watermark {
-                return Ok(());
-            }
-            self.apply_before(py, now)?;
-            if Some(now) == stall_at {
-                self.fire_stalls(py, now, out)?;
-            }
-            if now == next_step {
-                self.step(py, now, out)?;
-                self.next_step = Some(next_step + self.cfg.step);
-            }
-        }
-    }
-
-    fn earliest_pending(&mut self) -> Option<i64> {
-        if self.pending.len() > self.scanned {
-            let fresh = self.pending[self.scanned..]
-                .iter()
-                .map(|p| p.ts)
-                .min()
-                .expect("some");
-            self.earliest = Some(self.earliest.map_or(fresh, |e| e.min(fresh)));
-            self.scanned = self.pending.len();
-        }
-        self.earliest
-    }
-
     fn apply_before(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        if std::mem::take(&mut self.unsorted) {
-            // Keys are unique, so this order is total: stable or not, the same.
-            self.pending
-                .sort_unstable_by(|a, b| (a.ts, a.life, &a.key).cmp(&(b.ts, b.life, &b.key)));
-        }
-        let due = self.pending.partition_point(|p| p.ts < now);
-        if due == 0 {
-            return Ok(());
-        }
-        let applying: Vec<Pending> = self.pending.drain(..due).collect();
-        for Pending { ts, item, .. } in applying {
+        for Pending { ts, item, .. } in self.queue.take_before(now) {
             let tenant_obj = item.tenant.bind(py);
             let tenant_str = tenant_obj.to_str()?;
-            let index = match self.tenants.get_index_of(tenant_str) {
+            let index = match self.store.tenants.get_index_of(tenant_str) {
                 Some(index) => index,
                 None => {
                     let id: Rc<str> = tenant_str.into();
-                    self.rescore_after(ts + self.cfg.warmup, &id);
+                    self.clock.rescore_after(ts + self.cfg.warmup, &id);
                     let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
                     tenant.measured = self.declared.fresh();
-                    self.tenants.insert_full(id, tenant).0
+                    self.store.insert(tenant)
                 }
             };
-            let tenant = &mut self.tenants[index];
+            let tenant = &mut self.store.tenants[index];
             if let Some(segment) = &item.segment {
                 let segment = segment.bind(py).to_str()?;
                 if tenant.segment.as_deref() != Some(segment) {
@@ -884,7 +683,7 @@ impl ShardCore {
             }
             let last_progress = tenant.last_progress;
             let tenant_id = tenant.tenant_id.clone();
-            self.dirty.insert(tenant_id.clone());
+            self.store.dirty.insert(tenant_id.clone());
             if effect == 0 {
                 continue;
             }
@@ -898,15 +697,13 @@ impl ShardCore {
             }
             if effect & ONBOARDING_CLOCK != 0 {
                 if let Some(progress) = last_progress {
-                    self.stalls.push(Reverse((
-                        progress + self.cfg.stall_after + 1,
-                        tenant_id.clone(),
-                    )));
+                    self.clock
+                        .add_deadline(progress + self.cfg.stall_after + 1, tenant_id.clone());
                 }
             }
             if effect & PRESSURE != 0 {
                 let until = (floor_div(ts, MS_PER_HOUR) + PRESSURE_HOURS + 1) * MS_PER_HOUR;
-                self.rescore_after(until, &tenant_id);
+                self.clock.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
                 self.policy.bind(py).call_method1(
@@ -918,25 +715,10 @@ impl ShardCore {
         Ok(())
     }
 
-    fn rescore_after(&mut self, instant: i64, tenant_id: &Id) {
-        let step = floor_to(instant - 1, self.cfg.step, 0) + self.cfg.step;
-        if self.next_step.is_none_or(|next| step >= next) {
-            self.rescore_at
-                .entry(step)
-                .or_default()
-                .insert(tenant_id.clone());
-        }
-    }
-
     fn fire_stalls(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        while self
-            .stalls
-            .peek()
-            .is_some_and(|Reverse((at, _))| *at == now)
-        {
-            let Reverse((_, tenant_id)) = self.stalls.pop().expect("peeked");
+        while let Some(tenant_id) = self.clock.take_deadline(now) {
             let stall_after = self.cfg.stall_after;
-            let Some(tenant) = self.tenants.get_mut(&tenant_id) else {
+            let Some(tenant) = self.store.tenants.get_mut(&tenant_id) else {
                 continue;
             };
             let (Some(progress), true) = (tenant.last_progress, tenant.onboarding_open()) else {
@@ -950,7 +732,7 @@ impl ShardCore {
             tenant.stale |= ONBOARDING;
             let started = tenant.onboarding_started.expect("open");
             let steps = tenant.onboarding_steps.len();
-            self.dirty.insert(tenant_id.clone());
+            self.store.dirty.insert(tenant_id.clone());
             let record = self.policy.bind(py).call_method1(
                 intern!(py, "stall_record"),
                 (&*tenant_id, started, progress, deadline, steps),
@@ -969,12 +751,12 @@ impl ShardCore {
                 if let Some(record) = self.check_error_spike(py, &tenant_id, now)? {
                     found.push((tenant_id.clone(), record));
                 }
-                self.touched.insert(tenant_id);
+                self.store.touched.insert(tenant_id);
             }
         }
         let size = self.cfg.login_window;
         if (now - self.buckets.origin).rem_euclid(size) == 0 {
-            for tenant in self.tenants.values() {
+            for tenant in self.store.tenants.values() {
                 let current = tenant
                     .sessions_by_window
                     .get(&(now - size))
@@ -997,22 +779,21 @@ impl ShardCore {
         if now.rem_euclid(MS_PER_DAY) == 0 {
             self.daily(py, now)?;
         }
-        if let Some(ids) = self.rescore_at.remove(&now) {
+        if let Some(ids) = self.clock.take_rescores(now) {
             for tenant_id in ids {
-                if let Some(due) = self.tenants.get_mut(&tenant_id) {
+                if let Some(due) = self.store.tenants.get_mut(&tenant_id) {
                     due.stale |= CLOCK_MOVED; // errors may have left the 24 h
-                    self.dirty.insert(tenant_id);
+                    self.store.dirty.insert(tenant_id);
                 }
             }
         }
         let reweigh = std::mem::take(&mut self.reweigh);
-        let mut dirty: Vec<Id> = self.dirty.drain().collect();
-        dirty.sort();
+        let dirty = self.store.take_dirty();
         let mut raised = Vec::new();
         if !self.declared.is_empty() {
             let mut everyone: Vec<Id> = Vec::new();
             if self.declared.closes_at(now) {
-                everyone = self.tenants.keys().cloned().collect();
+                everyone = self.store.tenants.keys().cloned().collect();
                 everyone.sort();
             }
             let evaluated = if everyone.is_empty() {
@@ -1022,6 +803,7 @@ impl ShardCore {
             };
             for tenant_id in evaluated {
                 let tenant = self
+                    .store
                     .tenants
                     .get_mut(tenant_id)
                     .expect("dirty tenants exist");
@@ -1034,7 +816,6 @@ impl ShardCore {
         for tenant_id in &dirty {
             self.score(py, tenant_id, now, out, reweigh)?;
         }
-        self.touched.extend(dirty);
         for (tenant_id, record) in found {
             self.emit_signal(py, &tenant_id, record, now, out)?;
         }
@@ -1054,28 +835,15 @@ impl ShardCore {
         let policy = self.policy.bind(py);
         policy.call_method1(intern!(py, "report_refusals"), (now,))?;
         let silent_since = now - self.cfg.forget_after;
-        let gone: Vec<Id> = self
-            .tenants
-            .values()
-            .filter(|t| t.last_event_at < silent_since)
-            .map(|t| t.tenant_id.clone())
-            .collect();
-        for tenant_id in &gone {
-            let tenant = self.tenants.shift_remove(tenant_id).expect("listed");
-            self.dirty.remove(tenant_id);
-            self.touched.insert(tenant_id.clone());
-            if let Some(zone) = tenant.zone {
-                *self.zones.entry(zone).or_insert(0) -= 1;
-            }
-        }
+        let gone = self.store.forget_silent(silent_since);
         if !gone.is_empty() {
             let ids: Vec<&str> = gone.iter().map(|id| &**id).collect();
             policy.call_method1(intern!(py, "forgot"), (now, ids))?;
         }
         let keep_from = floor_to(now, self.buckets.login_window, self.buckets.origin)
             - self.buckets.login_window;
-        for tenant in self.tenants.values_mut() {
-            self.dirty.insert(tenant.tenant_id.clone());
+        for tenant in self.store.tenants.values_mut() {
+            self.store.dirty.insert(tenant.tenant_id.clone());
             tenant.stale |= DAY_BASED;
             tenant.prune(
                 now,
@@ -1085,21 +853,8 @@ impl ShardCore {
             );
             self.declared.prune(&mut tenant.measured, now);
         }
-        let forget_before = floor_div(now - self.cfg.dedup_retention, MS_PER_DAY);
-        let old: Vec<i64> = self
-            .seen_by_day
-            .keys()
-            .filter(|d| **d < forget_before)
-            .copied()
-            .collect();
-        for day in old {
-            for key in self.seen_by_day.remove(&day).expect("listed") {
-                self.seen.remove(&key);
-            }
-        }
-        if self.bare_ids_until.is_some_and(|day| day < forget_before) {
-            self.bare_ids_until = None;
-        }
+        self.seen
+            .forget_before(floor_div(now - self.cfg.dedup_retention, MS_PER_DAY));
         Ok(())
     }
 
@@ -1113,6 +868,7 @@ impl ShardCore {
         let start = now - size;
         let oldest = start - floor_div(self.cfg.error_history, size) * size;
         let tenant = self
+            .store
             .tenants
             .get_mut(tenant_id)
             .expect("a tenant with errors");
@@ -1143,9 +899,9 @@ impl ShardCore {
         String,
         Bound<'py, PyDict>,
     ) {
-        match self.tenants.get_mut(tenant_id) {
+        match self.store.tenants.get_mut(tenant_id) {
             Some(t) => {
-                self.touched.insert(t.tenant_id.clone()); // a rule's cooldown may start
+                self.store.touched.insert(t.tenant_id.clone()); // a rule's cooldown may start
                 let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
                 (
                     t.segment.clone(),
@@ -1190,6 +946,7 @@ impl ShardCore {
     ) -> PyResult<()> {
         let cut = self.cfg.zones;
         let tenant = self
+            .store
             .tenants
             .get_mut(tenant_id)
             .expect("dirty tenants exist");
@@ -1203,7 +960,7 @@ impl ShardCore {
                 self.record_health(py, tenant_id, rounded, zone, now, out)?;
             }
         }
-        let tenant = &self.tenants[tenant_id];
+        let tenant = &self.store.tenants[tenant_id];
         let Some(zone) = tenant.zone else {
             return Ok(());
         };
@@ -1213,7 +970,7 @@ impl ShardCore {
             let from = tenant.zone_announced;
             let score = tenant.score.expect("scored");
             let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
-            self.tenants[tenant_id].zone_announced = Some(zone);
+            self.store.tenants[tenant_id].zone_announced = Some(zone);
             let fact = self
                 .zone_change_fact
                 .bind(py)
@@ -1236,21 +993,15 @@ impl ShardCore {
         now: i64,
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
-        let tenant = self.tenants.get_mut(tenant_id).expect("scored");
-        if Some(zone) != tenant.zone {
-            *self.zones.entry(zone).or_insert(0) += 1;
-            if let Some(old) = tenant.zone {
-                *self.zones.entry(old).or_insert(0) -= 1;
-            }
-        }
+        self.store.set_zone(tenant_id, zone);
+        let tenant = self.store.tenants.get_mut(tenant_id).expect("scored");
         tenant.score = Some(rounded);
-        tenant.zone = Some(zone);
         let measures: [Measure; COMPONENTS] = tenant.measures;
         let weights = self
             .scorer
             .weights(&measures)
             .expect("a score was computed from them");
-        let tenant = &self.tenants[tenant_id];
+        let tenant = &self.store.tenants[tenant_id];
         let components = PyDict::new(py);
         for index in 0..COMPONENTS {
             let key = measure_key(index, measures[index], weights[index]);
@@ -1259,7 +1010,7 @@ impl ShardCore {
                 None => {
                     let entry = component_entry(py, measures[index], weights[index])?;
                     if self.entries.len() >= self.scorer.memo_size {
-                        self.entries.clear(); // bounded (vigil.shard.MEMO_SIZE)
+                        self.entries.clear(); // bounded (vigil.engine.shard.MEMO_SIZE)
                     }
                     self.entries.insert(key, entry.clone().unbind());
                     entry
@@ -1299,7 +1050,7 @@ impl ShardCore {
         record.set_item(intern!(py, "components"), &components)?;
         let reasons = PyList::new(py, said)?;
         record.set_item(intern!(py, "reasons"), &reasons)?;
-        self.tenants[tenant_id].reasons = reasons_kept;
+        self.store.tenants[tenant_id].reasons = reasons_kept;
         untrack(components.as_any());
         untrack(reasons.as_any());
         untrack(record.as_any());
@@ -1318,7 +1069,7 @@ impl ShardCore {
         warm: bool,
     ) -> PyResult<()> {
         let since = now - self.cfg.drop_window;
-        let tenant = &self.tenants[tenant_id];
+        let tenant = &self.store.tenants[tenant_id];
         // The scores recorded since the window opened, and the one in force as it opened:
         // a score is recorded when it changes, so a flat one was recorded before the window.
         let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
@@ -1341,7 +1092,7 @@ impl ShardCore {
             recent.pop();
         }
         recent.push((now, score));
-        self.tenants[tenant_id].recent_scores = recent;
+        self.store.tenants[tenant_id].recent_scores = recent;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! its window, at most `engine.max_keys_per_tenant` keys.
 //!
 //! A new kind is one `Kind` variant, its `State`, and the arms of `apply`, `value` and
-//! `prune` below, with its declaration in vigil/measures.py.
+//! `prune` below, with its declaration in vigil/engine/measures.py.
 
 use std::collections::VecDeque;
 

@@ -31,7 +31,7 @@ pub struct Scorer {
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
-    // The most reason lines kept worded (vigil.shard.MEMO_SIZE): emptied when full.
+    // The most reason lines kept worded (vigil.engine.shard.MEMO_SIZE): emptied when full.
     pub memo_size: usize,
     spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,
@@ -444,7 +444,7 @@ fn count_of(map: &HashMap<String, String>, value: &str) -> usize {
     map.values().filter(|held| *held == value).count()
 }
 
-/// '1 session', '3 sessions' (as vigil.words.counted says it).
+/// '1 session', '3 sessions' (as vigil.base.words.counted says it).
 fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
     let word = if value.as_f64() == 1.0 {
         singular.to_string()

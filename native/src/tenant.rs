@@ -1,10 +1,11 @@
 //! A tenant's state and how an event folds into it. A snapshot saves it as
-//! vigil.tenant.TenantState.
+//! vigil.engine.tenant.TenantState.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use std::rc::Rc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -20,7 +21,7 @@ pub const ONBOARDING_CLOCK: u32 = 2;
 pub const KEY_REFUSED: u32 = 4;
 pub const PRESSURE: u32 = 8;
 
-// Components, in the order of health records (vigil.tenant.COMPONENT_NAMES).
+// Components, in the order of health records (vigil.engine.tenant.COMPONENT_NAMES).
 pub const COMPONENTS: usize = 10;
 pub const LOGIN_ACTIVITY: u32 = 1 << 0;
 pub const LOGIN_TREND: u32 = 1 << 1;
@@ -77,8 +78,44 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// What an event of type `kind` says, read from its attributes.
+    pub fn read(kind: &str, attrs: &Bound<'_, PyAny>) -> PyResult<Payload> {
+        let s = |key: &str| -> PyResult<String> { attrs.get_item(key)?.extract() };
+        Ok(match kind {
+            "user.session" => Payload::Session,
+            "feature.used" => Payload::Feature(s("feature")?),
+            "error.raised" => Payload::Error,
+            "job.retry" => Payload::JobRetry,
+            "integration.state" => Payload::Integration(s("integration")?, s("state")?),
+            "onboarding.started" => Payload::OnboardingStarted,
+            "onboarding.step_completed" => Payload::StepCompleted(s("step")?),
+            "recipe.completed" => Payload::Recipe,
+            "onboarding.completed" => Payload::OnboardingCompleted,
+            "ticket.created" => Payload::TicketCreated(s("ticket_id")?, s("priority")?),
+            "ticket.resolved" => Payload::TicketResolved(s("ticket_id")?),
+            "survey.response" => Payload::Survey {
+                nps: s("kind")? == "nps",
+                score: attrs.get_item("score")?.extract()?,
+            },
+            "billing.invoice" => Payload::Invoice(s("invoice_id")?, s("status")?),
+            "contract.updated" => {
+                let seats = attrs.call_method1(intern!(attrs.py(), "get"), ("seats",))?;
+                Payload::Contract(if seats.is_none() {
+                    None
+                } else {
+                    Some(seats.unbind())
+                })
+            }
+            "sponsor.changed" => Payload::Sponsor(s("status")?),
+            "nudge.sent" | "nudge.acted" | "deployment.published" | "config.changed" => {
+                Payload::ContextOnly
+            }
+            _ => Payload::Unhandled,
+        })
+    }
+
     /// The attributes it was read from, as far as it keeps them: what a snapshot saves
-    /// of a queued event (vigil.events' names).
+    /// of a queued event (vigil.intake.events' names).
     pub fn to_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let attrs = PyDict::new(py);
         let set = |pairs: &[(&str, &str)]| -> PyResult<()> {
@@ -108,7 +145,7 @@ impl Payload {
     }
 
     /// The key the event adds to one of the tenant's keyed maps, if any (see
-    /// vigil.policy.KEYED_MAPS): what a refused key names.
+    /// vigil.engine.policy.KEYED_MAPS): what a refused key names.
     pub fn key(&self) -> Option<&str> {
         match self {
             Payload::Feature(key)
@@ -362,7 +399,7 @@ impl Tenant {
         ONBOARDING_CLOCK
     }
 
-    /// vigil.tenant.prune
+    /// vigil.engine.tenant.prune
     pub fn prune(&mut self, now: i64, keep_days: i64, keep_from_window: i64, lookback: i64) {
         prune_features(&mut self.features, now - lookback);
         let oldest_day = floor_div(now, MS_PER_DAY) - keep_days;
@@ -382,7 +419,7 @@ fn put<V>(keyed: &mut HashMap<String, V>, key: String, value: V, max_keys: usize
     0
 }
 
-/// Features last used before `since` go, but the newest stays (vigil.tenant._prune_features).
+/// Features last used before `since` go, but the newest stays (vigil.engine.tenant._prune_features).
 fn prune_features(features: &mut HashMap<String, i64>, since: i64) {
     let old = features.values().filter(|last| **last < since).count();
     if old == 0 {
@@ -472,7 +509,7 @@ macro_rules! tenant_fields {
 }
 
 impl Tenant {
-    /// The tenant as vigil.tenant.TenantState, for a snapshot (`cls` is that class).
+    /// The tenant as vigil.engine.tenant.TenantState, for a snapshot (`cls` is that class).
     pub fn to_py<'py>(
         &self,
         py: Python<'py>,

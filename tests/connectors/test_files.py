@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from vigil.connectors.files import JsonLinesSink, JsonLinesSource, OutputChanged, open_output
-from vigil.events import DeadLetter, Event
-from vigil.intake import NO_WATERMARK, Tick
+from vigil.intake.events import DeadLetter, Event
+from vigil.intake.reader import NO_WATERMARK, Tick
 
 HOUR = 3_600_000
 T0 = 1_772_409_600_000  # 2026-03-02T00:00:00Z
@@ -26,7 +26,7 @@ def lines(path: Path, count: int) -> Path:
 
 class TestSource:
     def test_lines_are_decoded_by_the_compiled_decoder(self, tmp_path: Path) -> None:
-        from vigil.settings import load_settings
+        from vigil.config.settings import load_settings
 
         settings = load_settings(None, env={})
         source = JsonLinesSource.configured(str(lines(tmp_path / "e.jsonl", 3)), settings)
@@ -192,7 +192,7 @@ class TestSource:
         import threading
 
         from vigil.connectors.files import is_gzip
-        from vigil.kafka_tools import _open
+        from vigil.connectors.kafka_tools import _open
 
         data = lines(tmp_path / "e.jsonl", 50).read_bytes()
         fifo = tmp_path / "fifo"

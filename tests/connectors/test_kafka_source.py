@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 import vigil.connectors.kafka as kafka
 from vigil.connectors.kafka import KafkaEventSource, KafkaUnavailable
-from vigil.metrics import Metrics
+from vigil.ops.metrics import Metrics
 
 HOUR = 3_600_000
 

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, cluster_main, run_main
 
+from vigil.config.settings import Settings
 from vigil.connectors.files import JsonLinesSource
 from vigil.flows.health import build_flow
-from vigil.metrics import Metrics
-from vigil.settings import Settings
-from vigil.simulate import FleetPlan, generate
+from vigil.intake.simulate import FleetPlan, generate
+from vigil.ops.metrics import Metrics
 
 Item = tuple[str, dict[str, Any]]  # (stream, record)
 

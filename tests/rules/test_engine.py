@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from support import CONTRACT
 
-from vigil.actions import in_cooldown, render_actions
-from vigil.errors import RuleEvaluationError
-from vigil.facts import signal_fact
+from vigil.base.errors import RuleEvaluationError
+from vigil.rules.actions import in_cooldown, render_actions
 from vigil.rules.engine import RuleEngine, compile_condition
+from vigil.rules.facts import signal_fact
 from vigil.rules.loader import load_rules
 from vigil.rules.model import When
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from vigil.errors import RuleError
+from vigil.base.errors import RuleError
+from vigil.config.settings import ZoneSettings
 from vigil.rules.loader import load_rules
 from vigil.rules.model import zone_scores
 from vigil.rules.templates import placeholders, render
-from vigil.settings import ZoneSettings
 
 GOOD = """\
 rules:

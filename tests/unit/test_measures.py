@@ -1,0 +1,407 @@
+"""Measures and signals declared in the settings, through the engine: the worked example
+of docs (seat utilisation over 90%), each kind of measure, the bounds on their state,
+restores, and the settings that are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import DAY, HOUR, T0, Harness, clock, event, restored
+
+from vigil.base.errors import ConfigError, RuleError
+from vigil.config.settings import Settings, load_settings
+from vigil.engine.shard import ShardEngine
+from vigil.intake.simulate import FleetPlan, generate
+from vigil.rules.engine import engine_for
+from vigil.rules.loader import configured_rules
+
+SEATS: dict[str, Any] = {
+    "measures": {
+        "active_users": {
+            "kind": "distinct",
+            "events": ["user.session"],
+            "field": "user_id",
+            "window": "30d",
+        },
+        "seats": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.seats"},
+    },
+    "signals": {"seat_cap": {"measure": "active_users", "per": "seats", "above": 0.9}},
+}
+
+
+def declared(overrides: dict[str, Any]) -> Settings:
+    return load_settings(None, env={}, overrides=overrides)
+
+
+def logins(day: int, users: range) -> list[dict[str, Any]]:
+    return [
+        {**event("acme", "user.session", T0 + day * DAY + n * 60_000), "user_id": f"u{n}"}
+        for n in users
+    ]
+
+
+class TestSeatUtilisation:
+    def feed(self) -> Harness:
+        contract = event("acme", "contract.updated", T0, {"seats": 10})
+        return Harness(declared(SEATS)).feed(
+            [contract, *logins(0, range(8)), *logins(2, range(10)), clock(T0 + 5 * DAY)]
+        )
+
+    def test_a_signal_is_raised_once_when_distinct_users_pass_90_percent_of_seats(
+        self,
+    ) -> None:
+        h = self.feed()
+        [raised] = h.signals("seat_cap")
+        assert raised["ts"] == "2026-03-04T01:00:00Z"  # the step after the tenth user
+        assert raised["evidence"] == {
+            "measure": "active_users",
+            "measured": 10.0,
+            "per": "seats",
+            "per_measured": 10.0,
+            "ratio": 1.0,
+            "window": "30d",
+        }
+        assert (raised["value"], raised["threshold"], raised["severity"]) == (1.0, 0.9, "medium")
+        assert h.engine.counts["signal:seat_cap"] == h.engine.counts["fact:signal"] == 1
+
+    def test_it_is_raised_again_only_after_falling_back_below(self) -> None:
+        h = self.feed()
+        # Day 2's users leave the 30 days at the midnight after day 32; on day 40 they return.
+        h.feed([clock(T0 + 34 * DAY), *logins(40, range(10)), clock(T0 + 42 * DAY)])
+        assert [s["ts"] for s in h.signals("seat_cap")] == [
+            "2026-03-04T01:00:00Z",
+            "2026-04-11T01:00:00Z",
+        ]
+
+    def test_a_restore_goes_on_as_if_never_stopped(self) -> None:
+        straight = self.feed().feed([clock(T0 + 9 * DAY)])
+        h = self.feed()
+        saved = restored(h.engine)
+        assert saved.tenants["acme"].signals_raised == ["seat_cap"]
+        assert saved.tenants["acme"].measured["seats"][1] == (10.0, None)
+        h.engine = ShardEngine(h.settings, h.rules, saved)
+        assert h.feed([clock(T0 + 9 * DAY)]).out == straight.out
+
+    def test_a_changed_declaration_starts_its_measure_afresh_on_restore(self) -> None:
+        h = self.feed()
+        longer = {**SEATS, "measures": {**SEATS["measures"]}}
+        longer["measures"]["active_users"] = {**SEATS["measures"]["active_users"], "window": "60d"}
+        again = ShardEngine(declared(longer), h.rules, restored(h.engine))
+        kept = restored(again).tenants["acme"].measured
+        assert kept["active_users"][1] == {} and kept["seats"][1] == (10.0, None)
+
+
+SEAT_RULE = """
+rules:
+  - id: seat-cap
+    when: {fact: signal, signal: seat_cap}
+    cooldown: 30d
+    task:
+      playbook: expansion
+      title: "{tenant_id} uses {ratio} of its seats"
+      description: "{measured} active users for {per_measured} seats"
+      owner_role: csm
+      priority: medium
+      sla: 7d
+"""
+
+
+def test_a_rule_acts_on_a_declared_signal_with_its_evidence(tmp_path: Path) -> None:
+    (tmp_path / "seats.yaml").write_text(SEAT_RULE)
+    settings = declared({**SEATS, "rules": {"paths": [str(tmp_path)]}})
+    rules = engine_for(configured_rules(settings))
+    contract = event("acme", "contract.updated", T0, {"seats": 10})
+    h = Harness(settings, rules).feed([contract, *logins(0, range(10)), clock(T0 + DAY)])
+    [task] = h.out["tasks"]
+    assert task["title"] == "acme uses 1 of its seats"  # numbers as templates print them
+    assert task["description"] == "10 active users for 10 seats"
+
+
+def test_a_rule_naming_a_signal_nobody_declared_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "seats.yaml").write_text(SEAT_RULE)
+    with pytest.raises(RuleError, match="unknown signal 'seat_cap'"):
+        configured_rules(declared({"rules": {"paths": [str(tmp_path)]}}))
+
+
+def test_login_drop_declared_over_a_calendar_count_raises_as_the_built_in_one() -> None:
+    """The built-in login_drop (sessions of the last closed week below half of the week
+    before, which had at least 10) as settings: the same tenants at the same instants."""
+    declared_drop = {
+        "measures": {
+            "sessions_week": {
+                "kind": "count",
+                "events": ["user.session"],
+                "window": "7d",
+                "calendar": True,
+            }
+        },
+        "signals": {
+            "sessions_halved": {
+                "measure": "sessions_week",
+                "versus": "previous_window",
+                "below": 0.5,
+                "min_previous": 10,
+            }
+        },
+    }
+    lines = list(generate(FleetPlan(tenants=40, days=24, seed=11))[0])
+    h = Harness(declared(declared_drop)).feed(lines, batch_size=300)
+    built_in = {(s["tenant_id"], s["ts"]) for s in h.signals("login_drop")}
+    assert len(built_in) >= 3
+    assert {(s["tenant_id"], s["ts"]) for s in h.signals("sessions_halved")} == built_in
+    for raised in h.signals("sessions_halved"):
+        [same] = [
+            s
+            for s in h.signals("login_drop")
+            if s["tenant_id"] == raised["tenant_id"] and s["ts"] == raised["ts"]
+        ]
+        assert raised["evidence"]["measured"] == same["evidence"]["sessions"]
+        assert raised["evidence"]["previous"] == same["evidence"]["sessions_previous_window"]
+
+
+class TestKinds:
+    def raised(self, measure: dict[str, Any], signal: dict[str, Any], events: list[Any]) -> Any:
+        settings = declared(
+            {"measures": {"m": measure}, "signals": {"s": {"measure": "m", **signal}}}
+        )
+        return Harness(settings).feed(events).signals("s")
+
+    def test_a_count_of_filtered_events(self) -> None:
+        p1s = [
+            event("acme", "ticket.created", T0 + n, {"ticket_id": f"k{n}", "priority": p})
+            for n, p in enumerate(["P1", "P3", "P1", "P1"])
+        ]
+        count = {"kind": "count", "events": ["ticket.created"], "where": {"priority": "P1"}}
+        [raised] = self.raised({**count, "window": "7d"}, {"above": 2}, [*p1s, clock(T0 + DAY)])
+        assert raised["evidence"]["measured"] == 3.0
+
+    def test_open_items_close_by_their_key(self) -> None:
+        opened = [
+            event("acme", "ticket.created", T0 + n, {"ticket_id": f"k{n}", "priority": "P2"})
+            for n in range(3)
+        ]
+        resolved = event("acme", "ticket.resolved", T0 + 3, {"ticket_id": "k0"})
+        measure = {
+            "kind": "open_items",
+            "events": ["ticket.created"],
+            "closed_by": ["ticket.resolved"],
+            "field": "attrs.ticket_id",
+        }
+        assert self.raised(measure, {"above": 2}, [*opened, resolved, clock(T0 + DAY)]) == []
+        [raised] = self.raised(measure, {"above": 2}, [*opened, clock(T0 + DAY)])
+        assert raised["ts"] == "2026-03-02T01:00:00Z"
+
+    def test_an_unresolved_p1_older_than_its_bound(self) -> None:
+        p1 = {"ticket_id": "k1", "priority": "P1"}
+        events = [
+            event("acme", "ticket.created", T0, p1),
+            event("acme", "ticket.created", T0 + 1, {"ticket_id": "k2", "priority": "P3"}),
+            clock(T0 + 20 * DAY),
+        ]
+        oldest = {
+            "kind": "oldest_open",
+            "events": ["ticket.created"],
+            "where": {"priority": "P1"},
+            "closed_by": ["ticket.resolved"],
+            "field": "attrs.ticket_id",
+        }
+        [raised] = self.raised(oldest, {"above": 14}, events)
+        assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
+        resolved = event("acme", "ticket.resolved", T0 + 10 * DAY, {"ticket_id": "k1"})
+        assert self.raised(oldest, {"above": 14}, [*events[:2], resolved, events[2]]) == []
+
+    def test_one_users_share_of_sessions(self) -> None:
+        sessions = logins(0, range(1)) * 1 + logins(0, range(3))
+        sessions = [{**s, "event_id": f"e{n}"} for n, s in enumerate(sessions)]
+        sessions += [{**sessions[0], "event_id": f"x{n}", "ts": T0 + HOUR + n} for n in range(8)]
+        share = {"kind": "top_share", "events": ["user.session"], "field": "user_id"}
+        [raised] = self.raised(
+            {**share, "window": "30d"}, {"above": 0.8}, [*sessions, clock(T0 + DAY)]
+        )
+        assert raised["evidence"]["measured"] == pytest.approx(10 / 12, abs=1e-4)
+
+    def test_days_since_the_latest_event(self) -> None:
+        since = {"kind": "days_since", "events": ["user.session"]}
+        events = [*logins(0, range(1)), clock(T0 + 20 * DAY)]
+        [raised] = self.raised(since, {"above": 14}, events)
+        assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
+
+    def test_days_until_the_date_an_event_carries(self) -> None:
+        renewal = {
+            "kind": "days_until",
+            "events": ["contract.updated"],
+            "field": "attrs.renewal_date",
+        }
+        contract = event("acme", "contract.updated", T0, {"renewal_date": "2026-04-01"})
+        [raised] = self.raised(renewal, {"below": 14}, [contract, clock(T0 + 20 * DAY)])
+        assert raised["ts"] == "2026-03-19T00:00:00Z"  # the first midnight within 14 days
+        assert raised["evidence"]["measured"] == 13.0
+
+    def test_a_sum_of_a_number(self) -> None:
+        paid = [
+            event(
+                "acme",
+                "billing.invoice",
+                T0 + n,
+                {"invoice_id": f"i{n}", "status": "paid", "amount": 60},
+            )
+            for n in range(2)
+        ]
+        total = {
+            "kind": "sum",
+            "events": ["billing.invoice"],
+            "field": "attrs.amount",
+            "window": "30d",
+        }
+        [raised] = self.raised(total, {"above": 100}, [*paid, clock(T0 + DAY)])
+        assert raised["evidence"]["measured"] == 120.0
+
+    def test_a_window_against_the_window_before(self) -> None:
+        growth = {"kind": "count", "events": ["user.session"], "window": "7d"}
+        signal = {"versus": "previous_window", "above": 1.5, "min_previous": 3}
+        weeks = [*logins(0, range(4)), *logins(7, range(8)), clock(T0 + 15 * DAY)]
+        [raised] = self.raised(growth, signal, weeks)
+        assert raised["ts"] == "2026-03-09T01:00:00Z"  # day 7's logins, against day 0's
+        assert raised["evidence"] == {
+            "measure": "m",
+            "measured": 8.0,
+            "previous": 4.0,
+            "ratio": 2.0,
+            "window": "7d",
+        }
+        small = {**signal, "min_previous": 5}  # the week before held too few to compare
+        assert self.raised(growth, small, weeks) == []
+
+    def test_a_value_against_the_one_before(self) -> None:
+        nps = {"kind": "latest", "events": ["survey.response"], "field": "attrs.score"}
+        answers = [
+            event("acme", "survey.response", T0 + n * DAY, {"kind": "nps", "score": score})
+            for n, score in enumerate([9, 8, 4])
+        ]
+        [raised] = self.raised(
+            nps, {"versus": "previous_value", "below": -2}, [*answers, clock(T0 + 4 * DAY)]
+        )
+        assert raised["evidence"]["change"] == -4.0 and raised["evidence"]["previous"] == 8.0
+
+    def test_a_latest_text_equal_to_a_value(self) -> None:
+        sponsor = {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"}
+        changes = [
+            event("acme", "sponsor.changed", T0 + n * DAY, {"status": status})
+            for n, status in enumerate(["active", "departed"])
+        ]
+        [raised] = self.raised(sponsor, {"equals": "departed"}, [*changes, clock(T0 + 3 * DAY)])
+        assert raised["evidence"] == {
+            "measure": "m",
+            "measured": "departed",
+            "previous": "active",
+            "window": "1h",
+        }
+
+    def test_new_keys_past_the_limit_are_counted_not_kept(self) -> None:
+        settings = declared({**SEATS, "engine": {"max_keys_per_tenant": 6}})
+        h = Harness(settings).feed([*logins(0, range(8)), clock(T0 + DAY)])
+        assert h.engine.counts["keys_refused:measures.active_users"] == 2
+        assert len(restored(h.engine).tenants["acme"].measured["active_users"][1]) == 6
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (
+            {"measures": {"m": {"kind": "count", "events": ["user.login"], "window": "7d"}}},
+            "measures.m: no event type 'user.login' in the catalogue",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "distinct",
+                        "events": ["user.session"],
+                        "field": "attrs.seats",
+                        "window": "7d",
+                    }
+                }
+            },
+            "measures.m: no field 'attrs.seats' on user.session",
+        ),
+        (
+            {"measures": {"m": {"kind": "distinct", "events": ["user.session"], "window": "7d"}}},
+            "a distinct measure needs a field",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "latest",
+                        "events": ["contract.updated"],
+                        "field": "attrs.seats",
+                        "window": "7d",
+                    }
+                }
+            },
+            "a latest measure takes no window",
+        ),
+        (
+            {"measures": {"m": {"kind": "count", "events": ["user.session"], "window": "90m"}}},
+            "measures.m.window (90m) must be a whole number of engine.health_step (1h)",
+        ),
+        (
+            {"measures": {"m": {"kind": "count", "events": ["user.session"], "window": "120d"}}},
+            "measures.m.window",
+        ),
+        (
+            {"signals": {"s": {"measure": "nothing", "above": 1}}},
+            "signals.s.measure: no measure 'nothing'",
+        ),
+        ({**SEATS, "signals": {"s": {"measure": "seats"}}}, "needs a bound"),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "distinct",
+                        "events": ["user.session"],
+                        "field": "user_id",
+                        "window": "7d",
+                        "calendar": True,
+                    }
+                }
+            },
+            "calendar windows are for count, sum, top_share",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "days_until",
+                        "events": ["contract.updated"],
+                        "field": "attrs.arr",
+                    }
+                }
+            },
+            "measures.m: days_until needs a date field, and attrs.arr of contract.updated is "
+            "not one",
+        ),
+        (
+            {
+                **SEATS,
+                "signals": {
+                    "s": {"measure": "active_users", "versus": "previous_window", "above": 2}
+                },
+            },
+            "signals.s: previous_window compares count or sum measures, and active_users is a "
+            "distinct measure",
+        ),
+        (
+            {**SEATS, "signals": {"s": {"measure": "seats", "equals": "x", "above": 1}}},
+            "equals takes no",
+        ),
+    ],
+)
+def test_a_declaration_naming_what_does_not_exist_is_refused_with_its_key(
+    overrides: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        declared(overrides)
+    assert said in str(refused.value)

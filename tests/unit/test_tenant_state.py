@@ -1,0 +1,100 @@
+"""Folding events into a tenant's state (native/src/tenant.rs), seen through the engine:
+the events are applied once the watermark passes their step, and the tenant is read
+back as the recovery store keeps it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support import DAY, HOUR, T0, Harness, clock, event, restored
+
+from vigil.config.settings import Settings
+from vigil.engine.tenant import TenantState
+
+
+def applied(events: list[dict[str, Any]], settings: Settings | None = None) -> Harness:
+    return Harness(settings).feed([*events, clock(T0 + 2 * DAY)])
+
+
+def tenant(h: Harness) -> TenantState:
+    return restored(h.engine).tenants["acme"]
+
+
+def test_a_resent_onboarding_start_does_not_restart_the_clock() -> None:
+    h = applied(
+        [
+            event("acme", "onboarding.started", T0),
+            event("acme", "onboarding.started", T0 + 5 * HOUR),
+        ]
+    )
+    assert (tenant(h).onboarding_started, tenant(h).last_progress) == (T0, T0)
+
+
+def test_steps_outside_an_open_onboarding_are_kept_but_move_no_clock() -> None:
+    before = applied([event("acme", "onboarding.step_completed", T0, {"step": "sso_live"})])
+    assert tenant(before).onboarding_steps == {"sso_live"}
+    assert tenant(before).last_progress is None
+    after = applied(
+        [
+            event("acme", "onboarding.started", T0 + HOUR),
+            event("acme", "onboarding.completed", T0 + 2 * HOUR),
+            event("acme", "recipe.completed", T0 + 3 * HOUR, {"recipe": "r1"}),
+        ]
+    )
+    assert tenant(after).last_progress == T0 + HOUR and tenant(after).product_activity
+
+
+def test_nps_and_csat_are_kept_apart_as_the_latest_of_each() -> None:
+    surveys = [("nps", 9), ("csat", 2), ("nps", 4)]
+    h = applied(
+        [
+            event("acme", "survey.response", T0 + n * HOUR, {"kind": kind, "score": score})
+            for n, (kind, score) in enumerate(surveys)
+        ]
+    )
+    assert (tenant(h).nps, tenant(h).csat) == (4.0, 2.0)
+    assert tenant(h).last_event_at == T0 + 2 * HOUR
+
+
+class TestKeyLimit:
+    """A producer that puts ids into names (a feature per page URL, a ticket per retry)
+    must not grow a tenant without bound: past engine.max_keys_per_tenant, new keys are
+    refused and counted; the keys already held still change."""
+
+    N = 6  # the least the default scoring settings allow (support_load.zero_at)
+    LIMIT = Settings.model_validate({"engine": {"max_keys_per_tenant": N}})
+
+    def fill(self, kind: str, attrs: dict[str, Any], key: str, count: int) -> list[Any]:
+        return [event("acme", kind, T0 + n * HOUR, {**attrs, key: f"k{n}"}) for n in range(count)]
+
+    def test_features_past_the_limit_are_refused_and_those_held_still_move(self) -> None:
+        events = self.fill("feature.used", {}, "feature", self.N + 2)
+        events.append(event("acme", "feature.used", T0 + 9 * HOUR, {"feature": "k0"}))
+        h = applied(events, self.LIMIT)
+        assert h.engine.counts["keys_refused:features"] == 2
+        assert sorted(tenant(h).features) == [f"k{n}" for n in range(self.N)]
+        assert tenant(h).features["k0"] == T0 + 9 * HOUR
+
+    def test_a_resolved_ticket_frees_its_place(self) -> None:
+        events = self.fill("ticket.created", {"priority": "P3"}, "ticket_id", self.N + 1)
+        events.append(event("acme", "ticket.resolved", T0 + 9 * HOUR, {"ticket_id": "k0"}))
+        late = {"ticket_id": "k9", "priority": "P1"}
+        events.append(event("acme", "ticket.created", T0 + 10 * HOUR, late))
+        h = applied(events, self.LIMIT)
+        assert h.engine.counts["keys_refused:open_tickets"] == 1
+        assert len(tenant(h).open_tickets) == self.N and tenant(h).open_tickets["k9"] == "P1"
+
+    def test_invoices_and_integrations_are_limited_too(self) -> None:
+        unpaid = self.fill("billing.invoice", {"status": "overdue"}, "invoice_id", self.N + 1)
+        links = self.fill("integration.state", {"state": "error"}, "integration", self.N + 1)
+        invoiced, linked = applied(unpaid, self.LIMIT), applied(links, self.LIMIT)
+        assert len(tenant(invoiced).unpaid_invoices) == len(tenant(linked).integrations) == self.N
+        assert invoiced.engine.counts["keys_refused:unpaid_invoices"] == 1
+        assert linked.engine.counts["keys_refused:integrations"] == 1
+
+    def test_a_refused_step_is_still_onboarding_progress(self) -> None:
+        steps = self.fill("onboarding.step_completed", {}, "step", self.N + 1)
+        h = applied([event("acme", "onboarding.started", T0 - 1), *steps], self.LIMIT)
+        assert h.engine.counts["keys_refused:onboarding_steps"] == 1
+        assert len(tenant(h).onboarding_steps) == self.N
+        assert tenant(h).last_progress == T0 + self.N * HOUR  # the stall clock restarted

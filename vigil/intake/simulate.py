@@ -1,0 +1,389 @@
+"""A realistic telemetry stream for demos, tests and benchmarks.
+
+A fleet of tenants in three segments with daily and weekly rhythms, mostly healthy,
+some with one injected scenario each. Lines come out in arrival order, the way a
+live stream delivers them: a few events arrive minutes after their event time (out
+of order, within the lateness), a few hours late, some twice, some malformed.
+The manifest says which tenant got which scenario, so tests can check the outcome.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from vigil.base.jsonbytes import dumps_to_keep
+from vigil.base.timeutil import (
+    MS_PER_DAY,
+    MS_PER_HOUR,
+    MS_PER_MINUTE,
+    floor_to,
+    parse_rfc3339,
+    to_iso,
+)
+from vigil.intake.events import MAX_EPOCH_MS, MIN_EPOCH_MS, YEARS
+
+HEALTHY = "healthy"
+LOGIN_DROP = "login_drop"
+ONBOARDING_STALLED = "onboarding_stalled"
+ONBOARDING_OK = "onboarding_ok"
+ERROR_SPIKE = "error_spike"
+AT_RISK = "at_risk"
+SCENARIOS = (LOGIN_DROP, ONBOARDING_STALLED, ONBOARDING_OK, ERROR_SPIKE, AT_RISK)
+
+DEFAULT_START = "2026-03-02T00:00:00Z"  # a Monday, like the default window origin
+_SEGMENTS = (("smb", 0.6, 5.0), ("mid_market", 0.3, 10.0), ("enterprise", 0.1, 22.0))
+_FEATURES = (
+    "dashboards",
+    "recipes",
+    "alerts",
+    "exports",
+    "api",
+    "sso",
+    "datasets",
+    "sharing",
+    "scheduler",
+)
+_STEPS = ("sso_live", "integration_enabled", "first_dataset", "first_recipe", "users_invited")
+_HOUR_WEIGHTS = [1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 10, 12, 14, 14, 12, 8, 5, 4, 3, 2, 1, 1]
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    tenants: int
+    days: int
+    seed: int
+    start: int = parse_rfc3339(DEFAULT_START)
+    out_of_order_rate: float = 0.005
+    late_rate: float = 0.0005
+    duplicate_rate: float = 0.003
+    malformed_rate: float = 0.0003
+    unknown_type_rate: float = 0.0002
+
+    def __post_init__(self) -> None:
+        # A stream Vigil would read as invalid_ts dead letters is no sample of anything.
+        if not MIN_EPOCH_MS <= self.start <= MAX_EPOCH_MS - self.days * MS_PER_DAY:
+            raise ValueError(
+                f"the {self.days} days from the start do not fit in {YEARS}, "
+                "the only event times Vigil reads"
+            )
+
+
+@dataclass
+class _Tenant:
+    tenant_id: str
+    segment: str
+    sessions_per_day: float
+    users: list[str]
+    features: list[str]
+    scenario: str = HEALTHY
+    counter: int = 0
+    ended_at: int | None = None  # a silent tenant sends nothing from here on
+    open_tickets: list[str] = field(default_factory=list)
+    starts: dict[str, int] = field(default_factory=dict)
+
+
+def scenario_days(plan: FleetPlan) -> dict[str, int]:
+    """When each scenario starts, as days since the start; -1 where the run is too
+    short for it to be seen (its window would not close before the stream ends)."""
+    origin = parse_rfc3339("1970-01-05T00:00:00Z")
+    first_monday = (
+        floor_to(plan.start - 1, 7 * MS_PER_DAY, origin) + 7 * MS_PER_DAY - plan.start
+    ) // MS_PER_DAY
+    last_closable_week = ((plan.days - 1 - first_monday) // 7) - 1
+    drop_day = first_monday + 7 * last_closable_week if last_closable_week >= 1 else -1
+    return {
+        LOGIN_DROP: drop_day,
+        ONBOARDING_STALLED: 1 if plan.days >= 8 else -1,
+        ONBOARDING_OK: 1 if plan.days >= 8 else -1,
+        ERROR_SPIKE: max(2, plan.days // 2) if plan.days >= 4 else -1,
+        AT_RISK: max(8, plan.days - 9) if plan.days >= 16 else -1,
+    }
+
+
+def build_fleet(plan: FleetPlan, rng: random.Random) -> list[_Tenant]:
+    starts = scenario_days(plan)
+    usable = [name for name in SCENARIOS if starts[name] >= 0]
+    # About 3% of the fleet per scenario, at least one each when the fleet allows.
+    per_scenario = max(1, plan.tenants * 3 // 100) if plan.tenants >= 2 * len(usable) else 0
+    fleet = []
+    for index in range(plan.tenants):
+        segment, rate = _pick_segment(rng)
+        users = [f"u{index:05d}-{n}" for n in range(max(3, int(rate * 1.5)))]
+        features = rng.sample(_FEATURES, 7)
+        fleet.append(
+            _Tenant(f"tenant-{index:05d}", segment, rate * rng.uniform(0.9, 1.3), users, features)
+        )
+    order = list(range(plan.tenants))
+    rng.shuffle(order)
+    for slot, name in enumerate(usable):
+        for index in order[slot * per_scenario : (slot + 1) * per_scenario]:
+            fleet[index].scenario = name
+            fleet[index].starts = {name: starts[name]}
+    return fleet
+
+
+def _pick_segment(rng: random.Random) -> tuple[str, float]:
+    roll = rng.random()
+    for name, share, rate in _SEGMENTS:
+        if roll < share:
+            return name, rate
+        roll -= share
+    return _SEGMENTS[-1][0], _SEGMENTS[-1][2]
+
+
+def manifest(fleet: list[_Tenant]) -> dict[str, dict[str, str]]:
+    return {t.tenant_id: {"scenario": t.scenario, "segment": t.segment} for t in fleet}
+
+
+def generate(plan: FleetPlan) -> tuple[Iterator[bytes], dict[str, dict[str, str]]]:
+    """The stream's lines in arrival order, and the manifest of scenarios."""
+    rng = random.Random(plan.seed)
+    fleet = build_fleet(plan, rng)
+    return _lines(plan, fleet, rng), manifest(fleet)
+
+
+def _lines(plan: FleetPlan, fleet: list[_Tenant], rng: random.Random) -> Iterator[bytes]:
+    starts = scenario_days(plan)
+    arrivals: list[tuple[int, int, bytes]] = []  # (arrival time, sequence, line)
+    sequence = 0
+    for day in range(plan.days):
+        day_start = plan.start + day * MS_PER_DAY
+        for tenant in fleet:
+            for event in _tenant_day(tenant, day, day_start, starts, rng):
+                for arrival, line in _deliveries(event, plan, rng):
+                    heapq.heappush(arrivals, (arrival, sequence, line))
+                    sequence += 1
+        # Events of later days arrive after this day ends, so these are final.
+        while arrivals and arrivals[0][0] < day_start + MS_PER_DAY:
+            yield heapq.heappop(arrivals)[2]
+    while arrivals:
+        yield heapq.heappop(arrivals)[2]
+
+
+def _deliveries(
+    event: dict[str, Any], plan: FleetPlan, rng: random.Random
+) -> Iterator[tuple[int, bytes]]:
+    ts = event["ts"] if isinstance(event["ts"], int) else parse_rfc3339(event["ts"])
+    roll = rng.random()
+    if roll < plan.malformed_rate:
+        yield ts, _malformed(event, rng)
+        return
+    line = dumps_to_keep(event)  # held in the day's arrival queue
+    roll -= plan.malformed_rate
+    if roll < plan.late_rate:
+        yield ts + rng.randint(2 * MS_PER_HOUR, 5 * MS_PER_HOUR), line
+        return
+    roll -= plan.late_rate
+    if roll < plan.out_of_order_rate:
+        yield ts + rng.randint(MS_PER_MINUTE, 40 * MS_PER_MINUTE), line
+        return
+    yield ts, line
+    if rng.random() < plan.duplicate_rate:
+        yield ts + rng.randint(0, 10 * MS_PER_MINUTE), line
+
+
+def _malformed(event: dict[str, Any], rng: random.Random) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return orjson.dumps(event)[:-7]  # cut short: invalid JSON
+    broken = dict(event)
+    if kind == 1:
+        del broken["tenant_id"]
+    elif kind == 2:
+        broken["ts"] = "yesterday at noon"
+    else:
+        broken["event_id"] = 12345
+    return dumps_to_keep(broken)
+
+
+def _tenant_day(
+    tenant: _Tenant, day: int, day_start: int, starts: dict[str, int], rng: random.Random
+) -> Iterator[dict[str, Any]]:
+    if tenant.ended_at is not None and day_start >= tenant.ended_at:
+        return
+    emit = _Emitter(tenant, day_start, rng)
+    scenario = tenant.scenario
+    onboarding = scenario in (ONBOARDING_STALLED, ONBOARDING_OK)
+    if day == 0 and not onboarding:
+        yield from emit.account_setup()
+    if onboarding:
+        yield from _onboarding_day(emit, tenant, day, starts[scenario])
+        if tenant.ended_at is not None and day_start + MS_PER_DAY > tenant.ended_at:
+            return
+    factor = _activity_factor(tenant, day, day_start, starts)
+    if onboarding and day < starts[scenario]:
+        factor = 0.0  # a new customer: no usage before onboarding starts
+    yield from emit.usage(factor)
+    yield from emit.background(day)
+    if scenario == ERROR_SPIKE and day == starts[ERROR_SPIKE]:
+        yield from emit.error_burst(hour=14, count=30)
+    if scenario == AT_RISK and day >= starts[AT_RISK]:
+        yield from emit.going_bad(day - starts[AT_RISK])
+
+
+def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str, int]) -> float:
+    weekend = (day_start // MS_PER_DAY + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+    factor = 0.25 if weekend else 1.0
+    if tenant.scenario == LOGIN_DROP and day >= starts[LOGIN_DROP]:
+        factor *= 0.1
+    if tenant.scenario == AT_RISK and day >= starts[AT_RISK]:
+        factor *= 0.15
+    return factor
+
+
+def _onboarding_day(
+    emit: _Emitter, tenant: _Tenant, day: int, start_day: int
+) -> Iterator[dict[str, Any]]:
+    if day == 0:
+        yield from emit.account_setup()
+    if day < start_day:
+        return
+    step_index = day - start_day
+    if step_index == 0:
+        yield emit.event("onboarding.started", 9, {"plan_days": 14})
+    if tenant.scenario == ONBOARDING_STALLED:
+        if 1 <= step_index <= 2:
+            yield emit.event("onboarding.step_completed", 11, {"step": _STEPS[step_index - 1]})
+        if step_index == 2:
+            tenant.ended_at = emit.day_start + 12 * MS_PER_HOUR  # goes silent after this step
+        return
+    if 1 <= step_index <= len(_STEPS):
+        yield emit.event("onboarding.step_completed", 11, {"step": _STEPS[step_index - 1]})
+    if step_index == len(_STEPS):
+        yield emit.event("onboarding.completed", 15, None)
+
+
+def scenario_start(tenant: _Tenant, scenario: str) -> int:
+    return tenant.starts.get(scenario, -1)
+
+
+class _Emitter:
+    """Builds one tenant's events for one day."""
+
+    def __init__(self, tenant: _Tenant, day_start: int, rng: random.Random) -> None:
+        self.tenant = tenant
+        self.day_start = day_start
+        self.rng = rng
+
+    def event(self, kind: str, hour: float | None, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        tenant, rng = self.tenant, self.rng
+        tenant.counter += 1
+        at = self.day_start + int((self._hour() if hour is None else hour) * MS_PER_HOUR)
+        at += rng.randrange(MS_PER_HOUR) if hour is not None else 0
+        event: dict[str, Any] = {
+            "event_id": f"{tenant.tenant_id}-{tenant.counter}",
+            "type": kind,
+            "tenant_id": tenant.tenant_id,
+            # Mostly RFC 3339, sometimes epoch milliseconds: both are in the contract.
+            "ts": at if rng.random() < 0.05 else to_iso(at),
+            "user_id": rng.choice(tenant.users),
+            "segment": tenant.segment,
+        }
+        if attrs:
+            event["attrs"] = attrs
+        return event
+
+    def _hour(self) -> float:
+        return self.rng.choices(range(24), weights=_HOUR_WEIGHTS)[0] + self.rng.random()
+
+    def account_setup(self) -> Iterator[dict[str, Any]]:
+        yield self.event(
+            "contract.updated", 8, {"seats": len(self.tenant.users) * 2, "arr": 12000.0}
+        )
+        yield self.event("sponsor.changed", 8, {"status": "active"})
+        yield self.event("integration.state", 9, {"integration": "crm", "state": "connected"})
+        yield self.event(
+            "billing.invoice",
+            10,
+            {"invoice_id": f"{self.tenant.tenant_id}-inv1", "status": "issued", "amount": 1000.0},
+        )
+
+    def usage(self, factor: float) -> Iterator[dict[str, Any]]:
+        rng = self.rng
+        # Binomial, not Poisson: a tenant's active users vary less from day to day.
+        trials = round(self.tenant.sessions_per_day / 0.7)
+        sessions = sum(1 for _ in range(trials) if rng.random() < 0.7 * factor)
+        for _ in range(sessions):
+            session = self.event(
+                "user.session", None, {"duration_s": round(rng.uniform(60, 3600), 1)}
+            )
+            yield session
+            if rng.random() < 0.7:
+                feature = self.event(
+                    "feature.used", None, {"feature": rng.choice(self.tenant.features)}
+                )
+                feature["ts"] = session["ts"]  # used during the session
+                yield feature
+        for _ in range(_poisson(rng, 0.3 * factor)):
+            yield self.event("error.raised", None, {"code": "E500", "severity": "low"})
+
+    def background(self, day: int) -> Iterator[dict[str, Any]]:
+        rng, tenant = self.rng, self.tenant
+        if day == 2:
+            yield self.event(
+                "billing.invoice",
+                10,
+                {"invoice_id": f"{tenant.tenant_id}-inv1", "status": "paid", "amount": 1000.0},
+            )
+        if rng.random() < 0.08:
+            ticket = f"{tenant.tenant_id}-tk{tenant.counter}"
+            tenant.open_tickets.append(ticket)
+            yield self.event(
+                "ticket.created", 10, {"ticket_id": ticket, "priority": rng.choice(["P3", "P4"])}
+            )
+        if tenant.open_tickets and rng.random() < 0.5:
+            yield self.event("ticket.resolved", 16, {"ticket_id": tenant.open_tickets.pop(0)})
+        if rng.random() < 0.04:
+            unhappy = tenant.scenario == AT_RISK and day >= scenario_start(tenant, AT_RISK)
+            score = rng.choice([1, 2, 3] if unhappy else [8, 9, 9, 10])
+            yield self.event("survey.response", 13, {"kind": "nps", "score": score})
+        if rng.random() < 0.02:
+            yield self.event("nudge.sent", 12, {"nudge": "try-scheduler"})
+        if rng.random() < 0.01:
+            yield self.event("experiment.assigned", 12, {"variant": "b"})  # outside the catalogue
+
+    def error_burst(self, hour: int, count: int) -> Iterator[dict[str, Any]]:
+        for _ in range(count):
+            yield self.event("error.raised", hour, {"code": "E503", "severity": "high"})
+
+    def going_bad(self, days_in: int) -> Iterator[dict[str, Any]]:
+        tenant = self.tenant
+        if days_in == 0:
+            yield self.event("survey.response", 11, {"kind": "nps", "score": 2})
+            yield self.event(
+                "billing.invoice",
+                10,
+                {"invoice_id": f"{tenant.tenant_id}-inv2", "status": "overdue", "amount": 1000.0},
+            )
+            yield self.event("integration.state", 9, {"integration": "crm", "state": "error"})
+        if days_in == 1:
+            yield self.event(
+                "ticket.created", 10, {"ticket_id": f"{tenant.tenant_id}-p1", "priority": "P1"}
+            )
+            yield self.event("sponsor.changed", 15, {"status": "departed"})
+        if days_in == 2:
+            yield self.event(
+                "billing.invoice",
+                10,
+                {"invoice_id": f"{tenant.tenant_id}-inv2", "status": "failed", "amount": 1000.0},
+            )
+            yield self.event(
+                "ticket.created", 11, {"ticket_id": f"{tenant.tenant_id}-p1b", "priority": "P1"}
+            )
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: fine for the small means used here."""
+    if mean <= 0:
+        return 0
+    limit, product, count = pow(2.718281828459045, -mean), rng.random(), 0
+    while product > limit:
+        product *= rng.random()
+        count += 1
+    return count
