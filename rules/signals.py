@@ -1,13 +1,12 @@
-"""The signal detectors: pure functions from closed-window counts to findings.
+"""The signals: what each can say to the rules, and its record.
 
-The shard decides *when* a window is closed (the watermark passed its end); these
-functions decide *whether* it signals, and say why in the evidence.
+The core (native/src/signals.rs, native/src/declared.rs) decides when a window is
+closed and whether it signals; these functions say what it found, in the evidence.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,23 +118,18 @@ class Finding:
     evidence: dict[str, Any]
 
 
-def detect_login_drop(current: int, previous: int, cfg: LoginDropSettings) -> Finding | None:
-    """Sessions in the latest closed window below `drop_ratio` of the window before,
-    when the window before had at least `min_baseline` sessions."""
-    if previous < cfg.min_baseline or previous == 0:
-        return None
-    threshold = previous * cfg.drop_ratio
-    if current >= threshold:
-        return None
-    ratio = current / previous
+def describe_login_drop(sessions: int, previous: int, cfg: LoginDropSettings) -> Finding:
+    """The core found sessions in a closed window below `drop_ratio` of the window before
+    (native/src/signals.rs); this says how far, and how severe."""
+    ratio = sessions / previous
     severity = "high" if ratio <= cfg.high_severity_ratio else "medium"
     return Finding(
-        value=current,
+        value=sessions,
         baseline=previous,
-        threshold=threshold,
+        threshold=previous * cfg.drop_ratio,
         severity=severity,
         evidence={
-            "sessions": current,
+            "sessions": sessions,
             "sessions_previous_window": previous,
             "drop_pct": round((1 - ratio) * 100, 1),
             "drop_ratio_threshold": cfg.drop_ratio,
@@ -144,29 +138,24 @@ def detect_login_drop(current: int, previous: int, cfg: LoginDropSettings) -> Fi
     )
 
 
-def detect_error_spike(
-    count: int, history: Sequence[int], cfg: ErrorSpikeSettings
-) -> Finding | None:
-    """Errors in the latest closed window above the p-th percentile of the tenant's own
-    past windows (zeros included), with enough history and an absolute floor."""
-    if count < cfg.min_errors or len(history) < cfg.min_history_windows:
-        return None
-    p = percentile(sorted(history), cfg.percentile)
-    if count <= p:
-        return None
-    threshold = max(p, cfg.min_errors - 1)
-    severity = "high" if count >= cfg.high_severity_factor * max(threshold, 1) else "medium"
+def describe_error_spike(
+    errors: int, percentile_value: float, windows: int, past_errors: int, cfg: ErrorSpikeSettings
+) -> Finding:
+    """The core found errors in a closed window above the percentile of the tenant's
+    `windows` past ones (holding `past_errors` in all); this says so, and how severe."""
+    threshold = max(percentile_value, cfg.min_errors - 1)
+    severity = "high" if errors >= cfg.high_severity_factor * max(threshold, 1) else "medium"
     return Finding(
-        value=count,
-        baseline=p,
+        value=errors,
+        baseline=percentile_value,
         threshold=threshold,
         severity=severity,
         evidence={
-            "errors": count,
+            "errors": errors,
             "percentile": cfg.percentile,
-            "percentile_value": round(p, 3),
-            "history_windows": len(history),
-            "history_mean": round(sum(history) / len(history), 3),
+            "percentile_value": round(percentile_value, 3),
+            "history_windows": windows,
+            "history_mean": round(past_errors / windows, 3),
             "min_errors": cfg.min_errors,
         },
     )
@@ -175,7 +164,7 @@ def detect_error_spike(
 def describe_onboarding_stall(
     started: int, last_progress: int, stall_after: int, steps_done: int
 ) -> Finding:
-    """The shard establishes the stall (the watermark passed the deadline with no
+    """The core establishes the stall (the watermark passed the deadline with no
     progress before it); this describes it."""
     hours = stall_after / MS_PER_HOUR
     return Finding(
@@ -190,16 +179,6 @@ def describe_onboarding_stall(
             "steps_completed": steps_done,
         },
     )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default); `ordered` sorted."""
-    if not ordered:
-        raise ValueError("percentile of no values")
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def signal_record(

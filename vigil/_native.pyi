@@ -5,7 +5,6 @@ from typing import Any, TypeVar
 
 from vigil.config.settings import Settings
 from vigil.engine.measures import Compiled
-from vigil.engine.policy import Policy
 
 T = TypeVar("T")
 
@@ -13,15 +12,17 @@ class ShardCore:
     def __init__(
         self,
         settings: Settings,
-        policy: Policy,
+        component_names: list[str],
         event_type: type,
+        tick_type: type,
         to_iso: Any,
         known: frozenset[str],
         session_days_kept: int,
         memo_size: int,
         declared: Compiled,
     ) -> None: ...
-    def process(self, items: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]: ...
+    # Health records (stream, record), and findings (the classes below) in their order.
+    def process(self, items: Iterable[Any]) -> list[Any]: ...
     def take_counts(self) -> tuple[dict[str, int], dict[str, int]]: ...
     @property
     def tenant_count(self) -> int: ...
@@ -41,6 +42,79 @@ class ShardCore:
     def seen_day_counts(self) -> dict[int, int]: ...
     def seen_day(self, day: int) -> list[str]: ...
     def restore(self, state: Any, reset_peaks: bool) -> None: ...
+
+# What the core finds (native/src/findings.rs), for vigil.engine.policy.
+
+class Context:
+    segment: str | None
+    score: int | None
+    zone: str | None
+    reasons: str
+    cooldowns: dict[str, int]
+
+class Late:
+    event: Any
+
+class LoginDrop:
+    tenant_id: str
+    sessions: int
+    previous: int
+    start: int
+    end: int
+    context: Context
+
+class ErrorSpike:
+    tenant_id: str
+    errors: int
+    percentile_value: float
+    windows: int
+    past_errors: int
+    start: int
+    end: int
+    context: Context
+
+class OnboardingStall:
+    tenant_id: str
+    started: int
+    last_progress: int
+    deadline: int
+    steps: int
+    context: Context
+
+class Crossed:
+    tenant_id: str
+    signal: int
+    measured: Any
+    other: Any
+    at: int
+    context: Context
+
+class ZoneChanged:
+    tenant_id: str
+    at: int
+    score: int
+    zone: str
+    from_zone: str | None
+    context: Context
+
+class ScoreDropped:
+    tenant_id: str
+    at: int
+    score: int
+    zone: str
+    peak: float
+    context: Context
+
+class KeyRefused:
+    event_type: str | None
+    measure: str | None
+    tenant_id: str
+    key: str | None
+    at: int
+
+class DayEnded:
+    at: int
+    forgotten: list[str]
 
 class Decoder:
     def __init__(

@@ -211,7 +211,7 @@ impl Declared {
         let Some(fed) = self.by_type.get(kind) else {
             return Ok(touched);
         };
-        let attrs = event.get_item(5)?;
+        let attrs = event.get_item(crate::event::ATTRS)?;
         for &(index, closes) in fed {
             let measure = &self.measures[index];
             if !closes && !matches(&attrs, &measure.filter)? {
@@ -219,7 +219,7 @@ impl Declared {
             }
             let reading = match &measure.field {
                 None => None,
-                Some(FieldRef::UserId) => reading(&event.get_item(4)?)?,
+                Some(FieldRef::UserId) => reading(&event.get_item(crate::event::USER_ID)?)?,
                 Some(FieldRef::Attr(name)) => {
                     let value = attrs.call_method1(pyo3::intern!(event.py(), "get"), (name,))?;
                     reading(&value)?

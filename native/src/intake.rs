@@ -71,6 +71,8 @@ impl Decoder {
         loads: Py<PyAny>,
         no_watermark: i64,
     ) -> PyResult<Self> {
+        // The event is made in the order of crate::event::EVENT_FIELDS.
+        crate::event::check_fields(event_type.bind(py), &crate::event::EVENT_FIELDS)?;
         let mut checks = HashMap::default();
         for (kind, spec) in attrs {
             let spec = match spec {

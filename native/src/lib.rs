@@ -1,18 +1,22 @@
 //! Vigil's shard engine: the event-time core (de-duplication, the queue, the clock,
 //! tenant state, windows, scoring and health records) on typed data. What it finds
-//! that needs words or rules (signals' records, facts, the rules' actions, dead
-//! letters, logs) goes to the shard's policy, vigil.engine.policy.Policy, by its public
-//! methods. tests/unit/test_golden.py pins the outputs on simulated streams.
+//! that needs words or rules (signals, zone changes, score drops, late events, keys
+//! refused, the end of a day) it returns among the health records as findings
+//! (findings.rs), which the shard's policy, vigil.engine.policy.Policy, turns into
+//! records, facts, the rules' actions and logs. tests/unit/test_golden.py pins the outputs on simulated streams.
 
 mod clock;
 mod declared;
 mod dedup;
+mod event;
+mod findings;
 mod fmt;
 mod ids;
 mod intake;
 mod measures;
 mod queue;
 mod score;
+mod signals;
 mod store;
 mod tenant;
 
@@ -43,15 +47,27 @@ struct Settings {
     zones: [f64; 3],
     error_window: i64,
     error_history: i64,
+    error_spike: signals::ErrorSpikeRule,
     login_window: i64,
+    login_drop: signals::LoginDropRule,
     dedup_retention: i64,
     forget_after: i64,
     session_days_kept: i64,
 }
 
+/// A built-in signal a step found, handed over once the step's tenants are scored.
+enum Found {
+    LoginDrop(i64, i64),
+    ErrorSpike {
+        errors: i64,
+        percentile_value: f64,
+        windows: usize,
+        past_errors: i64,
+    },
+}
+
 #[pyclass(unsendable)]
 struct ShardCore {
-    policy: Py<PyAny>,
     event_type: Py<PyAny>,
     to_iso: Py<PyAny>,
     known: HashSet<String>,
@@ -72,9 +88,6 @@ struct ShardCore {
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
-    // vigil.rules.facts' builders of the facts the core derives itself.
-    zone_change_fact: Py<PyAny>,
-    score_drop_fact: Py<PyAny>,
     // The measures and signals declared in the settings.
     declared: declared::Declared,
     // Their signals' names, in declaration order.
@@ -110,8 +123,9 @@ impl ShardCore {
     #[allow(clippy::too_many_arguments)] // what vigil.engine.shard hands over, once per shard
     fn new(
         settings: &Bound<'_, PyAny>,
-        policy: Py<PyAny>,
+        component_names: Vec<String>,
         event_type: Py<PyAny>,
+        tick_type: &Bound<'_, PyAny>,
         to_iso: Py<PyAny>,
         known: HashSet<String>,
         session_days_kept: i64,
@@ -121,17 +135,15 @@ impl ShardCore {
         let py = settings.py();
         // The components in the order of health records, which the measures here follow
         // by position.
-        let names: Vec<String> = py
-            .import("vigil.engine.tenant")?
-            .getattr("COMPONENT_NAMES")?
-            .extract()?;
+        let names = component_names;
+        event::check_fields(event_type.bind(py), &event::EVENT_FIELDS)?;
+        event::check_fields(tick_type, &event::TICK_FIELDS)?;
         if names.len() != COMPONENTS {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "vigil.engine.tenant.COMPONENT_NAMES has {} components, the compiled engine {COMPONENTS}",
+                "{} health components named, the compiled engine has {COMPONENTS}",
                 names.len()
             )));
         }
-        let facts = py.import("vigil.rules.facts")?;
         let c = "health.components";
         let mut weights = [0.0; COMPONENTS];
         for (index, name) in names.iter().enumerate() {
@@ -165,7 +177,16 @@ impl ShardCore {
             ],
             error_window: get(settings, "signals.error_spike.window")?,
             error_history: get(settings, "signals.error_spike.history")?,
+            error_spike: signals::ErrorSpikeRule {
+                percentile: get(settings, "signals.error_spike.percentile")?,
+                min_history_windows: get(settings, "signals.error_spike.min_history_windows")?,
+                min_errors: get(settings, "signals.error_spike.min_errors")?,
+            },
             login_window: get(settings, "signals.login_drop.window")?,
+            login_drop: signals::LoginDropRule {
+                drop_ratio: get(settings, "signals.login_drop.drop_ratio")?,
+                min_baseline: get(settings, "signals.login_drop.min_baseline")?,
+            },
             dedup_retention: get(settings, "dedup_retention")?,
             forget_after: get(settings, "engine.forget_tenants_after")?,
             session_days_kept,
@@ -178,7 +199,6 @@ impl ShardCore {
         };
         Ok(ShardCore {
             clock: clock::Clock::new(cfg.step),
-            policy,
             event_type,
             to_iso,
             known,
@@ -200,8 +220,6 @@ impl ShardCore {
                 .iter()
                 .map(|name| PyString::intern(py, name).unbind())
                 .collect(),
-            zone_change_fact: facts.getattr("zone_change_fact")?.unbind(),
-            score_drop_fact: facts.getattr("score_drop_fact")?.unbind(),
             declared: declared::Declared::new(
                 declared.getattr("measures")?.extract()?,
                 declared.getattr("conditions")?.extract()?,
@@ -419,16 +437,16 @@ impl ShardCore {
                     .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?,
                 None => {
                     let fields = held.cast::<PyTuple>()?;
-                    let kind: String = fields.get_item(1)?.extract()?;
-                    life_order(&kind, &fields.get_item(5)?)?
+                    let kind: String = fields.get_item(event::TYPE)?.extract()?;
+                    life_order(&kind, &fields.get_item(event::ATTRS)?)?
                 }
             };
             let key = match key {
                 Some(key) => key,
                 None => {
                     let fields = held.cast::<PyTuple>()?;
-                    let tenant_id: String = fields.get_item(2)?.extract()?;
-                    let event_id: String = fields.get_item(0)?.extract()?;
+                    let tenant_id: String = fields.get_item(event::TENANT_ID)?.extract()?;
+                    let event_id: String = fields.get_item(event::EVENT_ID)?.extract()?;
                     self.seen.key_of(&tenant_id, &event_id)
                 }
             };
@@ -527,25 +545,24 @@ impl ShardCore {
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let tuple = event.cast::<PyTuple>()?;
-        let event_id = tuple.get_item(0)?;
+        let event_id = tuple.get_item(event::EVENT_ID)?;
         let event_id = event_id.cast::<PyString>()?.to_str()?;
-        let kind_obj = tuple.get_item(1)?;
+        let kind_obj = tuple.get_item(event::TYPE)?;
         let kind = kind_obj.cast::<PyString>()?.to_str()?;
-        let tenant_obj = tuple.get_item(2)?;
+        let tenant_obj = tuple.get_item(event::TENANT_ID)?;
         let tenant_id = tenant_obj.cast::<PyString>()?.to_str()?;
-        let ts: i64 = tuple.get_item(3)?.extract()?;
-        let wm: i64 = tuple.get_item(7)?.extract()?;
+        let ts: i64 = tuple.get_item(event::TS)?.extract()?;
+        let wm: i64 = tuple.get_item(event::WM)?.extract()?;
         if self.seen.is_repeat(tenant_id, event_id) {
             self.duplicates += 1;
             return Ok(());
         }
         if ts < wm || self.clock.watermark.is_some_and(|w| ts < w) {
             self.late += 1;
-            let record = self
-                .policy
-                .bind(py)
-                .call_method1(intern!(py, "late_record"), (event,))?;
-            out.append((intern!(py, "deadletter"), record))?;
+            let late = findings::Late {
+                event: event.clone().unbind(),
+            };
+            out.append(Py::new(py, late)?)?;
             return Ok(());
         }
         let key = self.seen.remember(floor_div(ts, MS_PER_DAY));
@@ -559,7 +576,7 @@ impl ShardCore {
             self.unknown_types += 1;
             return Ok(());
         }
-        let life = life_order(kind, &tuple.get_item(5)?)?;
+        let life = life_order(kind, &tuple.get_item(event::ATTRS)?)?;
         let item = self.queued(tuple)?;
         self.queue.push(Pending {
             ts,
@@ -574,12 +591,12 @@ impl ShardCore {
     /// catalogue already holds are shared rather than kept once per event.
     fn queued(&mut self, event: &Bound<'_, PyTuple>) -> PyResult<Queued> {
         let py = event.py();
-        let name = event.get_item(1)?.cast_into::<PyString>()?;
+        let name = event.get_item(event::TYPE)?.cast_into::<PyString>()?;
         let name = name.to_str()?;
         let kind = self.shared(py, name);
-        let attrs = event.get_item(5)?;
-        let segment = event.get_item(6)?;
-        let tenant = event.get_item(2)?.cast_into::<PyString>()?;
+        let attrs = event.get_item(event::ATTRS)?;
+        let segment = event.get_item(event::SEGMENT)?;
+        let tenant = event.get_item(event::TENANT_ID)?.cast_into::<PyString>()?;
         let tenant = match self.store.tenants.get(tenant.to_str()?) {
             Some(known) => known.py_id.clone_ref(py),
             None => tenant.unbind(),
@@ -617,9 +634,9 @@ impl ShardCore {
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
         let tuple = tick.cast::<PyTuple>()?;
-        let source: String = tuple.get_item(0)?.extract()?;
-        let wm: Option<i64> = tuple.get_item(1)?.extract()?;
-        let sources: usize = tuple.get_item(2)?.extract()?;
+        let source: String = tuple.get_item(event::TICK_SOURCE)?.extract()?;
+        let wm: Option<i64> = tuple.get_item(event::TICK_WM)?.extract()?;
+        let sources: usize = tuple.get_item(event::TICK_SOURCES)?.extract()?;
         match self.clock.hear(source, wm, sources) {
             Some(watermark) => self.advance(py, watermark, out),
             None => Ok(()),
@@ -635,7 +652,7 @@ impl ShardCore {
         }
         while let Some(instant) = self.clock.next_before(watermark) {
             let now = instant.now;
-            self.apply_before(py, now)?;
+            self.apply_before(py, now, out)?;
             if instant.deadlines {
                 self.fire_stalls(py, now, out)?;
             }
@@ -647,7 +664,7 @@ impl ShardCore {
         Ok(())
     }
 
-    fn apply_before(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
+    fn apply_before(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
         for Pending { ts, item, .. } in self.queue.take_before(now) {
             let tenant_obj = item.tenant.bind(py);
             let tenant_str = tenant_obj.to_str()?;
@@ -677,9 +694,14 @@ impl ShardCore {
                 self.buckets.max_keys,
             );
             for name in refused {
-                self.policy
-                    .bind(py)
-                    .call_method1(intern!(py, "measure_key_refused"), (name, tenant_obj, ts))?;
+                let refused = findings::KeyRefused {
+                    event_type: None,
+                    measure: Some(name.to_string()),
+                    tenant_id: tenant_str.to_string(),
+                    key: None,
+                    at: ts,
+                };
+                out.append(Py::new(py, refused)?)?;
             }
             let last_progress = tenant.last_progress;
             let tenant_id = tenant.tenant_id.clone();
@@ -706,10 +728,14 @@ impl ShardCore {
                 self.clock.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
-                self.policy.bind(py).call_method1(
-                    intern!(py, "refused_key"),
-                    (item.kind.bind(py), tenant_obj, refused_key, ts),
-                )?;
+                let refused = findings::KeyRefused {
+                    event_type: Some(item.kind.bind(py).to_str()?.to_string()),
+                    measure: None,
+                    tenant_id: tenant_str.to_string(),
+                    key: refused_key,
+                    at: ts,
+                };
+                out.append(Py::new(py, refused)?)?;
             }
         }
         Ok(())
@@ -733,23 +759,27 @@ impl ShardCore {
             let started = tenant.onboarding_started.expect("open");
             let steps = tenant.onboarding_steps.len();
             self.store.dirty.insert(tenant_id.clone());
-            let record = self.policy.bind(py).call_method1(
-                intern!(py, "stall_record"),
-                (&*tenant_id, started, progress, deadline, steps),
-            )?;
-            self.emit_signal(py, &tenant_id, record, deadline, out)?;
+            let stall = findings::OnboardingStall {
+                tenant_id: tenant_id.to_string(),
+                started,
+                last_progress: progress,
+                deadline,
+                steps,
+                context: self.context(py, &tenant_id)?,
+            };
+            out.append(Py::new(py, stall)?)?;
         }
         Ok(())
     }
 
     fn step(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        let mut found: Vec<(Id, Bound<'_, PyAny>)> = Vec::new();
+        let mut found: Vec<(Id, Found)> = Vec::new();
         if let Some(ids) = self.error_windows.remove(&now) {
             let mut ids: Vec<Id> = ids.into_iter().collect();
             ids.sort();
             for tenant_id in ids {
-                if let Some(record) = self.check_error_spike(py, &tenant_id, now)? {
-                    found.push((tenant_id.clone(), record));
+                if let Some(spike) = self.check_error_spike(&tenant_id, now) {
+                    found.push((tenant_id.clone(), spike));
                 }
                 self.store.touched.insert(tenant_id);
             }
@@ -767,17 +797,16 @@ impl ShardCore {
                     .get(&(now - 2 * size))
                     .copied()
                     .unwrap_or(0);
-                let record = self.policy.bind(py).call_method1(
-                    intern!(py, "login_drop_record"),
-                    (&*tenant.tenant_id, current, previous, now - size, now),
-                )?;
-                if !record.is_none() {
-                    found.push((tenant.tenant_id.clone(), record));
+                if signals::login_dropped(current, previous, &self.cfg.login_drop) {
+                    found.push((
+                        tenant.tenant_id.clone(),
+                        Found::LoginDrop(current, previous),
+                    ));
                 }
             }
         }
         if now.rem_euclid(MS_PER_DAY) == 0 {
-            self.daily(py, now)?;
+            self.daily(py, now, out)?;
         }
         if let Some(ids) = self.clock.take_rescores(now) {
             for tenant_id in ids {
@@ -816,30 +845,64 @@ impl ShardCore {
         for tenant_id in &dirty {
             self.score(py, tenant_id, now, out, reweigh)?;
         }
-        for (tenant_id, record) in found {
-            self.emit_signal(py, &tenant_id, record, now, out)?;
+        for (tenant_id, what) in found {
+            let context = self.context(py, &tenant_id)?;
+            let tenant_id = tenant_id.to_string();
+            match what {
+                Found::LoginDrop(sessions, previous) => {
+                    let size = self.cfg.login_window;
+                    let drop = findings::LoginDrop {
+                        tenant_id,
+                        sessions,
+                        previous,
+                        start: now - size,
+                        end: now,
+                        context,
+                    };
+                    out.append(Py::new(py, drop)?)?;
+                }
+                Found::ErrorSpike {
+                    errors,
+                    percentile_value,
+                    windows,
+                    past_errors,
+                } => {
+                    let spike = findings::ErrorSpike {
+                        tenant_id,
+                        errors,
+                        percentile_value,
+                        windows,
+                        past_errors,
+                        start: now - self.cfg.error_window,
+                        end: now,
+                        context,
+                    };
+                    out.append(Py::new(py, spike)?)?;
+                }
+            }
         }
         for (tenant_id, (signal, reading, other)) in raised {
-            let reading = declared::reading_to_py(py, reading.as_ref())?;
-            let other = declared::reading_to_py(py, other.as_ref())?;
-            let record = self.policy.bind(py).call_method1(
-                intern!(py, "declared_signal_record"),
-                (&*tenant_id, signal, reading, other, now),
-            )?;
-            self.emit_signal(py, &tenant_id, record, now, out)?;
+            let crossed = findings::Crossed {
+                tenant_id: tenant_id.to_string(),
+                signal,
+                measured: declared::reading_to_py(py, reading.as_ref())?.unbind(),
+                other: declared::reading_to_py(py, other.as_ref())?.unbind(),
+                at: now,
+                context: self.context(py, &tenant_id)?,
+            };
+            out.append(Py::new(py, crossed)?)?;
         }
         Ok(())
     }
 
-    fn daily(&mut self, py: Python<'_>, now: i64) -> PyResult<()> {
-        let policy = self.policy.bind(py);
-        policy.call_method1(intern!(py, "report_refusals"), (now,))?;
+    fn daily(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
         let silent_since = now - self.cfg.forget_after;
         let gone = self.store.forget_silent(silent_since);
-        if !gone.is_empty() {
-            let ids: Vec<&str> = gone.iter().map(|id| &**id).collect();
-            policy.call_method1(intern!(py, "forgot"), (now, ids))?;
-        }
+        let ended = findings::DayEnded {
+            at: now,
+            forgotten: gone.iter().map(|id| id.to_string()).collect(),
+        };
+        out.append(Py::new(py, ended)?)?;
         let keep_from = floor_to(now, self.buckets.login_window, self.buckets.origin)
             - self.buckets.login_window;
         for tenant in self.store.tenants.values_mut() {
@@ -858,12 +921,9 @@ impl ShardCore {
         Ok(())
     }
 
-    fn check_error_spike<'py>(
-        &mut self,
-        py: Python<'py>,
-        tenant_id: &str,
-        now: i64,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// Whether the error window ending at `now` spiked, against the tenant's history
+    /// (since it was first seen, at most error_history); the windows before it go.
+    fn check_error_spike(&mut self, tenant_id: &str, now: i64) -> Option<Found> {
         let size = self.cfg.error_window;
         let start = now - size;
         let oldest = start - floor_div(self.cfg.error_history, size) * size;
@@ -879,61 +939,40 @@ impl ShardCore {
             .map(|w| windows.get(&w).copied().unwrap_or(0))
             .collect();
         windows.retain(|w, _| *w >= first);
-        let count = windows.get(&start).copied().unwrap_or(0);
-        let record = self.policy.bind(py).call_method1(
-            intern!(py, "error_spike_record"),
-            (tenant_id, count, history, start, now),
-        )?;
-        Ok(if record.is_none() { None } else { Some(record) })
+        let errors = windows.get(&start).copied().unwrap_or(0);
+        let percentile_value = signals::error_spike(errors, &history, &self.cfg.error_spike)?;
+        Some(Found::ErrorSpike {
+            errors,
+            percentile_value,
+            windows: history.len(),
+            past_errors: history.iter().sum(),
+        })
     }
 
-    /// The tenant's context for facts: segment, score, zone, reasons, cooldowns.
-    fn context<'py>(
-        &mut self,
-        py: Python<'py>,
-        tenant_id: &str,
-    ) -> (
-        Option<String>,
-        Option<i64>,
-        Option<&'static str>,
-        String,
-        Bound<'py, PyDict>,
-    ) {
-        match self.store.tenants.get_mut(tenant_id) {
+    /// The tenant as a fact about it describes it now; the rules' cooldowns for it may
+    /// change, so it counts as touched.
+    fn context(&mut self, py: Python<'_>, tenant_id: &str) -> PyResult<Py<findings::Context>> {
+        let context = match self.store.tenants.get_mut(tenant_id) {
             Some(t) => {
-                self.store.touched.insert(t.tenant_id.clone()); // a rule's cooldown may start
+                self.store.touched.insert(t.tenant_id.clone());
                 let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
-                (
-                    t.segment.clone(),
-                    t.score,
-                    t.zone,
-                    t.reasons.clone(),
-                    cooldowns.bind(py).clone(),
-                )
+                findings::Context {
+                    segment: t.segment.clone(),
+                    score: t.score,
+                    zone: t.zone,
+                    reasons: t.reasons.clone(),
+                    cooldowns: cooldowns.clone_ref(py),
+                }
             }
-            None => (None, None, None, String::new(), PyDict::new(py)),
-        }
-    }
-
-    fn emit_signal(
-        &mut self,
-        py: Python<'_>,
-        tenant_id: &str,
-        record: Bound<'_, PyAny>,
-        now: i64,
-        out: &Bound<'_, PyList>,
-    ) -> PyResult<()> {
-        let (segment, score, zone, reasons, cooldowns) = self.context(py, tenant_id);
-        let why = if reasons.is_empty() {
-            "not scored yet".to_string()
-        } else {
-            reasons
+            None => findings::Context {
+                segment: None,
+                score: None,
+                zone: None,
+                reasons: String::new(),
+                cooldowns: PyDict::new(py).unbind(),
+            },
         };
-        let outputs = self.policy.bind(py).call_method1(
-            intern!(py, "signal_actions"),
-            (record, segment, score, zone, why, cooldowns, now),
-        )?;
-        extend(out, &outputs)
+        Py::new(py, context)
     }
 
     fn score(
@@ -967,15 +1006,19 @@ impl ShardCore {
         // Enough history to call a zone or a drop.
         let warm = now - tenant.first_seen >= self.cfg.warmup;
         if warm && Some(zone) != tenant.zone_announced {
-            let from = tenant.zone_announced;
+            let from_zone = tenant.zone_announced;
             let score = tenant.score.expect("scored");
-            let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
+            let context = self.context(py, tenant_id)?;
             self.store.tenants[tenant_id].zone_announced = Some(zone);
-            let fact = self
-                .zone_change_fact
-                .bind(py)
-                .call1((tenant_id, segment, now, score, zone, from, reasons))?;
-            self.post(py, fact, cooldowns, now, out)?;
+            let changed = findings::ZoneChanged {
+                tenant_id: tenant_id.to_string(),
+                at: now,
+                score,
+                zone,
+                from_zone,
+                context,
+            };
+            out.append(Py::new(py, changed)?)?;
         }
         if let Some((exact, rounded, zone)) = health {
             self.check_score_drop(py, tenant_id, (exact, rounded, zone), now, out, warm)?;
@@ -1080,13 +1123,16 @@ impl ShardCore {
             .reduce(fmt::py_max)
             .unwrap_or(score);
         if warm && peak - score >= self.cfg.drop_points {
-            let (segment, _, _, reasons, cooldowns) = self.context(py, tenant_id);
             recent.clear(); // a continuing fall must lose drop_points again to re-fire
-            let fact = self
-                .score_drop_fact
-                .bind(py)
-                .call1((tenant_id, segment, now, rounded, zone, peak, reasons))?;
-            self.post(py, fact, cooldowns, now, out)?;
+            let dropped = findings::ScoreDropped {
+                tenant_id: tenant_id.to_string(),
+                at: now,
+                score: rounded,
+                zone,
+                peak,
+                context: self.context(py, tenant_id)?,
+            };
+            out.append(Py::new(py, dropped)?)?;
         }
         while recent.last().is_some_and(|(_, s)| *s <= score) {
             recent.pop();
@@ -1117,24 +1163,6 @@ fn zone_str<'py>(py: Python<'py>, zone: &str) -> &'py Bound<'py, PyString> {
     }
 }
 
-impl ShardCore {
-    /// A fact to the rules, through the policy.
-    fn post(
-        &self,
-        py: Python<'_>,
-        fact: Bound<'_, PyAny>,
-        cooldowns: Bound<'_, PyDict>,
-        now: i64,
-        out: &Bound<'_, PyList>,
-    ) -> PyResult<()> {
-        let posted = PyList::empty(py);
-        self.policy
-            .bind(py)
-            .call_method1(intern!(py, "post"), (fact, cooldowns, now, &posted))?;
-        extend(out, posted.as_any())
-    }
-}
-
 fn component_entry<'py>(
     py: Python<'py>,
     measure: Measure,
@@ -1159,16 +1187,10 @@ fn component_entry<'py>(
     Ok(entry)
 }
 
-fn extend(out: &Bound<'_, PyList>, outputs: &Bound<'_, PyAny>) -> PyResult<()> {
-    for item in outputs.try_iter()? {
-        out.append(item?)?;
-    }
-    Ok(())
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardCore>()?;
     m.add_class::<intake::Decoder>()?;
+    findings::add_classes(m)?;
     Ok(())
 }

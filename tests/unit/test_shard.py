@@ -665,3 +665,29 @@ class TestForgettingSilentTenants:
         restored = load_state(writer.snapshot())
         assert set(restored.tenants) == {"kept"}
         assert writer.tenants.keys() == {"kept"}  # its saved copy is dropped too
+
+
+def test_the_core_refuses_event_types_whose_fields_it_would_misread() -> None:
+    from typing import NamedTuple
+
+    from vigil._native import Decoder, ShardCore
+    from vigil.engine.measures import compiled
+    from vigil.intake.events import Event
+    from vigil.intake.reader import Tick
+
+    class Moved(NamedTuple):  # event_id and type swapped
+        type: str
+        event_id: str
+
+    settings = Settings()
+    names = list(COMPONENT_NAMES)
+    declared = compiled(settings)
+    with pytest.raises(TypeError, match="the compiled core reads"):
+        ShardCore(settings, names, Moved, Tick, to_iso, frozenset(), 1, 1, declared)
+    with pytest.raises(
+        TypeError, match="Moved has the fields type, event_id; the compiled core reads source, wm"
+    ):
+        ShardCore(settings, names, Event, Moved, to_iso, frozenset(), 1, 1, declared)
+    with pytest.raises(TypeError, match="the compiled core reads"):
+        Decoder(Moved, [], 1, 1, (0, 1), {}, orjson.loads, 0)
+    assert ShardCore(settings, names, Event, Tick, to_iso, frozenset(), 1, 1, declared)

@@ -1,26 +1,37 @@
-"""What a shard's compiled core hands to Python: the words and the rules.
+"""What a shard's compiled core finds, in words and rules.
 
-The core (vigil._native.ShardCore) owns a shard's state and its clock. When it finds
-something (a late event, a closed window, a stalled onboarding, a fact for the rules, a
-refused key, forgotten tenants) it calls the public methods here, which turn it into
-records, facts, the rules' actions, log lines and counts.
+The core (vigil._native.ShardCore) owns a shard's state and its clock. What it finds (a
+late event, a signal, a zone change, a score drop, a refused key, the end of a day) it
+returns among its health records as findings (native/src/findings.rs); `outputs` turns
+each into records, facts, the rules' actions, log lines and counts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
-from vigil.base.streams import SIGNALS, Output
+from vigil._native import (
+    Context,
+    Crossed,
+    DayEnded,
+    ErrorSpike,
+    KeyRefused,
+    Late,
+    LoginDrop,
+    OnboardingStall,
+    ScoreDropped,
+    ZoneChanged,
+)
+from vigil.base.streams import DEADLETTER, SIGNALS, Output
 from vigil.base.timeutil import to_iso
 from vigil.config.settings import Settings
 from vigil.intake.events import DeadLetter, Event, event_json
 from vigil.rules import signals as sig
 from vigil.rules.actions import in_cooldown, render_actions
 from vigil.rules.engine import RuleEngine
-from vigil.rules.facts import signal_fact
+from vigil.rules.facts import score_drop_fact, signal_fact, zone_change_fact
 
 log = logging.getLogger("vigil.engine")
 
@@ -33,6 +44,19 @@ KEYED_MAPS = {
     "onboarding.step_completed": "onboarding_steps",
 }
 
+# What the core hands over besides health records.
+Finding = (
+    Late
+    | LoginDrop
+    | ErrorSpike
+    | OnboardingStall
+    | Crossed
+    | ZoneChanged
+    | ScoreDropped
+    | KeyRefused
+    | DayEnded
+)
+
 
 class Policy:
     def __init__(self, settings: Settings, rules: RuleEngine) -> None:
@@ -40,8 +64,89 @@ class Policy:
         self.rules = rules
         self.counts: Counter[str] = Counter()
         self._declared = list(settings.signals.declared)
-        # The tenants refused a key since midnight, by map (see refused_key).
+        # The tenants refused a key since midnight, by map (see _refused).
         self._refused_today: dict[str, set[str]] = {}
+
+    def outputs(self, finding: Finding) -> list[Output]:
+        """What a finding of the core becomes: records and the rules' actions (some
+        findings are only counted and logged)."""
+        signals = self.settings.signals
+        match finding:
+            case Late(event=event):
+                return [(DEADLETTER, self.late_record(event))]
+            case LoginDrop():
+                found = sig.describe_login_drop(
+                    finding.sessions, finding.previous, signals.login_drop
+                )
+                record = sig.signal_record(
+                    finding.tenant_id, sig.LOGIN_DROP, finding.start, finding.end, found
+                )
+                return self._signal(record, finding.context, finding.end)
+            case ErrorSpike():
+                found = sig.describe_error_spike(
+                    finding.errors,
+                    finding.percentile_value,
+                    finding.windows,
+                    finding.past_errors,
+                    signals.error_spike,
+                )
+                record = sig.signal_record(
+                    finding.tenant_id, sig.ERROR_SPIKE, finding.start, finding.end, found
+                )
+                return self._signal(record, finding.context, finding.end)
+            case OnboardingStall():
+                stall_after = signals.onboarding_stalled.stall_after
+                found = sig.describe_onboarding_stall(
+                    finding.started, finding.last_progress, stall_after, finding.steps
+                )
+                record = sig.signal_record(
+                    finding.tenant_id,
+                    sig.ONBOARDING_STALLED,
+                    finding.last_progress,
+                    finding.deadline,
+                    found,
+                )
+                return self._signal(record, finding.context, finding.deadline)
+            case Crossed():
+                return self._signal(self._crossed_record(finding), finding.context, finding.at)
+            case ZoneChanged():
+                c = finding.context
+                fact = zone_change_fact(
+                    finding.tenant_id,
+                    c.segment,
+                    finding.at,
+                    finding.score,
+                    finding.zone,
+                    finding.from_zone,
+                    c.reasons,
+                )
+                return self.post(fact, c.cooldowns, finding.at)
+            case ScoreDropped():
+                c = finding.context
+                fact = score_drop_fact(
+                    finding.tenant_id,
+                    c.segment,
+                    finding.at,
+                    finding.score,
+                    finding.zone,
+                    finding.peak,
+                    c.reasons,
+                )
+                return self.post(fact, c.cooldowns, finding.at)
+            case KeyRefused():
+                kind = (
+                    f"measures.{finding.measure}"
+                    if finding.measure is not None
+                    else KEYED_MAPS[finding.event_type or ""]
+                )
+                self._refused(kind, finding.tenant_id, finding.key, finding.at)
+                return []
+            case DayEnded():
+                self._report_refusals(finding.at)
+                if finding.forgotten:
+                    self._forgot(finding.at, finding.forgotten)
+                return []
+        raise TypeError(f"not a finding of the core: {finding!r}")
 
     # -- dead letters -----------------------------------------------------------------
 
@@ -52,63 +157,29 @@ class Policy:
 
     # -- signals ----------------------------------------------------------------------
 
-    def login_drop_record(
-        self, tenant_id: str, current: int, previous: int, start: int, end: int
-    ) -> dict[str, Any] | None:
-        finding = sig.detect_login_drop(current, previous, self.settings.signals.login_drop)
-        return _record(tenant_id, sig.LOGIN_DROP, start, end, finding)
-
-    def error_spike_record(
-        self, tenant_id: str, count: int, history: Sequence[int], start: int, end: int
-    ) -> dict[str, Any] | None:
-        finding = sig.detect_error_spike(count, history, self.settings.signals.error_spike)
-        return _record(tenant_id, sig.ERROR_SPIKE, start, end, finding)
-
-    def stall_record(
-        self, tenant_id: str, started: int, last_progress: int, deadline: int, steps: int
-    ) -> dict[str, Any]:
-        stall_after = self.settings.signals.onboarding_stalled.stall_after
-        finding = sig.describe_onboarding_stall(started, last_progress, stall_after, steps)
-        return sig.signal_record(
-            tenant_id, sig.ONBOARDING_STALLED, last_progress, deadline, finding
-        )
-
-    def declared_signal_record(
-        self, tenant_id: str, index: int, measured: Any, other: Any, now: int
-    ) -> dict[str, Any]:
-        """The record of a signal declared over measures (vigil.engine.measures): its measure,
-        against what it is compared with, crossed a bound at `now`."""
-        name = self._declared[index]
+    def _crossed_record(self, finding: Crossed) -> dict[str, Any]:
+        """The record of a signal declared over measures (vigil.engine.measures): its
+        measure, against what it is compared with, crossed a bound."""
+        name = self._declared[finding.signal]
         signal = self.settings.signals.declared[name]
-        finding = sig.declared_finding(signal, measured, other)
+        found = sig.declared_finding(signal, finding.measured, finding.other)
         window = self.settings.measures[signal.measure].window
-        start = now - (window or self.settings.engine.health_step)
-        return sig.signal_record(tenant_id, name, start, now, finding)
+        start = finding.at - (window or self.settings.engine.health_step)
+        return sig.signal_record(finding.tenant_id, name, start, finding.at, found)
 
-    def signal_actions(
-        self,
-        record: dict[str, Any],
-        segment: str | None,
-        score: int | None,
-        zone: str | None,
-        why: str,
-        cooldowns: dict[str, int],
-        now: int,
-    ) -> list[Output]:
+    def _signal(self, record: dict[str, Any], context: Context, now: int) -> list[Output]:
         """The signal's record, and the actions of the rules its fact matches."""
-        out: list[Output] = [(SIGNALS, record)]
         self.counts[f"signal:{record['signal']}"] += 1
-        fact = signal_fact(record, segment, score, zone, why)
-        self.post(fact, cooldowns, now, out)
-        return out
+        why = context.reasons or "not scored yet"
+        fact = signal_fact(record, context.segment, context.score, context.zone, why)
+        return [(SIGNALS, record), *self.post(fact, context.cooldowns, now)]
 
     # -- rules ------------------------------------------------------------------------
 
-    def post(
-        self, fact: dict[str, Any], cooldowns: dict[str, int], now: int, out: list[Output]
-    ) -> None:
+    def post(self, fact: dict[str, Any], cooldowns: dict[str, int], now: int) -> list[Output]:
         """Hand a fact to the rules; act on each rule it matches, outside its cooldown
         for the tenant (`cooldowns`, the tenant's, updated here)."""
+        out: list[Output] = []
         self.counts[f"fact:{fact['fact']}"] += 1
         matched, errors = self.rules.evaluate(fact)
         for error in errors:  # counted and logged; the other rules still act
@@ -121,16 +192,14 @@ class Policy:
             for stream, record in render_actions(rule, fact, now):
                 self.counts[f"action:{rule.id}:{stream}"] += 1
                 out.append((stream, record))
+        return out
 
     # -- state kept in bounds ---------------------------------------------------------
 
-    def refused_key(self, event_type: str, tenant_id: str, key: str, ts: int) -> None:
-        """Counted every time. Logged with the first refusal of the day per map, as an
-        example, and in one line a day per map (see report_refusals): a producer that
-        puts ids into names usually does it for every tenant, on every event."""
-        self._refused(KEYED_MAPS[event_type], tenant_id, key, ts)
-
     def _refused(self, kind: str, tenant_id: str, key: str | None, ts: int) -> None:
+        """Counted every time. Logged with the first refusal of the day per map, as an
+        example, and in one line a day per map (see _report_refusals): a producer that
+        puts ids into names usually does it for every tenant, on every event."""
         self.counts[f"keys_refused:{kind}"] += 1
         tenants = self._refused_today.setdefault(kind, set())
         if not tenants:
@@ -146,12 +215,7 @@ class Policy:
             )
         tenants.add(tenant_id)
 
-    def measure_key_refused(self, measure: str, tenant_id: str, ts: int) -> None:
-        """A declared measure refused a new key: counted and reported as the built-in
-        maps' are, under the measure's name."""
-        self._refused(f"measures.{measure}", tenant_id, None, ts)
-
-    def report_refusals(self, now: int) -> None:
+    def _report_refusals(self, now: int) -> None:
         for kind, tenants in sorted(self._refused_today.items()):
             log.warning(
                 "tenants refused keys at engine.max_keys_per_tenant in the day before",
@@ -164,15 +228,9 @@ class Policy:
             )
         self._refused_today.clear()
 
-    def forgot(self, now: int, tenant_ids: list[str]) -> None:
+    def _forgot(self, now: int, tenant_ids: list[str]) -> None:
         self.counts["tenants_forgotten"] += len(tenant_ids)
         log.info(
             "forgot tenants that sent nothing for engine.forget_tenants_after",
             extra={"tenants": len(tenant_ids), "first": tenant_ids[:5], "at": to_iso(now)},
         )
-
-
-def _record(
-    tenant_id: str, signal: str, start: int, end: int, finding: sig.Finding | None
-) -> dict[str, Any] | None:
-    return None if finding is None else sig.signal_record(tenant_id, signal, start, end, finding)

@@ -14,7 +14,7 @@ watermark ticks, and moves its own clock through event time in fixed steps:
   to the rules engine;
 - an event older than the watermark it arrived under is late: a dead letter.
 
-All of that runs in vigil._native.ShardCore (native/src/lib.rs); vigil.engine.policy turns
+All of that runs in vigil._native.ShardCore (native/src/); vigil.engine.policy turns
 what it finds into records, facts, rule actions and log lines.
 """
 
@@ -37,7 +37,7 @@ from vigil.engine.state import (  # ShardState here too: stores pickled it as vi
     scoring_settings,
     state_layout,
 )
-from vigil.engine.tenant import TenantState
+from vigil.engine.tenant import COMPONENT_NAMES, TenantState
 from vigil.intake.events import Event
 from vigil.intake.reader import Tick
 from vigil.ops.metrics import ShardFigures
@@ -67,8 +67,9 @@ class ShardEngine:
         self.type_counts: Counter[str] = Counter()
         self.core = ShardCore(
             settings,
-            self.policy,
+            list(COMPONENT_NAMES),
             Event,
+            Tick,
             to_iso,
             settings.catalogue.full.types,
             SESSION_DAYS_KEPT,
@@ -81,10 +82,16 @@ class ShardEngine:
             self.core.restore(state, state.scored_with not in ("", self.scored_with))
 
     def process(self, items: Iterable[Event | Tick]) -> list[Output]:
-        out: list[Output] = self.core.process(items)
+        found = self.core.process(items)
         counts, types = self.core.take_counts()
         self.counts.update(counts)
         self.type_counts.update(types)
+        out: list[Output] = []
+        for item in found:  # health records, and findings for the policy to put in words
+            if type(item) is tuple:
+                out.append(item)
+            else:
+                out.extend(self.policy.outputs(item))
         return out
 
     def figures(self) -> ShardFigures:
