@@ -72,6 +72,16 @@ DECLARED_EVIDENCE = {
     "per": frozenset({"measure", "measured", "per", "per_measured", "ratio"}),
     "previous_window": frozenset({"measure", "measured", "previous", "ratio"}),
     "previous_value": frozenset({"measure", "measured", "previous", "change"}),
+    "history": frozenset(
+        {
+            "measure",
+            "measured",
+            "percentile",
+            "percentile_value",
+            "history_windows",
+            "history_mean",
+        }
+    ),
     "equals": frozenset({"measure", "measured", "previous"}),
 }
 
@@ -81,30 +91,49 @@ def signal_kinds(declared: Mapping[str, DeclaredSignal]) -> dict[str, SignalKind
     kinds = dict(SIGNAL_KINDS)
     for name, signal in declared.items():
         evidence = DECLARED_EVIDENCE[signal.compares]
-        kinds[name] = SignalKind(frozenset({signal.severity}), evidence)
+        severe = signal.high_above is not None or signal.high_below is not None
+        severities = {signal.severity, "high"} if severe else {signal.severity}
+        kinds[name] = SignalKind(frozenset(severities), evidence)
     return kinds
 
 
-def declared_finding(signal: DeclaredSignal, measured: Any, other: Any) -> Finding:
+def declared_finding(
+    signal: DeclaredSignal, measured: Any, other: Any, history: tuple[int, float] | None = None
+) -> Finding:
     """A declared signal's finding: `measured` is its measure's value (a number, or the
-    latest text), `other` what it was compared with (see DeclaredSignal)."""
+    latest text), `other` what it was compared with (see DeclaredSignal; for a history,
+    the percentile's value, and `history` the past windows' number and total)."""
     evidence: dict[str, Any] = {"measure": signal.measure, "measured": measured}
     if signal.compares == "equals":
         evidence["previous"] = other
         return Finding(1, 0, 1, signal.severity, evidence)
     compared = measured
-    if signal.compares == "previous_value":
+    if signal.compares == "history":
+        windows, total = history or (0, 0.0)
+        evidence.update(
+            percentile=signal.percentile,
+            percentile_value=round(other, 3),
+            history_windows=windows,
+            history_mean=round(total / windows, 3) if windows else 0.0,
+        )
+    elif signal.compares == "previous_value":
         compared = measured - other
         evidence.update(previous=other, change=round(compared, 4))
     elif signal.compares:
         compared = measured / other
         named = {"per": signal.per, "per_measured": other} if signal.per else {"previous": other}
         evidence.update(named, ratio=round(compared, 4))
+    severe = (signal.high_above is not None and compared >= signal.high_above) or (
+        signal.high_below is not None and compared <= signal.high_below
+    )
+    severity = "high" if severe else signal.severity
+    if signal.compares == "history":
+        return Finding(round(compared, 4), other, other, severity, evidence)
     over = signal.above is not None and compared > signal.above
     threshold = signal.above if over else signal.below
     assert threshold is not None  # a bound was crossed
     baseline = other if isinstance(other, float) else 0
-    return Finding(round(compared, 4), baseline, threshold, signal.severity, evidence)
+    return Finding(round(compared, 4), baseline, threshold, severity, evidence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,7 @@ class Crossed:
     signal: int
     measured: Any
     other: Any
+    history: tuple[int, float] | None
     at: int
     context: Context
 

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::measures::{Kind, Reading, Spec, State, Touch};
+use crate::signals::percentile as percentile_of;
 
 /// Where a measure reads its field: the event's user, or one of its attributes.
 enum FieldRef {
@@ -39,6 +40,13 @@ enum Versus {
     PreviousValue,
     /// A text the latest value must equal.
     Equals(String),
+    /// The tenant's own past windows (counts and sums over calendar windows): above
+    /// their percentile, once it has `min` of them; `windows` are kept.
+    History {
+        percentile: f64,
+        windows: usize,
+        min: usize,
+    },
 }
 
 /// A signal raised when a measure, against what it is compared with, crosses a bound.
@@ -50,8 +58,9 @@ struct Condition {
 }
 
 /// A declared signal's condition as vigil.engine.measures.compiled gives it: (measure, versus
-/// ("", "per", "previous_window", "previous_value" or "equals"), per measure, minimum of
-/// the window before, text to equal, above, below).
+/// ("", "per", "previous_window", "previous_value", "history" or "equals"), per
+/// measure, minimum of the window before, text to equal, above, below, high_above,
+/// high_below, and for a history (percentile, windows kept, fewest to compare with)).
 type ConditionTuple = (
     usize,
     String,
@@ -60,6 +69,9 @@ type ConditionTuple = (
     Option<String>,
     Option<f64>,
     Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<(f64, usize, usize)>,
 );
 
 /// What an event feeds one declared measure: its reading (None for kinds without a
@@ -81,9 +93,15 @@ impl Touched {
     }
 }
 
-/// A declared signal a tenant raised: (signal, the measure's reading, the reading it was
-/// compared with), read back into Python as numbers or text.
-pub type Raised = (usize, Option<Reading>, Option<Reading>);
+/// A declared signal a tenant raised: the measure's reading and the one it was compared
+/// with (for a history, the percentile's value), and for a history, how many past
+/// windows it was compared with and what they held in all.
+pub struct Raised {
+    pub signal: usize,
+    pub measured: Option<Reading>,
+    pub other: Option<Reading>,
+    pub history: Option<(usize, f64)>,
+}
 
 #[derive(Default)]
 pub struct Declared {
@@ -160,7 +178,8 @@ impl Declared {
                 filter,
             });
         }
-        for (measure, versus, per, min_previous, equals, above, below) in conditions {
+        for (measure, versus, per, min_previous, equals, above, below, _, _, history) in conditions
+        {
             let versus = match (versus.as_str(), per, equals) {
                 ("", _, _) => Versus::Itself,
                 ("per", Some(per), _) => Versus::Per(per),
@@ -169,6 +188,17 @@ impl Declared {
                     Versus::PreviousWindow(min_previous)
                 }
                 ("previous_value", _, _) => Versus::PreviousValue,
+                ("history", _, _) => {
+                    let (percentile, windows, min) = history.ok_or_else(|| {
+                        pyo3::exceptions::PyValueError::new_err("a history without its terms")
+                    })?;
+                    declared.measures[measure].spec.windows_kept = windows as i64 + 1;
+                    Versus::History {
+                        percentile,
+                        windows,
+                        min,
+                    }
+                }
                 ("equals", _, Some(text)) => Versus::Equals(text),
                 (other, _, _) => {
                     return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -300,17 +330,57 @@ impl Declared {
 
     /// The signals whose bound the tenant's measures cross at `now` and did not at its
     /// last evaluation (`active`, a bit per signal, updated): a signal is raised once
-    /// per crossing.
-    pub fn evaluate(&self, states: &[State], active: &mut u64, now: i64) -> Vec<Raised> {
+    /// per crossing. `since`: when the tenant was first seen (its history starts there).
+    pub fn evaluate(
+        &self,
+        states: &[State],
+        active: &mut u64,
+        now: i64,
+        since: i64,
+    ) -> Vec<Raised> {
         let mut raised = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
             if self.measures[condition.measure].spec.closes_at(now) {
                 *active &= !(1u64 << index); // a calendar window's signal is of that window
             }
             let (reading, other) = self.compared(condition, states, now);
+            let within = |x: f64| {
+                condition.above.is_none_or(|bound| x > bound)
+                    && condition.below.is_none_or(|bound| x < bound)
+            };
+            let mut history = None;
+            let mut other = other;
             let crossed = match (&condition.versus, &reading, &other) {
                 (Versus::Equals(text), Some(Reading::Text(value)), _) => **value == **text,
                 (Versus::Equals(_), _, _) => false,
+                (
+                    Versus::History {
+                        percentile,
+                        windows,
+                        min,
+                    },
+                    Some(Reading::Num(value)),
+                    _,
+                ) => {
+                    let measure = &self.measures[condition.measure];
+                    let past = || {
+                        states[condition.measure].past_windows(&measure.spec, now, *windows, since)
+                    };
+                    // The bounds first: they rule out most tenants without a history.
+                    let found = within(*value)
+                        .then(past)
+                        .filter(|past| past.len() >= *min)
+                        .map(|past| {
+                            let held = (past.len(), past.iter().sum::<f64>());
+                            (percentile_of(past, *percentile), held)
+                        })
+                        .filter(|(level, _)| value > level);
+                    if let Some((level, held)) = found {
+                        other = Some(Reading::Num(level));
+                        history = Some(held);
+                    }
+                    found.is_some()
+                }
                 (versus, Some(Reading::Num(value)), other) => {
                     let other = other.as_ref().and_then(Reading::num);
                     let compared = match (versus, other) {
@@ -324,16 +394,18 @@ impl Declared {
                         (Versus::Per(_), Some(per)) if per > 0.0 => Some(value / per),
                         _ => None,
                     };
-                    compared.is_some_and(|x| {
-                        condition.above.is_none_or(|bound| x > bound)
-                            && condition.below.is_none_or(|bound| x < bound)
-                    })
+                    compared.is_some_and(within)
                 }
                 _ => false,
             };
             let bit = 1u64 << index;
             if crossed && *active & bit == 0 {
-                raised.push((index, reading, other));
+                raised.push(Raised {
+                    signal: index,
+                    measured: reading,
+                    other,
+                    history,
+                });
             }
             if crossed {
                 *active |= bit;
@@ -364,6 +436,7 @@ impl Declared {
                 value(state, spec),
                 state.previous_window(spec, now).map(Reading::Num),
             ),
+            Versus::History { .. } => (value(state, spec), None),
             Versus::PreviousValue | Versus::Equals(_) => {
                 let (latest, previous) = state.readings();
                 (latest.cloned(), previous.cloned())

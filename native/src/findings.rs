@@ -60,13 +60,16 @@ pub struct OnboardingStall {
 }
 
 /// A declared signal's measure crossed its bound at `at`: `signal` is its place in
-/// the declarations; `measured` and `other` what was compared (numbers or text).
+/// the declarations; `measured` and `other` what was compared (numbers or text; for a
+/// history, the percentile's value), and for a history, how many past windows it was
+/// compared with and what they held in all.
 #[pyclass(frozen, get_all, module = "vigil._native")]
 pub struct Crossed {
     pub tenant_id: String,
     pub signal: usize,
     pub measured: Py<PyAny>,
     pub other: Py<PyAny>,
+    pub history: Option<(usize, f64)>,
     pub at: i64,
     pub context: Py<Context>,
 }

@@ -836,9 +836,12 @@ impl ShardCore {
                     .tenants
                     .get_mut(tenant_id)
                     .expect("dirty tenants exist");
-                let found =
-                    self.declared
-                        .evaluate(&tenant.measured, &mut tenant.declared_active, now);
+                let found = self.declared.evaluate(
+                    &tenant.measured,
+                    &mut tenant.declared_active,
+                    now,
+                    tenant.first_seen,
+                );
                 raised.extend(found.into_iter().map(|r| (tenant_id.clone(), r)));
             }
         }
@@ -881,12 +884,13 @@ impl ShardCore {
                 }
             }
         }
-        for (tenant_id, (signal, reading, other)) in raised {
+        for (tenant_id, found) in raised {
             let crossed = findings::Crossed {
                 tenant_id: tenant_id.to_string(),
-                signal,
-                measured: declared::reading_to_py(py, reading.as_ref())?.unbind(),
-                other: declared::reading_to_py(py, other.as_ref())?.unbind(),
+                signal: found.signal,
+                measured: declared::reading_to_py(py, found.measured.as_ref())?.unbind(),
+                other: declared::reading_to_py(py, found.other.as_ref())?.unbind(),
+                history: found.history,
                 at: now,
                 context: self.context(py, &tenant_id)?,
             };

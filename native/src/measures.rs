@@ -258,6 +258,23 @@ impl State {
         Some(in_it.map(|(_, n)| n).sum())
     }
 
+    /// A count's or sum's past calendar windows before the one counted at `now`, the
+    /// latest `n` of them, none starting before `since`: in no order.
+    pub fn past_windows(&self, spec: &Spec, now: i64, n: usize, since: i64) -> Vec<f64> {
+        let (State::Buckets(buckets), Some(origin)) = (self, spec.calendar) else {
+            return Vec::new();
+        };
+        let start = spec.first_bucket(now);
+        let since = floor_to(since, spec.window, origin);
+        let held = ((start - since) / spec.window).clamp(0, n as i64) as usize;
+        let mut sums = vec![0.0; held];
+        let first = start - held as i64 * spec.window;
+        for (bucket, count) in buckets.iter().filter(|(b, _)| *b >= first && *b < start) {
+            sums[((bucket - first) / spec.window) as usize] += count;
+        }
+        sums
+    }
+
     /// A latest measure's value and the one before it.
     pub fn readings(&self) -> (Option<&Reading>, Option<&Reading>) {
         match self {
@@ -372,6 +389,37 @@ mod tests {
         assert_eq!(state.value(&spec, 5 * DAY), Some(2.0)); // days 3 and 4
         assert_eq!(state.value(&spec, 4 * DAY + 5), Some(3.0)); // days 1 and 2, still
         assert_eq!(state.previous_window(&spec, 5 * DAY), Some(3.0));
+    }
+
+    #[test]
+    fn past_calendar_windows_start_with_the_tenant() {
+        let spec = Spec {
+            calendar: Some(0),
+            windows_kept: 4,
+            ..spec(Kind::Count, 1)
+        };
+        let mut state = State::new(spec.kind);
+        for day in [1, 1, 3, 4] {
+            state.apply(&spec, day * DAY + 5, Touch::Feed(None), 10);
+        }
+        // At day 5 the window counted is day 4; before it days 3, 2 and 1.
+        assert_eq!(state.value(&spec, 5 * DAY), Some(1.0));
+        assert_eq!(
+            state.past_windows(&spec, 5 * DAY, 3, 0),
+            vec![2.0, 0.0, 1.0]
+        );
+        assert_eq!(
+            state.past_windows(&spec, 5 * DAY, 9, 0).len(),
+            4,
+            "from day 0"
+        );
+        let since_day_2 = state.past_windows(&spec, 5 * DAY, 9, 2 * DAY + 7);
+        assert_eq!(
+            since_day_2,
+            vec![0.0, 1.0],
+            "the window the tenant began in counts"
+        );
+        assert!(state.past_windows(&spec, 5 * DAY, 9, 6 * DAY).is_empty());
     }
 
     #[test]

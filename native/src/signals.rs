@@ -30,19 +30,19 @@ pub fn error_spike(errors: i64, history: &[i64], rule: &ErrorSpikeRule) -> Optio
     if errors < rule.min_errors || history.len() < rule.min_history_windows {
         return None;
     }
-    let mut ordered = history.to_vec();
-    ordered.sort_unstable();
-    let value = percentile(&ordered, rule.percentile);
+    let past: Vec<f64> = history.iter().map(|n| *n as f64).collect();
+    let value = percentile(past, rule.percentile);
     (errors as f64 > value).then_some(value)
 }
 
-/// Linear interpolation between closest ranks (numpy's default) of sorted, non-empty
-/// values, computed in the order Python would, to the last bit.
-pub fn percentile(ordered: &[i64], q: f64) -> f64 {
-    let rank = (ordered.len() - 1) as f64 * q / 100.0;
+/// The q-th percentile of non-empty values: linear interpolation between closest ranks
+/// (numpy's default), computed in the order Python would, to the last bit.
+pub fn percentile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    let rank = (values.len() - 1) as f64 * q / 100.0;
     let low = rank.floor() as usize;
-    let high = (low + 1).min(ordered.len() - 1);
-    ordered[low] as f64 + (ordered[high] - ordered[low]) as f64 * (rank - low as f64)
+    let high = (low + 1).min(values.len() - 1);
+    values[low] + (values[high] - values[low]) * (rank - low as f64)
 }
 
 #[cfg(test)]
@@ -89,8 +89,11 @@ mod tests {
 
     #[test]
     fn the_percentile_interpolates_between_ranks() {
-        assert_eq!(percentile(&[1, 2, 3, 4], 50.0), 2.5);
-        assert_eq!(percentile(&(0..101).collect::<Vec<_>>(), 95.0), 95.0);
-        assert_eq!(percentile(&[7], 95.0), 7.0);
+        assert_eq!(percentile(vec![4.0, 1.0, 3.0, 2.0], 50.0), 2.5);
+        assert_eq!(
+            percentile((0..101).rev().map(f64::from).collect(), 95.0),
+            95.0
+        );
+        assert_eq!(percentile(vec![7.0], 95.0), 7.0);
     }
 }

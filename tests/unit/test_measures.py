@@ -11,6 +11,7 @@ import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored
 
 from vigil.base.errors import ConfigError, RuleError
+from vigil.base.timeutil import to_iso
 from vigil.config.settings import Settings, load_settings
 from vigil.engine.shard import ShardEngine
 from vigil.intake.simulate import FleetPlan, generate
@@ -161,6 +162,49 @@ def test_login_drop_declared_over_a_calendar_count_raises_as_the_built_in_one() 
         assert raised["evidence"]["previous"] == same["evidence"]["sessions_previous_window"]
 
 
+def test_error_spike_declared_against_its_history_raises_as_the_built_in_one() -> None:
+    """The built-in error_spike (errors of the last closed hour above the 95th percentile
+    of the tenant's past hours over 7 days, once it has 24 of them, and at least 5) as
+    settings: the same tenants at the same instants, with the same figures."""
+    declared_spike = {
+        "measures": {
+            "errors_hour": {
+                "kind": "count",
+                "events": ["error.raised"],
+                "window": "1h",
+                "calendar": True,
+            }
+        },
+        "signals": {
+            "errors_spiked": {
+                "measure": "errors_hour",
+                "versus": "history",
+                "percentile": 95,
+                "history": "7d",
+                "min_history": 24,
+                "above": 4,
+            }
+        },
+    }
+    lines = list(generate(FleetPlan(tenants=100, days=14, seed=3))[0])
+    h = Harness(declared(declared_spike)).feed(lines, batch_size=300)
+    built_in = {(s["tenant_id"], s["ts"]): s for s in h.signals("error_spike")}
+    assert len(built_in) >= 3
+    raised = {(s["tenant_id"], s["ts"]): s for s in h.signals("errors_spiked")}
+    assert raised.keys() == built_in.keys()
+    for key, signal in raised.items():
+        same = built_in[key]["evidence"]
+        assert signal["evidence"] == {
+            "measure": "errors_hour",
+            "measured": same["errors"],
+            "percentile": same["percentile"],
+            "percentile_value": same["percentile_value"],
+            "history_windows": same["history_windows"],
+            "history_mean": same["history_mean"],
+            "window": "1h",
+        }
+
+
 class TestKinds:
     def raised(self, measure: dict[str, Any], signal: dict[str, Any], events: list[Any]) -> Any:
         settings = declared(
@@ -273,6 +317,30 @@ class TestKinds:
         }
         small = {**signal, "min_previous": 5}  # the week before held too few to compare
         assert self.raised(growth, small, weeks) == []
+
+    def test_a_window_against_its_own_history(self) -> None:
+        hourly = {"kind": "count", "events": ["error.raised"], "window": "1h", "calendar": True}
+        signal = {"versus": "history", "history": "6h", "min_history": 3, "percentile": 50}
+        errors = [
+            event("acme", "error.raised", T0 + hour * HOUR + n * 60_000)
+            for hour, count in enumerate([2, 1, 2, 1, 6])
+            for n in range(count)
+        ]
+        [raised] = self.raised(hourly, signal, [*errors, clock(T0 + 6 * HOUR)])
+        assert raised["ts"] == to_iso(T0 + 5 * HOUR)  # the fifth hour closed; none before
+        assert raised["severity"] == "medium"
+        assert raised["evidence"] == {
+            "measure": "m",
+            "measured": 6.0,
+            "percentile": 50.0,
+            "percentile_value": 1.5,
+            "history_windows": 4,
+            "history_mean": 1.5,
+            "window": "1h",
+        }
+        assert self.raised(hourly, {**signal, "above": 6}, [*errors, clock(T0 + 6 * HOUR)]) == []
+        severe = self.raised(hourly, {**signal, "high_above": 6}, [*errors, clock(T0 + 6 * HOUR)])
+        assert [s["severity"] for s in severe] == ["high"]
 
     def test_a_value_against_the_one_before(self) -> None:
         nps = {"kind": "latest", "events": ["survey.response"], "field": "attrs.score"}
@@ -396,6 +464,31 @@ class TestKinds:
         (
             {**SEATS, "signals": {"s": {"measure": "seats", "equals": "x", "above": 1}}},
             "equals takes no",
+        ),
+        (
+            {**SEATS, "signals": {"s": {"measure": "active_users", "versus": "history"}}},
+            "history compares count or sum measures",
+        ),
+        (
+            {
+                "measures": {"m": {"kind": "count", "events": ["error.raised"], "window": "1h"}},
+                "signals": {"s": {"measure": "m", "versus": "history"}},
+            },
+            'signals.s: versus = "history" compares calendar windows',
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "count",
+                        "events": ["error.raised"],
+                        "window": "1d",
+                        "calendar": True,
+                    }
+                },
+                "signals": {"s": {"measure": "m", "versus": "history", "history": "7d"}},
+            },
+            "signals.s.history (7d) holds 7 whole windows of m (1d), fewer than min_history (24)",
         ),
     ],
 )

@@ -86,3 +86,21 @@ def test_each_signal_gives_the_severities_and_fields_rules_are_checked_against()
         record = signal_record("acme", name, 0, 3_600_000, findings[name][0])
         fact = signal_fact(record, "smb", 80, "green", "reasons")
         assert set(fact) == fact_fields(SIGNAL, [name]), name
+
+
+def test_a_declared_signals_kind_says_its_severities_and_evidence() -> None:
+    from vigil.config.settings import DeclaredSignal
+    from vigil.rules.signals import signal_kinds
+
+    spike = DeclaredSignal(measure="errors_hour", versus="history", high_above=20)
+    kind = signal_kinds({"errors_spiked": spike})["errors_spiked"]
+    assert kind.severities == {"medium", "high"}
+    assert kind.evidence == {
+        "measure",
+        "measured",
+        "percentile",
+        "percentile_value",
+        "history_windows",
+        "history_mean",
+    }
+    assert signal_kinds({"s": DeclaredSignal(measure="m", above=1)})["s"].severities == {"medium"}

@@ -285,11 +285,14 @@ WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
 COMPARABLE_KINDS = {
     "previous_window": frozenset({"count", "sum"}),
+    "history": frozenset({"count", "sum"}),
     "previous_value": frozenset({"latest"}),
     "equals": frozenset({"latest"}),
 }
 # A tenant keeps a bit per declared signal.
 MAX_DECLARED_SIGNALS = 64
+# The most past windows a signal compared with its history keeps per tenant.
+MAX_HISTORY_WINDOWS = 1_000
 
 
 class MeasureSettings(_Section):
@@ -335,17 +338,26 @@ class DeclaredSignal(_Section):
     compared as it is, or as its ratio to another measure (`per`), or to the window
     before (`versus = "previous_window"`, counts and sums: the ratio, when the window
     before held at least `min_previous`), or as its change from the value before
-    (`versus = "previous_value"`, latest values); or it is a text the latest value
-    `equals`."""
+    (`versus = "previous_value"`, latest values), or against the tenant's own history
+    (`versus = "history"`, counts and sums over calendar windows: above the
+    `percentile` of its past windows, zeros included, over `history`, once it has
+    `min_history` of them; bounds then apply to the measure itself); or it is a text
+    the latest value `equals`. The severity is `severity`, or "high" when the compared
+    value is at or beyond `high_above` or `high_below`."""
 
     measure: str
     per: str | None = None
-    versus: Literal["previous_window", "previous_value"] | None = None
+    versus: Literal["previous_window", "previous_value", "history"] | None = None
     min_previous: float = Field(default=0.0, ge=0.0)
+    percentile: float = Field(default=95.0, gt=0.0, le=100.0)
+    history: Duration = parse_duration("7d")
+    min_history: int = Field(default=24, ge=1)
     equals: str | None = None
     above: float | None = None
     below: float | None = None
     severity: Literal["low", "medium", "high"] = "medium"
+    high_above: float | None = None
+    high_below: float | None = None
 
     @model_validator(mode="after")
     def _has_one_test(self) -> DeclaredSignal:
@@ -353,7 +365,9 @@ class DeclaredSignal(_Section):
         if self.equals is not None:
             if bounded or self.per is not None or self.versus is not None:
                 raise ValueError("equals takes no above, below, per or versus")
-        elif not bounded:
+            if self.high_above is not None or self.high_below is not None:
+                raise ValueError("equals takes no high_above or high_below")
+        elif not bounded and self.versus != "history":
             raise ValueError("a declared signal needs a bound (above, below or both) or equals")
         if self.per is not None and self.versus is not None:
             raise ValueError("a declared signal compares with per or versus, not both")
@@ -365,6 +379,27 @@ class DeclaredSignal(_Section):
         if self.equals is not None:
             return "equals"
         return "per" if self.per is not None else self.versus or ""
+
+
+def _check_history(name: str, signal: DeclaredSignal, measure: MeasureSettings) -> None:
+    """A history is of whole calendar windows, enough of them, and bounded."""
+    if not measure.calendar or measure.window is None:
+        raise ValueError(
+            f'signals.{name}: versus = "history" compares calendar windows, and '
+            f"{signal.measure} is not measured over calendar windows (calendar = true)"
+        )
+    held = signal.history // measure.window
+    if held < signal.min_history:
+        raise ValueError(
+            f"signals.{name}.history ({format_duration(signal.history)}) holds {held} "
+            f"whole windows of {signal.measure} ({format_duration(measure.window)}), fewer "
+            f"than min_history ({signal.min_history}): it could never fire"
+        )
+    if held > MAX_HISTORY_WINDOWS:
+        raise ValueError(
+            f"signals.{name}.history holds {held} windows of {signal.measure}: at most "
+            f"{MAX_HISTORY_WINDOWS} are kept per tenant"
+        )
 
 
 class SignalSettings(_Section):
@@ -721,13 +756,15 @@ class Settings(_Section):
                         f"signals.{name}.{part}: no measure {named!r} (measures: {known})"
                     )
             comparable = COMPARABLE_KINDS.get(signal.compares)
-            kind = self.measures[signal.measure].kind
-            if comparable is not None and kind not in comparable:
+            measure = self.measures[signal.measure]
+            if comparable is not None and measure.kind not in comparable:
                 raise ValueError(
                     f"signals.{name}: {signal.compares} compares "
                     f"{' or '.join(sorted(comparable))} measures, and {signal.measure} is a "
-                    f"{kind} measure"
+                    f"{measure.kind} measure"
                 )
+            if signal.versus == "history":
+                _check_history(name, signal, measure)
         return self
 
     @model_validator(mode="after")

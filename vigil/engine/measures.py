@@ -25,8 +25,20 @@ MeasureTuple = tuple[
     int,
     int | None,
 ]
-# (measure index, comparison, per measure index, min_previous, equals, above, below)
-ConditionTuple = tuple[int, str, int | None, float, str | None, float | None, float | None]
+# (measure index, comparison, per measure index, min_previous, equals, above, below,
+# high_above, high_below, (percentile, past windows kept, min_history) for a history)
+ConditionTuple = tuple[
+    int,
+    str,
+    int | None,
+    float,
+    str | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    tuple[float, int, int] | None,
+]
 
 
 class Compiled(NamedTuple):
@@ -68,16 +80,24 @@ def compiled(settings: Settings) -> Compiled:
             )
         )
     declared = settings.signals.declared
-    conditions: list[ConditionTuple] = [
-        (
-            names.index(signal.measure),
-            signal.compares,
-            None if signal.per is None else names.index(signal.per),
-            signal.min_previous,
-            signal.equals,
-            signal.above,
-            signal.below,
+    conditions: list[ConditionTuple] = []
+    for signal in declared.values():
+        history = None
+        if signal.versus == "history":
+            window = settings.measures[signal.measure].window or 1
+            history = (signal.percentile, signal.history // window, signal.min_history)
+        conditions.append(
+            (
+                names.index(signal.measure),
+                signal.compares,
+                None if signal.per is None else names.index(signal.per),
+                signal.min_previous,
+                signal.equals,
+                signal.above,
+                signal.below,
+                signal.high_above,
+                signal.high_below,
+                history,
+            )
         )
-        for signal in declared.values()
-    ]
     return Compiled(measures, conditions, list(declared))

@@ -162,7 +162,7 @@ class Policy:
         measure, against what it is compared with, crossed a bound."""
         name = self._declared[finding.signal]
         signal = self.settings.signals.declared[name]
-        found = sig.declared_finding(signal, finding.measured, finding.other)
+        found = sig.declared_finding(signal, finding.measured, finding.other, finding.history)
         window = self.settings.measures[signal.measure].window
         start = finding.at - (window or self.settings.engine.health_step)
         return sig.signal_record(finding.tenant_id, name, start, finding.at, found)
