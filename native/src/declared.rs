@@ -416,6 +416,29 @@ impl Declared {
         raised
     }
 
+    /// A measure's reading at `now`: its number, or for a latest measure its latest
+    /// value (a number or a text).
+    pub fn reading(&self, states: &[State], measure: usize, now: i64) -> Option<Reading> {
+        let state = &states[measure];
+        match state {
+            State::Latest(latest, _) => latest.clone(),
+            _ => state
+                .value(&self.measures[measure].spec, now)
+                .map(Reading::Num),
+        }
+    }
+
+    /// A count's or sum's value over the window before the one counted at `now`.
+    pub fn previous_window(&self, states: &[State], measure: usize, now: i64) -> Option<f64> {
+        states[measure].previous_window(&self.measures[measure].spec, now)
+    }
+
+    /// A measure is compared with the window before: keep two windows of it.
+    pub fn keep_previous_window(&mut self, measure: usize) {
+        let spec = &mut self.measures[measure].spec;
+        spec.windows_kept = spec.windows_kept.max(2);
+    }
+
     /// A condition's measure at `now`, and what it is compared with.
     fn compared(
         &self,

@@ -6,6 +6,7 @@
 //! records, facts, the rules' actions and logs. tests/unit/test_golden.py pins the outputs on simulated streams.
 
 mod clock;
+mod components;
 mod declared;
 mod dedup;
 mod event;
@@ -164,6 +165,28 @@ impl ShardCore {
             stalled_factor: get(settings, &format!("{c}.onboarding.stalled_factor"))?,
         };
         let stall_after: i64 = get(settings, "signals.onboarding_stalled.stall_after")?;
+        let mut declared_core = declared::Declared::new(
+            declared.getattr("measures")?.extract()?,
+            declared.getattr("conditions")?.extract()?,
+        )?;
+        let components = declared
+            .getattr("components")?
+            .extract::<Vec<components::ComponentTuple>>()?
+            .into_iter()
+            .map(|spec| components::Component::new(&mut declared_core, spec))
+            .collect::<PyResult<Vec<_>>>()?;
+        if COMPONENTS + components.len() > score::MAX_COMPONENTS {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "at most {} health components in all",
+                score::MAX_COMPONENTS
+            )));
+        }
+        // The components' names as record keys: the built-in ones, then the declared.
+        let record_names: Vec<Py<PyString>> = names
+            .iter()
+            .chain(components.iter().map(|c| &c.name))
+            .map(|name| PyString::intern(py, name).unbind())
+            .collect();
         let cfg = Settings {
             step: get(settings, "engine.health_step")?,
             warmup: get(settings, "health.warmup")?,
@@ -203,7 +226,7 @@ impl ShardCore {
             to_iso,
             known,
             buckets,
-            scorer: Scorer::new(parts, stall_after, &names, memo_size),
+            scorer: Scorer::new(parts, components, stall_after, &names, memo_size),
             cfg,
             store: store::Store::default(),
             queue: Queue::default(),
@@ -216,14 +239,8 @@ impl ShardCore {
             type_counts: HashMap::default(),
             entries: HashMap::default(),
             last_iso: None,
-            names: names
-                .iter()
-                .map(|name| PyString::intern(py, name).unbind())
-                .collect(),
-            declared: declared::Declared::new(
-                declared.getattr("measures")?.extract()?,
-                declared.getattr("conditions")?.extract()?,
-            )?,
+            names: record_names,
+            declared: declared_core,
             declared_names: declared.getattr("signals")?.extract()?,
             shared_names: HashMap::default(),
         })
@@ -324,6 +341,12 @@ impl ShardCore {
             .map(|(_, name)| name.as_str())
             .collect();
         obj.setattr("signals_raised", raised)?;
+        let components = PyDict::new(py);
+        for (component, measure) in self.scorer.declared.iter().zip(&tenant.components) {
+            let measure = tenant::measure_to_py(py, *measure)?;
+            components.set_item(&component.name, (&component.digest, measure))?;
+        }
+        obj.setattr("components", components)?;
         Ok(Some(obj))
     }
 
@@ -400,8 +423,10 @@ impl ShardCore {
                 Ok(names) => names.extract()?,
                 Err(_) => Vec::new(), // a store of a version without declared signals
             };
+            let saved_components = tenant.getattr("components").ok();
             let mut tenant = Tenant::from_py(&tenant)?;
             tenant.measured = self.declared.restored(saved)?;
+            self.restore_components(&mut tenant, saved_components)?;
             for (index, name) in self.declared_names.iter().enumerate() {
                 if raised.contains(name) {
                     tenant.declared_active |= 1 << index;
@@ -478,6 +503,38 @@ impl ShardCore {
 }
 
 impl ShardCore {
+    /// A restored tenant's declared components: those saved under their declaration as
+    /// they were, the others to be measured (declared since, or changed).
+    fn restore_components(
+        &self,
+        tenant: &mut Tenant,
+        saved: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let saved = match saved {
+            Some(saved) => Some(saved.cast_into::<PyDict>()?),
+            None => None, // a store of a version without declared components
+        };
+        tenant.components = vec![None; self.scorer.declared.len()];
+        for (index, component) in self.scorer.declared.iter().enumerate() {
+            let entry = match &saved {
+                Some(saved) => saved.get_item(&component.name)?,
+                None => None,
+            };
+            match entry {
+                Some(entry) => {
+                    let (digest, measure): (String, Bound<'_, PyAny>) = entry.extract()?;
+                    if digest != component.digest {
+                        tenant.stale |= 1 << (COMPONENTS + index);
+                        continue;
+                    }
+                    tenant.components[index] = tenant::measure_from_py(&measure)?;
+                }
+                None => tenant.stale |= 1 << (COMPONENTS + index),
+            }
+        }
+        Ok(())
+    }
+
     /// What a restored shard works out again from its tenants.
     fn resume(&mut self, reset_peaks: bool) {
         let ids: Vec<Id> = self.store.tenants.keys().cloned().collect();
@@ -675,6 +732,8 @@ impl ShardCore {
                     self.clock.rescore_after(ts + self.cfg.warmup, &id);
                     let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
                     tenant.measured = self.declared.fresh();
+                    tenant.components = vec![None; self.scorer.declared.len()];
+                    tenant.stale |= self.scorer.declared_bits();
                     self.store.insert(tenant)
                 }
             };
@@ -687,6 +746,9 @@ impl ShardCore {
             }
             let refused_key = item.payload.key().map(str::to_string);
             let effect = tenant.apply(ts, item.payload, &self.buckets);
+            if !item.touches.is_empty() {
+                tenant.stale |= self.scorer.declared_bits(); // their measures may have moved
+            }
             let refused = self.declared.apply(
                 &mut tenant.measured,
                 ts,
@@ -911,7 +973,7 @@ impl ShardCore {
             - self.buckets.login_window;
         for tenant in self.store.tenants.values_mut() {
             self.store.dirty.insert(tenant.tenant_id.clone());
-            tenant.stale |= DAY_BASED;
+            tenant.stale |= DAY_BASED | self.scorer.declared_bits();
             tenant.prune(
                 now,
                 self.cfg.session_days_kept,
@@ -993,7 +1055,7 @@ impl ShardCore {
             .tenants
             .get_mut(tenant_id)
             .expect("dirty tenants exist");
-        let exact = self.scorer.rescore(tenant, now, reweigh);
+        let exact = self.scorer.rescore(tenant, &self.declared, now, reweigh);
         let mut health = None;
         if let Some(exact) = exact {
             let rounded = (exact + 0.5).trunc() as i64;
@@ -1043,14 +1105,14 @@ impl ShardCore {
         self.store.set_zone(tenant_id, zone);
         let tenant = self.store.tenants.get_mut(tenant_id).expect("scored");
         tenant.score = Some(rounded);
-        let measures: [Measure; COMPONENTS] = tenant.measures;
+        let measures = self.scorer.all_measures(tenant);
         let weights = self
             .scorer
             .weights(&measures)
             .expect("a score was computed from them");
         let tenant = &self.store.tenants[tenant_id];
         let components = PyDict::new(py);
-        for index in 0..COMPONENTS {
+        for index in 0..self.scorer.total() {
             let key = measure_key(index, measures[index], weights[index]);
             let entry = match self.entries.get(&key) {
                 Some(entry) => entry.bind(py).clone(),

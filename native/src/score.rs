@@ -2,8 +2,17 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::components::Component;
+use crate::declared::Declared;
 use crate::fmt::{f0, floor_div, g, py_max, py_min, py_round};
 use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_DAY, MS_PER_HOUR, PRESSURE_HOURS};
+
+/// The most components in all, built-in and declared (a bit each in a tenant's `stale`;
+/// vigil.config.settings.MAX_COMPONENTS).
+pub const MAX_COMPONENTS: usize = 32;
+
+/// Every component's measure, the built-in ones first.
+pub type AllMeasures = [Measure; MAX_COMPONENTS];
 
 // Components whose words depend on their measure and the settings only.
 const WORDS_FROM_MEASURE: [bool; COMPONENTS] = [
@@ -28,12 +37,14 @@ pub struct Parts {
 
 pub struct Scorer {
     pub parts: Parts,
+    /// The components declared in the settings, after the built-in ones.
+    pub declared: Vec<Component>,
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
     // The most reason lines kept worded (vigil.engine.shard.MEMO_SIZE): emptied when full.
     pub memo_size: usize,
-    spread: HashMap<u32, Option<[f64; COMPONENTS]>>,
+    spread: HashMap<u32, Option<[f64; MAX_COMPONENTS]>>,
     lines: HashMap<(usize, u64, u64, u64), String>,
 }
 
@@ -49,10 +60,21 @@ pub fn measure_key(index: usize, measure: Measure, weight: f64) -> (usize, u64, 
 }
 
 impl Scorer {
-    pub fn new(parts: Parts, stall_after: i64, names: &[String], memo_size: usize) -> Self {
-        let spoken = names.iter().map(|name| name.replace('_', " ")).collect();
+    pub fn new(
+        parts: Parts,
+        declared: Vec<Component>,
+        stall_after: i64,
+        names: &[String],
+        memo_size: usize,
+    ) -> Self {
+        let spoken = names
+            .iter()
+            .chain(declared.iter().map(|c| &c.name))
+            .map(|name| name.replace('_', " "))
+            .collect();
         Scorer {
             parts,
+            declared,
             stall_after,
             spoken,
             memo_size,
@@ -65,17 +87,56 @@ impl Scorer {
         self.lines.len()
     }
 
-    /// Scorer.rescore: the score alone, None when no measure moved (or none has data).
-    pub fn rescore(&mut self, t: &mut Tenant, now: i64, reweigh: bool) -> Option<f64> {
+    /// How many components there are, built-in and declared.
+    pub fn total(&self) -> usize {
+        COMPONENTS + self.declared.len()
+    }
+
+    /// The stale bits of the declared components.
+    pub fn declared_bits(&self) -> u32 {
+        ((1u32 << self.declared.len()) - 1) << COMPONENTS
+    }
+
+    /// Every component's measure as the tenant holds it.
+    pub fn all_measures(&self, t: &Tenant) -> AllMeasures {
+        let mut all = [None; MAX_COMPONENTS];
+        all[..COMPONENTS].copy_from_slice(&t.measures);
+        all[COMPONENTS..self.total()].copy_from_slice(&t.components);
+        all
+    }
+
+    fn weight(&self, index: usize) -> f64 {
+        match index.checked_sub(COMPONENTS) {
+            None => self.parts.weights[index],
+            Some(declared) => self.declared[declared].weight,
+        }
+    }
+
+    /// The score alone, None when no measure moved (or none has data). `declared` and
+    /// the tenant's `measured` are what the declared components read.
+    pub fn rescore(
+        &mut self,
+        t: &mut Tenant,
+        declared: &Declared,
+        now: i64,
+        reweigh: bool,
+    ) -> Option<f64> {
         let mut changed = reweigh || t.score.is_none();
         let stale = t.stale;
-        for index in 0..COMPONENTS {
+        for index in 0..self.total() {
             if stale >> index & 1 == 0 {
                 continue;
             }
-            let fresh = self.measure(index, t, now);
-            let old = t.measures[index];
-            t.measures[index] = fresh;
+            let (fresh, old) = match index.checked_sub(COMPONENTS) {
+                None => {
+                    let fresh = self.measure(index, t, now);
+                    (fresh, std::mem::replace(&mut t.measures[index], fresh))
+                }
+                Some(own) => {
+                    let fresh = self.declared[own].measure(declared, &t.measured, now);
+                    (fresh, std::mem::replace(&mut t.components[own], fresh))
+                }
+            };
             match (fresh, old) {
                 (Some(f), Some(o)) => changed |= f.1 != o.1,
                 (None, None) => {}
@@ -86,9 +147,10 @@ impl Scorer {
         if !changed {
             return None;
         }
-        let weights = self.weights(&t.measures)?;
+        let all = self.all_measures(t);
+        let weights = self.weights(&all)?;
         let mut score = 0.0;
-        for (weight, m) in weights.iter().zip(t.measures.iter()) {
+        for (weight, m) in weights.iter().zip(all.iter()).take(self.total()) {
             if let Some((_, share)) = m {
                 score += weight * share;
             }
@@ -97,7 +159,7 @@ impl Scorer {
     }
 
     /// Points available per component given which have data; None if none has.
-    pub fn weights(&mut self, measures: &[Measure; COMPONENTS]) -> Option<[f64; COMPONENTS]> {
+    pub fn weights(&mut self, measures: &AllMeasures) -> Option<[f64; MAX_COMPONENTS]> {
         let mut present = 0u32;
         for (index, m) in measures.iter().enumerate() {
             if m.is_some() {
@@ -108,17 +170,17 @@ impl Scorer {
             return *spread;
         }
         let mut total = 0.0;
-        for index in 0..COMPONENTS {
+        for index in 0..self.total() {
             if present >> index & 1 == 1 {
-                total += self.parts.weights[index];
+                total += self.weight(index);
             }
         }
         let spread = if total > 0.0 {
             let scale = 100.0 / total;
-            let mut out = [0.0; COMPONENTS];
-            for (index, weight) in out.iter_mut().enumerate() {
+            let mut out = [0.0; MAX_COMPONENTS];
+            for (index, weight) in out.iter_mut().enumerate().take(self.total()) {
                 if present >> index & 1 == 1 {
-                    *weight = self.parts.weights[index] * scale;
+                    *weight = self.weight(index) * scale;
                 }
             }
             Some(out)
@@ -270,13 +332,13 @@ impl Scorer {
     pub fn reasons(
         &mut self,
         t: &Tenant,
-        measures: &[Measure; COMPONENTS],
-        weights: &[f64; COMPONENTS],
+        measures: &AllMeasures,
+        weights: &[f64; MAX_COMPONENTS],
         now: i64,
     ) -> Vec<String> {
         let mut losing: Vec<(f64, String)> = Vec::new();
         let mut missing: Vec<&str> = Vec::new();
-        for index in 0..COMPONENTS {
+        for index in 0..self.total() {
             let Some((value, share)) = measures[index] else {
                 missing.push(&self.spoken[index]);
                 continue;
@@ -290,9 +352,12 @@ impl Scorer {
             let line = match self.lines.get(&key) {
                 Some(line) => line.clone(),
                 None => {
-                    let line =
-                        format!("{} (-{} pts)", self.explain(index, t, value, now), f0(lost));
-                    if WORDS_FROM_MEASURE[index] {
+                    let said = match index.checked_sub(COMPONENTS) {
+                        None => self.explain(index, t, value, now),
+                        Some(own) => self.declared[own].explain(value),
+                    };
+                    let line = format!("{said} (-{} pts)", f0(lost));
+                    if WORDS_FROM_MEASURE.get(index).copied().unwrap_or(true) {
                         if self.lines.len() >= self.memo_size {
                             self.lines.clear();
                         }

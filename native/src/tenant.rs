@@ -226,6 +226,9 @@ pub struct Tenant {
     /// the tenant's measures cross now.
     pub measured: Vec<crate::measures::State>,
     pub declared_active: u64,
+    /// The declared health components' measures (crate::components), in declaration
+    /// order.
+    pub components: Vec<Measure>,
 }
 
 impl Tenant {
@@ -270,6 +273,7 @@ impl Tenant {
             last_event_at: 0,
             measured: Vec::new(),
             declared_active: 0,
+            components: Vec::new(),
         }
     }
 
@@ -450,7 +454,7 @@ pub fn zone_name(zone: &str) -> PyResult<&'static str> {
     }
 }
 
-fn measure_to_py<'py>(py: Python<'py>, measure: Measure) -> PyResult<Bound<'py, PyAny>> {
+pub fn measure_to_py<'py>(py: Python<'py>, measure: Measure) -> PyResult<Bound<'py, PyAny>> {
     Ok(match measure {
         None => py.None().into_bound(py),
         Some((Val::Int(n), share)) => (n, share).into_pyobject(py)?.into_any(),
@@ -458,7 +462,7 @@ fn measure_to_py<'py>(py: Python<'py>, measure: Measure) -> PyResult<Bound<'py, 
     })
 }
 
-fn measure_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Measure> {
+pub fn measure_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Measure> {
     if obj.is_none() {
         return Ok(None);
     }

@@ -174,6 +174,38 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "high_above": 4,
             },
         },
+        "health": {
+            "components": {
+                "recency": {
+                    "measure": "quiet",
+                    "weight": 15,
+                    "zero_at": 7,
+                    "reason": "{value} days since the last session (none from {zero_at})",
+                },
+                "seat_use": {
+                    "measure": "active_users",
+                    "per": "seats",
+                    "weight": 5,
+                    "full_at": 0.5,
+                    "reason": "{value} of the seats used in 7 days",
+                },
+                "backed": {
+                    "measure": "sponsor",
+                    "equals": "active",
+                    "weight": 5,
+                    "reason": "no active sponsor",
+                },
+                "trend": {
+                    "measure": "sessions",
+                    "versus": "previous_window",
+                    "min_previous": 5,
+                    "weight": 5,
+                    "full_at": 1,
+                    "when": "quiet",
+                    "reason": "sessions at {value} of the 3 days before",
+                },
+            }
+        },
     },
 }
 

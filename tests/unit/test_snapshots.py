@@ -35,6 +35,8 @@ BARE_IDS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-cb0820d49a
 # but whole events queued, in format 0e828a30122e.
 BEFORE_MEASURES_STATE = Path(__file__).parent / "data" / "shard-state-8c33768149e3.pickle"
 WHOLE_EVENTS_STATE = Path(__file__).parent / "data" / "shard-state-0e828a30122e.pickle"
+# And before declared components, in format e8732fe05483.
+BEFORE_COMPONENTS_STATE = Path(__file__).parent / "data" / "shard-state-e8732fe05483.pickle"
 # The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
@@ -233,22 +235,28 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
 
 @pytest.mark.parametrize(
     ("path", "saved_format"),
-    [(BEFORE_MEASURES_STATE, "8c33768149e3"), (WHOLE_EVENTS_STATE, "0e828a30122e")],
+    [
+        (BEFORE_MEASURES_STATE, "8c33768149e3"),
+        (WHOLE_EVENTS_STATE, "0e828a30122e"),
+        (BEFORE_COMPONENTS_STATE, "e8732fe05483"),
+    ],
 )
 def test_a_state_of_the_formats_before_resumes_as_if_never_stopped(
     path: Path, saved_format: str
 ) -> None:
-    """Before declared measures (none held: they start empty), and with whole events
-    queued (the core keeps what it needs of them)."""
+    """Before declared measures (none held: they start empty), with whole events queued
+    (the core keeps what it needs of them), and before declared components (none held)."""
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
     saved = load_state(path.read_bytes())
     assert saved.layout["state_format"] == saved_format
-    assert any(isinstance(queued, Event) for *_, queued in saved.pending)
+    whole_events = any(isinstance(queued, Event) for *_, queued in saved.pending)
+    assert whole_events == (saved_format != "e8732fe05483")
     h = Harness().feed(first)
     h.engine = ShardEngine(h.settings, h.rules, saved)
     again = restored(h.engine)
     assert {t.measured == {} and t.signals_raised == [] for t in again.tenants.values()} == {True}
+    assert {t.components == {} for t in again.tenants.values()} == {True}
     h.feed(second)
     assert restored(h.engine).layout["state_format"] == STATE_FORMAT
     assert not any(isinstance(queued, Event) for *_, queued in restored(h.engine).pending)

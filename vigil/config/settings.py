@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from datetime import date, datetime, time
@@ -381,6 +382,27 @@ class DeclaredSignal(_Section):
         return "per" if self.per is not None else self.versus or ""
 
 
+def _check_component(
+    name: str, component: DeclaredComponent, measures: Mapping[str, MeasureSettings]
+) -> None:
+    """A declared component's measures exist and fit its scale."""
+    key = f"health.components.{name}"
+    for part in ("measure", "per", "when"):
+        named = getattr(component, part)
+        if named is not None and named not in measures:
+            known = ", ".join(sorted(measures)) or "none declared"
+            raise ValueError(f"{key}.{part}: no measure {named!r} (measures: {known})")
+    kind = measures[component.measure].kind
+    needs = {"equals": ("latest",), "previous_window": ("count", "sum")}
+    used = [u for u in ("equals" if component.equals is not None else None, component.versus) if u]
+    for comparison in used:
+        if kind not in needs[comparison]:
+            raise ValueError(
+                f"{key}: {comparison} is for {' or '.join(needs[comparison])} measures, and "
+                f"{component.measure} is a {kind} measure"
+            )
+
+
 def _check_history(name: str, signal: DeclaredSignal, measure: MeasureSettings) -> None:
     """A history is of whole calendar windows, enough of them, and bounded."""
     if not measure.calendar or measure.window is None:
@@ -484,7 +506,73 @@ class OnboardingComponent(_Section):
     stalled_factor: Ratio = 0.5
 
 
+# What a declared component's reason may say: its measure's value, and its scale.
+REASON_FIELDS = frozenset({"value", "full_at", "zero_at", "equals", "measure"})
+# A tenant keeps a bit per component (the built-in ones and the declared).
+MAX_COMPONENTS = 32
+
+
+class DeclaredComponent(_Section):
+    """A health component over a declared measure (`[health.components.NAME]`, besides
+    the built-in ones): its share of `weight` is the measure's value scaled, full points
+    at `full_at` (rising), or at 0 and none from `zero_at` (falling), or full points
+    when a latest text `equals` a value. The value may be the ratio to another measure
+    (`per`) or to the window before (`versus = "previous_window"`, when that held at
+    least `min_previous`). It has data while its measure has a value, and, with `when`,
+    while that measure has one too. `reason` says what the points lost are for, with
+    {value}, {full_at}, {zero_at}, {equals} and {measure}."""
+
+    measure: str
+    weight: Weight
+    full_at: float | None = Field(default=None, gt=0.0)
+    zero_at: float | None = Field(default=None, gt=0.0)
+    equals: str | None = None
+    per: str | None = None
+    versus: Literal["previous_window"] | None = None
+    min_previous: float = Field(default=0.0, ge=0.0)
+    when: str | None = None
+    reason: str
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> DeclaredComponent:
+        scales = [s for s in (self.full_at, self.zero_at, self.equals) if s is not None]
+        if len(scales) != 1:
+            raise ValueError("a declared component has one scale: full_at, zero_at or equals")
+        if self.equals is not None and (self.per is not None or self.versus is not None):
+            raise ValueError("equals takes no per or versus")
+        if self.per is not None and self.versus is not None:
+            raise ValueError("a declared component compares with per or versus, not both")
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.reason) if name}
+            specs = [
+                spec
+                for _, name, spec, conv in string.Formatter().parse(self.reason)
+                if spec or conv
+            ]
+        except ValueError as exc:
+            raise ValueError(f"reason: {exc}") from None
+        if unknown := fields - REASON_FIELDS:
+            raise ValueError(
+                f"reason: no {{{sorted(unknown)[0]}}} to say (it may say "
+                f"{', '.join(f'{{{name}}}' for name in sorted(REASON_FIELDS))})"
+            )
+        if specs:
+            raise ValueError("reason: placeholders take no format ({value}, not {value:.1f})")
+        return self
+
+    @property
+    def parts(self) -> list[tuple[str, str | None]]:
+        """The reason as (text, placeholder or None) pieces, in order."""
+        return [
+            (literal, name or None) for literal, name, _, _ in string.Formatter().parse(self.reason)
+        ]
+
+
 class ComponentSettings(_Section):
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    # Any other key declares a component over a declared measure.
+    __pydantic_extra__: dict[str, DeclaredComponent] = Field(init=False)
+
     login_activity: LoginActivityComponent = LoginActivityComponent()
     login_trend: LoginTrendComponent = LoginTrendComponent()
     adoption: AdoptionComponent = AdoptionComponent()
@@ -496,9 +584,17 @@ class ComponentSettings(_Section):
     sponsor: SponsorComponent = SponsorComponent()
     onboarding: OnboardingComponent = OnboardingComponent()
 
+    @property
+    def declared(self) -> dict[str, DeclaredComponent]:
+        """The components declared over measures, by name, in the order given."""
+        return dict(self.__pydantic_extra__ or {})
+
     @model_validator(mode="after")
     def _something_weighs(self) -> ComponentSettings:
         weights = [getattr(self, name).weight for name in type(self).model_fields]
+        weights += [component.weight for component in self.declared.values()]
+        if len(weights) > MAX_COMPONENTS:
+            raise ValueError(f"at most {MAX_COMPONENTS} health components in all")
         if not any(weights):
             msg = (
                 "every component's weight is 0, so no tenant could be scored: no health "
@@ -765,6 +861,8 @@ class Settings(_Section):
                 )
             if signal.versus == "history":
                 _check_history(name, signal, measure)
+        for name, component in self.health.components.declared.items():
+            _check_component(name, component, self.measures)
         return self
 
     @model_validator(mode="after")

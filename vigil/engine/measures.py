@@ -1,5 +1,5 @@
-"""The measures and signals declared in the settings, as the engine's core takes them
-(native/src/declared.rs)."""
+"""The measures, signals and health components declared in the settings, as the
+engine's core takes them (native/src/declared.rs, native/src/components.rs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NamedTuple
 import orjson
 
 from vigil.base.timeutil import MS_PER_DAY
-from vigil.config.settings import MeasureSettings, Settings
+from vigil.config.settings import DeclaredComponent, MeasureSettings, Settings
 
 # (name, digest, kind, event types, closing types, field, filter, window, bucket, origin
 # of calendar windows)
@@ -41,10 +41,30 @@ ConditionTuple = tuple[
 ]
 
 
+# (name, digest, weight, measure index, scale, its number, its text, per measure index,
+# against the window before, min_previous, when measure index, the reason as (text,
+# whether the value goes there) pieces)
+ComponentTuple = tuple[
+    str,
+    str,
+    float,
+    int,
+    str,
+    float,
+    str | None,
+    int | None,
+    bool,
+    float,
+    int | None,
+    list[tuple[str, bool]],
+]
+
+
 class Compiled(NamedTuple):
     measures: list[MeasureTuple]
     conditions: list[ConditionTuple]
     signals: list[str]  # the declared signals' names, in the conditions' order
+    components: list[ComponentTuple]
 
 
 def bucket_of(window: int, step: int, origin: int = 0) -> int:
@@ -100,4 +120,60 @@ def compiled(settings: Settings) -> Compiled:
                 history,
             )
         )
-    return Compiled(measures, conditions, list(declared))
+    components = [
+        _component(name, component, names, settings)
+        for name, component in settings.health.components.declared.items()
+    ]
+    return Compiled(measures, conditions, list(declared), components)
+
+
+def _component(
+    name: str, component: DeclaredComponent, names: list[str], settings: Settings
+) -> ComponentTuple:
+    if component.equals is not None:
+        scale, at = "equals", 0.0
+    elif component.full_at is not None:
+        scale, at = "full_at", component.full_at
+    else:
+        scale, at = "zero_at", component.zero_at or 0.0  # one scale is given
+    said = {
+        "full_at": component.full_at,
+        "zero_at": component.zero_at,
+        "equals": component.equals,
+        "measure": component.measure,
+    }
+    reason = []
+    for text, placeholder in component.parts:
+        if text:
+            reason.append((text, False))
+        if placeholder == "value":
+            reason.append(("", True))
+        elif placeholder is not None:
+            value = said[placeholder]
+            reason.append((f"{value:g}" if isinstance(value, float) else str(value), False))
+    # What the component's values depend on: its declaration and its measures'.
+    measures = {
+        n: settings.measures[n] for n in (component.measure, component.per, component.when) if n
+    }
+    spec = [
+        component.model_dump(mode="json"),
+        {n: m.model_dump(mode="json") for n, m in measures.items()},
+    ]
+    digest = hashlib.blake2b(
+        orjson.dumps(spec, option=orjson.OPT_SORT_KEYS), digest_size=6
+    ).hexdigest()
+    index = names.index
+    return (
+        name,
+        digest,
+        component.weight,
+        index(component.measure),
+        scale,
+        at,
+        component.equals,
+        None if component.per is None else index(component.per),
+        component.versus == "previous_window",
+        component.min_previous,
+        None if component.when is None else index(component.when),
+        reason,
+    )

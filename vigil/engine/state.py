@@ -80,8 +80,9 @@ _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # with it, but event ids kept without their tenant.
 # Formats this one reads as they are: before declared measures, tenants without
 # `measured` and `signals_raised` (the core starts those empty); before the compact
-# queue, whole events queued (the core keeps what it needs of them).
-AS_THEY_ARE = frozenset({STATE_FORMAT, "8c33768149e3", "0e828a30122e"})
+# queue, whole events queued (the core keeps what it needs of them); before declared
+# components, tenants without `components` (the core measures those afresh).
+AS_THEY_ARE = frozenset({STATE_FORMAT, "8c33768149e3", "0e828a30122e", "e8732fe05483"})
 READABLE_FORMATS = frozenset(
     {
         *AS_THEY_ARE,

@@ -78,3 +78,6 @@ class TenantState:
     # declared signals its measures cross now (raised once per crossing).
     measured: dict[str, tuple[str, Any]] = field(default_factory=dict)
     signals_raised: list[str] = field(default_factory=list)
+    # The declared health components' measures (name -> (its declaration's digest,
+    # (value, share) or None)).
+    components: dict[str, tuple[str, Any]] = field(default_factory=dict)

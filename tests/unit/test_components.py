@@ -1,0 +1,200 @@
+"""Health components declared in the settings, through the engine: scaled measures in
+the score, their words, when they have data, restores, and the settings refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support import DAY, HOUR, T0, Harness, clock, event, restored
+
+from vigil.base.errors import ConfigError
+from vigil.config.settings import Settings, load_settings
+from vigil.engine.shard import ShardEngine
+from vigil.engine.tenant import COMPONENT_NAMES
+
+QUIET = {"kind": "days_since", "events": ["user.session"]}
+RECENCY = {
+    "measure": "quiet",
+    "weight": 25,
+    "zero_at": 10,
+    "reason": "{value} days since the last session (none from {zero_at})",
+}
+
+
+def settings(measures: dict[str, Any], components: dict[str, Any]) -> Settings:
+    overrides = {"measures": measures, "health": {"components": components}}
+    return load_settings(None, env={}, overrides=overrides)
+
+
+def sessions(day: float, n: int = 1) -> list[dict[str, Any]]:
+    return [event("acme", "user.session", int(T0 + day * DAY) + k * 60_000) for k in range(n)]
+
+
+def last_health(h: Harness) -> dict[str, Any]:
+    return h.out["health"][-1]
+
+
+def test_a_declared_component_scores_its_measure_and_says_why() -> None:
+    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h.feed([*sessions(0, 30), clock(T0 + 5 * DAY + 2 * HOUR)])
+    record = last_health(h)
+    assert list(record["components"])[: len(COMPONENT_NAMES)] == list(COMPONENT_NAMES)
+    recency = record["components"]["recency"]
+    # Measured at midnight, 5 days after the first session, the last at 00:29.
+    assert recency["value"] == pytest.approx(5 - 29 / 1440, abs=1e-4)
+    weights = {
+        name: c["weight"] for name, c in record["components"].items() if c["value"] is not None
+    }
+    assert sum(weights.values()) == pytest.approx(100, abs=0.05)
+    assert recency["points"] == pytest.approx(
+        recency["weight"] * (1 - recency["value"] / 10), abs=0.01
+    )
+    [line] = [r for r in record["reasons"] if "since the last session" in r]
+    assert line.startswith("4.9799 days since the last session (none from 10) (-")
+
+
+def test_a_silent_tenant_loses_the_components_points_day_by_day() -> None:
+    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h.feed([*sessions(0, 30), clock(T0 + 12 * DAY)])
+    values = [r["components"]["recency"]["value"] for r in h.out["health"]]
+    assert values == sorted(values) and values[-1] > 10  # measured again each midnight
+    assert h.out["health"][-1]["components"]["recency"]["points"] == 0
+
+
+def test_without_data_its_weight_goes_to_the_others() -> None:
+    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h.feed([event("acme", "feature.used", T0, {"feature": "x"}), clock(T0 + 2 * DAY)])
+    record = last_health(h)
+    assert record["components"]["recency"] == {"value": None, "weight": 0.0, "points": 0.0}
+    assert any(r.startswith("no data for") and "recency" in r for r in record["reasons"])
+
+
+def test_when_gives_it_data_only_while_another_measure_has_a_value() -> None:
+    errors = {"kind": "count", "events": ["error.raised"], "window": "1d"}
+    calm = {
+        "measure": "errors",
+        "weight": 20,
+        "zero_at": 5,
+        "when": "quiet",
+        "reason": "{value} errors in the last day",
+    }
+    measures = {"quiet": QUIET, "errors": errors}
+    h = Harness(settings(measures, {"calm": calm}))
+    h.feed([event("acme", "feature.used", T0, {"feature": "x"}), clock(T0 + 2 * DAY)])
+    assert last_health(h)["components"]["calm"]["value"] is None  # no session yet
+    h.feed([*sessions(2, 1), clock(T0 + 4 * DAY)])
+    assert last_health(h)["components"]["calm"]["value"] == 0.0  # no errors, and active
+
+
+def test_per_another_measure_and_against_the_window_before() -> None:
+    measures = {
+        "users": {
+            "kind": "distinct",
+            "events": ["user.session"],
+            "field": "user_id",
+            "window": "7d",
+        },
+        "seats": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.seats"},
+        "week": {"kind": "count", "events": ["user.session"], "window": "7d"},
+    }
+    components = {
+        "seat_use": {
+            "measure": "users",
+            "per": "seats",
+            "weight": 10,
+            "full_at": 0.8,
+            "reason": "{value} of seats used",
+        },
+        "trend": {
+            "measure": "week",
+            "versus": "previous_window",
+            "min_previous": 4,
+            "weight": 10,
+            "full_at": 1,
+            "reason": "sessions at {value} of the week before",
+        },
+    }
+    users = [
+        {**event("acme", "user.session", T0 + k * HOUR), "user_id": f"u{k % 3}"} for k in range(8)
+    ]
+    later = [{**event("acme", "user.session", T0 + 7 * DAY + HOUR), "user_id": "u0"}]
+    contract = event("acme", "contract.updated", T0, {"seats": 10})
+    h = Harness(settings(measures, components))
+    h.feed([contract, *users, *later, clock(T0 + 8 * DAY)])
+    record = last_health(h)
+    assert record["components"]["seat_use"]["value"] == pytest.approx(0.1)  # u0 in 7 days
+    assert record["components"]["trend"]["value"] == pytest.approx(1 / 8)
+    assert "sessions at 0.125 of the week before" in " ".join(record["reasons"])
+
+
+def test_equals_is_full_points_or_none() -> None:
+    measures = {
+        "sponsor_now": {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"}
+    }
+    backed = {
+        "measure": "sponsor_now",
+        "weight": 10,
+        "equals": "active",
+        "reason": "the sponsor is {value}",
+    }
+    h = Harness(settings(measures, {"backed": backed}))
+    h.feed([event("acme", "sponsor.changed", T0, {"status": "departed"}), clock(T0 + DAY)])
+    backing = last_health(h)["components"]["backed"]
+    assert (backing["value"], backing["points"]) == (0.0, 0.0) and backing["weight"] > 0
+
+
+def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afresh() -> None:
+    chosen = settings({"quiet": QUIET}, {"recency": RECENCY})
+    stream = [*sessions(0, 10), *sessions(3, 2), clock(T0 + 3 * DAY + 5 * HOUR)]
+    rest = [*sessions(6, 1), clock(T0 + 9 * DAY)]
+    straight = Harness(chosen).feed(stream).feed(rest)
+    h = Harness(chosen).feed(stream)
+    saved = restored(h.engine)
+    assert set(saved.tenants["acme"].components) == {"recency"}
+    h.engine = ShardEngine(chosen, h.rules, saved)
+    h.feed(rest)
+    assert h.out == straight.out
+    steeper = settings({"quiet": QUIET}, {"recency": {**RECENCY, "zero_at": 4}})
+    again = Harness(steeper).feed(stream)
+    again.engine = ShardEngine(steeper, again.rules, restored(h.engine))
+    again.feed([clock(T0 + 9 * DAY + HOUR)])
+    recency = last_health(again)["components"]["recency"]  # measured under its new scale
+    assert recency["points"] == pytest.approx(
+        recency["weight"] * (1 - recency["value"] / 4), abs=0.01
+    )
+
+
+@pytest.mark.parametrize(
+    ("component", "said"),
+    [
+        (
+            {**RECENCY, "measure": "nothing"},
+            "health.components.recency.measure: no measure 'nothing'",
+        ),
+        ({**RECENCY, "when": "nothing"}, "health.components.recency.when: no measure 'nothing'"),
+        ({**RECENCY, "full_at": 3}, "one scale: full_at, zero_at or equals"),
+        ({k: v for k, v in RECENCY.items() if k != "zero_at"}, "one scale"),
+        ({**RECENCY, "reason": "{days} quiet"}, "reason: no {days} to say"),
+        ({**RECENCY, "reason": "{value:.1f} days"}, "placeholders take no format"),
+        ({**RECENCY, "reason": "{value days"}, "reason:"),
+        ({**RECENCY, "zero_at": None, "equals": "x"}, "equals is for latest measures"),
+        ({**RECENCY, "versus": "previous_window"}, "previous_window is for count or sum"),
+    ],
+)
+def test_a_component_that_cannot_be_measured_is_refused_with_its_key(
+    component: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings({"quiet": QUIET}, {"recency": component})
+    assert said in str(refused.value)
+
+
+def test_at_most_32_components_in_all() -> None:
+    many = {f"c{n}": RECENCY for n in range(23)}
+    with pytest.raises(ConfigError, match="at most 32 health components in all"):
+        settings({"quiet": QUIET}, many)
+    assert (
+        len(settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components.declared)
+        == 22
+    )
