@@ -4,13 +4,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::rc::Rc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::fmt::floor_to;
-
-type Id = Rc<str>;
+use crate::store::Id;
 
 /// What falls at an instant the clock stops at.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,14 +1,14 @@
 //! De-duplication: the keys of the events accepted, by the day of their event time,
 //! forgotten a day at a time once older than `dedup_retention`.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 #[derive(Default)]
 pub struct Seen {
-    by_day: HashMap<i64, Vec<Rc<str>>>,
-    keys: HashSet<Rc<str>>,
+    by_day: HashMap<i64, Vec<Arc<str>>>,
+    keys: HashSet<Arc<str>>,
     /// A store of a Vigil that kept ids without their tenant: until this day's ids are
     /// forgotten, an event's bare id is looked up too (ShardState.bare_ids_until).
     pub bare_ids_until: Option<i64>,
@@ -25,8 +25,8 @@ impl Seen {
     }
 
     /// Remembers the event last asked about, under the day of `day`; returns its key.
-    pub fn remember(&mut self, day: i64) -> Rc<str> {
-        let key: Rc<str> = Rc::from(self.key.as_str());
+    pub fn remember(&mut self, day: i64) -> Arc<str> {
+        let key: Arc<str> = Arc::from(self.key.as_str());
         self.keys.insert(key.clone());
         self.by_day.entry(day).or_default().push(key.clone());
         key
@@ -68,7 +68,7 @@ impl Seen {
 
     /// Takes over a day's keys from a snapshot.
     pub fn restore_day(&mut self, day: i64, keys: Vec<String>) {
-        let keys: Vec<Rc<str>> = keys.into_iter().map(Rc::from).collect();
+        let keys: Vec<Arc<str>> = keys.into_iter().map(Arc::from).collect();
         self.keys.extend(keys.iter().cloned());
         self.by_day.insert(day, keys);
     }

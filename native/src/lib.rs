@@ -21,7 +21,7 @@ mod signals;
 mod store;
 mod tenant;
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -67,7 +67,7 @@ enum Found {
     },
 }
 
-#[pyclass(unsendable)]
+#[pyclass]
 struct ShardCore {
     event_type: Py<PyAny>,
     to_iso: Py<PyAny>,
@@ -728,7 +728,7 @@ impl ShardCore {
             let index = match self.store.tenants.get_index_of(tenant_str) {
                 Some(index) => index,
                 None => {
-                    let id: Rc<str> = tenant_str.into();
+                    let id: Arc<str> = tenant_str.into();
                     self.clock.rescore_after(ts + self.cfg.warmup, &id);
                     let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
                     tenant.measured = self.declared.fresh();

@@ -2,7 +2,7 @@
 //! leave in event-time order (at one instant: an item's creation before its end, then
 //! by de-duplication key), whatever order they arrived in.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -15,7 +15,7 @@ use crate::tenant::Payload;
 pub struct Pending {
     pub ts: i64,
     pub life: u8,
-    pub key: Rc<str>,
+    pub key: Arc<str>,
     pub item: Queued,
 }
 

@@ -1,14 +1,14 @@
 //! The shard's tenants: who is held, in the order the engine visits them, which changed
 //! since the last snapshot, which wait to be re-scored, and how many are in each zone.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::tenant::Tenant;
 
-pub type Id = Rc<str>;
+pub type Id = Arc<str>;
 
 #[derive(Default)]
 pub struct Store {

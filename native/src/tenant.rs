@@ -3,7 +3,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -185,7 +185,7 @@ pub struct Buckets {
 }
 
 pub struct Tenant {
-    pub tenant_id: Rc<str>,
+    pub tenant_id: Arc<str>,
     pub py_id: Py<PyString>,
     pub first_seen: i64,
     pub segment: Option<String>,
@@ -232,7 +232,7 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn new(tenant_id: Rc<str>, py_id: Py<PyString>, first_seen: i64) -> Self {
+    pub fn new(tenant_id: Arc<str>, py_id: Py<PyString>, first_seen: i64) -> Self {
         Tenant {
             tenant_id,
             py_id,
