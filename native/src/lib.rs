@@ -12,10 +12,12 @@ mod dedup;
 mod event;
 mod findings;
 mod fmt;
+mod health;
 mod ids;
 mod intake;
 mod measures;
 mod queue;
+mod restore;
 mod score;
 mod signals;
 mod store;
@@ -25,16 +27,15 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use fmt::{floor_div, floor_to, py_round};
-use queue::{life_order, Pending, Queue, Queued, SavedQueued};
-use score::{measure_key, Parts, Scorer};
+use fmt::{floor_div, floor_to};
+use queue::{life_order, Pending, Queue, Queued};
+use score::{Parts, Scorer};
 use tenant::{
-    Buckets, Measure, Payload, Tenant, Val, ALL_STALE, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS,
-    KEY_REFUSED, MS_PER_DAY, MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
+    Buckets, Payload, Tenant, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS, KEY_REFUSED, MS_PER_DAY,
+    MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
 };
 
 use store::Id;
@@ -103,19 +104,6 @@ fn get<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, path: &str) -> P
         at = at.getattr(name)?;
     }
     at.extract().map_err(Into::into)
-}
-
-fn zone_of(score: f64, cut: &[f64; 3]) -> &'static str {
-    let rounded = (score + 0.5).trunc();
-    if rounded >= cut[0] {
-        "green"
-    } else if rounded >= cut[1] {
-        "yellow"
-    } else if rounded >= cut[2] {
-        "orange"
-    } else {
-        "red"
-    }
 }
 
 #[pymethods]
@@ -412,189 +400,11 @@ impl ShardCore {
     /// the health components' settings changed, so the scores kept as the drop window's
     /// peaks are of another model (a new score below them would be no customer's fall).
     fn restore(&mut self, state: &Bound<'_, PyAny>, reset_peaks: bool) -> PyResult<()> {
-        for tenant in state
-            .getattr("tenants")?
-            .call_method0("values")?
-            .try_iter()?
-        {
-            let tenant = tenant?;
-            let saved = tenant.getattr("measured").ok();
-            let raised: Vec<String> = match tenant.getattr("signals_raised") {
-                Ok(names) => names.extract()?,
-                Err(_) => Vec::new(), // a store of a version without declared signals
-            };
-            let saved_components = tenant.getattr("components").ok();
-            let mut tenant = Tenant::from_py(&tenant)?;
-            tenant.measured = self.declared.restored(saved)?;
-            self.restore_components(&mut tenant, saved_components)?;
-            for (index, name) in self.declared_names.iter().enumerate() {
-                if raised.contains(name) {
-                    tenant.declared_active |= 1 << index;
-                }
-            }
-            self.store.insert(tenant);
-        }
-        let event_type = self.event_type.bind(state.py()).clone();
-        for entry in state.getattr("pending")?.try_iter()? {
-            // A store of an older format kept the decoded event, and the oldest ones no
-            // place in life nor key: worked out here.
-            let (ts, life, key, held): (i64, Option<String>, Option<String>, Bound<'_, PyAny>) =
-                entry?.extract()?;
-            let item = if held.get_type().is(&event_type) {
-                self.queued(held.cast::<PyTuple>()?)?
-            } else {
-                let (tenant, kind, segment, attrs, touches): SavedQueued<'_> = held.extract()?;
-                let segment = match segment {
-                    Some(segment) => Some(self.shared(state.py(), segment.to_str()?)),
-                    None => None,
-                };
-                Queued {
-                    payload: Payload::read(kind.to_str()?, &attrs)?,
-                    touches: self.declared.touches_from_py(&touches)?,
-                    tenant: tenant.unbind(),
-                    kind: self.shared(state.py(), kind.to_str()?),
-                    segment,
-                }
-            };
-            let life = match life {
-                Some(life) => life
-                    .parse()
-                    .map_err(|_| pyo3::exceptions::PyValueError::new_err("life"))?,
-                None => {
-                    let fields = held.cast::<PyTuple>()?;
-                    let kind: String = fields.get_item(event::TYPE)?.extract()?;
-                    life_order(&kind, &fields.get_item(event::ATTRS)?)?
-                }
-            };
-            let key = match key {
-                Some(key) => key,
-                None => {
-                    let fields = held.cast::<PyTuple>()?;
-                    let tenant_id: String = fields.get_item(event::TENANT_ID)?.extract()?;
-                    let event_id: String = fields.get_item(event::EVENT_ID)?.extract()?;
-                    self.seen.key_of(&tenant_id, &event_id)
-                }
-            };
-            self.queue.push(Pending {
-                ts,
-                life,
-                key: key.into(),
-                item,
-            });
-        }
-        let days: HashMap<i64, Vec<String>> = state.getattr("seen_by_day")?.extract()?;
-        for (day, keys) in days {
-            self.seen.restore_day(day, keys);
-        }
-        self.seen.bare_ids_until = state.getattr("bare_ids_until")?.extract()?;
-        self.clock.source_wms = state.getattr("source_wms")?.extract()?;
-        self.clock.watermark = state.getattr("watermark")?.extract()?;
-        self.clock.next_step = state.getattr("next_step")?.extract()?;
-        let windows: HashMap<i64, HashSet<String>> = state.getattr("error_windows")?.extract()?;
-        for (end, ids) in windows {
-            let ids = ids.iter().map(|t| self.store.id(t)).collect();
-            self.error_windows.insert(end, ids);
-        }
-        let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
-        self.store.dirty = dirty.iter().map(|t| self.store.id(t)).collect();
-        self.resume(reset_peaks);
-        Ok(())
+        self.restore_state(state, reset_peaks)
     }
 }
 
 impl ShardCore {
-    /// A restored tenant's declared components: those saved under their declaration as
-    /// they were, the others to be measured (declared since, or changed).
-    fn restore_components(
-        &self,
-        tenant: &mut Tenant,
-        saved: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let saved = match saved {
-            Some(saved) => Some(saved.cast_into::<PyDict>()?),
-            None => None, // a store of a version without declared components
-        };
-        tenant.components = vec![None; self.scorer.declared.len()];
-        for (index, component) in self.scorer.declared.iter().enumerate() {
-            let entry = match &saved {
-                Some(saved) => saved.get_item(&component.name)?,
-                None => None,
-            };
-            match entry {
-                Some(entry) => {
-                    let (digest, measure): (String, Bound<'_, PyAny>) = entry.extract()?;
-                    if digest != component.digest {
-                        tenant.stale |= 1 << (COMPONENTS + index);
-                        continue;
-                    }
-                    tenant.components[index] = tenant::measure_from_py(&measure)?;
-                }
-                None => tenant.stale |= 1 << (COMPONENTS + index),
-            }
-        }
-        Ok(())
-    }
-
-    /// What a restored shard works out again from its tenants.
-    fn resume(&mut self, reset_peaks: bool) {
-        let ids: Vec<Id> = self.store.tenants.keys().cloned().collect();
-        for tenant_id in &ids {
-            let tenant = &self.store.tenants[tenant_id];
-            let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
-            due.extend(
-                tenant
-                    .pressure_by_hour
-                    .keys()
-                    .map(|hour| (hour + PRESSURE_HOURS + 1) * MS_PER_HOUR),
-            );
-            // Saved measures are those of the settings the store ran with: every tenant is
-            // measured again at the first step, but for the day-based components, which
-            // every tenant has measured at midnight (sooner would move a look-back by part
-            // of a day), and scored even if no measure moved, as the weights may have.
-            // Unchanged, the score comes out the same, and nothing is written.
-            if let Some(next) = self.clock.next_step {
-                self.store.tenants[tenant_id].stale |= ALL_STALE & !DAY_BASED;
-                due.push(next);
-            }
-            for instant in due {
-                self.clock.rescore_after(instant, tenant_id);
-            }
-            if reset_peaks {
-                self.store.tenants[tenant_id].recent_scores.clear();
-            }
-        }
-        self.reweigh = true;
-        // Deadlines of the stall period in force now, for the onboardings under way whose
-        // current stretch without progress was not signalled yet.
-        let stall_after = self.cfg.stall_after;
-        let deadlines = self
-            .store
-            .tenants
-            .values()
-            .filter(|t| t.onboarding_open())
-            .filter_map(|t| {
-                let progress = t.last_progress?;
-                let signalled = t.stall_signalled_at.is_some_and(|at| at > progress);
-                (!signalled).then(|| (progress + stall_after + 1, t.tenant_id.clone()))
-            });
-        self.clock.set_deadlines(deadlines);
-    }
-
-    /// to_iso as a Python string; the step's instant is asked for by every record of it.
-    fn iso<'py>(&mut self, py: Python<'py>, ms: i64) -> PyResult<Bound<'py, PyAny>> {
-        if let Some((at, text)) = &self.last_iso {
-            if *at == ms {
-                return Ok(text.bind(py).clone().into_any());
-            }
-        }
-        let text = match fmt::to_iso(ms) {
-            Some(text) => PyString::new(py, &text),
-            None => self.to_iso.bind(py).call1((ms,))?.cast_into::<PyString>()?,
-        };
-        self.last_iso = Some((ms, text.clone().unbind()));
-        Ok(text.into_any())
-    }
-
     fn accept(
         &mut self,
         py: Python<'_>,
@@ -1014,243 +824,6 @@ impl ShardCore {
             past_errors: history.iter().sum(),
         })
     }
-
-    /// The tenant as a fact about it describes it now; the rules' cooldowns for it may
-    /// change, so it counts as touched.
-    fn context(&mut self, py: Python<'_>, tenant_id: &str) -> PyResult<Py<findings::Context>> {
-        let context = match self.store.tenants.get_mut(tenant_id) {
-            Some(t) => {
-                self.store.touched.insert(t.tenant_id.clone());
-                let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
-                findings::Context {
-                    segment: t.segment.clone(),
-                    score: t.score,
-                    zone: t.zone,
-                    reasons: t.reasons.clone(),
-                    cooldowns: cooldowns.clone_ref(py),
-                }
-            }
-            None => findings::Context {
-                segment: None,
-                score: None,
-                zone: None,
-                reasons: String::new(),
-                cooldowns: PyDict::new(py).unbind(),
-            },
-        };
-        Py::new(py, context)
-    }
-
-    fn score(
-        &mut self,
-        py: Python<'_>,
-        tenant_id: &str,
-        now: i64,
-        out: &Bound<'_, PyList>,
-        reweigh: bool,
-    ) -> PyResult<()> {
-        let cut = self.cfg.zones;
-        let tenant = self
-            .store
-            .tenants
-            .get_mut(tenant_id)
-            .expect("dirty tenants exist");
-        let exact = self.scorer.rescore(tenant, &self.declared, now, reweigh);
-        let mut health = None;
-        if let Some(exact) = exact {
-            let rounded = (exact + 0.5).trunc() as i64;
-            let zone = zone_of(exact, &cut);
-            if Some(rounded) != tenant.score || Some(zone) != tenant.zone {
-                health = Some((exact, rounded, zone));
-                self.record_health(py, tenant_id, rounded, zone, now, out)?;
-            }
-        }
-        let tenant = &self.store.tenants[tenant_id];
-        let Some(zone) = tenant.zone else {
-            return Ok(());
-        };
-        // Enough history to call a zone or a drop.
-        let warm = now - tenant.first_seen >= self.cfg.warmup;
-        if warm && Some(zone) != tenant.zone_announced {
-            let from_zone = tenant.zone_announced;
-            let score = tenant.score.expect("scored");
-            let context = self.context(py, tenant_id)?;
-            self.store.tenants[tenant_id].zone_announced = Some(zone);
-            let changed = findings::ZoneChanged {
-                tenant_id: tenant_id.to_string(),
-                at: now,
-                score,
-                zone,
-                from_zone,
-                context,
-            };
-            out.append(Py::new(py, changed)?)?;
-        }
-        if let Some((exact, rounded, zone)) = health {
-            self.check_score_drop(py, tenant_id, (exact, rounded, zone), now, out, warm)?;
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_health(
-        &mut self,
-        py: Python<'_>,
-        tenant_id: &str,
-        rounded: i64,
-        zone: &'static str,
-        now: i64,
-        out: &Bound<'_, PyList>,
-    ) -> PyResult<()> {
-        self.store.set_zone(tenant_id, zone);
-        let tenant = self.store.tenants.get_mut(tenant_id).expect("scored");
-        tenant.score = Some(rounded);
-        let measures = self.scorer.all_measures(tenant);
-        let weights = self
-            .scorer
-            .weights(&measures)
-            .expect("a score was computed from them");
-        let tenant = &self.store.tenants[tenant_id];
-        let components = PyDict::new(py);
-        for index in 0..self.scorer.total() {
-            let key = measure_key(index, measures[index], weights[index]);
-            let entry = match self.entries.get(&key) {
-                Some(entry) => entry.bind(py).clone(),
-                None => {
-                    let entry = component_entry(py, measures[index], weights[index])?;
-                    if self.entries.len() >= self.scorer.memo_size {
-                        self.entries.clear(); // bounded (vigil.engine.shard.MEMO_SIZE)
-                    }
-                    self.entries.insert(key, entry.clone().unbind());
-                    entry
-                }
-            };
-            components.set_item(self.names[index].bind(py), entry)?;
-        }
-        let mut said = self.scorer.reasons(tenant, &measures, &weights, now);
-        let until = tenant.first_seen + self.cfg.warmup;
-        let py_id = tenant.py_id.clone_ref(py);
-        let reasons_kept = said.join("; ");
-        let ts = self.iso(py, now)?;
-        if now < until {
-            let when = match fmt::to_iso(until) {
-                Some(text) => text,
-                None => self.to_iso.bind(py).call1((until,))?.extract()?,
-            };
-            said.push(format!(
-                "new account, warming up until {when}: its zone and score drops are not handed to the rules before then"
-            ));
-        }
-        let record = PyDict::new(py);
-        let id = ids::stable_id(
-            "health",
-            &[
-                tenant_id,
-                ts.cast::<PyString>()?.to_str()?,
-                &rounded.to_string(),
-                zone,
-            ],
-        );
-        record.set_item(intern!(py, "health_id"), id)?;
-        record.set_item(intern!(py, "tenant_id"), py_id)?;
-        record.set_item(intern!(py, "ts"), ts)?;
-        record.set_item(intern!(py, "score"), rounded)?;
-        record.set_item(intern!(py, "zone"), zone_str(py, zone))?;
-        record.set_item(intern!(py, "components"), &components)?;
-        let reasons = PyList::new(py, said)?;
-        record.set_item(intern!(py, "reasons"), &reasons)?;
-        self.store.tenants[tenant_id].reasons = reasons_kept;
-        untrack(components.as_any());
-        untrack(reasons.as_any());
-        untrack(record.as_any());
-        out.append((intern!(py, "health"), record))?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn check_score_drop(
-        &mut self,
-        py: Python<'_>,
-        tenant_id: &str,
-        (score, rounded, zone): (f64, i64, &'static str),
-        now: i64,
-        out: &Bound<'_, PyList>,
-        warm: bool,
-    ) -> PyResult<()> {
-        let since = now - self.cfg.drop_window;
-        let tenant = &self.store.tenants[tenant_id];
-        // The scores recorded since the window opened, and the one in force as it opened:
-        // a score is recorded when it changes, so a flat one was recorded before the window.
-        let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
-        let mut recent: Vec<(i64, f64)> = tenant.recent_scores[opened.saturating_sub(1)..].to_vec();
-        let peak = recent
-            .iter()
-            .map(|(_, s)| *s)
-            .reduce(fmt::py_max)
-            .unwrap_or(score);
-        if warm && peak - score >= self.cfg.drop_points {
-            recent.clear(); // a continuing fall must lose drop_points again to re-fire
-            let dropped = findings::ScoreDropped {
-                tenant_id: tenant_id.to_string(),
-                at: now,
-                score: rounded,
-                zone,
-                peak,
-                context: self.context(py, tenant_id)?,
-            };
-            out.append(Py::new(py, dropped)?)?;
-        }
-        while recent.last().is_some_and(|(_, s)| *s <= score) {
-            recent.pop();
-        }
-        recent.push((now, score));
-        self.store.tenants[tenant_id].recent_scores = recent;
-        Ok(())
-    }
-}
-
-/// Takes a part of a health record out of Python's cycle collector: a record holds
-/// strings, numbers and containers of those only, and is never changed once made, so
-/// it can be in no cycle; tracked, every young-generation collection walks every record
-/// not yet written (CPython untracks such tuples and dicts itself, but only once a
-/// collection has walked them).
-fn untrack(container: &Bound<'_, PyAny>) {
-    // SAFETY: a live object we hold a reference to, of a type the collector tracks.
-    unsafe { pyo3::ffi::PyObject_GC_UnTrack(container.as_ptr().cast()) }
-}
-
-/// A zone's name, as one Python string for every record.
-fn zone_str<'py>(py: Python<'py>, zone: &str) -> &'py Bound<'py, PyString> {
-    match zone {
-        "green" => intern!(py, "green"),
-        "yellow" => intern!(py, "yellow"),
-        "orange" => intern!(py, "orange"),
-        _ => intern!(py, "red"),
-    }
-}
-
-fn component_entry<'py>(
-    py: Python<'py>,
-    measure: Measure,
-    weight: f64,
-) -> PyResult<Bound<'py, PyDict>> {
-    let entry = PyDict::new(py);
-    match measure {
-        None => {
-            entry.set_item(intern!(py, "value"), py.None())?;
-            entry.set_item(intern!(py, "weight"), py_round(weight, 2))?;
-            entry.set_item(intern!(py, "points"), 0.0)?;
-        }
-        Some((value, share)) => {
-            match value {
-                Val::Int(n) => entry.set_item(intern!(py, "value"), n)?,
-                Val::Float(x) => entry.set_item(intern!(py, "value"), x)?,
-            }
-            entry.set_item(intern!(py, "weight"), py_round(weight, 2))?;
-            entry.set_item(intern!(py, "points"), py_round(weight * share, 2))?;
-        }
-    }
-    Ok(entry)
 }
 
 #[pymodule]
