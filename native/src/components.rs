@@ -5,7 +5,7 @@
 use pyo3::prelude::*;
 
 use crate::declared::Declared;
-use crate::fmt::{g, py_max, py_min, py_round};
+use crate::fmt::{f0, g, py_max, py_min, py_round};
 use crate::measures::{Reading, State};
 use crate::tenant::{Measure, Val};
 
@@ -38,32 +38,73 @@ pub struct Component {
     against: Against,
     /// The component has data only while this measure has a value.
     when: Option<usize>,
-    /// The reason, as text and the places its value goes (true).
-    reason: Vec<(String, bool)>,
+    /// Its value counts things: said as a whole number.
+    whole: bool,
+    /// The reason, as text and the places its value goes.
+    reason: Vec<Piece>,
+}
+
+/// A piece of a reason.
+enum Piece {
+    Text(String),
+    /// The value: a whole number, or as Python's `:g` says it.
+    Value,
+    /// The value and the word for it: "1 session", "3 sessions".
+    Counted(String, String),
+    /// The value as a percentage, and its percentage below 1 ("down 30%").
+    Pct,
+    DownPct,
 }
 
 /// A component's declaration as vigil.engine.measures.compiled gives it: (name, digest,
-/// weight, measure, scale ("full_at", "zero_at" or "equals"), its number, its text,
-/// per measure, whether against the window before, min_previous, when measure, reason).
+/// weight, measure, (scale: "full_at", "zero_at" or "equals", its number, its text),
+/// (per measure, whether against the window before, min_previous), when measure,
+/// whether it counts, reason pieces (what, text)).
 pub type ComponentTuple = (
     String,
     String,
     f64,
     usize,
-    String,
-    f64,
-    Option<String>,
+    (String, f64, Option<String>),
+    (Option<usize>, bool, f64),
     Option<usize>,
     bool,
-    f64,
-    Option<usize>,
-    Vec<(String, bool)>,
+    Vec<(String, String)>,
 );
 
 impl Component {
     pub fn new(declared: &mut Declared, spec: ComponentTuple) -> PyResult<Self> {
-        let (name, digest, weight, measure, scale, at, equals, per, previous, least, when, reason) =
-            spec;
+        let (
+            name,
+            digest,
+            weight,
+            measure,
+            (scale, at, equals),
+            (per, previous, least),
+            when,
+            whole,
+            pieces,
+        ) = spec;
+        let reason = pieces
+            .into_iter()
+            .map(|(what, text)| {
+                Ok(match what.as_str() {
+                    "text" => Piece::Text(text),
+                    "value" => Piece::Value,
+                    "pct" => Piece::Pct,
+                    "down_pct" => Piece::DownPct,
+                    "counted" => match text.split_once('|') {
+                        Some((one, many)) => Piece::Counted(one.into(), many.into()),
+                        None => Piece::Counted(text.clone(), text),
+                    },
+                    other => {
+                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                            "{name}: no reason piece {other:?}"
+                        )))
+                    }
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let scale = match (scale.as_str(), equals) {
             ("full_at", _) => Scale::FullAt(at),
             ("zero_at", _) => Scale::ZeroAt(at),
@@ -90,8 +131,18 @@ impl Component {
             scale,
             against,
             when,
+            whole,
             reason,
         })
+    }
+
+    /// The declared measures it reads.
+    pub fn reads(&self) -> impl Iterator<Item = usize> {
+        let per = match self.against {
+            Against::Per(per) => Some(per),
+            _ => None,
+        };
+        [Some(self.measure), per, self.when].into_iter().flatten()
     }
 
     /// (the value, the share of the weight it earns) at `now`, or None: no data.
@@ -128,19 +179,31 @@ impl Component {
             Scale::ZeroAt(zero) => py_max(0.0, 1.0 - value / zero),
             Scale::Equals(_) => unreachable!("answered above"),
         };
-        Some((Val::Float(py_round(value, 4)), share))
+        let said = if self.whole && value.fract() == 0.0 {
+            Val::Int(value as i64)
+        } else {
+            Val::Float(py_round(value, 3))
+        };
+        Some((said, share))
     }
 
     /// The reason for the points it loses, with its value said.
     pub fn explain(&self, value: Val) -> String {
+        let number = match value {
+            Val::Int(n) => n.to_string(),
+            Val::Float(x) => g(x),
+        };
+        let x = value.as_f64();
         self.reason
             .iter()
-            .map(|(text, is_value)| {
-                if *is_value {
-                    g(value.as_f64())
-                } else {
-                    text.clone()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.clone(),
+                Piece::Value => number.clone(),
+                Piece::Counted(one, many) => {
+                    format!("{number} {}", if x == 1.0 { one } else { many })
                 }
+                Piece::Pct => f0(100.0 * x),
+                Piece::DownPct => f0(100.0 * (1.0 - x)),
             })
             .collect()
     }
@@ -152,26 +215,33 @@ mod tests {
 
     #[test]
     fn a_reason_says_the_value_as_python_would() {
-        let component = Component {
-            name: "recency".into(),
+        let component = |reason: Vec<Piece>| Component {
+            name: "c".into(),
             digest: String::new(),
             weight: 10.0,
             measure: 0,
             scale: Scale::ZeroAt(14.0),
             against: Against::Itself,
             when: None,
-            reason: vec![
-                (String::new(), true),
-                (" days since the last session (none from 14)".into(), false),
-            ],
+            whole: false,
+            reason,
         };
-        assert_eq!(
-            component.explain(Val::Float(3.5)),
-            "3.5 days since the last session (none from 14)"
-        );
-        assert_eq!(
-            component.explain(Val::Float(12.0)),
-            "12 days since the last session (none from 14)"
-        );
+        let days = component(vec![
+            Piece::Value,
+            Piece::Text(" days (none from 14)".into()),
+        ]);
+        assert_eq!(days.explain(Val::Float(3.5)), "3.5 days (none from 14)");
+        assert_eq!(days.explain(Val::Float(12.0)), "12 days (none from 14)");
+        let sessions = component(vec![Piece::Counted("session".into(), "sessions".into())]);
+        assert_eq!(sessions.explain(Val::Int(1)), "1 session");
+        assert_eq!(sessions.explain(Val::Int(3)), "3 sessions");
+        let trend = component(vec![
+            Piece::Text("down ".into()),
+            Piece::DownPct,
+            Piece::Text("%, at ".into()),
+            Piece::Pct,
+            Piece::Text("%".into()),
+        ]);
+        assert_eq!(trend.explain(Val::Float(0.079)), "down 92%, at 8%");
     }
 }

@@ -262,6 +262,46 @@ impl Declared {
         Ok(touched)
     }
 
+    /// The instants at which what an event at `ts` fed leaves or enters a window at an
+    /// instant other than midnight (when every tenant is measured again anyway): a
+    /// tenant's components and signals over such windows are looked at again then.
+    pub fn moves(&self, ts: i64, touches: &[Touched]) -> Vec<i64> {
+        let mut instants = Vec::new();
+        for touched in touches {
+            if let Touch::Feed(_) = touched.touch {
+                self.measures[touched.measure].spec.moves(ts, &mut instants);
+            }
+        }
+        instants
+    }
+
+    /// The instants at which what the measures hold leaves or enters a window (see
+    /// `moves`), for a restored tenant.
+    pub fn held_moves(&self, states: &[State]) -> Vec<i64> {
+        let mut instants = Vec::new();
+        for (state, measure) in states.iter().zip(&self.measures) {
+            for at in state.times() {
+                measure.spec.moves(at, &mut instants);
+            }
+        }
+        instants
+    }
+
+    /// How many measures are declared.
+    pub fn len(&self) -> usize {
+        self.measures.len()
+    }
+
+    /// The measures an event's touches feed or close items of.
+    pub fn touched(touches: &[Touched]) -> impl Iterator<Item = usize> + Clone + '_ {
+        touches.iter().map(|t| t.measure)
+    }
+
+    /// Whether a measure's value moves between midnights (see Spec::moves_within_days).
+    pub fn moves_within_days(&self, measure: usize) -> bool {
+        self.measures[measure].spec.moves_within_days()
+    }
+
     /// Fold an event's touches into the tenant's measures; the names of the measures
     /// that refused a new key.
     pub fn apply(

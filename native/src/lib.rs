@@ -90,6 +90,9 @@ struct ShardCore {
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
+    // The declared components over measures whose windows move between midnights:
+    // measured again when those move (see Spec::moves).
+    moving_readers: u32,
     // The measures and signals declared in the settings.
     declared: declared::Declared,
     // Their signals' names, in declaration order.
@@ -169,6 +172,14 @@ impl ShardCore {
                 score::MAX_COMPONENTS
             )));
         }
+        let moving: Vec<usize> = (0..declared_core.len())
+            .filter(|m| declared_core.moves_within_days(*m))
+            .collect();
+        let moving_readers = components
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.reads().any(|m| moving.contains(&m)))
+            .fold(0u32, |bits, (index, _)| bits | 1 << (COMPONENTS + index));
         // The components' names as record keys: the built-in ones, then the declared.
         let record_names: Vec<Py<PyString>> = names
             .iter()
@@ -228,6 +239,7 @@ impl ShardCore {
             entries: HashMap::default(),
             last_iso: None,
             names: record_names,
+            moving_readers,
             declared: declared_core,
             declared_names: declared.getattr("signals")?.extract()?,
             shared_names: HashMap::default(),
@@ -557,7 +569,13 @@ impl ShardCore {
             let refused_key = item.payload.key().map(str::to_string);
             let effect = tenant.apply(ts, item.payload, &self.buckets);
             if !item.touches.is_empty() {
-                tenant.stale |= self.scorer.declared_bits(); // their measures may have moved
+                // The declared components over what the event feeds.
+                tenant.stale |= self
+                    .scorer
+                    .readers(declared::Declared::touched(&item.touches));
+                for instant in self.declared.moves(ts, &item.touches) {
+                    self.clock.rescore_after(instant, &tenant.tenant_id);
+                }
             }
             let refused = self.declared.apply(
                 &mut tenant.measured,
@@ -683,7 +701,8 @@ impl ShardCore {
         if let Some(ids) = self.clock.take_rescores(now) {
             for tenant_id in ids {
                 if let Some(due) = self.store.tenants.get_mut(&tenant_id) {
-                    due.stale |= CLOCK_MOVED; // errors may have left the 24 h
+                    // errors may have left the 24 h, events a declared measure's window
+                    due.stale |= CLOCK_MOVED | self.moving_readers;
                     self.store.dirty.insert(tenant_id);
                 }
             }

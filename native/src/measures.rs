@@ -93,6 +93,34 @@ impl Spec {
         self.first_bucket(now) + self.window
     }
 
+    /// Whether what it counts moves in or out of its window between midnights (when
+    /// every tenant is measured again anyway): over buckets shorter than a day, or
+    /// calendar windows that close between midnights.
+    pub fn moves_within_days(&self) -> bool {
+        let day = crate::tenant::MS_PER_DAY;
+        match self.calendar {
+            _ if self.window == 0 => false,
+            None => self.bucket < day,
+            Some(origin) => self.window % day != 0 || origin % day != 0,
+        }
+    }
+
+    /// The instants at which an event at `ts` enters or leaves the window counted
+    /// (pushed to `instants`), if between midnights: for a rolling window, when its
+    /// bucket leaves; for a calendar one, when its window is the one counted, and after.
+    pub fn moves(&self, ts: i64, instants: &mut Vec<i64>) {
+        if !self.moves_within_days() {
+            return;
+        }
+        match self.calendar {
+            None => instants.push(floor_to(ts, self.bucket, 0) + self.window + 1),
+            Some(origin) => {
+                let closes = floor_to(ts, self.window, origin) + self.window;
+                instants.extend([closes, closes + self.window]);
+            }
+        }
+    }
+
     /// Whether a calendar window closes at `now`.
     pub fn closes_at(&self, now: i64) -> bool {
         self.calendar
@@ -273,6 +301,19 @@ impl State {
             sums[((bucket - first) / spec.window) as usize] += count;
         }
         sums
+    }
+
+    /// The times what it holds was bucketed or seen at (see Spec::moves).
+    pub fn times(&self) -> Vec<i64> {
+        match self {
+            State::Buckets(buckets) => buckets.iter().map(|(b, _)| *b).collect(),
+            State::Keys(keys) => keys.values().copied().collect(),
+            State::Shares(shares) => shares
+                .values()
+                .flat_map(|counts| counts.iter().map(|(b, _)| *b))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// A latest measure's value and the one before it.

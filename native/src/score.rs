@@ -97,6 +97,20 @@ impl Scorer {
         ((1u32 << self.declared.len()) - 1) << COMPONENTS
     }
 
+    /// The stale bits of the declared components that read any of `measures`.
+    pub fn readers(&self, measures: impl Iterator<Item = usize> + Clone) -> u32 {
+        let mut bits = 0;
+        for (index, component) in self.declared.iter().enumerate() {
+            if component
+                .reads()
+                .any(|m| measures.clone().any(|touched| touched == m))
+            {
+                bits |= 1 << (COMPONENTS + index);
+            }
+        }
+        bits
+    }
+
     /// Every component's measure as the tenant holds it.
     pub fn all_measures(&self, t: &Tenant) -> AllMeasures {
         let mut all = [None; MAX_COMPONENTS];

@@ -9,6 +9,7 @@ import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored
 
 from vigil.base.errors import ConfigError
+from vigil.base.timeutil import to_iso
 from vigil.config.settings import Settings, load_settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.tenant import COMPONENT_NAMES
@@ -42,7 +43,7 @@ def test_a_declared_component_scores_its_measure_and_says_why() -> None:
     assert list(record["components"])[: len(COMPONENT_NAMES)] == list(COMPONENT_NAMES)
     recency = record["components"]["recency"]
     # Measured at midnight, 5 days after the first session, the last at 00:29.
-    assert recency["value"] == pytest.approx(5 - 29 / 1440, abs=1e-4)
+    assert recency["value"] == round(5 - 29 / 1440, 3)
     weights = {
         name: c["weight"] for name, c in record["components"].items() if c["value"] is not None
     }
@@ -51,7 +52,7 @@ def test_a_declared_component_scores_its_measure_and_says_why() -> None:
         recency["weight"] * (1 - recency["value"] / 10), abs=0.01
     )
     [line] = [r for r in record["reasons"] if "since the last session" in r]
-    assert line.startswith("4.9799 days since the last session (none from 10) (-")
+    assert line.startswith("4.98 days since the last session (none from 10) (-")
 
 
 def test_a_silent_tenant_loses_the_components_points_day_by_day() -> None:
@@ -128,6 +129,29 @@ def test_per_another_measure_and_against_the_window_before() -> None:
     assert "sessions at 0.125 of the week before" in " ".join(record["reasons"])
 
 
+def test_a_count_is_said_as_a_whole_number_with_its_word() -> None:
+    week = {"kind": "count", "events": ["user.session"], "window": "7d"}
+    busy = {
+        "measure": "week",
+        "weight": 10,
+        "full_at": 20,
+        "reason": "{value:session|sessions} in 7 days (full points at {full_at})",
+    }
+    h = Harness(settings({"week": week}, {"busy": busy}))
+    h.feed([*sessions(0, 1), clock(T0 + DAY + HOUR)])
+    record = last_health(h)
+    assert record["components"]["busy"]["value"] == 1 and isinstance(
+        record["components"]["busy"]["value"], int
+    )
+    assert any(
+        r.startswith("1 session in 7 days (full points at 20) (-") for r in record["reasons"]
+    )
+    h.feed([*sessions(1.5, 2), clock(T0 + 2 * DAY + HOUR)])
+    assert any(
+        r.startswith("3 sessions in 7 days (full points at 20)") for r in last_health(h)["reasons"]
+    )
+
+
 def test_equals_is_full_points_or_none() -> None:
     measures = {
         "sponsor_now": {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"}
@@ -176,7 +200,9 @@ def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afr
         ({**RECENCY, "full_at": 3}, "one scale: full_at, zero_at or equals"),
         ({k: v for k, v in RECENCY.items() if k != "zero_at"}, "one scale"),
         ({**RECENCY, "reason": "{days} quiet"}, "reason: no {days} to say"),
-        ({**RECENCY, "reason": "{value:.1f} days"}, "placeholders take no format"),
+        ({**RECENCY, "reason": "{value:.1f} days"}, "a placeholder takes no format but"),
+        ({**RECENCY, "reason": "{zero_at:a|b} days"}, "a placeholder takes no format but"),
+        ({**RECENCY, "reason": "{value!r} days"}, "a placeholder takes no format but"),
         ({**RECENCY, "reason": "{value days"}, "reason:"),
         ({**RECENCY, "zero_at": None, "equals": "x"}, "equals is for latest measures"),
         ({**RECENCY, "versus": "previous_window"}, "previous_window is for count or sum"),
@@ -198,3 +224,30 @@ def test_at_most_32_components_in_all() -> None:
         len(settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components.declared)
         == 22
     )
+
+
+def test_errors_leaving_an_hourly_window_give_points_back_hour_by_hour() -> None:
+    day_of_errors = {"kind": "count", "events": ["error.raised"], "window": "24h", "bucket": "1h"}
+    calm = {"measure": "errors", "weight": 20, "zero_at": 10, "reason": "{value} errors in 24 h"}
+    chosen = settings({"errors": day_of_errors}, {"calm": calm})
+    burst = [event("acme", "error.raised", T0 + 2 * HOUR + n * 60_000) for n in range(5)]
+    burst += [event("acme", "error.raised", T0 + 5 * HOUR + n * 60_000) for n in range(5)]
+    h = Harness(chosen).feed([*sessions(0, 1), *burst, clock(T0 + 20 * HOUR)])
+    assert last_health(h)["components"]["calm"]["value"] == 10
+    h.feed([clock(T0 + 28 * HOUR)])  # the 02:00 hour left at 03:00 the next day
+    assert last_health(h)["components"]["calm"]["value"] == 5
+    assert last_health(h)["ts"] == to_iso(T0 + DAY + 3 * HOUR)
+    h.feed([clock(T0 + 32 * HOUR)])
+    assert last_health(h)["components"]["calm"]["value"] == 0
+    assert last_health(h)["ts"] == to_iso(T0 + DAY + 6 * HOUR)
+    # A restore knows when what it holds will leave, as the running shard did.
+    again = Harness(chosen).feed([*sessions(0, 1), *burst, clock(T0 + 20 * HOUR)])
+    again.engine = ShardEngine(chosen, again.rules, restored(again.engine))
+    again.feed([clock(T0 + 28 * HOUR), clock(T0 + 32 * HOUR)])
+    assert again.out["health"] == h.out["health"]
+
+
+def test_a_bucket_must_divide_the_window() -> None:
+    odd = {"kind": "count", "events": ["error.raised"], "window": "24h", "bucket": "5h"}
+    with pytest.raises(ConfigError, match=r"the bucket \(5h\) must divide the window \(1d\)"):
+        settings({"errors": odd}, {})

@@ -140,6 +140,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "window": "1h",
                 "calendar": True,
             },
+            "errors_day": {
+                "kind": "count",
+                "events": ["error.raised"],
+                "window": "24h",
+                "bucket": "1h",
+            },
         },
         "signals": {
             "seat_use": {"measure": "active_users", "per": "seats", "above": 0.3},
@@ -194,6 +200,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                     "equals": "active",
                     "weight": 5,
                     "reason": "no active sponsor",
+                },
+                "calm": {
+                    "measure": "errors_day",
+                    "weight": 10,
+                    "zero_at": 20,
+                    "when": "quiet",
+                    "reason": "{value:error|errors} in 24 h (none from {zero_at})",
                 },
                 "trend": {
                     "measure": "sessions",

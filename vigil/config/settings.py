@@ -315,6 +315,10 @@ class MeasureSettings(_Section):
     # tenant is evaluated when one closes, and a signal over it is raised for each window
     # it holds in, not once per crossing.
     calendar: bool = False
+    # What the window's counts are kept in: by default whole days for a window of whole
+    # days, health steps otherwise; "1h" keeps a 24h window's errors by the hour, so that
+    # they leave it hour by hour. A whole number of health steps that divides the window.
+    bucket: Duration | None = None
     # open_items and oldest_open: the event types that close an item (by the same field).
     closed_by: tuple[str, ...] = ()
 
@@ -330,6 +334,14 @@ class MeasureSettings(_Section):
             raise ValueError(f"calendar windows are for {', '.join(sorted(CALENDAR_KINDS))}")
         if self.closed_by and self.kind not in ITEM_KINDS:
             raise ValueError("closed_by is for open_items and oldest_open measures")
+        if self.bucket is not None:
+            if self.window is None:
+                raise ValueError("a bucket is for measures over a window")
+            if self.window % self.bucket:
+                raise ValueError(
+                    f"the bucket ({format_duration(self.bucket)}) must divide the window "
+                    f"({format_duration(self.window)})"
+                )
         return self
 
 
@@ -506,8 +518,9 @@ class OnboardingComponent(_Section):
     stalled_factor: Ratio = 0.5
 
 
-# What a declared component's reason may say: its measure's value, and its scale.
-REASON_FIELDS = frozenset({"value", "full_at", "zero_at", "equals", "measure"})
+# What a declared component's reason may say: its value (as it is, as a percentage, or
+# as the percentage below 1: "down 30%"), and its declaration.
+REASON_FIELDS = frozenset({"value", "pct", "down_pct", "full_at", "zero_at", "equals", "measure"})
 # A tenant keeps a bit per component (the built-in ones and the declared).
 MAX_COMPONENTS = 32
 
@@ -520,7 +533,9 @@ class DeclaredComponent(_Section):
     (`per`) or to the window before (`versus = "previous_window"`, when that held at
     least `min_previous`). It has data while its measure has a value, and, with `when`,
     while that measure has one too. `reason` says what the points lost are for, with
-    {value}, {full_at}, {zero_at}, {equals} and {measure}."""
+    {value} (or {value:session|sessions}: "1 session", "3 sessions"), {pct} (the value
+    as a percentage), {down_pct} (its percentage below 1), {full_at}, {zero_at},
+    {equals} and {measure}."""
 
     measure: str
     weight: Weight
@@ -543,28 +558,30 @@ class DeclaredComponent(_Section):
         if self.per is not None and self.versus is not None:
             raise ValueError("a declared component compares with per or versus, not both")
         try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(self.reason) if name}
-            specs = [
-                spec
-                for _, name, spec, conv in string.Formatter().parse(self.reason)
-                if spec or conv
-            ]
+            pieces = list(string.Formatter().parse(self.reason))
         except ValueError as exc:
             raise ValueError(f"reason: {exc}") from None
-        if unknown := fields - REASON_FIELDS:
-            raise ValueError(
-                f"reason: no {{{sorted(unknown)[0]}}} to say (it may say "
-                f"{', '.join(f'{{{name}}}' for name in sorted(REASON_FIELDS))})"
-            )
-        if specs:
-            raise ValueError("reason: placeholders take no format ({value}, not {value:.1f})")
+        for _, name, spec, conversion in pieces:
+            if name is None:
+                continue
+            if name not in REASON_FIELDS:
+                raise ValueError(
+                    f"reason: no {{{name}}} to say (it may say "
+                    f"{', '.join(f'{{{field}}}' for field in sorted(REASON_FIELDS))})"
+                )
+            if conversion or (spec and (name != "value" or spec.count("|") != 1)):
+                raise ValueError(
+                    "reason: a placeholder takes no format but {value:one|many}, as in "
+                    "{value:session|sessions}"
+                )
         return self
 
     @property
-    def parts(self) -> list[tuple[str, str | None]]:
-        """The reason as (text, placeholder or None) pieces, in order."""
+    def parts(self) -> list[tuple[str, str, str]]:
+        """The reason as (text, placeholder, format) pieces, in order."""
         return [
-            (literal, name or None) for literal, name, _, _ in string.Formatter().parse(self.reason)
+            (literal, name or "", spec or "")
+            for literal, name, spec, _ in string.Formatter().parse(self.reason)
         ]
 
 
@@ -877,6 +894,11 @@ class Settings(_Section):
                 for name, measure in self.measures.items()
                 if measure.window is not None
             },
+            **{
+                f"measures.{name}.bucket": measure.bucket
+                for name, measure in self.measures.items()
+                if measure.bucket is not None
+            },
         }
         for key, size in windows.items():
             if size % step:
@@ -888,6 +910,13 @@ class Settings(_Section):
         if MS_PER_DAY % step:
             msg = f"engine.health_step ({format_duration(step)}) must divide a day"
             raise ValueError(msg)
+        for name, measure in self.measures.items():
+            if measure.calendar and measure.bucket and self.engine.window_origin % measure.bucket:
+                msg = (
+                    f"measures.{name}.bucket ({format_duration(measure.bucket)}) must divide "
+                    "the calendar windows from engine.window_origin: it does not fall on one"
+                )
+                raise ValueError(msg)
         # Windows end on the origin's grid, and are checked at the steps, which fall on
         # the epoch's (daily work runs at midnight UTC): off the steps, none would close.
         if self.engine.window_origin % step:

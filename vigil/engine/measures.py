@@ -41,22 +41,20 @@ ConditionTuple = tuple[
 ]
 
 
-# (name, digest, weight, measure index, scale, its number, its text, per measure index,
-# against the window before, min_previous, when measure index, the reason as (text,
-# whether the value goes there) pieces)
+# (name, digest, weight, measure index, (scale, its number, its text), (per measure
+# index, against the window before, min_previous), when measure index, whether the value
+# is a count (said as a whole number), the reason as (what, text) pieces: "text", or the
+# value as "value", "counted" ("singular|plural"), "pct" or "down_pct")
 ComponentTuple = tuple[
     str,
     str,
     float,
     int,
-    str,
-    float,
-    str | None,
+    tuple[str, float, str | None],
+    tuple[int | None, bool, float],
     int | None,
     bool,
-    float,
-    int | None,
-    list[tuple[str, bool]],
+    list[tuple[str, str]],
 ]
 
 
@@ -84,7 +82,9 @@ def compiled(settings: Settings) -> Compiled:
     for name, measure in settings.measures.items():
         window = measure.window or 0
         origin = settings.engine.window_origin if measure.calendar else None
-        bucket = bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
+        bucket = measure.bucket or (
+            bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
+        )
         measures.append(
             (
                 name,
@@ -127,6 +127,11 @@ def compiled(settings: Settings) -> Compiled:
     return Compiled(measures, conditions, list(declared), components)
 
 
+def _counts(kind: str) -> bool:
+    """Whether a measure's values are whole numbers of things."""
+    return kind in ("count", "distinct", "open_items")
+
+
 def _component(
     name: str, component: DeclaredComponent, names: list[str], settings: Settings
 ) -> ComponentTuple:
@@ -142,25 +147,27 @@ def _component(
         "equals": component.equals,
         "measure": component.measure,
     }
-    reason = []
-    for text, placeholder in component.parts:
+    reason: list[tuple[str, str]] = []
+    for text, placeholder, spec in component.parts:
         if text:
-            reason.append((text, False))
+            reason.append(("text", text))
         if placeholder == "value":
-            reason.append(("", True))
-        elif placeholder is not None:
+            reason.append(("counted", spec) if spec else ("value", ""))
+        elif placeholder in ("pct", "down_pct"):
+            reason.append((placeholder, ""))
+        elif placeholder:
             value = said[placeholder]
-            reason.append((f"{value:g}" if isinstance(value, float) else str(value), False))
+            reason.append(("text", f"{value:g}" if isinstance(value, float) else str(value)))
     # What the component's values depend on: its declaration and its measures'.
     measures = {
         n: settings.measures[n] for n in (component.measure, component.per, component.when) if n
     }
-    spec = [
+    declaration = [
         component.model_dump(mode="json"),
         {n: m.model_dump(mode="json") for n, m in measures.items()},
     ]
     digest = hashlib.blake2b(
-        orjson.dumps(spec, option=orjson.OPT_SORT_KEYS), digest_size=6
+        orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS), digest_size=6
     ).hexdigest()
     index = names.index
     return (
@@ -168,12 +175,15 @@ def _component(
         digest,
         component.weight,
         index(component.measure),
-        scale,
-        at,
-        component.equals,
-        None if component.per is None else index(component.per),
-        component.versus == "previous_window",
-        component.min_previous,
+        (scale, at, component.equals),
+        (
+            None if component.per is None else index(component.per),
+            component.versus == "previous_window",
+            component.min_previous,
+        ),
         None if component.when is None else index(component.when),
+        _counts(settings.measures[component.measure].kind)
+        and component.per is None
+        and component.versus is None,
         reason,
     )
