@@ -251,3 +251,109 @@ def test_a_bucket_must_divide_the_window() -> None:
     odd = {"kind": "count", "events": ["error.raised"], "window": "24h", "bucket": "5h"}
     with pytest.raises(ConfigError, match=r"the bucket \(5h\) must divide the window \(1d\)"):
         settings({"errors": odd}, {})
+
+
+# Five of the built-in components, declared over measures: the same values, as a check
+# that the defaults can be expressed this way (weight 0: the scores stay the defaults').
+MIRRORED = {
+    "measures": {
+        "sessions_7d": {"kind": "count", "events": ["user.session"], "window": "7d"},
+        "last_session": {"kind": "days_since", "events": ["user.session"]},
+        "features_30d": {
+            "kind": "distinct",
+            "events": ["feature.used"],
+            "field": "attrs.feature",
+            "window": "30d",
+        },
+        "last_feature": {"kind": "days_since", "events": ["feature.used"]},
+        "pressure_24h": {
+            "kind": "count",
+            "events": ["error.raised", "job.retry"],
+            "window": "24h",
+            "bucket": "1h",
+        },
+        "last_activity": {
+            "kind": "days_since",
+            "events": [
+                "user.session",
+                "feature.used",
+                "error.raised",
+                "job.retry",
+                "recipe.completed",
+            ],
+        },
+        "sponsor_status": {
+            "kind": "latest",
+            "events": ["sponsor.changed"],
+            "field": "attrs.status",
+        },
+    },
+    "components": {
+        "login_activity": {
+            "measure": "sessions_7d",
+            "full_at": 20,
+            "when": "last_session",
+            "reason": "{value:session|sessions} in the last 7 days (full points at {full_at})",
+        },
+        "login_trend": {
+            "measure": "sessions_7d",
+            "versus": "previous_window",
+            "min_previous": 5,
+            "full_at": 1,
+            "reason": "sessions down {down_pct}% on the 7 days before",
+        },
+        "adoption": {
+            "measure": "features_30d",
+            "full_at": 5,
+            "when": "last_feature",
+            "reason": "{value:feature|features} used in the last 30 days (full points at 5)",
+        },
+        "error_pressure": {
+            "measure": "pressure_24h",
+            "zero_at": 50,
+            "when": "last_activity",
+            "reason": "{value:error or job retry|errors and job retries} in the last 24 h",
+        },
+        "sponsor": {
+            "measure": "sponsor_status",
+            "equals": "active",
+            "reason": "executive sponsor departed",
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("step", ["1h", "15m"])
+def test_five_built_in_components_declared_over_measures_measure_the_same(step: str) -> None:
+    from vigil.intake.simulate import FleetPlan, generate
+
+    mirrors = {
+        f"as_declared_{name}": {**c, "weight": 0} for name, c in MIRRORED["components"].items()
+    }
+    chosen = load_settings(
+        None,
+        env={},
+        overrides={
+            "measures": MIRRORED["measures"],
+            "health": {"components": mirrors},
+            "engine": {"health_step": step},
+        },
+    )
+    lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
+    records = Harness(chosen).feed(lines, batch_size=300).out["health"]
+    assert len(records) > 2_000
+    differ = {
+        (name, record["ts"][14:16])
+        for record in records
+        for name in MIRRORED["components"]
+        if record["components"][name]["value"]
+        != record["components"][f"as_declared_{name}"]["value"]
+    }
+    if step == "1h":
+        assert differ == set()
+    else:
+        # Error pressure counts the last 24 hourly buckets, the current one included; the
+        # built-in one counts the 24 before the current one too, so at steps inside an
+        # hour it counts 25: the two differ there, and only there.
+        assert differ and {name for name, _ in differ} == {"error_pressure"}
+        assert "00" not in {minute for _, minute in differ}
