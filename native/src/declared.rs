@@ -411,7 +411,7 @@ impl Declared {
                         .then(past)
                         .filter(|past| past.len() >= *min)
                         .map(|past| {
-                            let held = (past.len(), past.iter().sum::<f64>());
+                            let held = (past.len(), crate::measures::total(past.iter().copied()));
                             (percentile_of(past, *percentile), held)
                         })
                         .filter(|(level, _)| value > level);

@@ -235,7 +235,7 @@ impl State {
             State::Buckets(buckets) => {
                 let (first, end) = (spec.first_bucket(now), spec.end(now));
                 let in_window = buckets.iter().filter(|(b, _)| *b >= first && *b < end);
-                Some(in_window.map(|(_, n)| n).sum())
+                Some(total(in_window.map(|(_, n)| *n)))
             }
             State::Keys(keys) => match spec.kind {
                 Kind::Distinct => {
@@ -251,11 +251,12 @@ impl State {
             State::Shares(shares) => {
                 let (first, end) = (spec.first_bucket(now), spec.end(now));
                 let in_window = |counts: &VecDeque<(i64, f64)>| -> f64 {
-                    counts
-                        .iter()
-                        .filter(|(b, _)| *b >= first && *b < end)
-                        .map(|(_, n)| n)
-                        .sum()
+                    total(
+                        counts
+                            .iter()
+                            .filter(|(b, _)| *b >= first && *b < end)
+                            .map(|(_, n)| *n),
+                    )
                 };
                 let (top, total) = shares
                     .values()
@@ -283,7 +284,7 @@ impl State {
         let end = spec.first_bucket(now);
         let first = end - spec.window;
         let in_it = buckets.iter().filter(|(b, _)| *b >= first && *b < end);
-        Some(in_it.map(|(_, n)| n).sum())
+        Some(total(in_it.map(|(_, n)| *n)))
     }
 
     /// A count's or sum's past calendar windows before the one counted at `now`, the
@@ -344,6 +345,11 @@ impl State {
             _ => {}
         }
     }
+}
+
+/// A sum that is 0, not Rust's -0.0, over nothing (a count of no events is said "0.0").
+pub fn total(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |sum, x| sum + x)
 }
 
 /// Add to a bucket of counts kept in time order (events come in time order per tenant).
@@ -461,6 +467,13 @@ mod tests {
             "the window the tenant began in counts"
         );
         assert!(state.past_windows(&spec, 5 * DAY, 9, 6 * DAY).is_empty());
+    }
+
+    #[test]
+    fn a_count_of_nothing_is_zero_not_minus_zero() {
+        let spec = spec(Kind::Count, 1);
+        let value = State::new(spec.kind).value(&spec, DAY).expect("a count");
+        assert!(value == 0.0 && value.is_sign_positive());
     }
 
     #[test]

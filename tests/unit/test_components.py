@@ -342,12 +342,17 @@ def test_five_built_in_components_declared_over_measures_measure_the_same(step: 
     lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
     records = Harness(chosen).feed(lines, batch_size=300).out["health"]
     assert len(records) > 2_000
+    said = {
+        name: [repr(record["components"][name]["value"]) for record in records]  # 3 is not 3.0
+        for name in records[0]["components"]
+    }
     differ = {
         (name, record["ts"][14:16])
-        for record in records
         for name in MIRRORED["components"]
-        if record["components"][name]["value"]
-        != record["components"][f"as_declared_{name}"]["value"]
+        for record, built_in, declared in zip(
+            records, said[name], said[f"as_declared_{name}"], strict=True
+        )
+        if built_in != declared
     }
     if step == "1h":
         assert differ == set()
