@@ -287,6 +287,33 @@ impl Declared {
         instants
     }
 
+    /// The instants at which a tenant's measures of time (days since, the oldest open
+    /// item's age, days until a date) will cross a declared signal's bound, as they stand:
+    /// the tenant is looked at again then, rather than at its next event or midnight.
+    pub fn deadlines(&self, states: &[State]) -> Vec<i64> {
+        let day = crate::tenant::MS_PER_DAY as f64;
+        let mut instants = Vec::new();
+        for condition in &self.conditions {
+            if !matches!(condition.versus, Versus::Itself) {
+                continue;
+            }
+            let kind = self.measures[condition.measure].spec.kind;
+            let Some(from) = states[condition.measure].time_held() else {
+                continue;
+            };
+            // The first millisecond past the bound (values are days from or to `from`).
+            let crossing = match (kind, condition.above, condition.below) {
+                (Kind::DaysSince | Kind::OldestOpen, Some(above), _) => {
+                    from + (above * day).floor() as i64 + 1
+                }
+                (Kind::DaysUntil, _, Some(below)) => from - (below * day).ceil() as i64 + 1,
+                _ => continue,
+            };
+            instants.push(crossing);
+        }
+        instants
+    }
+
     /// How many measures are declared.
     pub fn len(&self) -> usize {
         self.measures.len()

@@ -577,12 +577,18 @@ impl ShardCore {
                     self.clock.rescore_after(instant, &tenant.tenant_id);
                 }
             }
+            let fed = !item.touches.is_empty();
             let refused = self.declared.apply(
                 &mut tenant.measured,
                 ts,
                 item.touches,
                 self.buckets.max_keys,
             );
+            if fed {
+                for instant in self.declared.deadlines(&tenant.measured) {
+                    self.clock.rescore_after(instant, &tenant.tenant_id);
+                }
+            }
             for name in refused {
                 let refused = findings::KeyRefused {
                     event_type: None,

@@ -304,6 +304,17 @@ impl State {
         sums
     }
 
+    /// The time a measure of time counts from or to: the latest event (days since), the
+    /// oldest open item's opening (oldest open), the date (days until).
+    pub fn time_held(&self) -> Option<i64> {
+        match self {
+            State::Last(last) => *last,
+            State::Deadline(date) => *date,
+            State::Keys(keys) => keys.values().min().copied(),
+            _ => None,
+        }
+    }
+
     /// The times what it holds was bucketed or seen at (see Spec::moves).
     pub fn times(&self) -> Vec<i64> {
         match self {

@@ -156,6 +156,7 @@ impl ShardCore {
                     .map(|hour| (hour + PRESSURE_HOURS + 1) * MS_PER_HOUR),
             );
             due.extend(self.declared.held_moves(&tenant.measured));
+            due.extend(self.declared.deadlines(&tenant.measured));
             // Saved measures are those of the settings the store ran with: every tenant is
             // measured again at the first step, but for the day-based components, which
             // every tenant has measured at midnight (sooner would move a look-back by part

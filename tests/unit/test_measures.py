@@ -239,9 +239,10 @@ class TestKinds:
 
     def test_an_unresolved_p1_older_than_its_bound(self) -> None:
         p1 = {"ticket_id": "k1", "priority": "P1"}
+        opened = T0 + 10 * HOUR + 30 * 60_000
         events = [
-            event("acme", "ticket.created", T0, p1),
-            event("acme", "ticket.created", T0 + 1, {"ticket_id": "k2", "priority": "P3"}),
+            event("acme", "ticket.created", opened, p1),
+            event("acme", "ticket.created", opened + 1, {"ticket_id": "k2", "priority": "P3"}),
             clock(T0 + 20 * DAY),
         ]
         oldest = {
@@ -252,7 +253,9 @@ class TestKinds:
             "field": "attrs.ticket_id",
         }
         [raised] = self.raised(oldest, {"above": 14}, events)
-        assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
+        # The first step past 14 days, not the next midnight nor the next event.
+        assert raised["ts"] == "2026-03-16T11:00:00Z"
+        assert raised["evidence"]["measured"] == pytest.approx(14 + 0.5 / 24)
         resolved = event("acme", "ticket.resolved", T0 + 10 * DAY, {"ticket_id": "k1"})
         assert self.raised(oldest, {"above": 14}, [*events[:2], resolved, events[2]]) == []
 
@@ -270,7 +273,7 @@ class TestKinds:
         since = {"kind": "days_since", "events": ["user.session"]}
         events = [*logins(0, range(1)), clock(T0 + 20 * DAY)]
         [raised] = self.raised(since, {"above": 14}, events)
-        assert raised["ts"] == "2026-03-17T00:00:00Z"  # the first midnight past 14 days
+        assert raised["ts"] == "2026-03-16T01:00:00Z"  # the first step past 14 days
 
     def test_days_until_the_date_an_event_carries(self) -> None:
         renewal = {
@@ -280,8 +283,8 @@ class TestKinds:
         }
         contract = event("acme", "contract.updated", T0, {"renewal_date": "2026-04-01"})
         [raised] = self.raised(renewal, {"below": 14}, [contract, clock(T0 + 20 * DAY)])
-        assert raised["ts"] == "2026-03-19T00:00:00Z"  # the first midnight within 14 days
-        assert raised["evidence"]["measured"] == 13.0
+        assert raised["ts"] == "2026-03-18T01:00:00Z"  # the first step within 14 days
+        assert raised["evidence"]["measured"] == pytest.approx(14 - 1 / 24)
 
     def test_a_sum_of_a_number(self) -> None:
         paid = [
