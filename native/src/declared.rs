@@ -320,7 +320,7 @@ impl Declared {
     }
 
     /// The measures an event's touches feed or close items of.
-    pub fn touched(touches: &[Touched]) -> impl Iterator<Item = usize> + Clone + '_ {
+    pub fn touched(touches: &[Touched]) -> impl Iterator<Item = usize> + '_ {
         touches.iter().map(|t| t.measure)
     }
 

@@ -90,6 +90,8 @@ struct ShardCore {
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
+    // The stale bits of the declared components reading each declared measure.
+    readers: Vec<u32>,
     // The declared components over measures whose windows move between midnights:
     // measured again when those move (see Spec::moves).
     moving_readers: u32,
@@ -172,18 +174,15 @@ impl ShardCore {
                 score::MAX_COMPONENTS
             )));
         }
-        let moving: Vec<usize> = (0..declared_core.len())
+        let scorer = Scorer::new(parts, components, stall_after, &names, memo_size);
+        let readers = scorer.readers(declared_core.len());
+        let moving_readers = (0..declared_core.len())
             .filter(|m| declared_core.moves_within_days(*m))
-            .collect();
-        let moving_readers = components
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.reads().any(|m| moving.contains(&m)))
-            .fold(0u32, |bits, (index, _)| bits | 1 << (COMPONENTS + index));
+            .fold(0u32, |bits, m| bits | readers[m]);
         // The components' names as record keys: the built-in ones, then the declared.
         let record_names: Vec<Py<PyString>> = names
             .iter()
-            .chain(components.iter().map(|c| &c.name))
+            .chain(scorer.declared.iter().map(|c| &c.name))
             .map(|name| PyString::intern(py, name).unbind())
             .collect();
         let cfg = Settings {
@@ -225,7 +224,8 @@ impl ShardCore {
             to_iso,
             known,
             buckets,
-            scorer: Scorer::new(parts, components, stall_after, &names, memo_size),
+            scorer,
+            readers,
             cfg,
             store: store::Store::default(),
             queue: Queue::default(),
@@ -570,9 +570,8 @@ impl ShardCore {
             let effect = tenant.apply(ts, item.payload, &self.buckets);
             if !item.touches.is_empty() {
                 // The declared components over what the event feeds.
-                tenant.stale |= self
-                    .scorer
-                    .readers(declared::Declared::touched(&item.touches));
+                tenant.stale |= declared::Declared::touched(&item.touches)
+                    .fold(0, |bits, measure| bits | self.readers[measure]);
                 for instant in self.declared.moves(ts, &item.touches) {
                     self.clock.rescore_after(instant, &tenant.tenant_id);
                 }

@@ -97,15 +97,13 @@ impl Scorer {
         ((1u32 << self.declared.len()) - 1) << COMPONENTS
     }
 
-    /// The stale bits of the declared components that read any of `measures`.
-    pub fn readers(&self, measures: impl Iterator<Item = usize> + Clone) -> u32 {
-        let mut bits = 0;
+    /// The stale bits of the declared components that read each of `measures` declared
+    /// measures, by measure.
+    pub fn readers(&self, measures: usize) -> Vec<u32> {
+        let mut bits = vec![0; measures];
         for (index, component) in self.declared.iter().enumerate() {
-            if component
-                .reads()
-                .any(|m| measures.clone().any(|touched| touched == m))
-            {
-                bits |= 1 << (COMPONENTS + index);
+            for measure in component.reads() {
+                bits[measure] |= 1 << (COMPONENTS + index);
             }
         }
         bits
