@@ -1,7 +1,7 @@
 """The shard engine alone: decode a stream first, then time only ShardEngine.process.
 
     python bench/engine.py [--input FILE | --events 200000 --tenants 2000] [--repeat 3]
-                           [--snapshot] [--lateness 7d]
+                           [--snapshot] [--lateness 7d] [--config FILE]
 
 No Bytewax, no source, no sink: the events are decoded and split into per-shard chunks
 by the dataflow's own splitter, before the clock starts. It
@@ -11,6 +11,11 @@ every output, so a change meant to be faster can be checked to give the same out
 `--snapshot` also times the snapshots a run with a recovery store takes: the first, of
 every tenant, then the next after ten more source batches, which pickles only the
 tenants they touched; and a restore.
+
+`--config` times the engine under a settings file (declared measures, signals and
+components, say) and under the defaults, in turns, and prints the ratio of the two:
+what those declarations cost. bench/declared.toml declares five of the built-in health
+components again over measures, at weight 0.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from throughput import make_stream  # noqa: E402
 
 from vigil.app.runner import tune_gc  # noqa: E402
 from vigil.base.ids import shard_key  # noqa: E402
-from vigil.config.settings import Settings  # noqa: E402
+from vigil.config.settings import Settings, load_settings  # noqa: E402
 from vigil.engine.shard import Output, ShardEngine  # noqa: E402
 from vigil.engine.snapshots import SnapshotWriter, load_state  # noqa: E402
 from vigil.flows.health import ShardChunk, _splitter  # noqa: E402
@@ -140,9 +145,11 @@ def main() -> None:
         "--snapshot", action="store_true", help="also time a snapshot of the final state"
     )
     parser.add_argument("--lateness", help="input.allowed_lateness, e.g. 7d (default 1h)")
+    parser.add_argument("--config", type=Path, help="also time the engine under these settings")
     args = parser.parse_args()
     late = {"input": {"allowed_lateness": args.lateness}} if args.lateness else {}
     settings = Settings.model_validate(late)
+    chosen = load_settings(args.config, env={}, overrides=late) if args.config else None
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         stream = args.input or Path(tmp) / "events.jsonl"
         if args.input is None:
@@ -160,6 +167,29 @@ def main() -> None:
     )
     if args.snapshot:
         time_snapshots(batches, settings, args.repeat)
+    if chosen is not None:
+        compare(batches, events, chosen, settings, args.config.name, args.repeat)
+
+
+def compare(
+    batches: list[ShardBatches],
+    events: int,
+    chosen: Settings,
+    defaults: Settings,
+    name: str,
+    repeat: int,
+) -> None:
+    """The engine under `chosen` and under the defaults, in turns (so that the machine's
+    noise falls on both), best of `repeat` each."""
+    timings: dict[str, list[float]] = {name: [], "defaults": []}
+    for _ in range(repeat):
+        for label, settings in ((name, chosen), ("defaults", defaults)):
+            timings[label].append(run_engines(batches, settings)[0])
+    best = {label: min(seconds) / events * 1e6 for label, seconds in timings.items()}
+    print(
+        f"{name}: {best[name]:.2f} µs/event, defaults {best['defaults']:.2f}; "
+        f"{name} / defaults: {best[name] / best['defaults']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ SMALL_RUNS = {
             "--repeat",
             "1",
             "--snapshot",
+            "--config",
+            "bench/declared.toml",
         ],
-        ["digest", "µs/event CPU", "restore"],
+        ["digest", "µs/event CPU", "restore", "declared.toml / defaults:"],
     ),
     "throughput.py": (
         ["--events", "6000", "--tenants", "60", "--repeat", "1", "--store"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import DAY, HOUR, T0, Harness, clock, event, restored
+from support import DAY, HOUR, ROOT, T0, Harness, clock, event, restored
 
 from vigil.base.errors import ConfigError
 from vigil.base.timeutil import to_iso
@@ -253,92 +253,19 @@ def test_a_bucket_must_divide_the_window() -> None:
         settings({"errors": odd}, {})
 
 
-# Five of the built-in components, declared over measures: the same values, as a check
-# that the defaults can be expressed this way (weight 0: the scores stay the defaults').
-MIRRORED = {
-    "measures": {
-        "sessions_7d": {"kind": "count", "events": ["user.session"], "window": "7d"},
-        "last_session": {"kind": "days_since", "events": ["user.session"]},
-        "features_30d": {
-            "kind": "distinct",
-            "events": ["feature.used"],
-            "field": "attrs.feature",
-            "window": "30d",
-        },
-        "last_feature": {"kind": "days_since", "events": ["feature.used"]},
-        "pressure_24h": {
-            "kind": "count",
-            "events": ["error.raised", "job.retry"],
-            "window": "24h",
-            "bucket": "1h",
-        },
-        "last_activity": {
-            "kind": "days_since",
-            "events": [
-                "user.session",
-                "feature.used",
-                "error.raised",
-                "job.retry",
-                "recipe.completed",
-            ],
-        },
-        "sponsor_status": {
-            "kind": "latest",
-            "events": ["sponsor.changed"],
-            "field": "attrs.status",
-        },
-    },
-    "components": {
-        "login_activity": {
-            "measure": "sessions_7d",
-            "full_at": 20,
-            "when": "last_session",
-            "reason": "{value:session|sessions} in the last 7 days (full points at {full_at})",
-        },
-        "login_trend": {
-            "measure": "sessions_7d",
-            "versus": "previous_window",
-            "min_previous": 5,
-            "full_at": 1,
-            "reason": "sessions down {down_pct}% on the 7 days before",
-        },
-        "adoption": {
-            "measure": "features_30d",
-            "full_at": 5,
-            "when": "last_feature",
-            "reason": "{value:feature|features} used in the last 30 days (full points at 5)",
-        },
-        "error_pressure": {
-            "measure": "pressure_24h",
-            "zero_at": 50,
-            "when": "last_activity",
-            "reason": "{value:error or job retry|errors and job retries} in the last 24 h",
-        },
-        "sponsor": {
-            "measure": "sponsor_status",
-            "equals": "active",
-            "reason": "executive sponsor departed",
-        },
-    },
-}
+# Five of the built-in health components declared again over measures, at weight 0 (the
+# scores stay the defaults'), as bench/declared.toml has them: a check that the defaults
+# can be expressed this way.
+DECLARED_AGAIN = ROOT / "bench" / "declared.toml"
+BUILT_IN = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 
 
 @pytest.mark.parametrize("step", ["1h", "15m"])
 def test_five_built_in_components_declared_over_measures_measure_the_same(step: str) -> None:
     from vigil.intake.simulate import FleetPlan, generate
 
-    mirrors = {
-        f"as_declared_{name}": {**c, "weight": 0} for name, c in MIRRORED["components"].items()
-    }
-    chosen = load_settings(
-        None,
-        env={},
-        overrides={
-            "measures": MIRRORED["measures"],
-            "health": {"components": mirrors},
-            "engine": {"health_step": step},
-        },
-    )
+    chosen = load_settings(DECLARED_AGAIN, env={}, overrides={"engine": {"health_step": step}})
+    assert {f"as_declared_{name}" for name in BUILT_IN} == set(chosen.health.components.declared)
     lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
     records = Harness(chosen).feed(lines, batch_size=300).out["health"]
     assert len(records) > 2_000
@@ -348,7 +275,7 @@ def test_five_built_in_components_declared_over_measures_measure_the_same(step: 
     }
     differ = {
         (name, record["ts"][14:16])
-        for name in MIRRORED["components"]
+        for name in BUILT_IN
         for record, built_in, declared in zip(
             records, said[name], said[f"as_declared_{name}"], strict=True
         )
