@@ -12,7 +12,6 @@ class ShardCore:
     def __init__(
         self,
         settings: Settings,
-        component_names: list[str],
         event_type: type,
         tick_type: type,
         to_iso: Any,

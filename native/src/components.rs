@@ -32,6 +32,8 @@ pub struct Component {
     pub name: String,
     /// A fingerprint of the declaration: a value saved under another one is dropped.
     pub digest: String,
+    /// Its bit in a tenant's `stale`: a built-in component's, when declared in its place.
+    pub bit: u32,
     pub weight: f64,
     measure: usize,
     scale: Scale,
@@ -57,12 +59,14 @@ enum Piece {
 }
 
 /// A component's declaration as vigil.engine.measures.compiled gives it: (name, digest,
-/// weight, measure, (scale: "full_at", "zero_at" or "equals", its number, its text),
+/// its stale bit's place, weight, measure, (scale: "full_at", "zero_at" or "equals", its
+/// number, its text),
 /// (per measure, whether against the window before, min_previous), when measure,
 /// whether it counts, reason pieces (what, text)).
 pub type ComponentTuple = (
     String,
     String,
+    u32,
     f64,
     usize,
     (String, f64, Option<String>),
@@ -77,6 +81,7 @@ impl Component {
         let (
             name,
             digest,
+            bit,
             weight,
             measure,
             (scale, at, equals),
@@ -126,6 +131,7 @@ impl Component {
         Ok(Component {
             name,
             digest,
+            bit: 1 << bit,
             weight,
             measure,
             scale,
@@ -218,6 +224,7 @@ mod tests {
         let component = |reason: Vec<Piece>| Component {
             name: "c".into(),
             digest: String::new(),
+            bit: 1 << 10,
             weight: 10.0,
             measure: 0,
             scale: Scale::ZeroAt(14.0),

@@ -32,7 +32,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use fmt::{floor_div, floor_to};
 use queue::{life_order, Pending, Queue, Queued};
-use score::{Parts, Scorer};
+use score::{Parts, Scorer, Slot};
 use tenant::{
     Buckets, Payload, Tenant, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS, KEY_REFUSED, MS_PER_DAY,
     MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
@@ -117,7 +117,6 @@ impl ShardCore {
     #[allow(clippy::too_many_arguments)] // what vigil.engine.shard hands over, once per shard
     fn new(
         settings: &Bound<'_, PyAny>,
-        component_names: Vec<String>,
         event_type: Py<PyAny>,
         tick_type: &Bound<'_, PyAny>,
         to_iso: Py<PyAny>,
@@ -127,35 +126,46 @@ impl ShardCore {
         declared: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let py = settings.py();
-        // The components in the order of health records, which the measures here follow
-        // by position.
-        let names = component_names;
         event::check_fields(event_type.bind(py), &event::EVENT_FIELDS)?;
         event::check_fields(tick_type, &event::TICK_FIELDS)?;
-        if names.len() != COMPONENTS {
+        // Every component in the order of health records: its name, and whether it is
+        // one of the engine's own or declared over measures, by its place among those.
+        let order: Vec<(String, bool, usize)> = declared.getattr("order")?.extract()?;
+        if order.len() > score::MAX_COMPONENTS {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "{} health components named, the compiled engine has {COMPONENTS}",
-                names.len()
+                "at most {} health components in all",
+                score::MAX_COMPONENTS
             )));
         }
-        let c = "health.components";
+        let built_in = declared.getattr("built_in")?;
         let mut weights = [0.0; COMPONENTS];
-        for (index, name) in names.iter().enumerate() {
-            weights[index] = get(settings, &format!("{c}.{name}.weight"))?;
+        let mut slots = Vec::new();
+        for (name, is_declared, index) in &order {
+            let slot = if *is_declared {
+                Slot::Declared(*index)
+            } else if *index < COMPONENTS {
+                weights[*index] = get(&built_in, &format!("{name}.weight"))?;
+                Slot::BuiltIn(*index)
+            } else {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "{name}: no built-in component {index}"
+                )));
+            };
+            slots.push((name.clone(), slot));
         }
         let parts = Parts {
             weights,
-            login_full_at: get(settings, &format!("{c}.login_activity.full_at"))?,
-            trend_min_baseline: get(settings, &format!("{c}.login_trend.min_baseline"))?,
-            adoption_full_at: get(settings, &format!("{c}.adoption.full_at"))?,
-            adoption_lookback: get(settings, &format!("{c}.adoption.lookback"))?,
-            pressure_zero_at: get(settings, &format!("{c}.error_pressure.zero_at"))?,
-            support_zero_at: get(settings, &format!("{c}.support_load.zero_at"))?,
-            p1_counts_as: get(settings, &format!("{c}.support_load.p1_counts_as"))?,
-            overdue_penalty: get(settings, &format!("{c}.billing.overdue_penalty"))?,
-            failed_penalty: get(settings, &format!("{c}.billing.failed_penalty"))?,
-            expected_steps: get(settings, &format!("{c}.onboarding.expected_steps"))?,
-            stalled_factor: get(settings, &format!("{c}.onboarding.stalled_factor"))?,
+            login_full_at: get(&built_in, "login_activity.full_at")?,
+            trend_min_baseline: get(&built_in, "login_trend.min_baseline")?,
+            adoption_full_at: get(&built_in, "adoption.full_at")?,
+            adoption_lookback: get(&built_in, "adoption.lookback")?,
+            pressure_zero_at: get(&built_in, "error_pressure.zero_at")?,
+            support_zero_at: get(&built_in, "support_load.zero_at")?,
+            p1_counts_as: get(&built_in, "support_load.p1_counts_as")?,
+            overdue_penalty: get(&built_in, "billing.overdue_penalty")?,
+            failed_penalty: get(&built_in, "billing.failed_penalty")?,
+            expected_steps: get(&built_in, "onboarding.expected_steps")?,
+            stalled_factor: get(&built_in, "onboarding.stalled_factor")?,
         };
         let stall_after: i64 = get(settings, "signals.onboarding_stalled.stall_after")?;
         let mut declared_core = declared::Declared::new(
@@ -168,22 +178,15 @@ impl ShardCore {
             .into_iter()
             .map(|spec| components::Component::new(&mut declared_core, spec))
             .collect::<PyResult<Vec<_>>>()?;
-        if COMPONENTS + components.len() > score::MAX_COMPONENTS {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "at most {} health components in all",
-                score::MAX_COMPONENTS
-            )));
-        }
-        let scorer = Scorer::new(parts, components, stall_after, &names, memo_size);
+        let scorer = Scorer::new(parts, components, &slots, stall_after, memo_size);
         let readers = scorer.readers(declared_core.len());
         let moving_readers = (0..declared_core.len())
             .filter(|m| declared_core.moves_within_days(*m))
             .fold(0u32, |bits, m| bits | readers[m]);
-        // The components' names as record keys: the built-in ones, then the declared.
-        let record_names: Vec<Py<PyString>> = names
+        // The components' names as record keys.
+        let record_names: Vec<Py<PyString>> = slots
             .iter()
-            .chain(scorer.declared.iter().map(|c| &c.name))
-            .map(|name| PyString::intern(py, name).unbind())
+            .map(|(name, _)| PyString::intern(py, name).unbind())
             .collect();
         let cfg = Settings {
             step: get(settings, "engine.health_step")?,

@@ -7,9 +7,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::queue::{life_order, Pending, Queued, SavedQueued};
 use crate::store::Id;
-use crate::tenant::{
-    self, Payload, Tenant, ALL_STALE, COMPONENTS, DAY_BASED, MS_PER_HOUR, PRESSURE_HOURS,
-};
+use crate::tenant::{self, Payload, Tenant, ALL_STALE, DAY_BASED, MS_PER_HOUR, PRESSURE_HOURS};
 use crate::{event, ShardCore};
 
 impl ShardCore {
@@ -132,12 +130,12 @@ impl ShardCore {
                 Some(entry) => {
                     let (digest, measure): (String, Bound<'_, PyAny>) = entry.extract()?;
                     if digest != component.digest {
-                        tenant.stale |= 1 << (COMPONENTS + index);
+                        tenant.stale |= component.bit;
                         continue;
                     }
                     tenant.components[index] = tenant::measure_from_py(&measure)?;
                 }
-                None => tenant.stale |= 1 << (COMPONENTS + index),
+                None => tenant.stale |= component.bit,
             }
         }
         Ok(())

@@ -11,8 +11,16 @@ use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_DAY, MS_PER_HOUR, P
 /// vigil.config.settings.MAX_COMPONENTS).
 pub const MAX_COMPONENTS: usize = 32;
 
-/// Every component's measure, the built-in ones first.
+/// Every component's measure, in the order of health records.
 pub type AllMeasures = [Measure; MAX_COMPONENTS];
+
+/// A component in the order of health records: one of the engine's own (by its place
+/// among them) or one declared over measures (by its place among those).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Slot {
+    BuiltIn(usize),
+    Declared(usize),
+}
 
 // Components whose words depend on their measure and the settings only.
 const WORDS_FROM_MEASURE: [bool; COMPONENTS] = [
@@ -37,8 +45,10 @@ pub struct Parts {
 
 pub struct Scorer {
     pub parts: Parts,
-    /// The components declared in the settings, after the built-in ones.
+    /// The components declared in the settings, in place of built-in ones or besides.
     pub declared: Vec<Component>,
+    /// Every component, in the order of health records.
+    pub order: Vec<Slot>,
     pub stall_after: i64,
     // The components' names as the reasons say them ("login activity").
     spoken: Vec<String>,
@@ -60,21 +70,22 @@ pub fn measure_key(index: usize, measure: Measure, weight: f64) -> (usize, u64, 
 }
 
 impl Scorer {
+    /// `order`: every component's name and slot, in the order of health records.
     pub fn new(
         parts: Parts,
         declared: Vec<Component>,
+        order: &[(String, Slot)],
         stall_after: i64,
-        names: &[String],
         memo_size: usize,
     ) -> Self {
-        let spoken = names
+        let spoken = order
             .iter()
-            .chain(declared.iter().map(|c| &c.name))
-            .map(|name| name.replace('_', " "))
+            .map(|(name, _)| name.replace('_', " "))
             .collect();
         Scorer {
             parts,
             declared,
+            order: order.iter().map(|(_, slot)| *slot).collect(),
             stall_after,
             spoken,
             memo_size,
@@ -89,21 +100,21 @@ impl Scorer {
 
     /// How many components there are, built-in and declared.
     pub fn total(&self) -> usize {
-        COMPONENTS + self.declared.len()
+        self.order.len()
     }
 
     /// The stale bits of the declared components.
     pub fn declared_bits(&self) -> u32 {
-        ((1u32 << self.declared.len()) - 1) << COMPONENTS
+        self.declared.iter().fold(0, |bits, c| bits | c.bit)
     }
 
     /// The stale bits of the declared components that read each of `measures` declared
     /// measures, by measure.
     pub fn readers(&self, measures: usize) -> Vec<u32> {
         let mut bits = vec![0; measures];
-        for (index, component) in self.declared.iter().enumerate() {
+        for component in &self.declared {
             for measure in component.reads() {
-                bits[measure] |= 1 << (COMPONENTS + index);
+                bits[measure] |= component.bit;
             }
         }
         bits
@@ -112,15 +123,19 @@ impl Scorer {
     /// Every component's measure as the tenant holds it.
     pub fn all_measures(&self, t: &Tenant) -> AllMeasures {
         let mut all = [None; MAX_COMPONENTS];
-        all[..COMPONENTS].copy_from_slice(&t.measures);
-        all[COMPONENTS..self.total()].copy_from_slice(&t.components);
+        for (place, slot) in self.order.iter().enumerate() {
+            all[place] = match *slot {
+                Slot::BuiltIn(index) => t.measures[index],
+                Slot::Declared(own) => t.components[own],
+            };
+        }
         all
     }
 
-    fn weight(&self, index: usize) -> f64 {
-        match index.checked_sub(COMPONENTS) {
-            None => self.parts.weights[index],
-            Some(declared) => self.declared[declared].weight,
+    fn weight(&self, place: usize) -> f64 {
+        match self.order[place] {
+            Slot::BuiltIn(index) => self.parts.weights[index],
+            Slot::Declared(own) => self.declared[own].weight,
         }
     }
 
@@ -135,19 +150,17 @@ impl Scorer {
     ) -> Option<f64> {
         let mut changed = reweigh || t.score.is_none();
         let stale = t.stale;
-        for index in 0..self.total() {
-            if stale >> index & 1 == 0 {
-                continue;
-            }
-            let (fresh, old) = match index.checked_sub(COMPONENTS) {
-                None => {
+        for &slot in &self.order {
+            let (fresh, old) = match slot {
+                Slot::BuiltIn(index) if stale >> index & 1 == 1 => {
                     let fresh = self.measure(index, t, now);
                     (fresh, std::mem::replace(&mut t.measures[index], fresh))
                 }
-                Some(own) => {
+                Slot::Declared(own) if stale & self.declared[own].bit != 0 => {
                     let fresh = self.declared[own].measure(declared, &t.measured, now);
                     (fresh, std::mem::replace(&mut t.components[own], fresh))
                 }
+                _ => continue,
             };
             match (fresh, old) {
                 (Some(f), Some(o)) => changed |= f.1 != o.1,
@@ -364,12 +377,14 @@ impl Scorer {
             let line = match self.lines.get(&key) {
                 Some(line) => line.clone(),
                 None => {
-                    let said = match index.checked_sub(COMPONENTS) {
-                        None => self.explain(index, t, value, now),
-                        Some(own) => self.declared[own].explain(value),
+                    let (said, from_measure) = match self.order[index] {
+                        Slot::BuiltIn(own) => {
+                            (self.explain(own, t, value, now), WORDS_FROM_MEASURE[own])
+                        }
+                        Slot::Declared(own) => (self.declared[own].explain(value), true),
                     };
                     let line = format!("{said} (-{} pts)", f0(lost));
-                    if WORDS_FROM_MEASURE.get(index).copied().unwrap_or(true) {
+                    if from_measure {
                         if self.lines.len() >= self.memo_size {
                             self.lines.clear();
                         }

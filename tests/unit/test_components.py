@@ -289,3 +289,28 @@ def test_five_built_in_components_declared_over_measures_measure_the_same(step: 
         # hour it counts 25: the two differ there, and only there.
         assert differ and {name for name, _ in differ} == {"error_pressure"}
         assert "00" not in {minute for _, minute in differ}
+
+
+def test_the_five_declared_in_place_of_the_built_in_ones_give_the_same_outputs() -> None:
+    """Declared under a built-in component's name, a component takes its place (and its
+    place in the records): these five, at their default weights, change nothing."""
+    import tomllib
+
+    from vigil.config.settings import BUILT_IN_COMPONENTS
+    from vigil.intake.simulate import FleetPlan, generate
+
+    again = tomllib.loads(DECLARED_AGAIN.read_text())
+    weights = {name: BUILT_IN_COMPONENTS[name]().weight for name in BUILT_IN}
+    in_place = {
+        name: {**again["health"]["components"][f"as_declared_{name}"], "weight": weights[name]}
+        for name in BUILT_IN
+    }
+    chosen = load_settings(
+        None, env={}, overrides={"measures": again["measures"], "health": {"components": in_place}}
+    )
+    assert set(chosen.health.components.declared) == set(BUILT_IN)
+    lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
+    built_in = Harness().feed(lines, batch_size=300).out
+    declared = Harness(chosen).feed(lines, batch_size=300).out
+    assert len(built_in["health"]) > 2_000 and built_in["signals"] and built_in["tasks"]
+    assert declared == built_in

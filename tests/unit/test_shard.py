@@ -680,14 +680,13 @@ def test_the_core_refuses_event_types_whose_fields_it_would_misread() -> None:
         event_id: str
 
     settings = Settings()
-    names = list(COMPONENT_NAMES)
     declared = compiled(settings)
     with pytest.raises(TypeError, match="the compiled core reads"):
-        ShardCore(settings, names, Moved, Tick, to_iso, frozenset(), 1, 1, declared)
+        ShardCore(settings, Moved, Tick, to_iso, frozenset(), 1, 1, declared)
     with pytest.raises(
         TypeError, match="Moved has the fields type, event_id; the compiled core reads source, wm"
     ):
-        ShardCore(settings, names, Event, Moved, to_iso, frozenset(), 1, 1, declared)
+        ShardCore(settings, Event, Moved, to_iso, frozenset(), 1, 1, declared)
     with pytest.raises(TypeError, match="the compiled core reads"):
         Decoder(Moved, [], 1, 1, (0, 1), {}, orjson.loads, 0)
-    assert ShardCore(settings, names, Event, Tick, to_iso, frozenset(), 1, 1, declared)
+    assert ShardCore(settings, Event, Tick, to_iso, frozenset(), 1, 1, declared)

@@ -16,15 +16,17 @@ from collections.abc import Mapping
 from datetime import date, datetime, time
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     ValidationError,
     field_serializer,
     field_validator,
@@ -585,31 +587,91 @@ class DeclaredComponent(_Section):
         ]
 
 
+# The built-in components, in the order of health records: each is measured by the
+# engine's own code unless it is declared over measures under its name.
+BUILT_IN_COMPONENTS: dict[str, type[_Section]] = {
+    "login_activity": LoginActivityComponent,
+    "login_trend": LoginTrendComponent,
+    "adoption": AdoptionComponent,
+    "error_pressure": ErrorPressureComponent,
+    "support_load": SupportLoadComponent,
+    "sentiment": SentimentComponent,
+    "billing": BillingComponent,
+    "integrations": IntegrationsComponent,
+    "sponsor": SponsorComponent,
+    "onboarding": OnboardingComponent,
+}
+S = TypeVar("S", bound=_Section)
+# How the two forms a built-in component's table can take are told apart; the tags are
+# left out of the keys errors name.
+BUILT_IN, DECLARED = "built-in component", "declared component"
+
+
+def _component_form(value: Any) -> str:
+    declared = isinstance(value, DeclaredComponent) or (
+        isinstance(value, Mapping) and "measure" in value
+    )
+    return DECLARED if declared else BUILT_IN
+
+
+# A built-in component's settings, or a declaration over measures in its place.
+Either = Annotated[
+    Annotated[S, Tag(BUILT_IN)] | Annotated[DeclaredComponent, Tag(DECLARED)],
+    Discriminator(_component_form),
+]
+
+
+def built_in(component: S | DeclaredComponent, default: S) -> S:
+    """A built-in component's settings, or its defaults when it is declared over measures
+    instead (the engine's own code for it then runs idle)."""
+    return default if isinstance(component, DeclaredComponent) else component
+
+
 class ComponentSettings(_Section):
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     # Any other key declares a component over a declared measure.
     __pydantic_extra__: dict[str, DeclaredComponent] = Field(init=False)
 
-    login_activity: LoginActivityComponent = LoginActivityComponent()
-    login_trend: LoginTrendComponent = LoginTrendComponent()
-    adoption: AdoptionComponent = AdoptionComponent()
-    error_pressure: ErrorPressureComponent = ErrorPressureComponent()
-    support_load: SupportLoadComponent = SupportLoadComponent()
-    sentiment: SentimentComponent = SentimentComponent()
-    billing: BillingComponent = BillingComponent()
-    integrations: IntegrationsComponent = IntegrationsComponent()
-    sponsor: SponsorComponent = SponsorComponent()
-    onboarding: OnboardingComponent = OnboardingComponent()
+    # A built-in component is declared over measures instead when its table has a
+    # `measure` (and what a declared component takes).
+    login_activity: Either[LoginActivityComponent] = LoginActivityComponent()
+    login_trend: Either[LoginTrendComponent] = LoginTrendComponent()
+    adoption: Either[AdoptionComponent] = AdoptionComponent()
+    error_pressure: Either[ErrorPressureComponent] = ErrorPressureComponent()
+    support_load: Either[SupportLoadComponent] = SupportLoadComponent()
+    sentiment: Either[SentimentComponent] = SentimentComponent()
+    billing: Either[BillingComponent] = BillingComponent()
+    integrations: Either[IntegrationsComponent] = IntegrationsComponent()
+    sponsor: Either[SponsorComponent] = SponsorComponent()
+    onboarding: Either[OnboardingComponent] = OnboardingComponent()
 
     @property
     def declared(self) -> dict[str, DeclaredComponent]:
-        """The components declared over measures, by name, in the order given."""
-        return dict(self.__pydantic_extra__ or {})
+        """The components declared over measures, by name, in the order of health records:
+        built-in ones declared instead, then the others in the order given."""
+        named = {name: getattr(self, name) for name in BUILT_IN_COMPONENTS}
+        instead = {n: c for n, c in named.items() if isinstance(c, DeclaredComponent)}
+        return {**instead, **(self.__pydantic_extra__ or {})}
+
+    @property
+    def order(self) -> list[str]:
+        """Every component's name, in the order of health records."""
+        return [*BUILT_IN_COMPONENTS, *(self.__pydantic_extra__ or {})]
+
+    def built_in_parts(self) -> ComponentSettings:
+        """These settings with the defaults in place of the built-in components declared
+        over measures: what the engine's own code for them reads."""
+        update = {
+            name: cls()
+            for name, cls in BUILT_IN_COMPONENTS.items()
+            if isinstance(getattr(self, name), DeclaredComponent)
+        }
+        return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _something_weighs(self) -> ComponentSettings:
-        weights = [getattr(self, name).weight for name in type(self).model_fields]
-        weights += [component.weight for component in self.declared.values()]
+        weights = [getattr(self, name).weight for name in BUILT_IN_COMPONENTS]
+        weights += [component.weight for component in (self.__pydantic_extra__ or {}).values()]
         if len(weights) > MAX_COMPONENTS:
             raise ValueError(f"at most {MAX_COMPONENTS} health components in all")
         if not any(weights):
@@ -937,7 +999,9 @@ class Settings(_Section):
             "signals.error_spike.history + window": self.signals.error_spike.history
             + self.signals.error_spike.window,
             "signals.onboarding_stalled.stall_after": self.signals.onboarding_stalled.stall_after,
-            "health.components.adoption.lookback": self.health.components.adoption.lookback,
+            "health.components.adoption.lookback": built_in(
+                self.health.components.adoption, AdoptionComponent()
+            ).lookback,
             "health.drop_window": self.health.drop_window,
             "health.warmup": self.health.warmup,
             **{
@@ -965,11 +1029,16 @@ class Settings(_Section):
         """A tenant at engine.max_keys_per_tenant must still score as it would without
         the limit: every component the limit cuts must reach its end first."""
         parts = self.health.components
-        penalties = [p for p in (parts.billing.overdue_penalty, parts.billing.failed_penalty) if p]
+        billing = built_in(parts.billing, BillingComponent())
+        penalties = [p for p in (billing.overdue_penalty, billing.failed_penalty) if p]
+        support_load = built_in(parts.support_load, SupportLoadComponent())
+        onboarding = built_in(parts.onboarding, OnboardingComponent())
         needs = {
-            "health.components.adoption.full_at": parts.adoption.full_at,
-            "health.components.support_load.zero_at": math.ceil(parts.support_load.zero_at),
-            "the health.components.onboarding.expected_steps": len(parts.onboarding.expected_steps),
+            "health.components.adoption.full_at": built_in(
+                parts.adoption, AdoptionComponent()
+            ).full_at,
+            "health.components.support_load.zero_at": math.ceil(support_load.zero_at),
+            "the health.components.onboarding.expected_steps": len(onboarding.expected_steps),
             "unpaid invoices for no billing points": math.ceil(1 / min(penalties, default=1)),
         }
         key, most = max(needs.items(), key=lambda item: item[1])
@@ -1160,7 +1229,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: the dotted key, the value given, what was expected."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
+        key = ".".join(str(part) for part in error["loc"] if part not in (BUILT_IN, DECLARED))
         message = error["msg"].removeprefix("Value error, ")
         if not key:  # a check across settings: its message names them (not the whole input)
             lines.append(message)

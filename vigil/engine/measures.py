@@ -9,7 +9,13 @@ from typing import NamedTuple
 import orjson
 
 from vigil.base.timeutil import MS_PER_DAY
-from vigil.config.settings import DeclaredComponent, MeasureSettings, Settings
+from vigil.config.settings import (
+    BUILT_IN_COMPONENTS,
+    ComponentSettings,
+    DeclaredComponent,
+    MeasureSettings,
+    Settings,
+)
 
 # (name, digest, kind, event types, closing types, field, filter, window, bucket, origin
 # of calendar windows)
@@ -41,13 +47,15 @@ ConditionTuple = tuple[
 ]
 
 
-# (name, digest, weight, measure index, (scale, its number, its text), (per measure
-# index, against the window before, min_previous), when measure index, whether the value
-# is a count (said as a whole number), the reason as (what, text) pieces: "text", or the
-# value as "value", "counted" ("singular|plural"), "pct" or "down_pct")
+# (name, digest, its bit in a tenant's stale, weight, measure index, (scale, its number,
+# its text), (per measure index, against the window before, min_previous), when measure
+# index, whether the value is a count (said as a whole number), the reason as (what,
+# text) pieces: "text", or the value as "value", "counted" ("singular|plural"), "pct" or
+# "down_pct")
 ComponentTuple = tuple[
     str,
     str,
+    int,
     float,
     int,
     tuple[str, float, str | None],
@@ -62,7 +70,12 @@ class Compiled(NamedTuple):
     measures: list[MeasureTuple]
     conditions: list[ConditionTuple]
     signals: list[str]  # the declared signals' names, in the conditions' order
+    # The components declared over measures, and every component in the order of health
+    # records: (name, whether declared, its place among the declared or the built-in).
     components: list[ComponentTuple]
+    order: list[tuple[str, bool, int]]
+    # What the engine's own code for the built-in components reads.
+    built_in: ComponentSettings
 
 
 def bucket_of(window: int, step: int, origin: int = 0) -> int:
@@ -120,11 +133,30 @@ def compiled(settings: Settings) -> Compiled:
                 history,
             )
         )
+    chosen = settings.health.components
+    instead = list(chosen.declared)
     components = [
-        _component(name, component, names, settings)
-        for name, component in settings.health.components.declared.items()
+        _component(name, component, names, settings, _bit(name, instead))
+        for name, component in chosen.declared.items()
     ]
-    return Compiled(measures, conditions, list(declared), components)
+    order = [
+        (name, True, instead.index(name))
+        if name in instead
+        else (name, False, list(BUILT_IN_COMPONENTS).index(name))
+        for name in chosen.order
+    ]
+    return Compiled(
+        measures, conditions, list(declared), components, order, chosen.built_in_parts()
+    )
+
+
+def _bit(name: str, declared: list[str]) -> int:
+    """A component's bit in a tenant's `stale`: a built-in one's, when declared in its
+    place; else one after the built-in ones'."""
+    if name in BUILT_IN_COMPONENTS:
+        return list(BUILT_IN_COMPONENTS).index(name)
+    extras = [n for n in declared if n not in BUILT_IN_COMPONENTS]
+    return len(BUILT_IN_COMPONENTS) + extras.index(name)
 
 
 def _counts(kind: str) -> bool:
@@ -133,7 +165,7 @@ def _counts(kind: str) -> bool:
 
 
 def _component(
-    name: str, component: DeclaredComponent, names: list[str], settings: Settings
+    name: str, component: DeclaredComponent, names: list[str], settings: Settings, bit: int
 ) -> ComponentTuple:
     if component.equals is not None:
         scale, at = "equals", 0.0
@@ -173,6 +205,7 @@ def _component(
     return (
         name,
         digest,
+        bit,
         component.weight,
         index(component.measure),
         (scale, at, component.equals),

@@ -37,7 +37,7 @@ from vigil.engine.state import (  # ShardState here too: stores pickled it as vi
     scoring_settings,
     state_layout,
 )
-from vigil.engine.tenant import COMPONENT_NAMES, TenantState
+from vigil.engine.tenant import TenantState
 from vigil.intake.events import Event
 from vigil.intake.reader import Tick
 from vigil.ops.metrics import ShardFigures
@@ -67,7 +67,6 @@ class ShardEngine:
         self.type_counts: Counter[str] = Counter()
         self.core = ShardCore(
             settings,
-            list(COMPONENT_NAMES),
             Event,
             Tick,
             to_iso,

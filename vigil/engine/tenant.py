@@ -11,19 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The health components, in the order of health records; a bit each in `stale`.
-COMPONENT_NAMES = (
-    "login_activity",
-    "login_trend",
-    "adoption",
-    "error_pressure",
-    "support_load",
-    "sentiment",
-    "billing",
-    "integrations",
-    "sponsor",
-    "onboarding",
-)
+from vigil.config.settings import BUILT_IN_COMPONENTS
+
+# The built-in health components, in the order of health records; a bit each in `stale`.
+COMPONENT_NAMES = tuple(BUILT_IN_COMPONENTS)
 ALL_STALE = (1 << len(COMPONENT_NAMES)) - 1
 
 
