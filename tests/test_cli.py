@@ -1255,10 +1255,13 @@ def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
     env = {**quiet_env(), "VIGIL_ENGINE__MAX_KEYS_PER_TENANT": "6"}
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
     assert ran.returncode == 0, ran.stderr
-    said = "keys not kept     3 (features 3); tenants held engine.max_keys_per_tenant of those"
+    said = (
+        "keys not kept     3 (measures.features_30d 3); "
+        "tenants held engine.max_keys_per_tenant of those"
+    )
     assert said in ran.stdout, ran.stdout
     assert ran.stderr.count("new ones are not kept") == 1, ran.stderr  # once, with the first
-    assert "map=features limit=6 refused=page/6" in ran.stderr, ran.stderr
+    assert "map=measures.features_30d limit=6 refused=page/6" in ran.stderr, ran.stderr
 
 
 def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path: Path) -> None:

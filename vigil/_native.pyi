@@ -16,7 +16,6 @@ class ShardCore:
         tick_type: type,
         to_iso: Any,
         known: frozenset[str],
-        session_days_kept: int,
         memo_size: int,
         declared: Compiled,
     ) -> None: ...

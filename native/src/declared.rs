@@ -329,15 +329,15 @@ impl Declared {
         self.measures[measure].spec.moves_within_days()
     }
 
-    /// Fold an event's touches into the tenant's measures; the names of the measures
-    /// that refused a new key.
+    /// Fold an event's touches into the tenant's measures; the measures that refused a
+    /// new key, and the key.
     pub fn apply(
         &self,
         states: &mut [State],
         ts: i64,
         touches: Vec<Touched>,
         max_keys: usize,
-    ) -> Vec<&str> {
+    ) -> Vec<(&str, Option<String>)> {
         let mut refused = Vec::new();
         for Touched {
             measure: index,
@@ -345,8 +345,12 @@ impl Declared {
         } in touches
         {
             let measure = &self.measures[index];
+            let key = match &touch {
+                Touch::Feed(Some(reading)) => Some(reading.key().to_string()),
+                _ => None,
+            };
             if !states[index].apply(&measure.spec, ts, touch, max_keys) {
-                refused.push(measure.name.as_str());
+                refused.push((measure.name.as_str(), key));
             }
         }
         refused
@@ -372,8 +376,44 @@ impl Declared {
         Ok(saved)
     }
 
+    /// A queued event's touches from a snapshot: those saved under declarations that
+    /// still hold, and for the measures declared since (or changed), what the attributes
+    /// the snapshot kept of the event (`attrs`, of `kind`) give them (none that reads the
+    /// user: a snapshot does not keep it).
+    pub fn touches_from_saved(
+        &self,
+        kind: &str,
+        attrs: &Bound<'_, PyAny>,
+        saved: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Touched>> {
+        let mut touches = self.touches_from_py(saved)?;
+        let Some(fed) = self.by_type.get(kind) else {
+            return Ok(touches);
+        };
+        let covered: Vec<usize> = touches.iter().map(|t| t.measure).collect();
+        for &(index, closes) in fed {
+            let measure = &self.measures[index];
+            if covered.contains(&index) || matches!(measure.field, Some(FieldRef::UserId)) {
+                continue;
+            }
+            if !closes && !matches(attrs, &measure.filter)? {
+                continue;
+            }
+            let reading = match &measure.field {
+                Some(FieldRef::Attr(name)) => {
+                    reading(&attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (name,))?)?
+                }
+                _ => None,
+            };
+            if let Some(touch) = Touched::new(index, closes, reading) {
+                touches.push(touch);
+            }
+        }
+        Ok(touches)
+    }
+
     /// Saved touches, as far as the declarations they were made under still hold.
-    pub fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Vec<Touched>> {
+    fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Vec<Touched>> {
         let mut touches = Vec::new();
         for entry in saved.try_iter()? {
             let (name, digest, closes, value): (String, String, bool, Bound<'_, PyAny>) =

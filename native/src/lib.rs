@@ -34,8 +34,8 @@ use fmt::{floor_div, floor_to};
 use queue::{life_order, Pending, Queue, Queued};
 use score::{Parts, Scorer, Slot};
 use tenant::{
-    Buckets, Payload, Tenant, CLOCK_MOVED, COMPONENTS, DAY_BASED, ERRORS, KEY_REFUSED, MS_PER_DAY,
-    MS_PER_HOUR, ONBOARDING, ONBOARDING_CLOCK, PRESSURE, PRESSURE_HOURS,
+    Buckets, Payload, Tenant, CLOCK_MOVED, COMPONENTS, ERRORS, KEY_REFUSED, MS_PER_DAY, ONBOARDING,
+    ONBOARDING_CLOCK,
 };
 
 use store::Id;
@@ -54,7 +54,6 @@ struct Settings {
     login_drop: signals::LoginDropRule,
     dedup_retention: i64,
     forget_after: i64,
-    session_days_kept: i64,
 }
 
 /// A built-in signal a step found, handed over once the step's tenants are scored.
@@ -121,7 +120,6 @@ impl ShardCore {
         tick_type: &Bound<'_, PyAny>,
         to_iso: Py<PyAny>,
         known: HashSet<String>,
-        session_days_kept: i64,
         memo_size: usize,
         declared: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
@@ -155,11 +153,6 @@ impl ShardCore {
         }
         let parts = Parts {
             weights,
-            login_full_at: get(&built_in, "login_activity.full_at")?,
-            trend_min_baseline: get(&built_in, "login_trend.min_baseline")?,
-            adoption_full_at: get(&built_in, "adoption.full_at")?,
-            adoption_lookback: get(&built_in, "adoption.lookback")?,
-            pressure_zero_at: get(&built_in, "error_pressure.zero_at")?,
             support_zero_at: get(&built_in, "support_load.zero_at")?,
             p1_counts_as: get(&built_in, "support_load.p1_counts_as")?,
             overdue_penalty: get(&built_in, "billing.overdue_penalty")?,
@@ -213,7 +206,6 @@ impl ShardCore {
             },
             dedup_retention: get(settings, "dedup_retention")?,
             forget_after: get(settings, "engine.forget_tenants_after")?,
-            session_days_kept,
         };
         let buckets = Buckets {
             login_window: cfg.login_window,
@@ -591,12 +583,12 @@ impl ShardCore {
                     self.clock.rescore_after(instant, &tenant.tenant_id);
                 }
             }
-            for name in refused {
+            for (name, key) in refused {
                 let refused = findings::KeyRefused {
                     event_type: None,
                     measure: Some(name.to_string()),
                     tenant_id: tenant_str.to_string(),
-                    key: None,
+                    key,
                     at: ts,
                 };
                 out.append(Py::new(py, refused)?)?;
@@ -620,10 +612,6 @@ impl ShardCore {
                     self.clock
                         .add_deadline(progress + self.cfg.stall_after + 1, tenant_id.clone());
                 }
-            }
-            if effect & PRESSURE != 0 {
-                let until = (floor_div(ts, MS_PER_HOUR) + PRESSURE_HOURS + 1) * MS_PER_HOUR;
-                self.clock.rescore_after(until, &tenant_id);
             }
             if effect & KEY_REFUSED != 0 {
                 let refused = findings::KeyRefused {
@@ -810,13 +798,8 @@ impl ShardCore {
             - self.buckets.login_window;
         for tenant in self.store.tenants.values_mut() {
             self.store.dirty.insert(tenant.tenant_id.clone());
-            tenant.stale |= DAY_BASED | self.scorer.declared_bits();
-            tenant.prune(
-                now,
-                self.cfg.session_days_kept,
-                keep_from,
-                self.scorer.parts.adoption_lookback,
-            );
+            tenant.stale |= self.scorer.declared_bits();
+            tenant.prune(keep_from);
             self.declared.prune(&mut tenant.measured, now);
         }
         self.seen

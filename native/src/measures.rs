@@ -45,7 +45,7 @@ pub enum Reading {
 }
 
 impl Reading {
-    fn key(&self) -> Box<str> {
+    pub fn key(&self) -> Box<str> {
         match self {
             Reading::Text(text) => text.clone(),
             Reading::Num(x) => x.to_string().into_boxed_str(),

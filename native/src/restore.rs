@@ -7,7 +7,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::queue::{life_order, Pending, Queued, SavedQueued};
 use crate::store::Id;
-use crate::tenant::{self, Payload, Tenant, ALL_STALE, DAY_BASED, MS_PER_HOUR, PRESSURE_HOURS};
+use crate::tenant::{self, Payload, Tenant, ALL_STALE};
 use crate::{event, ShardCore};
 
 impl ShardCore {
@@ -58,7 +58,9 @@ impl ShardCore {
                 };
                 Queued {
                     payload: Payload::read(kind.to_str()?, &attrs)?,
-                    touches: self.declared.touches_from_py(&touches)?,
+                    touches: self
+                        .declared
+                        .touches_from_saved(kind.to_str()?, &attrs, &touches)?,
                     tenant: tenant.unbind(),
                     kind: self.shared(state.py(), kind.to_str()?),
                     segment,
@@ -147,21 +149,15 @@ impl ShardCore {
         for tenant_id in &ids {
             let tenant = &self.store.tenants[tenant_id];
             let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
-            due.extend(
-                tenant
-                    .pressure_by_hour
-                    .keys()
-                    .map(|hour| (hour + PRESSURE_HOURS + 1) * MS_PER_HOUR),
-            );
             due.extend(self.declared.held_moves(&tenant.measured));
             due.extend(self.declared.deadlines(&tenant.measured));
-            // Saved measures are those of the settings the store ran with: every tenant is
-            // measured again at the first step, but for the day-based components, which
-            // every tenant has measured at midnight (sooner would move a look-back by part
-            // of a day), and scored even if no measure moved, as the weights may have.
-            // Unchanged, the score comes out the same, and nothing is written.
+            // Saved measures are those of the settings the store ran with: every tenant's
+            // own components are measured again at the first step (the declared ones are
+            // kept under their declaration's digest), and scored even if no measure moved,
+            // as the weights may have. Unchanged, the score comes out the same, and
+            // nothing is written.
             if let Some(next) = self.clock.next_step {
-                self.store.tenants[tenant_id].stale |= ALL_STALE & !DAY_BASED;
+                self.store.tenants[tenant_id].stale |= ALL_STALE;
                 due.push(next);
             }
             for instant in due {

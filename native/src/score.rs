@@ -4,8 +4,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::components::Component;
 use crate::declared::Declared;
-use crate::fmt::{f0, floor_div, g, py_max, py_min, py_round};
-use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_DAY, MS_PER_HOUR, PRESSURE_HOURS};
+use crate::fmt::{f0, floor_div, g, py_max, py_round};
+use crate::tenant::{Measure, Tenant, Val, COMPONENTS, MS_PER_HOUR};
 
 /// The most components in all, built-in and declared (a bit each in a tenant's `stale`;
 /// vigil.config.settings.MAX_COMPONENTS).
@@ -22,19 +22,13 @@ pub enum Slot {
     Declared(usize),
 }
 
-// Components whose words depend on their measure and the settings only.
-const WORDS_FROM_MEASURE: [bool; COMPONENTS] = [
-    true, true, true, true, false, false, false, false, true, false,
-];
+// The engine's components whose words depend on their measure and the settings only
+// (the declared ones' all do).
+const WORDS_FROM_MEASURE: [bool; COMPONENTS] = [false; COMPONENTS];
 
 /// health.components, as numbers.
 pub struct Parts {
     pub weights: [f64; COMPONENTS],
-    pub login_full_at: f64,
-    pub trend_min_baseline: i64,
-    pub adoption_full_at: i64,
-    pub adoption_lookback: i64,
-    pub pressure_zero_at: f64,
     pub support_zero_at: f64,
     pub p1_counts_as: f64,
     pub overdue_penalty: f64,
@@ -219,57 +213,8 @@ impl Scorer {
     fn measure(&self, index: usize, t: &mut Tenant, now: i64) -> Measure {
         let p = &self.parts;
         match index {
-            // login_activity
-            0 => {
-                if !t.sessions_seen {
-                    return None;
-                }
-                let sessions = session_weeks(t, now).0;
-                Some((
-                    Val::Int(sessions),
-                    py_min(1.0, sessions as f64 / p.login_full_at),
-                ))
-            }
-            // login_trend
-            1 => {
-                let (current, previous) = session_weeks(t, now);
-                if previous < p.trend_min_baseline {
-                    return None;
-                }
-                let ratio = current as f64 / previous as f64;
-                Some((Val::Float(py_round(ratio, 3)), py_min(1.0, ratio)))
-            }
-            // adoption
-            2 => {
-                if t.features.is_empty() {
-                    return None;
-                }
-                let since = now - p.adoption_lookback;
-                let used = t.features.values().filter(|last| **last >= since).count() as i64;
-                Some((
-                    Val::Int(used),
-                    py_min(1.0, used as f64 / p.adoption_full_at as f64),
-                ))
-            }
-            // error_pressure
-            3 => {
-                if !t.product_activity {
-                    return None;
-                }
-                let first_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
-                let count: i64 = t
-                    .pressure_by_hour
-                    .iter()
-                    .filter(|(h, _)| **h >= first_hour)
-                    .map(|(_, n)| n)
-                    .sum();
-                Some((
-                    Val::Int(count),
-                    py_max(0.0, 1.0 - count as f64 / p.pressure_zero_at),
-                ))
-            }
             // support_load
-            4 => {
+            0 => {
                 if !t.tickets_seen {
                     return None;
                 }
@@ -282,7 +227,7 @@ impl Scorer {
                 ))
             }
             // sentiment
-            5 => {
+            1 => {
                 let mut sum = 0.0;
                 let mut n = 0;
                 if let Some(nps) = t.nps {
@@ -300,7 +245,7 @@ impl Scorer {
                 Some((Val::Float(py_round(fraction * 10.0, 2)), fraction))
             }
             // billing
-            6 => {
+            2 => {
                 if !t.invoices_seen {
                     return None;
                 }
@@ -313,7 +258,7 @@ impl Scorer {
                 ))
             }
             // integrations
-            7 => {
+            3 => {
                 if t.integrations.is_empty() {
                     return None;
                 }
@@ -321,12 +266,6 @@ impl Scorer {
                 let share = connected as f64 / t.integrations.len() as f64;
                 Some((Val::Int(connected as i64), share))
             }
-            // sponsor
-            8 => match &t.sponsor {
-                None => None,
-                Some(s) if s == "active" => Some((Val::Float(1.0), 1.0)),
-                Some(_) => Some((Val::Float(0.0), 0.0)),
-            },
             // onboarding
             _ => {
                 let last = t.last_progress?;
@@ -412,31 +351,8 @@ impl Scorer {
     fn explain(&self, index: usize, t: &Tenant, value: Val, now: i64) -> String {
         let p = &self.parts;
         match index {
-            // login_activity
-            0 => format!(
-                "{} in the last 7 days (full points at {})",
-                counted(value, "session", None),
-                g(p.login_full_at)
-            ),
-            // login_trend
-            1 => format!(
-                "sessions down {}% on the 7 days before",
-                f0(100.0 * (1.0 - value.as_f64()))
-            ),
-            // adoption
-            2 => format!(
-                "{} used in the last {} (full points at {})",
-                counted(value, "feature", None),
-                counted(Val::Int(p.adoption_lookback / MS_PER_DAY), "day", None),
-                p.adoption_full_at
-            ),
-            // error_pressure
-            3 => format!(
-                "{} in the last 24 h",
-                counted(value, "error or job retry", Some("errors and job retries"))
-            ),
             // support_load
-            4 => {
+            0 => {
                 let open_p1 = count_of(&t.open_tickets, "P1");
                 if value.as_f64() == 1.0 {
                     if open_p1 > 0 {
@@ -455,7 +371,7 @@ impl Scorer {
                 }
             }
             // sentiment
-            5 => {
+            1 => {
                 let mut words = Vec::new();
                 if let Some(nps) = t.nps {
                     words.push(format!("NPS {}/10", g(nps)));
@@ -466,7 +382,7 @@ impl Scorer {
                 format!("latest {}", words.join(" and "))
             }
             // billing
-            6 => {
+            2 => {
                 let mut counts = Vec::new();
                 for word in ["overdue", "failed"] {
                     let n = count_of(&t.unpaid_invoices, word);
@@ -477,7 +393,7 @@ impl Scorer {
                 format!("invoices unpaid: {}", counts.join(" and "))
             }
             // integrations
-            7 => {
+            3 => {
                 let mut broken: Vec<&String> = t
                     .integrations
                     .iter()
@@ -497,8 +413,6 @@ impl Scorer {
                 let held = counted(Val::Int(t.integrations.len() as i64), "integration", None);
                 format!("{} of {held} not connected: {listed}", broken.len())
             }
-            // sponsor
-            8 => "executive sponsor departed".into(),
             // onboarding
             _ => {
                 let mut text = format!(
@@ -546,23 +460,4 @@ fn counted(value: Val, singular: &str, plural: Option<&str>) -> String {
             .unwrap_or_else(|| format!("{singular}s"))
     };
     format!("{} {word}", num0(value))
-}
-
-/// Sessions in the 7 days up to the day of the last instant before `now`, and in the 7
-/// days before those; the 13 closed days summed once a day.
-fn session_weeks(t: &mut Tenant, now: i64) -> (i64, i64) {
-    let today = floor_div(now - 1, MS_PER_DAY);
-    if t.session_sums_day != today {
-        let by_day = &t.sessions_by_day;
-        let sum = |from: i64, to: i64| {
-            (from..to)
-                .map(|d| by_day.get(&d).copied().unwrap_or(0))
-                .sum()
-        };
-        t.sessions_prior6 = sum(today - 6, today);
-        t.sessions_prior7to13 = sum(today - 13, today - 6);
-        t.session_sums_day = today;
-    }
-    let today_count = t.sessions_by_day.get(&today).copied().unwrap_or(0);
-    (t.sessions_prior6 + today_count, t.sessions_prior7to13)
 }

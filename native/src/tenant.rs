@@ -9,33 +9,26 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::fmt::{floor_div, floor_to};
+use crate::fmt::floor_to;
 
 pub const MS_PER_HOUR: i64 = 3_600_000;
 pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
-pub const PRESSURE_HOURS: i64 = 24;
 
 // Effects of applying an event that the shard must index (bit flags).
 pub const ERRORS: u32 = 1;
 pub const ONBOARDING_CLOCK: u32 = 2;
 pub const KEY_REFUSED: u32 = 4;
-pub const PRESSURE: u32 = 8;
 
-// Components, in the order of health records (vigil.engine.tenant.COMPONENT_NAMES).
-pub const COMPONENTS: usize = 10;
-pub const LOGIN_ACTIVITY: u32 = 1 << 0;
-pub const LOGIN_TREND: u32 = 1 << 1;
-pub const ADOPTION: u32 = 1 << 2;
-pub const ERROR_PRESSURE: u32 = 1 << 3;
-pub const SUPPORT_LOAD: u32 = 1 << 4;
-pub const SENTIMENT: u32 = 1 << 5;
-pub const BILLING: u32 = 1 << 6;
-pub const INTEGRATIONS: u32 = 1 << 7;
-pub const SPONSOR: u32 = 1 << 8;
-pub const ONBOARDING: u32 = 1 << 9;
+// The components the engine measures with code of its own, by their place among those
+// (vigil.engine.tenant.COMPONENT_NAMES); the others are declared over measures.
+pub const COMPONENTS: usize = 5;
+pub const SUPPORT_LOAD: u32 = 1 << 0;
+pub const SENTIMENT: u32 = 1 << 1;
+pub const BILLING: u32 = 1 << 2;
+pub const INTEGRATIONS: u32 = 1 << 3;
+pub const ONBOARDING: u32 = 1 << 4;
 pub const ALL_STALE: u32 = (1 << COMPONENTS) - 1;
-pub const DAY_BASED: u32 = LOGIN_ACTIVITY | LOGIN_TREND | ADOPTION;
-pub const CLOCK_MOVED: u32 = ERROR_PRESSURE | ONBOARDING;
+pub const CLOCK_MOVED: u32 = ONBOARDING;
 
 /// A measure's value: each component keeps one type, as Python's records print it.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -59,9 +52,7 @@ pub type Measure = Option<(Val, f64)>;
 /// What the event says, taken out of its attributes once.
 pub enum Payload {
     Session,
-    Feature(String),
     Error,
-    JobRetry,
     Integration(String, String),
     OnboardingStarted,
     StepCompleted(String),
@@ -69,11 +60,14 @@ pub enum Payload {
     OnboardingCompleted,
     TicketCreated(String, String),
     TicketResolved(String),
-    Survey { nps: bool, score: f64 },
+    Survey {
+        nps: bool,
+        score: f64,
+    },
     Invoice(String, String),
     Contract(Option<Py<PyAny>>),
-    Sponsor(String),
-    ContextOnly,
+    /// Read by declared measures only (or not at all): nothing of the tenant's own.
+    Measured,
     Unhandled,
 }
 
@@ -83,9 +77,7 @@ impl Payload {
         let s = |key: &str| -> PyResult<String> { attrs.get_item(key)?.extract() };
         Ok(match kind {
             "user.session" => Payload::Session,
-            "feature.used" => Payload::Feature(s("feature")?),
             "error.raised" => Payload::Error,
-            "job.retry" => Payload::JobRetry,
             "integration.state" => Payload::Integration(s("integration")?, s("state")?),
             "onboarding.started" => Payload::OnboardingStarted,
             "onboarding.step_completed" => Payload::StepCompleted(s("step")?),
@@ -106,10 +98,13 @@ impl Payload {
                     Some(seats.unbind())
                 })
             }
-            "sponsor.changed" => Payload::Sponsor(s("status")?),
-            "nudge.sent" | "nudge.acted" | "deployment.published" | "config.changed" => {
-                Payload::ContextOnly
-            }
+            "feature.used"
+            | "job.retry"
+            | "sponsor.changed"
+            | "nudge.sent"
+            | "nudge.acted"
+            | "deployment.published"
+            | "config.changed" => Payload::Measured,
             _ => Payload::Unhandled,
         })
     }
@@ -125,7 +120,6 @@ impl Payload {
             Ok(())
         };
         match self {
-            Payload::Feature(feature) => set(&[("feature", feature)])?,
             Payload::Integration(name, state) => set(&[("integration", name), ("state", state)])?,
             Payload::StepCompleted(step) => set(&[("step", step)])?,
             Payload::TicketCreated(id, priority) => {
@@ -133,7 +127,6 @@ impl Payload {
             }
             Payload::TicketResolved(id) => set(&[("ticket_id", id)])?,
             Payload::Invoice(id, status) => set(&[("invoice_id", id), ("status", status)])?,
-            Payload::Sponsor(status) => set(&[("status", status)])?,
             Payload::Survey { nps, score } => {
                 set(&[("kind", if *nps { "nps" } else { "csat" })])?;
                 attrs.set_item("score", *score)?;
@@ -148,8 +141,7 @@ impl Payload {
     /// vigil.engine.policy.KEYED_MAPS): what a refused key names.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Payload::Feature(key)
-            | Payload::Integration(key, _)
+            Payload::Integration(key, _)
             | Payload::StepCompleted(key)
             | Payload::TicketCreated(key, _)
             | Payload::Invoice(key, _) => Some(key),
@@ -160,19 +152,16 @@ impl Payload {
     /// Which components the event type can change: the scorer re-measures only those.
     fn touches(&self) -> u32 {
         match self {
-            Payload::Session => LOGIN_ACTIVITY | LOGIN_TREND | ERROR_PRESSURE,
-            Payload::Feature(_) => ADOPTION | ERROR_PRESSURE,
-            Payload::Error | Payload::JobRetry => ERROR_PRESSURE,
+            Payload::Session | Payload::Error => 0,
             Payload::Integration(..) => INTEGRATIONS,
             Payload::OnboardingStarted
             | Payload::StepCompleted(_)
-            | Payload::OnboardingCompleted => ONBOARDING,
-            Payload::Recipe => ONBOARDING | ERROR_PRESSURE,
+            | Payload::OnboardingCompleted
+            | Payload::Recipe => ONBOARDING,
             Payload::TicketCreated(..) | Payload::TicketResolved(_) => SUPPORT_LOAD,
             Payload::Survey { .. } => SENTIMENT,
             Payload::Invoice(..) => BILLING,
-            Payload::Sponsor(_) => SPONSOR,
-            Payload::Contract(_) | Payload::ContextOnly | Payload::Unhandled => 0,
+            Payload::Contract(_) | Payload::Measured | Payload::Unhandled => 0,
         }
     }
 }
@@ -189,16 +178,8 @@ pub struct Tenant {
     pub py_id: Py<PyString>,
     pub first_seen: i64,
     pub segment: Option<String>,
-    pub sessions_seen: bool,
-    pub sessions_by_day: HashMap<i64, i64>,
     pub sessions_by_window: HashMap<i64, i64>,
-    pub session_sums_day: i64,
-    pub sessions_prior6: i64,
-    pub sessions_prior7to13: i64,
-    pub features: HashMap<String, i64>,
     pub errors_by_window: HashMap<i64, i64>,
-    pub pressure_by_hour: HashMap<i64, i64>,
-    pub product_activity: bool,
     pub open_tickets: HashMap<String, String>,
     pub tickets_seen: bool,
     pub nps: Option<f64>,
@@ -206,7 +187,6 @@ pub struct Tenant {
     pub unpaid_invoices: HashMap<String, String>,
     pub invoices_seen: bool,
     pub integrations: HashMap<String, String>,
-    pub sponsor: Option<String>,
     pub seats: Option<Py<PyAny>>,
     pub onboarding_started: Option<i64>,
     pub onboarding_completed: bool,
@@ -238,16 +218,8 @@ impl Tenant {
             py_id,
             first_seen,
             segment: None,
-            sessions_seen: false,
-            sessions_by_day: HashMap::default(),
             sessions_by_window: HashMap::default(),
-            session_sums_day: -1,
-            sessions_prior6: 0,
-            sessions_prior7to13: 0,
-            features: HashMap::default(),
             errors_by_window: HashMap::default(),
-            pressure_by_hour: HashMap::default(),
-            product_activity: false,
             open_tickets: HashMap::default(),
             tickets_seen: false,
             nps: None,
@@ -255,7 +227,6 @@ impl Tenant {
             unpaid_invoices: HashMap::default(),
             invoices_seen: false,
             integrations: HashMap::default(),
-            sponsor: None,
             seats: None,
             onboarding_started: None,
             onboarding_completed: false,
@@ -291,27 +262,15 @@ impl Tenant {
         self.stale |= payload.touches();
         match payload {
             Payload::Session => {
-                self.product_activity = true;
-                self.sessions_seen = true;
-                *self
-                    .sessions_by_day
-                    .entry(floor_div(ts, MS_PER_DAY))
-                    .or_insert(0) += 1;
                 let window = floor_to(ts, buckets.login_window, buckets.origin);
                 *self.sessions_by_window.entry(window).or_insert(0) += 1;
                 0
             }
-            Payload::Feature(name) => {
-                self.product_activity = true;
-                put(&mut self.features, name, ts, buckets.max_keys)
-            }
             Payload::Error => {
-                let pressure = self.pressure(ts);
                 let window = floor_to(ts, buckets.error_window, buckets.origin);
                 *self.errors_by_window.entry(window).or_insert(0) += 1;
-                ERRORS | pressure
+                ERRORS
             }
-            Payload::JobRetry => self.pressure(ts),
             Payload::Integration(name, state) => {
                 put(&mut self.integrations, name, state, buckets.max_keys)
             }
@@ -334,10 +293,7 @@ impl Tenant {
                 }
                 self.progress(ts) | refused
             }
-            Payload::Recipe => {
-                self.product_activity = true;
-                self.progress(ts)
-            }
+            Payload::Recipe => self.progress(ts),
             Payload::OnboardingCompleted => {
                 self.onboarding_completed = true;
                 0
@@ -373,25 +329,7 @@ impl Tenant {
                 }
                 0
             }
-            Payload::Sponsor(status) => {
-                self.sponsor = Some(status);
-                0
-            }
-            Payload::ContextOnly | Payload::Unhandled => 0,
-        }
-    }
-
-    fn pressure(&mut self, ts: i64) -> u32 {
-        self.product_activity = true;
-        let count = self
-            .pressure_by_hour
-            .entry(floor_div(ts, MS_PER_HOUR))
-            .or_insert(0);
-        *count += 1;
-        if *count > 1 {
-            0
-        } else {
-            PRESSURE
+            Payload::Measured | Payload::Unhandled => 0,
         }
     }
 
@@ -403,13 +341,8 @@ impl Tenant {
         ONBOARDING_CLOCK
     }
 
-    /// vigil.engine.tenant.prune
-    pub fn prune(&mut self, now: i64, keep_days: i64, keep_from_window: i64, lookback: i64) {
-        prune_features(&mut self.features, now - lookback);
-        let oldest_day = floor_div(now, MS_PER_DAY) - keep_days;
-        self.sessions_by_day.retain(|day, _| *day >= oldest_day);
-        let oldest_hour = floor_div(now, MS_PER_HOUR) - PRESSURE_HOURS;
-        self.pressure_by_hour.retain(|hour, _| *hour >= oldest_hour);
+    /// Drop the login windows before `keep_from_window`.
+    pub fn prune(&mut self, keep_from_window: i64) {
         self.sessions_by_window
             .retain(|window, _| *window >= keep_from_window);
     }
@@ -421,24 +354,6 @@ fn put<V>(keyed: &mut HashMap<String, V>, key: String, value: V, max_keys: usize
     }
     keyed.insert(key, value);
     0
-}
-
-/// Features last used before `since` go, but the newest stays (vigil.engine.tenant._prune_features).
-fn prune_features(features: &mut HashMap<String, i64>, since: i64) {
-    let old = features.values().filter(|last| **last < since).count();
-    if old == 0 {
-        return;
-    }
-    if old == features.len() {
-        let keep = features
-            .iter()
-            .max_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)))
-            .map(|(name, _)| name.clone())
-            .expect("not empty");
-        features.retain(|name, _| *name == keep);
-    } else {
-        features.retain(|_, last| *last >= since);
-    }
 }
 
 /// A zone's name as the engine keeps it (one static string per zone).
@@ -480,16 +395,8 @@ macro_rules! tenant_fields {
         $m!(
             first_seen,
             segment,
-            sessions_seen,
-            sessions_by_day,
             sessions_by_window,
-            session_sums_day,
-            sessions_prior6,
-            sessions_prior7to13,
-            features,
             errors_by_window,
-            pressure_by_hour,
-            product_activity,
             open_tickets,
             tickets_seen,
             nps,
@@ -497,7 +404,6 @@ macro_rules! tenant_fields {
             unpaid_invoices,
             invoices_seen,
             integrations,
-            sponsor,
             onboarding_started,
             onboarding_completed,
             onboarding_steps,

@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import DAY, HOUR, ROOT, T0, Harness, clock, event, restored
+from support import DAY, HOUR, T0, Harness, clock, event, restored
 
 from vigil.base.errors import ConfigError
 from vigil.base.timeutil import to_iso
-from vigil.config.settings import Settings, load_settings
+from vigil.config.settings import DEFAULT_COMPONENTS, Settings, load_settings
 from vigil.engine.shard import ShardEngine
-from vigil.engine.tenant import COMPONENT_NAMES
 
 QUIET = {"kind": "days_since", "events": ["user.session"]}
+# The default components declared over the default measures.
+FIVE = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 RECENCY = {
     "measure": "quiet",
     "weight": 25,
@@ -40,7 +41,7 @@ def test_a_declared_component_scores_its_measure_and_says_why() -> None:
     h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
     h.feed([*sessions(0, 30), clock(T0 + 5 * DAY + 2 * HOUR)])
     record = last_health(h)
-    assert list(record["components"])[: len(COMPONENT_NAMES)] == list(COMPONENT_NAMES)
+    assert list(record["components"]) == [*DEFAULT_COMPONENTS, "recency"]
     recency = record["components"]["recency"]
     # Measured at midnight, 5 days after the first session, the last at 00:29.
     assert recency["value"] == round(5 - 29 / 1440, 3)
@@ -175,7 +176,7 @@ def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afr
     straight = Harness(chosen).feed(stream).feed(rest)
     h = Harness(chosen).feed(stream)
     saved = restored(h.engine)
-    assert set(saved.tenants["acme"].components) == {"recency"}
+    assert set(saved.tenants["acme"].components) == {*FIVE, "recency"}
     h.engine = ShardEngine(chosen, h.rules, saved)
     h.feed(rest)
     assert h.out == straight.out
@@ -220,10 +221,8 @@ def test_at_most_32_components_in_all() -> None:
     many = {f"c{n}": RECENCY for n in range(23)}
     with pytest.raises(ConfigError, match="at most 32 health components in all"):
         settings({"quiet": QUIET}, many)
-    assert (
-        len(settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components.declared)
-        == 22
-    )
+    most = settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components
+    assert len(most.order) == 32
 
 
 def test_errors_leaving_an_hourly_window_give_points_back_hour_by_hour() -> None:
@@ -253,64 +252,18 @@ def test_a_bucket_must_divide_the_window() -> None:
         settings({"errors": odd}, {})
 
 
-# Five of the built-in health components declared again over measures, at weight 0 (the
-# scores stay the defaults'), as bench/declared.toml has them: a check that the defaults
-# can be expressed this way.
-DECLARED_AGAIN = ROOT / "bench" / "declared.toml"
-BUILT_IN = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
-
-
-@pytest.mark.parametrize("step", ["1h", "15m"])
-def test_five_built_in_components_declared_over_measures_measure_the_same(step: str) -> None:
-    from vigil.intake.simulate import FleetPlan, generate
-
-    chosen = load_settings(DECLARED_AGAIN, env={}, overrides={"engine": {"health_step": step}})
-    assert {f"as_declared_{name}" for name in BUILT_IN} == set(chosen.health.components.declared)
-    lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
-    records = Harness(chosen).feed(lines, batch_size=300).out["health"]
-    assert len(records) > 2_000
-    said = {
-        name: [repr(record["components"][name]["value"]) for record in records]  # 3 is not 3.0
-        for name in records[0]["components"]
-    }
-    differ = {
-        (name, record["ts"][14:16])
-        for name in BUILT_IN
-        for record, built_in, declared in zip(
-            records, said[name], said[f"as_declared_{name}"], strict=True
-        )
-        if built_in != declared
-    }
-    if step == "1h":
-        assert differ == set()
-    else:
-        # Error pressure counts the last 24 hourly buckets, the current one included; the
-        # built-in one counts the 24 before the current one too, so at steps inside an
-        # hour it counts 25: the two differ there, and only there.
-        assert differ and {name for name, _ in differ} == {"error_pressure"}
-        assert "00" not in {minute for _, minute in differ}
-
-
-def test_the_five_declared_in_place_of_the_built_in_ones_give_the_same_outputs() -> None:
-    """Declared under a built-in component's name, a component takes its place (and its
-    place in the records): these five, at their default weights, change nothing."""
-    import tomllib
-
-    from vigil.config.settings import BUILT_IN_COMPONENTS
-    from vigil.intake.simulate import FleetPlan, generate
-
-    again = tomllib.loads(DECLARED_AGAIN.read_text())
-    weights = {name: BUILT_IN_COMPONENTS[name]().weight for name in BUILT_IN}
-    in_place = {
-        name: {**again["health"]["components"][f"as_declared_{name}"], "weight": weights[name]}
-        for name in BUILT_IN
-    }
-    chosen = load_settings(
-        None, env={}, overrides={"measures": again["measures"], "health": {"components": in_place}}
-    )
-    assert set(chosen.health.components.declared) == set(BUILT_IN)
-    lines = list(generate(FleetPlan(tenants=60, days=35, seed=11))[0])
-    built_in = Harness().feed(lines, batch_size=300).out
-    declared = Harness(chosen).feed(lines, batch_size=300).out
-    assert len(built_in["health"]) > 2_000 and built_in["signals"] and built_in["tasks"]
-    assert declared == built_in
+def test_the_defaults_declare_five_components_over_measures() -> None:
+    """Login activity and trend, adoption, error pressure and the sponsor are settings
+    over the default measures: a user changes them as any declared component (the
+    golden outputs of the defaults did not move when they became so)."""
+    chosen = Settings().health.components
+    assert tuple(chosen.declared) == FIVE
+    assert chosen.order == list(DEFAULT_COMPONENTS)
+    wider = settings({"features_30d": {"window": "60d"}}, {"adoption": {"full_at": 8}})
+    assert wider.measures["features_30d"].kind == "distinct"  # the default, but its window
+    assert wider.measures["features_30d"].window == 60 * DAY
+    used = [event("acme", "feature.used", T0 + n * HOUR, {"feature": f"f{n}"}) for n in range(4)]
+    h = Harness(wider).feed([*used, clock(T0 + DAY + HOUR)])
+    assert last_health(h)["components"]["adoption"]["value"] == 4
+    said = "4 features used in the last 60 days (full points at 8)"
+    assert any(r.startswith(said) for r in last_health(h)["reasons"])

@@ -64,14 +64,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "dedup_retention": "9h",
         },
         "signals": {"login_drop": {"window": "1d"}, "error_spike": {"history": "1d"}},
-        "health": {"components": {"adoption": {"lookback": "2d"}}},
+        "measures": {"features_30d": {"window": "2d"}},
     },
     "other weights": {
+        "measures": {"features_30d": {"window": "3d"}},
         "health": {
             "zones": {"green": 70, "yellow": 55, "orange": 30},
             "components": {
                 "login_activity": {"weight": 0, "full_at": 7.5},
-                "adoption": {"full_at": 2, "lookback": "3d"},
+                "adoption": {"full_at": 2},
                 "sentiment": {"weight": 30},
                 "support_load": {"p1_counts_as": 1.5, "zero_at": 2.5},
                 "billing": {"overdue_penalty": 0.3, "failed_penalty": 0.7},

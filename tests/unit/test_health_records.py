@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, sessions
 
-from vigil.engine.tenant import COMPONENT_NAMES
+from vigil.config.settings import DEFAULT_COMPONENTS
 
 
 def last_health(events: list[dict[str, Any]], until: int) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def last_health(events: list[dict[str, Any]], until: int) -> dict[str, Any]:
 
 def test_points_add_up_to_the_score_and_missing_weight_is_spread() -> None:
     record = last_health(sessions("acme", T0, 30), T0 + 3 * DAY)
-    assert list(record["components"]) == list(COMPONENT_NAMES)
+    assert list(record["components"]) == list(DEFAULT_COMPONENTS)
     points = sum(c["points"] for c in record["components"].values())
     assert points == pytest.approx(record["score"], abs=0.5)
     # Only login activity (20), trend (10) and error pressure (15) can have data here.

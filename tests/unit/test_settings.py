@@ -11,8 +11,14 @@ from vigil.base.errors import ConfigError
 from vigil.base.timeutil import parse_rfc3339
 from vigil.base.zones import zone_of
 from vigil.config.kafka_secrets import masked
-from vigil.config.settings import Settings, env_overrides, load_settings, unread_env
-from vigil.engine.tenant import COMPONENT_NAMES
+from vigil.config.settings import (
+    DEFAULT_COMPONENTS,
+    DeclaredComponent,
+    Settings,
+    env_overrides,
+    load_settings,
+    unread_env,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -159,8 +165,16 @@ class TestErrors:
             ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
             (
                 '[health.components.adoption]\nlookback = "36h"',
-                "health.components.adoption.lookback = '36h': must be whole days, as adoption "
-                "is measured again once a day",
+                "health.components.adoption.lookback: no longer a setting: adoption counts "
+                'measures.features_30d; set its window (measures.features_30d.window = "30d")',
+            ),
+            (
+                "[health.components.login_trend]\nmin_baseline = 3",
+                "health.components.login_trend.min_baseline: renamed min_previous",
+            ),
+            (
+                '[measures.features_30d]\nwindow = "30d"\nbucket = "7h"',
+                "the bucket (7h) must divide the window (30d)",
             ),
             (
                 '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"',
@@ -168,7 +182,7 @@ class TestErrors:
                 "engine.health_step (1h) of UTC, or no window would ever close",
             ),
             (
-                "".join(f"[health.components.{name}]\nweight = 0\n" for name in COMPONENT_NAMES),
+                "".join(f"[health.components.{name}]\nweight = 0\n" for name in DEFAULT_COMPONENTS),
                 "every component's weight is 0, so no tenant could be scored",
             ),
             # TOML's inf stopped a run at its first score (a traceback); two weights of
@@ -244,7 +258,7 @@ class TestErrors:
             (
                 '[engine]\nforget_tenants_after = "20d"',
                 "engine.forget_tenants_after (20d) must be longer than "
-                "health.components.adoption.lookback (30d)",
+                "measures.features_30d.window (30d)",
             ),
             (
                 "[engine]\nmax_keys_per_tenant = 4",
@@ -284,7 +298,7 @@ class TestErrors:
         path = tmp_path / "edge.toml"
         only_sponsor = "".join(
             f"[health.components.{name}]\nweight = {1 if name == 'sponsor' else 0}\n"
-            for name in COMPONENT_NAMES
+            for name in DEFAULT_COMPONENTS
         )
         path.write_text(
             '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 33\n'
@@ -468,7 +482,7 @@ def test_a_check_across_settings_names_them_without_echoing_the_whole_file(
     said = str(caught.value)
     assert said == (
         f"{path}: engine.forget_tenants_after (20d) must be longer than "
-        "health.components.adoption.lookback (30d), or a tenant could be forgotten while "
+        "measures.features_30d.window (30d), or a tenant could be forgotten while "
         "its events still count"
     )
 
@@ -478,6 +492,12 @@ def _setting_paths(model: type[BaseModel], above: tuple[str, ...] = ()) -> list[
     paths = []
     for name, field in model.model_fields.items():
         inner = field.annotation
+        if (
+            issubclass(model, DeclaredComponent)
+            and model is not DeclaredComponent
+            and field.default == DeclaredComponent.model_fields[name].default
+        ):
+            continue  # a declared component's entry in the file says the keys it sets
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             paths += _setting_paths(inner, (*above, name))
         else:

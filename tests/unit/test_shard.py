@@ -26,7 +26,6 @@ from vigil.base.timeutil import parse_rfc3339, to_iso
 from vigil.config.settings import Settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
-from vigil.engine.tenant import COMPONENT_NAMES
 from vigil.ops.metrics import Metrics
 
 WEEK = 7 * DAY
@@ -490,9 +489,10 @@ class TestBoundedMemory:
         ]
         h = Harness().feed([*used, clock(T0 + 60 * DAY + 2 * HOUR)])
         tenant = restored(h.engine).tenants["acme"]
-        assert sorted(tenant.features) == sorted(f"report-{day}" for day in range(30, 60))
-        # Measured at the last midnight: the features of the 30-day lookback, all still there.
-        assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (30, 1.0)
+        _, features = tenant.measured["features_30d"]
+        assert sorted(features) == sorted(f"report-{day}" for day in range(30, 60))
+        # Measured at the last midnight: the features of the 30-day window, all still there.
+        assert tenant.components["adoption"][1] == (30, 1.0)
 
     def test_keys_past_the_limit_are_counted_each_and_logged_twice_a_day(
         self, caplog: pytest.LogCaptureFixture
@@ -508,32 +508,34 @@ class TestBoundedMemory:
         settings = Settings.model_validate({"engine": {"max_keys_per_tenant": 20}})
         with caplog.at_level("WARNING", logger="vigil.engine"):
             h = Harness(settings).feed([*used, clock(T0 + 48 * HOUR + 2 * HOUR)])
-        assert h.engine.counts["keys_refused:features"] == 2 * (480 - 20)
+        assert h.engine.counts["keys_refused:measures.features_30d"] == 2 * (480 - 20)
         said = [(r.getMessage(), vars(r)) for r in caplog.records]
         examples = [facts for text, facts in said if "new ones are not kept" in text]
         assert [(f["map"], f["limit"], f["refused"]) for f in examples] == [
-            ("features", 20, "page-2-0"),
-            ("features", 20, "page-24-0"),  # the next day's first
+            ("measures.features_30d", 20, "page-2-0"),
+            ("measures.features_30d", 20, "page-24-0"),  # the next day's first
         ]
         daily = [facts for text, facts in said if "in the day before" in text]
         assert [(f["map"], f["tenants"], f["first"], f["until"]) for f in daily] == [
-            ("features", 2, ["acme", "beta"], to_iso(T0 + DAY)),
-            ("features", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
+            ("measures.features_30d", 2, ["acme", "beta"], to_iso(T0 + DAY)),
+            ("measures.features_30d", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
         ]
         # The limit is above every score's saturation point: adoption still has full points.
         tenant = restored(h.engine).tenants["acme"]
-        assert len(tenant.features) == 20
-        assert tenant.measures[COMPONENT_NAMES.index("adoption")] == (20, 1.0)
+        assert len(tenant.measured["features_30d"][1]) == 20
+        assert tenant.components["adoption"][1] == (20, 1.0)
         metrics = Metrics()
         metrics.record(h.engine.counts)
-        assert metrics.value("vigil_tenant_keys_refused_total", map="features") == 920
+        refused = metrics.value("vigil_tenant_keys_refused_total", map="measures.features_30d")
+        assert refused == 920
 
     def test_features_used_only_long_ago_still_score_zero_not_no_data(self) -> None:
         used = [
             event("acme", "feature.used", T0 + HOUR, {"feature": name}) for name in "abc"
         ] + sessions("acme", T0 + 2 * HOUR, 40 * 24, spacing=HOUR)
         h = Harness().feed([*used, clock(T0 + 40 * DAY + 2 * HOUR)])
-        assert len(restored(h.engine).tenants["acme"].features) == 1
+        held = restored(h.engine).tenants["acme"].measured
+        assert held["features_30d"][1] == {} and held["last_feature"][1] == T0 + HOUR
         assert h.out["health"][-1]["components"]["adoption"]["value"] == 0
 
 
@@ -655,7 +657,7 @@ class TestForgettingSilentTenants:
         h.feed([event("gone", "user.session", back), clock(back + 2 * HOUR)])
         tenant = restored(h.engine).tenants["gone"]
         assert (tenant.first_seen, tenant.last_event_at) == (back, back)
-        assert tenant.sessions_by_day == {back // DAY: 1}
+        assert tenant.measured["sessions_7d"][1] == [(back // DAY * DAY, 1.0)]
 
     def test_a_snapshot_after_forgetting_restores_without_the_tenant(self) -> None:
         h = self.feed(days=32)
@@ -682,11 +684,11 @@ def test_the_core_refuses_event_types_whose_fields_it_would_misread() -> None:
     settings = Settings()
     declared = compiled(settings)
     with pytest.raises(TypeError, match="the compiled core reads"):
-        ShardCore(settings, Moved, Tick, to_iso, frozenset(), 1, 1, declared)
+        ShardCore(settings, Moved, Tick, to_iso, frozenset(), 1, declared)
     with pytest.raises(
         TypeError, match="Moved has the fields type, event_id; the compiled core reads source, wm"
     ):
-        ShardCore(settings, Event, Moved, to_iso, frozenset(), 1, 1, declared)
+        ShardCore(settings, Event, Moved, to_iso, frozenset(), 1, declared)
     with pytest.raises(TypeError, match="the compiled core reads"):
         Decoder(Moved, [], 1, 1, (0, 1), {}, orjson.loads, 0)
-    assert ShardCore(settings, Event, Tick, to_iso, frozenset(), 1, 1, declared)
+    assert ShardCore(settings, Event, Tick, to_iso, frozenset(), 1, declared)

@@ -12,7 +12,7 @@ import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored, sessions, trouble
 
 from vigil.base.timeutil import to_iso
-from vigil.config.settings import Settings
+from vigil.config.settings import DEFAULT_MEASURES, Settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.engine.state import STATE_FORMAT
@@ -21,6 +21,8 @@ from vigil.intake.events import Event
 from vigil.intake.simulate import FleetPlan, generate
 
 WEEK = 7 * DAY
+# The default components declared over measures since format 11a818177577.
+FIVE = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 
 # A shard's state after the first part of restore_stream(), saved by Vigil 0158495 in
 # its state format c0026639c217 (the state pickled whole, event ids twice).
@@ -35,8 +37,10 @@ BARE_IDS_FORMAT_STATE = Path(__file__).parent / "data" / "shard-state-cb0820d49a
 # but whole events queued, in format 0e828a30122e.
 BEFORE_MEASURES_STATE = Path(__file__).parent / "data" / "shard-state-8c33768149e3.pickle"
 WHOLE_EVENTS_STATE = Path(__file__).parent / "data" / "shard-state-0e828a30122e.pickle"
-# And before declared components, in format e8732fe05483.
+# And before declared components, in format e8732fe05483; and before five of the default
+# components were declared over measures, in format 11a818177577.
 BEFORE_COMPONENTS_STATE = Path(__file__).parent / "data" / "shard-state-e8732fe05483.pickle"
+BEFORE_FIVE_STATE = Path(__file__).parent / "data" / "shard-state-11a818177577.pickle"
 # The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
@@ -239,24 +243,28 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
         (BEFORE_MEASURES_STATE, "8c33768149e3"),
         (WHOLE_EVENTS_STATE, "0e828a30122e"),
         (BEFORE_COMPONENTS_STATE, "e8732fe05483"),
+        (BEFORE_FIVE_STATE, "11a818177577"),
     ],
 )
 def test_a_state_of_the_formats_before_resumes_as_if_never_stopped(
     path: Path, saved_format: str
 ) -> None:
-    """Before declared measures (none held: they start empty), with whole events queued
-    (the core keeps what it needs of them), and before declared components (none held)."""
+    """Before declared measures, with whole events queued (the core keeps what it needs
+    of them), before declared components, and before five of the default components were
+    declared over measures: what those tenants kept for them is taken over."""
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
     saved = load_state(path.read_bytes())
     assert saved.layout["state_format"] == saved_format
     whole_events = any(isinstance(queued, Event) for *_, queued in saved.pending)
-    assert whole_events == (saved_format != "e8732fe05483")
+    assert whole_events == (saved_format not in ("e8732fe05483", "11a818177577"))
     h = Harness().feed(first)
     h.engine = ShardEngine(h.settings, h.rules, saved)
     again = restored(h.engine)
-    assert {t.measured == {} and t.signals_raised == [] for t in again.tenants.values()} == {True}
-    assert {t.components == {} for t in again.tenants.values()} == {True}
+    # What the tenants kept for the five components now declared over measures is theirs.
+    assert {frozenset(t.measured) for t in again.tenants.values()} == {frozenset(DEFAULT_MEASURES)}
+    assert {frozenset(t.components) for t in again.tenants.values()} == {frozenset(FIVE)}
+    assert {t.signals_raised == [] for t in again.tenants.values()} == {True}
     h.feed(second)
     assert restored(h.engine).layout["state_format"] == STATE_FORMAT
     assert not any(isinstance(queued, Event) for *_, queued in restored(h.engine).pending)

@@ -41,7 +41,7 @@ def test_steps_outside_an_open_onboarding_are_kept_but_move_no_clock() -> None:
             event("acme", "recipe.completed", T0 + 3 * HOUR, {"recipe": "r1"}),
         ]
     )
-    assert tenant(after).last_progress == T0 + HOUR and tenant(after).product_activity
+    assert tenant(after).last_progress == T0 + HOUR
 
 
 def test_nps_and_csat_are_kept_apart_as_the_latest_of_each() -> None:
@@ -71,9 +71,10 @@ class TestKeyLimit:
         events = self.fill("feature.used", {}, "feature", self.N + 2)
         events.append(event("acme", "feature.used", T0 + 9 * HOUR, {"feature": "k0"}))
         h = applied(events, self.LIMIT)
-        assert h.engine.counts["keys_refused:features"] == 2
-        assert sorted(tenant(h).features) == [f"k{n}" for n in range(self.N)]
-        assert tenant(h).features["k0"] == T0 + 9 * HOUR
+        assert h.engine.counts["keys_refused:measures.features_30d"] == 2
+        _, features = tenant(h).measured["features_30d"]
+        assert sorted(features) == [f"k{n}" for n in range(self.N)]
+        assert features["k0"] == T0 + 9 * HOUR
 
     def test_a_resolved_ticket_frees_its_place(self) -> None:
         events = self.fill("ticket.created", {"priority": "P3"}, "ticket_id", self.N + 1)

@@ -114,11 +114,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-# Days of sessions a tenant keeps: the login trend compares the last 7 with the 7 before.
-SESSION_DAYS_KEPT = 14
 # Keys earlier versions read, and what to do instead of setting them.
 REMOVED_KEYS = {
     "engine.compiled": "no longer a setting (the compiled engine is the only engine): remove it",
+    "health.components.login_trend.min_baseline": (
+        "renamed min_previous (login_trend is declared over measures.sessions_7d)"
+    ),
+    "health.components.adoption.lookback": (
+        "no longer a setting: adoption counts measures.features_30d; set its window "
+        '(measures.features_30d.window = "30d") instead'
+    ),
 }
 
 MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
@@ -347,6 +352,32 @@ class MeasureSettings(_Section):
         return self
 
 
+# The measures the default components are declared over (a settings file's
+# [measures.NAME] adds to them, or changes one of them).
+DEFAULT_MEASURES: dict[str, dict[str, Any]] = {
+    "sessions_7d": {"kind": "count", "events": ["user.session"], "window": "7d"},
+    "last_session": {"kind": "days_since", "events": ["user.session"]},
+    "features_30d": {
+        "kind": "distinct",
+        "events": ["feature.used"],
+        "field": "attrs.feature",
+        "window": "30d",
+    },
+    "last_feature": {"kind": "days_since", "events": ["feature.used"]},
+    "pressure_24h": {
+        "kind": "count",
+        "events": ["error.raised", "job.retry"],
+        "window": "24h",
+        "bucket": "1h",
+    },
+    "last_activity": {
+        "kind": "days_since",
+        "events": ["user.session", "feature.used", "error.raised", "job.retry", "recipe.completed"],
+    },
+    "sponsor_status": {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"},
+}
+
+
 class DeclaredSignal(_Section):
     """A signal raised when a measure crosses a bound (`[signals.NAME]`, besides the
     built-in ones): once per crossing, again only after it came back. The measure is
@@ -453,37 +484,6 @@ class SignalSettings(_Section):
         return dict(self.__pydantic_extra__ or {})
 
 
-class LoginActivityComponent(_Section):
-    weight: Weight = 20.0
-    full_at: float = Field(default=20.0, gt=0.0)
-
-
-class LoginTrendComponent(_Section):
-    weight: Weight = 10.0
-    min_baseline: int = Field(default=5, ge=1)
-
-
-class AdoptionComponent(_Section):
-    weight: Weight = 15.0
-    full_at: int = Field(default=5, ge=1)
-    lookback: Duration = parse_duration("30d")
-
-    @field_validator("lookback")
-    @classmethod
-    def _whole_days(cls, lookback: int) -> int:
-        # Adoption is measured again once a day (and on a feature event): a feature
-        # leaving a lookback of 36h would still count until the next midnight.
-        if lookback % MS_PER_DAY:
-            msg = "must be whole days, as adoption is measured again once a day"
-            raise ValueError(msg)
-        return lookback
-
-
-class ErrorPressureComponent(_Section):
-    weight: Weight = 15.0
-    zero_at: float = Field(default=50.0, gt=0.0)
-
-
 class SupportLoadComponent(_Section):
     weight: Weight = 10.0
     zero_at: float = Field(default=6.0, gt=0.0)
@@ -504,10 +504,6 @@ class IntegrationsComponent(_Section):
     weight: Weight = 5.0
 
 
-class SponsorComponent(_Section):
-    weight: Weight = 5.0
-
-
 class OnboardingComponent(_Section):
     weight: Weight = 10.0
     expected_steps: tuple[str, ...] = (
@@ -522,7 +518,9 @@ class OnboardingComponent(_Section):
 
 # What a declared component's reason may say: its value (as it is, as a percentage, or
 # as the percentage below 1: "down 30%"), and its declaration.
-REASON_FIELDS = frozenset({"value", "pct", "down_pct", "full_at", "zero_at", "equals", "measure"})
+REASON_FIELDS = frozenset(
+    {"value", "pct", "down_pct", "full_at", "zero_at", "equals", "measure", "window"}
+)
 # A tenant keeps a bit per component (the built-in ones and the declared).
 MAX_COMPONENTS = 32
 
@@ -537,7 +535,7 @@ class DeclaredComponent(_Section):
     while that measure has one too. `reason` says what the points lost are for, with
     {value} (or {value:session|sessions}: "1 session", "3 sessions"), {pct} (the value
     as a percentage), {down_pct} (its percentage below 1), {full_at}, {zero_at},
-    {equals} and {measure}."""
+    {equals}, {measure} and {window} (its measure's: "30 days")."""
 
     measure: str
     weight: Weight
@@ -587,20 +585,72 @@ class DeclaredComponent(_Section):
         ]
 
 
-# The built-in components, in the order of health records: each is measured by the
-# engine's own code unless it is declared over measures under its name.
-BUILT_IN_COMPONENTS: dict[str, type[_Section]] = {
-    "login_activity": LoginActivityComponent,
-    "login_trend": LoginTrendComponent,
-    "adoption": AdoptionComponent,
-    "error_pressure": ErrorPressureComponent,
+# Five of the default components, declared over the default measures (DEFAULT_MEASURES):
+# a table under their name changes what it gives, the rest stays as here.
+
+
+class LoginActivityComponent(DeclaredComponent):
+    measure: str = "sessions_7d"
+    weight: Weight = 20.0
+    full_at: float | None = Field(default=20.0, gt=0.0)
+    when: str | None = "last_session"
+    reason: str = "{value:session|sessions} in the last 7 days (full points at {full_at})"
+
+
+class LoginTrendComponent(DeclaredComponent):
+    measure: str = "sessions_7d"
+    weight: Weight = 10.0
+    versus: Literal["previous_window"] | None = "previous_window"
+    min_previous: float = Field(default=5.0, ge=0.0)
+    full_at: float | None = Field(default=1.0, gt=0.0)
+    reason: str = "sessions down {down_pct}% on the 7 days before"
+
+
+class AdoptionComponent(DeclaredComponent):
+    measure: str = "features_30d"
+    weight: Weight = 15.0
+    full_at: float | None = Field(default=5.0, gt=0.0)
+    when: str | None = "last_feature"
+    reason: str = "{value:feature|features} used in the last {window} (full points at {full_at})"
+
+
+class ErrorPressureComponent(DeclaredComponent):
+    measure: str = "pressure_24h"
+    weight: Weight = 15.0
+    zero_at: float | None = Field(default=50.0, gt=0.0)
+    when: str | None = "last_activity"
+    reason: str = "{value:error or job retry|errors and job retries} in the last 24 h"
+
+
+class SponsorComponent(DeclaredComponent):
+    measure: str = "sponsor_status"
+    weight: Weight = 5.0
+    equals: str | None = "active"
+    reason: str = "executive sponsor departed"
+
+
+# The components the engine measures with code of its own, in the order of its core's
+# (native/src/tenant.rs); a table with a `measure` declares one over measures instead.
+ENGINE_COMPONENTS: dict[str, type[_Section]] = {
     "support_load": SupportLoadComponent,
     "sentiment": SentimentComponent,
     "billing": BillingComponent,
     "integrations": IntegrationsComponent,
-    "sponsor": SponsorComponent,
     "onboarding": OnboardingComponent,
 }
+# Every default component, in the order of health records.
+DEFAULT_COMPONENTS = (
+    "login_activity",
+    "login_trend",
+    "adoption",
+    "error_pressure",
+    "support_load",
+    "sentiment",
+    "billing",
+    "integrations",
+    "sponsor",
+    "onboarding",
+)
 S = TypeVar("S", bound=_Section)
 # How the two forms a built-in component's table can take are told apart; the tags are
 # left out of the keys errors name.
@@ -622,7 +672,7 @@ Either = Annotated[
 
 
 def built_in(component: S | DeclaredComponent, default: S) -> S:
-    """A built-in component's settings, or its defaults when it is declared over measures
+    """An engine component's settings, or its defaults when it is declared over measures
     instead (the engine's own code for it then runs idle)."""
     return default if isinstance(component, DeclaredComponent) else component
 
@@ -632,45 +682,45 @@ class ComponentSettings(_Section):
     # Any other key declares a component over a declared measure.
     __pydantic_extra__: dict[str, DeclaredComponent] = Field(init=False)
 
-    # A built-in component is declared over measures instead when its table has a
-    # `measure` (and what a declared component takes).
-    login_activity: Either[LoginActivityComponent] = LoginActivityComponent()
-    login_trend: Either[LoginTrendComponent] = LoginTrendComponent()
-    adoption: Either[AdoptionComponent] = AdoptionComponent()
-    error_pressure: Either[ErrorPressureComponent] = ErrorPressureComponent()
+    # In the order of health records (DEFAULT_COMPONENTS). One the engine measures with
+    # code of its own is declared over measures instead when its table has a `measure`.
+    login_activity: LoginActivityComponent = LoginActivityComponent()
+    login_trend: LoginTrendComponent = LoginTrendComponent()
+    adoption: AdoptionComponent = AdoptionComponent()
+    error_pressure: ErrorPressureComponent = ErrorPressureComponent()
     support_load: Either[SupportLoadComponent] = SupportLoadComponent()
     sentiment: Either[SentimentComponent] = SentimentComponent()
     billing: Either[BillingComponent] = BillingComponent()
     integrations: Either[IntegrationsComponent] = IntegrationsComponent()
-    sponsor: Either[SponsorComponent] = SponsorComponent()
+    sponsor: SponsorComponent = SponsorComponent()
     onboarding: Either[OnboardingComponent] = OnboardingComponent()
 
     @property
     def declared(self) -> dict[str, DeclaredComponent]:
         """The components declared over measures, by name, in the order of health records:
         built-in ones declared instead, then the others in the order given."""
-        named = {name: getattr(self, name) for name in BUILT_IN_COMPONENTS}
+        named = {name: getattr(self, name) for name in DEFAULT_COMPONENTS}
         instead = {n: c for n, c in named.items() if isinstance(c, DeclaredComponent)}
         return {**instead, **(self.__pydantic_extra__ or {})}
 
     @property
     def order(self) -> list[str]:
         """Every component's name, in the order of health records."""
-        return [*BUILT_IN_COMPONENTS, *(self.__pydantic_extra__ or {})]
+        return [*DEFAULT_COMPONENTS, *(self.__pydantic_extra__ or {})]
 
     def built_in_parts(self) -> ComponentSettings:
         """These settings with the defaults in place of the built-in components declared
         over measures: what the engine's own code for them reads."""
         update = {
             name: cls()
-            for name, cls in BUILT_IN_COMPONENTS.items()
+            for name, cls in ENGINE_COMPONENTS.items()
             if isinstance(getattr(self, name), DeclaredComponent)
         }
         return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _something_weighs(self) -> ComponentSettings:
-        weights = [getattr(self, name).weight for name in BUILT_IN_COMPONENTS]
+        weights = [getattr(self, name).weight for name in DEFAULT_COMPONENTS]
         weights += [component.weight for component in (self.__pydantic_extra__ or {}).values()]
         if len(weights) > MAX_COMPONENTS:
             raise ValueError(f"at most {MAX_COMPONENTS} health components in all")
@@ -875,10 +925,29 @@ class Settings(_Section):
     input: InputSettings = InputSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     engine: EngineSettings = EngineSettings()
-    measures: dict[str, MeasureSettings] = Field(default_factory=dict)
+    measures: dict[str, MeasureSettings] = Field(
+        default_factory=lambda: {n: MeasureSettings(**m) for n, m in DEFAULT_MEASURES.items()}
+    )
     signals: SignalSettings = SignalSettings()
     health: HealthSettings = HealthSettings()
     rules: RulesSettings = RulesSettings()
+
+    @field_validator("measures", mode="before")
+    @classmethod
+    def _with_the_defaults(cls, given: Any) -> Any:
+        """The measures given add to the default ones (DEFAULT_MEASURES), or change what
+        they say of them (`[measures.features_30d] window = "60d"`)."""
+        if not isinstance(given, Mapping):
+            return given
+        merged: dict[str, Any] = dict(DEFAULT_MEASURES)
+        for name, measure in given.items():
+            default = DEFAULT_MEASURES.get(name)
+            if default is not None and isinstance(measure, Mapping):
+                merged[name] = {**default, **measure}
+            else:
+                merged[name] = measure
+        return merged
+
     kafka: KafkaSettings = KafkaSettings()
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -999,19 +1068,9 @@ class Settings(_Section):
             "signals.error_spike.history + window": self.signals.error_spike.history
             + self.signals.error_spike.window,
             "signals.onboarding_stalled.stall_after": self.signals.onboarding_stalled.stall_after,
-            "health.components.adoption.lookback": built_in(
-                self.health.components.adoption, AdoptionComponent()
-            ).lookback,
             "health.drop_window": self.health.drop_window,
             "health.warmup": self.health.warmup,
-            **{
-                f"measures.{name}.window": measure.window
-                for name, measure in self.measures.items()
-                if measure.window is not None
-            },
-            f"{SESSION_DAYS_KEPT} days of sessions (health.components.login_trend)": (
-                SESSION_DAYS_KEPT * MS_PER_DAY
-            ),
+            **self._measures_reach(),
         }
         key, longest = max(reaches.items(), key=lambda item: item[1])
         forget = self.engine.forget_tenants_after
@@ -1024,6 +1083,27 @@ class Settings(_Section):
             raise ValueError(msg)
         return self
 
+    def _measures_reach(self) -> dict[str, int]:
+        """How far back each declared measure reaches: its window, two of them where it is
+        compared with the window before, and a history compared with, on top."""
+        compared: list[DeclaredSignal | DeclaredComponent] = [
+            *self.signals.declared.values(),
+            *self.health.components.declared.values(),
+        ]
+        before = {c.measure for c in compared if c.versus == "previous_window"}
+        history = {
+            s.measure: s.history for s in self.signals.declared.values() if s.versus == "history"
+        }
+        return {
+            f"measures.{name}.window"
+            + (" x 2" if name in before else "")
+            + (" and its history" if name in history else ""): measure.window
+            * (2 if name in before else 1)
+            + history.get(name, 0)
+            for name, measure in self.measures.items()
+            if measure.window is not None
+        }
+
     @model_validator(mode="after")
     def _key_limit_keeps_scores(self) -> Settings:
         """A tenant at engine.max_keys_per_tenant must still score as it would without
@@ -1033,10 +1113,15 @@ class Settings(_Section):
         penalties = [p for p in (billing.overdue_penalty, billing.failed_penalty) if p]
         support_load = built_in(parts.support_load, SupportLoadComponent())
         onboarding = built_in(parts.onboarding, OnboardingComponent())
+        keyed = {n for n, m in self.measures.items() if m.kind in ("distinct", "open_items")}
         needs = {
-            "health.components.adoption.full_at": built_in(
-                parts.adoption, AdoptionComponent()
-            ).full_at,
+            **{
+                f"health.components.{name}.{'full_at' if c.full_at else 'zero_at'}": math.ceil(
+                    c.full_at or c.zero_at or 0
+                )
+                for name, c in parts.declared.items()
+                if c.measure in keyed and c.per is None and c.versus is None
+            },
             "health.components.support_load.zero_at": math.ceil(support_load.zero_at),
             "the health.components.onboarding.expected_steps": len(onboarding.expected_steps),
             "unpaid invoices for no billing points": math.ceil(1 / min(penalties, default=1)),
@@ -1148,11 +1233,23 @@ def _takes_text(keys: list[str]) -> bool:
             return False  # not a setting: the validation says so
         if section is KafkaSettings and key == "config":
             return depth == len(keys) - 2  # kafka.config.<librdkafka key>
-        inner = field.annotation
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
-            return depth == len(keys) - 1 and _is_text(inner)
+        inner = _section_of(field.annotation)
+        if inner is None:
+            return depth == len(keys) - 1 and _is_text(field.annotation)
         section = inner
     return False
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section a field holds, if it holds one: of an engine component's, its own
+    settings' (the first of the forms it may take)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is Annotated:
+        return _section_of(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return next(filter(None, map(_section_of, get_args(annotation))), None)
+    return None
 
 
 def _is_text(annotation: Any) -> bool:
@@ -1194,8 +1291,8 @@ def _setting_path(words: list[str], section: type[BaseModel]) -> list[str] | Non
         field = section.model_fields.get(key)
         if field is None:
             continue
-        inner = field.annotation
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
+        inner = _section_of(field.annotation)
+        if inner is not None:
             below = _setting_path(rest, inner) if rest else None
             if below is not None:
                 return [key, *below]

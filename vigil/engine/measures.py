@@ -3,14 +3,16 @@ engine's core takes them (native/src/declared.rs, native/src/components.rs)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import NamedTuple
 
 import orjson
 
-from vigil.base.timeutil import MS_PER_DAY
+from vigil.base.timeutil import MS_PER_DAY, format_duration
+from vigil.base.words import counted
 from vigil.config.settings import (
-    BUILT_IN_COMPONENTS,
+    ENGINE_COMPONENTS,
     ComponentSettings,
     DeclaredComponent,
     MeasureSettings,
@@ -142,7 +144,7 @@ def compiled(settings: Settings) -> Compiled:
     order = [
         (name, True, instead.index(name))
         if name in instead
-        else (name, False, list(BUILT_IN_COMPONENTS).index(name))
+        else (name, False, list(ENGINE_COMPONENTS).index(name))
         for name in chosen.order
     ]
     return Compiled(
@@ -151,12 +153,12 @@ def compiled(settings: Settings) -> Compiled:
 
 
 def _bit(name: str, declared: list[str]) -> int:
-    """A component's bit in a tenant's `stale`: a built-in one's, when declared in its
-    place; else one after the built-in ones'."""
-    if name in BUILT_IN_COMPONENTS:
-        return list(BUILT_IN_COMPONENTS).index(name)
-    extras = [n for n in declared if n not in BUILT_IN_COMPONENTS]
-    return len(BUILT_IN_COMPONENTS) + extras.index(name)
+    """A component's bit in a tenant's `stale`: an engine component's, when declared in
+    its place; else one after the engine components'."""
+    if name in ENGINE_COMPONENTS:
+        return list(ENGINE_COMPONENTS).index(name)
+    others = [n for n in declared if n not in ENGINE_COMPONENTS]
+    return len(ENGINE_COMPONENTS) + others.index(name)
 
 
 def _counts(kind: str) -> bool:
@@ -173,11 +175,17 @@ def _component(
         scale, at = "full_at", component.full_at
     else:
         scale, at = "zero_at", component.zero_at or 0.0  # one scale is given
+    window = settings.measures[component.measure].window
     said = {
         "full_at": component.full_at,
         "zero_at": component.zero_at,
         "equals": component.equals,
         "measure": component.measure,
+        "window": (
+            counted(window // MS_PER_DAY, "day")
+            if window and window % MS_PER_DAY == 0
+            else format_duration(window or 0)
+        ),
     }
     reason: list[tuple[str, str]] = []
     for text, placeholder, spec in component.parts:
@@ -220,3 +228,12 @@ def _component(
         and component.versus is None,
         reason,
     )
+
+
+@functools.cache
+def default_digests() -> tuple[dict[str, str], dict[str, str]]:
+    """The digests of the default measures' and components' declarations, by name."""
+    defaults = compiled(Settings())
+    measures = {name: digest for name, digest, *_ in defaults.measures}
+    components = {name: digest for name, digest, *_ in defaults.components}
+    return measures, components

@@ -37,7 +37,6 @@ log = logging.getLogger("vigil.engine")
 
 # The map each event type adds keys to, named as the key limit's metric and log say it.
 KEYED_MAPS = {
-    "feature.used": "features",
     "ticket.created": "open_tickets",
     "billing.invoice": "unpaid_invoices",
     "integration.state": "integrations",

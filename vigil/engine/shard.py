@@ -28,7 +28,7 @@ from vigil._native import ShardCore
 from vigil.base.errors import ConfigError
 from vigil.base.streams import Output
 from vigil.base.timeutil import to_iso
-from vigil.config.settings import SESSION_DAYS_KEPT, Settings
+from vigil.config.settings import Settings
 from vigil.engine.measures import compiled
 from vigil.engine.policy import Policy
 from vigil.engine.state import (  # ShardState here too: stores pickled it as vigil.engine.shard's
@@ -71,7 +71,6 @@ class ShardEngine:
             Tick,
             to_iso,
             settings.catalogue.full.types,
-            SESSION_DAYS_KEPT,
             MEMO_SIZE,
             compiled(settings),
         )
