@@ -93,6 +93,59 @@ impl Touched {
     }
 }
 
+/// Everything an event feeds the declared measures, as a queued event keeps it: the
+/// first 64 measures fed without a reading as bits (most events: a session counts, no
+/// field is read), so that such an event allocates nothing; the others one by one.
+#[derive(Default)]
+pub struct Touches {
+    bare: u64,
+    read: Vec<Touched>,
+}
+
+impl Touches {
+    fn push(&mut self, touched: Touched) {
+        match touched {
+            Touched {
+                measure,
+                touch: Touch::Feed(None),
+            } if measure < 64 => self.bare |= 1 << measure,
+            other => self.read.push(other),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bare == 0 && self.read.is_empty()
+    }
+
+    /// The measures it feeds or closes items of.
+    pub fn measures(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..64)
+            .filter(|m| self.bare >> m & 1 == 1)
+            .chain(self.read.iter().map(|t| t.measure))
+    }
+
+    fn into_touched(self) -> impl Iterator<Item = Touched> {
+        let bare = self.bare;
+        (0..64)
+            .filter(move |m| bare >> m & 1 == 1)
+            .map(|measure| Touched {
+                measure,
+                touch: Touch::Feed(None),
+            })
+            .chain(self.read)
+    }
+
+    fn touched(&self) -> impl Iterator<Item = (usize, Option<&Reading>, bool)> + '_ {
+        (0..64)
+            .filter(|m| self.bare >> m & 1 == 1)
+            .map(|measure| (measure, None, false))
+            .chain(self.read.iter().map(|t| match &t.touch {
+                Touch::Feed(reading) => (t.measure, reading.as_ref(), false),
+                Touch::Close(key) => (t.measure, Some(key), true),
+            }))
+    }
+}
+
 /// A declared signal a tenant raised: the measure's reading and the one it was compared
 /// with (for a history, the percentile's value), and for a history, how many past
 /// windows it was compared with and what they held in all.
@@ -236,8 +289,8 @@ impl Declared {
 
     /// What an event (a vigil.intake.events.Event) of type `kind` feeds the declared measures,
     /// read from it when it is accepted: the event itself is not kept in the queue.
-    pub fn touches(&self, kind: &str, event: &Bound<'_, PyTuple>) -> PyResult<Vec<Touched>> {
-        let mut touched = Vec::new();
+    pub fn touches(&self, kind: &str, event: &Bound<'_, PyTuple>) -> PyResult<Touches> {
+        let mut touched = Touches::default();
         let Some(fed) = self.by_type.get(kind) else {
             return Ok(touched);
         };
@@ -265,11 +318,11 @@ impl Declared {
     /// The instants at which what an event at `ts` fed leaves or enters a window at an
     /// instant other than midnight (when every tenant is measured again anyway): a
     /// tenant's components and signals over such windows are looked at again then.
-    pub fn moves(&self, ts: i64, touches: &[Touched]) -> Vec<i64> {
+    pub fn moves(&self, ts: i64, touches: &Touches) -> Vec<i64> {
         let mut instants = Vec::new();
-        for touched in touches {
-            if let Touch::Feed(_) = touched.touch {
-                self.measures[touched.measure].spec.moves(ts, &mut instants);
+        for (measure, _, closes) in touches.touched() {
+            if !closes {
+                self.measures[measure].spec.moves(ts, &mut instants);
             }
         }
         instants
@@ -319,11 +372,6 @@ impl Declared {
         self.measures.len()
     }
 
-    /// The measures an event's touches feed or close items of.
-    pub fn touched(touches: &[Touched]) -> impl Iterator<Item = usize> + '_ {
-        touches.iter().map(|t| t.measure)
-    }
-
     /// Whether a measure's value moves between midnights (see Spec::moves_within_days).
     pub fn moves_within_days(&self, measure: usize) -> bool {
         self.measures[measure].spec.moves_within_days()
@@ -335,14 +383,14 @@ impl Declared {
         &self,
         states: &mut [State],
         ts: i64,
-        touches: Vec<Touched>,
+        touches: Touches,
         max_keys: usize,
     ) -> Vec<(&str, Option<String>)> {
         let mut refused = Vec::new();
         for Touched {
             measure: index,
             touch,
-        } in touches
+        } in touches.into_touched()
         {
             let measure = &self.measures[index];
             let key = match &touch {
@@ -361,15 +409,11 @@ impl Declared {
     pub fn touches_to_py<'py>(
         &self,
         py: Python<'py>,
-        touches: &[Touched],
+        touches: &Touches,
     ) -> PyResult<Bound<'py, PyList>> {
         let saved = PyList::empty(py);
-        for touched in touches {
-            let measure = &self.measures[touched.measure];
-            let (closes, reading) = match &touched.touch {
-                Touch::Feed(reading) => (false, reading.as_ref()),
-                Touch::Close(key) => (true, Some(key)),
-            };
+        for (index, reading, closes) in touches.touched() {
+            let measure = &self.measures[index];
             let reading = reading_to_py(py, reading)?;
             saved.append((&measure.name, &measure.digest, closes, reading))?;
         }
@@ -385,12 +429,12 @@ impl Declared {
         kind: &str,
         attrs: &Bound<'_, PyAny>,
         saved: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<Touched>> {
+    ) -> PyResult<Touches> {
         let mut touches = self.touches_from_py(saved)?;
         let Some(fed) = self.by_type.get(kind) else {
             return Ok(touches);
         };
-        let covered: Vec<usize> = touches.iter().map(|t| t.measure).collect();
+        let covered: Vec<usize> = touches.measures().collect();
         for &(index, closes) in fed {
             let measure = &self.measures[index];
             if covered.contains(&index) || matches!(measure.field, Some(FieldRef::UserId)) {
@@ -413,8 +457,8 @@ impl Declared {
     }
 
     /// Saved touches, as far as the declarations they were made under still hold.
-    fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Vec<Touched>> {
-        let mut touches = Vec::new();
+    fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Touches> {
+        let mut touches = Touches::default();
         for entry in saved.try_iter()? {
             let (name, digest, closes, value): (String, String, bool, Bound<'_, PyAny>) =
                 entry?.extract()?;
@@ -423,7 +467,9 @@ impl Declared {
                 .iter()
                 .position(|m| m.name == name && m.digest == digest);
             if let Some(measure) = found {
-                touches.extend(Touched::new(measure, closes, reading(&value)?));
+                if let Some(touch) = Touched::new(measure, closes, reading(&value)?) {
+                    touches.push(touch);
+                }
             }
         }
         Ok(touches)
@@ -528,7 +574,7 @@ impl Declared {
     pub fn reading(&self, states: &[State], measure: usize, now: i64) -> Option<Reading> {
         let state = &states[measure];
         match state {
-            State::Latest(latest, _) => latest.clone(),
+            State::Latest(held) => held.0.clone(),
             _ => state
                 .value(&self.measures[measure].spec, now)
                 .map(Reading::Num),
@@ -656,9 +702,9 @@ fn state_to_py<'py>(py: Python<'py>, state: &State) -> PyResult<Bound<'py, PyAny
             }
             dict.into_any()
         }
-        State::Latest(latest, previous) => (
-            reading_to_py(py, latest.as_ref())?,
-            reading_to_py(py, previous.as_ref())?,
+        State::Latest(held) => (
+            reading_to_py(py, held.0.as_ref())?,
+            reading_to_py(py, held.1.as_ref())?,
         )
             .into_pyobject(py)?
             .into_any(),
@@ -691,7 +737,7 @@ fn state_from_py(kind: Kind, plain: &Bound<'_, PyAny>) -> PyResult<State> {
         }
         State::Latest(..) => {
             let (latest, previous): (Bound<'_, PyAny>, Bound<'_, PyAny>) = plain.extract()?;
-            State::Latest(reading(&latest)?, reading(&previous)?)
+            State::Latest(Box::new((reading(&latest)?, reading(&previous)?)))
         }
         State::Last(_) => State::Last(plain.extract()?),
         State::Deadline(_) => State::Deadline(plain.extract()?),

@@ -565,7 +565,9 @@ impl ShardCore {
             let effect = tenant.apply(ts, item.payload, &self.buckets);
             if !item.touches.is_empty() {
                 // The declared components over what the event feeds.
-                tenant.stale |= declared::Declared::touched(&item.touches)
+                tenant.stale |= item
+                    .touches
+                    .measures()
                     .fold(0, |bits, measure| bits | self.readers[measure]);
                 for instant in self.declared.moves(ts, &item.touches) {
                     self.clock.rescore_after(instant, &tenant.tenant_id);

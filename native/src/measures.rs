@@ -137,8 +137,8 @@ pub enum State {
     Keys(HashMap<Box<str>, i64>),
     /// Key -> its (bucket start, count), oldest first.
     Shares(HashMap<Box<str>, VecDeque<(i64, f64)>>),
-    /// The latest value and the one before it.
-    Latest(Option<Reading>, Option<Reading>),
+    /// The latest value and the one before it (boxed: the other states are smaller).
+    Latest(Box<(Option<Reading>, Option<Reading>)>),
     /// The latest event's time.
     Last(Option<i64>),
     /// The date the latest event carried.
@@ -160,7 +160,7 @@ impl State {
             Kind::Count | Kind::Sum => State::Buckets(VecDeque::new()),
             Kind::Distinct | Kind::OpenItems | Kind::OldestOpen => State::Keys(HashMap::default()),
             Kind::TopShare => State::Shares(HashMap::default()),
-            Kind::Latest => State::Latest(None, None),
+            Kind::Latest => State::Latest(Box::new((None, None))),
             Kind::DaysSince => State::Last(None),
             Kind::DaysUntil => State::Deadline(None),
         }
@@ -211,8 +211,8 @@ impl State {
                 }
                 true
             }
-            (State::Latest(latest, previous), Touch::Feed(Some(reading))) => {
-                *previous = latest.replace(reading);
+            (State::Latest(held), Touch::Feed(Some(reading))) => {
+                held.1 = held.0.replace(reading);
                 true
             }
             (State::Deadline(deadline), Touch::Feed(Some(Reading::Text(text)))) => {
@@ -266,7 +266,7 @@ impl State {
                     });
                 (total > 0.0).then(|| top / total)
             }
-            State::Latest(latest, _) => latest.as_ref().and_then(Reading::num),
+            State::Latest(held) => held.0.as_ref().and_then(Reading::num),
             State::Last(last) => {
                 last.map(|at| (now - at) as f64 / crate::tenant::MS_PER_DAY as f64)
             }
@@ -331,7 +331,7 @@ impl State {
     /// A latest measure's value and the one before it.
     pub fn readings(&self) -> (Option<&Reading>, Option<&Reading>) {
         match self {
-            State::Latest(latest, previous) => (latest.as_ref(), previous.as_ref()),
+            State::Latest(held) => (held.0.as_ref(), held.1.as_ref()),
             _ => (None, None),
         }
     }
@@ -478,6 +478,11 @@ mod tests {
             "the window the tenant began in counts"
         );
         assert!(state.past_windows(&spec, 5 * DAY, 9, 6 * DAY).is_empty());
+    }
+
+    #[test]
+    fn a_state_is_small_as_every_tenant_holds_one_per_measure() {
+        assert!(std::mem::size_of::<State>() <= 40);
     }
 
     #[test]

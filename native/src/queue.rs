@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::declared::Touched;
+use crate::declared::Touches;
 use crate::tenant::Payload;
 
 /// An accepted event waiting for the watermark: sorted by (ts, life, key). Only what
@@ -36,7 +36,7 @@ pub struct Queued {
     pub kind: Py<PyString>,
     pub segment: Option<Py<PyString>>,
     pub payload: Payload,
-    pub touches: Vec<Touched>,
+    pub touches: Touches,
 }
 
 #[derive(Default)]
