@@ -93,6 +93,17 @@ impl Touched {
     }
 }
 
+/// The places of the bits set in `bits`, lowest first.
+fn set_bits(mut bits: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (bits != 0).then(|| {
+            let place = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            place
+        })
+    })
+}
+
 /// Everything an event feeds the declared measures, as a queued event keeps it: the
 /// first 64 measures fed without a reading as bits (most events: a session counts, no
 /// field is read), so that such an event allocates nothing; the others one by one.
@@ -119,15 +130,11 @@ impl Touches {
 
     /// The measures it feeds or closes items of.
     pub fn measures(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..64)
-            .filter(|m| self.bare >> m & 1 == 1)
-            .chain(self.read.iter().map(|t| t.measure))
+        set_bits(self.bare).chain(self.read.iter().map(|t| t.measure))
     }
 
     fn into_touched(self) -> impl Iterator<Item = Touched> {
-        let bare = self.bare;
-        (0..64)
-            .filter(move |m| bare >> m & 1 == 1)
+        set_bits(self.bare)
             .map(|measure| Touched {
                 measure,
                 touch: Touch::Feed(None),
@@ -136,8 +143,7 @@ impl Touches {
     }
 
     fn touched(&self) -> impl Iterator<Item = (usize, Option<&Reading>, bool)> + '_ {
-        (0..64)
-            .filter(|m| self.bare >> m & 1 == 1)
+        set_bits(self.bare)
             .map(|measure| (measure, None, false))
             .chain(self.read.iter().map(|t| match &t.touch {
                 Touch::Feed(reading) => (t.measure, reading.as_ref(), false),
@@ -294,6 +300,20 @@ impl Declared {
         let Some(fed) = self.by_type.get(kind) else {
             return Ok(touched);
         };
+        // Most measures of most events read nothing of them (a session counts).
+        let reads = |&(index, closes): &(usize, bool)| {
+            let measure = &self.measures[index];
+            closes || measure.field.is_some() || !measure.filter.is_empty()
+        };
+        if !fed.iter().any(reads) {
+            for &(index, _) in fed {
+                touched.push(Touched {
+                    measure: index,
+                    touch: Touch::Feed(None),
+                });
+            }
+            return Ok(touched);
+        }
         let attrs = event.get_item(crate::event::ATTRS)?;
         for &(index, closes) in fed {
             let measure = &self.measures[index];
@@ -393,8 +413,11 @@ impl Declared {
         } in touches.into_touched()
         {
             let measure = &self.measures[index];
+            // The key, for the log, only where one could be refused.
             let key = match &touch {
-                Touch::Feed(Some(reading)) => Some(reading.key().to_string()),
+                Touch::Feed(Some(reading)) if states[index].keys_held() >= max_keys => {
+                    Some(reading.key().to_string())
+                }
                 _ => None,
             };
             if !states[index].apply(&measure.spec, ts, touch, max_keys) {

@@ -181,8 +181,12 @@ impl State {
                 true
             }
             (State::Keys(keys), Touch::Feed(Some(reading))) => {
-                let key = reading.key();
-                if let Some(at) = keys.get_mut(&key) {
+                // Looked up as it came, made a key only when new.
+                let found = match &reading {
+                    Reading::Text(text) => keys.get_mut(&**text),
+                    Reading::Num(_) => keys.get_mut(&*reading.key()),
+                };
+                if let Some(at) = found {
                     if spec.kind == Kind::Distinct {
                         *at = (*at).max(ts);
                     }
@@ -191,6 +195,10 @@ impl State {
                 if keys.len() >= max_keys {
                     return false;
                 }
+                let key = match reading {
+                    Reading::Text(text) => text,
+                    number => number.key(),
+                };
                 keys.insert(key, ts);
                 true
             }
@@ -302,6 +310,15 @@ impl State {
             sums[((bucket - first) / spec.window) as usize] += count;
         }
         sums
+    }
+
+    /// How many keys it holds (0 for states without keys).
+    pub fn keys_held(&self) -> usize {
+        match self {
+            State::Keys(keys) => keys.len(),
+            State::Shares(shares) => shares.len(),
+            _ => 0,
+        }
     }
 
     /// The time a measure of time counts from or to: the latest event (days since), the
