@@ -1289,12 +1289,12 @@ def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path:
     assert "not applied yet   1 event, after" in ran.stdout, ran.stdout
 
 
-def test_the_readmes_command_lines_name_every_option_of_each_command() -> None:
+def test_the_docs_command_lines_name_every_option_of_each_command() -> None:
     from support import ROOT, command_parsers
 
     leaves = command_parsers()
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "cli.md").read_text()
+    block = page.split("# Command line\n\n```\n", 1)[1].split("```", 1)[0]
     said: dict[str, str] = defaultdict(str)  # command -> its lines, continuation lines too
     for line in block.splitlines():
         words = line.split()
@@ -1306,7 +1306,7 @@ def test_the_readmes_command_lines_name_every_option_of_each_command() -> None:
         missing = [
             o for o in sorted(options - {"--help"}) if not re.search(rf"{o}\b", said[command])
         ]
-        assert not missing, f"README's `vigil {command}` line lacks {missing}"
+        assert not missing, f"docs/cli.md's `vigil {command}` line lacks {missing}"
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """docker-compose.yml, the Dockerfile and the Prometheus config agree with each other,
-with Vigil's defaults and with the README (there is no Docker engine to run them here)."""
+with Vigil's defaults and with the docs (there is no Docker engine to run them here)."""
 
 from __future__ import annotations
 
@@ -84,10 +84,9 @@ def test_host_ports_are_loopback_only() -> None:
             assert mapping.startswith("127.0.0.1:"), (name, mapping)
 
 
-def test_the_readme_gives_the_same_commands_and_addresses() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Run with Kafka") :]
-    section = section[: section.index("\n## ", 4)]
+def test_the_docs_give_the_same_commands_and_addresses() -> None:
+    readme = (ROOT / "docs" / "kafka.md").read_text()
+    section = readme
     assert "docker compose up -d --build" in section
     host_listener = compose()["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     host_bootstrap = re.search(r"HOST://([\w.]+:\d+)", host_listener)
@@ -115,7 +114,7 @@ def test_the_options_the_shipped_files_name_are_vigils() -> None:
 
 
 def _metric_families() -> dict[str, tuple[str, set[str]]]:
-    """Every metric Vigil serves, named as PromQL and the README write it (a counter with
+    """Every metric Vigil serves, named as PromQL and the docs write it (a counter with
     `_total`, an Info with `_info`, a histogram by its base name), with its type and the
     labels it can carry."""
     from prometheus_client.metrics import MetricWrapperBase
@@ -287,9 +286,9 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_a_run_leaves(
         assert _docker_ignores(left, patterns), left
 
 
-def test_the_readme_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
+def test_the_docs_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
     served = {name: labels for name, (_, labels) in _metric_families().items()}
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     table = readme[readme.index("| metric | what |") :].split("\n\n")[0]
     listed = {}
     for row in table.splitlines()[2:]:
