@@ -1,7 +1,7 @@
 """The signals: what each can say to the rules, and its record.
 
-The core (native/src/signals.rs, native/src/declared.rs) decides when a window is
-closed and whether it signals; these functions say what it found, in the evidence.
+The core (native/src/declared.rs) decides when a signal's measure crosses its bound;
+these functions say what it found, in the evidence.
 """
 
 from __future__ import annotations
@@ -12,65 +12,25 @@ from typing import Any
 
 from vigil.base.ids import stable_id
 from vigil.base.timeutil import MS_PER_HOUR, format_duration, to_iso
-from vigil.config.settings import DeclaredSignal, ErrorSpikeSettings, LoginDropSettings
-
-LOGIN_DROP = "login_drop"
-ONBOARDING_STALLED = "onboarding_stalled"
-ERROR_SPIKE = "error_spike"
+from vigil.config.settings import DeclaredSignal, SignalSettings
 
 
 @dataclass(frozen=True)
 class SignalKind:
     """What a signal's records can hold, for the rules that match them: the severities
-    its detector gives and the evidence fields it fills, besides the window every signal
-    has (a test runs each detector against this)."""
+    it can have and the evidence fields it fills, besides the window every signal has
+    (a test raises each default signal against this)."""
 
     severities: frozenset[str]
     evidence: frozenset[str]
 
 
-SIGNAL_KINDS = {
-    LOGIN_DROP: SignalKind(
-        frozenset({"medium", "high"}),
-        frozenset(
-            {
-                "sessions",
-                "sessions_previous_window",
-                "drop_pct",
-                "drop_ratio_threshold",
-                "min_baseline",
-            }
-        ),
-    ),
-    ONBOARDING_STALLED: SignalKind(
-        frozenset({"medium"}),
-        frozenset(
-            {"onboarding_started", "last_progress", "hours_without_progress", "steps_completed"}
-        ),
-    ),
-    ERROR_SPIKE: SignalKind(
-        frozenset({"medium", "high"}),
-        frozenset(
-            {
-                "errors",
-                "percentile",
-                "percentile_value",
-                "history_windows",
-                "history_mean",
-                "min_errors",
-            }
-        ),
-    ),
-}
-
-
-# What a signal declared over measures (`[signals.NAME]` with a measure) carries as
-# evidence, by what it compares the measure with: the measure's name and value, and
-# what it was compared with.
+# What a signal carries as evidence, by what it compares its measure with: the
+# measure's name and value, and what it was compared with.
 DECLARED_EVIDENCE = {
     "": frozenset({"measure", "measured"}),
     "per": frozenset({"measure", "measured", "per", "per_measured", "ratio"}),
-    "previous_window": frozenset({"measure", "measured", "previous", "ratio"}),
+    "previous_window": frozenset({"measure", "measured", "previous", "ratio", "change_pct"}),
     "previous_value": frozenset({"measure", "measured", "previous", "change"}),
     "history": frozenset(
         {
@@ -83,33 +43,68 @@ DECLARED_EVIDENCE = {
         }
     ),
     "equals": frozenset({"measure", "measured", "previous"}),
+    "stalled": frozenset(
+        {"measure", "started", "last_progress", "hours_without_progress", "steps_completed"}
+    ),
 }
 
 
 def signal_kinds(declared: Mapping[str, DeclaredSignal]) -> dict[str, SignalKind]:
-    """The built-in signals and those declared in the settings, for the rules."""
-    kinds = dict(SIGNAL_KINDS)
+    """The signals of the settings (`SignalSettings.declared`), for the rules."""
+    kinds = {}
     for name, signal in declared.items():
         evidence = DECLARED_EVIDENCE[signal.compares]
-        severe = signal.high_above is not None or signal.high_below is not None
+        severe = any(
+            bound is not None
+            for bound in (signal.high_above, signal.high_below, signal.high_factor)
+        )
         severities = {signal.severity, "high"} if severe else {signal.severity}
         kinds[name] = SignalKind(frozenset(severities), evidence)
     return kinds
 
 
+# The default signals', for rules checked without settings.
+SIGNAL_KINDS = signal_kinds(SignalSettings().declared)
+
+
+def _said(value: Any) -> Any:
+    """A number as a record says it: a whole one (a count) without its ".0"."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def declared_finding(
-    signal: DeclaredSignal, measured: Any, other: Any, history: tuple[int, float] | None = None
+    signal: DeclaredSignal,
+    measured: Any,
+    other: Any,
+    history: tuple[int, float] | None = None,
+    stalled: tuple[int, int] | None = None,
 ) -> Finding:
-    """A declared signal's finding: `measured` is its measure's value (a number, or the
-    latest text), `other` what it was compared with (see DeclaredSignal; for a history,
-    the percentile's value, and `history` the past windows' number and total)."""
-    evidence: dict[str, Any] = {"measure": signal.measure, "measured": measured}
+    """A signal's finding: `measured` is its measure's value (a number, or the latest
+    text), `other` what it was compared with (see DeclaredSignal; for a history, the
+    percentile's value, and `history` the past windows' number and total; for a stalled
+    process, `stalled` is when it started and last progressed)."""
+    measured, other = _said(measured), _said(other)
+    if signal.compares == "stalled":
+        assert stalled is not None and signal.stalled_after is not None
+        started, last_progress = stalled
+        hours = signal.stalled_after / MS_PER_HOUR
+        evidence: dict[str, Any] = {
+            "measure": signal.measure,
+            "started": to_iso(started),
+            "last_progress": to_iso(last_progress),
+            "hours_without_progress": hours,
+            "steps_completed": measured,
+        }
+        return Finding(hours, 0, hours, signal.severity, evidence)
+    evidence = {"measure": signal.measure, "measured": measured}
     if signal.compares == "equals":
         evidence["previous"] = other
         return Finding(1, 0, 1, signal.severity, evidence)
     compared = measured
     if signal.compares == "history":
         windows, total = history or (0, 0.0)
+        level = max(other, signal.above) if signal.above is not None else other
+        severe_at = signal.high_factor * max(level, 1) if signal.high_factor else None
         evidence.update(
             percentile=signal.percentile,
             percentile_value=round(other, 3),
@@ -119,20 +114,26 @@ def declared_finding(
     elif signal.compares == "previous_value":
         compared = measured - other
         evidence.update(previous=other, change=round(compared, 4))
+    elif signal.compares == "per":
+        compared = measured / other
+        evidence.update(per=signal.per, per_measured=other, ratio=round(compared, 4))
     elif signal.compares:
         compared = measured / other
-        named = {"per": signal.per, "per_measured": other} if signal.per else {"previous": other}
-        evidence.update(named, ratio=round(compared, 4))
+        evidence.update(
+            previous=other, ratio=round(compared, 4), change_pct=round((compared - 1) * 100, 1)
+        )
     severe = (signal.high_above is not None and compared >= signal.high_above) or (
         signal.high_below is not None and compared <= signal.high_below
     )
-    severity = "high" if severe else signal.severity
     if signal.compares == "history":
-        return Finding(round(compared, 4), other, other, severity, evidence)
+        severe = severe or (severe_at is not None and compared >= severe_at)
+        severity = "high" if severe else signal.severity
+        return Finding(compared, other, level, severity, evidence)
+    severity = "high" if severe else signal.severity
     over = signal.above is not None and compared > signal.above
     threshold = signal.above if over else signal.below
     assert threshold is not None  # a bound was crossed
-    baseline = other if isinstance(other, float) else 0
+    baseline = other if isinstance(other, int | float) else 0
     return Finding(round(compared, 4), baseline, threshold, severity, evidence)
 
 
@@ -145,69 +146,6 @@ class Finding:
     threshold: float
     severity: str
     evidence: dict[str, Any]
-
-
-def describe_login_drop(sessions: int, previous: int, cfg: LoginDropSettings) -> Finding:
-    """The core found sessions in a closed window below `drop_ratio` of the window before
-    (native/src/signals.rs); this says how far, and how severe."""
-    ratio = sessions / previous
-    severity = "high" if ratio <= cfg.high_severity_ratio else "medium"
-    return Finding(
-        value=sessions,
-        baseline=previous,
-        threshold=previous * cfg.drop_ratio,
-        severity=severity,
-        evidence={
-            "sessions": sessions,
-            "sessions_previous_window": previous,
-            "drop_pct": round((1 - ratio) * 100, 1),
-            "drop_ratio_threshold": cfg.drop_ratio,
-            "min_baseline": cfg.min_baseline,
-        },
-    )
-
-
-def describe_error_spike(
-    errors: int, percentile_value: float, windows: int, past_errors: int, cfg: ErrorSpikeSettings
-) -> Finding:
-    """The core found errors in a closed window above the percentile of the tenant's
-    `windows` past ones (holding `past_errors` in all); this says so, and how severe."""
-    threshold = max(percentile_value, cfg.min_errors - 1)
-    severity = "high" if errors >= cfg.high_severity_factor * max(threshold, 1) else "medium"
-    return Finding(
-        value=errors,
-        baseline=percentile_value,
-        threshold=threshold,
-        severity=severity,
-        evidence={
-            "errors": errors,
-            "percentile": cfg.percentile,
-            "percentile_value": round(percentile_value, 3),
-            "history_windows": windows,
-            "history_mean": round(past_errors / windows, 3),
-            "min_errors": cfg.min_errors,
-        },
-    )
-
-
-def describe_onboarding_stall(
-    started: int, last_progress: int, stall_after: int, steps_done: int
-) -> Finding:
-    """The core establishes the stall (the watermark passed the deadline with no
-    progress before it); this describes it."""
-    hours = stall_after / MS_PER_HOUR
-    return Finding(
-        value=hours,
-        baseline=0,
-        threshold=hours,
-        severity="medium",
-        evidence={
-            "onboarding_started": to_iso(started),
-            "last_progress": to_iso(last_progress),
-            "hours_without_progress": hours,
-            "steps_completed": steps_done,
-        },
-    )
 
 
 def signal_record(

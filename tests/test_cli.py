@@ -434,7 +434,7 @@ class TestErrors:
         assert main(["rules", "check"]) == 0
         out = capsys.readouterr().out
         assert "6 rules OK in 1 file:" in out and "  entered-red: when zone_change" in out
-        assert "    login_drop adds: drop_pct, drop_ratio_threshold, min_baseline, sessions," in out
+        assert "    login_drop adds: change_pct, measure, measured, previous, ratio" in out
         assert "  zone_change: fact, fact_id, from_zone, reasons," in out
 
     def test_rules_check_lists_the_signals_a_settings_file_declares(

@@ -53,38 +53,13 @@ class Context:
 class Late:
     event: Any
 
-class LoginDrop:
-    tenant_id: str
-    sessions: int
-    previous: int
-    start: int
-    end: int
-    context: Context
-
-class ErrorSpike:
-    tenant_id: str
-    errors: int
-    percentile_value: float
-    windows: int
-    past_errors: int
-    start: int
-    end: int
-    context: Context
-
-class OnboardingStall:
-    tenant_id: str
-    started: int
-    last_progress: int
-    deadline: int
-    steps: int
-    context: Context
-
 class Crossed:
     tenant_id: str
     signal: int
     measured: Any
     other: Any
     history: tuple[int, float] | None
+    stalled: tuple[int, int] | None
     at: int
     context: Context
 
@@ -105,8 +80,7 @@ class ScoreDropped:
     context: Context
 
 class KeyRefused:
-    event_type: str | None
-    measure: str | None
+    measure: str
     tenant_id: str
     key: str | None
     at: int

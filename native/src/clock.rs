@@ -1,24 +1,10 @@
 //! The shard's clock: the watermark (the least of its partitions'), the fixed steps it
-//! moves through event time in, and what is due at an instant: tenants to re-score,
-//! onboarding deadlines to check.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+//! moves through event time in, and the tenants to re-score at a step.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::fmt::floor_to;
 use crate::store::Id;
-
-/// What falls at an instant the clock stops at.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Instant {
-    pub now: i64,
-    /// Onboarding deadlines fall at it.
-    pub deadlines: bool,
-    /// It is a step: windows close, tenants are re-scored.
-    pub step: bool,
-}
 
 pub struct Clock {
     step: i64,
@@ -28,8 +14,6 @@ pub struct Clock {
     /// The next step; None until the first event time is known.
     pub next_step: Option<i64>,
     rescore_at: HashMap<i64, HashSet<Id>>,
-    /// (deadline + 1, tenant): the first instant past an onboarding's deadline.
-    deadlines: BinaryHeap<Reverse<(i64, Id)>>,
 }
 
 impl Clock {
@@ -40,7 +24,6 @@ impl Clock {
             watermark: None,
             next_step: None,
             rescore_at: HashMap::default(),
-            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -64,17 +47,9 @@ impl Clock {
         self.next_step = Some(floor_to(earliest, self.step, 0) + self.step);
     }
 
-    /// The next instant something falls at, if the clock has started and it is not past
-    /// `watermark`.
-    pub fn next_before(&self, watermark: i64) -> Option<Instant> {
-        let next_step = self.next_step?;
-        let deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
-        let now = deadline.map_or(next_step, |at| at.min(next_step));
-        (now <= watermark).then_some(Instant {
-            now,
-            deadlines: Some(now) == deadline,
-            step: now == next_step,
-        })
+    /// The next step, if the clock has started and it is not past `watermark`.
+    pub fn next_before(&self, watermark: i64) -> Option<i64> {
+        self.next_step.filter(|step| *step <= watermark)
     }
 
     /// The step at `now` is done.
@@ -96,28 +71,6 @@ impl Clock {
     /// The tenants to re-score at the step `now`.
     pub fn take_rescores(&mut self, now: i64) -> Option<HashSet<Id>> {
         self.rescore_at.remove(&now)
-    }
-
-    /// Check the tenant's onboarding at `at` (its deadline + 1).
-    pub fn add_deadline(&mut self, at: i64, tenant_id: Id) {
-        self.deadlines.push(Reverse((at, tenant_id)));
-    }
-
-    /// The deadlines, worked out again (on restore).
-    pub fn set_deadlines(&mut self, deadlines: impl IntoIterator<Item = (i64, Id)>) {
-        self.deadlines = deadlines.into_iter().map(Reverse).collect();
-    }
-
-    /// A tenant whose deadline check falls at `now`, out of the heap.
-    pub fn take_deadline(&mut self, now: i64) -> Option<Id> {
-        if self
-            .deadlines
-            .peek()
-            .is_some_and(|Reverse((at, _))| *at == now)
-        {
-            return self.deadlines.pop().map(|Reverse((_, id))| id);
-        }
-        None
     }
 }
 
@@ -148,23 +101,12 @@ mod tests {
     }
 
     #[test]
-    fn it_stops_at_steps_and_deadlines_up_to_the_watermark() {
+    fn it_stops_at_steps_up_to_the_watermark() {
         let mut clock = Clock::new(10);
         assert_eq!(clock.next_before(100), None, "not started");
         clock.start(3);
-        clock.add_deadline(15, "t".into());
-        let at = |now, deadlines, step| {
-            Some(Instant {
-                now,
-                deadlines,
-                step,
-            })
-        };
-        assert_eq!(clock.next_before(100), at(10, false, true));
+        assert_eq!(clock.next_before(100), Some(10));
         clock.stepped(10);
-        assert_eq!(clock.next_before(100), at(15, true, false));
-        assert_eq!(clock.take_deadline(14), None);
-        assert_eq!(clock.take_deadline(15).as_deref(), Some("t"));
         assert_eq!(
             clock.next_before(19),
             None,

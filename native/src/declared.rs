@@ -24,7 +24,42 @@ struct Measure {
     digest: String,
     spec: Spec,
     field: Option<FieldRef>,
+    /// What keys its items (states; for open items, the field).
+    key: Option<FieldRef>,
     filter: Vec<(String, String)>,
+}
+
+/// What an event type does to a measure.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Feeds,
+    Closes,
+    Starts,
+    Completes,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Feeds => "feeds",
+            Role::Closes => "closes",
+            Role::Starts => "starts",
+            Role::Completes => "completes",
+        }
+    }
+
+    /// A saved role: its name, or (in stores of earlier versions) whether it closes.
+    fn from_saved(saved: &Bound<'_, PyAny>) -> PyResult<Role> {
+        if let Ok(closes) = saved.extract::<bool>() {
+            return Ok(if closes { Role::Closes } else { Role::Feeds });
+        }
+        Ok(match saved.extract::<String>()?.as_str() {
+            "closes" => Role::Closes,
+            "starts" => Role::Starts,
+            "completes" => Role::Completes,
+            _ => Role::Feeds,
+        })
+    }
 }
 
 /// What a declared signal compares its measure with.
@@ -47,6 +82,8 @@ enum Versus {
         windows: usize,
         min: usize,
     },
+    /// A process open with no progress for longer than this.
+    Stalled(i64),
 }
 
 /// A signal raised when a measure, against what it is compared with, crosses a bound.
@@ -57,40 +94,48 @@ struct Condition {
     below: Option<f64>,
 }
 
-/// A declared signal's condition as vigil.engine.measures.compiled gives it: (measure, versus
-/// ("", "per", "previous_window", "previous_value", "history" or "equals"), per
-/// measure, minimum of the window before, text to equal, above, below, high_above,
-/// high_below, and for a history (percentile, windows kept, fewest to compare with)).
-type ConditionTuple = (
-    usize,
-    String,
-    Option<usize>,
-    f64,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    Option<(f64, usize, usize)>,
-);
+/// A declared signal's condition as vigil.engine.measures.compiled gives it
+/// (vigil.engine.measures.ConditionSpec).
+#[derive(FromPyObject)]
+pub struct ConditionSpec {
+    measure: usize,
+    /// "", "per", "previous_window", "previous_value", "history", "equals" or "stalled".
+    versus: String,
+    per: Option<usize>,
+    min_previous: f64,
+    equals: Option<String>,
+    above: Option<f64>,
+    below: Option<f64>,
+    /// For a history: (percentile, windows kept, fewest to compare with).
+    history: Option<(f64, usize, usize)>,
+    stalled_after: Option<i64>,
+}
 
-/// What an event feeds one declared measure: its reading (None for kinds without a
-/// field), or the key of the item it closes.
+/// A declared measure as vigil.engine.measures.compiled gives it
+/// (vigil.engine.measures.MeasureSpec).
+#[derive(FromPyObject)]
+pub struct MeasureSpec {
+    name: String,
+    digest: String,
+    kind: String,
+    events: Vec<String>,
+    closed_by: Vec<String>,
+    started_by: Vec<String>,
+    completed_by: Vec<String>,
+    field: Option<String>,
+    key: Option<String>,
+    filter: Vec<(String, String)>,
+    window: i64,
+    bucket: i64,
+    calendar: Option<i64>,
+    held_while: Vec<String>,
+    steps: Vec<String>,
+}
+
+/// What an event does to one declared measure.
 pub struct Touched {
     measure: usize,
     touch: Touch,
-}
-
-impl Touched {
-    /// None for a closing event without the item's key: it closes nothing.
-    fn new(measure: usize, closes: bool, reading: Option<Reading>) -> Option<Touched> {
-        let touch = match (closes, reading) {
-            (true, Some(key)) => Touch::Close(key),
-            (true, None) => return None,
-            (false, reading) => Touch::Feed(reading),
-        };
-        Some(Touched { measure, touch })
-    }
 }
 
 /// The places of the bits set in `bits`, lowest first.
@@ -142,13 +187,11 @@ impl Touches {
             .chain(self.read)
     }
 
-    fn touched(&self) -> impl Iterator<Item = (usize, Option<&Reading>, bool)> + '_ {
+    /// Each measure it touches, and how (None: fed without a reading).
+    fn touched(&self) -> impl Iterator<Item = (usize, Option<&Touch>)> + '_ {
         set_bits(self.bare)
-            .map(|measure| (measure, None, false))
-            .chain(self.read.iter().map(|t| match &t.touch {
-                Touch::Feed(reading) => (t.measure, reading.as_ref(), false),
-                Touch::Close(key) => (t.measure, Some(key), true),
-            }))
+            .map(|measure| (measure, None))
+            .chain(self.read.iter().map(|t| (t.measure, Some(&t.touch))))
     }
 }
 
@@ -160,14 +203,19 @@ pub struct Raised {
     pub measured: Option<Reading>,
     pub other: Option<Reading>,
     pub history: Option<(usize, f64)>,
+    /// For a stalled process: when it started, and last progressed.
+    pub stalled: Option<(i64, i64)>,
 }
 
 #[derive(Default)]
 pub struct Declared {
     measures: Vec<Measure>,
     conditions: Vec<Condition>,
-    /// Event type -> the measures it feeds (false) or closes items of (true).
-    by_type: HashMap<String, Vec<(usize, bool)>>,
+    /// Event type -> the measures it touches, and how.
+    by_type: HashMap<String, Vec<(usize, Role)>>,
+    /// (process measure, period): a signal or component over it changes when the period
+    /// passes without progress.
+    stalls: Vec<(usize, i64)>,
 }
 
 fn kind_of(name: &str) -> PyResult<Kind> {
@@ -181,6 +229,8 @@ fn kind_of(name: &str) -> PyResult<Kind> {
         "oldest_open" => Kind::OldestOpen,
         "days_since" => Kind::DaysSince,
         "days_until" => Kind::DaysUntil,
+        "states" => Kind::States,
+        "process" => Kind::Process,
         other => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "no measure kind {other:?}"
@@ -189,69 +239,71 @@ fn kind_of(name: &str) -> PyResult<Kind> {
     })
 }
 
-/// A measure's declaration as vigil.engine.measures.compiled gives it.
-type MeasureTuple = (
-    String,
-    String,
-    String,
-    Vec<String>,
-    Vec<String>,
-    Option<String>,
-    Vec<(String, String)>,
-    i64,
-    i64,
-    Option<i64>,
-);
+fn field_ref(field: Option<String>) -> Option<FieldRef> {
+    field.map(|f| match f.strip_prefix("attrs.") {
+        Some(attr) => FieldRef::Attr(attr.to_string()),
+        None => FieldRef::UserId,
+    })
+}
 
 impl Declared {
-    pub fn new(measures: Vec<MeasureTuple>, conditions: Vec<ConditionTuple>) -> PyResult<Self> {
+    pub fn new(measures: Vec<MeasureSpec>, conditions: Vec<ConditionSpec>) -> PyResult<Self> {
         let mut declared = Declared::default();
-        for (
-            index,
-            (name, digest, kind, types, closed_by, field, filter, window, bucket, calendar),
-        ) in measures.into_iter().enumerate()
-        {
-            let fed = types.into_iter().map(|kind| (kind, false));
-            for (kind, closes) in fed.chain(closed_by.into_iter().map(|kind| (kind, true))) {
-                declared
-                    .by_type
-                    .entry(kind)
-                    .or_default()
-                    .push((index, closes));
+        for (index, m) in measures.into_iter().enumerate() {
+            let roles = [
+                (m.events, Role::Feeds),
+                (m.closed_by, Role::Closes),
+                (m.started_by, Role::Starts),
+                (m.completed_by, Role::Completes),
+            ];
+            for (types, role) in roles {
+                for kind in types {
+                    declared
+                        .by_type
+                        .entry(kind)
+                        .or_default()
+                        .push((index, role));
+                }
             }
-            let field = field.map(|f| match f.strip_prefix("attrs.") {
-                Some(attr) => FieldRef::Attr(attr.to_string()),
-                None => FieldRef::UserId,
-            });
+            let kind = kind_of(&m.kind)?;
+            let mut steps: Vec<Box<str>> = m.steps.into_iter().map(Into::into).collect();
+            steps.sort();
+            steps.dedup();
+            let key = match kind {
+                // open items are keyed by their field
+                Kind::OpenItems | Kind::OldestOpen => field_ref(m.field.clone()),
+                _ => field_ref(m.key),
+            };
             declared.measures.push(Measure {
-                name,
-                digest,
+                name: m.name,
+                digest: m.digest,
                 spec: Spec {
-                    kind: kind_of(&kind)?,
-                    window,
-                    bucket,
-                    windows_kept: 1,
-                    calendar,
+                    calendar: m.calendar,
+                    held_while: m.held_while.into_iter().map(Into::into).collect(),
+                    steps,
+                    ..Spec::new(kind, m.window, m.bucket)
                 },
-                field,
-                filter,
+                field: field_ref(m.field),
+                key,
+                filter: m.filter,
             });
         }
-        for (measure, versus, per, min_previous, equals, above, below, _, _, history) in conditions
-        {
-            let versus = match (versus.as_str(), per, equals) {
+        for c in conditions {
+            let measure = c.measure;
+            let versus = match (c.versus.as_str(), c.per, c.equals) {
                 ("", _, _) => Versus::Itself,
                 ("per", Some(per), _) => Versus::Per(per),
                 ("previous_window", _, _) => {
-                    declared.measures[measure].spec.windows_kept = 2;
-                    Versus::PreviousWindow(min_previous)
+                    declared.keep_previous_window(measure);
+                    Versus::PreviousWindow(c.min_previous)
                 }
                 ("previous_value", _, _) => Versus::PreviousValue,
                 ("history", _, _) => {
-                    let (percentile, windows, min) = history.ok_or_else(|| {
+                    let (percentile, windows, min) = c.history.ok_or_else(|| {
                         pyo3::exceptions::PyValueError::new_err("a history without its terms")
                     })?;
-                    declared.measures[measure].spec.windows_kept = windows as i64 + 1;
+                    let spec = &mut declared.measures[measure].spec;
+                    spec.windows_kept = spec.windows_kept.max(windows as i64 + 1);
                     Versus::History {
                         percentile,
                         windows,
@@ -259,6 +311,13 @@ impl Declared {
                     }
                 }
                 ("equals", _, Some(text)) => Versus::Equals(text),
+                ("stalled", _, _) => {
+                    let after = c.stalled_after.ok_or_else(|| {
+                        pyo3::exceptions::PyValueError::new_err("a stall without its period")
+                    })?;
+                    declared.watch_stall(measure, after);
+                    Versus::Stalled(after)
+                }
                 (other, _, _) => {
                     return Err(pyo3::exceptions::PyValueError::new_err(format!(
                         "no comparison {other:?}"
@@ -268,8 +327,8 @@ impl Declared {
             declared.conditions.push(Condition {
                 measure,
                 versus,
-                above,
-                below,
+                above: c.above,
+                below: c.below,
             });
         }
         Ok(declared)
@@ -279,10 +338,43 @@ impl Declared {
         self.measures.is_empty()
     }
 
-    /// Whether a calendar window closes at `now`: then every tenant is evaluated, the
-    /// silent ones included.
-    pub fn closes_at(&self, now: i64) -> bool {
-        self.measures.iter().any(|m| m.spec.closes_at(now))
+    /// Whether every tenant must be evaluated at `now`, the silent ones included: a
+    /// calendar window closes between midnights (when all are) under a signal a tenant
+    /// without events in it, nor in the one before, could raise. Those with events in
+    /// them are looked at anyway (see `moves`).
+    pub fn needs_everyone_at(&self, now: i64) -> bool {
+        self.conditions.iter().any(|c| {
+            let spec = &self.measures[c.measure].spec;
+            spec.closes_at(now) && spec.moves_within_days() && self.crosses_at_zero(c)
+        })
+    }
+
+    /// Whether a tenant whose measure counted nothing, now and before, could raise it.
+    fn crosses_at_zero(&self, condition: &Condition) -> bool {
+        let within = |x: f64| {
+            condition.above.is_none_or(|bound| x > bound)
+                && condition.below.is_none_or(|bound| x < bound)
+        };
+        match condition.versus {
+            Versus::Itself => within(0.0),
+            Versus::PreviousWindow(_) => false, // needs something the window before
+            Versus::History { .. } => condition.above.is_none_or(|bound| bound < 0.0),
+            _ => true,
+        }
+    }
+
+    /// Whether a signal or component reads the measure as a process that stalls.
+    pub fn stalls(&self, measure: usize) -> bool {
+        self.stalls.iter().any(|(m, _)| *m == measure)
+    }
+
+    /// Whether the measure's value moves with time alone (it is measured again at
+    /// midnight): all but the latest values and the items held.
+    pub fn varies_with_time(&self, measure: usize) -> bool {
+        !matches!(
+            self.measures[measure].spec.kind,
+            Kind::Latest | Kind::States | Kind::OpenItems
+        )
     }
 
     /// A tenant's measures, none fed yet.
@@ -293,46 +385,83 @@ impl Declared {
             .collect()
     }
 
-    /// What an event (a vigil.intake.events.Event) of type `kind` feeds the declared measures,
-    /// read from it when it is accepted: the event itself is not kept in the queue.
+    /// What an event (a vigil.intake.events.Event) of type `kind` does to the declared
+    /// measures, read from it when it is accepted: the event itself is not kept in the
+    /// queue.
     pub fn touches(&self, kind: &str, event: &Bound<'_, PyTuple>) -> PyResult<Touches> {
         let mut touched = Touches::default();
-        let Some(fed) = self.by_type.get(kind) else {
+        let Some(roles) = self.by_type.get(kind) else {
             return Ok(touched);
         };
         // Most measures of most events read nothing of them (a session counts).
-        let reads = |&(index, closes): &(usize, bool)| {
-            let measure = &self.measures[index];
-            closes || measure.field.is_some() || !measure.filter.is_empty()
-        };
-        if !fed.iter().any(reads) {
-            for &(index, _) in fed {
+        if !roles.iter().any(|&(index, role)| self.reads(index, role)) {
+            for &(index, role) in roles {
+                let touch = match role {
+                    Role::Starts => Touch::Start,
+                    Role::Completes => Touch::Complete,
+                    _ => Touch::Feed(None),
+                };
                 touched.push(Touched {
                     measure: index,
-                    touch: Touch::Feed(None),
+                    touch,
                 });
             }
             return Ok(touched);
         }
         let attrs = event.get_item(crate::event::ATTRS)?;
-        for &(index, closes) in fed {
-            let measure = &self.measures[index];
-            if !closes && !matches(&attrs, &measure.filter)? {
-                continue;
-            }
-            let reading = match &measure.field {
-                None => None,
-                Some(FieldRef::UserId) => reading(&event.get_item(crate::event::USER_ID)?)?,
-                Some(FieldRef::Attr(name)) => {
-                    let value = attrs.call_method1(pyo3::intern!(event.py(), "get"), (name,))?;
-                    reading(&value)?
-                }
-            };
-            if let Some(touch) = Touched::new(index, closes, reading) {
-                touched.push(touch);
+        let user = event.get_item(crate::event::USER_ID)?;
+        for &(index, role) in roles {
+            if let Some(touch) = self.touch(index, role, &attrs, Some(&user))? {
+                touched.push(Touched {
+                    measure: index,
+                    touch,
+                });
             }
         }
         Ok(touched)
+    }
+
+    /// Whether what the event does to the measure depends on more than its type.
+    fn reads(&self, index: usize, role: Role) -> bool {
+        let measure = &self.measures[index];
+        match role {
+            Role::Feeds => measure.field.is_some() || !measure.filter.is_empty(),
+            Role::Closes => true,
+            Role::Starts | Role::Completes => false,
+        }
+    }
+
+    /// What an event with these attributes (and user, if known) does to a measure in
+    /// this role; None: nothing (filtered out, or without the key it needs).
+    fn touch(
+        &self,
+        index: usize,
+        role: Role,
+        attrs: &Bound<'_, PyAny>,
+        user: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Touch>> {
+        let measure = &self.measures[index];
+        let read = |field: &Option<FieldRef>| -> PyResult<Option<Reading>> {
+            match (field, user) {
+                (None, _) => Ok(None),
+                (Some(FieldRef::UserId), Some(user)) => reading(user),
+                (Some(FieldRef::UserId), None) => Ok(None),
+                (Some(FieldRef::Attr(name)), _) => {
+                    reading(&attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (name,))?)
+                }
+            }
+        };
+        Ok(match role {
+            Role::Starts => Some(Touch::Start),
+            Role::Completes => Some(Touch::Complete),
+            Role::Closes => read(&measure.key)?.map(Touch::Close),
+            Role::Feeds if !matches(attrs, &measure.filter)? => None,
+            Role::Feeds if measure.spec.kind == Kind::States => match read(&measure.key)? {
+                Some(key) => Some(Touch::Put(key, read(&measure.field)?)),
+                None => None,
+            },
+            Role::Feeds => Some(Touch::Feed(read(&measure.field)?)),
+        })
     }
 
     /// The instants at which what an event at `ts` fed leaves or enters a window at an
@@ -340,8 +469,8 @@ impl Declared {
     /// tenant's components and signals over such windows are looked at again then.
     pub fn moves(&self, ts: i64, touches: &Touches) -> Vec<i64> {
         let mut instants = Vec::new();
-        for (measure, _, closes) in touches.touched() {
-            if !closes {
+        for (measure, touch) in touches.touched() {
+            if matches!(touch, None | Some(Touch::Feed(_))) {
                 self.measures[measure].spec.moves(ts, &mut instants);
             }
         }
@@ -366,6 +495,11 @@ impl Declared {
     pub fn deadlines(&self, states: &[State]) -> Vec<i64> {
         let day = crate::tenant::MS_PER_DAY as f64;
         let mut instants = Vec::new();
+        for &(measure, after) in &self.stalls {
+            if let Some(progress) = states[measure].time_held() {
+                instants.push(progress + after + 1);
+            }
+        }
         for condition in &self.conditions {
             if !matches!(condition.versus, Versus::Itself) {
                 continue;
@@ -414,8 +548,8 @@ impl Declared {
         {
             let measure = &self.measures[index];
             // The key, for the log, only where one could be refused.
-            let key = match &touch {
-                Touch::Feed(Some(reading)) if states[index].keys_held() >= max_keys => {
+            let key = match touch.key() {
+                Some(reading) if states[index].keys_held() >= max_keys => {
                     Some(reading.key().to_string())
                 }
                 _ => None,
@@ -427,18 +561,33 @@ impl Declared {
         refused
     }
 
-    /// An event's touches as a snapshot keeps them: (measure, its digest, closes,
-    /// reading), by name, so that a restore under other declarations drops the rest.
+    /// An event's touches as a snapshot keeps them: (measure, its digest, role, what it
+    /// read), by name, so that a restore under other declarations drops the rest.
     pub fn touches_to_py<'py>(
         &self,
         py: Python<'py>,
         touches: &Touches,
     ) -> PyResult<Bound<'py, PyList>> {
         let saved = PyList::empty(py);
-        for (index, reading, closes) in touches.touched() {
+        for (index, touch) in touches.touched() {
             let measure = &self.measures[index];
-            let reading = reading_to_py(py, reading)?;
-            saved.append((&measure.name, &measure.digest, closes, reading))?;
+            let (role, read) = match touch {
+                None => (Role::Feeds, py.None().into_bound(py)),
+                Some(Touch::Feed(reading)) => (Role::Feeds, reading_to_py(py, reading.as_ref())?),
+                Some(Touch::Put(key, value)) => (
+                    Role::Feeds,
+                    (
+                        reading_to_py(py, Some(key))?,
+                        reading_to_py(py, value.as_ref())?,
+                    )
+                        .into_pyobject(py)?
+                        .into_any(),
+                ),
+                Some(Touch::Close(key)) => (Role::Closes, reading_to_py(py, Some(key))?),
+                Some(Touch::Start) => (Role::Starts, py.None().into_bound(py)),
+                Some(Touch::Complete) => (Role::Completes, py.None().into_bound(py)),
+            };
+            saved.append((&measure.name, &measure.digest, role.name(), read))?;
         }
         Ok(saved)
     }
@@ -454,26 +603,24 @@ impl Declared {
         saved: &Bound<'_, PyAny>,
     ) -> PyResult<Touches> {
         let mut touches = self.touches_from_py(saved)?;
-        let Some(fed) = self.by_type.get(kind) else {
+        let Some(roles) = self.by_type.get(kind) else {
             return Ok(touches);
         };
         let covered: Vec<usize> = touches.measures().collect();
-        for &(index, closes) in fed {
+        for &(index, role) in roles {
+            if covered.contains(&index) {
+                continue;
+            }
             let measure = &self.measures[index];
-            if covered.contains(&index) || matches!(measure.field, Some(FieldRef::UserId)) {
-                continue;
+            let reads_user = |field: &Option<FieldRef>| matches!(field, Some(FieldRef::UserId));
+            if reads_user(&measure.field) || reads_user(&measure.key) {
+                continue; // the user was not kept
             }
-            if !closes && !matches(attrs, &measure.filter)? {
-                continue;
-            }
-            let reading = match &measure.field {
-                Some(FieldRef::Attr(name)) => {
-                    reading(&attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (name,))?)?
-                }
-                _ => None,
-            };
-            if let Some(touch) = Touched::new(index, closes, reading) {
-                touches.push(touch);
+            if let Some(touch) = self.touch(index, role, attrs, None)? {
+                touches.push(Touched {
+                    measure: index,
+                    touch,
+                });
             }
         }
         Ok(touches)
@@ -483,17 +630,32 @@ impl Declared {
     fn touches_from_py(&self, saved: &Bound<'_, PyAny>) -> PyResult<Touches> {
         let mut touches = Touches::default();
         for entry in saved.try_iter()? {
-            let (name, digest, closes, value): (String, String, bool, Bound<'_, PyAny>) =
+            let (name, digest, role, read): (String, String, Bound<'_, PyAny>, Bound<'_, PyAny>) =
                 entry?.extract()?;
             let found = self
                 .measures
                 .iter()
                 .position(|m| m.name == name && m.digest == digest);
-            if let Some(measure) = found {
-                if let Some(touch) = Touched::new(measure, closes, reading(&value)?) {
-                    touches.push(touch);
+            let Some(measure) = found else {
+                continue;
+            };
+            let touch = match Role::from_saved(&role)? {
+                Role::Starts => Touch::Start,
+                Role::Completes => Touch::Complete,
+                Role::Closes => match reading(&read)? {
+                    Some(key) => Touch::Close(key),
+                    None => continue,
+                },
+                Role::Feeds if self.measures[measure].spec.kind == Kind::States => {
+                    let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = read.extract()?;
+                    match reading(&key)? {
+                        Some(key) => Touch::Put(key, reading(&value)?),
+                        None => continue,
+                    }
                 }
-            }
+                Role::Feeds => Touch::Feed(reading(&read)?),
+            };
+            touches.push(Touched { measure, touch });
         }
         Ok(touches)
     }
@@ -509,7 +671,7 @@ impl Declared {
     /// per crossing. `since`: when the tenant was first seen (its history starts there).
     pub fn evaluate(
         &self,
-        states: &[State],
+        states: &mut [State],
         active: &mut u64,
         now: i64,
         since: i64,
@@ -525,8 +687,24 @@ impl Declared {
                     && condition.below.is_none_or(|bound| x < bound)
             };
             let mut history = None;
+            let mut stalled = None;
             let mut other = other;
             let crossed = match (&condition.versus, &reading, &other) {
+                (Versus::Stalled(after), _, _) => {
+                    let process = states[condition.measure].open_process();
+                    let through = process.and_then(|p| p.signalled_through);
+                    if let Some((Some(started), Some(last))) =
+                        process.map(|p| (p.started, p.last_progress))
+                    {
+                        stalled = Some((started, last));
+                    }
+                    // Raised once per stretch without progress, even if the period
+                    // changed since (a restore under other settings).
+                    let signalled = *active >> index & 1 == 1 && through.is_some();
+                    stalled.is_some_and(|(_, last)| {
+                        now - last > *after || (signalled && through == Some(last))
+                    })
+                }
                 (Versus::Equals(text), Some(Reading::Text(value)), _) => **value == **text,
                 (Versus::Equals(_), _, _) => false,
                 (
@@ -576,11 +754,17 @@ impl Declared {
             };
             let bit = 1u64 << index;
             if crossed && *active & bit == 0 {
+                if let (State::Process(Some(process)), Some((_, last))) =
+                    (&mut states[condition.measure], stalled)
+                {
+                    process.signalled_through = Some(last);
+                }
                 raised.push(Raised {
                     signal: index,
                     measured: reading,
                     other,
                     history,
+                    stalled,
                 });
             }
             if crossed {
@@ -609,6 +793,14 @@ impl Declared {
         states[measure].previous_window(&self.measures[measure].spec, now)
     }
 
+    /// A process measure is read as stalled after `after` without progress: look at its
+    /// tenants again then.
+    pub fn watch_stall(&mut self, measure: usize, after: i64) {
+        if !self.stalls.contains(&(measure, after)) {
+            self.stalls.push((measure, after));
+        }
+    }
+
     /// A measure is compared with the window before: keep two windows of it.
     pub fn keep_previous_window(&mut self, measure: usize) {
         let spec = &mut self.measures[measure].spec;
@@ -635,7 +827,7 @@ impl Declared {
                 value(state, spec),
                 state.previous_window(spec, now).map(Reading::Num),
             ),
-            Versus::History { .. } => (value(state, spec), None),
+            Versus::History { .. } | Versus::Stalled(_) => (value(state, spec), None),
             Versus::PreviousValue | Versus::Equals(_) => {
                 let (latest, previous) = state.readings();
                 (latest.cloned(), previous.cloned())
@@ -732,6 +924,27 @@ fn state_to_py<'py>(py: Python<'py>, state: &State) -> PyResult<Bound<'py, PyAny
             .into_pyobject(py)?
             .into_any(),
         State::Last(last) | State::Deadline(last) => last.into_pyobject(py)?.into_any(),
+        State::States(None) | State::Process(None) => py.None().into_bound(py),
+        State::States(Some(held)) => {
+            let dict = PyDict::new(py);
+            for (key, value) in held.iter() {
+                dict.set_item(&**key, reading_to_py(py, Some(value))?)?;
+            }
+            dict.into_any()
+        }
+        State::Process(Some(p)) => {
+            let mut steps: Vec<&str> = p.steps.iter().map(|s| &**s).collect();
+            steps.sort_unstable();
+            (
+                p.started,
+                p.completed,
+                p.last_progress,
+                steps,
+                p.signalled_through,
+            )
+                .into_pyobject(py)?
+                .into_any()
+        }
     })
 }
 
@@ -764,5 +977,38 @@ fn state_from_py(kind: Kind, plain: &Bound<'_, PyAny>) -> PyResult<State> {
         }
         State::Last(_) => State::Last(plain.extract()?),
         State::Deadline(_) => State::Deadline(plain.extract()?),
+        _ if plain.is_none() => State::new(kind),
+        State::States(_) => {
+            let saved: HashMap<String, Bound<'_, PyAny>> = plain.extract()?;
+            let mut held = HashMap::default();
+            for (key, value) in saved {
+                if let Some(value) = reading(&value)? {
+                    held.insert(key.into_boxed_str(), value);
+                }
+            }
+            State::States(Some(Box::new(held)))
+        }
+        State::Process(_) => {
+            // (started, completed, last progress, steps, signalled through)
+            let saved: Vec<Bound<'_, PyAny>> = plain.extract()?;
+            let at = |i: usize| -> PyResult<Option<i64>> {
+                saved.get(i).map_or(Ok(None), |v| v.extract())
+            };
+            let steps: Vec<String> = match saved.get(3) {
+                Some(steps) => steps.extract()?,
+                None => Vec::new(),
+            };
+            let completed = match saved.get(1) {
+                Some(done) => done.extract()?,
+                None => false,
+            };
+            State::Process(Some(Box::new(crate::measures::Process {
+                started: at(0)?,
+                completed,
+                last_progress: at(2)?,
+                steps: steps.into_iter().map(String::into_boxed_str).collect(),
+                signalled_through: at(4)?,
+            })))
+        }
     })
 }

@@ -23,46 +23,11 @@ pub struct Late {
     pub event: Py<PyAny>,
 }
 
-/// Sessions in a closed login window fell below `drop_ratio` of the window before.
-#[pyclass(frozen, get_all, module = "vigil._native")]
-pub struct LoginDrop {
-    pub tenant_id: String,
-    pub sessions: i64,
-    pub previous: i64,
-    pub start: i64,
-    pub end: i64,
-    pub context: Py<Context>,
-}
-
-/// Errors in a closed window above the percentile of the tenant's own past windows.
-#[pyclass(frozen, get_all, module = "vigil._native")]
-pub struct ErrorSpike {
-    pub tenant_id: String,
-    pub errors: i64,
-    /// The percentile's value over the past windows, their number and their errors.
-    pub percentile_value: f64,
-    pub windows: usize,
-    pub past_errors: i64,
-    pub start: i64,
-    pub end: i64,
-    pub context: Py<Context>,
-}
-
-/// An onboarding made no progress for `stall_after` before `deadline`.
-#[pyclass(frozen, get_all, module = "vigil._native")]
-pub struct OnboardingStall {
-    pub tenant_id: String,
-    pub started: i64,
-    pub last_progress: i64,
-    pub deadline: i64,
-    pub steps: usize,
-    pub context: Py<Context>,
-}
-
-/// A declared signal's measure crossed its bound at `at`: `signal` is its place in
-/// the declarations; `measured` and `other` what was compared (numbers or text; for a
-/// history, the percentile's value), and for a history, how many past windows it was
-/// compared with and what they held in all.
+/// A signal's measure crossed its bound at `at`: `signal` is its place in the
+/// declarations; `measured` and `other` what was compared (numbers or text; for a
+/// history, the percentile's value); for a history, how many past windows it was
+/// compared with and what they held in all; for a stalled process, when it started and
+/// last progressed.
 #[pyclass(frozen, get_all, module = "vigil._native")]
 pub struct Crossed {
     pub tenant_id: String,
@@ -70,6 +35,7 @@ pub struct Crossed {
     pub measured: Py<PyAny>,
     pub other: Py<PyAny>,
     pub history: Option<(usize, f64)>,
+    pub stalled: Option<(i64, i64)>,
     pub at: i64,
     pub context: Py<Context>,
 }
@@ -96,12 +62,11 @@ pub struct ScoreDropped {
     pub context: Py<Context>,
 }
 
-/// A tenant's map (of `event_type`'s keys) or a declared measure (`measure`) was full,
-/// and a new key was not kept.
+/// A tenant's declared measure (`measure`) held as many keys as it may, and a new key
+/// was not kept.
 #[pyclass(frozen, get_all, module = "vigil._native")]
 pub struct KeyRefused {
-    pub event_type: Option<String>,
-    pub measure: Option<String>,
+    pub measure: String,
     pub tenant_id: String,
     pub key: Option<String>,
     pub at: i64,
@@ -117,9 +82,6 @@ pub struct DayEnded {
 pub fn add_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Context>()?;
     m.add_class::<Late>()?;
-    m.add_class::<LoginDrop>()?;
-    m.add_class::<ErrorSpike>()?;
-    m.add_class::<OnboardingStall>()?;
     m.add_class::<Crossed>()?;
     m.add_class::<ZoneChanged>()?;
     m.add_class::<ScoreDropped>()?;

@@ -144,7 +144,9 @@ impl ShardCore {
             };
             components.set_item(self.names[index].bind(py), entry)?;
         }
-        let mut said = self.scorer.reasons(tenant, &measures, &weights, now);
+        let mut said = self
+            .scorer
+            .reasons(tenant, &self.declared, &measures, &weights, now);
         let until = tenant.first_seen + self.cfg.warmup;
         let py_id = tenant.py_id.clone_ref(py);
         let reasons_kept = said.join("; ");

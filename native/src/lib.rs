@@ -30,41 +30,21 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use fmt::{floor_div, floor_to};
+use fmt::floor_div;
 use queue::{life_order, Pending, Queue, Queued};
-use score::{Parts, Scorer, Slot};
-use tenant::{
-    Buckets, Payload, Tenant, CLOCK_MOVED, COMPONENTS, ERRORS, KEY_REFUSED, MS_PER_DAY, ONBOARDING,
-    ONBOARDING_CLOCK,
-};
-
+use score::Scorer;
 use store::Id;
+use tenant::{Tenant, MS_PER_DAY};
 
 struct Settings {
     step: i64,
     warmup: i64,
-    stall_after: i64,
     drop_window: i64,
     drop_points: f64,
     zones: [f64; 3],
-    error_window: i64,
-    error_history: i64,
-    error_spike: signals::ErrorSpikeRule,
-    login_window: i64,
-    login_drop: signals::LoginDropRule,
     dedup_retention: i64,
     forget_after: i64,
-}
-
-/// A built-in signal a step found, handed over once the step's tenants are scored.
-enum Found {
-    LoginDrop(i64, i64),
-    ErrorSpike {
-        errors: i64,
-        percentile_value: f64,
-        windows: usize,
-        past_errors: i64,
-    },
+    max_keys: usize,
 }
 
 #[pyclass]
@@ -73,13 +53,11 @@ struct ShardCore {
     to_iso: Py<PyAny>,
     known: HashSet<String>,
     cfg: Settings,
-    buckets: Buckets,
     scorer: Scorer,
     store: store::Store,
     queue: Queue,
     seen: dedup::Seen,
     clock: clock::Clock,
-    error_windows: HashMap<i64, HashSet<Id>>,
     reweigh: bool,
     duplicates: i64,
     late: i64,
@@ -89,11 +67,13 @@ struct ShardCore {
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
-    // The stale bits of the declared components reading each declared measure.
+    // The stale bits of the components reading each declared measure.
     readers: Vec<u32>,
-    // The declared components over measures whose windows move between midnights:
-    // measured again when those move (see Spec::moves).
+    // The components over measures whose windows move between midnights, or processes
+    // that stall: measured again when those move (see Spec::moves) or stall.
     moving_readers: u32,
+    // The components whose measures' values move with time: measured again at midnight.
+    timed_readers: u32,
     // The measures and signals declared in the settings.
     declared: declared::Declared,
     // Their signals' names, in declaration order.
@@ -126,65 +106,40 @@ impl ShardCore {
         let py = settings.py();
         event::check_fields(event_type.bind(py), &event::EVENT_FIELDS)?;
         event::check_fields(tick_type, &event::TICK_FIELDS)?;
-        // Every component in the order of health records: its name, and whether it is
-        // one of the engine's own or declared over measures, by its place among those.
-        let order: Vec<(String, bool, usize)> = declared.getattr("order")?.extract()?;
-        if order.len() > score::MAX_COMPONENTS {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "at most {} health components in all",
-                score::MAX_COMPONENTS
-            )));
-        }
-        let built_in = declared.getattr("built_in")?;
-        let mut weights = [0.0; COMPONENTS];
-        let mut slots = Vec::new();
-        for (name, is_declared, index) in &order {
-            let slot = if *is_declared {
-                Slot::Declared(*index)
-            } else if *index < COMPONENTS {
-                weights[*index] = get(&built_in, &format!("{name}.weight"))?;
-                Slot::BuiltIn(*index)
-            } else {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "{name}: no built-in component {index}"
-                )));
-            };
-            slots.push((name.clone(), slot));
-        }
-        let parts = Parts {
-            weights,
-            support_zero_at: get(&built_in, "support_load.zero_at")?,
-            p1_counts_as: get(&built_in, "support_load.p1_counts_as")?,
-            overdue_penalty: get(&built_in, "billing.overdue_penalty")?,
-            failed_penalty: get(&built_in, "billing.failed_penalty")?,
-            expected_steps: get(&built_in, "onboarding.expected_steps")?,
-            stalled_factor: get(&built_in, "onboarding.stalled_factor")?,
-        };
-        let stall_after: i64 = get(settings, "signals.onboarding_stalled.stall_after")?;
         let mut declared_core = declared::Declared::new(
             declared.getattr("measures")?.extract()?,
             declared.getattr("conditions")?.extract()?,
         )?;
         let components = declared
             .getattr("components")?
-            .extract::<Vec<components::ComponentTuple>>()?
+            .extract::<Vec<components::ComponentSpec>>()?
             .into_iter()
             .map(|spec| components::Component::new(&mut declared_core, spec))
             .collect::<PyResult<Vec<_>>>()?;
-        let scorer = Scorer::new(parts, components, &slots, stall_after, memo_size);
-        let readers = scorer.readers(declared_core.len());
-        let moving_readers = (0..declared_core.len())
-            .filter(|m| declared_core.moves_within_days(*m))
-            .fold(0u32, |bits, m| bits | readers[m]);
+        if components.len() > score::MAX_COMPONENTS {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "at most {} health components in all",
+                score::MAX_COMPONENTS
+            )));
+        }
         // The components' names as record keys.
-        let record_names: Vec<Py<PyString>> = slots
+        let record_names: Vec<Py<PyString>> = components
             .iter()
-            .map(|(name, _)| PyString::intern(py, name).unbind())
+            .map(|c| PyString::intern(py, &c.name).unbind())
             .collect();
+        let scorer = Scorer::new(components, memo_size);
+        let readers = scorer.readers(declared_core.len());
+        let read_by = |moving: &dyn Fn(usize) -> bool| {
+            (0..declared_core.len())
+                .filter(|m| moving(*m))
+                .fold(0u32, |bits, m| bits | readers[m])
+        };
+        let moving_readers =
+            read_by(&|m| declared_core.moves_within_days(m) || declared_core.stalls(m));
+        let timed_readers = read_by(&|m| declared_core.varies_with_time(m));
         let cfg = Settings {
             step: get(settings, "engine.health_step")?,
             warmup: get(settings, "health.warmup")?,
-            stall_after,
             drop_window: get(settings, "health.drop_window")?,
             drop_points: get(settings, "health.drop_points")?,
             zones: [
@@ -192,25 +147,8 @@ impl ShardCore {
                 get(settings, "health.zones.yellow")?,
                 get(settings, "health.zones.orange")?,
             ],
-            error_window: get(settings, "signals.error_spike.window")?,
-            error_history: get(settings, "signals.error_spike.history")?,
-            error_spike: signals::ErrorSpikeRule {
-                percentile: get(settings, "signals.error_spike.percentile")?,
-                min_history_windows: get(settings, "signals.error_spike.min_history_windows")?,
-                min_errors: get(settings, "signals.error_spike.min_errors")?,
-            },
-            login_window: get(settings, "signals.login_drop.window")?,
-            login_drop: signals::LoginDropRule {
-                drop_ratio: get(settings, "signals.login_drop.drop_ratio")?,
-                min_baseline: get(settings, "signals.login_drop.min_baseline")?,
-            },
             dedup_retention: get(settings, "dedup_retention")?,
             forget_after: get(settings, "engine.forget_tenants_after")?,
-        };
-        let buckets = Buckets {
-            login_window: cfg.login_window,
-            error_window: cfg.error_window,
-            origin: get(settings, "engine.window_origin")?,
             max_keys: get(settings, "engine.max_keys_per_tenant")?,
         };
         Ok(ShardCore {
@@ -218,14 +156,12 @@ impl ShardCore {
             event_type,
             to_iso,
             known,
-            buckets,
             scorer,
             readers,
             cfg,
             store: store::Store::default(),
             queue: Queue::default(),
             seen: dedup::Seen::default(),
-            error_windows: HashMap::default(),
             reweigh: false,
             duplicates: 0,
             late: 0,
@@ -235,6 +171,7 @@ impl ShardCore {
             last_iso: None,
             names: record_names,
             moving_readers,
+            timed_readers,
             declared: declared_core,
             declared_names: declared.getattr("signals")?.extract()?,
             shared_names: HashMap::default(),
@@ -337,7 +274,7 @@ impl ShardCore {
             .collect();
         obj.setattr("signals_raised", raised)?;
         let components = PyDict::new(py);
-        for (component, measure) in self.scorer.declared.iter().zip(&tenant.components) {
+        for (component, measure) in self.scorer.components.iter().zip(&tenant.components) {
             let measure = tenant::measure_to_py(py, *measure)?;
             components.set_item(&component.name, (&component.digest, measure))?;
         }
@@ -355,8 +292,8 @@ impl ShardCore {
         self.store.touch_all();
     }
 
-    /// ShardState's fields but the tenants, the ids seen and the stalls (and those the
-    /// Python side keeps: layout, scored_with).
+    /// ShardState's fields but the tenants and the ids seen (and those the Python side
+    /// keeps: layout, scored_with).
     fn plain_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let state = PyDict::new(py);
         let pending = PyList::empty(py);
@@ -372,7 +309,7 @@ impl ShardCore {
                 item.tenant.bind(py),
                 item.kind.bind(py),
                 item.segment.as_ref().map(|s| s.bind(py)),
-                item.payload.to_attrs(py)?,
+                PyDict::new(py),
                 self.declared.touches_to_py(py, &item.touches)?,
             );
             pending.append((*ts, life, &**key, queued))?;
@@ -382,12 +319,6 @@ impl ShardCore {
         state.set_item("source_wms", &self.clock.source_wms)?;
         state.set_item("watermark", self.clock.watermark)?;
         state.set_item("next_step", self.clock.next_step)?;
-        let windows = PyDict::new(py);
-        for (end, ids) in &self.error_windows {
-            let ids: HashSet<&str> = ids.iter().map(|id| &**id).collect();
-            windows.set_item(end, ids)?;
-        }
-        state.set_item("error_windows", windows)?;
         let dirty: HashSet<&str> = self.store.dirty.iter().map(|id| &**id).collect();
         state.set_item("dirty", dirty)?;
         Ok(state)
@@ -468,7 +399,6 @@ impl ShardCore {
         let name = event.get_item(event::TYPE)?.cast_into::<PyString>()?;
         let name = name.to_str()?;
         let kind = self.shared(py, name);
-        let attrs = event.get_item(event::ATTRS)?;
         let segment = event.get_item(event::SEGMENT)?;
         let tenant = event.get_item(event::TENANT_ID)?.cast_into::<PyString>()?;
         let tenant = match self.store.tenants.get(tenant.to_str()?) {
@@ -483,7 +413,6 @@ impl ShardCore {
                 let segment = segment.cast_into::<PyString>()?;
                 Some(self.shared(py, segment.to_str()?))
             },
-            payload: Payload::read(name, &attrs)?,
             touches: self.declared.touches(name, event)?,
             kind,
         })
@@ -524,16 +453,10 @@ impl ShardCore {
                 _ => return Ok(()),
             }
         }
-        while let Some(instant) = self.clock.next_before(watermark) {
-            let now = instant.now;
+        while let Some(now) = self.clock.next_before(watermark) {
             self.apply_before(py, now, out)?;
-            if instant.deadlines {
-                self.fire_stalls(py, now, out)?;
-            }
-            if instant.step {
-                self.step(py, now, out)?;
-                self.clock.stepped(now);
-            }
+            self.step(py, now, out)?;
+            self.clock.stepped(now);
         }
         Ok(())
     }
@@ -549,8 +472,8 @@ impl ShardCore {
                     self.clock.rescore_after(ts + self.cfg.warmup, &id);
                     let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
                     tenant.measured = self.declared.fresh();
-                    tenant.components = vec![None; self.scorer.declared.len()];
-                    tenant.stale |= self.scorer.declared_bits();
+                    tenant.components = vec![None; self.scorer.total()];
+                    tenant.stale = self.scorer.all_bits();
                     self.store.insert(tenant)
                 }
             };
@@ -561,10 +484,10 @@ impl ShardCore {
                     tenant.segment = Some(segment.to_string());
                 }
             }
-            let refused_key = item.payload.key().map(str::to_string);
-            let effect = tenant.apply(ts, item.payload, &self.buckets);
-            if !item.touches.is_empty() {
-                // The declared components over what the event feeds.
+            tenant.last_event_at = ts;
+            let fed = !item.touches.is_empty();
+            if fed {
+                // The components over what the event feeds.
                 tenant.stale |= item
                     .touches
                     .measures()
@@ -573,13 +496,9 @@ impl ShardCore {
                     self.clock.rescore_after(instant, &tenant.tenant_id);
                 }
             }
-            let fed = !item.touches.is_empty();
-            let refused = self.declared.apply(
-                &mut tenant.measured,
-                ts,
-                item.touches,
-                self.buckets.max_keys,
-            );
+            let refused =
+                self.declared
+                    .apply(&mut tenant.measured, ts, item.touches, self.cfg.max_keys);
             if fed {
                 for instant in self.declared.deadlines(&tenant.measured) {
                     self.clock.rescore_after(instant, &tenant.tenant_id);
@@ -587,120 +506,28 @@ impl ShardCore {
             }
             for (name, key) in refused {
                 let refused = findings::KeyRefused {
-                    event_type: None,
-                    measure: Some(name.to_string()),
+                    measure: name.to_string(),
                     tenant_id: tenant_str.to_string(),
                     key,
                     at: ts,
                 };
                 out.append(Py::new(py, refused)?)?;
             }
-            let last_progress = tenant.last_progress;
             let tenant_id = tenant.tenant_id.clone();
-            self.store.dirty.insert(tenant_id.clone());
-            if effect == 0 {
-                continue;
-            }
-            if effect & ERRORS != 0 {
-                let window = self.cfg.error_window;
-                let end = floor_to(ts, window, self.buckets.origin) + window;
-                self.error_windows
-                    .entry(end)
-                    .or_default()
-                    .insert(tenant_id.clone());
-            }
-            if effect & ONBOARDING_CLOCK != 0 {
-                if let Some(progress) = last_progress {
-                    self.clock
-                        .add_deadline(progress + self.cfg.stall_after + 1, tenant_id.clone());
-                }
-            }
-            if effect & KEY_REFUSED != 0 {
-                let refused = findings::KeyRefused {
-                    event_type: Some(item.kind.bind(py).to_str()?.to_string()),
-                    measure: None,
-                    tenant_id: tenant_str.to_string(),
-                    key: refused_key,
-                    at: ts,
-                };
-                out.append(Py::new(py, refused)?)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn fire_stalls(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        while let Some(tenant_id) = self.clock.take_deadline(now) {
-            let stall_after = self.cfg.stall_after;
-            let Some(tenant) = self.store.tenants.get_mut(&tenant_id) else {
-                continue;
-            };
-            let (Some(progress), true) = (tenant.last_progress, tenant.onboarding_open()) else {
-                continue;
-            };
-            let deadline = progress + stall_after;
-            if deadline + 1 != now || tenant.stall_signalled_at == Some(deadline) {
-                continue; // superseded by later progress, or already signalled
-            }
-            tenant.stall_signalled_at = Some(deadline);
-            tenant.stale |= ONBOARDING;
-            let started = tenant.onboarding_started.expect("open");
-            let steps = tenant.onboarding_steps.len();
-            self.store.dirty.insert(tenant_id.clone());
-            let stall = findings::OnboardingStall {
-                tenant_id: tenant_id.to_string(),
-                started,
-                last_progress: progress,
-                deadline,
-                steps,
-                context: self.context(py, &tenant_id)?,
-            };
-            out.append(Py::new(py, stall)?)?;
+            self.store.dirty.insert(tenant_id);
         }
         Ok(())
     }
 
     fn step(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
-        let mut found: Vec<(Id, Found)> = Vec::new();
-        if let Some(ids) = self.error_windows.remove(&now) {
-            let mut ids: Vec<Id> = ids.into_iter().collect();
-            ids.sort();
-            for tenant_id in ids {
-                if let Some(spike) = self.check_error_spike(&tenant_id, now) {
-                    found.push((tenant_id.clone(), spike));
-                }
-                self.store.touched.insert(tenant_id);
-            }
-        }
-        let size = self.cfg.login_window;
-        if (now - self.buckets.origin).rem_euclid(size) == 0 {
-            for tenant in self.store.tenants.values() {
-                let current = tenant
-                    .sessions_by_window
-                    .get(&(now - size))
-                    .copied()
-                    .unwrap_or(0);
-                let previous = tenant
-                    .sessions_by_window
-                    .get(&(now - 2 * size))
-                    .copied()
-                    .unwrap_or(0);
-                if signals::login_dropped(current, previous, &self.cfg.login_drop) {
-                    found.push((
-                        tenant.tenant_id.clone(),
-                        Found::LoginDrop(current, previous),
-                    ));
-                }
-            }
-        }
         if now.rem_euclid(MS_PER_DAY) == 0 {
             self.daily(py, now, out)?;
         }
         if let Some(ids) = self.clock.take_rescores(now) {
             for tenant_id in ids {
                 if let Some(due) = self.store.tenants.get_mut(&tenant_id) {
-                    // errors may have left the 24 h, events a declared measure's window
-                    due.stale |= CLOCK_MOVED | self.moving_readers;
+                    // events may have left a window, a process stalled
+                    due.stale |= self.moving_readers;
                     self.store.dirty.insert(tenant_id);
                 }
             }
@@ -710,7 +537,7 @@ impl ShardCore {
         let mut raised = Vec::new();
         if !self.declared.is_empty() {
             let mut everyone: Vec<Id> = Vec::new();
-            if self.declared.closes_at(now) {
+            if self.declared.needs_everyone_at(now) {
                 everyone = self.store.tenants.keys().cloned().collect();
                 everyone.sort();
             }
@@ -726,7 +553,7 @@ impl ShardCore {
                     .get_mut(tenant_id)
                     .expect("dirty tenants exist");
                 let found = self.declared.evaluate(
-                    &tenant.measured,
+                    &mut tenant.measured,
                     &mut tenant.declared_active,
                     now,
                     tenant.first_seen,
@@ -737,42 +564,6 @@ impl ShardCore {
         for tenant_id in &dirty {
             self.score(py, tenant_id, now, out, reweigh)?;
         }
-        for (tenant_id, what) in found {
-            let context = self.context(py, &tenant_id)?;
-            let tenant_id = tenant_id.to_string();
-            match what {
-                Found::LoginDrop(sessions, previous) => {
-                    let size = self.cfg.login_window;
-                    let drop = findings::LoginDrop {
-                        tenant_id,
-                        sessions,
-                        previous,
-                        start: now - size,
-                        end: now,
-                        context,
-                    };
-                    out.append(Py::new(py, drop)?)?;
-                }
-                Found::ErrorSpike {
-                    errors,
-                    percentile_value,
-                    windows,
-                    past_errors,
-                } => {
-                    let spike = findings::ErrorSpike {
-                        tenant_id,
-                        errors,
-                        percentile_value,
-                        windows,
-                        past_errors,
-                        start: now - self.cfg.error_window,
-                        end: now,
-                        context,
-                    };
-                    out.append(Py::new(py, spike)?)?;
-                }
-            }
-        }
         for (tenant_id, found) in raised {
             let crossed = findings::Crossed {
                 tenant_id: tenant_id.to_string(),
@@ -780,6 +571,7 @@ impl ShardCore {
                 measured: declared::reading_to_py(py, found.measured.as_ref())?.unbind(),
                 other: declared::reading_to_py(py, found.other.as_ref())?.unbind(),
                 history: found.history,
+                stalled: found.stalled,
                 at: now,
                 context: self.context(py, &tenant_id)?,
             };
@@ -796,45 +588,14 @@ impl ShardCore {
             forgotten: gone.iter().map(|id| id.to_string()).collect(),
         };
         out.append(Py::new(py, ended)?)?;
-        let keep_from = floor_to(now, self.buckets.login_window, self.buckets.origin)
-            - self.buckets.login_window;
         for tenant in self.store.tenants.values_mut() {
             self.store.dirty.insert(tenant.tenant_id.clone());
-            tenant.stale |= self.scorer.declared_bits();
-            tenant.prune(keep_from);
+            tenant.stale |= self.timed_readers;
             self.declared.prune(&mut tenant.measured, now);
         }
         self.seen
             .forget_before(floor_div(now - self.cfg.dedup_retention, MS_PER_DAY));
         Ok(())
-    }
-
-    /// Whether the error window ending at `now` spiked, against the tenant's history
-    /// (since it was first seen, at most error_history); the windows before it go.
-    fn check_error_spike(&mut self, tenant_id: &str, now: i64) -> Option<Found> {
-        let size = self.cfg.error_window;
-        let start = now - size;
-        let oldest = start - floor_div(self.cfg.error_history, size) * size;
-        let tenant = self
-            .store
-            .tenants
-            .get_mut(tenant_id)
-            .expect("a tenant with errors");
-        let first = floor_to(tenant.first_seen, size, self.buckets.origin).max(oldest);
-        let windows = &mut tenant.errors_by_window;
-        let history: Vec<i64> = (first..start)
-            .step_by(size as usize)
-            .map(|w| windows.get(&w).copied().unwrap_or(0))
-            .collect();
-        windows.retain(|w, _| *w >= first);
-        let errors = windows.get(&start).copied().unwrap_or(0);
-        let percentile_value = signals::error_spike(errors, &history, &self.cfg.error_spike)?;
-        Some(Found::ErrorSpike {
-            errors,
-            percentile_value,
-            windows: history.len(),
-            past_errors: history.iter().sum(),
-        })
     }
 }
 

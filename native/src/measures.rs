@@ -4,11 +4,11 @@
 //! its window, at most `engine.max_keys_per_tenant` keys.
 //!
 //! A new kind is one `Kind` variant, its `State`, and the arms of `apply`, `value` and
-//! `prune` below, with its declaration in vigil/engine/measures.py.
+//! `prune` below, with its declaration in vigil/config/settings.py.
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::fmt::floor_to;
 
@@ -35,6 +35,15 @@ pub enum Kind {
     /// Days until the date the latest event carries in its field (a contract's
     /// renewal_date): an event-time deadline, negative once passed.
     DaysUntil,
+    /// The latest value of the field for each key (a ticket's priority, an invoice's
+    /// status, an integration's state), until a `closed_by` event closes the key or a
+    /// value outside `held_while` comes: how many keys are held; none before its first
+    /// event.
+    States,
+    /// A process (onboarding): started by one event, completed by another, its steps
+    /// the distinct values of the field of its events, each event progress: while
+    /// started and not completed, how many of its `steps` are done; none otherwise.
+    Process,
 }
 
 /// A field's value on an event.
@@ -73,9 +82,26 @@ pub struct Spec {
     /// Calendar windows: whole windows from `origin` (Monday-to-Sunday weeks), the last
     /// closed one counted; else rolling ones, ending now.
     pub calendar: Option<i64>,
+    /// States: the values for which a key is held (empty: any).
+    pub held_while: Vec<Box<str>>,
+    /// Process: the steps it counts, distinct.
+    pub steps: Vec<Box<str>>,
 }
 
 impl Spec {
+    /// A spec of `kind` over a window of `window` in buckets of `bucket`.
+    pub fn new(kind: Kind, window: i64, bucket: i64) -> Spec {
+        Spec {
+            kind,
+            window,
+            bucket,
+            windows_kept: 1,
+            calendar: None,
+            held_while: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
     /// The first bucket of the window counted at `now`: of a rolling window, the last
     /// window / bucket buckets, the one `now` is in (or ends) included; of a calendar
     /// window, the last one closed.
@@ -143,6 +169,34 @@ pub enum State {
     Last(Option<i64>),
     /// The date the latest event carried.
     Deadline(Option<i64>),
+    /// Key -> its latest value; None before the first event.
+    States(Option<Box<HashMap<Box<str>, Reading>>>),
+    /// None before the first event.
+    Process(Option<Box<Process>>),
+}
+
+/// A process's state.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Process {
+    pub started: Option<i64>,
+    pub completed: bool,
+    /// When it last progressed: its start, or its latest event since.
+    pub last_progress: Option<i64>,
+    /// The steps done, as their events named them.
+    pub steps: HashSet<Box<str>>,
+    /// The last progress before the latest stretch a stall was signalled of.
+    pub signalled_through: Option<i64>,
+}
+
+impl Process {
+    pub fn is_open(&self) -> bool {
+        self.started.is_some() && !self.completed
+    }
+
+    /// How many of `steps` (distinct) are done.
+    pub fn done(&self, steps: &[Box<str>]) -> usize {
+        steps.iter().filter(|s| self.steps.contains(*s)).count()
+    }
 }
 
 /// What an event does to a measure.
@@ -150,8 +204,24 @@ pub enum Touch {
     /// One of the measure's own events, with the field's value (None for kinds without
     /// a field).
     Feed(Option<Reading>),
-    /// A `closed_by` event of open items, with the item's key.
+    /// A `closed_by` event of open items or states, with the item's key.
     Close(Reading),
+    /// An event of a states measure: the key, and its value.
+    Put(Reading, Option<Reading>),
+    /// A process's `started_by` and `completed_by` events.
+    Start,
+    Complete,
+}
+
+impl Touch {
+    /// The key it may add, if any: what a refused key names.
+    pub fn key(&self) -> Option<&Reading> {
+        match self {
+            Touch::Feed(reading) => reading.as_ref(),
+            Touch::Put(key, _) => Some(key),
+            _ => None,
+        }
+    }
 }
 
 impl State {
@@ -163,6 +233,8 @@ impl State {
             Kind::Latest => State::Latest(Box::new((None, None))),
             Kind::DaysSince => State::Last(None),
             Kind::DaysUntil => State::Deadline(None),
+            Kind::States => State::States(None),
+            Kind::Process => State::Process(None),
         }
     }
 
@@ -233,6 +305,62 @@ impl State {
                 *last = Some(last.map_or(ts, |at| at.max(ts)));
                 true
             }
+            (State::States(held), touch) => {
+                let held = held.get_or_insert_with(Default::default);
+                match touch {
+                    Touch::Put(key, Some(value)) => {
+                        let kept = spec.held_while.is_empty()
+                            || matches!(&value, Reading::Text(text) if spec.held_while.contains(text));
+                        let key = key.key();
+                        if !kept {
+                            held.remove(&key);
+                        } else if let Some(at) = held.get_mut(&key) {
+                            *at = value;
+                        } else if held.len() >= max_keys {
+                            return false;
+                        } else {
+                            held.insert(key, value);
+                        }
+                    }
+                    Touch::Close(key) => {
+                        held.remove(&key.key());
+                    }
+                    _ => {} // an event without the value: seen, nothing held
+                }
+                true
+            }
+            (State::Process(process), touch) => {
+                let process = process.get_or_insert_with(Default::default);
+                let mut kept = true;
+                match touch {
+                    Touch::Start => {
+                        if process.started.is_none() {
+                            // a resent start does not restart the clock
+                            process.started = Some(ts);
+                            process.last_progress = Some(ts);
+                        }
+                        return true;
+                    }
+                    Touch::Complete => {
+                        process.completed = true;
+                        return true;
+                    }
+                    Touch::Feed(Some(step)) => {
+                        let step = step.key();
+                        if !process.steps.contains(&step) {
+                            kept = process.steps.len() < max_keys;
+                            if kept {
+                                process.steps.insert(step);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                if process.is_open() {
+                    process.last_progress = Some(ts); // a refused step is still progress
+                }
+                kept
+            }
             _ => true, // an event without the field
         }
     }
@@ -281,6 +409,11 @@ impl State {
             State::Deadline(deadline) => {
                 deadline.map(|at| (at - now) as f64 / crate::tenant::MS_PER_DAY as f64)
             }
+            State::States(held) => held.as_ref().map(|held| held.len() as f64),
+            State::Process(process) => process
+                .as_deref()
+                .filter(|p| p.is_open())
+                .map(|p| p.done(&spec.steps) as f64),
         }
     }
 
@@ -317,7 +450,25 @@ impl State {
         match self {
             State::Keys(keys) => keys.len(),
             State::Shares(shares) => shares.len(),
+            State::States(Some(held)) => held.len(),
+            State::Process(Some(process)) => process.steps.len(),
             _ => 0,
+        }
+    }
+
+    /// A states measure's keys and values.
+    pub fn held(&self) -> Option<&HashMap<Box<str>, Reading>> {
+        match self {
+            State::States(held) => held.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A process, while open.
+    pub fn open_process(&self) -> Option<&Process> {
+        match self {
+            State::Process(process) => process.as_deref().filter(|p| p.is_open()),
+            _ => None,
         }
     }
 
@@ -328,6 +479,7 @@ impl State {
             State::Last(last) => *last,
             State::Deadline(date) => *date,
             State::Keys(keys) => keys.values().min().copied(),
+            State::Process(_) => self.open_process().and_then(|p| p.last_progress),
             _ => None,
         }
     }
@@ -404,13 +556,7 @@ mod tests {
     const DAY: i64 = crate::tenant::MS_PER_DAY;
 
     fn spec(kind: Kind, days: i64) -> Spec {
-        Spec {
-            kind,
-            window: days * DAY,
-            bucket: DAY,
-            windows_kept: 1,
-            calendar: None,
-        }
+        Spec::new(kind, days * DAY, DAY)
     }
 
     fn text(value: &str) -> Option<Reading> {
@@ -597,5 +743,53 @@ mod tests {
         assert_eq!(state.value(&spec, DAY), None);
         state.apply(&spec, DAY, Touch::Feed(None), 10);
         assert_eq!(state.value(&spec, 3 * DAY), Some(2.0));
+    }
+
+    #[test]
+    fn states_hold_each_keys_latest_value_while_it_is_held() {
+        let spec = Spec {
+            held_while: vec!["overdue".into(), "failed".into()],
+            ..spec(Kind::States, 0)
+        };
+        let mut state = State::new(spec.kind);
+        assert_eq!(state.value(&spec, DAY), None, "none before its first event");
+        let put = |key: &str, value: &str| Touch::Put(Reading::Text(key.into()), text(value));
+        state.apply(&spec, 1, put("i1", "issued"), 2);
+        assert_eq!(state.value(&spec, DAY), Some(0.0), "seen, nothing held");
+        state.apply(&spec, 2, put("i1", "overdue"), 2);
+        state.apply(&spec, 3, put("i2", "failed"), 2);
+        assert!(
+            !state.apply(&spec, 4, put("i3", "failed"), 2),
+            "past max_keys"
+        );
+        state.apply(&spec, 5, put("i1", "failed"), 2);
+        let held = state.held().expect("held");
+        assert_eq!(held.get("i1"), Some(&Reading::Text("failed".into())));
+        state.apply(&spec, 6, put("i2", "paid"), 2);
+        state.apply(&spec, 7, Touch::Close(Reading::Text("i1".into())), 2);
+        assert_eq!(state.value(&spec, DAY), Some(0.0));
+    }
+
+    #[test]
+    fn a_process_counts_its_steps_done_while_open() {
+        let spec = Spec {
+            steps: vec!["a".into(), "b".into()],
+            ..spec(Kind::Process, 0)
+        };
+        let mut state = State::new(spec.kind);
+        state.apply(&spec, 1, Touch::Feed(text("a")), 10); // before the start: kept
+        assert_eq!(state.value(&spec, DAY), None, "not started");
+        state.apply(&spec, 2, Touch::Start, 10);
+        state.apply(&spec, 3, Touch::Feed(text("x")), 10);
+        assert_eq!(
+            state.value(&spec, DAY),
+            Some(1.0),
+            "x is not one of its steps"
+        );
+        assert_eq!(state.time_held(), Some(3));
+        state.apply(&spec, 4, Touch::Start, 10);
+        assert_eq!(state.time_held(), Some(3), "a resent start is no progress");
+        state.apply(&spec, 5, Touch::Complete, 10);
+        assert_eq!((state.value(&spec, DAY), state.time_held()), (None, None));
     }
 }

@@ -8,7 +8,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::declared::Touches;
-use crate::tenant::Payload;
 
 /// An accepted event waiting for the watermark: sorted by (ts, life, key). Only what
 /// applying it needs is kept, not the decoded event (its attributes, its position).
@@ -19,8 +18,8 @@ pub struct Pending {
     pub item: Queued,
 }
 
-/// A queued event as a snapshot saves it: (tenant, type, segment, the attributes its
-/// payload was read from, the declared measures' touches).
+/// A queued event as a snapshot saves it: (tenant, type, segment, the attributes kept
+/// of it (none now; earlier versions kept some), the declared measures' touches).
 pub type SavedQueued<'py> = (
     Bound<'py, PyString>,
     Bound<'py, PyString>,
@@ -29,13 +28,12 @@ pub type SavedQueued<'py> = (
     Bound<'py, PyAny>,
 );
 
-/// What applying an event needs: its tenant, type and segment, what its attributes say
-/// to the built-in state, and what they feed the declared measures.
+/// What applying an event needs: its tenant, type and segment, and what it does to the
+/// declared measures.
 pub struct Queued {
     pub tenant: Py<PyString>,
     pub kind: Py<PyString>,
     pub segment: Option<Py<PyString>>,
-    pub payload: Payload,
     pub touches: Touches,
 }
 

@@ -7,7 +7,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::queue::{life_order, Pending, Queued, SavedQueued};
 use crate::store::Id;
-use crate::tenant::{self, Payload, Tenant, ALL_STALE};
+use crate::tenant::{self, Tenant};
 use crate::{event, ShardCore};
 
 impl ShardCore {
@@ -57,7 +57,6 @@ impl ShardCore {
                     None => None,
                 };
                 Queued {
-                    payload: Payload::read(kind.to_str()?, &attrs)?,
                     touches: self
                         .declared
                         .touches_from_saved(kind.to_str()?, &attrs, &touches)?,
@@ -100,19 +99,14 @@ impl ShardCore {
         self.clock.source_wms = state.getattr("source_wms")?.extract()?;
         self.clock.watermark = state.getattr("watermark")?.extract()?;
         self.clock.next_step = state.getattr("next_step")?.extract()?;
-        let windows: HashMap<i64, HashSet<String>> = state.getattr("error_windows")?.extract()?;
-        for (end, ids) in windows {
-            let ids = ids.iter().map(|t| self.store.id(t)).collect();
-            self.error_windows.insert(end, ids);
-        }
         let dirty: HashSet<String> = state.getattr("dirty")?.extract()?;
         self.store.dirty = dirty.iter().map(|t| self.store.id(t)).collect();
         self.resume(reset_peaks);
         Ok(())
     }
 
-    /// A restored tenant's declared components: those saved under their declaration as
-    /// they were, the others to be measured (declared since, or changed).
+    /// A restored tenant's components: those saved under their declaration as they
+    /// were, the others to be measured (declared since, or changed).
     fn restore_components(
         &self,
         tenant: &mut Tenant,
@@ -122,8 +116,8 @@ impl ShardCore {
             Some(saved) => Some(saved.cast_into::<PyDict>()?),
             None => None, // a store of a version without declared components
         };
-        tenant.components = vec![None; self.scorer.declared.len()];
-        for (index, component) in self.scorer.declared.iter().enumerate() {
+        tenant.components = vec![None; self.scorer.total()];
+        for (index, component) in self.scorer.components.iter().enumerate() {
             let entry = match &saved {
                 Some(saved) => saved.get_item(&component.name)?,
                 None => None,
@@ -151,13 +145,10 @@ impl ShardCore {
             let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
             due.extend(self.declared.held_moves(&tenant.measured));
             due.extend(self.declared.deadlines(&tenant.measured));
-            // Saved measures are those of the settings the store ran with: every tenant's
-            // own components are measured again at the first step (the declared ones are
-            // kept under their declaration's digest), and scored even if no measure moved,
-            // as the weights may have. Unchanged, the score comes out the same, and
-            // nothing is written.
+            // Every tenant is scored at the first step even if no measure moved, as the
+            // weights may have (components are kept under their declaration's digest).
+            // Unchanged, the score comes out the same, and nothing is written.
             if let Some(next) = self.clock.next_step {
-                self.store.tenants[tenant_id].stale |= ALL_STALE;
                 due.push(next);
             }
             for instant in due {
@@ -168,19 +159,5 @@ impl ShardCore {
             }
         }
         self.reweigh = true;
-        // Deadlines of the stall period in force now, for the onboardings under way whose
-        // current stretch without progress was not signalled yet.
-        let stall_after = self.cfg.stall_after;
-        let deadlines = self
-            .store
-            .tenants
-            .values()
-            .filter(|t| t.onboarding_open())
-            .filter_map(|t| {
-                let progress = t.last_progress?;
-                let signalled = t.stall_signalled_at.is_some_and(|at| at > progress);
-                (!signalled).then(|| (progress + stall_after + 1, t.tenant_id.clone()))
-            });
-        self.clock.set_deadlines(deadlines);
     }
 }

@@ -23,7 +23,7 @@ rules:
     when: {fact: signal, signal: login_drop, severity: [high, critical], segment: enterprise}
     cooldown: 7d
     task:
-      {playbook: p, title: "t {drop_pct}", description: d, owner_role: csm, priority: high,
+      {playbook: p, title: "t {change_pct}", description: d, owner_role: csm, priority: high,
        sla: 24h}
   - id: low-score
     when: {fact: zone_change, score_below: 40}
@@ -59,7 +59,7 @@ def fact(**fields: Any) -> dict[str, Any]:
         "zone": "yellow",
         "severity": "high",
         "signal": "login_drop",
-        "drop_pct": 80.0,
+        "change_pct": -80.0,
     }
     return {**base, **fields}
 
@@ -111,8 +111,8 @@ class TestActions:
         [(_, again)] = render_actions(rule, fact(), 1_000)
         assert stream == "tasks" and task == again
         assert set(task) == CONTRACT["tasks"]
-        assert task["title"] == "t 80" and task["due_at"] == "1970-01-02T00:00:01Z"
-        assert task["evidence"]["drop_pct"] == 80.0 and task["evidence"]["fact_kind"] == "signal"
+        assert task["title"] == "t -80" and task["due_at"] == "1970-01-02T00:00:01Z"
+        assert task["evidence"]["change_pct"] == -80.0 and task["evidence"]["fact_kind"] == "signal"
 
     def test_notification_severity_can_follow_the_fact(self, engine: RuleEngine) -> None:
         [(stream, note)] = render_actions(engine.rules["any-signal"], fact(severity="critical"), 0)

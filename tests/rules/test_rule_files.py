@@ -221,7 +221,7 @@ rules:
     notification:
       severity: fact
       channel: cs-alerts
-      title: "{tenant_id}: {errors} errors"
+      title: "{tenant_id}: errors above p95 ({percentile_value})"
       body: "{reasons}"
 """
 
@@ -284,16 +284,19 @@ class TestConditionsThatCanNeverHold:
     def test_a_template_is_checked_against_the_signals_its_rule_matches(
         self, tmp_path: Path
     ) -> None:
-        # errors is an error_spike field: it would say "n/a errors" for every login drop.
+        # percentile_value is an error_spike field: it would say "n/a" for every login drop.
         text = SIGNAL_RULE.replace("error_spike", "[error_spike, login_drop]")
         with pytest.raises(
             RuleError,
-            match=r"r.yaml:11: rule 'spike': notification.title uses errors, which login_drop "
+            match=r"r.yaml:11: rule 'spike': notification.title uses percentile_value, which "
+            r"login_drop "
             r"signal facts do not carry \(every match carries: baseline, fact,",
         ):
             load_rules([write(tmp_path, text)])
         on_any_signal = text.replace("      signal: [error_spike, login_drop]\n", "")
-        with pytest.raises(RuleError, match="uses errors, which login_drop and onboarding_stalled"):
+        with pytest.raises(
+            RuleError, match="uses percentile_value, which login_drop and onboarding_stalled"
+        ):
             load_rules([write(tmp_path, on_any_signal)])
 
 

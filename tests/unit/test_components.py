@@ -14,8 +14,6 @@ from vigil.config.settings import DEFAULT_COMPONENTS, Settings, load_settings
 from vigil.engine.shard import ShardEngine
 
 QUIET = {"kind": "days_since", "events": ["user.session"]}
-# The default components declared over the default measures.
-FIVE = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 RECENCY = {
     "measure": "quiet",
     "weight": 25,
@@ -176,7 +174,7 @@ def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afr
     straight = Harness(chosen).feed(stream).feed(rest)
     h = Harness(chosen).feed(stream)
     saved = restored(h.engine)
-    assert set(saved.tenants["acme"].components) == {*FIVE, "recency"}
+    assert set(saved.tenants["acme"].components) == {*DEFAULT_COMPONENTS, "recency"}
     h.engine = ShardEngine(chosen, h.rules, saved)
     h.feed(rest)
     assert h.out == straight.out
@@ -205,7 +203,7 @@ def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afr
         ({**RECENCY, "reason": "{zero_at:a|b} days"}, "a placeholder takes no format but"),
         ({**RECENCY, "reason": "{value!r} days"}, "a placeholder takes no format but"),
         ({**RECENCY, "reason": "{value days"}, "reason:"),
-        ({**RECENCY, "zero_at": None, "equals": "x"}, "equals is for latest measures"),
+        ({**RECENCY, "zero_at": None, "equals": "x"}, "equals is for latest or states measures"),
         ({**RECENCY, "versus": "previous_window"}, "previous_window is for count or sum"),
     ],
 )
@@ -222,7 +220,7 @@ def test_at_most_32_components_in_all() -> None:
     with pytest.raises(ConfigError, match="at most 32 health components in all"):
         settings({"quiet": QUIET}, many)
     most = settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components
-    assert len(most.order) == 32
+    assert len(most.declared) == 32
 
 
 def test_errors_leaving_an_hourly_window_give_points_back_hour_by_hour() -> None:
@@ -252,13 +250,11 @@ def test_a_bucket_must_divide_the_window() -> None:
         settings({"errors": odd}, {})
 
 
-def test_the_defaults_declare_five_components_over_measures() -> None:
-    """Login activity and trend, adoption, error pressure and the sponsor are settings
-    over the default measures: a user changes them as any declared component (the
-    golden outputs of the defaults did not move when they became so)."""
+def test_the_default_components_are_declared_over_measures() -> None:
+    """Every default component is settings over the default measures: a user changes
+    them as any declared component."""
     chosen = Settings().health.components
-    assert tuple(chosen.declared) == FIVE
-    assert chosen.order == list(DEFAULT_COMPONENTS)
+    assert tuple(chosen.declared) == DEFAULT_COMPONENTS
     wider = settings({"features_30d": {"window": "60d"}}, {"adoption": {"full_at": 8}})
     assert wider.measures["features_30d"].kind == "distinct"  # the default, but its window
     assert wider.measures["features_30d"].window == 60 * DAY

@@ -43,17 +43,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "short windows": {
         "engine": {"health_step": "30m"},
+        "measures": {"weekly_sessions": {"window": "1d"}, "hourly_errors": {"window": "30m"}},
         "signals": {
-            "login_drop": {"window": "1d", "min_baseline": 3},
-            "error_spike": {
-                "window": "30m",
-                "history": "1d",
-                "min_history_windows": 4,
-                "min_errors": 2,
-            },
-            "onboarding_stalled": {"stall_after": "12h"},
+            "login_drop": {"min_previous": 3},
+            "error_spike": {"history": "1d", "min_history": 4, "above": 1},
+            "onboarding_stalled": {"stalled_after": "12h"},
         },
-        "health": {"warmup": "1d", "drop_points": 8, "drop_window": "2d"},
+        "health": {
+            "warmup": "1d",
+            "drop_points": 8,
+            "drop_window": "2d",
+            "components": {"onboarding": {"stalled_after": "12h"}},
+        },
     },
     "tight limits": {
         "input": {"allowed_lateness": "6h"},
@@ -63,20 +64,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "forget_tenants_after": "15d",
             "dedup_retention": "9h",
         },
-        "signals": {"login_drop": {"window": "1d"}, "error_spike": {"history": "1d"}},
-        "measures": {"features_30d": {"window": "2d"}},
+        "signals": {"error_spike": {"history": "1d"}},
+        "measures": {"features_30d": {"window": "2d"}, "weekly_sessions": {"window": "1d"}},
     },
     "other weights": {
-        "measures": {"features_30d": {"window": "3d"}},
+        "measures": {
+            "features_30d": {"window": "3d"},
+            "onboarding": {"steps": ["invite_team", "connect_app"]},
+        },
         "health": {
             "zones": {"green": 70, "yellow": 55, "orange": 30},
             "components": {
                 "login_activity": {"weight": 0, "full_at": 7.5},
                 "adoption": {"full_at": 2},
                 "sentiment": {"weight": 30},
-                "support_load": {"p1_counts_as": 1.5, "zero_at": 2.5},
-                "billing": {"overdue_penalty": 0.3, "failed_penalty": 0.7},
-                "onboarding": {"expected_steps": ["invite_team", "connect_app"]},
+                "support_load": {"weights": {"P1": 1.5}, "zero_at": 2.5},
+                "billing": {"weights": {"overdue": 0.3, "failed": 0.7}},
+                "onboarding": {"full_at": 2},
             },
         },
     },
@@ -89,7 +93,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "window": "7d",
             },
             "seats": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.seats"},
-            "open_tickets": {
+            "ticket_ids": {
                 "kind": "open_items",
                 "events": ["ticket.created"],
                 "closed_by": ["ticket.resolved"],
@@ -150,7 +154,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "signals": {
             "seat_use": {"measure": "active_users", "per": "seats", "above": 0.3},
-            "ticket_pile": {"measure": "open_tickets", "above": 1},
+            "ticket_pile": {"measure": "ticket_ids", "above": 1},
             "p1_week": {"measure": "p1s", "above": 0},
             "one_user": {"measure": "top_user", "above": 0.5},
             "gone_quiet": {"measure": "quiet", "above": 3, "severity": "high"},

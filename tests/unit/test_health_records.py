@@ -48,7 +48,10 @@ def test_each_problem_costs_points_and_is_explained_and_one_reads_as_one() -> No
         event("acme", "ticket.created", at, {"ticket_id": "t1", "priority": "P1"}),
         event("acme", "ticket.created", at + 1, {"ticket_id": "t2", "priority": "P3"}),
         event("acme", "billing.invoice", at, {"invoice_id": "i1", "status": "overdue"}),
+        event("acme", "billing.invoice", at, {"invoice_id": "i2", "status": "failed"}),
+        event("acme", "billing.invoice", at, {"invoice_id": "i3", "status": "paid"}),
         event("acme", "survey.response", at, {"kind": "nps", "score": 3}),
+        event("acme", "survey.response", at, {"kind": "csat", "score": 2}),
         event("acme", "sponsor.changed", at, {"status": "departed"}),
         event("acme", "integration.state", at, {"integration": "crm", "state": "error"}),
         event("acme", "integration.state", at, {"integration": "dw", "state": "connected"}),
@@ -60,9 +63,9 @@ def test_each_problem_costs_points_and_is_explained_and_one_reads_as_one() -> No
     for needle in (
         "1 session in the last 7 days",
         "1 feature used in the last 30 days",
-        "2 open tickets, 1 of them P1",
-        "invoices unpaid: 1 overdue",
-        "latest NPS 3/10",
+        "2 open tickets (1 P1)",
+        "invoices unpaid: 1 overdue and 1 failed",
+        "latest NPS 3/10 and CSAT 2/5",
         "executive sponsor departed",
         "1 of 2 integrations not connected: crm (error)",
     ):

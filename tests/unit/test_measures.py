@@ -14,7 +14,6 @@ from vigil.base.errors import ConfigError, RuleError
 from vigil.base.timeutil import to_iso
 from vigil.config.settings import Settings, load_settings
 from vigil.engine.shard import ShardEngine
-from vigil.intake.simulate import FleetPlan, generate
 from vigil.rules.engine import engine_for
 from vigil.rules.loader import configured_rules
 
@@ -126,85 +125,6 @@ def test_a_rule_naming_a_signal_nobody_declared_is_refused(tmp_path: Path) -> No
         configured_rules(declared({"rules": {"paths": [str(tmp_path)]}}))
 
 
-def test_login_drop_declared_over_a_calendar_count_raises_as_the_built_in_one() -> None:
-    """The built-in login_drop (sessions of the last closed week below half of the week
-    before, which had at least 10) as settings: the same tenants at the same instants."""
-    declared_drop = {
-        "measures": {
-            "sessions_week": {
-                "kind": "count",
-                "events": ["user.session"],
-                "window": "7d",
-                "calendar": True,
-            }
-        },
-        "signals": {
-            "sessions_halved": {
-                "measure": "sessions_week",
-                "versus": "previous_window",
-                "below": 0.5,
-                "min_previous": 10,
-            }
-        },
-    }
-    lines = list(generate(FleetPlan(tenants=40, days=24, seed=11))[0])
-    h = Harness(declared(declared_drop)).feed(lines, batch_size=300)
-    built_in = {(s["tenant_id"], s["ts"]) for s in h.signals("login_drop")}
-    assert len(built_in) >= 3
-    assert {(s["tenant_id"], s["ts"]) for s in h.signals("sessions_halved")} == built_in
-    for raised in h.signals("sessions_halved"):
-        [same] = [
-            s
-            for s in h.signals("login_drop")
-            if s["tenant_id"] == raised["tenant_id"] and s["ts"] == raised["ts"]
-        ]
-        assert raised["evidence"]["measured"] == same["evidence"]["sessions"]
-        assert raised["evidence"]["previous"] == same["evidence"]["sessions_previous_window"]
-
-
-def test_error_spike_declared_against_its_history_raises_as_the_built_in_one() -> None:
-    """The built-in error_spike (errors of the last closed hour above the 95th percentile
-    of the tenant's past hours over 7 days, once it has 24 of them, and at least 5) as
-    settings: the same tenants at the same instants, with the same figures."""
-    declared_spike = {
-        "measures": {
-            "errors_hour": {
-                "kind": "count",
-                "events": ["error.raised"],
-                "window": "1h",
-                "calendar": True,
-            }
-        },
-        "signals": {
-            "errors_spiked": {
-                "measure": "errors_hour",
-                "versus": "history",
-                "percentile": 95,
-                "history": "7d",
-                "min_history": 24,
-                "above": 4,
-            }
-        },
-    }
-    lines = list(generate(FleetPlan(tenants=100, days=14, seed=3))[0])
-    h = Harness(declared(declared_spike)).feed(lines, batch_size=300)
-    built_in = {(s["tenant_id"], s["ts"]): s for s in h.signals("error_spike")}
-    assert len(built_in) >= 3
-    raised = {(s["tenant_id"], s["ts"]): s for s in h.signals("errors_spiked")}
-    assert raised.keys() == built_in.keys()
-    for key, signal in raised.items():
-        same = built_in[key]["evidence"]
-        assert signal["evidence"] == {
-            "measure": "errors_hour",
-            "measured": same["errors"],
-            "percentile": same["percentile"],
-            "percentile_value": same["percentile_value"],
-            "history_windows": same["history_windows"],
-            "history_mean": same["history_mean"],
-            "window": "1h",
-        }
-
-
 class TestKinds:
     def raised(self, measure: dict[str, Any], signal: dict[str, Any], events: list[Any]) -> Any:
         settings = declared(
@@ -258,6 +178,44 @@ class TestKinds:
         assert raised["evidence"]["measured"] == pytest.approx(14 + 0.5 / 24)
         resolved = event("acme", "ticket.resolved", T0 + 10 * DAY, {"ticket_id": "k1"})
         assert self.raised(oldest, {"above": 14}, [*events[:2], resolved, events[2]]) == []
+
+    def test_states_hold_each_keys_latest_value_until_it_closes(self) -> None:
+        states = {
+            "kind": "states",
+            "events": ["integration.state"],
+            "key": "attrs.integration",
+            "field": "attrs.state",
+            "held_while": ["error", "disconnected"],
+        }
+        broken = [
+            event("acme", "integration.state", T0 + n, {"integration": f"i{n}", "state": "error"})
+            for n in range(3)
+        ]
+        fixed = event(
+            "acme", "integration.state", T0 + 9, {"integration": "i0", "state": "connected"}
+        )
+        [raised] = self.raised(states, {"above": 2}, [*broken, clock(T0 + DAY)])
+        assert raised["evidence"]["measured"] == 3
+        assert self.raised(states, {"above": 2}, [*broken, fixed, clock(T0 + DAY)]) == []
+
+    def test_a_process_that_makes_no_progress_stalls_once_per_stretch(self) -> None:
+        trial = {
+            "kind": "process",
+            "started_by": ["onboarding.started"],
+            "events": ["recipe.completed"],
+            "completed_by": ["onboarding.completed"],
+            "steps": ["r1"],
+            "field": "attrs.recipe",
+        }
+        started = event("acme", "onboarding.started", T0 + HOUR)
+        recipe = event("acme", "recipe.completed", T0 + 30 * HOUR, {"recipe": "r1"})
+        stalled = {"stalled_after": "24h"}
+        first, second = self.raised(trial, stalled, [started, recipe, clock(T0 + 4 * DAY)])
+        assert first["window_end"] == to_iso(T0 + 25 * HOUR)  # the first stretch's deadline
+        assert second["window_end"] == to_iso(T0 + 54 * HOUR)
+        assert second["evidence"]["steps_completed"] == 1
+        done = event("acme", "onboarding.completed", T0 + 2 * HOUR)
+        assert self.raised(trial, stalled, [started, done, clock(T0 + 4 * DAY)]) == []
 
     def test_one_users_share_of_sessions(self) -> None:
         sessions = logins(0, range(1)) * 1 + logins(0, range(3))
@@ -313,9 +271,10 @@ class TestKinds:
         assert raised["ts"] == "2026-03-09T01:00:00Z"  # day 7's logins, against day 0's
         assert raised["evidence"] == {
             "measure": "m",
-            "measured": 8.0,
-            "previous": 4.0,
+            "measured": 8,
+            "previous": 4,
             "ratio": 2.0,
+            "change_pct": 100.0,
             "window": "7d",
         }
         small = {**signal, "min_previous": 5}  # the week before held too few to compare

@@ -14,6 +14,7 @@ from vigil.config.kafka_secrets import masked
 from vigil.config.settings import (
     DEFAULT_COMPONENTS,
     DeclaredComponent,
+    DeclaredSignal,
     Settings,
     env_overrides,
     load_settings,
@@ -108,7 +109,7 @@ class TestOverrides:
     def test_a_setting_spelt_with_single_underscores_is_named_with_its_own_spelling(self) -> None:
         env = {
             "VIGIL_INPUT_ALLOWED_LATENESS": "2h",
-            "VIGIL_SIGNALS_ERROR_SPIKE_MIN_ERRORS": "3",
+            "VIGIL_SIGNALS_ERROR_SPIKE_ABOVE": "3",
             "VIGIL_HEALTH_COMPONENTS_SUPPORT_LOAD_WEIGHT": "20",
             "VIGIL_KAFKA_CONFIG_SASL_PASSWORD": "secret",
             "VIGIL_METRICS_PORT": "0",
@@ -128,12 +129,12 @@ class TestOverrides:
             ("VIGIL_INPUT_ALLOWED_LATENESS", "VIGIL_INPUT__ALLOWED_LATENESS"),
             ("VIGIL_KAFKA_CONFIG_SASL_PASSWORD", "VIGIL_KAFKA__CONFIG__SASL_PASSWORD"),
             ("VIGIL_METRICS_PORT", "VIGIL_METRICS__PORT"),
-            ("VIGIL_SIGNALS_ERROR_SPIKE_MIN_ERRORS", "VIGIL_SIGNALS__ERROR_SPIKE__MIN_ERRORS"),
+            ("VIGIL_SIGNALS_ERROR_SPIKE_ABOVE", "VIGIL_SIGNALS__ERROR_SPIKE__ABOVE"),
         ]
         spelt_right = {meant: env[given] for given, meant in unread_env(env)}
         settings = load_settings(None, env=spelt_right)  # each names a real setting
         assert settings.input.allowed_lateness == 2 * 3600 * 1000
-        assert settings.signals.error_spike.min_errors == 3
+        assert settings.signals.error_spike.above == 3
         assert settings.health.components.support_load.weight == 20.0
         assert settings.kafka.config == {"sasl.password": "secret"}
 
@@ -147,20 +148,25 @@ class TestErrors:
                 "input.allowed_lateness = 'soon': not a duration",
             ),
             ("[input]\nbogus = 1", "input.bogus: unknown key"),
-            ("[signals.login_drop]\ndrop_ratio = 1.5", "signals.login_drop.drop_ratio = 1.5"),
+            (
+                "[signals.login_drop]\ndrop_ratio = 0.4",
+                "signals.login_drop.drop_ratio: login_drop is declared over "
+                "measures.weekly_sessions: set below",
+            ),
             # Settings under which a signal or a rule could never fire.
             (
-                "[signals.login_drop]\ndrop_ratio = 0",
-                "signals.login_drop.drop_ratio = 0: Input should be greater than 0",
+                "[signals.login_drop]\nbelow = 0",
+                "signals.login_drop.below = 0: weekly_sessions is a count, and its ratio "
+                "to the window before is never below 0: login_drop could never fire",
             ),
             (
-                '[signals.error_spike]\nwindow = "1d"',
-                "signals.error_spike.history (7d) holds 7 whole windows of 1d, fewer than "
-                "min_history_windows (24): error_spike could never fire",
+                '[measures.hourly_errors]\nwindow = "1d"',
+                "signals.error_spike.history (7d) holds 7 whole windows of hourly_errors (1d), "
+                "fewer than min_history (24): it could never fire",
             ),
             (
-                '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 34',
-                "holds 33 whole windows of 5h, fewer than min_history_windows (34)",
+                '[measures.hourly_errors]\nwindow = "5h"\n[signals.error_spike]\nmin_history = 34',
+                "holds 33 whole windows of hourly_errors (5h), fewer than min_history (34)",
             ),
             ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
             (
@@ -212,7 +218,7 @@ class TestErrors:
                 "engine.health_step = '100ms': must be at least 1m",
             ),
             (
-                '[signals.error_spike]\nwindow = "90m"',
+                '[measures.hourly_errors]\nwindow = "90m"',
                 "must be a whole number of engine.health_step",
             ),
             ("[input\n", "cannot read settings file"),
@@ -246,8 +252,8 @@ class TestErrors:
             ('[kafka]\nbootstrap = "::1:9092"', "(e.g. kafka-1:9092 or [::1]:9092)"),
             ('[kafka]\nbootstrap = ","', "',' is not a broker's host:port"),
             (  # not 72 milliseconds
-                "[signals.onboarding_stalled]\nstall_after = 72",
-                "signals.onboarding_stalled.stall_after = 72: a duration needs its unit",
+                "[signals.onboarding_stalled]\nstalled_after = 72",
+                "signals.onboarding_stalled.stalled_after = 72: a duration needs its unit",
             ),
             ("[input]\nmax_depth = 1", "input.max_depth = 1: Input should be greater than"),
             ("[input]\nmax_depth = 201", "input.max_depth = 201: Input should be less than"),
@@ -266,9 +272,8 @@ class TestErrors:
                 "health.components.support_load.zero_at, or the limit could change a score",
             ),
             (
-                "[engine]\nmax_keys_per_tenant = 6\n[health.components.onboarding]\n"
-                'expected_steps = ["a", "b", "c", "d", "e", "f", "g"]',
-                "must be at least 7, the health.components.onboarding.expected_steps",
+                "[engine]\nmax_keys_per_tenant = 6\n[health.components.onboarding]\nfull_at = 7",
+                "must be at least 7, health.components.onboarding.full_at",
             ),
         ],
     )
@@ -301,12 +306,12 @@ class TestErrors:
             for name in DEFAULT_COMPONENTS
         )
         path.write_text(
-            '[signals.error_spike]\nwindow = "5h"\nmin_history_windows = 33\n'
+            '[measures.hourly_errors]\nwindow = "5h"\n[signals.error_spike]\nmin_history = 33\n'
             '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"\nhealth_step = "30m"\n'
-            "[signals.login_drop]\ndrop_ratio = 0.01\n[health]\ndrop_points = 100\n" + only_sponsor
+            "[signals.login_drop]\nbelow = 0.01\n[health]\ndrop_points = 100\n" + only_sponsor
         )
         settings = load_settings(path, env={})
-        assert settings.signals.error_spike.min_history_windows == 33
+        assert settings.signals.error_spike.min_history == 33
         assert settings.health.components.sponsor.weight == 1
 
     def test_a_limit_can_be_switched_off(self, tmp_path: Path) -> None:
@@ -492,12 +497,16 @@ def _setting_paths(model: type[BaseModel], above: tuple[str, ...] = ()) -> list[
     paths = []
     for name, field in model.model_fields.items():
         inner = field.annotation
+        declaration = next(
+            (base for base in (DeclaredComponent, DeclaredSignal) if issubclass(model, base)),
+            None,
+        )
         if (
-            issubclass(model, DeclaredComponent)
-            and model is not DeclaredComponent
-            and field.default == DeclaredComponent.model_fields[name].default
+            declaration is not None
+            and model is not declaration
+            and field.default == declaration.model_fields[name].default
         ):
-            continue  # a declared component's entry in the file says the keys it sets
+            continue  # a default declaration's entry in the file says the keys it sets
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             paths += _setting_paths(inner, (*above, name))
         else:

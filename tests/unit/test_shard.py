@@ -53,13 +53,13 @@ class TestLoginDrop:
         [signal] = h.signals("login_drop")
         assert signal["window_start"] == to_iso(T0 + WEEK)
         assert signal["window_end"] == to_iso(T0 + 2 * WEEK)
-        assert (signal["value"], signal["baseline"], signal["threshold"]) == (8, 20, 10.0)
-        assert signal["evidence"]["sessions_previous_window"] == 20
+        assert (signal["value"], signal["baseline"], signal["threshold"]) == (0.4, 20, 0.5)
+        assert (signal["evidence"]["measured"], signal["evidence"]["previous"]) == (8, 20)
 
     def test_a_silent_tenant_drops_to_zero_and_still_signals(self) -> None:
         h = Harness().feed(by_time([*weeks("acme", [15]), clock(T0 + 2 * WEEK + HOUR)]))
         [signal] = h.signals("login_drop")
-        assert (signal["tenant_id"], signal["value"], signal["severity"]) == ("acme", 0, "high")
+        assert (signal["tenant_id"], signal["value"], signal["severity"]) == ("acme", 0.0, "high")
 
     def test_exactly_half_and_a_small_baseline_do_not_signal(self) -> None:
         events = weeks("half", [20, 10]) + weeks("small", [9, 0])
@@ -72,7 +72,7 @@ class TestLoginDrop:
         resent = [dict(e) for e in week1]  # same event_id, sent again
         h = Harness().feed([*by_time(week0 + week1 + resent), clock(T0 + 2 * WEEK + HOUR)])
         [signal] = h.signals("login_drop")
-        assert signal["value"] == 9
+        assert signal["evidence"]["measured"] == 9
         assert h.engine.counts["duplicates"] == 9
 
     def test_an_event_id_another_tenant_used_is_not_a_repeat(self) -> None:
@@ -104,7 +104,7 @@ class TestOneInstant:
             clock(T0 + 4 * HOUR),
         ]
         h = Harness().feed(events)
-        assert restored(h.engine).tenants["acme"].open_tickets == {}
+        assert restored(h.engine).tenants["acme"].measured["open_tickets"][1] == {}
 
     def test_an_id_seen_again_is_a_repeat_whatever_its_place_in_life(self) -> None:
         # The order of one instant must not make two events of one id: a repeat is
@@ -117,7 +117,7 @@ class TestOneInstant:
         ]
         h = Harness().feed(events)
         assert h.engine.counts["duplicates"] == 1
-        assert restored(h.engine).tenants["acme"].open_tickets == {"k": "P1"}
+        assert restored(h.engine).tenants["acme"].measured["open_tickets"][1] == {"k": "P1"}
 
     @pytest.mark.parametrize(
         ("statuses", "unpaid"),
@@ -138,7 +138,8 @@ class TestOneInstant:
             ),
             clock(T0 + 4 * HOUR),
         ]
-        assert restored(Harness().feed(events).engine).tenants["acme"].unpaid_invoices == unpaid
+        tenant = restored(Harness().feed(events).engine).tenants["acme"]
+        assert tenant.measured["unpaid_invoices"][1] == unpaid
 
 
 class TestLateness:
@@ -272,11 +273,11 @@ class TestOnboardingStall:
             event("newco", "onboarding.step_completed", T0 + 5 * HOUR, {"step": "sso_live"}),
         ]
 
-    def test_a_silent_tenant_stalls_when_the_watermark_passes_its_deadline(self) -> None:
+    def test_a_silent_tenant_stalls_at_the_first_step_past_its_deadline(self) -> None:
         deadline = T0 + 5 * HOUR + 72 * HOUR
-        h = Harness().feed([*self.start(), clock(deadline + HOUR)])  # watermark == deadline
+        h = Harness().feed([*self.start(), clock(deadline + 2 * HOUR - 1)])  # a ms short
         assert h.signals("onboarding_stalled") == []
-        h.feed([clock(deadline + HOUR + 1)])
+        h.feed([clock(deadline + 2 * HOUR)])  # the watermark reaches the step after it
         [signal] = h.signals("onboarding_stalled")
         assert signal["window_start"] == to_iso(T0 + 5 * HOUR)
         assert signal["window_end"] == to_iso(deadline)
@@ -299,7 +300,7 @@ class TestOnboardingStall:
         progress = event("newco", "recipe.completed", T0 + 70 * HOUR, {"recipe": "r1"})
         h = Harness().feed([*self.start(), progress, clock(T0 + 5 * HOUR + 72 * HOUR + 2 * HOUR)])
         assert h.signals("onboarding_stalled") == []
-        h.feed([clock(T0 + 70 * HOUR + 72 * HOUR + HOUR + 1)])
+        h.feed([clock(T0 + 70 * HOUR + 72 * HOUR + 2 * HOUR)])
         assert len(h.signals("onboarding_stalled")) == 1
 
         done = Harness().feed(
@@ -346,7 +347,7 @@ class TestErrorSpike:
         # 5 h windows over 7 days of history: the history is the 33 whole windows in it.
         # (Counting back 7 days from a window start once landed between windows, so the
         # history read as all zeros and a steady tenant spiked in every window.)
-        settings = Settings.model_validate({"signals": {"error_spike": {"window": "5h"}}})
+        settings = Settings.model_validate({"measures": {"hourly_errors": {"window": "5h"}}})
         steady = [e for hour in range(9 * 24) for e in self.errors("acme", T0 + hour * HOUR, 2)]
         burst = self.errors("acme", T0 + 9 * DAY + 9 * HOUR, 30)  # a 5 h window starts then
         h = Harness(settings).feed([*steady, *burst, clock(T0 + 10 * DAY)])

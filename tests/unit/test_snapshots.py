@@ -4,7 +4,6 @@ stores of the format before this one."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,14 @@ import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored, sessions, trouble
 
 from vigil.base.timeutil import to_iso
-from vigil.config.settings import DEFAULT_MEASURES, Settings
+from vigil.config.settings import DEFAULT_COMPONENTS, DEFAULT_MEASURES, Settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.engine.state import STATE_FORMAT
-from vigil.engine.tenant import COMPONENT_NAMES
 from vigil.intake.events import Event
 from vigil.intake.simulate import FleetPlan, generate
 
 WEEK = 7 * DAY
-# The default components declared over measures since format 11a818177577.
-FIVE = ("login_activity", "login_trend", "adoption", "error_pressure", "sponsor")
 
 # A shard's state after the first part of restore_stream(), saved by Vigil 0158495 in
 # its state format c0026639c217 (the state pickled whole, event ids twice).
@@ -41,6 +37,8 @@ WHOLE_EVENTS_STATE = Path(__file__).parent / "data" / "shard-state-0e828a30122e.
 # components were declared over measures, in format 11a818177577.
 BEFORE_COMPONENTS_STATE = Path(__file__).parent / "data" / "shard-state-e8732fe05483.pickle"
 BEFORE_FIVE_STATE = Path(__file__).parent / "data" / "shard-state-11a818177577.pickle"
+# And before the signals and the other components were declared, in format 5085f44ba9d4.
+BEFORE_ALL_STATE = Path(__file__).parent / "data" / "shard-state-5085f44ba9d4.pickle"
 # The same state saved in this version's format (event ids keyed by tenant). STATE_FORMAT
 # fingerprints the names and types of the state's fields, not what they hold or how a
 # snapshot encodes them: a change to those that keeps the format fails the test below,
@@ -121,7 +119,7 @@ def test_a_stall_under_way_across_a_restore_fires_at_the_periods_deadline(
     ]
     h = Harness().feed(first)
     changed = Settings.model_validate(
-        {"signals": {"onboarding_stalled": {"stall_after": stall_after}}}
+        {"signals": {"onboarding_stalled": {"stalled_after": stall_after}}}
     )
     h.settings = changed
     h.engine = ShardEngine(changed, h.rules, restored(h.engine))
@@ -141,12 +139,11 @@ def test_component_settings_changed_across_a_restore_apply_at_the_first_step() -
     ]
     h = Harness().feed([event("acme", "user.session", T0), *tickets, clock(T0 + 3 * HOUR)])
     assert h.out["health"][-1]["components"]["support_load"]["value"] == 2
-    support_load = COMPONENT_NAMES.index("support_load")
-    assert restored(h.engine).tenants["acme"].measures[support_load] == (2, 1 - 2 / 6)
+    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (2, 1 - 2 / 6)
     stricter = Settings.model_validate({"health": {"components": {"support_load": {"zero_at": 3}}}})
     h.engine = ShardEngine(stricter, h.rules, restored(h.engine))
     h.feed([clock(T0 + 5 * HOUR)])
-    assert restored(h.engine).tenants["acme"].measures[support_load] == (2, 1 - 2 / 3)
+    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (2, 1 - 2 / 3)
     last = h.out["health"][-1]
     assert last["ts"] == "2026-03-02T03:00:00Z"  # the first step after the restore
     assert (
@@ -202,7 +199,7 @@ def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
     ]
     h = Harness().feed(first)
     assert len(h.signals("onboarding_stalled")) == 1
-    longer = Settings.model_validate({"signals": {"onboarding_stalled": {"stall_after": "96h"}}})
+    longer = Settings.model_validate({"signals": {"onboarding_stalled": {"stalled_after": "96h"}}})
     h.engine = ShardEngine(longer, h.rules, restored(h.engine))
     h.feed([clock(T0 + 9 * DAY)])
     assert len(h.signals("onboarding_stalled")) == 1  # the same period of no progress
@@ -244,26 +241,30 @@ def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: st
         (WHOLE_EVENTS_STATE, "0e828a30122e"),
         (BEFORE_COMPONENTS_STATE, "e8732fe05483"),
         (BEFORE_FIVE_STATE, "11a818177577"),
+        (BEFORE_ALL_STATE, "5085f44ba9d4"),
     ],
 )
 def test_a_state_of_the_formats_before_resumes_as_if_never_stopped(
     path: Path, saved_format: str
 ) -> None:
     """Before declared measures, with whole events queued (the core keeps what it needs
-    of them), before declared components, and before five of the default components were
-    declared over measures: what those tenants kept for them is taken over."""
+    of them), before declared components, before five of the default components were
+    declared over measures, and before the rest and the signals were: what those tenants
+    kept for them is taken over."""
     first, second = restore_stream()
     straight = Harness().feed(first).feed(second)
     saved = load_state(path.read_bytes())
     assert saved.layout["state_format"] == saved_format
     whole_events = any(isinstance(queued, Event) for *_, queued in saved.pending)
-    assert whole_events == (saved_format not in ("e8732fe05483", "11a818177577"))
+    assert whole_events == (saved_format in ("8c33768149e3", "0e828a30122e"))
     h = Harness().feed(first)
     h.engine = ShardEngine(h.settings, h.rules, saved)
     again = restored(h.engine)
-    # What the tenants kept for the five components now declared over measures is theirs.
+    # What the tenants kept for the components and signals now declared is theirs.
     assert {frozenset(t.measured) for t in again.tenants.values()} == {frozenset(DEFAULT_MEASURES)}
-    assert {frozenset(t.components) for t in again.tenants.values()} == {frozenset(FIVE)}
+    assert {frozenset(t.components) for t in again.tenants.values()} == {
+        frozenset(DEFAULT_COMPONENTS)
+    }
     assert {t.signals_raised == [] for t in again.tenants.values()} == {True}
     h.feed(second)
     assert restored(h.engine).layout["state_format"] == STATE_FORMAT
@@ -324,7 +325,7 @@ def test_every_snapshot_of_a_running_shard_restores_its_whole_state() -> None:
         h.feed(stream[start : start + 20])
         state = load_state(writer.snapshot())
         # (the stall deadlines are not saved: see the stall tests for their restore)
-        assert state == replace(restored(h.engine), stalls=[]), f"after line {start + 20}"
+        assert state == restored(h.engine), f"after line {start + 20}"
         # in the same order too: the engine visits tenants in it, and emits in it
         assert list(state.tenants) == list(restored(h.engine).tenants)
         snapshots += 1

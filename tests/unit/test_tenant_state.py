@@ -1,6 +1,6 @@
-"""Folding events into a tenant's state (native/src/tenant.rs), seen through the engine:
-the events are applied once the watermark passes their step, and the tenant is read
-back as the recovery store keeps it."""
+"""Folding events into a tenant's measures (native/src/measures.rs), seen through the
+engine: the events are applied once the watermark passes their step, and the tenant is
+read back as the recovery store keeps it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,17 @@ def tenant(h: Harness) -> TenantState:
     return restored(h.engine).tenants["acme"]
 
 
+def held(h: Harness, measure: str) -> Any:
+    """A measure's state as a snapshot keeps it."""
+    return tenant(h).measured[measure][1]
+
+
+def onboarding(h: Harness) -> tuple[int | None, bool, int | None, list[str]]:
+    """(started, completed, last progress, steps)"""
+    started, completed, last_progress, steps, _ = held(h, "onboarding")
+    return started, completed, last_progress, steps
+
+
 def test_a_resent_onboarding_start_does_not_restart_the_clock() -> None:
     h = applied(
         [
@@ -27,13 +38,13 @@ def test_a_resent_onboarding_start_does_not_restart_the_clock() -> None:
             event("acme", "onboarding.started", T0 + 5 * HOUR),
         ]
     )
-    assert (tenant(h).onboarding_started, tenant(h).last_progress) == (T0, T0)
+    started, _, last_progress, _ = onboarding(h)
+    assert (started, last_progress) == (T0, T0)
 
 
 def test_steps_outside_an_open_onboarding_are_kept_but_move_no_clock() -> None:
     before = applied([event("acme", "onboarding.step_completed", T0, {"step": "sso_live"})])
-    assert tenant(before).onboarding_steps == {"sso_live"}
-    assert tenant(before).last_progress is None
+    assert onboarding(before) == (None, False, None, ["sso_live"])
     after = applied(
         [
             event("acme", "onboarding.started", T0 + HOUR),
@@ -41,7 +52,7 @@ def test_steps_outside_an_open_onboarding_are_kept_but_move_no_clock() -> None:
             event("acme", "recipe.completed", T0 + 3 * HOUR, {"recipe": "r1"}),
         ]
     )
-    assert tenant(after).last_progress == T0 + HOUR
+    assert onboarding(after)[2] == T0 + HOUR
 
 
 def test_nps_and_csat_are_kept_apart_as_the_latest_of_each() -> None:
@@ -52,7 +63,7 @@ def test_nps_and_csat_are_kept_apart_as_the_latest_of_each() -> None:
             for n, (kind, score) in enumerate(surveys)
         ]
     )
-    assert (tenant(h).nps, tenant(h).csat) == (4.0, 2.0)
+    assert (held(h, "nps"), held(h, "csat")) == ((4.0, 9.0), (2.0, None))
     assert tenant(h).last_event_at == T0 + 2 * HOUR
 
 
@@ -82,20 +93,22 @@ class TestKeyLimit:
         late = {"ticket_id": "k9", "priority": "P1"}
         events.append(event("acme", "ticket.created", T0 + 10 * HOUR, late))
         h = applied(events, self.LIMIT)
-        assert h.engine.counts["keys_refused:open_tickets"] == 1
-        assert len(tenant(h).open_tickets) == self.N and tenant(h).open_tickets["k9"] == "P1"
+        assert h.engine.counts["keys_refused:measures.open_tickets"] == 1
+        tickets = held(h, "open_tickets")
+        assert len(tickets) == self.N and tickets["k9"] == "P1"
 
     def test_invoices_and_integrations_are_limited_too(self) -> None:
         unpaid = self.fill("billing.invoice", {"status": "overdue"}, "invoice_id", self.N + 1)
         links = self.fill("integration.state", {"state": "error"}, "integration", self.N + 1)
         invoiced, linked = applied(unpaid, self.LIMIT), applied(links, self.LIMIT)
-        assert len(tenant(invoiced).unpaid_invoices) == len(tenant(linked).integrations) == self.N
-        assert invoiced.engine.counts["keys_refused:unpaid_invoices"] == 1
-        assert linked.engine.counts["keys_refused:integrations"] == 1
+        assert len(held(invoiced, "unpaid_invoices")) == len(held(linked, "integrations")) == self.N
+        assert invoiced.engine.counts["keys_refused:measures.unpaid_invoices"] == 1
+        assert linked.engine.counts["keys_refused:measures.integrations"] == 1
 
     def test_a_refused_step_is_still_onboarding_progress(self) -> None:
         steps = self.fill("onboarding.step_completed", {}, "step", self.N + 1)
         h = applied([event("acme", "onboarding.started", T0 - 1), *steps], self.LIMIT)
-        assert h.engine.counts["keys_refused:onboarding_steps"] == 1
-        assert len(tenant(h).onboarding_steps) == self.N
-        assert tenant(h).last_progress == T0 + self.N * HOUR  # the stall clock restarted
+        assert h.engine.counts["keys_refused:measures.onboarding"] == 1
+        _, _, last_progress, steps = onboarding(h)
+        assert len(steps) == self.N
+        assert last_progress == T0 + self.N * HOUR  # the stall clock restarted

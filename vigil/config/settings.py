@@ -16,17 +16,15 @@ from collections.abc import Mapping
 from datetime import date, datetime, time
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     PlainSerializer,
-    Tag,
     ValidationError,
     field_serializer,
     field_validator,
@@ -124,6 +122,29 @@ REMOVED_KEYS = {
         "no longer a setting: adoption counts measures.features_30d; set its window "
         '(measures.features_30d.window = "30d") instead'
     ),
+    **{
+        f"signals.login_drop.{key}": f"login_drop is declared over measures.weekly_sessions: {say}"
+        for key, say in (
+            ("window", "set measures.weekly_sessions.window"),
+            ("drop_ratio", "set below"),
+            ("min_baseline", "set min_previous"),
+            ("high_severity_ratio", "set high_below"),
+        )
+    },
+    "signals.onboarding_stalled.stall_after": "renamed stalled_after",
+    **{
+        f"signals.error_spike.{key}": f"error_spike is declared over measures.hourly_errors: {say}"
+        for key, say in (
+            ("window", "set measures.hourly_errors.window"),
+            ("min_history_windows", "set min_history"),
+            ("min_errors", "set above (one less: above = 4 for at least 5)"),
+            ("high_severity_factor", "set high_factor"),
+        )
+    },
+    "health.components.support_load.p1_counts_as": "set weights = { P1 = 3.0 }",
+    "health.components.billing.overdue_penalty": "set weights = { overdue = 0.5 }",
+    "health.components.billing.failed_penalty": "set weights = { failed = 1.0 }",
+    "health.components.onboarding.expected_steps": "set measures.onboarding.steps",
 }
 
 MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
@@ -186,42 +207,6 @@ class EngineSettings(_Section):
         return step
 
 
-class LoginDropSettings(_Section):
-    window: Duration = parse_duration("7d")
-    # Above 0: no count is below 0 times the window before, so 0 would never signal.
-    drop_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
-    min_baseline: int = Field(default=10, ge=0)
-    high_severity_ratio: Ratio = 0.2
-
-
-class OnboardingStalledSettings(_Section):
-    stall_after: Duration = parse_duration("72h")
-
-
-class ErrorSpikeSettings(_Section):
-    window: Duration = parse_duration("1h")
-    history: Duration = parse_duration("7d")
-    percentile: float = Field(default=95.0, gt=0.0, le=100.0)
-    min_history_windows: int = Field(default=24, ge=1)
-    min_errors: int = Field(default=5, ge=1)
-    high_severity_factor: float = Field(default=3.0, ge=1.0)
-
-    @model_validator(mode="after")
-    def _history_holds_enough_windows(self) -> ErrorSpikeSettings:
-        # A window made longer (a day, say) leaves fewer in the history: the signal
-        # would wait for history it can never have, without a word.
-        held = self.history // self.window
-        if held < self.min_history_windows:
-            msg = (
-                f"signals.error_spike.history ({format_duration(self.history)}) holds "
-                f"{held} whole windows of {format_duration(self.window)}, fewer than "
-                f"min_history_windows ({self.min_history_windows}): error_spike could "
-                "never fire"
-            )
-            raise ValueError(msg)
-        return self
-
-
 class AttrSettings(_Section):
     """An attribute of an event type added in the settings: what it must be."""
 
@@ -279,13 +264,15 @@ MeasureKind = Literal[
     "oldest_open",
     "days_since",
     "days_until",
+    "states",
+    "process",
 ]
 # The kinds that read a field of their events, those counted over a window, and those
 # of items opened and closed.
 FIELD_KINDS = frozenset(
-    {"sum", "distinct", "top_share", "latest", "open_items", "oldest_open", "days_until"}
+    {"sum", "distinct", "top_share", "latest", "open_items", "oldest_open", "days_until", "states"}
 )
-ITEM_KINDS = frozenset({"open_items", "oldest_open"})
+ITEM_KINDS = frozenset({"open_items", "oldest_open", "states"})
 # Those that can be counted over calendar windows (the others keep each key's latest
 # time only, which cannot say which closed window it fell in).
 CALENDAR_KINDS = frozenset({"count", "sum", "top_share"})
@@ -296,7 +283,10 @@ COMPARABLE_KINDS = {
     "history": frozenset({"count", "sum"}),
     "previous_value": frozenset({"latest"}),
     "equals": frozenset({"latest"}),
+    "stalled": frozenset({"process"}),
 }
+# The kinds whose values count things: never below 0.
+_COUNT_KINDS = frozenset({"count", "distinct", "open_items", "states", "process"})
 # A tenant keeps a bit per declared signal.
 MAX_DECLARED_SIGNALS = 64
 # The most past windows a signal compared with its history keeps per tenant.
@@ -326,12 +316,37 @@ class MeasureSettings(_Section):
     # days, health steps otherwise; "1h" keeps a 24h window's errors by the hour, so that
     # they leave it hour by hour. A whole number of health steps that divides the window.
     bucket: Duration | None = None
-    # open_items and oldest_open: the event types that close an item (by the same field).
+    # open_items and oldest_open: the event types that close an item (by the same field);
+    # states: those that close a key.
     closed_by: tuple[str, ...] = ()
+    # states: the field that keys the items ("attrs.ticket_id"); `field` is their value.
+    key: str | None = None
+    # states: the values an item is held in ("overdue", "failed"); another value drops
+    # it. Empty: any value.
+    held_while: tuple[str, ...] = ()
+    # process: the event types that start it and complete it (`events` are its progress,
+    # `field` names its steps), and the steps it counts.
+    started_by: tuple[str, ...] = ()
+    completed_by: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> MeasureSettings:
-        if (self.field is None) == (self.kind in FIELD_KINDS):
+        states, process = self.kind == "states", self.kind == "process"
+        if (self.key is None) == states:
+            raise ValueError(f"a {self.kind} measure {'needs a' if states else 'takes no'} key")
+        if self.held_while and not states:
+            raise ValueError("held_while is for states measures")
+        if (not self.started_by) == process:
+            needs = "needs started_by" if process else "takes no started_by"
+            raise ValueError(f"a {self.kind} measure {needs}")
+        if (self.completed_by or self.steps) and not process:
+            raise ValueError("completed_by and steps are for process measures")
+        if process and not self.steps:
+            raise ValueError("a process measure needs the steps it counts")
+        if process:
+            pass  # its field (the step) is optional: an event without one is progress
+        elif (self.field is None) == (self.kind in FIELD_KINDS):
             needs = "needs a" if self.kind in FIELD_KINDS else "takes no"
             raise ValueError(f"a {self.kind} measure {needs} field")
         if (self.window is None) == (self.kind in WINDOW_KINDS):
@@ -340,7 +355,7 @@ class MeasureSettings(_Section):
         if self.calendar and self.kind not in CALENDAR_KINDS:
             raise ValueError(f"calendar windows are for {', '.join(sorted(CALENDAR_KINDS))}")
         if self.closed_by and self.kind not in ITEM_KINDS:
-            raise ValueError("closed_by is for open_items and oldest_open measures")
+            raise ValueError("closed_by is for open_items, oldest_open and states measures")
         if self.bucket is not None:
             if self.window is None:
                 raise ValueError("a bucket is for measures over a window")
@@ -375,6 +390,64 @@ DEFAULT_MEASURES: dict[str, dict[str, Any]] = {
         "events": ["user.session", "feature.used", "error.raised", "job.retry", "recipe.completed"],
     },
     "sponsor_status": {"kind": "latest", "events": ["sponsor.changed"], "field": "attrs.status"},
+    "open_tickets": {
+        "kind": "states",
+        "events": ["ticket.created"],
+        "closed_by": ["ticket.resolved"],
+        "key": "attrs.ticket_id",
+        "field": "attrs.priority",
+    },
+    "nps": {
+        "kind": "latest",
+        "events": ["survey.response"],
+        "where": {"kind": "nps"},
+        "field": "attrs.score",
+    },
+    "csat": {
+        "kind": "latest",
+        "events": ["survey.response"],
+        "where": {"kind": "csat"},
+        "field": "attrs.score",
+    },
+    "unpaid_invoices": {
+        "kind": "states",
+        "events": ["billing.invoice"],
+        "key": "attrs.invoice_id",
+        "field": "attrs.status",
+        "held_while": ["overdue", "failed"],
+    },
+    "integrations": {
+        "kind": "states",
+        "events": ["integration.state"],
+        "key": "attrs.integration",
+        "field": "attrs.state",
+    },
+    "onboarding": {
+        "kind": "process",
+        "started_by": ["onboarding.started"],
+        "events": ["onboarding.step_completed", "recipe.completed"],
+        "field": "attrs.step",
+        "completed_by": ["onboarding.completed"],
+        "steps": [
+            "sso_live",
+            "integration_enabled",
+            "first_dataset",
+            "first_recipe",
+            "users_invited",
+        ],
+    },
+    "weekly_sessions": {
+        "kind": "count",
+        "events": ["user.session"],
+        "window": "7d",
+        "calendar": True,
+    },
+    "hourly_errors": {
+        "kind": "count",
+        "events": ["error.raised"],
+        "window": "1h",
+        "calendar": True,
+    },
 }
 
 
@@ -388,8 +461,10 @@ class DeclaredSignal(_Section):
     (`versus = "history"`, counts and sums over calendar windows: above the
     `percentile` of its past windows, zeros included, over `history`, once it has
     `min_history` of them; bounds then apply to the measure itself); or it is a text
-    the latest value `equals`. The severity is `severity`, or "high" when the compared
-    value is at or beyond `high_above` or `high_below`."""
+    the latest value `equals`; or a process measure made no progress for longer than
+    `stalled_after`. The severity is `severity`, or "high" when the compared value is at
+    or beyond `high_above` or `high_below` (of a history: at or above `high_factor`
+    times the level it passed, at least 1)."""
 
     measure: str
     per: str | None = None
@@ -404,24 +479,35 @@ class DeclaredSignal(_Section):
     severity: Literal["low", "medium", "high"] = "medium"
     high_above: float | None = None
     high_below: float | None = None
+    high_factor: float | None = Field(default=None, ge=1.0)
+    stalled_after: Duration | None = None
 
     @model_validator(mode="after")
     def _has_one_test(self) -> DeclaredSignal:
         bounded = self.above is not None or self.below is not None
-        if self.equals is not None:
+        if self.stalled_after is not None:
+            if bounded or self.equals is not None or self.per is not None or self.versus:
+                raise ValueError("stalled_after takes no above, below, equals, per or versus")
+        elif self.high_factor is not None and self.versus != "history":
+            raise ValueError('high_factor is for versus = "history"')
+        elif self.equals is not None:
             if bounded or self.per is not None or self.versus is not None:
                 raise ValueError("equals takes no above, below, per or versus")
             if self.high_above is not None or self.high_below is not None:
                 raise ValueError("equals takes no high_above or high_below")
         elif not bounded and self.versus != "history":
-            raise ValueError("a declared signal needs a bound (above, below or both) or equals")
+            raise ValueError(
+                "a declared signal needs a bound (above, below or both), equals or stalled_after"
+            )
         if self.per is not None and self.versus is not None:
             raise ValueError("a declared signal compares with per or versus, not both")
         return self
 
     @property
     def compares(self) -> str:
-        """What the measure is compared with: "", "per", "equals", or `versus`."""
+        """What the measure is compared with: "", "per", "equals", "stalled", or `versus`."""
+        if self.stalled_after is not None:
+            return "stalled"
         if self.equals is not None:
             return "equals"
         return "per" if self.per is not None else self.versus or ""
@@ -430,22 +516,56 @@ class DeclaredSignal(_Section):
 def _check_component(
     name: str, component: DeclaredComponent, measures: Mapping[str, MeasureSettings]
 ) -> None:
-    """A declared component's measures exist and fit its scale."""
+    """A declared component's measures exist and fit what it does with them."""
     key = f"health.components.{name}"
-    for part in ("measure", "per", "when"):
-        named = getattr(component, part)
-        if named is not None and named not in measures:
+    named = [
+        ("measure", component.measure),
+        ("per", component.per),
+        ("when", component.when),
+        *((f"mean_of.{i}.measure", part.measure) for i, part in enumerate(component.mean_of)),
+    ]
+    for part, measure in named:
+        if measure is not None and measure not in measures:
             known = ", ".join(sorted(measures)) or "none declared"
-            raise ValueError(f"{key}.{part}: no measure {named!r} (measures: {known})")
+            raise ValueError(f"{key}.{part}: no measure {measure!r} (measures: {known})")
+    if component.measure is None:
+        return
     kind = measures[component.measure].kind
-    needs = {"equals": ("latest",), "previous_window": ("count", "sum")}
-    used = [u for u in ("equals" if component.equals is not None else None, component.versus) if u]
-    for comparison in used:
-        if kind not in needs[comparison]:
+    needs = {
+        "equals": ("latest", "states"),
+        "previous_window": ("count", "sum"),
+        "weights": ("states",),
+        "stalled_after": ("process",),
+    }
+    used = [
+        ("equals", component.equals is not None),
+        (component.versus or "", component.versus is not None),
+        ("weights", bool(component.weights)),
+        ("stalled_after", component.stalled_after is not None),
+    ]
+    for what, is_used in used:
+        if is_used and kind not in needs[what]:
             raise ValueError(
-                f"{key}: {comparison} is for {' or '.join(needs[comparison])} measures, and "
+                f"{key}: {what} is for {' or '.join(needs[what])} measures, and "
                 f"{component.measure} is a {kind} measure"
             )
+    said = {placeholder for _, placeholder, _ in component.parts}
+    only = {
+        "held": "states",
+        "count": "states",
+        "states": "states",
+        "others": "states",
+        "keys": "states",
+        "stalled": "process",
+    }
+    for placeholder in sorted(said & set(only)):
+        if kind != only[placeholder]:
+            raise ValueError(
+                f"{key}.reason: {{{placeholder}}} says what a {only[placeholder]} measure "
+                f"holds, and {component.measure} is a {kind} measure"
+            )
+    if "parts" in said:
+        raise ValueError(f"{key}.reason: {{parts}} is for mean_of components")
 
 
 def _check_history(name: str, signal: DeclaredSignal, measure: MeasureSettings) -> None:
@@ -469,75 +589,156 @@ def _check_history(name: str, signal: DeclaredSignal, measure: MeasureSettings) 
         )
 
 
+# The default signals, declared over the default measures (DEFAULT_MEASURES): a table
+# under their name changes what it gives, the rest stays as here.
+
+
+class LoginDropSignal(DeclaredSignal):
+    """Sessions in the latest closed week below half the week before (when that held at
+    least 10); "high" at a fifth or less."""
+
+    measure: str = "weekly_sessions"
+    versus: Literal["previous_window", "previous_value", "history"] | None = "previous_window"
+    below: float | None = 0.5
+    min_previous: float = Field(default=10.0, ge=0.0)
+    high_below: float | None = 0.2
+
+
+class OnboardingStalledSignal(DeclaredSignal):
+    """Onboarding started, not completed, and no step or recipe for more than 72 h."""
+
+    measure: str = "onboarding"
+    stalled_after: Duration | None = parse_duration("72h")
+
+
+class ErrorSpikeSignal(DeclaredSignal):
+    """Errors in the latest closed hour above the 95th percentile of the tenant's hours
+    in the last 7 days (once it has 24 of them), and at least 5; "high" at 3 times that."""
+
+    measure: str = "hourly_errors"
+    versus: Literal["previous_window", "previous_value", "history"] | None = "history"
+    above: float | None = 4.0
+    high_factor: float | None = Field(default=3.0, ge=1.0)
+
+
 class SignalSettings(_Section):
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     # Any other key declares a signal over the measures.
     __pydantic_extra__: dict[str, DeclaredSignal] = Field(init=False)
 
-    login_drop: LoginDropSettings = LoginDropSettings()
-    onboarding_stalled: OnboardingStalledSettings = OnboardingStalledSettings()
-    error_spike: ErrorSpikeSettings = ErrorSpikeSettings()
+    login_drop: LoginDropSignal = LoginDropSignal()
+    onboarding_stalled: OnboardingStalledSignal = OnboardingStalledSignal()
+    error_spike: ErrorSpikeSignal = ErrorSpikeSignal()
 
     @property
     def declared(self) -> dict[str, DeclaredSignal]:
-        """The signals declared over measures, by name."""
-        return dict(self.__pydantic_extra__ or {})
-
-
-class SupportLoadComponent(_Section):
-    weight: Weight = 10.0
-    zero_at: float = Field(default=6.0, gt=0.0)
-    p1_counts_as: float = Field(default=3.0, ge=1.0)
-
-
-class SentimentComponent(_Section):
-    weight: Weight = 10.0
-
-
-class BillingComponent(_Section):
-    weight: Weight = 10.0
-    overdue_penalty: Ratio = 0.5
-    failed_penalty: Ratio = 1.0
-
-
-class IntegrationsComponent(_Section):
-    weight: Weight = 5.0
-
-
-class OnboardingComponent(_Section):
-    weight: Weight = 10.0
-    expected_steps: tuple[str, ...] = (
-        "sso_live",
-        "integration_enabled",
-        "first_dataset",
-        "first_recipe",
-        "users_invited",
-    )
-    stalled_factor: Ratio = 0.5
+        """Every signal, by name: the default ones, then the others in the order given."""
+        return {
+            "login_drop": self.login_drop,
+            "onboarding_stalled": self.onboarding_stalled,
+            "error_spike": self.error_spike,
+            **(self.__pydantic_extra__ or {}),
+        }
 
 
 # What a declared component's reason may say: its value (as it is, as a percentage, or
-# as the percentage below 1: "down 30%"), and its declaration.
+# as the percentage below 1: "down 30%"), its declaration, and of a states measure its
+# keys, of a mean its parts, of a process whether it stalled.
 REASON_FIELDS = frozenset(
-    {"value", "pct", "down_pct", "full_at", "zero_at", "equals", "measure", "window"}
+    {
+        "value",
+        "pct",
+        "down_pct",
+        "full_at",
+        "zero_at",
+        "equals",
+        "measure",
+        "window",
+        "held",
+        "count",
+        "states",
+        "others",
+        "keys",
+        "parts",
+        "stalled",
+    }
 )
-# A tenant keeps a bit per component (the built-in ones and the declared).
+# The placeholders that take a format: {value:one|many}, {held:one|many}, {count:STATE}.
+_FORMATTED = {"value": "one|many", "held": "one|many", "count": "STATE"}
+# A tenant keeps a bit per component.
 MAX_COMPONENTS = 32
 
 
-class DeclaredComponent(_Section):
-    """A health component over a declared measure (`[health.components.NAME]`, besides
-    the built-in ones): its share of `weight` is the measure's value scaled, full points
-    at `full_at` (rising), or at 0 and none from `zero_at` (falling), or full points
-    when a latest text `equals` a value. The value may be the ratio to another measure
-    (`per`) or to the window before (`versus = "previous_window"`, when that held at
-    least `min_previous`). It has data while its measure has a value, and, with `when`,
-    while that measure has one too. `reason` says what the points lost are for, with
-    {value} (or {value:session|sessions}: "1 session", "3 sessions"), {pct} (the value
-    as a percentage), {down_pct} (its percentage below 1), {full_at}, {zero_at},
-    {equals}, {measure} and {window} (its measure's: "30 days")."""
+def _reason_parts(text: str, fields: frozenset[str]) -> list[tuple[str, str, str]]:
+    """A reason as (text, placeholder, format) pieces, each placeholder one of `fields`."""
+    try:
+        pieces = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"reason: {exc}") from None
+    for _, name, spec, conversion in pieces:
+        if name is None:
+            continue
+        if name not in fields:
+            raise ValueError(
+                f"reason: no {{{name}}} to say (it may say "
+                f"{', '.join(f'{{{field}}}' for field in sorted(fields))})"
+            )
+        wrong_format = spec and (
+            name not in _FORMATTED or (name != "count" and spec.count("|") != 1)
+        )
+        if conversion or wrong_format or (name == "count" and not spec):
+            raise ValueError(
+                "reason: a placeholder takes no format but {value:one|many}, "
+                "{held:one|many} and {count:STATE}, as in {value:session|sessions}"
+            )
+    return [(literal, name or "", spec or "") for literal, name, spec, _ in pieces]
+
+
+class MeanPart(_Section):
+    """One measure of a component that is the mean of several: its value from `from`
+    (no points) to `to` (full points), and how the reason says it ("NPS {value}/10")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     measure: str
+    from_: float = Field(alias="from")
+    to: float
+    says: str
+
+    @model_validator(mode="after")
+    def _spans(self) -> MeanPart:
+        if self.to == self.from_:
+            raise ValueError("from and to must differ")
+        _reason_parts(self.says, frozenset({"value"}))
+        return self
+
+    @property
+    def parts(self) -> list[tuple[str, str, str]]:
+        """How the reason says it, as (text, placeholder, format) pieces."""
+        return _reason_parts(self.says, frozenset({"value"}))
+
+
+class DeclaredComponent(_Section):
+    """A health component over a declared measure (`[health.components.NAME]`): its share
+    of `weight` is the measure's value scaled, full points at `full_at` (rising), or at
+    0 and none from `zero_at` (falling), or full points when a latest text `equals` a
+    value (of a states measure: the share of its keys in that state). The value may be
+    the ratio to another measure (`per`) or to the window before (`versus =
+    "previous_window"`, when that held at least `min_previous`). Of a states measure,
+    the keys held count one each, or as `weights` say by state ({ P1 = 3.0 }). Of a
+    process, the share is multiplied by `stalled_factor` once it made no progress for
+    longer than `stalled_after`. Or the component is the mean of several measures
+    (`mean_of`), each scaled from its `from` to its `to`, said out of `out_of`.
+    It has data while its measure has a value, and, with `when`, while that measure has
+    one too. `reason` says what the points lost are for, with {value} (or
+    {value:session|sessions}: "1 session", "3 sessions"), {pct} (the value as a
+    percentage), {down_pct} (its percentage below 1), {full_at}, {zero_at}, {equals},
+    {measure} and {window} (its measure's: "30 days"); of states, {held} (or
+    {held:ticket|tickets}), {count:STATE}, {states} ("1 overdue and 2 failed"), {others}
+    (the keys not in the `equals` state) and {keys} ("crm (error), erp (disconnected)");
+    of a mean, {parts}; of a process, {stalled} (", stalled: no progress for 80 h")."""
+
+    measure: str | None = None
     weight: Weight
     full_at: float | None = Field(default=None, gt=0.0)
     zero_at: float | None = Field(default=None, gt=0.0)
@@ -545,52 +746,52 @@ class DeclaredComponent(_Section):
     per: str | None = None
     versus: Literal["previous_window"] | None = None
     min_previous: float = Field(default=0.0, ge=0.0)
+    weights: dict[str, Weight] = Field(default_factory=dict)
+    mean_of: tuple[MeanPart, ...] = ()
+    out_of: float = Field(default=1.0, gt=0.0)
+    stalled_after: Duration | None = None
+    stalled_factor: Ratio = 1.0
     when: str | None = None
     reason: str
 
     @model_validator(mode="after")
     def _one_scale(self) -> DeclaredComponent:
-        scales = [s for s in (self.full_at, self.zero_at, self.equals) if s is not None]
-        if len(scales) != 1:
-            raise ValueError("a declared component has one scale: full_at, zero_at or equals")
+        if self.mean_of:
+            if self.measure is not None or self.full_at or self.zero_at or self.equals:
+                raise ValueError("a mean_of component takes no measure and no scale")
+        else:
+            if self.measure is None:
+                raise ValueError("a declared component needs a measure (or mean_of)")
+            scales = [s for s in (self.full_at, self.zero_at, self.equals) if s is not None]
+            if len(scales) != 1:
+                raise ValueError("a declared component has one scale: full_at, zero_at or equals")
         if self.equals is not None and (self.per is not None or self.versus is not None):
             raise ValueError("equals takes no per or versus")
         if self.per is not None and self.versus is not None:
             raise ValueError("a declared component compares with per or versus, not both")
-        try:
-            pieces = list(string.Formatter().parse(self.reason))
-        except ValueError as exc:
-            raise ValueError(f"reason: {exc}") from None
-        for _, name, spec, conversion in pieces:
-            if name is None:
-                continue
-            if name not in REASON_FIELDS:
-                raise ValueError(
-                    f"reason: no {{{name}}} to say (it may say "
-                    f"{', '.join(f'{{{field}}}' for field in sorted(REASON_FIELDS))})"
-                )
-            if conversion or (spec and (name != "value" or spec.count("|") != 1)):
-                raise ValueError(
-                    "reason: a placeholder takes no format but {value:one|many}, as in "
-                    "{value:session|sessions}"
-                )
+        if self.stalled_factor != 1.0 and self.stalled_after is None:
+            raise ValueError("stalled_factor needs stalled_after")
+        _reason_parts(self.reason, REASON_FIELDS)
         return self
 
     @property
     def parts(self) -> list[tuple[str, str, str]]:
         """The reason as (text, placeholder, format) pieces, in order."""
-        return [
-            (literal, name or "", spec or "")
-            for literal, name, spec, _ in string.Formatter().parse(self.reason)
-        ]
+        return _reason_parts(self.reason, REASON_FIELDS)
+
+    @property
+    def measures(self) -> list[str]:
+        """The measures it reads."""
+        named = [self.measure, self.per, self.when, *(part.measure for part in self.mean_of)]
+        return [name for name in named if name is not None]
 
 
-# Five of the default components, declared over the default measures (DEFAULT_MEASURES):
-# a table under their name changes what it gives, the rest stays as here.
+# The default components, declared over the default measures (DEFAULT_MEASURES): a table
+# under their name changes what it gives, the rest stays as here.
 
 
 class LoginActivityComponent(DeclaredComponent):
-    measure: str = "sessions_7d"
+    measure: str | None = "sessions_7d"
     weight: Weight = 20.0
     full_at: float | None = Field(default=20.0, gt=0.0)
     when: str | None = "last_session"
@@ -598,7 +799,7 @@ class LoginActivityComponent(DeclaredComponent):
 
 
 class LoginTrendComponent(DeclaredComponent):
-    measure: str = "sessions_7d"
+    measure: str | None = "sessions_7d"
     weight: Weight = 10.0
     versus: Literal["previous_window"] | None = "previous_window"
     min_previous: float = Field(default=5.0, ge=0.0)
@@ -607,7 +808,7 @@ class LoginTrendComponent(DeclaredComponent):
 
 
 class AdoptionComponent(DeclaredComponent):
-    measure: str = "features_30d"
+    measure: str | None = "features_30d"
     weight: Weight = 15.0
     full_at: float | None = Field(default=5.0, gt=0.0)
     when: str | None = "last_feature"
@@ -615,29 +816,62 @@ class AdoptionComponent(DeclaredComponent):
 
 
 class ErrorPressureComponent(DeclaredComponent):
-    measure: str = "pressure_24h"
+    measure: str | None = "pressure_24h"
     weight: Weight = 15.0
     zero_at: float | None = Field(default=50.0, gt=0.0)
     when: str | None = "last_activity"
     reason: str = "{value:error or job retry|errors and job retries} in the last 24 h"
 
 
+class SupportLoadComponent(DeclaredComponent):
+    measure: str | None = "open_tickets"
+    weight: Weight = 10.0
+    zero_at: float | None = Field(default=6.0, gt=0.0)
+    weights: dict[str, Weight] = Field(default_factory=lambda: {"P1": 3.0})
+    reason: str = "{held:open ticket|open tickets} ({count:P1} P1)"
+
+
+class SentimentComponent(DeclaredComponent):
+    weight: Weight = 10.0
+    mean_of: tuple[MeanPart, ...] = (
+        MeanPart.model_validate({"measure": "nps", "from": 0, "to": 10, "says": "NPS {value}/10"}),
+        MeanPart.model_validate({"measure": "csat", "from": 1, "to": 5, "says": "CSAT {value}/5"}),
+    )
+    out_of: float = Field(default=10.0, gt=0.0)
+    reason: str = "latest {parts}"
+
+
+class BillingComponent(DeclaredComponent):
+    measure: str | None = "unpaid_invoices"
+    weight: Weight = 10.0
+    zero_at: float | None = Field(default=1.0, gt=0.0)
+    weights: dict[str, Weight] = Field(default_factory=lambda: {"overdue": 0.5, "failed": 1.0})
+    reason: str = "invoices unpaid: {states}"
+
+
+class IntegrationsComponent(DeclaredComponent):
+    measure: str | None = "integrations"
+    weight: Weight = 5.0
+    equals: str | None = "connected"
+    reason: str = "{others} of {held:integration|integrations} not connected: {keys}"
+
+
 class SponsorComponent(DeclaredComponent):
-    measure: str = "sponsor_status"
+    measure: str | None = "sponsor_status"
     weight: Weight = 5.0
     equals: str | None = "active"
     reason: str = "executive sponsor departed"
 
 
-# The components the engine measures with code of its own, in the order of its core's
-# (native/src/tenant.rs); a table with a `measure` declares one over measures instead.
-ENGINE_COMPONENTS: dict[str, type[_Section]] = {
-    "support_load": SupportLoadComponent,
-    "sentiment": SentimentComponent,
-    "billing": BillingComponent,
-    "integrations": IntegrationsComponent,
-    "onboarding": OnboardingComponent,
-}
+class OnboardingComponent(DeclaredComponent):
+    measure: str | None = "onboarding"
+    weight: Weight = 10.0
+    full_at: float | None = Field(default=5.0, gt=0.0)
+    stalled_after: Duration | None = parse_duration("72h")
+    stalled_factor: Ratio = 0.5
+    reason: str = "onboarding {value} of {full_at} steps done{stalled}"
+
+
 # Every default component, in the order of health records.
 DEFAULT_COMPONENTS = (
     "login_activity",
@@ -651,77 +885,35 @@ DEFAULT_COMPONENTS = (
     "sponsor",
     "onboarding",
 )
-S = TypeVar("S", bound=_Section)
-# How the two forms a built-in component's table can take are told apart; the tags are
-# left out of the keys errors name.
-BUILT_IN, DECLARED = "built-in component", "declared component"
-
-
-def _component_form(value: Any) -> str:
-    declared = isinstance(value, DeclaredComponent) or (
-        isinstance(value, Mapping) and "measure" in value
-    )
-    return DECLARED if declared else BUILT_IN
-
-
-# A built-in component's settings, or a declaration over measures in its place.
-Either = Annotated[
-    Annotated[S, Tag(BUILT_IN)] | Annotated[DeclaredComponent, Tag(DECLARED)],
-    Discriminator(_component_form),
-]
-
-
-def built_in(component: S | DeclaredComponent, default: S) -> S:
-    """An engine component's settings, or its defaults when it is declared over measures
-    instead (the engine's own code for it then runs idle)."""
-    return default if isinstance(component, DeclaredComponent) else component
 
 
 class ComponentSettings(_Section):
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
-    # Any other key declares a component over a declared measure.
+    # Any other key declares a component over the measures.
     __pydantic_extra__: dict[str, DeclaredComponent] = Field(init=False)
 
-    # In the order of health records (DEFAULT_COMPONENTS). One the engine measures with
-    # code of its own is declared over measures instead when its table has a `measure`.
+    # In the order of health records (DEFAULT_COMPONENTS).
     login_activity: LoginActivityComponent = LoginActivityComponent()
     login_trend: LoginTrendComponent = LoginTrendComponent()
     adoption: AdoptionComponent = AdoptionComponent()
     error_pressure: ErrorPressureComponent = ErrorPressureComponent()
-    support_load: Either[SupportLoadComponent] = SupportLoadComponent()
-    sentiment: Either[SentimentComponent] = SentimentComponent()
-    billing: Either[BillingComponent] = BillingComponent()
-    integrations: Either[IntegrationsComponent] = IntegrationsComponent()
+    support_load: SupportLoadComponent = SupportLoadComponent()
+    sentiment: SentimentComponent = SentimentComponent()
+    billing: BillingComponent = BillingComponent()
+    integrations: IntegrationsComponent = IntegrationsComponent()
     sponsor: SponsorComponent = SponsorComponent()
-    onboarding: Either[OnboardingComponent] = OnboardingComponent()
+    onboarding: OnboardingComponent = OnboardingComponent()
 
     @property
     def declared(self) -> dict[str, DeclaredComponent]:
-        """The components declared over measures, by name, in the order of health records:
-        built-in ones declared instead, then the others in the order given."""
+        """Every component, by name, in the order of health records: the default ones,
+        then the others in the order given."""
         named = {name: getattr(self, name) for name in DEFAULT_COMPONENTS}
-        instead = {n: c for n, c in named.items() if isinstance(c, DeclaredComponent)}
-        return {**instead, **(self.__pydantic_extra__ or {})}
-
-    @property
-    def order(self) -> list[str]:
-        """Every component's name, in the order of health records."""
-        return [*DEFAULT_COMPONENTS, *(self.__pydantic_extra__ or {})]
-
-    def built_in_parts(self) -> ComponentSettings:
-        """These settings with the defaults in place of the built-in components declared
-        over measures: what the engine's own code for them reads."""
-        update = {
-            name: cls()
-            for name, cls in ENGINE_COMPONENTS.items()
-            if isinstance(getattr(self, name), DeclaredComponent)
-        }
-        return self.model_copy(update=update)
+        return {**named, **(self.__pydantic_extra__ or {})}
 
     @model_validator(mode="after")
     def _something_weighs(self) -> ComponentSettings:
-        weights = [getattr(self, name).weight for name in DEFAULT_COMPONENTS]
-        weights += [component.weight for component in (self.__pydantic_extra__ or {}).values()]
+        weights = [component.weight for component in self.declared.values()]
         if len(weights) > MAX_COMPONENTS:
             raise ValueError(f"at most {MAX_COMPONENTS} health components in all")
         if not any(weights):
@@ -942,7 +1134,12 @@ class Settings(_Section):
         merged: dict[str, Any] = dict(DEFAULT_MEASURES)
         for name, measure in given.items():
             default = DEFAULT_MEASURES.get(name)
-            if default is not None and isinstance(measure, Mapping):
+            # A table of another kind declares a measure of that name afresh.
+            if (
+                default is not None
+                and isinstance(measure, Mapping)
+                and measure.get("kind", default["kind"]) == default["kind"]
+            ):
                 merged[name] = {**default, **measure}
             else:
                 merged[name] = measure
@@ -960,19 +1157,33 @@ class Settings(_Section):
         catalogue = self.catalogue.full
         for name, measure in self.measures.items():
             key = f"measures.{name}"
-            for kind in (*measure.events, *measure.closed_by):
+            every = (
+                *measure.events,
+                *measure.closed_by,
+                *measure.started_by,
+                *measure.completed_by,
+            )
+            for kind in every:
                 if kind not in catalogue.types:
                     raise ValueError(f"{key}: no event type {kind!r} in the catalogue")
-            # The filter is of the measure's own events; the field, of the closing ones too.
+            # The filter and the value are of the measure's own events; what keys an item,
+            # of the closing ones too (for open items, that is the field).
+            keyed_by = measure.key or (measure.field if measure.kind in ITEM_KINDS else None)
             read = [(f"attrs.{a}", measure.events) for a in measure.where]
-            if measure.field is not None and measure.field != "user_id":
-                read.append((measure.field, (*measure.events, *measure.closed_by)))
+            if measure.field is not None and measure.field != keyed_by:
+                read.append((measure.field, measure.events))
+            if keyed_by is not None:
+                read.append((keyed_by, (*measure.events, *measure.closed_by)))
             for attr, kinds in read:
+                if attr == "user_id":
+                    continue
                 lacking = [
                     kind
                     for kind in kinds
                     if attr.removeprefix("attrs.") not in catalogue.attr_names(kind)
                 ]
+                if measure.kind == "process" and len(lacking) < len(kinds):
+                    lacking = []  # a step is named by some of its events, not every one
                 if not attr.startswith("attrs.") or lacking:
                     raise ValueError(
                         f"{key}: no field {attr!r} on {', '.join(lacking) or 'events'} "
@@ -1009,6 +1220,13 @@ class Settings(_Section):
                 )
             if signal.versus == "history":
                 _check_history(name, signal, measure)
+            counts = measure.kind in _COUNT_KINDS and signal.compares in ("per", "previous_window")
+            if counts and signal.below is not None and signal.below <= 0:
+                raise ValueError(
+                    f"signals.{name}.below = {signal.below:g}: {signal.measure} is a count, and "
+                    f"its ratio to {'the window before' if signal.versus else signal.per} is "
+                    f"never below 0: {name} could never fire"
+                )
         for name, component in self.health.components.declared.items():
             _check_component(name, component, self.measures)
         return self
@@ -1017,9 +1235,11 @@ class Settings(_Section):
     def _windows_fit_the_step(self) -> Settings:
         step = self.engine.health_step
         windows = {
-            "signals.login_drop.window": self.signals.login_drop.window,
-            "signals.error_spike.window": self.signals.error_spike.window,
-            "signals.error_spike.history": self.signals.error_spike.history,
+            **{
+                f"signals.{name}.history": signal.history
+                for name, signal in self.signals.declared.items()
+                if signal.versus == "history"
+            },
             **{
                 f"measures.{name}.window": measure.window
                 for name, measure in self.measures.items()
@@ -1063,11 +1283,15 @@ class Settings(_Section):
     def _tenants_outlast_their_windows(self) -> Settings:
         """A tenant may be forgotten only once nothing it sent can count any more: no
         window, baseline, lookback or deadline may reach further back than that."""
+        stalls = [
+            (f"signals.{name}.stalled_after", signal.stalled_after)
+            for name, signal in self.signals.declared.items()
+        ] + [
+            (f"health.components.{name}.stalled_after", component.stalled_after)
+            for name, component in self.health.components.declared.items()
+        ]
         reaches = {
-            "2 x signals.login_drop.window": 2 * self.signals.login_drop.window,
-            "signals.error_spike.history + window": self.signals.error_spike.history
-            + self.signals.error_spike.window,
-            "signals.onboarding_stalled.stall_after": self.signals.onboarding_stalled.stall_after,
+            **{key: after for key, after in stalls if after is not None},
             "health.drop_window": self.health.drop_window,
             "health.warmup": self.health.warmup,
             **self._measures_reach(),
@@ -1108,24 +1332,19 @@ class Settings(_Section):
     def _key_limit_keeps_scores(self) -> Settings:
         """A tenant at engine.max_keys_per_tenant must still score as it would without
         the limit: every component the limit cuts must reach its end first."""
-        parts = self.health.components
-        billing = built_in(parts.billing, BillingComponent())
-        penalties = [p for p in (billing.overdue_penalty, billing.failed_penalty) if p]
-        support_load = built_in(parts.support_load, SupportLoadComponent())
-        onboarding = built_in(parts.onboarding, OnboardingComponent())
-        keyed = {n for n, m in self.measures.items() if m.kind in ("distinct", "open_items")}
-        needs = {
-            **{
-                f"health.components.{name}.{'full_at' if c.full_at else 'zero_at'}": math.ceil(
-                    c.full_at or c.zero_at or 0
-                )
-                for name, c in parts.declared.items()
-                if c.measure in keyed and c.per is None and c.versus is None
-            },
-            "health.components.support_load.zero_at": math.ceil(support_load.zero_at),
-            "the health.components.onboarding.expected_steps": len(onboarding.expected_steps),
-            "unpaid invoices for no billing points": math.ceil(1 / min(penalties, default=1)),
-        }
+        keyed = ("distinct", "open_items", "states", "process")
+        needs = {"1 key": 1}
+        for name, c in self.health.components.declared.items():
+            measure = self.measures.get(c.measure or "")
+            if measure is None or measure.kind not in keyed or c.per or c.versus:
+                continue
+            end = c.full_at or c.zero_at
+            if end is None:
+                continue
+            # The keys it takes to get there, each counting its least weight.
+            least = min([1.0, *c.weights.values()]) if c.weights else 1.0
+            keys = math.ceil(end / least) if least > 0 else 0
+            needs[f"health.components.{name}.{'full_at' if c.full_at else 'zero_at'}"] = keys
         key, most = max(needs.items(), key=lambda item: item[1])
         limit = self.engine.max_keys_per_tenant
         if limit < most:
@@ -1141,7 +1360,10 @@ class Settings(_Section):
         """How long an event id is remembered: lateness plus the longest window."""
         if self.engine.dedup_retention is not None:
             return self.engine.dedup_retention
-        longest = max(self.signals.login_drop.window, self.signals.error_spike.window)
+        longest = max(
+            (self.measures[s.measure].window or 0 for s in self.signals.declared.values()),
+            default=0,
+        )
         return self.input.allowed_lateness + longest
 
 
@@ -1326,7 +1548,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: the dotted key, the value given, what was expected."""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"] if part not in (BUILT_IN, DECLARED))
+        key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if not key:  # a check across settings: its message names them (not the whole input)
             lines.append(message)

@@ -11,73 +11,71 @@ import orjson
 
 from vigil.base.timeutil import MS_PER_DAY, format_duration
 from vigil.base.words import counted
-from vigil.config.settings import (
-    ENGINE_COMPONENTS,
-    ComponentSettings,
-    DeclaredComponent,
-    MeasureSettings,
-    Settings,
-)
-
-# (name, digest, kind, event types, closing types, field, filter, window, bucket, origin
-# of calendar windows)
-MeasureTuple = tuple[
-    str,
-    str,
-    str,
-    tuple[str, ...],
-    tuple[str, ...],
-    str | None,
-    list[tuple[str, str]],
-    int,
-    int,
-    int | None,
-]
-# (measure index, comparison, per measure index, min_previous, equals, above, below,
-# high_above, high_below, (percentile, past windows kept, min_history) for a history)
-ConditionTuple = tuple[
-    int,
-    str,
-    int | None,
-    float,
-    str | None,
-    float | None,
-    float | None,
-    float | None,
-    float | None,
-    tuple[float, int, int] | None,
-]
+from vigil.config.settings import DeclaredComponent, MeasureSettings, Settings
 
 
-# (name, digest, its bit in a tenant's stale, weight, measure index, (scale, its number,
-# its text), (per measure index, against the window before, min_previous), when measure
-# index, whether the value is a count (said as a whole number), the reason as (what,
-# text) pieces: "text", or the value as "value", "counted" ("singular|plural"), "pct" or
-# "down_pct")
-ComponentTuple = tuple[
-    str,
-    str,
-    int,
-    float,
-    int,
-    tuple[str, float, str | None],
-    tuple[int | None, bool, float],
-    int | None,
-    bool,
-    list[tuple[str, str]],
-]
+class MeasureSpec(NamedTuple):
+    """A declared measure as the core reads it (declared::MeasureSpec, by field name)."""
+
+    name: str
+    digest: str  # of the declaration: a state saved under another one starts afresh
+    kind: str
+    events: tuple[str, ...]
+    closed_by: tuple[str, ...]
+    started_by: tuple[str, ...]
+    completed_by: tuple[str, ...]
+    field: str | None
+    key: str | None
+    filter: list[tuple[str, str]]
+    window: int
+    bucket: int
+    calendar: int | None  # the origin of calendar windows
+    held_while: tuple[str, ...]
+    steps: tuple[str, ...]
+
+
+class ConditionSpec(NamedTuple):
+    """A declared signal's condition as the core reads it (declared::ConditionSpec)."""
+
+    measure: int
+    versus: str  # DeclaredSignal.compares
+    per: int | None
+    min_previous: float
+    equals: str | None
+    above: float | None
+    below: float | None
+    history: tuple[float, int, int] | None  # (percentile, past windows kept, min_history)
+    stalled_after: int | None
+
+
+class ComponentSpec(NamedTuple):
+    """A declared component as the core reads it (components::ComponentSpec)."""
+
+    name: str
+    digest: str
+    bit: int  # its bit in a tenant's stale: its place among the components
+    weight: float
+    measure: int | None
+    scale: str  # "full_at", "zero_at", "equals" or "mean"
+    at: float
+    equals: str | None
+    per: int | None
+    previous_window: bool
+    min_previous: float
+    weights: list[tuple[str, float]]
+    parts: list[tuple[int, float, float, list[tuple[str, str]]]]
+    out_of: float
+    stalled: tuple[int, float] | None
+    when: int | None
+    whole: bool  # its value counts things: said as a whole number
+    reason: list[tuple[str, str]]  # (what, text) pieces: see components::pieces
 
 
 class Compiled(NamedTuple):
-    measures: list[MeasureTuple]
-    conditions: list[ConditionTuple]
-    signals: list[str]  # the declared signals' names, in the conditions' order
-    # The components declared over measures, and every component in the order of health
-    # records: (name, whether declared, its place among the declared or the built-in).
-    components: list[ComponentTuple]
-    order: list[tuple[str, bool, int]]
-    # What the engine's own code for the built-in components reads.
-    built_in: ComponentSettings
+    measures: list[MeasureSpec]
+    conditions: list[ConditionSpec]
+    signals: list[str]  # the signals' names, in the conditions' order
+    components: list[ComponentSpec]  # in the order of health records
 
 
 def bucket_of(window: int, step: int, origin: int = 0) -> int:
@@ -86,43 +84,24 @@ def bucket_of(window: int, step: int, origin: int = 0) -> int:
     return MS_PER_DAY if window % MS_PER_DAY == 0 and origin % MS_PER_DAY == 0 else step
 
 
-def _digest(measure: MeasureSettings, bucket: int) -> str:
-    spec = orjson.dumps([measure.model_dump(mode="json"), bucket], option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(spec, digest_size=6).hexdigest()
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(
+        orjson.dumps(list(parts), option=orjson.OPT_SORT_KEYS), digest_size=6
+    ).hexdigest()
 
 
 def compiled(settings: Settings) -> Compiled:
     names = list(settings.measures)
-    measures: list[MeasureTuple] = []
-    for name, measure in settings.measures.items():
-        window = measure.window or 0
-        origin = settings.engine.window_origin if measure.calendar else None
-        bucket = measure.bucket or (
-            bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
-        )
-        measures.append(
-            (
-                name,
-                _digest(measure, bucket),
-                measure.kind,
-                measure.events,
-                measure.closed_by,
-                measure.field,
-                sorted(measure.where.items()),
-                window,
-                bucket,
-                origin,
-            )
-        )
+    measures = [_measure(name, m, settings) for name, m in settings.measures.items()]
     declared = settings.signals.declared
-    conditions: list[ConditionTuple] = []
+    conditions: list[ConditionSpec] = []
     for signal in declared.values():
         history = None
         if signal.versus == "history":
             window = settings.measures[signal.measure].window or 1
             history = (signal.percentile, signal.history // window, signal.min_history)
         conditions.append(
-            (
+            ConditionSpec(
                 names.index(signal.measure),
                 signal.compares,
                 None if signal.per is None else names.index(signal.per),
@@ -130,52 +109,71 @@ def compiled(settings: Settings) -> Compiled:
                 signal.equals,
                 signal.above,
                 signal.below,
-                signal.high_above,
-                signal.high_below,
                 history,
+                signal.stalled_after,
             )
         )
-    chosen = settings.health.components
-    instead = list(chosen.declared)
     components = [
-        _component(name, component, names, settings, _bit(name, instead))
-        for name, component in chosen.declared.items()
+        _component(name, component, names, settings, bit)
+        for bit, (name, component) in enumerate(settings.health.components.declared.items())
     ]
-    order = [
-        (name, True, instead.index(name))
-        if name in instead
-        else (name, False, list(ENGINE_COMPONENTS).index(name))
-        for name in chosen.order
-    ]
-    return Compiled(
-        measures, conditions, list(declared), components, order, chosen.built_in_parts()
+    return Compiled(measures, conditions, list(declared), components)
+
+
+def _measure(name: str, measure: MeasureSettings, settings: Settings) -> MeasureSpec:
+    window = measure.window or 0
+    origin = settings.engine.window_origin if measure.calendar else None
+    bucket = measure.bucket or (
+        bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
+    )
+    return MeasureSpec(
+        name,
+        _digest(_declaration(measure), bucket),
+        measure.kind,
+        measure.events,
+        measure.closed_by,
+        measure.started_by,
+        measure.completed_by,
+        measure.field,
+        measure.key,
+        sorted(measure.where.items()),
+        window,
+        bucket,
+        origin,
+        measure.held_while,
+        measure.steps,
     )
 
 
-def _bit(name: str, declared: list[str]) -> int:
-    """A component's bit in a tenant's `stale`: an engine component's, when declared in
-    its place; else one after the engine components'."""
-    if name in ENGINE_COMPONENTS:
-        return list(ENGINE_COMPONENTS).index(name)
-    others = [n for n in declared if n not in ENGINE_COMPONENTS]
-    return len(ENGINE_COMPONENTS) + others.index(name)
+# Fields of a measure's declaration that came after others: left out of its digest when
+# not set, so that a state saved before they existed is still its measure's.
+_LATER_FIELDS = ("key", "held_while", "started_by", "completed_by", "steps")
 
 
-def _counts(kind: str) -> bool:
-    """Whether a measure's values are whole numbers of things."""
-    return kind in ("count", "distinct", "open_items")
+def _declaration(measure: MeasureSettings) -> dict[str, object]:
+    unset = {
+        f for f in _LATER_FIELDS if getattr(measure, f) == MeasureSettings.model_fields[f].default
+    }
+    return measure.model_dump(mode="json", exclude=unset)
+
+
+# Measures whose values are whole numbers of things.
+_COUNTING_KINDS = ("count", "distinct", "open_items", "states", "process")
 
 
 def _component(
     name: str, component: DeclaredComponent, names: list[str], settings: Settings, bit: int
-) -> ComponentTuple:
-    if component.equals is not None:
+) -> ComponentSpec:
+    if component.mean_of:
+        scale, at = "mean", 1.0
+    elif component.equals is not None:
         scale, at = "equals", 0.0
     elif component.full_at is not None:
         scale, at = "full_at", component.full_at
     else:
         scale, at = "zero_at", component.zero_at or 0.0  # one scale is given
-    window = settings.measures[component.measure].window
+    measure = settings.measures[component.measure] if component.measure else None
+    window = measure.window if measure else None
     said = {
         "full_at": component.full_at,
         "zero_at": component.zero_at,
@@ -187,46 +185,53 @@ def _component(
             else format_duration(window or 0)
         ),
     }
-    reason: list[tuple[str, str]] = []
-    for text, placeholder, spec in component.parts:
-        if text:
-            reason.append(("text", text))
-        if placeholder == "value":
-            reason.append(("counted", spec) if spec else ("value", ""))
-        elif placeholder in ("pct", "down_pct"):
-            reason.append((placeholder, ""))
-        elif placeholder:
-            value = said[placeholder]
-            reason.append(("text", f"{value:g}" if isinstance(value, float) else str(value)))
+
+    def pieces(parts: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+        reason: list[tuple[str, str]] = []
+        for text, placeholder, spec in parts:
+            if text:
+                reason.append(("text", text))
+            if placeholder in ("value", "held") and spec:
+                reason.append(
+                    (f"{placeholder}_counted" if placeholder == "held" else "counted", spec)
+                )
+            elif placeholder in said:
+                value = said[placeholder]
+                reason.append(("text", f"{value:g}" if isinstance(value, float) else str(value)))
+            elif placeholder:
+                reason.append((placeholder, spec))
+        return reason
+
     # What the component's values depend on: its declaration and its measures'.
-    measures = {
-        n: settings.measures[n] for n in (component.measure, component.per, component.when) if n
-    }
-    declaration = [
-        component.model_dump(mode="json"),
-        {n: m.model_dump(mode="json") for n, m in measures.items()},
-    ]
-    digest = hashlib.blake2b(
-        orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS), digest_size=6
-    ).hexdigest()
+    read = {n: _declaration(settings.measures[n]) for n in component.measures}
     index = names.index
-    return (
+    return ComponentSpec(
         name,
-        digest,
+        _digest(component.model_dump(mode="json"), read),
         bit,
         component.weight,
-        index(component.measure),
-        (scale, at, component.equals),
-        (
-            None if component.per is None else index(component.per),
-            component.versus == "previous_window",
-            component.min_previous,
-        ),
+        None if component.measure is None else index(component.measure),
+        scale,
+        at,
+        component.equals,
+        None if component.per is None else index(component.per),
+        component.versus == "previous_window",
+        component.min_previous,
+        list(component.weights.items()),
+        [
+            (index(part.measure), part.from_, part.to, pieces(part.parts))
+            for part in component.mean_of
+        ],
+        component.out_of,
+        None
+        if component.stalled_after is None
+        else (component.stalled_after, component.stalled_factor),
         None if component.when is None else index(component.when),
-        _counts(settings.measures[component.measure].kind)
+        measure is not None
+        and measure.kind in _COUNTING_KINDS
         and component.per is None
         and component.versus is None,
-        reason,
+        pieces(component.parts),
     )
 
 
@@ -234,6 +239,6 @@ def _component(
 def default_digests() -> tuple[dict[str, str], dict[str, str]]:
     """The digests of the default measures' and components' declarations, by name."""
     defaults = compiled(Settings())
-    measures = {name: digest for name, digest, *_ in defaults.measures}
-    components = {name: digest for name, digest, *_ in defaults.components}
+    measures = {spec.name: spec.digest for spec in defaults.measures}
+    components = {spec.name: spec.digest for spec in defaults.components}
     return measures, components

@@ -16,11 +16,8 @@ from vigil._native import (
     Context,
     Crossed,
     DayEnded,
-    ErrorSpike,
     KeyRefused,
     Late,
-    LoginDrop,
-    OnboardingStall,
     ScoreDropped,
     ZoneChanged,
 )
@@ -35,26 +32,8 @@ from vigil.rules.facts import score_drop_fact, signal_fact, zone_change_fact
 
 log = logging.getLogger("vigil.engine")
 
-# The map each event type adds keys to, named as the key limit's metric and log say it.
-KEYED_MAPS = {
-    "ticket.created": "open_tickets",
-    "billing.invoice": "unpaid_invoices",
-    "integration.state": "integrations",
-    "onboarding.step_completed": "onboarding_steps",
-}
-
 # What the core hands over besides health records.
-Finding = (
-    Late
-    | LoginDrop
-    | ErrorSpike
-    | OnboardingStall
-    | Crossed
-    | ZoneChanged
-    | ScoreDropped
-    | KeyRefused
-    | DayEnded
-)
+Finding = Late | Crossed | ZoneChanged | ScoreDropped | KeyRefused | DayEnded
 
 
 class Policy:
@@ -69,45 +48,12 @@ class Policy:
     def outputs(self, finding: Finding) -> list[Output]:
         """What a finding of the core becomes: records and the rules' actions (some
         findings are only counted and logged)."""
-        signals = self.settings.signals
         match finding:
             case Late(event=event):
                 return [(DEADLETTER, self.late_record(event))]
-            case LoginDrop():
-                found = sig.describe_login_drop(
-                    finding.sessions, finding.previous, signals.login_drop
-                )
-                record = sig.signal_record(
-                    finding.tenant_id, sig.LOGIN_DROP, finding.start, finding.end, found
-                )
-                return self._signal(record, finding.context, finding.end)
-            case ErrorSpike():
-                found = sig.describe_error_spike(
-                    finding.errors,
-                    finding.percentile_value,
-                    finding.windows,
-                    finding.past_errors,
-                    signals.error_spike,
-                )
-                record = sig.signal_record(
-                    finding.tenant_id, sig.ERROR_SPIKE, finding.start, finding.end, found
-                )
-                return self._signal(record, finding.context, finding.end)
-            case OnboardingStall():
-                stall_after = signals.onboarding_stalled.stall_after
-                found = sig.describe_onboarding_stall(
-                    finding.started, finding.last_progress, stall_after, finding.steps
-                )
-                record = sig.signal_record(
-                    finding.tenant_id,
-                    sig.ONBOARDING_STALLED,
-                    finding.last_progress,
-                    finding.deadline,
-                    found,
-                )
-                return self._signal(record, finding.context, finding.deadline)
             case Crossed():
-                return self._signal(self._crossed_record(finding), finding.context, finding.at)
+                record, at = self._crossed_record(finding)
+                return self._signal(record, finding.context, at)
             case ZoneChanged():
                 c = finding.context
                 fact = zone_change_fact(
@@ -133,12 +79,9 @@ class Policy:
                 )
                 return self.post(fact, c.cooldowns, finding.at)
             case KeyRefused():
-                kind = (
-                    f"measures.{finding.measure}"
-                    if finding.measure is not None
-                    else KEYED_MAPS[finding.event_type or ""]
+                self._refused(
+                    f"measures.{finding.measure}", finding.tenant_id, finding.key, finding.at
                 )
-                self._refused(kind, finding.tenant_id, finding.key, finding.at)
                 return []
             case DayEnded():
                 self._report_refusals(finding.at)
@@ -156,15 +99,22 @@ class Policy:
 
     # -- signals ----------------------------------------------------------------------
 
-    def _crossed_record(self, finding: Crossed) -> dict[str, Any]:
-        """The record of a signal declared over measures (vigil.engine.measures): its
-        measure, against what it is compared with, crossed a bound."""
+    def _crossed_record(self, finding: Crossed) -> tuple[dict[str, Any], int]:
+        """The record of a signal (vigil.engine.measures): its measure, against what it
+        is compared with, crossed a bound; and the instant it is of."""
         name = self._declared[finding.signal]
         signal = self.settings.signals.declared[name]
-        found = sig.declared_finding(signal, finding.measured, finding.other, finding.history)
-        window = self.settings.measures[signal.measure].window
-        start = finding.at - (window or self.settings.engine.health_step)
-        return sig.signal_record(finding.tenant_id, name, start, finding.at, found)
+        found = sig.declared_finding(
+            signal, finding.measured, finding.other, finding.history, finding.stalled
+        )
+        if finding.stalled is not None and signal.stalled_after is not None:
+            # Of the stretch without progress, up to when it became a stall.
+            start = finding.stalled[1]
+            end = start + signal.stalled_after
+        else:
+            window = self.settings.measures[signal.measure].window
+            start, end = finding.at - (window or self.settings.engine.health_step), finding.at
+        return sig.signal_record(finding.tenant_id, name, start, end, found), end
 
     def _signal(self, record: dict[str, Any], context: Context, now: int) -> list[Output]:
         """The signal's record, and the actions of the rules its fact matches."""

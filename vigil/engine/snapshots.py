@@ -19,7 +19,7 @@ import orjson
 
 from vigil.base.jsonbytes import dumps_to_keep
 from vigil.engine.shard import ShardEngine
-from vigil.engine.state import AS_THEY_ARE, QueuedEvent, ShardState
+from vigil.engine.state import AS_THEY_ARE, PLAIN_FIELDS, QueuedEvent, ShardState
 from vigil.engine.tenant import TenantState
 from vigil.intake.events import Event
 
@@ -86,7 +86,10 @@ def load_state(snapshot: bytes) -> ShardState:
     tenants = {tenant_id: _loads(blob) for tenant_id, blob in saved.pop("tenants").items()}
     seen_by_day = {day: orjson.loads(keys) for day, keys in saved.pop("seen_by_day").items()}
     seen = {key for keys in seen_by_day.values() for key in keys}
-    state = ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **saved)
+    # Older formats saved more (error_windows: the core now works out what is due from
+    # its tenants' measures).
+    kept = {name: value for name, value in saved.items() if name in PLAIN_FIELDS}
+    state = ShardState(tenants=tenants, seen_by_day=seen_by_day, seen=seen, **kept)
     return _in_this_format(_with_last_events(state))
 
 

@@ -42,21 +42,23 @@ class ShardState:
     source_wms: dict[str, int | None] = field(default_factory=dict)
     watermark: int | None = None
     next_step: int | None = None
-    # (deadline + 1, tenant) of open onboardings, a heap: not saved, worked out again from
-    # the tenants on restore (see _stall_deadlines).
-    stalls: list[tuple[int, str]] = field(default_factory=list)
-    error_windows: dict[int, set[str]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     # The settings that shape this state (see state_layout); a restore checks them.
     layout: dict[str, Any] = field(default_factory=dict)
 
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        """A state pickled whole (format c0026639c217), by field name: the fields that
+        format had and this one does not keep (the stall deadlines and the error windows
+        due, which the core now works out from its tenants' measures) are left out."""
+        _, saved = state
+        for name, value in saved.items():
+            if name in ShardState.__dataclass_fields__:
+                object.__setattr__(self, name, value)
 
-# Saved as they are; the tenants are pickled one by one, the seen ids a day at a time,
-# and the stall deadlines not at all (a restored shard works them out from its tenants).
+
+# Saved as they are; the tenants are pickled one by one, the seen ids a day at a time.
 PLAIN_FIELDS = tuple(
-    name
-    for name in ShardState.__annotations__
-    if name not in ("tenants", "seen", "seen_by_day", "stalls")
+    name for name in ShardState.__annotations__ if name not in ("tenants", "seen", "seen_by_day")
 )
 
 
@@ -81,11 +83,11 @@ _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # Formats this one reads as they are: before declared measures, tenants without
 # `measured` and `signals_raised` (the core starts those empty); before the compact
 # queue, whole events queued (the core keeps what it needs of them); before declared
-# components, tenants without `components` (the core measures those afresh); before five
-# of the default components were declared over measures, tenants with what they kept
-# for them (vigil.engine.tenant.TenantState takes it over as it is unpickled).
+# components, tenants without `components` (the core measures those afresh); before the
+# signals and components were declared over measures, tenants with what they kept for
+# them (vigil.engine.tenant.TenantState takes it over as it is unpickled).
 AS_THEY_ARE = frozenset(
-    {STATE_FORMAT, "8c33768149e3", "0e828a30122e", "e8732fe05483", "11a818177577"}
+    {STATE_FORMAT, "8c33768149e3", "0e828a30122e", "e8732fe05483", "11a818177577", "5085f44ba9d4"}
 )
 READABLE_FORMATS = frozenset(
     {
@@ -104,8 +106,6 @@ def state_layout(settings: Settings) -> dict[str, Any]:
         "engine.shards": settings.engine.shards,
         "engine.health_step": settings.engine.health_step,
         "engine.window_origin": settings.engine.window_origin,
-        "signals.login_drop.window": settings.signals.login_drop.window,
-        "signals.error_spike.window": settings.signals.error_spike.window,
     }
 
 
