@@ -2,8 +2,6 @@
 //! measures an event feeds, and which signals a tenant's measures raise. vigil/engine/measures.py
 //! checks the declarations and hands them over (`compiled`).
 
-use std::collections::VecDeque;
-
 use rustc_hash::FxHashMap as HashMap;
 
 use pyo3::prelude::*;
@@ -363,6 +361,14 @@ impl Declared {
         }
     }
 
+    /// Whether a condition reads its measure alone (not another measure besides).
+    fn of_its_measure_alone(&self, condition: &Condition) -> bool {
+        matches!(
+            condition.versus,
+            Versus::Itself | Versus::PreviousWindow(_) | Versus::History { .. }
+        )
+    }
+
     /// Whether a signal or component reads the measure as a process that stalls.
     pub fn stalls(&self, measure: usize) -> bool {
         self.stalls.iter().any(|(m, _)| *m == measure)
@@ -446,9 +452,7 @@ impl Declared {
                 (None, _) => Ok(None),
                 (Some(FieldRef::UserId), Some(user)) => reading(user),
                 (Some(FieldRef::UserId), None) => Ok(None),
-                (Some(FieldRef::Attr(name)), _) => {
-                    reading(&attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (name,))?)
-                }
+                (Some(FieldRef::Attr(name)), _) => reading(&attr(attrs, name)?),
             }
         };
         Ok(match role {
@@ -678,8 +682,14 @@ impl Declared {
     ) -> Vec<Raised> {
         let mut raised = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
-            if self.measures[condition.measure].spec.closes_at(now) {
+            let spec = &self.measures[condition.measure].spec;
+            if spec.calendar.is_some() && self.of_its_measure_alone(condition) {
+                if !spec.closes_at(now) {
+                    continue; // the window it reads closed before, and has not moved since
+                }
                 *active &= !(1u64 << index); // a calendar window's signal is of that window
+            } else if spec.closes_at(now) {
+                *active &= !(1u64 << index);
             }
             let (reading, other) = self.compared(condition, states, now);
             let within = |x: f64| {
@@ -781,7 +791,7 @@ impl Declared {
     pub fn reading(&self, states: &[State], measure: usize, now: i64) -> Option<Reading> {
         let state = &states[measure];
         match state {
-            State::Latest(held) => held.0.clone(),
+            State::Latest(held) => held.as_ref()?.0.clone(),
             _ => state
                 .value(&self.measures[measure].spec, now)
                 .map(Reading::Num),
@@ -864,9 +874,19 @@ impl Declared {
     }
 }
 
+/// An attribute of an event (None if it has none): read from the dict itself, not by
+/// calling its `get`, as this is done for most events.
+fn attr<'py>(attrs: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let found = match attrs.cast::<PyDict>() {
+        Ok(dict) => dict.get_item(name)?,
+        Err(_) => Some(attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (name,))?),
+    };
+    Ok(found.unwrap_or_else(|| attrs.py().None().into_bound(attrs.py())))
+}
+
 fn matches(attrs: &Bound<'_, PyAny>, filter: &[(String, String)]) -> PyResult<bool> {
-    for (attr, wanted) in filter {
-        let value = attrs.call_method1(pyo3::intern!(attrs.py(), "get"), (attr,))?;
+    for (attr_name, wanted) in filter {
+        let value = attr(attrs, attr_name)?;
         match value.cast::<PyString>() {
             Ok(text) if text.to_str()? == wanted => {}
             _ => return Ok(false),
@@ -905,24 +925,24 @@ fn state_to_py<'py>(py: Python<'py>, state: &State) -> PyResult<Bound<'py, PyAny
         State::Buckets(buckets) => PyList::new(py, buckets.iter().copied())?.into_any(),
         State::Keys(keys) => {
             let dict = PyDict::new(py);
-            for (key, at) in keys {
+            for (key, at) in keys.iter().flat_map(|held| held.iter()) {
                 dict.set_item(&**key, at)?;
             }
             dict.into_any()
         }
         State::Shares(shares) => {
             let dict = PyDict::new(py);
-            for (key, counts) in shares {
+            for (key, counts) in shares.iter().flat_map(|held| held.iter()) {
                 dict.set_item(&**key, PyList::new(py, counts.iter().copied())?)?;
             }
             dict.into_any()
         }
-        State::Latest(held) => (
-            reading_to_py(py, held.0.as_ref())?,
-            reading_to_py(py, held.1.as_ref())?,
-        )
-            .into_pyobject(py)?
-            .into_any(),
+        State::Latest(_) => {
+            let (latest, previous) = state.readings();
+            (reading_to_py(py, latest)?, reading_to_py(py, previous)?)
+                .into_pyobject(py)?
+                .into_any()
+        }
         State::Last(last) | State::Deadline(last) => last.into_pyobject(py)?.into_any(),
         State::States(None) | State::Process(None) => py.None().into_bound(py),
         State::States(Some(held)) => {
@@ -949,31 +969,26 @@ fn state_to_py<'py>(py: Python<'py>, state: &State) -> PyResult<Bound<'py, PyAny
 }
 
 fn state_from_py(kind: Kind, plain: &Bound<'_, PyAny>) -> PyResult<State> {
-    let keys = |plain: &Bound<'_, PyAny>| -> PyResult<HashMap<Box<str>, i64>> {
-        let keys: HashMap<String, i64> = plain.extract()?;
-        Ok(keys
-            .into_iter()
-            .map(|(k, v)| (k.into_boxed_str(), v))
-            .collect())
-    };
+    // None for no key, as a running shard holds it.
+    fn keyed<V>(held: HashMap<String, V>) -> crate::measures::Keyed<V> {
+        (!held.is_empty()).then(|| Box::new(held.into_iter().map(|(k, v)| (k.into(), v)).collect()))
+    }
     Ok(match State::new(kind) {
         State::Buckets(_) => {
             let buckets: Vec<(i64, f64)> = plain.extract()?;
-            State::Buckets(VecDeque::from(buckets))
+            State::Buckets(buckets.into())
         }
-        State::Keys(_) => State::Keys(keys(plain)?),
+        State::Keys(_) => State::Keys(keyed(plain.extract()?)),
         State::Shares(_) => {
             let shares: HashMap<String, Vec<(i64, f64)>> = plain.extract()?;
-            State::Shares(
-                shares
-                    .into_iter()
-                    .map(|(k, v)| (k.into_boxed_str(), VecDeque::from(v)))
-                    .collect(),
-            )
+            State::Shares(keyed(
+                shares.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            ))
         }
         State::Latest(..) => {
             let (latest, previous): (Bound<'_, PyAny>, Bound<'_, PyAny>) = plain.extract()?;
-            State::Latest(Box::new((reading(&latest)?, reading(&previous)?)))
+            let held = (reading(&latest)?, reading(&previous)?);
+            State::Latest((held != (None, None)).then(|| Box::new(held)))
         }
         State::Last(_) => State::Last(plain.extract()?),
         State::Deadline(_) => State::Deadline(plain.extract()?),

@@ -1,6 +1,8 @@
 //! Health records: a tenant scored, its zone, the record written with its components
 //! and reasons, and the zone changes and score drops handed to the policy.
 
+use std::sync::Arc;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -40,10 +42,10 @@ impl ShardCore {
                 self.store.touched.insert(t.tenant_id.clone());
                 let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
                 findings::Context {
-                    segment: t.segment.clone(),
+                    segment: t.segment.as_ref().map(|s| s.to_string()),
                     score: t.score,
                     zone: t.zone,
-                    reasons: t.reasons.clone(),
+                    reasons: t.reasons.to_string(),
                     cooldowns: cooldowns.clone_ref(py),
                 }
             }
@@ -178,12 +180,27 @@ impl ShardCore {
         record.set_item(intern!(py, "components"), &components)?;
         let reasons = PyList::new(py, said)?;
         record.set_item(intern!(py, "reasons"), &reasons)?;
-        self.store.tenants[tenant_id].reasons = reasons_kept;
+        self.store.tenants[tenant_id].reasons = self.shared_reasons(reasons_kept);
         untrack(components.as_any());
         untrack(reasons.as_any());
         untrack(record.as_any());
         out.append((intern!(py, "health"), record))?;
         Ok(())
+    }
+
+    /// The reasons a tenant keeps for its facts, shared with the tenants whose reasons
+    /// read the same (many do: the same counts give the same words). Bounded as the
+    /// other caches: emptied when full, the tenants keeping theirs.
+    fn shared_reasons(&mut self, reasons: String) -> Arc<str> {
+        if let Some(shared) = self.reasons.get(reasons.as_str()) {
+            return shared.clone();
+        }
+        if self.reasons.len() >= self.scorer.memo_size {
+            self.reasons.clear();
+        }
+        let shared: Arc<str> = reasons.into();
+        self.reasons.insert(shared.clone());
+        shared
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -201,7 +218,8 @@ impl ShardCore {
         // The scores recorded since the window opened, and the one in force as it opened:
         // a score is recorded when it changes, so a flat one was recorded before the window.
         let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
-        let mut recent: Vec<(i64, f64)> = tenant.recent_scores[opened.saturating_sub(1)..].to_vec();
+        let mut recent: thin_vec::ThinVec<(i64, f64)> =
+            tenant.recent_scores[opened.saturating_sub(1)..].into();
         let peak = recent
             .iter()
             .map(|(_, s)| *s)

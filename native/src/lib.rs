@@ -64,6 +64,8 @@ struct ShardCore {
     unknown_types: i64,
     type_counts: HashMap<String, i64>,
     entries: HashMap<(usize, u64, u64, u64), Py<PyDict>>,
+    // Tenants' reasons, shared by their text (see `shared_reasons`).
+    reasons: HashSet<Arc<str>>,
     last_iso: Option<(i64, Py<PyString>)>,
     // The components' names as Python strings, made once for every record's keys.
     names: Vec<Py<PyString>>,
@@ -168,6 +170,7 @@ impl ShardCore {
             unknown_types: 0,
             type_counts: HashMap::default(),
             entries: HashMap::default(),
+            reasons: HashSet::default(),
             last_iso: None,
             names: record_names,
             moving_readers,
@@ -471,17 +474,16 @@ impl ShardCore {
                     let id: Arc<str> = tenant_str.into();
                     self.clock.rescore_after(ts + self.cfg.warmup, &id);
                     let mut tenant = Tenant::new(id.clone(), item.tenant.clone_ref(py), ts);
-                    tenant.measured = self.declared.fresh();
-                    tenant.components = vec![None; self.scorer.total()];
+                    tenant.measured = self.declared.fresh().into();
+                    tenant.components = vec![None; self.scorer.total()].into();
                     tenant.stale = self.scorer.all_bits();
                     self.store.insert(tenant)
                 }
             };
             let tenant = &mut self.store.tenants[index];
             if let Some(segment) = &item.segment {
-                let segment = segment.bind(py).to_str()?;
-                if tenant.segment.as_deref() != Some(segment) {
-                    tenant.segment = Some(segment.to_string());
+                if !tenant.segment.as_ref().is_some_and(|held| held.is(segment)) {
+                    tenant.segment = Some(segment.clone_ref(py));
                 }
             }
             tenant.last_event_at = ts;

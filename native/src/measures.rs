@@ -6,9 +6,8 @@
 //! A new kind is one `Kind` variant, its `State`, and the arms of `apply`, `value` and
 //! `prune` below, with its declaration in vigil/config/settings.py.
 
-use std::collections::VecDeque;
-
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use thin_vec::ThinVec;
 
 use crate::fmt::floor_to;
 
@@ -114,6 +113,12 @@ impl Spec {
         }
     }
 
+    /// The start of the bucket an event at `ts` is counted in (calendar buckets fall on
+    /// the windows' grid).
+    fn bucket_start(&self, ts: i64) -> i64 {
+        floor_to(ts, self.bucket, self.calendar.unwrap_or(0))
+    }
+
     /// Where the window counted at `now` ends (buckets from there on are not in it).
     fn end(&self, now: i64) -> i64 {
         self.first_bucket(now) + self.window
@@ -154,17 +159,22 @@ impl Spec {
     }
 }
 
+/// (bucket start, count or sum), oldest first: one pointer while empty.
+pub type Counts = ThinVec<(i64, f64)>;
+/// Key -> V, allocated at the first key and let go with the last: every tenant holds
+/// a state per measure, most of them empty.
+pub type Keyed<V> = Option<Box<HashMap<Box<str>, V>>>;
+
 /// A measure's state for one tenant.
 #[derive(Clone, PartialEq, Debug)]
 pub enum State {
-    /// (bucket start, count or sum), oldest first.
-    Buckets(VecDeque<(i64, f64)>),
+    Buckets(Counts),
     /// Key -> when it was last seen (distinct) or opened (open items).
-    Keys(HashMap<Box<str>, i64>),
-    /// Key -> its (bucket start, count), oldest first.
-    Shares(HashMap<Box<str>, VecDeque<(i64, f64)>>),
-    /// The latest value and the one before it (boxed: the other states are smaller).
-    Latest(Box<(Option<Reading>, Option<Reading>)>),
+    Keys(Keyed<i64>),
+    /// Key -> its counts.
+    Shares(Keyed<Counts>),
+    /// The latest value and the one before it; None before the first.
+    Latest(Option<Box<(Option<Reading>, Option<Reading>)>>),
     /// The latest event's time.
     Last(Option<i64>),
     /// The date the latest event carried.
@@ -227,10 +237,10 @@ impl Touch {
 impl State {
     pub fn new(kind: Kind) -> State {
         match kind {
-            Kind::Count | Kind::Sum => State::Buckets(VecDeque::new()),
-            Kind::Distinct | Kind::OpenItems | Kind::OldestOpen => State::Keys(HashMap::default()),
-            Kind::TopShare => State::Shares(HashMap::default()),
-            Kind::Latest => State::Latest(Box::new((None, None))),
+            Kind::Count | Kind::Sum => State::Buckets(ThinVec::new()),
+            Kind::Distinct | Kind::OpenItems | Kind::OldestOpen => State::Keys(None),
+            Kind::TopShare => State::Shares(None),
+            Kind::Latest => State::Latest(None),
             Kind::DaysSince => State::Last(None),
             Kind::DaysUntil => State::Deadline(None),
             Kind::States => State::States(None),
@@ -249,10 +259,11 @@ impl State {
                     },
                     _ => 1.0,
                 };
-                add(buckets, floor_to(ts, spec.bucket, 0), amount);
+                add(buckets, spec.bucket_start(ts), amount);
                 true
             }
             (State::Keys(keys), Touch::Feed(Some(reading))) => {
+                let keys = keys.get_or_insert_with(Box::default);
                 // Looked up as it came, made a key only when new.
                 let found = match &reading {
                     Reading::Text(text) => keys.get_mut(&**text),
@@ -275,23 +286,32 @@ impl State {
                 true
             }
             (State::Keys(keys), Touch::Close(reading)) => {
-                keys.remove(&reading.key());
+                if let Some(held) = keys {
+                    held.remove(&reading.key());
+                    if held.is_empty() {
+                        *keys = None;
+                    }
+                }
                 true
             }
             (State::Shares(shares), Touch::Feed(Some(reading))) => {
+                let shares = shares.get_or_insert_with(Box::default);
                 let key = reading.key();
-                let bucket = floor_to(ts, spec.bucket, 0);
+                let bucket = spec.bucket_start(ts);
                 let full = shares.len() >= max_keys;
                 match shares.get_mut(&key) {
                     Some(counts) => add(counts, bucket, 1.0),
                     None if full => return false,
                     None => {
-                        shares.insert(key, VecDeque::from([(bucket, 1.0)]));
+                        let mut counts = Counts::new();
+                        counts.push((bucket, 1.0));
+                        shares.insert(key, counts);
                     }
                 }
                 true
             }
             (State::Latest(held), Touch::Feed(Some(reading))) => {
+                let held = held.get_or_insert_with(Box::default);
                 held.1 = held.0.replace(reading);
                 true
             }
@@ -376,17 +396,16 @@ impl State {
             State::Keys(keys) => match spec.kind {
                 Kind::Distinct => {
                     let first = spec.first_bucket(now);
-                    Some(keys.values().filter(|at| **at >= first).count() as f64)
+                    Some(values(keys).filter(|at| **at >= first).count() as f64)
                 }
-                Kind::OldestOpen => keys
-                    .values()
+                Kind::OldestOpen => values(keys)
                     .min()
                     .map(|opened| (now - opened) as f64 / crate::tenant::MS_PER_DAY as f64),
-                _ => Some(keys.len() as f64),
+                _ => Some(held_len(keys) as f64),
             },
             State::Shares(shares) => {
                 let (first, end) = (spec.first_bucket(now), spec.end(now));
-                let in_window = |counts: &VecDeque<(i64, f64)>| -> f64 {
+                let in_window = |counts: &Counts| -> f64 {
                     total(
                         counts
                             .iter()
@@ -394,15 +413,14 @@ impl State {
                             .map(|(_, n)| *n),
                     )
                 };
-                let (top, total) = shares
-                    .values()
+                let (top, total) = values(shares)
                     .map(in_window)
                     .fold((0.0_f64, 0.0_f64), |(top, total), n| {
                         (top.max(n), total + n)
                     });
                 (total > 0.0).then(|| top / total)
             }
-            State::Latest(held) => held.0.as_ref().and_then(Reading::num),
+            State::Latest(held) => held.as_ref()?.0.as_ref().and_then(Reading::num),
             State::Last(last) => {
                 last.map(|at| (now - at) as f64 / crate::tenant::MS_PER_DAY as f64)
             }
@@ -448,8 +466,8 @@ impl State {
     /// How many keys it holds (0 for states without keys).
     pub fn keys_held(&self) -> usize {
         match self {
-            State::Keys(keys) => keys.len(),
-            State::Shares(shares) => shares.len(),
+            State::Keys(keys) => held_len(keys),
+            State::Shares(shares) => held_len(shares),
             State::States(Some(held)) => held.len(),
             State::Process(Some(process)) => process.steps.len(),
             _ => 0,
@@ -478,7 +496,7 @@ impl State {
         match self {
             State::Last(last) => *last,
             State::Deadline(date) => *date,
-            State::Keys(keys) => keys.values().min().copied(),
+            State::Keys(keys) => values(keys).min().copied(),
             State::Process(_) => self.open_process().and_then(|p| p.last_progress),
             _ => None,
         }
@@ -488,9 +506,8 @@ impl State {
     pub fn times(&self) -> Vec<i64> {
         match self {
             State::Buckets(buckets) => buckets.iter().map(|(b, _)| *b).collect(),
-            State::Keys(keys) => keys.values().copied().collect(),
-            State::Shares(shares) => shares
-                .values()
+            State::Keys(keys) => values(keys).copied().collect(),
+            State::Shares(shares) => values(shares)
                 .flat_map(|counts| counts.iter().map(|(b, _)| *b))
                 .collect(),
             _ => Vec::new(),
@@ -500,7 +517,7 @@ impl State {
     /// A latest measure's value and the one before it.
     pub fn readings(&self) -> (Option<&Reading>, Option<&Reading>) {
         match self {
-            State::Latest(held) => (held.0.as_ref(), held.1.as_ref()),
+            State::Latest(Some(held)) => (held.0.as_ref(), held.1.as_ref()),
             _ => (None, None),
         }
     }
@@ -514,13 +531,23 @@ impl State {
         match self {
             State::Buckets(buckets) => drop_before(buckets, first),
             State::Keys(keys) if spec.kind == Kind::Distinct => {
-                keys.retain(|_, at| *at >= first);
+                if let Some(held) = keys {
+                    held.retain(|_, at| *at >= first);
+                    if held.is_empty() {
+                        *keys = None;
+                    }
+                }
             }
             State::Shares(shares) => {
-                shares.retain(|_, counts| {
-                    drop_before(counts, first);
-                    !counts.is_empty()
-                });
+                if let Some(held) = shares {
+                    held.retain(|_, counts| {
+                        drop_before(counts, first);
+                        !counts.is_empty()
+                    });
+                    if held.is_empty() {
+                        *shares = None;
+                    }
+                }
             }
             _ => {}
         }
@@ -532,8 +559,18 @@ pub fn total(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(0.0, |sum, x| sum + x)
 }
 
+/// The values of keyed state, none while it holds no key.
+pub fn values<V>(keyed: &Keyed<V>) -> impl Iterator<Item = &V> {
+    keyed.iter().flat_map(|held| held.values())
+}
+
+/// How many keys keyed state holds.
+fn held_len<V>(keyed: &Keyed<V>) -> usize {
+    keyed.as_ref().map_or(0, |held| held.len())
+}
+
 /// Add to a bucket of counts kept in time order (events come in time order per tenant).
-fn add(buckets: &mut VecDeque<(i64, f64)>, bucket: i64, amount: f64) {
+fn add(buckets: &mut Counts, bucket: i64, amount: f64) {
     match buckets.iter_mut().rev().find(|(b, _)| *b == bucket) {
         Some((_, n)) => *n += amount,
         None => {
@@ -543,9 +580,12 @@ fn add(buckets: &mut VecDeque<(i64, f64)>, bucket: i64, amount: f64) {
     }
 }
 
-fn drop_before(buckets: &mut VecDeque<(i64, f64)>, first: i64) {
-    while buckets.front().is_some_and(|(b, _)| *b < first) {
-        buckets.pop_front();
+fn drop_before(buckets: &mut Counts, first: i64) {
+    let gone = buckets.partition_point(|(b, _)| *b < first);
+    if gone == buckets.len() {
+        *buckets = Counts::new(); // let its allocation go
+    } else {
+        buckets.drain(..gone);
     }
 }
 
@@ -576,7 +616,7 @@ mod tests {
         state.prune(&spec, 3 * DAY);
         assert_eq!(
             state,
-            State::Buckets(VecDeque::from([(DAY, 2.0), (2 * DAY, 1.0)]))
+            State::Buckets(ThinVec::from(vec![(DAY, 2.0), (2 * DAY, 1.0)]))
         );
     }
 
@@ -645,7 +685,7 @@ mod tests {
 
     #[test]
     fn a_state_is_small_as_every_tenant_holds_one_per_measure() {
-        assert!(std::mem::size_of::<State>() <= 40);
+        assert!(std::mem::size_of::<State>() <= 24);
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl ShardCore {
             };
             let saved_components = tenant.getattr("components").ok();
             let mut tenant = Tenant::from_py(&tenant)?;
-            tenant.measured = self.declared.restored(saved)?;
+            tenant.measured = self.declared.restored(saved)?.into();
             self.restore_components(&mut tenant, saved_components)?;
             for (index, name) in self.declared_names.iter().enumerate() {
                 if raised.contains(name) {
@@ -116,7 +116,7 @@ impl ShardCore {
             Some(saved) => Some(saved.cast_into::<PyDict>()?),
             None => None, // a store of a version without declared components
         };
-        tenant.components = vec![None; self.scorer.total()];
+        tenant.components = vec![None; self.scorer.total()].into();
         for (index, component) in self.scorer.components.iter().enumerate() {
             let entry = match &saved {
                 Some(saved) => saved.get_item(&component.name)?,

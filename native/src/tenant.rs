@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
+use thin_vec::ThinVec;
 
 pub const MS_PER_HOUR: i64 = 3_600_000;
 pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
@@ -32,23 +33,24 @@ pub struct Tenant {
     pub tenant_id: Arc<str>,
     pub py_id: Py<PyString>,
     pub first_seen: i64,
-    pub segment: Option<String>,
+    /// Shared with the queue and the other tenants of the segment.
+    pub segment: Option<Py<PyString>>,
     pub score: Option<i64>,
     pub zone: Option<&'static str>,
     pub zone_announced: Option<&'static str>,
-    pub reasons: String,
+    pub reasons: Arc<str>,
     /// A bit per component (its place in health records): measure it again.
     pub stale: u32,
-    pub recent_scores: Vec<(i64, f64)>,
+    pub recent_scores: ThinVec<(i64, f64)>,
     pub cooldowns: Option<Py<PyDict>>,
     pub last_event_at: i64,
     /// The declared measures' states (crate::declared), and a bit per declared signal
     /// the tenant's measures cross now.
-    pub measured: Vec<crate::measures::State>,
+    pub measured: Box<[crate::measures::State]>,
     pub declared_active: u64,
     /// The health components' measures (crate::components), in the order of health
     /// records.
-    pub components: Vec<Measure>,
+    pub components: Box<[Measure]>,
 }
 
 impl Tenant {
@@ -61,14 +63,14 @@ impl Tenant {
             score: None,
             zone: None,
             zone_announced: None,
-            reasons: String::new(),
+            reasons: "".into(),
             stale: 0,
-            recent_scores: Vec::new(),
+            recent_scores: ThinVec::new(),
             cooldowns: None,
             last_event_at: 0,
-            measured: Vec::new(),
+            measured: Box::default(),
             declared_active: 0,
-            components: Vec::new(),
+            components: Box::default(),
         }
     }
 }
@@ -109,15 +111,7 @@ pub fn measure_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Measure> {
 
 macro_rules! tenant_fields {
     ($m:ident) => {
-        $m!(
-            first_seen,
-            segment,
-            score,
-            reasons,
-            stale,
-            recent_scores,
-            last_event_at
-        )
+        $m!(first_seen, segment, score, stale, last_event_at)
     };
 }
 
@@ -133,6 +127,8 @@ impl Tenant {
             ($($name:ident),*) => { $( obj.setattr(stringify!($name), &self.$name)?; )* };
         }
         tenant_fields!(set);
+        obj.setattr("reasons", &*self.reasons)?;
+        obj.setattr("recent_scores", self.recent_scores.to_vec())?;
         obj.setattr("zone", self.zone)?;
         obj.setattr("zone_announced", self.zone_announced)?;
         let cooldowns = match &self.cooldowns {
@@ -156,6 +152,15 @@ impl Tenant {
             ($($name:ident),*) => { $( t.$name = obj.getattr(stringify!($name))?.extract()?; )* };
         }
         tenant_fields!(get);
+        if let Some(segment) = &t.segment {
+            // one string per segment, as a running shard shares it
+            t.segment = Some(PyString::intern(obj.py(), segment.bind(obj.py()).to_str()?).unbind());
+        }
+        t.reasons = obj.getattr("reasons")?.extract::<String>()?.into();
+        t.recent_scores = obj
+            .getattr("recent_scores")?
+            .extract::<Vec<(i64, f64)>>()?
+            .into();
         let zone: Option<String> = obj.getattr("zone")?.extract()?;
         t.zone = zone.as_deref().map(zone_name).transpose()?;
         let announced: Option<String> = obj.getattr("zone_announced")?.extract()?;

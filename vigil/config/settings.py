@@ -313,8 +313,9 @@ class MeasureSettings(_Section):
     # it holds in, not once per crossing.
     calendar: bool = False
     # What the window's counts are kept in: by default whole days for a window of whole
-    # days, health steps otherwise; "1h" keeps a 24h window's errors by the hour, so that
-    # they leave it hour by hour. A whole number of health steps that divides the window.
+    # days, health steps otherwise, and a calendar window whole; "1h" keeps a 24h
+    # window's errors by the hour, so that they leave it hour by hour. A whole number of
+    # health steps that divides the window.
     bucket: Duration | None = None
     # open_items and oldest_open: the event types that close an item (by the same field);
     # states: those that close a key.

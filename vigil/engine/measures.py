@@ -78,10 +78,10 @@ class Compiled(NamedTuple):
     components: list[ComponentSpec]  # in the order of health records
 
 
-def bucket_of(window: int, step: int, origin: int = 0) -> int:
-    """What a window's counts are kept in: days for a window of whole days (from a
-    midnight, for calendar windows), health steps otherwise."""
-    return MS_PER_DAY if window % MS_PER_DAY == 0 and origin % MS_PER_DAY == 0 else step
+def bucket_of(window: int, step: int) -> int:
+    """What a rolling window's counts are kept in: days for a window of whole days,
+    health steps otherwise. A calendar window's are kept whole."""
+    return MS_PER_DAY if window % MS_PER_DAY == 0 else step
 
 
 def _digest(*parts: object) -> str:
@@ -124,7 +124,9 @@ def _measure(name: str, measure: MeasureSettings, settings: Settings) -> Measure
     window = measure.window or 0
     origin = settings.engine.window_origin if measure.calendar else None
     bucket = measure.bucket or (
-        bucket_of(window, settings.engine.health_step, origin or 0) if window else 0
+        (window if measure.calendar else bucket_of(window, settings.engine.health_step))
+        if window
+        else 0
     )
     return MeasureSpec(
         name,
