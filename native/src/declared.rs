@@ -176,15 +176,6 @@ impl Touches {
         set_bits(self.bare).chain(self.read.iter().map(|t| t.measure))
     }
 
-    fn into_touched(self) -> impl Iterator<Item = Touched> {
-        set_bits(self.bare)
-            .map(|measure| Touched {
-                measure,
-                touch: Touch::Feed(None),
-            })
-            .chain(self.read)
-    }
-
     /// Each measure it touches, and how (None: fed without a reading).
     fn touched(&self) -> impl Iterator<Item = (usize, Option<&Touch>)> + '_ {
         set_bits(self.bare)
@@ -545,10 +536,14 @@ impl Declared {
         max_keys: usize,
     ) -> Vec<(&str, Option<String>)> {
         let mut refused = Vec::new();
+        let Touches { bare, read } = touches;
+        for index in set_bits(bare) {
+            states[index].feed(&self.measures[index].spec, ts);
+        }
         for Touched {
             measure: index,
             touch,
-        } in touches.into_touched()
+        } in read
         {
             let measure = &self.measures[index];
             // The key, for the log, only where one could be refused.

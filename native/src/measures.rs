@@ -248,6 +248,20 @@ impl State {
         }
     }
 
+    /// Fold in one of its events that it reads nothing of (most events: a session
+    /// counts), without a touch made for it.
+    pub fn feed(&mut self, spec: &Spec, ts: i64) {
+        match self {
+            State::Buckets(buckets) if spec.kind == Kind::Count => {
+                add_at(buckets, spec, ts, 1.0);
+            }
+            State::Last(last) => *last = Some(last.map_or(ts, |at| at.max(ts))),
+            _ => {
+                self.apply(spec, ts, Touch::Feed(None), usize::MAX);
+            }
+        }
+    }
+
     /// Fold an event in; false when it named a new key past `max_keys` (not kept).
     pub fn apply(&mut self, spec: &Spec, ts: i64, touch: Touch, max_keys: usize) -> bool {
         match (self, touch) {
@@ -259,7 +273,7 @@ impl State {
                     },
                     _ => 1.0,
                 };
-                add(buckets, spec.bucket_start(ts), amount);
+                add_at(buckets, spec, ts, amount);
                 true
             }
             (State::Keys(keys), Touch::Feed(Some(reading))) => {
@@ -567,6 +581,18 @@ pub fn values<V>(keyed: &Keyed<V>) -> impl Iterator<Item = &V> {
 /// How many keys keyed state holds.
 fn held_len<V>(keyed: &Keyed<V>) -> usize {
     keyed.as_ref().map_or(0, |held| held.len())
+}
+
+/// Add to the bucket of an event at `ts`: most often the latest one, known without
+/// working out where its bucket starts.
+fn add_at(buckets: &mut Counts, spec: &Spec, ts: i64, amount: f64) {
+    if let Some((start, n)) = buckets.last_mut() {
+        if *start <= ts && ts < *start + spec.bucket {
+            *n += amount;
+            return;
+        }
+    }
+    add(buckets, spec.bucket_start(ts), amount);
 }
 
 /// Add to a bucket of counts kept in time order (events come in time order per tenant).
