@@ -345,9 +345,8 @@ class MeasureSettings(_Section):
             raise ValueError("completed_by and steps are for process measures")
         if process and not self.steps:
             raise ValueError("a process measure needs the steps it counts")
-        if process:
-            pass  # its field (the step) is optional: an event without one is progress
-        elif (self.field is None) == (self.kind in FIELD_KINDS):
+        # A process's field (the step) is optional: an event without one is progress.
+        if not process and (self.field is None) == (self.kind in FIELD_KINDS):
             needs = "needs a" if self.kind in FIELD_KINDS else "takes no"
             raise ValueError(f"a {self.kind} measure {needs} field")
         if (self.window is None) == (self.kind in WINDOW_KINDS):
