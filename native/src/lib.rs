@@ -243,10 +243,15 @@ impl ShardCore {
         self.store.zones.clone()
     }
 
-    /// How many component entries and reason lines are cached (for tests).
+    /// How many component entries, reason lines and tenants' reasons are cached (for
+    /// tests).
     #[getter]
-    fn cached(&self) -> (usize, usize) {
-        (self.entries.len(), self.scorer.cached_lines())
+    fn cached(&self) -> (usize, usize, usize) {
+        (
+            self.entries.len(),
+            self.scorer.cached_lines(),
+            self.reasons.len(),
+        )
     }
 
     // -- snapshots and restore (vigil.engine.snapshots, vigil.engine.shard) ---------------------

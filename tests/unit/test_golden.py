@@ -386,9 +386,9 @@ def test_any_name_in_a_reason_comes_out_as_it_was_sent(names: list[str]) -> None
 def test_the_caches_of_worded_records_are_bounded_without_changing_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Component entries and reason lines are cached per distinct measure, of which a
-    long run meets ever more: emptied when full (vigil.engine.shard.MEMO_SIZE), with the same
-    outputs."""
+    """Component entries and reason lines are cached per distinct measure, and tenants'
+    reasons shared per distinct text, of which a long run meets ever more: emptied when
+    full (vigil.engine.shard.MEMO_SIZE), with the same outputs."""
     import vigil.engine.shard
 
     settings = load_settings(None, env={}, overrides={"engine": {"shards": 1}})

@@ -125,6 +125,25 @@ def test_a_rule_naming_a_signal_nobody_declared_is_refused(tmp_path: Path) -> No
         configured_rules(declared({"rules": {"paths": [str(tmp_path)]}}))
 
 
+def test_a_default_measure_is_changed_by_its_table_or_declared_afresh_of_another_kind() -> None:
+    wider = load_settings(
+        None, env={}, overrides={"measures": {"open_tickets": {"held_while": ["P1"]}}}
+    )
+    assert wider.measures["open_tickets"].kind == "states"  # the default's keys, and this one
+    assert wider.measures["open_tickets"].held_while == ("P1",)
+    afresh = {
+        "kind": "open_items",
+        "events": ["ticket.created"],
+        "closed_by": ["ticket.resolved"],
+        "field": "attrs.ticket_id",
+    }
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, env={}, overrides={"measures": {"open_tickets": afresh}})
+    # no default key (the states' `key`) is merged into it: what refuses it is the
+    # component that weighs its keys by state
+    assert "health.components.support_load: weights is for states measures" in str(refused.value)
+
+
 class TestKinds:
     def raised(self, measure: dict[str, Any], signal: dict[str, Any], events: list[Any]) -> Any:
         settings = declared(
