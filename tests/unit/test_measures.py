@@ -236,6 +236,15 @@ class TestKinds:
         done = event("acme", "onboarding.completed", T0 + 2 * HOUR)
         assert self.raised(trial, stalled, [started, done, clock(T0 + 4 * DAY)]) == []
 
+    def test_an_hourly_window_below_its_bound_raises_for_a_silent_tenant_each_hour(self) -> None:
+        # A tenant with no event in a closing hour, nor in the hour before, is looked at
+        # only because this signal holds at zero: every tenant is evaluated then.
+        hourly = {"kind": "count", "events": ["user.session"], "window": "1h", "calendar": True}
+        raised = self.raised(hourly, {"below": 1}, [*logins(0, range(1)), clock(T0 + 6 * HOUR)])
+        assert [r["window_end"] for r in raised] == [
+            to_iso(T0 + hour * HOUR) for hour in (2, 3, 4, 5)
+        ]
+
     def test_one_users_share_of_sessions(self) -> None:
         sessions = logins(0, range(1)) * 1 + logins(0, range(3))
         sessions = [{**s, "event_id": f"e{n}"} for n, s in enumerate(sessions)]

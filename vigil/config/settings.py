@@ -285,8 +285,8 @@ COMPARABLE_KINDS = {
     "equals": frozenset({"latest"}),
     "stalled": frozenset({"process"}),
 }
-# The kinds whose values count things: never below 0.
-_COUNT_KINDS = frozenset({"count", "distinct", "open_items", "states", "process"})
+# The kinds whose values count things: whole numbers, never below 0.
+COUNT_KINDS = frozenset({"count", "distinct", "open_items", "states", "process"})
 # A tenant keeps a bit per declared signal.
 MAX_DECLARED_SIGNALS = 64
 # The most past windows a signal compared with its history keeps per tenant.
@@ -1220,7 +1220,7 @@ class Settings(_Section):
                 )
             if signal.versus == "history":
                 _check_history(name, signal, measure)
-            counts = measure.kind in _COUNT_KINDS and signal.compares in ("per", "previous_window")
+            counts = measure.kind in COUNT_KINDS and signal.compares in ("per", "previous_window")
             if counts and signal.below is not None and signal.below <= 0:
                 raise ValueError(
                     f"signals.{name}.below = {signal.below:g}: {signal.measure} is a count, and "

@@ -11,7 +11,7 @@ import orjson
 
 from vigil.base.timeutil import MS_PER_DAY, format_duration
 from vigil.base.words import counted
-from vigil.config.settings import DeclaredComponent, MeasureSettings, Settings
+from vigil.config.settings import COUNT_KINDS, DeclaredComponent, MeasureSettings, Settings
 
 
 class MeasureSpec(NamedTuple):
@@ -159,10 +159,6 @@ def _declaration(measure: MeasureSettings) -> dict[str, object]:
     return measure.model_dump(mode="json", exclude=unset)
 
 
-# Measures whose values are whole numbers of things.
-_COUNTING_KINDS = ("count", "distinct", "open_items", "states", "process")
-
-
 def _component(
     name: str, component: DeclaredComponent, names: list[str], settings: Settings, bit: int
 ) -> ComponentSpec:
@@ -230,7 +226,7 @@ def _component(
         else (component.stalled_after, component.stalled_factor),
         None if component.when is None else index(component.when),
         measure is not None
-        and measure.kind in _COUNTING_KINDS
+        and measure.kind in COUNT_KINDS
         and component.per is None
         and component.versus is None,
         pieces(component.parts),
