@@ -65,7 +65,7 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
             if isinstance(tick, Tick):  # the outputs were caused by the newest tick
                 read_at = max(read_at, tick.read_at)
         metrics.record(engine.counts)
-        metrics.record_types(engine.type_counts)
+        metrics.record_types(engine.take_type_counts())
         metrics.record_shard(self.name, engine.figures())
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for stream, record in out:

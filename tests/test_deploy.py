@@ -127,6 +127,10 @@ def _metric_families() -> dict[str, tuple[str, set[str]]]:
         if isinstance(metric, MetricWrapperBase):  # what prometheus_client keeps of each
             name = metric._name + ("_total" if metric._type == "counter" else "")
             families[name] = (metric._type, set(metric._labelnames))
+        elif hasattr(metric, "describe"):  # a collector of Vigil's own: it describes itself
+            for family in metric.describe():
+                name = family.name + ("_total" if family.type == "counter" else "")
+                families[name] = (family.type, set(family._labelnames))
     for family in metrics.registry.collect():  # an Info's keys are labels of its one sample
         if family.type == "info" and family.name.startswith("vigil_"):
             labels = {key for sample in family.samples for key in sample.labels}

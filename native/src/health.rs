@@ -35,27 +35,17 @@ impl ShardCore {
     pub(crate) fn context(
         &mut self,
         py: Python<'_>,
-        tenant_id: &str,
+        index: usize,
     ) -> PyResult<Py<findings::Context>> {
-        let context = match self.store.tenants.get_mut(tenant_id) {
-            Some(t) => {
-                self.store.touched.insert(t.tenant_id.clone());
-                let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
-                findings::Context {
-                    segment: t.segment.as_ref().map(|s| s.to_string()),
-                    score: t.score,
-                    zone: t.zone,
-                    reasons: t.reasons.to_string(),
-                    cooldowns: cooldowns.clone_ref(py),
-                }
-            }
-            None => findings::Context {
-                segment: None,
-                score: None,
-                zone: None,
-                reasons: String::new(),
-                cooldowns: PyDict::new(py).unbind(),
-            },
+        let t = &mut self.store.tenants[index];
+        self.store.touched.insert(t.tenant_id.clone());
+        let cooldowns = t.cooldowns.get_or_insert_with(|| PyDict::new(py).unbind());
+        let context = findings::Context {
+            segment: t.segment.as_ref().map(|s| s.to_string()),
+            score: t.score,
+            zone: t.zone,
+            reasons: t.reasons.to_string(),
+            cooldowns: cooldowns.clone_ref(py),
         };
         Py::new(py, context)
     }
@@ -63,17 +53,13 @@ impl ShardCore {
     pub(crate) fn score(
         &mut self,
         py: Python<'_>,
-        tenant_id: &str,
+        index: usize,
         now: i64,
         out: &Bound<'_, PyList>,
         reweigh: bool,
     ) -> PyResult<()> {
         let cut = self.cfg.zones;
-        let tenant = self
-            .store
-            .tenants
-            .get_mut(tenant_id)
-            .expect("dirty tenants exist");
+        let tenant = &mut self.store.tenants[index];
         let exact = self.scorer.rescore(tenant, &self.declared, now, reweigh);
         let mut health = None;
         if let Some(exact) = exact {
@@ -81,10 +67,10 @@ impl ShardCore {
             let zone = zone_of(exact, &cut);
             if Some(rounded) != tenant.score || Some(zone) != tenant.zone {
                 health = Some((exact, rounded, zone));
-                self.record_health(py, tenant_id, rounded, zone, now, out)?;
+                self.record_health(py, index, rounded, zone, now, out)?;
             }
         }
-        let tenant = &self.store.tenants[tenant_id];
+        let tenant = &self.store.tenants[index];
         let Some(zone) = tenant.zone else {
             return Ok(());
         };
@@ -93,10 +79,11 @@ impl ShardCore {
         if warm && Some(zone) != tenant.zone_announced {
             let from_zone = tenant.zone_announced;
             let score = tenant.score.expect("scored");
-            let context = self.context(py, tenant_id)?;
-            self.store.tenants[tenant_id].zone_announced = Some(zone);
+            let context = self.context(py, index)?;
+            let tenant = &mut self.store.tenants[index];
+            tenant.zone_announced = Some(zone);
             let changed = findings::ZoneChanged {
-                tenant_id: tenant_id.to_string(),
+                tenant_id: tenant.tenant_id.to_string(),
                 at: now,
                 score,
                 zone,
@@ -106,7 +93,7 @@ impl ShardCore {
             out.append(Py::new(py, changed)?)?;
         }
         if let Some((exact, rounded, zone)) = health {
-            self.check_score_drop(py, tenant_id, (exact, rounded, zone), now, out, warm)?;
+            self.check_score_drop(py, index, (exact, rounded, zone), now, out, warm)?;
         }
         Ok(())
     }
@@ -115,21 +102,21 @@ impl ShardCore {
     fn record_health(
         &mut self,
         py: Python<'_>,
-        tenant_id: &str,
+        index: usize,
         rounded: i64,
         zone: &'static str,
         now: i64,
         out: &Bound<'_, PyList>,
     ) -> PyResult<()> {
-        self.store.set_zone(tenant_id, zone);
-        let tenant = self.store.tenants.get_mut(tenant_id).expect("scored");
+        self.store.set_zone(index, zone);
+        let tenant = &mut self.store.tenants[index];
         tenant.score = Some(rounded);
         let measures = self.scorer.all_measures(tenant);
         let weights = self
             .scorer
             .weights(&measures)
             .expect("a score was computed from them");
-        let tenant = &self.store.tenants[tenant_id];
+        let tenant = &self.store.tenants[index];
         let components = PyDict::new(py);
         for index in 0..self.scorer.total() {
             let key = measure_key(index, measures[index], weights[index]);
@@ -151,6 +138,7 @@ impl ShardCore {
             .reasons(tenant, &self.declared, &measures, &weights, now);
         let until = tenant.first_seen + self.cfg.warmup;
         let py_id = tenant.py_id.clone_ref(py);
+        let tenant_id = tenant.tenant_id.clone();
         let reasons_kept = said.join("; ");
         let ts = self.iso(py, now)?;
         if now < until {
@@ -166,7 +154,7 @@ impl ShardCore {
         let id = ids::stable_id(
             "health",
             &[
-                tenant_id,
+                &tenant_id,
                 ts.cast::<PyString>()?.to_str()?,
                 &rounded.to_string(),
                 zone,
@@ -180,7 +168,7 @@ impl ShardCore {
         record.set_item(intern!(py, "components"), &components)?;
         let reasons = PyList::new(py, said)?;
         record.set_item(intern!(py, "reasons"), &reasons)?;
-        self.store.tenants[tenant_id].reasons = self.shared_reasons(reasons_kept);
+        self.store.tenants[index].reasons = self.shared_reasons(reasons_kept);
         untrack(components.as_any());
         untrack(reasons.as_any());
         untrack(record.as_any());
@@ -207,14 +195,14 @@ impl ShardCore {
     fn check_score_drop(
         &mut self,
         py: Python<'_>,
-        tenant_id: &str,
+        index: usize,
         (score, rounded, zone): (f64, i64, &'static str),
         now: i64,
         out: &Bound<'_, PyList>,
         warm: bool,
     ) -> PyResult<()> {
         let since = now - self.cfg.drop_window;
-        let tenant = &self.store.tenants[tenant_id];
+        let tenant = &self.store.tenants[index];
         // The scores recorded since the window opened, and the one in force as it opened:
         // a score is recorded when it changes, so a flat one was recorded before the window.
         let opened = tenant.recent_scores.partition_point(|(t, _)| *t < since);
@@ -228,12 +216,12 @@ impl ShardCore {
         if warm && peak - score >= self.cfg.drop_points {
             recent.clear(); // a continuing fall must lose drop_points again to re-fire
             let dropped = findings::ScoreDropped {
-                tenant_id: tenant_id.to_string(),
+                tenant_id: tenant.tenant_id.to_string(),
                 at: now,
                 score: rounded,
                 zone,
                 peak,
-                context: self.context(py, tenant_id)?,
+                context: self.context(py, index)?,
             };
             out.append(Py::new(py, dropped)?)?;
         }
@@ -241,7 +229,7 @@ impl ShardCore {
             recent.pop();
         }
         recent.push((now, score));
-        self.store.tenants[tenant_id].recent_scores = recent;
+        self.store.tenants[index].recent_scores = recent;
         Ok(())
     }
 }

@@ -33,7 +33,6 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use fmt::floor_div;
 use queue::{life_order, Pending, Queue, Queued};
 use score::Scorer;
-use store::Id;
 use tenant::{Tenant, MS_PER_DAY};
 
 struct Settings {
@@ -200,11 +199,8 @@ impl ShardCore {
         Ok(out)
     }
 
-    /// The tallies since the last call, and the accepted events by type; both reset.
-    fn take_counts<'py>(
-        &mut self,
-        py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    /// The tallies since the last call (duplicates, late events, unknown types); reset.
+    fn take_counts<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let counts = PyDict::new(py);
         for (name, value) in [
             ("duplicates", &mut self.duplicates),
@@ -216,11 +212,16 @@ impl ShardCore {
                 *value = 0;
             }
         }
+        Ok(counts)
+    }
+
+    /// The events accepted by type since the last call; reset.
+    fn take_type_counts<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let types = PyDict::new(py);
         for (kind, value) in self.type_counts.drain() {
             types.set_item(kind, value)?;
         }
-        Ok((counts, types))
+        Ok(types)
     }
 
     #[getter]
@@ -540,47 +541,51 @@ impl ShardCore {
             }
         }
         let reweigh = std::mem::take(&mut self.reweigh);
-        let dirty = self.store.take_dirty();
+        // By place in the store: no tenant comes or goes until the next midnight.
+        let dirty: Vec<usize> = self
+            .store
+            .take_dirty()
+            .iter()
+            .map(|id| {
+                self.store
+                    .tenants
+                    .get_index_of(id)
+                    .expect("dirty tenants exist")
+            })
+            .collect();
         let mut raised = Vec::new();
         if !self.declared.is_empty() {
-            let mut everyone: Vec<Id> = Vec::new();
-            if self.declared.needs_everyone_at(now) {
-                everyone = self.store.tenants.keys().cloned().collect();
-                everyone.sort();
-            }
-            let evaluated = if everyone.is_empty() {
-                &dirty
-            } else {
+            let everyone: Vec<usize>;
+            let evaluated = if self.declared.needs_everyone_at(now) {
+                everyone = self.store.in_id_order();
                 &everyone
+            } else {
+                &dirty
             };
-            for tenant_id in evaluated {
-                let tenant = self
-                    .store
-                    .tenants
-                    .get_mut(tenant_id)
-                    .expect("dirty tenants exist");
+            for &index in evaluated {
+                let tenant = &mut self.store.tenants[index];
                 let found = self.declared.evaluate(
                     &mut tenant.measured,
                     &mut tenant.declared_active,
                     now,
                     tenant.first_seen,
                 );
-                raised.extend(found.into_iter().map(|r| (tenant_id.clone(), r)));
+                raised.extend(found.into_iter().map(|r| (index, r)));
             }
         }
-        for tenant_id in &dirty {
-            self.score(py, tenant_id, now, out, reweigh)?;
+        for &index in &dirty {
+            self.score(py, index, now, out, reweigh)?;
         }
-        for (tenant_id, found) in raised {
+        for (index, found) in raised {
             let crossed = findings::Crossed {
-                tenant_id: tenant_id.to_string(),
+                tenant_id: self.store.tenants[index].tenant_id.to_string(),
                 signal: found.signal,
                 measured: declared::reading_to_py(py, found.measured.as_ref())?.unbind(),
                 other: declared::reading_to_py(py, found.other.as_ref())?.unbind(),
                 history: found.history,
                 stalled: found.stalled,
                 at: now,
-                context: self.context(py, &tenant_id)?,
+                context: self.context(py, index)?,
             };
             out.append(Py::new(py, crossed)?)?;
         }

@@ -39,8 +39,8 @@ impl Store {
     }
 
     /// Moves a tenant into `zone`.
-    pub fn set_zone(&mut self, tenant_id: &str, zone: &'static str) {
-        let tenant = self.tenants.get_mut(tenant_id).expect("held");
+    pub fn set_zone(&mut self, index: usize, zone: &'static str) {
+        let tenant = &mut self.tenants[index];
         if Some(zone) != tenant.zone {
             *self.zones.entry(zone).or_insert(0) += 1;
             if let Some(old) = tenant.zone {
@@ -75,6 +75,13 @@ impl Store {
         dirty.sort();
         self.touched.extend(dirty.iter().cloned());
         dirty
+    }
+
+    /// Every tenant's place in the store, in id order.
+    pub fn in_id_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.tenants.len()).collect();
+        order.sort_by(|a, b| self.tenants[*a].tenant_id.cmp(&self.tenants[*b].tenant_id));
+        order
     }
 
     /// The tenants changed since the last call (touched, and applied but not re-scored).

@@ -101,7 +101,7 @@ def test_an_added_type_feeds_measures_and_rules_may_name_an_added_segment(
         for n in range(2)
     ]
     h.feed([*reports, clock(T0 + DAY)])
-    assert h.engine.type_counts["usage.reported"] == 2
+    assert h.engine.take_type_counts()["usage.reported"] == 2
     assert h.engine.counts["unknown_types"] == 1  # the test clock's event, not the reports
     [raised] = h.signals("heavy_use")
     assert raised["evidence"]["measured"] == 120.0

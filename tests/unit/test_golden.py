@@ -272,7 +272,7 @@ class Stream:
         zones: Counter[str] = Counter()
         for shard in self.shards.values():
             counts.update(shard.counts)
-            types.update(shard.type_counts)
+            types.update(shard.take_type_counts())
             zones.update({zone: n for zone, n in shard.figures().zones.items() if n})
         return {"counts": dict(counts), "types": dict(types), "zones": dict(zones)}
 

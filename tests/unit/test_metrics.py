@@ -34,9 +34,9 @@ def test_unknown_event_types_keep_their_name_up_to_a_bounded_number_of_labels(
     logged = [r for r in caplog.records if r.getMessage().startswith("events of a type outside")]
     assert len(logged) == UNKNOWN_TYPE_LABELS  # once per name, not per batch
     assert logged[-1].__dict__["type_labels_left"] == 0
-    # The counters kept per type, so as not to look them up per batch, are as few as the
+    # The labels kept per type, so as not to work them out per batch, are as few as the
     # labels: a name pooled into "other" is not kept.
-    assert set(metrics._events_by_type) == named | {"user.session"}
+    assert set(metrics._type_labels) == named | {"user.session"}
 
 
 def test_a_type_named_like_the_pool_is_pooled() -> None:

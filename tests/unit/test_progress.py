@@ -22,7 +22,7 @@ def test_format_gives_rate_share_and_eta() -> None:
 
 def test_the_line_is_redrawn_on_its_stream_and_cleared_at_the_end() -> None:
     metrics = Metrics()
-    metrics.events.labels("user.session").inc(7)
+    metrics.record_types({"user.session": 7})
     metrics.dead_letters.labels("late").inc(2)
     stream = io.StringIO()
     progress = Progress(metrics, lambda: 50, 100, stream=stream, interval=0.01).start()

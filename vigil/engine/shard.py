@@ -63,8 +63,6 @@ class ShardEngine:
         self.layout = layout  # a state read from an older format is saved in this one
         self.scored_with = scoring_settings(settings)
         self.policy = Policy(settings, rules)
-        self.counts = self.policy.counts
-        self.type_counts: Counter[str] = Counter()
         self.core = ShardCore(
             settings,
             Event,
@@ -81,9 +79,6 @@ class ShardEngine:
 
     def process(self, items: Iterable[Event | Tick]) -> list[Output]:
         found = self.core.process(items)
-        counts, types = self.core.take_counts()
-        self.counts.update(counts)
-        self.type_counts.update(types)
         out: list[Output] = []
         for item in found:  # health records, and findings for the policy to put in words
             if type(item) is tuple:
@@ -91,6 +86,19 @@ class ShardEngine:
             else:
                 out.extend(self.policy.outputs(item))
         return out
+
+    @property
+    def counts(self) -> Counter[str]:
+        """The tallies (`name` or `name:label[:label]`) the metrics have not taken yet: the
+        policy's, and the core's, taken when asked for rather than after every chunk."""
+        taken = self.core.take_counts()
+        if taken:  # rarely: duplicates, late events, unknown types
+            self.policy.counts.update(taken)
+        return self.policy.counts
+
+    def take_type_counts(self) -> dict[str, int]:
+        """The events accepted by type since the last call."""
+        return self.core.take_type_counts()
 
     def figures(self) -> ShardFigures:
         """What the shard reports to the metrics after each batch."""
