@@ -539,7 +539,7 @@ def test_metrics_in_kafka_mode_show_partitions_and_readiness(
                 continue
             if (
                 'vigil_events_total{type="user.session"} 400.0' in text
-                and "vigil_kafka_consumer_lag" in text
+                and "vigil_kafka_consumer_lag_messages" in text
             ):
                 break
             time.sleep(0.3)
@@ -549,10 +549,8 @@ def test_metrics_in_kafka_mode_show_partitions_and_readiness(
     assert ready == 200
     assert 'vigil_events_total{type="user.session"} 400.0' in text
     for partition in ("0", "1"):
-        assert (
-            f'vigil_kafka_consumer_lag{{partition="{partition}",topic="{topics["input"]}"}} 0.0'
-            in text
-        )
+        labels = f'partition="{partition}",topic="{topics["input"]}"'
+        assert f"vigil_kafka_consumer_lag_messages{{{labels}}} 0.0" in text
 
 
 def test_partitions_without_traffic_do_not_hold_the_stream_back(

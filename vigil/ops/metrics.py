@@ -24,6 +24,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -33,6 +34,10 @@ from vigil.base.zones import ZONES
 from vigil.intake.events import KNOWN_TYPES
 
 log = logging.getLogger("vigil.input")
+
+# A counter's `_created` series (when it was first counted) doubles the samples and says
+# nothing a process's start time does not.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 # Event types outside the catalogue keep their own `type` label up to this many names per
@@ -110,9 +115,6 @@ class Metrics:
         self.unknown = Counter(
             "vigil_unknown_event_types_total", "Events of a type outside the catalogue", registry=r
         )
-        self.late = Counter(
-            "vigil_late_events_total", "Events older than the watermark", registry=r
-        )
         self.dead_letters = Counter(
             "vigil_dead_letters_total", "Rejected input, by reason", ["reason"], registry=r
         )
@@ -182,7 +184,7 @@ class Metrics:
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "vigil_kafka_consumer_lag",
+            "vigil_kafka_consumer_lag_messages",
             "Messages behind the end of each input partition",
             ["topic", "partition"],
             registry=r,
@@ -262,8 +264,7 @@ class Metrics:
                 self.duplicates.inc(value)
             elif name == "unknown_types":
                 self.unknown.inc(value)
-            elif name == "late":
-                self.late.inc(value)
+            elif name == "late":  # a dead letter, counted with the others
                 self.dead_letters.labels("late").inc(value)
             elif name == "signal":
                 self.signals.labels(labels).inc(value)
