@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test lint typecheck rust unit bench lock clean
+.PHONY: demo test lint typecheck rust docs reference unit bench lock clean
 
 $(BIN)/python:
 	@command -v cargo >/dev/null || { echo "Vigil's engine is compiled from Rust: install Rust 1.82 or later (rustup.rs, or your package manager's cargo), then run make again"; exit 2; }
@@ -24,8 +24,8 @@ demo: $(INSTALLED)
 	$(BIN)/vigil run --input $(DEMO_DIR)/events.jsonl --output $(DEMO_DIR)/out
 	@echo "outputs in $(DEMO_DIR)/out/: health, signals, tasks, notifications, deadletter (.jsonl)"
 
-## test: lint, type-check and run the whole test suite, the compiled core's too
-test: lint typecheck rust unit
+## test: lint, type-check, build the docs and run the whole test suite, the compiled core's too
+test: lint typecheck rust docs unit
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -40,6 +40,15 @@ rust: | $(BIN)/python
 	cd native && cargo fmt --check
 	cd native && PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --locked --all-targets -- -D warnings
 	cd native && PYO3_PYTHON=$(abspath $(BIN)/python) cargo test --locked
+
+## docs: the documentation site into site/, strictly (a broken link fails), after checking
+## that the reference made from the code is up to date (`make reference` writes it)
+docs: $(INSTALLED)
+	$(BIN)/python scripts/reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+reference: $(INSTALLED)
+	$(BIN)/python scripts/reference.py
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest
@@ -60,4 +69,4 @@ lock:
 	rm -rf .lock-venv build
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) site .mypy_cache .ruff_cache .pytest_cache

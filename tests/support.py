@@ -3,7 +3,6 @@ through the real intake and a shard."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigil.base.records import RECORDS
 from vigil.base.streams import Output
 from vigil.base.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
 from vigil.config.settings import Settings
@@ -138,47 +138,8 @@ class Partitions:
         return out + self.engine.process(batch)
 
 
-# The fields of every output record (shared/EVENTS.md).
-CONTRACT = {
-    "health": {"tenant_id", "ts", "score", "zone", "components", "reasons"},
-    "signals": {
-        "signal_id",
-        "tenant_id",
-        "signal",
-        "ts",
-        "window_start",
-        "window_end",
-        "value",
-        "baseline",
-        "threshold",
-        "evidence",
-    },
-    "tasks": {
-        "task_id",
-        "tenant_id",
-        "rule",
-        "playbook",
-        "title",
-        "description",
-        "owner_role",
-        "priority",
-        "due_at",
-        "created_at",
-        "evidence",
-    },
-    "notifications": {
-        "notification_id",
-        "tenant_id",
-        "rule",
-        "severity",
-        "channel",
-        "title",
-        "body",
-        "ts",
-        "evidence",
-    },
-    "deadletter": {"source", "position", "raw", "error"},
-}
+# The fields of every output record (docs/reference/events.md).
+CONTRACT = {stream: set(record.__annotations__) for stream, record in RECORDS.items()}
 
 SCENARIO_OUTCOME = {
     # scenario: (signal it must raise, rule whose task it must get)
@@ -279,18 +240,3 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def command_parsers() -> dict[str, argparse.ArgumentParser]:
-    """The parser of each vigil command line: "run", "rules check", ..."""
-    from vigil.app.cli import build_parser
-
-    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        return dict(found[0].choices) if found else {}
-
-    leaves = {}
-    for name, parser in subcommands(build_parser()).items():
-        nested = subcommands(parser)
-        leaves.update({f"{name} {sub}": p for sub, p in nested.items()} or {name: parser})
-    return leaves

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -1287,26 +1286,6 @@ def test_a_run_says_how_many_events_its_final_watermark_left_unapplied(tmp_path:
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "c"), env=quiet_env())
     assert ran.returncode == 0, ran.stderr
     assert "not applied yet   1 event, after" in ran.stdout, ran.stdout
-
-
-def test_the_docs_command_lines_name_every_option_of_each_command() -> None:
-    from support import ROOT, command_parsers
-
-    leaves = command_parsers()
-    page = (ROOT / "docs" / "cli.md").read_text()
-    block = page.split("# Command line\n\n```\n", 1)[1].split("```", 1)[0]
-    said: dict[str, str] = defaultdict(str)  # command -> its lines, continuation lines too
-    for line in block.splitlines():
-        words = line.split()
-        if words[0] == "vigil":
-            command = " ".join(words[1:3]) if " ".join(words[1:3]) in leaves else words[1]
-        said[command] += line
-    for command, parser in leaves.items():
-        options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
-        missing = [
-            o for o in sorted(options - {"--help"}) if not re.search(rf"{o}\b", said[command])
-        ]
-        assert not missing, f"docs/cli.md's `vigil {command}` line lacks {missing}"
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from support import command_parsers
 
 from vigil.config.settings import KafkaTopics, MetricsSettings
 
@@ -85,7 +84,7 @@ def test_host_ports_are_loopback_only() -> None:
 
 
 def test_the_docs_give_the_same_commands_and_addresses() -> None:
-    readme = (ROOT / "docs" / "kafka.md").read_text()
+    readme = (ROOT / "docs" / "operations" / "kafka.md").read_text()
     section = readme
     assert "docker compose up -d --build" in section
     host_listener = compose()["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
@@ -109,6 +108,8 @@ def test_the_options_the_shipped_files_name_are_vigils() -> None:
     named |= {("docker-compose.yml", arg) for arg in compose()["services"]["vigil"]["command"]}
     named = {(where, option) for where, option in named if option.startswith("--")}
     assert {("vigil.toml", "--until-end"), ("docker-compose.yml", "--kafka")} <= named
+    from vigil.app.cli import command_parsers
+
     options = {o for p in command_parsers().values() for a in p._actions for o in a.option_strings}
     assert {(where, option) for where, option in named if option not in options} == set()
 
@@ -292,7 +293,7 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_a_run_leaves(
 
 def test_the_docs_metrics_table_lists_every_metric_vigil_serves_with_its_labels() -> None:
     served = {name: labels for name, (_, labels) in _metric_families().items()}
-    readme = (ROOT / "docs" / "operations.md").read_text()
+    readme = (ROOT / "docs" / "operations" / "running.md").read_text()
     table = readme[readme.index("| metric | what |") :].split("\n\n")[0]
     listed = {}
     for row in table.splitlines()[2:]:

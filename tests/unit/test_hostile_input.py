@@ -9,7 +9,7 @@ derandomized, so CI explores the same cases every time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from hostile import EXAMPLES, JSON, streams
@@ -17,19 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import CONTRACT, DAY, T0, Harness, clock
 
+from vigil.base.records import DeadLetterReason
 from vigil.rules.engine import engine_for
 from vigil.rules.loader import load_rules
 
-REASONS = {
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "invalid_field",
-    "invalid_ts",
-    "late",
-    "future",
-    "too_large",
-}
+REASONS = set(get_args(DeadLetterReason))
 ZONES = {"green", "yellow", "orange", "red"}
 RULES = engine_for(load_rules())
 

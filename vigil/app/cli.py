@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     produce = commands.add_parser("produce", help="load a JSON Lines file into the telemetry topic")
     produce.add_argument(
-        "--input", required=True, type=_given, help="JSON Lines file, or - for stdin"
+        "--input",
+        required=True,
+        type=_given,
+        metavar="PATH",
+        help="JSON Lines file, or - for stdin",
     )
     produce.add_argument(
         "--kafka", required=True, type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
@@ -102,17 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument(
         "--topic", type=_topic, help="topic (default: kafka.topics.input, cs.telemetry)"
     )
-    produce.add_argument("--config", type=_path, help="settings file (TOML)")
+    produce.add_argument("--config", type=_path, metavar="FILE", help="settings file (TOML)")
 
     tail = commands.add_parser("tail", help="print the records of a topic")
-    tail.add_argument("topic", type=_topic)
+    tail.add_argument("topic", type=_topic, help="the topic to read, e.g. cs.tasks")
     tail.add_argument(
         "--kafka", required=True, type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers"
     )
     tail.add_argument(
         "--from-end", action="store_true", help="only records that arrive from now on"
     )
-    tail.add_argument("--max", type=_at_least(0), default=None, help="stop after this many records")
+    tail.add_argument(
+        "--max", type=_at_least(0), default=None, metavar="N", help="stop after this many records"
+    )
     tail.add_argument(
         "--idle-exit",
         type=_at_least(0, float),
@@ -120,25 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop after this long without a record (default: never)",
     )
-    tail.add_argument("--config", type=_path, help="settings file (TOML)")
+    tail.add_argument("--config", type=_path, metavar="FILE", help="settings file (TOML)")
 
     explain = commands.add_parser("explain", help="one tenant's timeline from a run's outputs")
-    explain.add_argument("tenant", type=_given)
+    explain.add_argument("tenant", type=_given, help="the tenant_id")
     explain_from = explain.add_mutually_exclusive_group(required=True)
-    explain_from.add_argument("--output", type=_path, help="the folder `vigil run --output` wrote")
+    explain_from.add_argument(
+        "--output", type=_path, metavar="DIR", help="the folder `vigil run --output` wrote"
+    )
     explain_from.add_argument(
         "--kafka", type=_given, metavar="BOOTSTRAP", help="read the output topics of a Kafka run"
     )
-    explain.add_argument("--config", type=_path, help="settings file (TOML): the topic names")
+    explain.add_argument(
+        "--config", type=_path, metavar="FILE", help="settings file (TOML): the topic names"
+    )
 
     recovery = commands.add_parser("recovery", help="the recovery store")
     recovery_commands = recovery.add_subparsers(
         dest="recovery_command", required=True, parser_class=_Parser
     )
     init = recovery_commands.add_parser("init", help="create an empty recovery store")
-    init.add_argument("dir", type=_path)
+    init.add_argument("dir", type=_path, help="the folder to create it in")
     init.add_argument(
-        "--partitions", type=_at_least(1), default=1, help="store partitions (default 1)"
+        "--partitions", type=_at_least(1), default=1, metavar="N", help="store partitions"
     )
 
     rules = commands.add_parser("rules", help="rule files")
@@ -153,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--config",
         type=_path,
+        metavar="FILE",
         help="settings: rules.paths and the zone cut-offs rules are checked against",
     )
 
@@ -162,17 +173,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_check = config_commands.add_parser("check", help="validate a settings file")
     config_check.add_argument(
-        "path", nargs="?", type=_path, help="settings file (default: built-in defaults)"
+        "path",
+        nargs="?",
+        type=_path,
+        metavar="FILE",
+        help="settings file (default: built-in defaults)",
     )
     return parser
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parser of each command line, by its words: "run", "rules check", ..."""
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(found[0].choices) if found else {}
+
+    leaves = {}
+    for name, parser in subcommands(build_parser()).items():
+        nested = subcommands(parser)
+        leaves.update({f"{name} {sub}": p for sub, p in nested.items()} or {name: parser})
+    return leaves
 
 
 def _add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="process events from a JSON Lines file or Kafka")
     run.add_argument(
-        "--input", type=_given, help="JSON Lines file of events, or - for stdin (file mode)"
+        "--input",
+        type=_given,
+        metavar="PATH",
+        help="JSON Lines file of events (plain or gzip), or - for stdin (file mode)",
     )
-    run.add_argument("--output", type=_path, help="folder for the output .jsonl files (file mode)")
+    run.add_argument(
+        "--output", type=_path, metavar="DIR", help="folder for the output .jsonl files (file mode)"
+    )
     run.add_argument(
         "--kafka", type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers (Kafka mode)"
     )
@@ -182,10 +216,16 @@ def _add_run(commands: Any) -> None:
         help="Kafka mode: stop at the end of the input topic instead of tailing it",
     )
     run.add_argument(
-        "--config", type=_path, help="settings file (TOML); default: built-in defaults"
+        "--config",
+        type=_path,
+        metavar="FILE",
+        help="settings file (TOML); default: built-in defaults",
     )
     run.add_argument(
-        "--recovery-dir", type=_path, help="keep state and input offsets here to resume"
+        "--recovery-dir",
+        type=_path,
+        metavar="DIR",
+        help="keep state and input offsets here to resume",
     )
     run.add_argument(
         "--snapshot-interval",
@@ -197,30 +237,54 @@ def _add_run(commands: Any) -> None:
         "--workers",
         type=_at_least(1, most=(MAX_WORKERS, "threads of one process; to scale, run processes")),
         default=1,
-        help="worker threads in this process (default 1)",
+        metavar="N",
+        help="worker threads in this process",
     )
     run.add_argument(
-        "--addresses", type=_given, help="host:port of every process of a cluster, comma-separated"
+        "--addresses",
+        type=_given,
+        metavar="HOST:PORT,...",
+        help="host:port of every process of a cluster, comma-separated",
     )
     run.add_argument(
-        "--process-id", type=_at_least(0), default=0, help="this process's index in --addresses"
+        "--process-id",
+        type=_at_least(0),
+        default=0,
+        metavar="I",
+        help="this process's index in --addresses",
     )
     run.add_argument("--quiet", action="store_true", help="print no summary")
 
 
 def _add_simulate(commands: Any) -> None:
     sim = commands.add_parser("simulate", help="write a simulated telemetry stream")
-    sim.add_argument("--tenants", type=_at_least(1), default=200)
-    sim.add_argument("--days", type=_at_least(1), default=28)
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--start", default=None, help="RFC 3339 start (default 2026-03-02T00:00:00Z)")
     sim.add_argument(
-        "--output", type=_given, default="-", help="file to write, or - for stdout (default)"
+        "--tenants", type=_at_least(1), default=200, metavar="N", help="how many tenants"
     )
     sim.add_argument(
-        "--manifest", type=_path, help="also write which tenant got which scenario (JSON)"
+        "--days", type=_at_least(1), default=28, metavar="D", help="how many days of events"
     )
-    sim.add_argument("--limit", type=_at_least(0), default=None, help="stop after this many lines")
+    sim.add_argument(
+        "--seed", type=int, default=7, metavar="S", help="the same seed writes the same stream"
+    )
+    sim.add_argument(
+        "--start",
+        default=None,
+        metavar="RFC3339",
+        help="the first day's midnight (default 2026-03-02T00:00:00Z)",
+    )
+    sim.add_argument(
+        "--output", type=_given, default="-", metavar="PATH", help="file to write, or - for stdout"
+    )
+    sim.add_argument(
+        "--manifest",
+        type=_path,
+        metavar="FILE",
+        help="also write which tenant got which scenario (JSON)",
+    )
+    sim.add_argument(
+        "--limit", type=_at_least(0), default=None, metavar="N", help="stop after this many lines"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,7 +109,9 @@ Weight = Annotated[float, Field(ge=0.0)]
 class _Section(BaseModel):
     # TOML has inf and nan: a weight of inf stopped a run at its first score, with a
     # traceback, and a full_at of inf scored every tenant 0 for it.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 # Keys earlier versions read, and what to do instead of setting them.
@@ -152,15 +154,25 @@ MAX_EVENT_BYTES = 1 << 20  # input.max_event_bytes unless configured
 
 class InputSettings(_Section):
     allowed_lateness: Duration = parse_duration("1h")
+    """How far behind the newest event time an event may arrive and still count; older ones
+    are dead letters (reason "late"). Events wait in memory until the watermark passes them.
+    """
     max_future: OptionalDuration = parse_duration("5m")
+    """An event dated more than this ahead of the wall clock is a dead letter (reason
+    "future"); shorter than allowed_lateness. "off" accepts any date.
+    """
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    # A longer message is a `too_large` dead letter, and only this much of it is read.
+    """Messages read per batch; a watermark tick follows every batch."""
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024, le=1 << 30)
-    # Deeper nesting (the event object is level 1, attrs 2), or more values in attrs
-    # (counted through nested objects and arrays), is a dead letter: too_deep,
-    # too_many_attrs. 200 levels stay clear of what JSON writers and pickle can nest.
+    """A longer message is a `too_large` dead letter, and only this much of it is read."""
     max_depth: int = Field(default=MAX_DEPTH, ge=FLAT_DEPTH, le=200)
+    """How deep a message may nest (the event object is level 1, its attrs level 2); deeper
+    is a dead letter (reason "too_deep"). 200 stays clear of what JSON writers can nest.
+    """
     max_attrs: int = Field(default=MAX_ATTRS, ge=FEW_ATTRS, le=100_000)
+    """How many values attrs may hold, counted through nested objects and arrays; more is a
+    dead letter (reason "too_many_attrs").
+    """
 
     @property
     def limits(self) -> Limits:
@@ -185,16 +197,28 @@ class InputSettings(_Section):
 
 class EngineSettings(_Section):
     shards: int = Field(default=32, ge=1, le=1024)
+    """Tenants are hashed onto this many state shards. Changing it invalidates a recovery store."""
     health_step: Duration = parse_duration("1h")
+    """The event-time step: queued events are applied, windows closed and tenants re-scored
+    every step. It divides a day, and windows are whole multiples of it; at least 1m.
+    """
     window_origin: Instant = parse_rfc3339("1970-01-05T00:00:00Z")
+    """Calendar windows start at this instant plus whole windows: the default, a Monday
+    00:00 UTC, gives Monday-to-Sunday weeks. It falls on a whole health_step.
+    """
     dedup_retention: Duration | None = None
-    # A tenant with no event for this long is dropped from state; it must outlast every
-    # window (Settings._tenants_outlast_their_windows).
+    """How long an event_id is remembered to drop repeats. Unset: the allowed lateness plus
+    the longest signal window.
+    """
     forget_tenants_after: Duration = parse_duration("90d")
-    # The most features, open tickets, unpaid invoices, integrations and onboarding steps
-    # a tenant keeps, each: a producer that puts ids into those names must not grow the
-    # state (and the scoring over it) without bound. Keys past it are counted and logged.
+    """A tenant with no event for this long is dropped from state at the next midnight of
+    event time; it must outlast every window.
+    """
     max_keys_per_tenant: int = Field(default=500, ge=1)
+    """The most features, open tickets, unpaid invoices, integrations and onboarding steps a tenant
+    keeps, each: a producer that puts ids into those names must not grow the state (and the
+    scoring over it) without bound. Keys past it are counted and logged.
+    """
 
     @field_validator("health_step")
     @classmethod
@@ -211,9 +235,11 @@ class AttrSettings(_Section):
     """An attribute of an event type added in the settings: what it must be."""
 
     check: Literal["str", "name", "number", "int", "date"] = "str"
-    # A text that must be one of these (then check is "str").
+    """What the attribute must be: str, name (1-128 characters), number, int or date."""
     one_of: tuple[str, ...] = ()
+    """A text that must be one of these (then check is "str")."""
     required: bool = False
+    """Whether an event of the type without it is a dead letter (reason "missing_field")."""
 
     @model_validator(mode="after")
     def _choices_are_text(self) -> AttrSettings:
@@ -228,9 +254,10 @@ class AttrSettings(_Section):
 class CatalogueSettings(_Section):
     """Event types and segments added to the built-in catalogue, which stays as it is."""
 
-    # Event type -> its attributes (none: the type carries no attributes Vigil checks).
     types: dict[str, dict[str, AttrSettings]] = Field(default_factory=dict)
+    """Event type -> its attributes (none: the type carries no attributes Vigil checks)."""
     segments: tuple[str, ...] = ()
+    """Segments added to smb, mid_market and enterprise."""
 
     @model_validator(mode="after")
     def _adds_only(self) -> CatalogueSettings:
@@ -297,37 +324,43 @@ class MeasureSettings(_Section):
     """A measure of each tenant's events, computed by the engine (`[measures.NAME]`)."""
 
     kind: MeasureKind
-    # The event types it counts (for open_items and oldest_open: those that open an item).
     events: tuple[str, ...] = Field(min_length=1)
-    # "user_id", or "attrs.NAME": what sum adds, distinct and top_share tell apart,
-    # latest keeps, open_items and oldest_open key items by; for days_until, a date.
+    """The event types it counts (for open_items and oldest_open: those that open an item)."""
     field: str | None = None
-    # Only events whose attributes have these string values.
+    """"user_id", or "attrs.NAME": what sum adds, distinct and top_share tell apart, latest keeps,
+    open_items and oldest_open key items by; for days_until, a date.
+    """
     where: dict[str, str] = Field(default_factory=dict)
-    # count, sum, distinct and top_share: over the last this long, in whole days (or
-    # whole health steps for a window shorter than a day), the current one included.
+    """Only events whose attributes have these string values."""
     window: Duration | None = None
-    # count, sum and top_share: calendar windows instead, whole windows from
-    # engine.window_origin (Monday-to-Sunday weeks), the last closed one counted. Every
-    # tenant is evaluated when one closes, and a signal over it is raised for each window
-    # it holds in, not once per crossing.
+    """count, sum, distinct and top_share: over the last this long, in whole days (or whole health
+    steps for a window shorter than a day), the current one included.
+    """
     calendar: bool = False
-    # What the window's counts are kept in: by default whole days for a window of whole
-    # days, health steps otherwise, and a calendar window whole; "1h" keeps a 24h
-    # window's errors by the hour, so that they leave it hour by hour. A whole number of
-    # health steps that divides the window.
+    """count, sum and top_share: calendar windows instead, whole windows from engine.window_origin
+    (Monday-to-Sunday weeks), the last closed one counted. Every tenant is evaluated when one
+    closes, and a signal over it is raised for each window it holds in, not once per crossing.
+    """
     bucket: Duration | None = None
-    # open_items and oldest_open: the event types that close an item (by the same field);
-    # states: those that close a key.
+    """What the window's counts are kept in: by default whole days for a window of whole days,
+    health steps otherwise, and a calendar window whole; "1h" keeps a 24h window's errors by the
+    hour, so that they leave it hour by hour. A whole number of health steps that divides the
+    window.
+    """
     closed_by: tuple[str, ...] = ()
-    # states: the field that keys the items ("attrs.ticket_id"); `field` is their value.
+    """open_items and oldest_open: the event types that close an item (by the same field); states:
+    those that close a key.
+    """
     key: str | None = None
-    # states: the values an item is held in ("overdue", "failed"); another value drops
-    # it. Empty: any value.
+    """states: the field that keys the items ("attrs.ticket_id"); `field` is their value."""
     held_while: tuple[str, ...] = ()
-    # process: the event types that start it and complete it (`events` are its progress,
-    # `field` names its steps), and the steps it counts.
+    """states: the values an item is held in ("overdue", "failed"); another value drops it. Empty:
+    any value.
+    """
     started_by: tuple[str, ...] = ()
+    """process: the event types that start it and complete it (`events` are its progress, `field`
+    names its steps), and the steps it counts.
+    """
     completed_by: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()
 
@@ -929,6 +962,8 @@ class ComponentSettings(_Section):
 
 
 class ZoneSettings(_Section):
+    """The least whole score of each zone; below orange is red."""
+
     green: float = Field(default=80.0, ge=0.0, le=100.0)
     yellow: float = Field(default=60.0, ge=0.0, le=100.0)
     orange: float = Field(default=40.0, ge=0.0, le=100.0)
@@ -954,14 +989,17 @@ class ZoneSettings(_Section):
 class HealthSettings(_Section):
     zones: ZoneSettings = ZoneSettings()
     warmup: Duration = parse_duration("7d")
-    drop_points: float = Field(default=20.0, gt=0.0, le=100.0)  # scores are 0-100
+    """A new tenant's zone and score drops are handed to the rules only after this long."""
+    drop_points: float = Field(default=20.0, gt=0.0, le=100.0)
+    """A score this many points below its highest over drop_window is a score_drop fact."""
     drop_window: Duration = parse_duration("7d")
+    """How far back a score_drop looks for the highest score."""
     components: ComponentSettings = ComponentSettings()
 
 
 class RulesSettings(_Section):
-    # Empty means the rule files bundled with Vigil (rules/default/).
     paths: tuple[Given, ...] = ()
+    """Empty means the rule files bundled with Vigil (rules/default/)."""
 
 
 def topic_name(name: str) -> str:
@@ -1004,6 +1042,8 @@ Bootstrap = Annotated[Given, AfterValidator(bootstrap_servers)]
 
 
 class KafkaTopics(_Section):
+    """The topic Vigil reads (input) and the topic of each output."""
+
     input: TopicName = "cs.telemetry"
     health: TopicName = "cs.health"
     signals: TopicName = "cs.signals"
@@ -1046,17 +1086,18 @@ VIGIL_SETS = {
 
 class KafkaSettings(_Section):
     bootstrap: Bootstrap | None = None
+    """The brokers, host:port, comma-separated (--kafka gives them too)."""
     topics: KafkaTopics = KafkaTopics()
-    # Give up when the broker does not answer within this (start-up, metadata).
     connect_timeout: Duration = parse_duration("30s")
-    # How long a batch of output may wait for Kafka's acknowledgement before the run fails.
+    """Give up when the broker does not answer within this (start-up, metadata)."""
     delivery_timeout: Duration = parse_duration("120s")
-    # In tail mode, a partition with no message for this long stops holding the watermark.
+    """How long a batch of output may wait for Kafka's acknowledgement before the run fails."""
     idle_after: Duration = parse_duration("10s")
-    # False: stop at the end of every partition (a backfill) instead of waiting for more.
+    """In tail mode, a partition with no message for this long stops holding the watermark."""
     tail: bool = True
-    # Any librdkafka setting, e.g. "security.protocol" = "SASL_SSL", "sasl.password" = "...".
+    """False: stop at the end of every partition (a backfill) instead of waiting for more."""
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Any librdkafka setting, e.g. "security.protocol" = "SASL_SSL", "sasl.password" = "..."."""
 
     @field_validator("config")
     @classmethod
@@ -1084,19 +1125,19 @@ class KafkaSettings(_Section):
 
 
 class RecoverySettings(_Section):
-    # Folder of bytewax's recovery store; unset: no recovery (state starts empty).
     dir: Given | None = None
-    # How often state and input offsets are snapshotted (bytewax's epoch interval).
+    """Folder of bytewax's recovery store; unset: no recovery (state starts empty)."""
     snapshot_interval: Duration = parse_duration("10s")
-    # How long superseded snapshots are kept, for copying the store off the machine.
+    """How often state and input offsets are snapshotted (bytewax's epoch interval)."""
     backup_interval: Duration | None = None
+    """How long superseded snapshots are kept, for copying the store off the machine."""
 
 
 class MetricsSettings(_Section):
-    # Where /metrics, /healthz and /readyz are served. Loopback unless you say otherwise;
-    # process N of a multi-process run uses port + N. Port 0: no endpoint.
     host: Given = "127.0.0.1"
+    """Where /metrics, /healthz and /readyz are served: loopback unless you say otherwise."""
     port: int = Field(default=9464, ge=0, le=65535)
+    """The port; process N of a multi-process run uses port + N. 0: no endpoint."""
 
 
 def _upper(value: Any) -> Any:
@@ -1108,9 +1149,10 @@ def _lower(value: Any) -> Any:
 
 
 class LogSettings(_Section):
-    # In any case, as operators write them (VIGIL_LOG__LEVEL=debug, format = "JSON").
     level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = "INFO"
+    """DEBUG, INFO, WARNING or ERROR, in any case (VIGIL_LOG__LEVEL=debug)."""
     format: Annotated[Literal["plain", "json"], BeforeValidator(_lower)] = "plain"
+    """plain (for people) or json (one object a line, for log shippers)."""
 
 
 class Settings(_Section):
