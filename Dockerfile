@@ -30,10 +30,10 @@ RUN pip install --no-cache-dir --no-index --find-links /wheels -c /tmp/constrain
  && useradd --system --home /var/lib/vigil vigil \
  && mkdir -p /var/lib/vigil/recovery \
  && chown -R vigil /var/lib/vigil
-WORKDIR /opt/vigil
-COPY config ./config
-
+WORKDIR /var/lib/vigil
+# Settings and rules are not baked in: docker-compose.yml mounts them (--config, and
+# rules.paths); without them Vigil runs on its built-in defaults and bundled rules.
 USER vigil
 EXPOSE 9464
 ENTRYPOINT ["vigil"]
-CMD ["run", "--kafka", "kafka:9092", "--recovery-dir", "/var/lib/vigil/recovery", "--config", "/opt/vigil/config/vigil.toml"]
+CMD ["run", "--kafka", "kafka:9092", "--recovery-dir", "/var/lib/vigil/recovery"]

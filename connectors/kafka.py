@@ -34,6 +34,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclOperation,
     AdminClient,
+    NewTopic,
     OffsetSpec,
 )
 
@@ -197,11 +198,48 @@ def _refused(exc: KafkaException, config: Mapping[str, Any]) -> str:
     return said
 
 
+# How long every broker may refuse the connection before Vigil says so, rather than wait
+# out kafka.connect_timeout: a broker that is starting refuses for a moment too.
+REFUSED_FOR = 3.0
+
+
+def create_topics(
+    config: Mapping[str, Any],
+    topics: Sequence[str],
+    partitions: int,
+    replication: int,
+    timeout: float,
+) -> dict[str, bool]:
+    """Creates those of `topics` that do not exist, with `partitions` and `replication`
+    (-1: the broker's default); whether each was created (False: it existed)."""
+    bootstrap = config.get("bootstrap.servers", "?")
+    deadline = time.monotonic() + timeout
+    admin = _connected_admin(config, timeout, deadline)
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics],
+        request_timeout=max(1.0, deadline - time.monotonic()),
+    )
+    created: dict[str, bool] = {}
+    for topic, future in futures.items():
+        try:
+            future.result()
+            created[topic] = True
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                msg = f"Kafka at {bootstrap} did not create topic {topic}: {error.str()}"
+                raise KafkaUnavailable(msg) from None
+            created[topic] = False
+    return created
+
+
 def _connected_admin(config: Mapping[str, Any], timeout: float, deadline: float) -> AdminClient:
     """An admin client whose broker has answered a metadata request. A refused login fails
-    at once, where the request alone would only time out as a "transport failure"."""
+    at once, where the request alone would only time out as a "transport failure", and
+    brokers that all refuse the connection fail after REFUSED_FOR."""
     bootstrap = config.get("bootstrap.servers", "?")
     errors: list[KafkaError] = []
+    refused_since: float | None = None
     try:
         admin = AdminClient({**config, "error_cb": errors.append})  # type: ignore[dict-item]
     except KafkaException as exc:  # a misspelt property: a traceback, before
@@ -220,9 +258,19 @@ def _connected_admin(config: Mapping[str, Any], timeout: float, deadline: float)
                 "security.protocol and the sasl.* or ssl.* settings in kafka.config)"
             )
             raise KafkaUnavailable(msg)
-        if time.monotonic() >= deadline:
-            # The first error says why (connection refused, name not known); the later
-            # ones only that every broker is down.
+        now = time.monotonic()
+        refusing = [e for e in errors if "Connection refused" in e.str()]
+        if refusing and any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in errors):
+            refused_since = refused_since or now
+            if now - refused_since >= REFUSED_FOR:
+                msg = (
+                    f"cannot reach Kafka at {bootstrap}: the connection is refused (by every "
+                    f"broker, for {REFUSED_FOR:g} s; is Kafka running, and on that port?)"
+                )
+                raise KafkaUnavailable(msg)
+        if now >= deadline:
+            # The first error says why (name not known, say); the later ones only that
+            # every broker is down.
             cause = next((e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN), None)
             why = (cause or errors[-1]).str()
             raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap} within {timeout:g} s: {why}")

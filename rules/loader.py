@@ -58,9 +58,14 @@ def load_rules(
         problems += file_problems
         for rule, where in loaded:
             if rule.id in first_seen:
-                problems.append(
-                    f"{where}: rule '{rule.id}': id already used at {first_seen[rule.id]}"
-                )
+                said = f"{where}: rule '{rule.id}': id already used at {first_seen[rule.id]}"
+                if first_seen[rule.id].startswith(str(DEFAULT_RULES_DIR)):
+                    said += (
+                        " (a bundled rule: give yours another id, or set "
+                        "rules.replace_bundled = true and keep copies of the bundled rules "
+                        "you want)"
+                    )
+                problems.append(said)
                 continue
             first_seen[rule.id] = where
             rules.append(rule)
@@ -70,11 +75,21 @@ def load_rules(
 
 
 def configured_rules(settings: Settings, paths: Sequence[str | Path] | None = None) -> list[Rule]:
-    """The rules a run with these settings loads (`paths`, else `rules.paths`): checked
-    against its zones, the signals it declares and its catalogue's segments."""
+    """The rules a run with these settings loads (the bundled ones and `paths`, else
+    `rules.paths`): checked against its zones, the signals it declares and its
+    catalogue's segments."""
     kinds = signal_kinds(settings.signals.declared)
-    given = settings.rules.paths if paths is None else paths
+    given = configured_paths(settings, paths)
     return load_rules(given, settings.health.zones, kinds, settings.catalogue.full.segments)
+
+
+def configured_paths(settings: Settings, paths: Sequence[str | Path] | None = None) -> list[Path]:
+    """The rule paths a run loads: the bundled rules, unless rules.replace_bundled, then
+    `paths` (else rules.paths)."""
+    given = [Path(p) for p in (settings.rules.paths if paths is None else paths)]
+    if settings.rules.replace_bundled and given:
+        return given
+    return [DEFAULT_RULES_DIR, *given]
 
 
 def _load_file(

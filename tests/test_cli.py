@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -425,7 +426,9 @@ class TestErrors:
         assert refused in capsys.readouterr().err
         config.write_text(config.read_text() + "[health.zones]\norange = 50\nyellow = 70\n")
         assert main(["rules", "check", "--config", str(config)]) == 0
-        assert "1 rule OK in 1 file:\n  red-but-fine: when zone_change" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert " OK in 2 files:" in said  # the bundled rules, and this file's
+        assert "\n  red-but-fine: when zone_change" in said
 
     def test_rules_check_lists_the_rules_and_each_signals_fields(
         self, capsys: pytest.CaptureFixture[str]
@@ -503,7 +506,9 @@ def test_a_result_that_cannot_be_written_is_one_line_and_exit_code_1(tmp_path: P
                 env=quiet_env(),
                 timeout=120,
             )
-        _stopped_in_one_line(ran, "cannot write to stdout: No space left", command=args[0])
+        nested = args[0] in ("rules", "config", "recovery")  # said with its subcommand
+        command = " ".join(args[:2]) if nested else args[0]
+        _stopped_in_one_line(ran, "cannot write to stdout: No space left", command=command)
     kept = tmp_path / "kept.jsonl"
     capped = run_vigil(*simulate, "--output", str(kept), preexec_fn=_files_capped_at(5_000))
     _stopped_in_one_line(capped, f"--output: cannot write {kept}: File too", command="simulate")
@@ -1376,7 +1381,8 @@ def test_a_kafka_setting_the_client_refuses_is_one_line_before_anything_connects
     where = ["--config", str(settings)] if command[0] != "config" else [str(settings)]
     assert main([*command, *where]) == 2
     assert capsys.readouterr().err == (
-        f"vigil {command[0]}: error: kafka.config: the Kafka client refuses it: No such "
+        f"vigil {'config check' if command[0] == 'config' else command[0]}: error: "
+        "kafka.config: the Kafka client refuses it: No such "
         'configuration property: "sasl.pasword"\n'
     )
 
@@ -1411,3 +1417,52 @@ def test_a_simulated_stream_past_the_clock_is_warned_of(
     assert capsys.readouterr().err.startswith("vigil simulate: warning: the stream runs to ")
     assert main(["simulate", "--tenants", "2", "--days", "1", "--output", out]) == 0  # in 2026
     assert capsys.readouterr().err == ""
+
+
+def test_two_file_replays_at_once_each_serve_their_metrics_on_a_port_of_their_own(
+    tmp_path: Path,
+) -> None:
+    lines = [event("acme", "user.session", T0 + n * HOUR) for n in range(48)]
+    events = _write_events(tmp_path / "events.jsonl", lines)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}  # the defaults
+    runs = [
+        subprocess.Popen(
+            vigil_command("run", "--input", str(events), "--output", str(tmp_path / name)),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    said = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], said
+    ports = {port for _, err in said for port in re.findall(r"metrics=http://[\d.]+:(\d+)/", err)}
+    assert len(ports) == 2 and "9464" not in ports, said
+
+
+def test_a_kafka_run_serves_metrics_on_the_known_port_and_a_replay_on_a_free_one() -> None:
+    from vigil.app.cli import _metrics_port
+
+    assert _metrics_port(None, kafka_mode=True, process_id=1) == 9465
+    assert _metrics_port(None, kafka_mode=False, process_id=0) == 0  # the system picks
+    assert _metrics_port(9500, kafka_mode=False, process_id=2) == 9502
+    assert _metrics_port(0, kafka_mode=True, process_id=0) is None  # no endpoint
+
+
+def test_the_starting_line_names_the_settings_file_and_every_rule_file(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.yaml"
+    ours.write_text(
+        "rules:\n  - id: ours\n    when: {fact: zone_change, zone: red}\n    cooldown: 1d\n"
+        "    notification: {severity: fact, channel: c, title: t, body: b}\n"
+    )
+    config = tmp_path / "vigil.toml"
+    config.write_text(f"[rules]\npaths = [{str(ours)!r}]\n")
+    events = _write_events(tmp_path / "events.jsonl", [event("acme", "user.session", T0)])
+    ran = run_vigil(
+        "run", "--input", str(events), "--output", str(tmp_path / "o"), "--config", str(config)
+    )
+    assert ran.returncode == 0, ran.stderr
+    [starting] = [line for line in ran.stderr.splitlines() if " starting " in line]
+    assert f"settings={config}" in starting
+    assert f"rules=bundled/core.yaml,{ours}" in starting

@@ -4,6 +4,7 @@ with Vigil's defaults and with the docs (there is no Docker engine to run them h
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import subprocess
 import tomllib
@@ -16,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from vigil.config.settings import KafkaTopics, MetricsSettings
+from vigil.config.settings import METRICS_PORT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,25 +27,29 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def test_the_stack_has_kafka_topics_vigil_and_prometheus() -> None:
+SERVICES = {"kafka", "vigil", "prometheus", "alertmanager", "grafana"}
+
+
+def test_the_stack_has_kafka_vigil_prometheus_alertmanager_and_grafana() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka", "topics", "vigil", "prometheus"}
+    assert set(services) == SERVICES
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:4.1")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, single node
-    assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert (
-        services["vigil"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    )
+    assert services["vigil"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["vigil"]["build"] == "."
     assert (ROOT / "Dockerfile").read_text().count('ENTRYPOINT ["vigil"]') == 1
 
 
-def test_the_topics_created_are_vigils_defaults() -> None:
-    script = compose()["services"]["topics"]["command"][0]
-    created = re.search(r"for topic in ([^;]+);", script)
-    assert created is not None
-    assert created.group(1).split() == list(KafkaTopics().model_dump().values())
+def test_vigil_makes_its_topics_at_start() -> None:
+    from vigil.config.settings import load_settings
+
+    environment = compose()["services"]["vigil"]["environment"]
+    settings = load_settings(None, env={k: str(v) for k, v in environment.items()})
+    assert settings.kafka.create.at_start
+    assert (
+        compose()["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    )
 
 
 def test_vigil_runs_in_kafka_mode_with_its_recovery_store_on_a_volume() -> None:
@@ -58,16 +63,118 @@ def test_vigil_runs_in_kafka_mode_with_its_recovery_store_on_a_volume() -> None:
     )
 
 
+def test_settings_and_rules_are_mounted_not_baked_into_the_image() -> None:
+    from vigil.config.settings import load_settings
+
+    vigil = compose()["services"]["vigil"]
+    config = vigil["command"][vigil["command"].index("--config") + 1]
+    assert f"./config/vigil.toml:{config}:ro" in vigil["volumes"]
+    environment = {k: str(v) for k, v in vigil["environment"].items()}
+    loaded = load_settings(None, env=environment).rules
+    [rules] = loaded.paths
+    assert f"./rules/default:{rules}:ro" in vigil["volumes"] and loaded.replace_bundled
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY config" not in dockerfile and "--config" not in dockerfile.split("CMD")[-1]
+
+
+def test_every_file_the_stack_mounts_is_in_the_repository() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), (name, source)
+
+
+def test_kafka_vigil_prometheus_alertmanager_and_grafana_keep_their_data_on_volumes() -> None:
+    stack = compose()
+    services = stack["services"]
+    where = {
+        "kafka": services["kafka"]["environment"]["KAFKA_LOG_DIRS"],
+        "prometheus": "/prometheus",
+        "alertmanager": "/alertmanager",
+        "grafana": "/var/lib/grafana",
+        "vigil": "/var/lib/vigil/recovery",
+    }
+    for name, path in where.items():
+        named = [v.split(":")[0] for v in services[name]["volumes"] if v.endswith(f":{path}")]
+        assert named and named[0] in stack["volumes"], (name, path)
+
+
 def test_prometheus_scrapes_vigils_metrics_port() -> None:
     vigil = compose()["services"]["vigil"]
     port = int(vigil["environment"]["VIGIL_METRICS__PORT"])
-    assert port == MetricsSettings().port
+    assert port == METRICS_PORT
     assert f"127.0.0.1:{port}:{port}" in vigil["ports"]
     prometheus = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
     targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == [f"vigil:{port}"]
     mounted = compose()["services"]["prometheus"]["volumes"][0]
     assert mounted.startswith("./config/prometheus.yml:")
+
+
+def test_prometheus_sends_its_alerts_to_alertmanager() -> None:
+    prometheus = yaml.safe_load((ROOT / "config" / "prometheus.yml").read_text())
+    [target] = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert target == "alertmanager:9093"
+    manager = compose()["services"]["alertmanager"]
+    assert "./config/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in manager["volumes"]
+    config = yaml.safe_load((ROOT / "config" / "alertmanager.yml").read_text())
+    receivers = {receiver["name"] for receiver in config["receivers"]}
+    routes = [config["route"], *config["route"].get("routes", [])]
+    assert all(route["receiver"] in receivers for route in routes)
+
+
+def _dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(
+        (ROOT / "config" / "grafana" / "dashboards" / "vigil.json").read_text()
+    )
+    return loaded
+
+
+def test_grafana_provisions_the_dashboard_and_its_prometheus() -> None:
+    grafana = compose()["services"]["grafana"]
+    provisioning = ROOT / "config" / "grafana" / "provisioning"
+    assert "./config/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "vigil.yml").read_text())[
+        "providers"
+    ]
+    folder = provider["options"]["path"]
+    assert f"./config/grafana/dashboards:{folder}:ro" in grafana["volumes"]
+    for panel in _dashboard()["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == source["uid"], panel["title"]
+
+
+def test_the_dashboard_asks_only_for_what_vigil_serves_and_shows_what_operators_watch() -> None:
+    import promql_parser as promql
+
+    served = _served_metrics()
+    shown: set[str] = set()
+    for panel in _dashboard()["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expression = promql.parse(target["expr"])  # ValueError on a syntax error
+            selectors = list(_selectors(expression))
+            assert selectors, panel["title"]
+            for selector in selectors:
+                assert selector.name in served, (panel["title"], selector.name)
+                used = {matcher.name for matcher in selector.matchers.matchers}
+                assert used <= served[selector.name], (panel["title"], used)
+                shown.add(selector.name)
+    watched = {
+        "vigil_events_total",  # throughput
+        "vigil_kafka_consumer_lag_messages",
+        "vigil_event_time_lag_seconds",
+        "vigil_dead_letters_total",
+        "vigil_tenants_by_zone",
+        "vigil_signals_total",
+        "vigil_actions_total",
+    }
+    assert watched <= shown, watched - shown
 
 
 def test_vigils_healthcheck_asks_its_own_health_endpoint() -> None:
@@ -84,25 +191,28 @@ def test_host_ports_are_loopback_only() -> None:
 
 
 def test_the_docs_give_the_same_commands_and_addresses() -> None:
-    readme = (ROOT / "docs" / "operations" / "kafka.md").read_text()
-    section = readme
-    assert "docker compose up -d --build" in section
+    page = (ROOT / "docs" / "operations" / "docker.md").read_text()
+    assert "docker compose up -d --build" in page
     host_listener = compose()["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     host_bootstrap = re.search(r"HOST://([\w.]+:\d+)", host_listener)
-    assert host_bootstrap is not None and f"--kafka {host_bootstrap.group(1)}" in section
-    for topic in KafkaTopics().model_dump().values():
-        assert topic in readme
-    assert (
-        "http://localhost:9090" in section
-        and f"localhost:{MetricsSettings().port}/metrics" in section
-    )
+    assert host_bootstrap is not None and f"--kafka {host_bootstrap.group(1)}" in page
+    for service in compose()["services"].values():
+        for mapping in service.get("ports", []):
+            port = mapping.split(":")[1]
+            if port != "29092":
+                assert f"localhost:{port}" in page, mapping
+    # The steps run vigil inside the image: no toolchain on the host, no port clash.
+    steps = re.findall(r"(?m)^docker compose .*$", page)
+    assert any("exec vigil" in step and "vigil produce" in step for step in steps), steps
+    assert any("exec vigil vigil tail cs.tasks" in step for step in steps), steps
 
 
 def test_the_options_the_shipped_files_name_are_vigils() -> None:
     # The Prometheus config named a --metrics-port that vigil run never had.
     named = {
         (path.name, option)
-        for path in sorted((ROOT / "config").iterdir())
+        for path in sorted((ROOT / "config").rglob("*"))
+        if path.is_file()
         for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", path.read_text())
     }
     named |= {("docker-compose.yml", arg) for arg in compose()["services"]["vigil"]["command"]}

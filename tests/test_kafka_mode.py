@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import re
 import signal
+import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from kafka_helpers import (
 )
 from support import ROOT, T0, committed_epoch, event, scenario_problems, scrape, vigil_command
 
+from vigil.connectors.kafka import check_topics
 from vigil.intake.simulate import FleetPlan, generate
 
 pytestmark = pytest.mark.kafka
@@ -307,22 +310,34 @@ def test_two_processes_on_three_partitions_match_one(
     assert got_one["signals"] and got_one["tasks"]
 
 
-def test_an_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
+def test_a_refused_connection_is_a_clear_error_within_seconds() -> None:
     started = time.monotonic()
-    done = run_vigil(
-        "run",
-        "--kafka",
-        "127.0.0.1:9",
-        env=vigil_env({}, VIGIL_KAFKA__CONNECT_TIMEOUT="3s"),
-        timeout=60,
-    )
-    assert time.monotonic() - started < 20
+    done = run_vigil("run", "--kafka", "127.0.0.1:9", env=vigil_env({}), timeout=60)
+    # Within a few seconds, not kafka.connect_timeout (30 s): every broker refuses.
+    assert time.monotonic() - started < 15
     assert done.returncode == 2
-    assert "cannot reach Kafka at 127.0.0.1:9 within 3 s" in done.stderr
+    assert "cannot reach Kafka at 127.0.0.1:9: the connection is refused" in done.stderr
     assert "Connection refused" in done.stderr  # why, not only "transport failure"
     assert "Traceback" not in done.stderr
     # The client retries about 20 times a second, each time saying so: said once now.
     assert done.stderr.count("Connect to ipv4#127.0.0.1:9 failed") == 1, done.stderr
+
+
+def test_a_broker_that_never_answers_is_a_clear_error_within_the_timeout() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = run_vigil(
+            "run",
+            "--kafka",
+            f"127.0.0.1:{port}",
+            env=vigil_env({}, VIGIL_KAFKA__CONNECT_TIMEOUT="3s"),
+            timeout=60,
+        )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 2
+    assert f"cannot reach Kafka at 127.0.0.1:{port} within 3 s" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_refused_delivery_fails_the_run(kafka_bootstrap: str) -> None:
@@ -802,3 +817,32 @@ def test_input_the_topic_deletes_while_vigil_is_running_is_reported_not_skipped_
     [lost] = [r for r in logged if r["event"].startswith("input deleted by the topic's retention")]
     assert (lost["level"], lost["offsets"], lost["messages"]) == ("error", "20-39", 20), said
     assert "events processed  40 " in said, said  # 0-19 and 40-59, the rest are gone
+
+
+def _fresh_names() -> dict[str, str]:
+    run = uuid.uuid4().hex[:10]
+    return {name: f"test.{run}.{name}" for name in ("input", *OUTPUTS)}
+
+
+def test_topics_create_makes_the_missing_topics_as_the_settings_say(kafka_bootstrap: str) -> None:
+    topics = _fresh_names()
+    env = vigil_env(topics, VIGIL_KAFKA__CREATE__PARTITIONS="2")
+    first = run_vigil("topics", "create", "--kafka", kafka_bootstrap, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count(" created") == 6, first.stdout
+    again = run_vigil("topics", "create", "--kafka", kafka_bootstrap, env=env)
+    assert again.returncode == 0 and again.stdout.count(" exists") == 6, again.stdout
+    config = {"bootstrap.servers": kafka_bootstrap}
+    assert set(check_topics(config, 30, read=list(topics.values())).values()) == {2}
+
+
+def test_a_run_creates_the_missing_topics_at_start_when_asked(kafka_bootstrap: str) -> None:
+    topics = _fresh_names()
+    refused = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(topics))
+    assert refused.returncode == 2 and "topics missing" in refused.stderr
+    env = vigil_env(topics, VIGIL_KAFKA__CREATE__AT_START="true")
+    done = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "created topics" in done.stderr
+    config = {"bootstrap.servers": kafka_bootstrap}
+    assert set(check_topics(config, 30, read=list(topics.values())).values()) == {3}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vigil.base.errors import RuleError
-from vigil.config.settings import ZoneSettings
+from vigil.config.settings import Settings, ZoneSettings, load_settings
 from vigil.rules.loader import load_rules
 from vigil.rules.model import zone_scores
 from vigil.rules.templates import placeholders, render
@@ -373,3 +373,35 @@ class TestTemplates:
 
     def test_rendering_never_evaluates(self) -> None:
         assert render("{__class__}", {"x": 1}) == "n/a"
+
+
+class TestRulesOfTheSettings:
+    """`rules.paths` adds to the bundled rules: a team that adds one file keeps the
+    default plays; `replace_bundled` runs its files alone."""
+
+    @staticmethod
+    def settings(tmp_path: Path, **rules: object) -> Settings:
+        (tmp_path / "ours.yaml").write_text(GOOD)
+        given = {"paths": [str(tmp_path / "ours.yaml")], **rules}
+        return load_settings(None, env={}, overrides={"rules": given})
+
+    def test_a_file_of_ones_own_adds_to_the_bundled_rules(self, tmp_path: Path) -> None:
+        from vigil.rules.loader import configured_rules
+
+        ids = {rule.id for rule in configured_rules(self.settings(tmp_path))}
+        bundled = {rule.id for rule in load_rules()}
+        assert "onboarding-stalled" in bundled and ids == bundled | {"ent-red"}
+
+    def test_replace_bundled_loads_ones_own_alone(self, tmp_path: Path) -> None:
+        from vigil.rules.loader import configured_rules
+
+        alone = self.settings(tmp_path, replace_bundled=True)
+        assert [rule.id for rule in configured_rules(alone)] == ["ent-red"]
+
+    def test_a_rule_cannot_take_a_bundled_rules_id(self, tmp_path: Path) -> None:
+        from vigil.rules.loader import configured_rules
+
+        settings = self.settings(tmp_path)
+        (tmp_path / "ours.yaml").write_text(GOOD.replace("ent-red", "onboarding-stalled"))
+        with pytest.raises(RuleError, match="a bundled rule: give yours another id"):
+            configured_rules(settings)

@@ -83,7 +83,7 @@ def test_the_start_line_never_shows_a_secret() -> None:
         "VIGIL_KAFKA__CONFIG__SASL_OAUTHBEARER_CONFIG": "scope=x secret=hunter3",
     }
     settings = load_settings(None, env=env)
-    info = _start_info(argparse.Namespace(workers=1), settings, True, None)
+    info = _start_info(argparse.Namespace(workers=1, config=None), settings, True, None)
     assert info["kafka_config"] == {"sasl.password": "***", "sasl.oauthbearer.config": "***"}
     assert "hunter" not in orjson.dumps(info).decode()
 

@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         type=_given,
-        help="rule files or folders (default: the settings' rules.paths, else the bundled rules)",
+        help="rule files or folders, checked with the bundled rules as vigil run loads them "
+        "(default: the settings' rules.paths)",
     )
     check.add_argument(
         "--config",
@@ -166,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="settings: rules.paths and the zone cut-offs rules are checked against",
     )
+
+    topics = commands.add_parser("topics", help="Kafka topics")
+    topics_commands = topics.add_subparsers(
+        dest="topics_command", required=True, parser_class=_Parser
+    )
+    create = topics_commands.add_parser(
+        "create", help="create the input and output topics that are missing (kafka.create)"
+    )
+    create.add_argument("--kafka", type=_given, metavar="BOOTSTRAP", help="Kafka bootstrap servers")
+    create.add_argument("--config", type=_path, metavar="FILE", help="settings file (TOML)")
 
     config = commands.add_parser("config", help="settings files")
     config_commands = config.add_subparsers(
@@ -298,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recovery": _recovery_init,
         "rules": _rules_check,
         "config": _config_check,
+        "topics": _topics_create,
     }
     try:
         with StopSignal():  # SIGTERM stops a command as Ctrl-C does (`vigil run`: see _run)
@@ -306,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if json_configured():  # `vigil run` with log.format = "json", settings read
             log.error("failed", extra={"error": str(exc)})
         else:
-            print(escaped(f"vigil {args.command}: error: {exc}", keep="\n"), file=sys.stderr)
+            said = f"vigil {_command_words(args)}: error: {exc}"
+            print(escaped(said, keep="\n"), file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
         return exc.exit_code
@@ -314,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0  # e.g. `vigil simulate | head`
+
+
+def _command_words(args: argparse.Namespace) -> str:
+    """The command as typed: "run", "topics create"."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 def _kafka_mode(args: argparse.Namespace, bootstrap: str | None) -> bool:
@@ -392,8 +411,8 @@ def _run(args: argparse.Namespace) -> int:
         # too: no process writes before all have connected, and each empties first.
         sink.start_empty()
     server = None
-    if settings.metrics.port:
-        port = settings.metrics.port + args.process_id
+    port = _metrics_port(settings.metrics.port, kafka_mode, args.process_id)
+    if port is not None:
         server = StatusServer(metrics, readiness, settings.metrics.host, port)
     log.info("starting", extra=_start_info(args, settings, kafka_mode, server))
     progress = _progress(args, metrics, source, kafka_mode)
@@ -438,6 +457,17 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(args, metrics, time.perf_counter() - started, kafka_mode)
     return stop.exit_code or 0
+
+
+def _metrics_port(configured: int | None, kafka_mode: bool, process_id: int) -> int | None:
+    """The port to serve metrics on; 0 binds a free one; None: no endpoint. A file replay
+    is a batch job: two side by side must not fight over one port, and Prometheus scrapes
+    long-running processes, so it takes whatever port is free unless one is configured."""
+    from vigil.config.settings import METRICS_PORT
+
+    if configured is None:
+        return METRICS_PORT + process_id if kafka_mode else 0
+    return configured + process_id if configured else None
 
 
 def _check_stored_input(store: Path, source: Any, settings: Any, kafka_mode: bool) -> None:
@@ -543,7 +573,18 @@ def _prepare_recovery(settings: Any, prepare: Any) -> bool:
 def _start_info(
     args: argparse.Namespace, settings: Any, kafka_mode: bool, server: Any
 ) -> dict[str, Any]:
-    info: dict[str, Any] = {"mode": "kafka" if kafka_mode else "file", "workers": args.workers}
+    from vigil.rules.loader import DEFAULT_RULES_DIR, configured_paths, rule_files
+
+    files = rule_files(configured_paths(settings))
+    info: dict[str, Any] = {
+        "mode": "kafka" if kafka_mode else "file",
+        "workers": args.workers,
+        "settings": str(args.config or "built-in defaults"),
+        "rules": ",".join(
+            f"bundled/{path.name}" if path.parent == DEFAULT_RULES_DIR else str(path)
+            for path in files
+        ),
+    }
     if kafka_mode:
         info.update(
             bootstrap=settings.kafka.bootstrap,
@@ -612,11 +653,20 @@ def _utf8(path: str) -> None:
 
 
 def _kafka_io(settings: Any, metrics: Any, readiness: Any) -> tuple[Any, Any]:
-    from vigil.connectors.kafka import KafkaEventSource, KafkaOutputSink, check_topics
+    from vigil.connectors.kafka import (
+        KafkaEventSource,
+        KafkaOutputSink,
+        check_topics,
+        create_topics,
+    )
 
     kafka = settings.kafka
     config = kafka.client_config()
     topics = kafka.topics
+    if kafka.create.at_start:
+        made = [topic for topic, new in _create_topics(settings, create_topics).items() if new]
+        if made:
+            log.info("created topics", extra={"topics": ",".join(made)})
     partitions = check_topics(
         config,
         kafka.connect_timeout / 1000,
@@ -777,6 +827,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     from vigil.base.timeutil import MS_PER_DAY, parse_rfc3339
     from vigil.intake.simulate import DEFAULT_START, FleetPlan, generate
+    from vigil.ops.progress import bar, logs_above
 
     try:
         start = parse_rfc3339(DEFAULT_START if args.start is None else args.start)
@@ -787,10 +838,13 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--start and --days: {exc}") from exc
     _future_warning(start + args.days * MS_PER_DAY)
-    lines, scenarios = generate(plan)
+    days = bar(sys.stderr, total=args.days, unit="day") if sys.stderr.isatty() else None
+    lines, scenarios = generate(plan, on_day=None if days is None else days.update)
     if args.limit is not None:
         lines = islice(lines, args.limit)
     with ExitStack() as files:
+        if days is not None:
+            files.enter_context(logs_above(days))
         # Both files are opened before the first line, so a bad path costs no generating.
         out, out_said = sys.stdout.buffer, "cannot write to stdout"
         if args.output != "-":
@@ -881,6 +935,28 @@ def _kafka_settings(command: str, args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _topics_create(args: argparse.Namespace) -> int:
+    from vigil.connectors.kafka import create_topics
+
+    settings = _kafka_settings("topics create", args)
+    created = _create_topics(settings, create_topics)
+    for topic, made in created.items():
+        _say(f"{topic:<24} {'created' if made else 'exists'}")
+    return 0
+
+
+def _create_topics(settings: Settings, create: Callable[..., dict[str, bool]]) -> dict[str, bool]:
+    """The input and output topics that are missing, created as kafka.create says."""
+    kafka = settings.kafka
+    return create(
+        kafka.client_config(),
+        [kafka.topics.input, *kafka.topics.outputs().values()],
+        kafka.create.partitions,
+        kafka.create.replication,
+        kafka.connect_timeout / 1000,
+    )
+
+
 def _produce(args: argparse.Namespace) -> int:
     from vigil.connectors.kafka_tools import ProduceInterrupted, produce_file
 
@@ -938,14 +1014,14 @@ def _recovery_init(args: argparse.Namespace) -> int:
 def _rules_check(args: argparse.Namespace) -> int:
     from vigil.base.words import counted
     from vigil.rules.facts import FACT_KINDS, SIGNAL, fact_fields
-    from vigil.rules.loader import configured_rules, describe_rules, rule_files
+    from vigil.rules.loader import configured_paths, configured_rules, describe_rules, rule_files
     from vigil.rules.signals import signal_kinds
 
     settings = _settings("rules", args.config)  # the rules are checked as `vigil run` does
     paths = args.paths or settings.rules.paths
     rules = configured_rules(settings, paths)
     kinds = signal_kinds(settings.signals.declared)
-    files = rule_files(paths)
+    files = rule_files(configured_paths(settings, paths))
     _say(f"{counted(len(rules), 'rule')} OK in {counted(len(files), 'file')}:")
     for line in describe_rules(rules):
         _say(f"  {line}")

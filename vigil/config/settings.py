@@ -999,7 +999,12 @@ class HealthSettings(_Section):
 
 class RulesSettings(_Section):
     paths: tuple[Given, ...] = ()
-    """Empty means the rule files bundled with Vigil (rules/default/)."""
+    """Rule files, or folders of them, loaded besides the bundled rules (rules/default/)."""
+    replace_bundled: bool = False
+    """Load only `paths`, not the bundled rules. Off by default: a team that adds a file of
+    its own keeps the default plays (a stalled onboarding's task, say) and those a later
+    Vigil adds; a rule of its own cannot take a bundled rule's id.
+    """
 
 
 def topic_name(name: str) -> str:
@@ -1084,10 +1089,32 @@ VIGIL_SETS = {
 }
 
 
+class TopicCreation(_Section):
+    """How `vigil topics create` makes the input and output topics, and whether `vigil run`
+    makes the missing ones before it starts."""
+
+    partitions: int = Field(default=3, ge=1, le=10_000)
+    """Partitions of each topic. The input's bound how many processes share the reading."""
+    replication: int = Field(default=-1, ge=-1, le=32)
+    """Copies of each partition; -1: the broker's default.replication.factor."""
+    at_start: bool = False
+    """`vigil run` creates the topics that are missing before it reads."""
+
+    @field_validator("replication")
+    @classmethod
+    def _not_zero(cls, replication: int) -> int:
+        if replication == 0:
+            raise ValueError(
+                "a topic needs at least one copy: 1 or more, or -1 for the broker's default"
+            )
+        return replication
+
+
 class KafkaSettings(_Section):
     bootstrap: Bootstrap | None = None
     """The brokers, host:port, comma-separated (--kafka gives them too)."""
     topics: KafkaTopics = KafkaTopics()
+    create: TopicCreation = TopicCreation()
     connect_timeout: Duration = parse_duration("30s")
     """Give up when the broker does not answer within this (start-up, metadata)."""
     delivery_timeout: Duration = parse_duration("120s")
@@ -1133,11 +1160,17 @@ class RecoverySettings(_Section):
     """How long superseded snapshots are kept, for copying the store off the machine."""
 
 
+METRICS_PORT = 9464  # a Kafka-mode run's metrics.port unless set
+
+
 class MetricsSettings(_Section):
     host: Given = "127.0.0.1"
     """Where /metrics, /healthz and /readyz are served: loopback unless you say otherwise."""
-    port: int = Field(default=9464, ge=0, le=65535)
-    """The port; process N of a multi-process run uses port + N. 0: no endpoint."""
+    port: int | None = Field(default=None, ge=0, le=65535)
+    """The port; process N of a multi-process run uses port + N. Unset: 9464 in Kafka mode,
+    and in file mode a free port the system picks (the `starting` line says which), so
+    that replays side by side do not clash. 0: no endpoint.
+    """
 
 
 def _upper(value: Any) -> Any:

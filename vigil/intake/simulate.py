@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,14 +141,22 @@ def manifest(fleet: list[_Tenant]) -> dict[str, dict[str, str]]:
     return {t.tenant_id: {"scenario": t.scenario, "segment": t.segment} for t in fleet}
 
 
-def generate(plan: FleetPlan) -> tuple[Iterator[bytes], dict[str, dict[str, str]]]:
-    """The stream's lines in arrival order, and the manifest of scenarios."""
+def generate(
+    plan: FleetPlan, on_day: Callable[[], object] | None = None
+) -> tuple[Iterator[bytes], dict[str, dict[str, str]]]:
+    """The stream's lines in arrival order, and the manifest of scenarios; `on_day` is
+    called as each day's lines are all given (for a progress bar)."""
     rng = random.Random(plan.seed)
     fleet = build_fleet(plan, rng)
-    return _lines(plan, fleet, rng), manifest(fleet)
+    return _lines(plan, fleet, rng, on_day), manifest(fleet)
 
 
-def _lines(plan: FleetPlan, fleet: list[_Tenant], rng: random.Random) -> Iterator[bytes]:
+def _lines(
+    plan: FleetPlan,
+    fleet: list[_Tenant],
+    rng: random.Random,
+    on_day: Callable[[], object] | None = None,
+) -> Iterator[bytes]:
     starts = scenario_days(plan)
     arrivals: list[tuple[int, int, bytes]] = []  # (arrival time, sequence, line)
     sequence = 0
@@ -162,6 +170,8 @@ def _lines(plan: FleetPlan, fleet: list[_Tenant], rng: random.Random) -> Iterato
         # Events of later days arrive after this day ends, so these are final.
         while arrivals and arrivals[0][0] < day_start + MS_PER_DAY:
             yield heapq.heappop(arrivals)[2]
+        if on_day is not None:
+            on_day()
     while arrivals:
         yield heapq.heappop(arrivals)[2]
 
