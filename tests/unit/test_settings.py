@@ -16,7 +16,6 @@ from vigil.config.settings import (
     DeclaredComponent,
     DeclaredSignal,
     Settings,
-    env_overrides,
     load_settings,
     unread_env,
 )
@@ -65,11 +64,9 @@ class TestOverrides:
         assert settings.input.allowed_lateness == 30 * 60 * 1000
         assert settings.health.zones.green == 85.0
 
-    def test_env_values_are_typed_like_toml(self) -> None:
-        assert env_overrides({"VIGIL_RULES__PATHS": '["a", "b"]', "VIGIL_ENGINE__SHARDS": "8"}) == {
-            "rules": {"paths": ["a", "b"]},
-            "engine": {"shards": 8},
-        }
+    def test_an_unknown_section_in_the_environment_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match="VIGIL_HEALT__ZONES__GREEN: not a setting"):
+            load_settings(None, env={"VIGIL_HEALT__ZONES__GREEN": "85"})
 
     def test_text_settings_take_the_variable_as_written(self) -> None:
         # Read as TOML literals, a topic named 2026 was a number (refused), a password
@@ -452,7 +449,7 @@ class TestSecrets:
         [
             # Two underscores where librdkafka's dot goes: a nested key, not sasl.password.
             {"VIGIL_KAFKA__CONFIG__SASL__PASSWORD": "hunter2"},
-            {"VIGIL_KAFKA__CONFIG": '{"sasl.password": "hunter2"}'},
+            {"VIGIL_KAFKA__CONFIG": '{"sasl.password": ["hunter2"]}'},
             {"VIGIL_KAFKA__CONFIG__SASL__OAUTHBEARER__CONFIG": "hunter2"},
         ],
     )
@@ -460,6 +457,11 @@ class TestSecrets:
         with pytest.raises(ConfigError) as caught:
             load_settings(None, env=env)
         assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
+
+    def test_a_table_of_settings_from_the_environment_is_json(self) -> None:
+        env = {"VIGIL_KAFKA__CONFIG": '{"sasl.password": "hunter2", "client.id": "cs"}'}
+        config = load_settings(None, env=env).kafka.config
+        assert config == {"sasl.password": "hunter2", "client.id": "cs"}
 
     @pytest.mark.parametrize("key", ["ssl.key.password", "sasl.oauthbearer.config"])
     def test_config_check_never_prints_a_secret(
@@ -535,3 +537,20 @@ def test_log_level_and_format_are_taken_in_any_case() -> None:
     env = {"VIGIL_LOG__LEVEL": "debug", "VIGIL_LOG__FORMAT": "JSON"}
     log = load_settings(None, env=env).log
     assert (log.level, log.format) == ("DEBUG", "json")
+
+
+class TestSecretFiles:
+    """VIGIL_SECRETS_DIR: a file per setting, named as its variable, as Kubernetes mounts
+    a secret's keys; the environment wins over a file."""
+
+    def test_a_setting_is_read_from_its_file(self, tmp_path: Path) -> None:
+        (tmp_path / "VIGIL_KAFKA__CONFIG__SASL_PASSWORD").write_text("hunter2")
+        (tmp_path / "VIGIL_ENGINE__SHARDS").write_text("8")
+        env = {"VIGIL_SECRETS_DIR": str(tmp_path), "VIGIL_ENGINE__SHARDS": "16"}
+        settings = load_settings(None, env=env)
+        assert settings.kafka.config == {"sasl.password": "hunter2"}
+        assert settings.engine.shards == 16
+
+    def test_a_missing_folder_is_one_line(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="does not exist"):
+            load_settings(None, env={"VIGIL_SECRETS_DIR": str(tmp_path / "nope")})

@@ -11,9 +11,10 @@ import math
 import os
 import re
 import string
+import threading
 import tomllib
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -29,6 +30,15 @@ from pydantic import (
     field_serializer,
     field_validator,
     model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
 )
 
 from vigil.base.errors import ConfigError
@@ -1447,26 +1457,127 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from a TOML file, `VIGIL_` environment overrides and then
-    command-line `overrides` (a nested dict, like the file's tables)."""
-    raw: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        raw = _read_toml(path)
-    cli = overrides
-    overrides = env_overrides(os.environ if env is None else env)
-    if overrides:
+    """Build the settings from a TOML file, `VIGIL_` environment overrides (and secret
+    files) and then command-line `overrides` (a nested dict, like the file's tables)."""
+    env = os.environ if env is None else env
+    where = str(path) if path is not None else "defaults"
+    if any(name.startswith(ENV_PREFIX) and "__" in name for name in env):
         where = f"{where} + environment"
-    _merge(raw, overrides)
-    if cli:
+    if overrides:
         where = f"{where} + command line"
-        _merge(raw, cli)
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith(ENV_PREFIX)
+        and "__" in name
+        and name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]}: not a setting (no such section)")
+    file_values = _read_toml(path) if path is not None else {}
     try:
-        return Settings.model_validate(raw)
+        loaded = _FromSources(_file=file_values, _env=env, **(overrides or {}))
     except ValidationError as exc:
         msg = f"{where}: {describe_validation_error(exc)}"
         raise ConfigError(msg) from exc
+    except SettingsError as exc:  # a variable or a secret file that cannot be read
+        raise ConfigError(f"{where}: {exc}") from exc
+    # Settings as any other code makes them (checked already: nothing is validated again).
+    fields = {name: getattr(loaded, name) for name in Settings.model_fields}
+    return Settings.model_construct(loaded.model_fields_set, **fields)
+
+
+class _FromSources(BaseSettings, Settings):
+    """The settings as a run reads them, by pydantic-settings: the command line's
+    overrides over the environment (`VIGIL_SECTION__KEY`, two underscores between parts;
+    a setting may also be a file of that name in `VIGIL_SECRETS_DIR`) over the settings
+    file. A list or a table from the environment is JSON; a number or a boolean as in the
+    file; a text setting (a topic, a password) is taken as written."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    def __init__(self, _file: Mapping[str, Any], _env: Mapping[str, str], **given: Any) -> None:
+        _SOURCES.file, _SOURCES.env = _file, _env
+        try:
+            super().__init__(**given)
+        finally:
+            _SOURCES.file, _SOURCES.env = {}, {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets = _SOURCES.env.get(f"{ENV_PREFIX}SECRETS_DIR")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _Environment(settings_cls)]
+        if secrets:
+            sources.append(
+                _Secrets(
+                    file_secret_settings,
+                    secrets_dir=secrets,
+                    secrets_dir_missing="error",
+                    secrets_prefix=ENV_PREFIX,
+                    secrets_nested_delimiter="__",
+                    case_sensitive=False,
+                )
+            )
+        sources.append(InitSettingsSource(settings_cls, init_kwargs=dict(_SOURCES.file)))
+        return tuple(sources)
+
+
+class _Sources(threading.local):
+    """What the settings being built are read from (pydantic-settings asks the class for
+    its sources, not the instance)."""
+
+    file: Mapping[str, Any] = {}
+    env: Mapping[str, str] = {}
+
+
+_SOURCES = _Sources()
+
+
+def _dotted_kafka_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A librdkafka key's underscores, from a variable's or a file's name, are its dots
+    (`VIGIL_KAFKA__CONFIG__SASL_PASSWORD` sets `sasl.password`)."""
+    kafka = values.get("kafka")
+    if isinstance(kafka, dict) and isinstance(kafka.get("config"), dict):
+        kafka["config"] = {key.replace("_", "."): v for key, v in kafka["config"].items()}
+    return values
+
+
+class _Environment(EnvSettingsSource):
+    """The environment given to load_settings: its `VIGIL_SECTION__KEY` variables. One
+    without `__` is no setting's (`VIGIL_INPUT` of the Bytewax entry point, Kubernetes'
+    `VIGIL_SERVICE_HOST`), and is left alone."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name.lower(): value
+            for name, value in _SOURCES.env.items()
+            if name.startswith(ENV_PREFIX) and "__" in name
+        }
+
+    def __call__(self) -> dict[str, Any]:
+        return _dotted_kafka_keys(super().__call__())
+
+
+class _Secrets(NestedSecretsSettingsSource):
+    """The files of VIGIL_SECRETS_DIR, one per setting, named as its variable (as
+    Kubernetes mounts a secret's keys)."""
+
+    def __call__(self) -> dict[str, Any]:
+        return _dotted_kafka_keys(super().__call__())
 
 
 # Settings and rule files are a few KB: past this, the path names another file (an
@@ -1501,42 +1612,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(msg) from exc
 
 
-def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """`VIGIL_HEALTH__ZONES__GREEN=85` becomes {"health": {"zones": {"green": 85}}}."""
-    tree: dict[str, Any] = {}
-    for name, text in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        keys = name[len(ENV_PREFIX) :].lower().split("__")
-        if keys[:2] == ["kafka", "config"] and len(keys) == 3:
-            keys[2] = keys[2].replace(
-                "_", "."
-            )  # librdkafka keys: VIGIL_KAFKA__CONFIG__SASL_PASSWORD
-        node = tree
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = text if _takes_text(keys) else _env_value(text)
-    return tree
-
-
-def _takes_text(keys: list[str]) -> bool:
-    """Whether the setting at `keys` is text: a topic, a folder, an address, a librdkafka
-    value. Its variable is taken as written, not as a TOML literal, which would make a
-    topic named 2026 a number and a password 0x1F the number 31."""
-    section: type[BaseModel] = Settings
-    for depth, key in enumerate(keys):
-        field = section.model_fields.get(key)
-        if field is None:
-            return False  # not a setting: the validation says so
-        if section is KafkaSettings and key == "config":
-            return depth == len(keys) - 2  # kafka.config.<librdkafka key>
-        inner = _section_of(field.annotation)
-        if inner is None:
-            return depth == len(keys) - 1 and _is_text(field.annotation)
-        section = inner
-    return False
-
-
 def _section_of(annotation: Any) -> type[BaseModel] | None:
     """The section a field holds, if it holds one: of an engine component's, its own
     settings' (the first of the forms it may take)."""
@@ -1547,17 +1622,6 @@ def _section_of(annotation: Any) -> type[BaseModel] | None:
     if get_origin(annotation) in (Union, UnionType):
         return next(filter(None, map(_section_of, get_args(annotation))), None)
     return None
-
-
-def _is_text(annotation: Any) -> bool:
-    """str, or an optional or annotated str (`Given | None`)."""
-    if annotation is str:
-        return True
-    if get_origin(annotation) is Annotated:
-        return _is_text(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, UnionType):
-        return all(_is_text(arg) for arg in get_args(annotation) if arg is not type(None))
-    return False
 
 
 # VIGIL_METRICS_PORT for VIGIL_METRICS__PORT would leave the default in force unsaid.
@@ -1599,24 +1663,6 @@ def _setting_path(words: list[str], section: type[BaseModel]) -> list[str] | Non
         elif not rest:
             return [key]
     return None
-
-
-def _env_value(text: str) -> Any:
-    # A TOML literal when it is one (numbers, booleans, arrays), else the plain string.
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-    # A time is read from its text by the settings themselves (RFC 3339, offset required).
-    return text if isinstance(value, date | time) else value
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def describe_validation_error(exc: ValidationError) -> str:
