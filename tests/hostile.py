@@ -81,6 +81,7 @@ PLAUSIBLE_ATTRS: dict[str, Any] = {
     "renewal_date": "2026-06-01",
     "arr": 1000,
     "nudge": "tour",
+    "reason": "budget",
 }
 
 

@@ -296,6 +296,12 @@ def _add_simulate(commands: Any) -> None:
     sim.add_argument(
         "--limit", type=_at_least(0), default=None, metavar="N", help="stop after this many lines"
     )
+    sim.add_argument(
+        "--outcomes",
+        type=_path,
+        metavar="FILE",
+        help="also write which tenants churn or renew at the end (CSV: tenant_id,outcome,date)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -826,7 +832,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from itertools import islice
 
     from vigil.base.timeutil import MS_PER_DAY, parse_rfc3339
-    from vigil.intake.simulate import DEFAULT_START, FleetPlan, generate
+    from vigil.intake.outcomes import outcomes_csv
+    from vigil.intake.simulate import DEFAULT_START, FleetPlan, generate, outcomes
     from vigil.ops.progress import bar, logs_above
 
     try:
@@ -845,12 +852,13 @@ def _simulate(args: argparse.Namespace) -> int:
     with ExitStack() as files:
         if days is not None:
             files.enter_context(logs_above(days))
-        # Both files are opened before the first line, so a bad path costs no generating.
+        # Every file is opened before the first line, so a bad path costs no generating.
         out, out_said = sys.stdout.buffer, "cannot write to stdout"
         if args.output != "-":
             out = _create(Path(args.output), "--output", files)
             out_said = f"--output: cannot write {args.output}"
         manifest = None if args.manifest is None else _create(args.manifest, "--manifest", files)
+        ends = None if args.outcomes is None else _create(args.outcomes, "--outcomes", files)
         with _writing(out_said):
             for line in lines:
                 out.write(line + b"\n")
@@ -861,6 +869,10 @@ def _simulate(args: argparse.Namespace) -> int:
             with _writing(f"--manifest: cannot write {args.manifest}"):
                 manifest.write(orjson.dumps(scenarios, option=orjson.OPT_INDENT_2))
                 manifest.close()
+        if ends is not None:
+            with _writing(f"--outcomes: cannot write {args.outcomes}"):
+                ends.write(outcomes_csv(outcomes(plan)))
+                ends.close()
     return 0
 
 

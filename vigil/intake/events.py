@@ -37,6 +37,8 @@ KNOWN_TYPES = frozenset(
         "nudge.acted",
         "deployment.published",
         "config.changed",
+        "account.churned",
+        "account.renewed",
     }
 )
 SEGMENTS = ("smb", "mid_market", "enterprise")  # in the order errors list them
@@ -224,6 +226,9 @@ _ATTRS: dict[str, dict[str, tuple[bool, Check]]] = {
     "sponsor.changed": {"status": (True, one_of("active", "departed"))},
     "nudge.sent": {"nudge": (True, STR)},
     "nudge.acted": {"nudge": (True, STR)},
+    # Outcomes (vigil.intake.outcomes): what a health score predicts.
+    "account.churned": {"reason": (False, STR)},
+    "account.renewed": {"renewal_date": (False, DATE), "arr": (False, NUMBER)},
 }
 # The checks an attribute of a type added in the settings may name.
 CHECKS = {"str": STR, "name": NAME, "number": NUMBER, "int": INT, "date": DATE}

@@ -4,7 +4,8 @@ A fleet of tenants in three segments with daily and weekly rhythms, mostly healt
 some with one injected scenario each. Lines come out in arrival order, the way a
 live stream delivers them: a few events arrive minutes after their event time (out
 of order, within the lateness), a few hours late, some twice, some malformed.
-The manifest says which tenant got which scenario, so tests can check the outcome.
+The manifest says which tenant got which scenario, so tests can check the outcome, and
+`outcomes` which tenants churn or renew at the end, so a score can be checked on them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vigil.base.timeutil import (
     to_iso,
 )
 from vigil.intake.events import MAX_EPOCH_MS, MIN_EPOCH_MS, YEARS
+from vigil.intake.outcomes import CHURNED, RENEWED, Outcome
 
 HEALTHY = "healthy"
 LOGIN_DROP = "login_drop"
@@ -139,6 +141,32 @@ def _pick_segment(rng: random.Random) -> tuple[str, float]:
 
 def manifest(fleet: list[_Tenant]) -> dict[str, dict[str, str]]:
     return {t.tenant_id: {"scenario": t.scenario, "segment": t.segment} for t in fleet}
+
+
+# How likely a tenant of each scenario is to leave at the end of the stream: its story
+# makes churn likely, but not certain (some at-risk accounts renew, some healthy ones
+# leave), as real outcomes are.
+CHURN_ODDS = {
+    HEALTHY: 0.08,
+    ONBOARDING_OK: 0.10,
+    ERROR_SPIKE: 0.25,
+    ONBOARDING_STALLED: 0.50,
+    LOGIN_DROP: 0.60,
+    AT_RISK: 0.70,
+}
+
+
+def outcomes(plan: FleetPlan) -> list[Outcome]:
+    """Each tenant's outcome, the day after the stream ends: churned or renewed, drawn
+    from its scenario's odds. Drawn apart from the stream (the same seed gives the same
+    lines whether or not the outcomes are asked for)."""
+    fleet = build_fleet(plan, random.Random(plan.seed))
+    draw = random.Random(f"outcomes of {plan.seed}")
+    at = plan.start + plan.days * MS_PER_DAY
+    return [
+        Outcome(t.tenant_id, CHURNED if draw.random() < CHURN_ODDS[t.scenario] else RENEWED, at)
+        for t in fleet
+    ]
 
 
 def generate(
