@@ -25,7 +25,8 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from vigil.base.ids import shard_key, shard_of
+from vigil._native import ShardSplitter
+from vigil.base.ids import shard_key
 from vigil.base.logs import BurstWatch
 from vigil.base.streams import DEADLETTER, OUTPUTS, SinkItem
 from vigil.config.settings import UNREAD_ENV, Settings, load_settings, unread_env
@@ -85,17 +86,12 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
 
 def _splitter(shards: int) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:
     keys = [shard_key(n) for n in range(shards)]
+    splitter = ShardSplitter(shards, Event, Tick)  # compiled: it runs for every event
 
     def split(chunk: Chunk) -> list[tuple[str, ShardChunk]]:
         """One source batch -> one chunk per shard; every shard gets the tick, as time
         must move for all of them. Dead letters take another path (`_dead_letters`)."""
-        per_shard: list[ShardChunk] = [[] for _ in keys]
-        for item in chunk:
-            if isinstance(item, Event):
-                per_shard[shard_of(item.tenant_id, shards)].append(item)
-            elif isinstance(item, Tick):
-                for shard_items in per_shard:
-                    shard_items.append(item)
+        per_shard = splitter.split(chunk)
         return [(key, items) for key, items in zip(keys, per_shard, strict=True) if items]
 
     return split

@@ -20,6 +20,7 @@ mod queue;
 mod restore;
 mod score;
 mod signals;
+mod split;
 mod store;
 mod tenant;
 
@@ -615,6 +616,7 @@ impl ShardCore {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardCore>()?;
     m.add_class::<intake::Decoder>()?;
+    m.add_class::<split::ShardSplitter>()?;
     findings::add_classes(m)?;
     Ok(())
 }

@@ -174,3 +174,27 @@ def test_snapshots_for_a_recovery_store_are_timed_and_counted(
     run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(store)))
     count, size = snapshot_figures(metrics)
     assert count is not None and count >= settings.engine.shards and size and size > count * 10
+
+
+def test_a_tenant_is_placed_on_the_shard_crc32_of_its_id_says() -> None:
+    """The placement a recovery store depends on: zlib's CRC-32 of the id, modulo the
+    shards, whatever machine or version computes it."""
+    import zlib
+
+    from vigil._native import ShardSplitter
+    from vigil.flows.health import _splitter
+    from vigil.intake.events import Event
+    from vigil.intake.reader import Tick
+
+    splitter = ShardSplitter(32, Event, Tick)
+    ids = ["tenant-00042", "acme", "élan", "租户", "x" * 128, ""]
+    assert [splitter.shard_of(t) for t in ids] == [zlib.crc32(t.encode()) % 32 for t in ids]
+    events = [
+        Event(f"e{n}", "user.session", tenant, 0, None, {}, None, 0, "s", {})
+        for n, tenant in enumerate(ids)
+    ]
+    tick = Tick("p0", 0, 1)
+    split = dict(_splitter(32)([*events, "not an event", tick]))
+    for event in events:
+        assert event in split[f"s{zlib.crc32(event.tenant_id.encode()) % 32:04d}"]
+    assert all(items[-1] is tick for items in split.values())  # every shard gets the tick

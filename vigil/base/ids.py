@@ -4,7 +4,6 @@ replay, restart and worker count, so consumers can deduplicate on them."""
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +17,6 @@ def stable_id(prefix: str, *parts: object) -> str:
     versions of Python (unlike hash())."""
     text = _SEPARATOR.join(str(part) for part in parts)
     return f"{prefix}_{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
-
-
-def shard_of(tenant_id: str, shards: int) -> int:
-    """Which engine shard owns a tenant; CRC-32 is stable and cheap on the hot path."""
-    return zlib.crc32(tenant_id.encode()) % shards
 
 
 def shard_key(shard: int) -> str:
