@@ -123,7 +123,7 @@ def _section(name: str, info: FieldInfo, default: Any) -> Iterator[str]:
             nested.append((key, field))
             continue
         value = default.get(key) if isinstance(default, dict) else None
-        rows.append(_setting_row(key, field, _shown(value, field)))
+        rows.append(_setting_row(key, field, _shown(value)))
     if rows:
         yield "| key | type | default | what |\n|---|---|---|---|"
         yield "\n".join(rows) + "\n"
@@ -154,7 +154,7 @@ def _table(title: str, cls: type[BaseModel]) -> Iterator[str]:
     rows = []
     for key, field in cls.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "required" if field.is_required() else _shown(_plain(default, field), field)
+        shown = "required" if field.is_required() else _shown(_plain(default, field))
         rows.append(_setting_row(field.alias or key, field, shown))
     yield "\n".join(rows) + "\n"
 
@@ -178,7 +178,7 @@ def _plain(value: Any, field: FieldInfo) -> Any:
     return value
 
 
-def _shown(value: Any, field: FieldInfo) -> str:
+def _shown(value: Any) -> str:
     if value is None or value in ((), [], {}):
         return ""
     return f"`{json.dumps(value, ensure_ascii=False)}`"
@@ -196,11 +196,7 @@ def _is(annotation: Any, metadata: list[Any], validator: Callable[..., Any]) -> 
 
 def _type(annotation: Any, metadata: list[Any]) -> str:
     if _is(annotation, metadata, model._duration):
-        word = "duration"
-        if any(
-            getattr(m, "func", None) is not None and m.func.__name__ == "<lambda>" for m in metadata
-        ):
-            word = 'duration or "off"'
+        word = 'duration or "off"' if _is(annotation, metadata, model._off) else "duration"
         return word + (", optional" if type(None) in get_args(annotation) else "")
     if _is(annotation, metadata, model._instant):
         return "time (RFC 3339)"

@@ -1046,14 +1046,14 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from vigil.config.settings import ENV_PREFIX
+    from vigil.config.settings import setting_variables
     from vigil.connectors.kafka import refusal
 
     settings = _settings("config", args.path)
     if settings.kafka.config and (refused := refusal(settings.kafka.config)):
         raise ConfigError(refused)
     where = str(args.path or "built-in defaults")
-    if any(name.startswith(ENV_PREFIX) and "__" in name for name in os.environ):
+    if setting_variables(os.environ):
         where += " + VIGIL_* environment"  # they are in what is printed below
     _say(f"settings OK ({where}):")
     _say(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())

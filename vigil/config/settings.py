@@ -71,6 +71,14 @@ from vigil.intake.events import (
 )
 
 ENV_PREFIX = "VIGIL_"
+SECRETS_DIR = f"{ENV_PREFIX}SECRETS_DIR"  # a folder of files, one per setting
+
+
+def setting_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `env` that set a setting: `VIGIL_SECTION__KEY`. One without `__`
+    is no setting's (`VIGIL_INPUT` of the Bytewax entry point, Kubernetes'
+    `VIGIL_SERVICE_HOST`, VIGIL_SECRETS_DIR), and is left alone."""
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and "__" in k}
 
 
 def _duration(value: Any) -> Any:
@@ -98,8 +106,14 @@ Duration = Annotated[
     Field(gt=0),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
 # A limit that can be switched off: "off" in the file or the environment.
-OptionalDuration = Annotated[Duration | None, BeforeValidator(lambda v: None if v == "off" else v)]
+def _off(value: Any) -> Any:
+    return None if value == "off" else value
+
+
+OptionalDuration = Annotated[Duration | None, BeforeValidator(_off)]
 Instant = Annotated[int, BeforeValidator(_instant), PlainSerializer(to_iso, return_type=str)]
 
 
@@ -664,9 +678,14 @@ class ErrorSpikeSignal(DeclaredSignal):
     high_factor: float | None = Field(default=3.0, ge=1.0)
 
 
-class SignalSettings(_Section):
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
-    # Any other key declares a signal over the measures.
+class _Declarations(_Section):
+    """A section whose keys besides its fields each declare one more (a signal, a
+    component) over the measures."""
+
+    model_config = ConfigDict(extra="allow")  # merged with _Section's
+
+
+class SignalSettings(_Declarations):
     __pydantic_extra__: dict[str, DeclaredSignal] = Field(init=False)
 
     login_drop: LoginDropSignal = LoginDropSignal()
@@ -930,9 +949,7 @@ DEFAULT_COMPONENTS = (
 )
 
 
-class ComponentSettings(_Section):
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
-    # Any other key declares a component over the measures.
+class ComponentSettings(_Declarations):
     __pydantic_extra__: dict[str, DeclaredComponent] = Field(init=False)
 
     # In the order of health records (DEFAULT_COMPONENTS).
@@ -1459,24 +1476,27 @@ def load_settings(
 ) -> Settings:
     """Build the settings from a TOML file, `VIGIL_` environment overrides (and secret
     files) and then command-line `overrides` (a nested dict, like the file's tables)."""
-    env = os.environ if env is None else env
+    variables = setting_variables(os.environ if env is None else env)
     where = str(path) if path is not None else "defaults"
-    if any(name.startswith(ENV_PREFIX) and "__" in name for name in env):
+    if variables:
         where = f"{where} + environment"
     if overrides:
         where = f"{where} + command line"
     unknown = sorted(
         name
-        for name in env
-        if name.startswith(ENV_PREFIX)
-        and "__" in name
-        and name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
+        for name in variables
+        if name[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
     )
     if unknown:
         raise ConfigError(f"{where}: {unknown[0]}: not a setting (no such section)")
     file_values = _read_toml(path) if path is not None else {}
     try:
-        loaded = _FromSources(_file=file_values, _env=env, **(overrides or {}))
+        loaded = _FromSources(
+            _file=file_values,
+            _env=variables,
+            _secrets=(os.environ if env is None else env).get(SECRETS_DIR),
+            **(overrides or {}),
+        )
     except ValidationError as exc:
         msg = f"{where}: {describe_validation_error(exc)}"
         raise ConfigError(msg) from exc
@@ -1503,12 +1523,18 @@ class _FromSources(BaseSettings, Settings):
         allow_inf_nan=False,
     )
 
-    def __init__(self, _file: Mapping[str, Any], _env: Mapping[str, str], **given: Any) -> None:
-        _SOURCES.file, _SOURCES.env = _file, _env
+    def __init__(
+        self,
+        _file: Mapping[str, Any],
+        _env: Mapping[str, str],
+        _secrets: str | None,
+        **given: Any,
+    ) -> None:
+        _SOURCES.file, _SOURCES.env, _SOURCES.secrets = _file, _env, _secrets
         try:
             super().__init__(**given)
         finally:
-            _SOURCES.file, _SOURCES.env = {}, {}
+            _SOURCES.file, _SOURCES.env, _SOURCES.secrets = {}, {}, None
 
     @classmethod
     def settings_customise_sources(
@@ -1519,7 +1545,7 @@ class _FromSources(BaseSettings, Settings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        secrets = _SOURCES.env.get(f"{ENV_PREFIX}SECRETS_DIR")
+        secrets = _SOURCES.secrets
         sources: list[PydanticBaseSettingsSource] = [init_settings, _Environment(settings_cls)]
         if secrets:
             sources.append(
@@ -1541,7 +1567,8 @@ class _Sources(threading.local):
     its sources, not the instance)."""
 
     file: Mapping[str, Any] = {}
-    env: Mapping[str, str] = {}
+    env: Mapping[str, str] = {}  # the setting variables (setting_variables)
+    secrets: str | None = None  # VIGIL_SECRETS_DIR
 
 
 _SOURCES = _Sources()
@@ -1557,16 +1584,10 @@ def _dotted_kafka_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Environment(EnvSettingsSource):
-    """The environment given to load_settings: its `VIGIL_SECTION__KEY` variables. One
-    without `__` is no setting's (`VIGIL_INPUT` of the Bytewax entry point, Kubernetes'
-    `VIGIL_SERVICE_HOST`), and is left alone."""
+    """The setting variables given to load_settings (setting_variables)."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            name.lower(): value
-            for name, value in _SOURCES.env.items()
-            if name.startswith(ENV_PREFIX) and "__" in name
-        }
+        return {name.lower(): value for name, value in _SOURCES.env.items()}
 
     def __call__(self) -> dict[str, Any]:
         return _dotted_kafka_keys(super().__call__())

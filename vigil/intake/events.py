@@ -264,7 +264,7 @@ class Catalogue(NamedTuple):
 
 
 DEFAULT_CATALOGUE = Catalogue(KNOWN_TYPES, _ATTRS, SEGMENTS)
-_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
+SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
 _RANGED = frozenset({"survey.response"})  # types whose score _check_attrs checks in range
 
 # The compiled check of a decoded message (vigil.intake.decoder.decoder().event): the Event the
@@ -539,7 +539,7 @@ def _check_attrs(
                 f"{kind}: attrs.{name} must be {check.expected}, got {_shown(value)}",
             )
     if kind in _RANGED:
-        low, high = _SCORE_RANGES[attrs["kind"]]
+        low, high = SCORE_RANGES[attrs["kind"]]
         score = attrs["score"]
         if not low <= score <= high:
             message = f"survey.response: {attrs['kind']} score must be {low}-{high}, got {score}"

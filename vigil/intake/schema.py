@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from vigil.intake.events import (
-    _SCORE_RANGES,
     DEFAULT_CATALOGUE,
     MAX_ID_LENGTH,
+    SCORE_RANGES,
     Catalogue,
     Check,
 )
@@ -54,7 +54,7 @@ def event_schema(catalogue: Catalogue = DEFAULT_CATALOGUE) -> dict[str, Any]:
                 }
             },
         }
-        for kind, (low, high) in sorted(_SCORE_RANGES.items())
+        for kind, (low, high) in sorted(SCORE_RANGES.items())
     ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
