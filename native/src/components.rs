@@ -26,7 +26,7 @@ enum Against {
     Itself,
     /// The ratio to another measure.
     Per(usize),
-    /// The ratio to the window before, when that held at least this much.
+    /// The ratio to the window before, or to this much when that held less.
     PreviousWindow(f64),
 }
 
@@ -59,6 +59,10 @@ pub struct Component {
     stalled: Option<(i64, f64)>,
     /// The component has data only while this measure has a value.
     when: Option<usize>,
+    /// It earns points only while this measure is above 0 (points for an absence, such as
+    /// no errors, are for tenants otherwise active), and says `idle` then.
+    earned_while: Option<usize>,
+    idle: String,
     /// Its value counts things: said as a whole number.
     whole: bool,
     /// The reason, as text and the places its value goes.
@@ -116,6 +120,8 @@ pub struct ComponentSpec {
     out_of: f64,
     stalled: Option<(i64, f64)>,
     when: Option<usize>,
+    earned_while: Option<usize>,
+    idle: String,
     whole: bool,
     reason: Vec<(String, String)>,
 }
@@ -208,6 +214,8 @@ impl Component {
             out_of: spec.out_of,
             stalled: spec.stalled,
             when: spec.when,
+            earned_while: spec.earned_while,
+            idle: spec.idle,
             whole: spec.whole,
             reason,
         })
@@ -219,7 +227,7 @@ impl Component {
             Against::Per(per) => Some(per),
             _ => None,
         };
-        [self.measure, per, self.when]
+        [self.measure, per, self.when, self.earned_while]
             .into_iter()
             .flatten()
             .chain(self.parts.iter().map(|part| part.measure))
@@ -227,19 +235,20 @@ impl Component {
 
     /// Whether its words follow from its value alone (they can be kept and reused).
     pub fn words_from_value(&self) -> bool {
-        !self.reason.iter().any(|piece| {
-            matches!(
-                piece,
-                Piece::Held
-                    | Piece::HeldCounted(..)
-                    | Piece::Count(_)
-                    | Piece::States
-                    | Piece::Others
-                    | Piece::Keys
-                    | Piece::Parts
-                    | Piece::Stalled
-            )
-        })
+        self.earned_while.is_none()
+            && !self.reason.iter().any(|piece| {
+                matches!(
+                    piece,
+                    Piece::Held
+                        | Piece::HeldCounted(..)
+                        | Piece::Count(_)
+                        | Piece::States
+                        | Piece::Others
+                        | Piece::Keys
+                        | Piece::Parts
+                        | Piece::Stalled
+                )
+            })
     }
 
     /// (the value, the share of the weight it earns) at `now`, or None: no data.
@@ -270,8 +279,10 @@ impl Component {
                 _ => return None,
             },
             Against::PreviousWindow(least) => {
-                let before = declared.previous_window(states, measure, now)?;
-                if before <= 0.0 || before < least {
+                // A window before that held little (or nothing: the tenant stopped) is
+                // taken as `least`, so that stopping scores zero rather than no data.
+                let before = declared.previous_window(states, measure, now)?.max(least);
+                if before <= 0.0 {
                     return None;
                 }
                 value / before
@@ -280,6 +291,9 @@ impl Component {
         let mut share = self.scaled(value);
         if self.idle_hours(states, now).is_some() {
             share *= self.stalled.map_or(1.0, |(_, factor)| factor);
+        }
+        if !self.active(declared, states, now) {
+            share = 0.0;
         }
         let said = if self.whole && value.fract() == 0.0 {
             Val::Int(value as i64)
@@ -336,6 +350,13 @@ impl Component {
         Some((Val::Float(py_round(share * self.out_of, 2)), share))
     }
 
+    /// Whether it may earn points: always, or while its `earned_while` measure is above 0.
+    fn active(&self, declared: &Declared, states: &[State], now: i64) -> bool {
+        self.earned_while.is_none_or(|measure| {
+            matches!(declared.reading(states, measure, now), Some(Reading::Num(n)) if n > 0.0)
+        })
+    }
+
     /// Of a process held stalled: the whole hours since its last progress.
     fn idle_hours(&self, states: &[State], now: i64) -> Option<i64> {
         let (after, _) = self.stalled?;
@@ -346,6 +367,9 @@ impl Component {
 
     /// The reason for the points it loses, with its value said.
     pub fn explain(&self, value: Val, declared: &Declared, states: &[State], now: i64) -> String {
+        if !self.active(declared, states, now) {
+            return self.idle.clone();
+        }
         let held = self.measure.and_then(|m| states[m].held());
         let wanted = match &self.scale {
             Scale::Equals(text) => Some(text.as_str()),

@@ -128,6 +128,7 @@ pub struct MeasureSpec {
     calendar: Option<i64>,
     held_while: Vec<String>,
     steps: Vec<String>,
+    half_life: i64,
 }
 
 /// What an event does to one declared measure.
@@ -270,6 +271,7 @@ impl Declared {
                     calendar: m.calendar,
                     held_while: m.held_while.into_iter().map(Into::into).collect(),
                     steps,
+                    half_life: m.half_life,
                     ..Spec::new(kind, m.window, m.bucket)
                 },
                 field: field_ref(m.field),

@@ -494,6 +494,11 @@ impl ShardCore {
                 }
             }
             tenant.last_event_at = ts;
+            if !tenant.heard {
+                // Heard again: every component afresh, those silence held included.
+                tenant.heard = true;
+                tenant.stale |= self.scorer.all_bits();
+            }
             let fed = !item.touches.is_empty();
             if fed {
                 // The components over what the event feeds.

@@ -85,6 +85,9 @@ pub struct Spec {
     pub held_while: Vec<Box<str>>,
     /// Process: the steps it counts, distinct.
     pub steps: Vec<Box<str>>,
+    /// Of a rolling count, sum or distinct: what a bucket counts halves with each this
+    /// much of age (0: no decay), so recent activity weighs more.
+    pub half_life: i64,
 }
 
 impl Spec {
@@ -98,7 +101,19 @@ impl Spec {
             calendar: None,
             held_while: Vec::new(),
             steps: Vec::new(),
+            half_life: 0,
         }
+    }
+
+    /// What a bucket starting at `bucket` counts for in the window that ends at `end`:
+    /// halved per half-life of its age in whole buckets, so the value moves only as
+    /// buckets close.
+    fn decay(&self, bucket: i64, end: i64) -> f64 {
+        if self.half_life == 0 {
+            return 1.0;
+        }
+        let age = (end - bucket - self.bucket).max(0) as f64;
+        0.5_f64.powf(age / self.half_life as f64)
     }
 
     /// The first bucket of the window counted at `now`: of a rolling window, the last
@@ -405,9 +420,16 @@ impl State {
             State::Buckets(buckets) => {
                 let (first, end) = (spec.first_bucket(now), spec.end(now));
                 let in_window = buckets.iter().filter(|(b, _)| *b >= first && *b < end);
-                Some(total(in_window.map(|(_, n)| *n)))
+                Some(total(in_window.map(|(b, n)| n * spec.decay(*b, end))))
             }
             State::Keys(keys) => match spec.kind {
+                Kind::Distinct if spec.half_life > 0 => {
+                    let (first, end) = (spec.first_bucket(now), spec.end(now));
+                    let seen = values(keys).filter(|at| **at >= first);
+                    Some(total(
+                        seen.map(|at| spec.decay(spec.bucket_start(*at), end)),
+                    ))
+                }
                 Kind::Distinct => {
                     let first = spec.first_bucket(now);
                     Some(values(keys).filter(|at| **at >= first).count() as f64)

@@ -106,7 +106,8 @@ impl ShardCore {
     }
 
     /// A restored tenant's components: those saved under their declaration as they
-    /// were, the others to be measured (declared since, or changed).
+    /// were, the others to be measured afresh (declared since, or changed), not held as
+    /// silence would hold them.
     fn restore_components(
         &self,
         tenant: &mut Tenant,
@@ -127,11 +128,15 @@ impl ShardCore {
                     let (digest, measure): (String, Bound<'_, PyAny>) = entry.extract()?;
                     if digest != component.digest {
                         tenant.stale |= component.bit;
+                        tenant.afresh |= component.bit;
                         continue;
                     }
                     tenant.components[index] = tenant::measure_from_py(&measure)?;
                 }
-                None => tenant.stale |= component.bit,
+                None => {
+                    tenant.stale |= component.bit;
+                    tenant.afresh |= component.bit;
+                }
             }
         }
         Ok(())
@@ -147,10 +152,10 @@ impl ShardCore {
             due.extend(self.declared.deadlines(&tenant.measured));
             // Every tenant is scored at the first step even if no measure moved, as the
             // weights may have (components are kept under their declaration's digest).
-            // Unchanged, the score comes out the same, and nothing is written.
-            if let Some(next) = self.clock.next_step {
-                due.push(next);
-            }
+            // Unchanged, the score comes out the same, and nothing is written. Its
+            // components are not measured then: a step the running shard had no reason
+            // to measure them at would sample them at another instant than it did.
+            self.store.dirty.insert(tenant_id.clone());
             for instant in due {
                 self.clock.rescore_after(instant, tenant_id);
             }

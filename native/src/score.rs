@@ -25,6 +25,17 @@ pub struct Scorer {
     lines: HashMap<(usize, u64, u64, u64), String>,
 }
 
+/// What a component measures while the tenant is silent: no more than it held. Time
+/// alone (errors leaving a window, a window before emptying) is no evidence that an
+/// account got better, so silence never raises a score; its next event measures afresh.
+fn no_better(fresh: Measure, held: Measure) -> Measure {
+    match (fresh, held) {
+        (Some(f), Some(h)) if f.1 > h.1 => held,
+        (None, Some(_)) | (Some(_), None) => held,
+        _ => fresh,
+    }
+}
+
 fn bits(x: f64) -> u64 {
     (x + 0.0).to_bits() // -0.0 and 0.0 are one key, as in Python
 }
@@ -94,12 +105,17 @@ impl Scorer {
         reweigh: bool,
     ) -> Option<f64> {
         let mut changed = reweigh || t.score.is_none();
+        let silent = !std::mem::take(&mut t.heard) && t.score.is_some();
         let stale = std::mem::take(&mut t.stale);
+        let afresh = std::mem::take(&mut t.afresh);
         for (own, component) in self.components.iter().enumerate() {
             if stale & component.bit == 0 {
                 continue;
             }
-            let fresh = component.measure(declared, &t.measured, now);
+            let mut fresh = component.measure(declared, &t.measured, now);
+            if silent && afresh & component.bit == 0 {
+                fresh = no_better(fresh, t.components[own]);
+            }
             match (fresh, std::mem::replace(&mut t.components[own], fresh)) {
                 (Some(f), Some(o)) => changed |= f.1 != o.1,
                 (None, None) => {}
@@ -204,5 +220,21 @@ impl Scorer {
             ));
         }
         said
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Val;
+
+    #[test]
+    fn silence_keeps_what_was_held_unless_it_is_worse() {
+        let held = Some((Val::Int(10), 0.5));
+        assert_eq!(no_better(Some((Val::Int(0), 1.0)), held), held);
+        assert_eq!(no_better(None, held), held);
+        assert_eq!(no_better(Some((Val::Int(1), 1.0)), None), None);
+        let worse = Some((Val::Int(20), 0.2));
+        assert_eq!(no_better(worse, held), worse);
     }
 }

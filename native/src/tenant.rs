@@ -44,6 +44,13 @@ pub struct Tenant {
     pub recent_scores: ThinVec<(i64, f64)>,
     pub cooldowns: Option<Py<PyDict>>,
     pub last_event_at: i64,
+    /// An event of it was applied since it was last scored (its components are then all
+    /// measured afresh); else it is silent, and silence raises no component
+    /// (crate::score). Never saved: a step applies and scores.
+    pub heard: bool,
+    /// A bit per component to measure afresh even while silent (declared anew since the
+    /// store was saved). Never saved either.
+    pub afresh: u32,
     /// The declared measures' states (crate::declared), and a bit per declared signal
     /// the tenant's measures cross now.
     pub measured: Box<[crate::measures::State]>,
@@ -68,6 +75,8 @@ impl Tenant {
             recent_scores: ThinVec::new(),
             cooldowns: None,
             last_event_at: 0,
+            heard: false,
+            afresh: 0,
             measured: Box::default(),
             declared_active: 0,
             components: Box::default(),

@@ -14,7 +14,7 @@ from vigil.config.settings import DEFAULT_COMPONENTS, Settings, load_settings
 from vigil.engine.shard import ShardEngine
 
 QUIET = {"kind": "days_since", "events": ["user.session"]}
-RECENCY = {
+QUIET_DAYS = {
     "measure": "quiet",
     "weight": 25,
     "zero_at": 10,
@@ -36,38 +36,36 @@ def last_health(h: Harness) -> dict[str, Any]:
 
 
 def test_a_declared_component_scores_its_measure_and_says_why() -> None:
-    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h = Harness(settings({"quiet": QUIET}, {"quiet_days": QUIET_DAYS}))
     h.feed([*sessions(0, 30), clock(T0 + 5 * DAY + 2 * HOUR)])
     record = last_health(h)
-    assert list(record["components"]) == [*DEFAULT_COMPONENTS, "recency"]
-    recency = record["components"]["recency"]
+    assert list(record["components"]) == [*DEFAULT_COMPONENTS, "quiet_days"]
+    quiet = record["components"]["quiet_days"]
     # Measured at midnight, 5 days after the first session, the last at 00:29.
-    assert recency["value"] == round(5 - 29 / 1440, 3)
+    assert quiet["value"] == round(5 - 29 / 1440, 3)
     weights = {
         name: c["weight"] for name, c in record["components"].items() if c["value"] is not None
     }
     assert sum(weights.values()) == pytest.approx(100, abs=0.05)
-    assert recency["points"] == pytest.approx(
-        recency["weight"] * (1 - recency["value"] / 10), abs=0.01
-    )
+    assert quiet["points"] == pytest.approx(quiet["weight"] * (1 - quiet["value"] / 10), abs=0.01)
     [line] = [r for r in record["reasons"] if "since the last session" in r]
     assert line.startswith("4.98 days since the last session (none from 10) (-")
 
 
 def test_a_silent_tenant_loses_the_components_points_day_by_day() -> None:
-    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h = Harness(settings({"quiet": QUIET}, {"quiet_days": QUIET_DAYS}))
     h.feed([*sessions(0, 30), clock(T0 + 12 * DAY)])
-    values = [r["components"]["recency"]["value"] for r in h.out["health"]]
+    values = [r["components"]["quiet_days"]["value"] for r in h.out["health"]]
     assert values == sorted(values) and values[-1] > 10  # measured again each midnight
-    assert h.out["health"][-1]["components"]["recency"]["points"] == 0
+    assert h.out["health"][-1]["components"]["quiet_days"]["points"] == 0
 
 
 def test_without_data_its_weight_goes_to_the_others() -> None:
-    h = Harness(settings({"quiet": QUIET}, {"recency": RECENCY}))
+    h = Harness(settings({"quiet": QUIET}, {"quiet_days": QUIET_DAYS}))
     h.feed([event("acme", "feature.used", T0, {"feature": "x"}), clock(T0 + 2 * DAY)])
     record = last_health(h)
-    assert record["components"]["recency"] == {"value": None, "weight": 0.0, "points": 0.0}
-    assert any(r.startswith("no data for") and "recency" in r for r in record["reasons"])
+    assert record["components"]["quiet_days"] == {"value": None, "weight": 0.0, "points": 0.0}
+    assert any(r.startswith("no data for") and "quiet days" in r for r in record["reasons"])
 
 
 def test_when_gives_it_data_only_while_another_measure_has_a_value() -> None:
@@ -168,62 +166,63 @@ def test_equals_is_full_points_or_none() -> None:
 
 
 def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afresh() -> None:
-    chosen = settings({"quiet": QUIET}, {"recency": RECENCY})
+    chosen = settings({"quiet": QUIET}, {"quiet_days": QUIET_DAYS})
     stream = [*sessions(0, 10), *sessions(3, 2), clock(T0 + 3 * DAY + 5 * HOUR)]
     rest = [*sessions(6, 1), clock(T0 + 9 * DAY)]
     straight = Harness(chosen).feed(stream).feed(rest)
     h = Harness(chosen).feed(stream)
     saved = restored(h.engine)
-    assert set(saved.tenants["acme"].components) == {*DEFAULT_COMPONENTS, "recency"}
+    assert set(saved.tenants["acme"].components) == {*DEFAULT_COMPONENTS, "quiet_days"}
     h.engine = ShardEngine(chosen, h.rules, saved)
     h.feed(rest)
     assert h.out == straight.out
-    steeper = settings({"quiet": QUIET}, {"recency": {**RECENCY, "zero_at": 4}})
+    steeper = settings({"quiet": QUIET}, {"quiet_days": {**QUIET_DAYS, "zero_at": 4}})
     again = Harness(steeper).feed(stream)
     again.engine = ShardEngine(steeper, again.rules, restored(h.engine))
     again.feed([clock(T0 + 9 * DAY + HOUR)])
-    recency = last_health(again)["components"]["recency"]  # measured under its new scale
-    assert recency["points"] == pytest.approx(
-        recency["weight"] * (1 - recency["value"] / 4), abs=0.01
-    )
+    quiet = last_health(again)["components"]["quiet_days"]  # measured under its new scale
+    assert quiet["points"] == pytest.approx(quiet["weight"] * (1 - quiet["value"] / 4), abs=0.01)
 
 
 @pytest.mark.parametrize(
     ("component", "said"),
     [
         (
-            {**RECENCY, "measure": "nothing"},
-            "health.components.recency.measure: no measure 'nothing'",
+            {**QUIET_DAYS, "measure": "nothing"},
+            "health.components.quiet_days.measure: no measure 'nothing'",
         ),
-        ({**RECENCY, "when": "nothing"}, "health.components.recency.when: no measure 'nothing'"),
-        ({**RECENCY, "full_at": 3}, "one scale: full_at, zero_at or equals"),
-        ({k: v for k, v in RECENCY.items() if k != "zero_at"}, "one scale"),
-        ({**RECENCY, "reason": "{days} quiet"}, "reason: no {days} to say"),
-        ({**RECENCY, "reason": "{value:.1f} days"}, "a placeholder takes no format but"),
-        ({**RECENCY, "reason": "{zero_at:a|b} days"}, "a placeholder takes no format but"),
-        ({**RECENCY, "reason": "{value!r} days"}, "a placeholder takes no format but"),
-        ({**RECENCY, "reason": "{value days"}, "reason:"),
-        ({**RECENCY, "zero_at": None, "equals": "x"}, "equals is for latest or states measures"),
-        ({**RECENCY, "versus": "previous_window"}, "previous_window is for count or sum"),
+        (
+            {**QUIET_DAYS, "when": "nothing"},
+            "health.components.quiet_days.when: no measure 'nothing'",
+        ),
+        ({**QUIET_DAYS, "full_at": 3}, "one scale: full_at, zero_at or equals"),
+        ({k: v for k, v in QUIET_DAYS.items() if k != "zero_at"}, "one scale"),
+        ({**QUIET_DAYS, "reason": "{days} quiet"}, "reason: no {days} to say"),
+        ({**QUIET_DAYS, "reason": "{value:.1f} days"}, "a placeholder takes no format but"),
+        ({**QUIET_DAYS, "reason": "{zero_at:a|b} days"}, "a placeholder takes no format but"),
+        ({**QUIET_DAYS, "reason": "{value!r} days"}, "a placeholder takes no format but"),
+        ({**QUIET_DAYS, "reason": "{value days"}, "reason:"),
+        ({**QUIET_DAYS, "zero_at": None, "equals": "x"}, "equals is for latest or states measures"),
+        ({**QUIET_DAYS, "versus": "previous_window"}, "previous_window is for count or sum"),
     ],
 )
 def test_a_component_that_cannot_be_measured_is_refused_with_its_key(
     component: dict[str, Any], said: str
 ) -> None:
     with pytest.raises(ConfigError) as refused:
-        settings({"quiet": QUIET}, {"recency": component})
+        settings({"quiet": QUIET}, {"quiet_days": component})
     assert said in str(refused.value)
 
 
 def test_at_most_32_components_in_all() -> None:
-    many = {f"c{n}": RECENCY for n in range(23)}
+    many = {f"c{n}": QUIET_DAYS for n in range(32 - len(DEFAULT_COMPONENTS) + 1)}
     with pytest.raises(ConfigError, match="at most 32 health components in all"):
         settings({"quiet": QUIET}, many)
-    most = settings({"quiet": QUIET}, dict(list(many.items())[:22])).health.components
+    most = settings({"quiet": QUIET}, dict(list(many.items())[:-1])).health.components
     assert len(most.declared) == 32
 
 
-def test_errors_leaving_an_hourly_window_give_points_back_hour_by_hour() -> None:
+def test_errors_leaving_an_hourly_window_give_points_back_at_the_tenants_next_event() -> None:
     day_of_errors = {"kind": "count", "events": ["error.raised"], "window": "24h", "bucket": "1h"}
     calm = {"measure": "errors", "weight": 20, "zero_at": 10, "reason": "{value} errors in 24 h"}
     chosen = settings({"errors": day_of_errors}, {"calm": calm})
@@ -231,16 +230,20 @@ def test_errors_leaving_an_hourly_window_give_points_back_hour_by_hour() -> None
     burst += [event("acme", "error.raised", T0 + 5 * HOUR + n * 60_000) for n in range(5)]
     h = Harness(chosen).feed([*sessions(0, 1), *burst, clock(T0 + 20 * HOUR)])
     assert last_health(h)["components"]["calm"]["value"] == 10
-    h.feed([clock(T0 + 28 * HOUR)])  # the 02:00 hour left at 03:00 the next day
+    # The 02:00 hour left at 03:00 the next day; a silent tenant is no better for it.
+    h.feed([clock(T0 + 28 * HOUR)])
+    assert last_health(h)["components"]["calm"]["value"] == 10
+    # Its next event measures afresh, by the hour: the 05:00 hour is still in.
+    h.feed([*sessions(27.5 / 24), clock(T0 + 29 * HOUR + HOUR // 2)])
     assert last_health(h)["components"]["calm"]["value"] == 5
-    assert last_health(h)["ts"] == to_iso(T0 + DAY + 3 * HOUR)
-    h.feed([clock(T0 + 32 * HOUR)])
-    assert last_health(h)["components"]["calm"]["value"] == 0
-    assert last_health(h)["ts"] == to_iso(T0 + DAY + 6 * HOUR)
+    assert last_health(h)["ts"] == to_iso(T0 + DAY + 4 * HOUR)  # the step it came back at
+    h.feed([clock(T0 + 32 * HOUR)])  # the 05:00 hour left at 06:00, while it was silent
+    assert last_health(h)["components"]["calm"]["value"] == 5
     # A restore knows when what it holds will leave, as the running shard did.
     again = Harness(chosen).feed([*sessions(0, 1), *burst, clock(T0 + 20 * HOUR)])
     again.engine = ShardEngine(chosen, again.rules, restored(again.engine))
-    again.feed([clock(T0 + 28 * HOUR), clock(T0 + 32 * HOUR)])
+    again.feed([clock(T0 + 28 * HOUR), *sessions(27.5 / 24), clock(T0 + 29 * HOUR + HOUR // 2)])
+    again.feed([clock(T0 + 32 * HOUR)])
     assert again.out["health"] == h.out["health"]
 
 

@@ -187,7 +187,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "health": {
             "components": {
-                "recency": {
+                "quiet_days": {
                     "measure": "quiet",
                     "weight": 15,
                     "zero_at": 7,
@@ -323,15 +323,18 @@ def test_a_simulated_fleet_gives_the_recorded_outputs(variant: str) -> None:
             assert counts[f"signal:{name}"], f"{name} never raised"
 
 
-def test_a_snapshot_resumes_as_if_never_stopped() -> None:
+@pytest.mark.parametrize(("variant", "seed"), [("short windows", 5), ("defaults", 7)])
+def test_a_snapshot_resumes_as_if_never_stopped(variant: str, seed: int) -> None:
     """Restored from a snapshot between two batches, the shards go on with the outputs of
-    a run that never stopped."""
-    settings = load_settings(None, env={}, overrides=VARIANTS["short windows"])
-    lines = _fleet(seed=5)
+    a run that never stopped: no component is measured at an instant the running shards
+    had no reason to measure it at (silence holds what was measured, so when matters)."""
+    settings = load_settings(None, env={}, overrides=VARIANTS[variant])
+    lines = _fleet(seed=seed)
     whole = Stream(settings).feed(lines)
     # Cut between two of the batches the whole run read, as a snapshot falls between
     # batches: other batches would interleave the shards' outputs otherwise.
-    for cut in (len(lines) // 3 // BATCH * BATCH, 2 * len(lines) // 3 // BATCH * BATCH):
+    batches = len(lines) // BATCH
+    for cut in [n * batches // 4 * BATCH for n in range(1, 4)]:
         resumed = Stream(settings).feed(lines[:cut])
         resumed.restart()
         resumed.feed(lines[cut:])

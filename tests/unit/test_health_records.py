@@ -22,9 +22,9 @@ def test_points_add_up_to_the_score_and_missing_weight_is_spread() -> None:
     assert list(record["components"]) == list(DEFAULT_COMPONENTS)
     points = sum(c["points"] for c in record["components"].values())
     assert points == pytest.approx(record["score"], abs=0.5)
-    # Only login activity (20), trend (10) and error pressure (15) can have data here.
+    # Only login activity, trend, error pressure and recency can have data here.
     weights = {k: c["weight"] for k, c in record["components"].items() if c["weight"]}
-    assert set(weights) <= {"login_activity", "login_trend", "error_pressure"}
+    assert set(weights) <= {"login_activity", "login_trend", "error_pressure", "recency"}
     assert sum(weights.values()) == pytest.approx(100, abs=0.05)
     assert record["components"]["sentiment"] == {"value": None, "weight": 0.0, "points": 0.0}
     assert any(r.startswith("no data for ") for r in record["reasons"])

@@ -488,3 +488,54 @@ def test_a_declaration_naming_what_does_not_exist_is_refused_with_its_key(
     with pytest.raises(ConfigError) as refused:
         declared(overrides)
     assert said in str(refused.value)
+
+
+class TestDecay:
+    """A half_life weighs a rolling window's buckets by their age in whole buckets."""
+
+    def measured(self, measure: dict[str, Any], events: list[dict[str, Any]]) -> float:
+        component = {"measure": "recent", "weight": 50, "full_at": 100, "reason": "{value}"}
+        h = Harness(
+            declared({"measures": {"recent": measure}, "health": {"components": {"x": component}}})
+        )
+        h.feed([*events, clock(T0 + 2 * DAY + 2 * HOUR)])
+        value: float = h.out["health"][-1]["components"]["x"]["value"]
+        return value
+
+    def test_a_count_halves_per_half_life_of_age(self) -> None:
+        count = {"kind": "count", "events": ["user.session"], "window": "7d", "half_life": "1d"}
+        days = [*logins(0, range(8)), *logins(1, range(4)), *logins(2, range(2))]
+        # On day 2: 2 today, 4 a day old (2), 8 two days old (2).
+        assert self.measured(count, days) == 6.0
+        assert self.measured({**count, "half_life": None}, days) == 14
+
+    def test_a_distinct_key_counts_by_when_it_was_last_seen(self) -> None:
+        users = {
+            "kind": "distinct",
+            "events": ["user.session"],
+            "field": "user_id",
+            "window": "30d",
+            "half_life": "2d",
+        }
+        # u0-u3 last seen two days ago (half each), u4-u5 today (whole).
+        assert self.measured(users, [*logins(0, range(4)), *logins(2, range(4, 6))]) == 4.0
+
+    @pytest.mark.parametrize(
+        "measure",
+        [
+            {"kind": "latest", "events": ["user.session"], "field": "user_id", "half_life": "1d"},
+            {
+                "kind": "count",
+                "events": ["user.session"],
+                "window": "7d",
+                "calendar": True,
+                "half_life": "1d",
+            },
+            {"kind": "count", "events": ["user.session"], "window": "7d", "half_life": "0s"},
+        ],
+    )
+    def test_a_half_life_is_for_rolling_counts_sums_and_distincts(
+        self, measure: dict[str, Any]
+    ) -> None:
+        with pytest.raises(ConfigError, match="half_life"):
+            declared({"measures": {"recent": measure}})

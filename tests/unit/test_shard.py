@@ -366,16 +366,22 @@ class TestHealthOverTime:
         assert last["components"]["login_activity"]["value"] == 0
         assert any("0 sessions in the last 7 days" in reason for reason in last["reasons"])
 
-    def test_errors_leave_a_silent_tenants_score_when_their_hour_leaves_the_24_hours(
-        self,
-    ) -> None:
+    def test_errors_leaving_the_24_hours_raise_no_silent_tenants_score(self) -> None:
         errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
         h = Harness().feed([event("acme", "user.session", T0), *errors, clock(T0 + 2 * DAY)])
         records = [r for r in h.out["health"] if r["tenant_id"] == "acme"]
-        assert records[-2]["components"]["error_pressure"]["value"] == 30
-        # At 10:00 the next day the last 24 h still hold 10:00-11:00; at 11:00 they do not.
-        assert records[-1]["ts"] == to_iso(T0 + DAY + 11 * HOUR)  # not at the next midnight
-        assert records[-1]["components"]["error_pressure"]["value"] == 0
+        scores = [r["score"] for r in records if r["ts"] > to_iso(T0 + 11 * HOUR)]
+        assert scores == sorted(scores, reverse=True)
+        assert records[-1]["components"]["error_pressure"]["value"] == 30  # as last heard
+
+    def test_a_tenant_heard_again_is_measured_afresh_at_once(self) -> None:
+        errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
+        back = event("acme", "user.session", T0 + DAY + 11 * HOUR + 1)
+        h = Harness().feed([event("acme", "user.session", T0), *errors, back, clock(T0 + 2 * DAY)])
+        records = [r for r in h.out["health"] if r["tenant_id"] == "acme"]
+        # At 11:00 the next day the last 24 h no longer hold 10:00-11:00; it came back then.
+        [back_at] = [r for r in records if r["ts"] == to_iso(T0 + DAY + 12 * HOUR)]
+        assert back_at["components"]["error_pressure"]["value"] == 0
 
     def test_records_only_when_the_rounded_score_or_zone_changes(self) -> None:
         h = Harness().feed([*by_time(weeks("steady", [30, 30, 30])), clock(T0 + 3 * WEEK)])
@@ -409,7 +415,11 @@ class TestWarmup:
         paid = event(
             "newco", "billing.invoice", T0 + 3 * DAY, {"invoice_id": "i1", "status": "paid"}
         )
-        h = Harness().feed([*trouble("newco", T0 + HOUR), paid, *resolved, clock(T0 + 9 * DAY)])
+        used = sessions("newco", T0 + 2 * HOUR, 9, DAY)  # active: its absences earn points
+        stream = sorted(
+            [*trouble("newco", T0 + HOUR), paid, *resolved, *used], key=lambda e: e["ts"]
+        )
+        h = Harness().feed([*stream, clock(T0 + 9 * DAY)])
         assert [r["zone"] for r in h.out["health"]][-1] == "green"
         assert h.engine.counts["fact:zone_change"] == 1  # green, when the warm-up ended
         assert h.out["tasks"] == [] and h.out["notifications"] == []

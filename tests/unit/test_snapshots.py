@@ -45,6 +45,21 @@ BEFORE_ALL_STATE = Path(__file__).parent / "data" / "shard-state-5085f44ba9d4.pi
 # as users' stores would fail. Then give the state a new format (see READABLE_FORMATS in
 # vigil/engine/shard.py) and save this file in it, keeping the old one if it is still read.
 CURRENT_FORMAT_STATE = Path(__file__).parent / "data" / f"shard-state-{STATE_FORMAT}.pickle"
+# The states above were saved before the recency component and the activity that absences
+# earn points for (activity_7d) were declared: measures a store starts empty when it lacks
+# them, and the oldest stores kept no exact time of the last activity. Their tenants go on
+# as if never stopped under the components those versions had.
+ABSENCE_COMPONENTS = ("error_pressure", "support_load", "billing")
+AS_BEFORE = Settings.model_validate(
+    {
+        "health": {
+            "components": {
+                "recency": {"weight": 0},
+                **{c: {"earned_while": None} for c in ABSENCE_COMPONENTS},
+            }
+        }
+    }
+)
 
 
 def restore_stream() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -83,14 +98,34 @@ def test_a_restored_shard_goes_on_as_if_never_stopped() -> None:
     assert straight.out["signals"] and straight.out["tasks"]
 
 
-def test_a_restored_shard_rescores_a_silent_tenant_when_its_errors_leave_the_24_hours() -> None:
+def test_a_restored_shard_rescores_a_silent_tenant_when_its_sessions_leave_the_24_hours() -> None:
     # Which step that is, the shard works out from the tenants after a restore.
-    errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
-    first = [event("acme", "user.session", T0), *errors, clock(T0 + 13 * HOUR)]
+    busy = Settings.model_validate(
+        {
+            "measures": {
+                "day_sessions": {
+                    "kind": "count",
+                    "events": ["user.session"],
+                    "window": "24h",
+                    "bucket": "1h",
+                }
+            },
+            "health": {
+                "components": {
+                    "busy": {"measure": "day_sessions", "weight": 50, "full_at": 30, "reason": "x"}
+                }
+            },
+        }
+    )
+    used = [event("acme", "user.session", T0 + 10 * HOUR + n * 1000) for n in range(30)]
+    first = [*used, clock(T0 + 13 * HOUR)]
     second = [clock(T0 + 2 * DAY)]
-    straight = Harness().feed(first).feed(second)
-    h = resumed(first, second)
+    straight = Harness(busy).feed(first).feed(second)
+    h = Harness(busy).feed(first)
+    h.engine = ShardEngine(busy, h.rules, restored(h.engine))
+    h.feed(second)
     assert h.out == straight.out
+    # At 10:00 the next day the last 24 h still hold 10:00-11:00; at 11:00 they do not.
     assert straight.out["health"][-1]["ts"] == "2026-03-03T11:00:00Z"
 
 
@@ -215,8 +250,8 @@ def test_a_stall_signalled_before_a_restore_is_not_signalled_again() -> None:
 )
 def test_a_state_saved_in_an_earlier_format_is_read(path: Path, saved_format: str) -> None:
     first, second = restore_stream()
-    straight = Harness().feed(first).feed(second)
-    h = Harness().feed(first)
+    straight = Harness(AS_BEFORE).feed(first).feed(second)
+    h = Harness(AS_BEFORE).feed(first)
     old = load_state(path.read_bytes())
     assert old.layout["state_format"] == saved_format
     if saved_format != "cb0820d49a8e":
@@ -252,12 +287,12 @@ def test_a_state_of_the_formats_before_resumes_as_if_never_stopped(
     declared over measures, and before the rest and the signals were: what those tenants
     kept for them is taken over."""
     first, second = restore_stream()
-    straight = Harness().feed(first).feed(second)
+    straight = Harness(AS_BEFORE).feed(first).feed(second)
     saved = load_state(path.read_bytes())
     assert saved.layout["state_format"] == saved_format
     whole_events = any(isinstance(queued, Event) for *_, queued in saved.pending)
     assert whole_events == (saved_format in ("8c33768149e3", "0e828a30122e"))
-    h = Harness().feed(first)
+    h = Harness(AS_BEFORE).feed(first)
     h.engine = ShardEngine(h.settings, h.rules, saved)
     again = restored(h.engine)
     # What the tenants kept for the components and signals now declared is theirs.

@@ -328,6 +328,8 @@ ITEM_KINDS = frozenset({"open_items", "oldest_open", "states"})
 # time only, which cannot say which closed window it fell in).
 CALENDAR_KINDS = frozenset({"count", "sum", "top_share"})
 WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
+# Those whose window can weigh recent buckets more (half_life).
+DECAY_KINDS = frozenset({"count", "sum", "distinct"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
 COMPARABLE_KINDS = {
     "previous_window": frozenset({"count", "sum"}),
@@ -387,6 +389,11 @@ class MeasureSettings(_Section):
     """
     completed_by: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()
+    half_life: Duration | None = None
+    """count, sum and distinct over a rolling window: what each bucket holds counts half as much
+    for every half_life of its age (in whole buckets), so recent activity weighs more. Unset:
+    everything in the window counts the same.
+    """
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> MeasureSettings:
@@ -413,6 +420,11 @@ class MeasureSettings(_Section):
             raise ValueError(f"calendar windows are for {', '.join(sorted(CALENDAR_KINDS))}")
         if self.closed_by and self.kind not in ITEM_KINDS:
             raise ValueError("closed_by is for open_items, oldest_open and states measures")
+        if self.half_life is not None and (
+            self.kind not in DECAY_KINDS or self.calendar or not self.half_life
+        ):
+            kinds = ", ".join(sorted(DECAY_KINDS))
+            raise ValueError(f"half_life (above 0) is for {kinds} over a rolling window")
         if self.bucket is not None:
             if self.window is None:
                 raise ValueError("a bucket is for measures over a window")
@@ -441,6 +453,11 @@ DEFAULT_MEASURES: dict[str, dict[str, Any]] = {
         "events": ["error.raised", "job.retry"],
         "window": "24h",
         "bucket": "1h",
+    },
+    "activity_7d": {
+        "kind": "count",
+        "events": ["user.session", "feature.used", "recipe.completed", "onboarding.step_completed"],
+        "window": "7d",
     },
     "last_activity": {
         "kind": "days_since",
@@ -579,6 +596,7 @@ def _check_component(
         ("measure", component.measure),
         ("per", component.per),
         ("when", component.when),
+        ("earned_while", component.earned_while),
         *((f"mean_of.{i}.measure", part.measure) for i, part in enumerate(component.mean_of)),
     ]
     for part, measure in named:
@@ -814,6 +832,11 @@ class DeclaredComponent(_Section):
     stalled_after: Duration | None = None
     stalled_factor: Ratio = 1.0
     when: str | None = None
+    earned_while: str | None = None
+    """A measure (of the tenant's activity): the component earns points only while it is above 0,
+    and none otherwise (with data still). For points earned by an absence (no errors, no open
+    tickets), which a tenant that stopped using the product would otherwise keep.
+    """
     reason: str
 
     @model_validator(mode="after")
@@ -844,7 +867,13 @@ class DeclaredComponent(_Section):
     @property
     def measures(self) -> list[str]:
         """The measures it reads."""
-        named = [self.measure, self.per, self.when, *(part.measure for part in self.mean_of)]
+        named = [
+            self.measure,
+            self.per,
+            self.when,
+            self.earned_while,
+            *(part.measure for part in self.mean_of),
+        ]
         return [name for name in named if name is not None]
 
 
@@ -866,6 +895,7 @@ class LoginTrendComponent(DeclaredComponent):
     versus: Literal["previous_window"] | None = "previous_window"
     min_previous: float = Field(default=5.0, ge=0.0)
     full_at: float | None = Field(default=1.0, gt=0.0)
+    when: str | None = "last_session"
     reason: str = "sessions down {down_pct}% on the 7 days before"
 
 
@@ -882,6 +912,7 @@ class ErrorPressureComponent(DeclaredComponent):
     weight: Weight = 15.0
     zero_at: float | None = Field(default=50.0, gt=0.0)
     when: str | None = "last_activity"
+    earned_while: str | None = "activity_7d"
     reason: str = "{value:error or job retry|errors and job retries} in the last 24 h"
 
 
@@ -890,6 +921,7 @@ class SupportLoadComponent(DeclaredComponent):
     weight: Weight = 10.0
     zero_at: float | None = Field(default=6.0, gt=0.0)
     weights: dict[str, Weight] = Field(default_factory=lambda: {"P1": 3.0})
+    earned_while: str | None = "activity_7d"
     reason: str = "{held:open ticket|open tickets} ({count:P1} P1)"
 
 
@@ -908,6 +940,7 @@ class BillingComponent(DeclaredComponent):
     weight: Weight = 10.0
     zero_at: float | None = Field(default=1.0, gt=0.0)
     weights: dict[str, Weight] = Field(default_factory=lambda: {"overdue": 0.5, "failed": 1.0})
+    earned_while: str | None = "activity_7d"
     reason: str = "invoices unpaid: {states}"
 
 
@@ -934,6 +967,13 @@ class OnboardingComponent(DeclaredComponent):
     reason: str = "onboarding {value} of {full_at} steps done{stalled}"
 
 
+class RecencyComponent(DeclaredComponent):
+    measure: str | None = "last_activity"
+    weight: Weight = 10.0
+    zero_at: float | None = Field(default=14.0, gt=0.0)
+    reason: str = "{value} days since the last activity (none from {zero_at})"
+
+
 # Every default component, in the order of health records.
 DEFAULT_COMPONENTS = (
     "login_activity",
@@ -946,6 +986,7 @@ DEFAULT_COMPONENTS = (
     "integrations",
     "sponsor",
     "onboarding",
+    "recency",
 )
 
 
@@ -963,6 +1004,7 @@ class ComponentSettings(_Declarations):
     integrations: IntegrationsComponent = IntegrationsComponent()
     sponsor: SponsorComponent = SponsorComponent()
     onboarding: OnboardingComponent = OnboardingComponent()
+    recency: RecencyComponent = RecencyComponent()
 
     @property
     def declared(self) -> dict[str, DeclaredComponent]:

@@ -32,6 +32,7 @@ class MeasureSpec(NamedTuple):
     calendar: int | None  # the origin of calendar windows
     held_while: tuple[str, ...]
     steps: tuple[str, ...]
+    half_life: int  # 0: no decay
 
 
 class ConditionSpec(NamedTuple):
@@ -67,6 +68,8 @@ class ComponentSpec(NamedTuple):
     out_of: float
     stalled: tuple[int, float] | None
     when: int | None
+    earned_while: int | None
+    idle: str  # the reason while earned_while holds it to no points
     whole: bool  # its value counts things: said as a whole number
     reason: list[tuple[str, str]]  # (what, text) pieces: see components::pieces
 
@@ -144,19 +147,29 @@ def _measure(name: str, measure: MeasureSettings, settings: Settings) -> Measure
         origin,
         measure.held_while,
         measure.steps,
+        measure.half_life or 0,
     )
 
 
 # Fields of a measure's declaration that came after others: left out of its digest when
 # not set, so that a state saved before they existed is still its measure's.
-_LATER_FIELDS = ("key", "held_while", "started_by", "completed_by", "steps")
+_LATER_FIELDS = ("key", "held_while", "started_by", "completed_by", "steps", "half_life")
+_LATER_COMPONENT_FIELDS = ("earned_while",)
+# How components are measured, when it changed: a value saved under other rules is
+# measured afresh after a restore (2: silence holds, stopping scores zero).
+_SCORING = ("scoring", 2)
 
 
 def _declaration(measure: MeasureSettings) -> dict[str, object]:
-    unset = {
-        f for f in _LATER_FIELDS if getattr(measure, f) == MeasureSettings.model_fields[f].default
-    }
-    return measure.model_dump(mode="json", exclude=unset)
+    return _dumped(measure, _LATER_FIELDS)
+
+
+def _dumped(
+    declaration: MeasureSettings | DeclaredComponent, later: tuple[str, ...]
+) -> dict[str, object]:
+    fields = type(declaration).model_fields
+    unset = {f for f in later if getattr(declaration, f) == fields[f].default}
+    return declaration.model_dump(mode="json", exclude=unset)
 
 
 def _component(
@@ -205,7 +218,7 @@ def _component(
     index = names.index
     return ComponentSpec(
         name,
-        _digest(component.model_dump(mode="json"), read),
+        _digest(_dumped(component, _LATER_COMPONENT_FIELDS), read, *_SCORING),
         bit,
         component.weight,
         None if component.measure is None else index(component.measure),
@@ -225,12 +238,27 @@ def _component(
         if component.stalled_after is None
         else (component.stalled_after, component.stalled_factor),
         None if component.when is None else index(component.when),
+        None if component.earned_while is None else index(component.earned_while),
+        _idle_words(name, component, settings),
         measure is not None
         and measure.kind in COUNT_KINDS
         and component.per is None
         and component.versus is None,
         pieces(component.parts),
     )
+
+
+def _idle_words(name: str, component: DeclaredComponent, settings: Settings) -> str:
+    """The reason for a component held to no points by its earned_while measure."""
+    if component.earned_while is None:
+        return ""
+    window = settings.measures[component.earned_while].window
+    since = (
+        f"in the last {counted(window // MS_PER_DAY, 'day')}"
+        if window and window % MS_PER_DAY == 0
+        else f"({component.earned_while} is 0)"
+    )
+    return f"no activity {since}: no points for {name.replace('_', ' ')}"
 
 
 @functools.cache
