@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vigil.base.records import RECORDS
 from vigil.base.streams import Output
 from vigil.base.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
-from vigil.config.settings import Settings
+from vigil.config.settings import Settings, load_settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.engine.state import ShardState
@@ -240,3 +240,11 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def half_drop() -> Settings:
+    """Settings whose login drop is a fall below half a week of at least 10 sessions: what
+    the tests of how a signal over calendar windows fires, is ordered and is replayed are
+    written for (the default, a near stop, is in test_signals)."""
+    overrides = {"signals": {"login_drop": {"below": 0.5, "min_previous": 10, "high_below": 0.2}}}
+    return load_settings(None, env={}, overrides=overrides)

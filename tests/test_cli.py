@@ -530,7 +530,7 @@ def test_explain_tells_a_tenants_story(
         "RULE login-drop -> TASK for csm" in story
         and "RULE login-drop -> NOTIFICATION #cs-alerts" in story
     )
-    assert "sessions in the last 7 days" in story  # the reasons are spelled out
+    assert "sessions in the last 30 days" in story  # the reasons are spelled out
     # Time order: the signal comes before the task it caused.
     assert story.index("SIGNAL login_drop") < story.index("RULE login-drop -> TASK")
 

@@ -9,7 +9,18 @@ import vigil.base
 
 ROOT = Path(vigil.base.__file__).parent.parent
 # Lowest first. vigil itself holds only these packages and the compiled core.
-LAYERS = ("base", "intake", "config", "ops", "rules", "engine", "connectors", "flows", "app")
+LAYERS = (
+    "base",
+    "intake",
+    "config",
+    "ops",
+    "rules",
+    "engine",
+    "connectors",
+    "flows",
+    "evaluate",
+    "app",
+)
 ANYWHERE = ("vigil", "vigil._native")
 
 

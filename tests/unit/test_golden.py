@@ -65,7 +65,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "dedup_retention": "9h",
         },
         "signals": {"error_spike": {"history": "1d"}},
-        "measures": {"features_30d": {"window": "2d"}, "weekly_sessions": {"window": "1d"}},
+        "measures": {
+            "features_30d": {"window": "2d"},
+            "sessions_30d": {"window": "7d"},
+            "weekly_sessions": {"window": "1d"},
+        },
     },
     "other weights": {
         "measures": {

@@ -3,6 +3,7 @@ reasons, for tenants fed through the engine."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,7 +62,7 @@ def test_each_problem_costs_points_and_is_explained_and_one_reads_as_one() -> No
     assert record["score"] < 80
     reasons = " | ".join(record["reasons"])
     for needle in (
-        "1 session in the last 7 days",
+        "1 session in the last 30 days",
         "1 feature used in the last 30 days",
         "2 open tickets (1 P1)",
         "invoices unpaid: 1 overdue and 1 failed",
@@ -74,4 +75,7 @@ def test_each_problem_costs_points_and_is_explained_and_one_reads_as_one() -> No
 
 def test_biggest_loss_comes_first() -> None:
     record = last_health(sessions("acme", T0, 1), T0 + 9 * DAY)
-    assert record["reasons"][0].startswith("0 sessions in the last 7 days")
+    lost = [int(m.group(1)) for r in record["reasons"] if (m := re.search(r"\(-(\d+) pts\)$", r))]
+    assert len(lost) >= 3 and lost == sorted(lost, reverse=True)
+    # Nine days silent: no errors earn nothing without activity, and that weighs most.
+    assert record["reasons"][0].startswith("no activity in the last 7 days: no points for error")

@@ -494,7 +494,7 @@ class TestDecay:
     """A half_life weighs a rolling window's buckets by their age in whole buckets."""
 
     def measured(self, measure: dict[str, Any], events: list[dict[str, Any]]) -> float:
-        component = {"measure": "recent", "weight": 50, "full_at": 100, "reason": "{value}"}
+        component = {"measure": "recent", "weight": 500, "full_at": 20, "reason": "{value}"}
         h = Harness(
             declared({"measures": {"recent": measure}, "health": {"components": {"x": component}}})
         )

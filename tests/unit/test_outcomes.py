@@ -13,7 +13,14 @@ from vigil.base.errors import ConfigError
 from vigil.base.timeutil import parse_rfc3339
 from vigil.config.settings import Settings
 from vigil.intake.events import DeadLetter, Event
-from vigil.intake.outcomes import CHURNED, RENEWED, Outcome, outcome_of, outcomes_csv, read_outcomes
+from vigil.intake.outcomes import (
+    CHURNED,
+    RENEWED,
+    Outcome,
+    outcome_events,
+    outcomes_csv,
+    read_outcomes,
+)
 from vigil.intake.reader import Intake
 from vigil.intake.simulate import AT_RISK, HEALTHY, LOGIN_DROP, FleetPlan, generate, outcomes
 
@@ -24,14 +31,26 @@ def take(message: dict[str, object]) -> Event | DeadLetter:
     return taken
 
 
-def test_the_catalogue_carries_outcome_events() -> None:
+def test_the_catalogue_carries_outcome_events(tmp_path: Path) -> None:
     base = {"event_id": "e1", "tenant_id": "acme", "ts": "2026-06-30T12:00:00Z"}
-    churned = take({**base, "type": "account.churned", "attrs": {"reason": "budget"}})
-    renewed = take({**base, "type": "account.renewed", "attrs": {"renewal_date": "2027-06-30"}})
-    assert isinstance(churned, Event) and isinstance(renewed, Event)
+    said = [
+        {**base, "type": "account.churned", "attrs": {"reason": "budget"}},
+        {
+            **base,
+            "tenant_id": "beta",
+            "type": "account.renewed",
+            "attrs": {"renewal_date": "2027-06-30"},
+        },
+    ]
+    assert all(isinstance(take(event), Event) for event in said)
+    events = tmp_path / "events.jsonl"
+    lines = [orjson.dumps(e) for e in said] + [
+        b"not json account.churned",
+        b'{"type": "user.session"}',
+    ]
+    events.write_bytes(b"\n".join(lines) + b"\n")
     at = parse_rfc3339("2026-06-30T12:00:00Z")
-    assert outcome_of(churned) == Outcome("acme", CHURNED, at)
-    assert outcome_of(renewed) == Outcome("acme", RENEWED, at)
+    assert outcome_events(events) == [Outcome("acme", CHURNED, at), Outcome("beta", RENEWED, at)]
     bad = take({**base, "type": "account.renewed", "attrs": {"renewal_date": "next year"}})
     assert isinstance(bad, DeadLetter) and bad.reason == "invalid_field"
 

@@ -261,12 +261,12 @@ class TestErrors:
             (
                 '[engine]\nforget_tenants_after = "20d"',
                 "engine.forget_tenants_after (20d) must be longer than "
-                "measures.features_30d.window (30d)",
+                "measures.sessions_30d.window (30d)",
             ),
             (
                 "[engine]\nmax_keys_per_tenant = 4",
                 "engine.max_keys_per_tenant (4) must be at least 6, "
-                "health.components.support_load.zero_at, or the limit could change a score",
+                "health.components.adoption.full_at, or the limit could change a score",
             ),
             (
                 "[engine]\nmax_keys_per_tenant = 6\n[health.components.onboarding]\nfull_at = 7",
@@ -489,7 +489,7 @@ def test_a_check_across_settings_names_them_without_echoing_the_whole_file(
     said = str(caught.value)
     assert said == (
         f"{path}: engine.forget_tenants_after (20d) must be longer than "
-        "measures.features_30d.window (30d), or a tenant could be forgotten while "
+        "measures.sessions_30d.window (30d), or a tenant could be forgotten while "
         "its events still count"
     )
 

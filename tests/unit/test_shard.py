@@ -16,6 +16,7 @@ from support import (
     Partitions,
     clock,
     event,
+    half_drop,
     restored,
     sessions,
     trouble,
@@ -46,7 +47,7 @@ def by_time(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class TestLoginDrop:
     def test_fires_when_the_watermark_passes_the_window_end(self) -> None:
-        h = Harness().feed(by_time(weeks("acme", [20, 8])))
+        h = Harness(half_drop()).feed(by_time(weeks("acme", [20, 8])))
         h.feed([clock(T0 + 2 * WEEK + HOUR - 1)])  # watermark one ms short of the end
         assert h.signals("login_drop") == []
         h.feed([clock(T0 + 2 * WEEK + HOUR)])
@@ -57,20 +58,22 @@ class TestLoginDrop:
         assert (signal["evidence"]["measured"], signal["evidence"]["previous"]) == (8, 20)
 
     def test_a_silent_tenant_drops_to_zero_and_still_signals(self) -> None:
-        h = Harness().feed(by_time([*weeks("acme", [15]), clock(T0 + 2 * WEEK + HOUR)]))
+        h = Harness(half_drop()).feed(by_time([*weeks("acme", [15]), clock(T0 + 2 * WEEK + HOUR)]))
         [signal] = h.signals("login_drop")
         assert (signal["tenant_id"], signal["value"], signal["severity"]) == ("acme", 0.0, "high")
 
     def test_exactly_half_and_a_small_baseline_do_not_signal(self) -> None:
         events = weeks("half", [20, 10]) + weeks("small", [9, 0])
-        h = Harness().feed([*by_time(events), clock(T0 + 2 * WEEK + HOUR)])
+        h = Harness(half_drop()).feed([*by_time(events), clock(T0 + 2 * WEEK + HOUR)])
         assert h.signals("login_drop") == []
 
     def test_a_resent_event_is_counted_once(self) -> None:
         week0 = weeks("acme", [20])
         week1 = weeks("acme", [0, 9])
         resent = [dict(e) for e in week1]  # same event_id, sent again
-        h = Harness().feed([*by_time(week0 + week1 + resent), clock(T0 + 2 * WEEK + HOUR)])
+        h = Harness(half_drop()).feed(
+            [*by_time(week0 + week1 + resent), clock(T0 + 2 * WEEK + HOUR)]
+        )
         [signal] = h.signals("login_drop")
         assert signal["evidence"]["measured"] == 9
         assert h.engine.counts["duplicates"] == 9
@@ -83,11 +86,13 @@ class TestLoginDrop:
         for n, (a, b) in enumerate(zip(acme, beta, strict=True)):
             a["event_id"] = b["event_id"] = f"n{n}"
         resent = [dict(e) for e in beta[-5:]]
-        h = Harness().feed([*by_time(acme + beta + resent), clock(T0 + 2 * WEEK + 2 * HOUR)])
+        h = Harness(half_drop()).feed(
+            [*by_time(acme + beta + resent), clock(T0 + 2 * WEEK + 2 * HOUR)]
+        )
         assert h.engine.counts["duplicates"] == 5
         last = {r["tenant_id"]: r for r in h.out["health"]}
-        for tenant in ("acme", "beta"):
-            assert last[tenant]["components"]["login_activity"]["value"] == 20
+        for tenant in ("acme", "beta"):  # two weeks of 20, in the last 30 days
+            assert last[tenant]["components"]["login_activity"]["value"] == 40
 
 
 class TestOneInstant:
@@ -103,7 +108,7 @@ class TestOneInstant:
             event("acme", "ticket.resolved", at, {"ticket_id": "k"}, event_id="a"),
             clock(T0 + 4 * HOUR),
         ]
-        h = Harness().feed(events)
+        h = Harness(half_drop()).feed(events)
         assert restored(h.engine).tenants["acme"].measured["open_tickets"][1] == {}
 
     def test_an_id_seen_again_is_a_repeat_whatever_its_place_in_life(self) -> None:
@@ -115,7 +120,7 @@ class TestOneInstant:
             event("acme", "ticket.resolved", at + 1, {"ticket_id": "k"}, event_id="x"),
             clock(T0 + 4 * HOUR),
         ]
-        h = Harness().feed(events)
+        h = Harness(half_drop()).feed(events)
         assert h.engine.counts["duplicates"] == 1
         assert restored(h.engine).tenants["acme"].measured["open_tickets"][1] == {"k": "P1"}
 
@@ -138,7 +143,7 @@ class TestOneInstant:
             ),
             clock(T0 + 4 * HOUR),
         ]
-        tenant = restored(Harness().feed(events).engine).tenants["acme"]
+        tenant = restored(Harness(half_drop()).feed(events).engine).tenants["acme"]
         assert tenant.measured["unpaid_invoices"][1] == unpaid
 
 
@@ -148,13 +153,13 @@ class TestLateness:
         shuffled = _shuffle_within(events, 30 * 60 * 1000, seed=1)
         assert shuffled != events
         tail = [clock(T0 + 2 * WEEK + 2 * HOUR)]
-        in_order = Harness().feed(events + tail)
-        out_of_order = Harness().feed(shuffled + tail)
+        in_order = Harness(half_drop()).feed(events + tail)
+        out_of_order = Harness(half_drop()).feed(shuffled + tail)
         assert in_order.out == out_of_order.out
         assert len(in_order.signals("login_drop")) == 1
 
     def test_an_event_older_than_the_watermark_is_a_late_dead_letter(self) -> None:
-        h = Harness().feed([event("acme", "user.session", T0 + 3 * HOUR)])
+        h = Harness(half_drop()).feed([event("acme", "user.session", T0 + 3 * HOUR)])
         late = event("acme", "user.session", T0 + 3 * HOUR - HOUR - 1)
         ok = event("acme", "user.session", T0 + 3 * HOUR - HOUR)  # exactly at the watermark
         h.feed([late, ok])
@@ -166,7 +171,7 @@ class TestLateness:
     def test_batching_does_not_change_outputs(self) -> None:
         events = by_time(weeks("acme", [20, 6]) + weeks("beta", [25, 25, 3]))
         events.append(clock(T0 + 3 * WEEK + HOUR))
-        runs = [Harness().feed(events, batch_size=size).out for size in (1, 7, 1000)]
+        runs = [Harness(half_drop()).feed(events, batch_size=size).out for size in (1, 7, 1000)]
         assert runs[0] == runs[1] == runs[2]
         assert len(runs[0]["signals"]) == 2
 
@@ -183,7 +188,7 @@ class TestLateness:
                     [
                         {**e, "ts": to_iso(parse_rfc3339(e["ts"]) + index * 3 * HOUR)}
                         for t in owned
-                        for e in weeks(t, [12, 5, 9])
+                        for e in weeks(t, [12, 0, 9])
                     ]
                 ),
                 clock(T0 + 4 * WEEK),
@@ -204,7 +209,9 @@ class TestLateness:
         # clock starts: the earliest of them sets it, in whatever order they arrive, and
         # after a restore from a snapshot taken while they were still queued.
 
-        settings = Settings.model_validate({"input": {"allowed_lateness": "2d"}})
+        settings = half_drop().model_copy(
+            update={"input": Settings.model_validate({"input": {"allowed_lateness": "2d"}}).input}
+        )
         earliest = event("gamma", "user.session", T0)  # an hour before all the others
         events = by_time([earliest, *weeks("acme", [20, 6]), *weeks("beta", [30, 30])])
         shuffled = _shuffle_within(events[1:], 20 * HOUR, seed=2)  # up to 20 h late: on time
@@ -359,12 +366,12 @@ class TestErrorSpike:
 
 class TestHealthOverTime:
     def test_a_silent_tenant_loses_points_without_sending_anything(self) -> None:
-        h = Harness().feed([*by_time(weeks("acme", [25])), clock(T0 + 4 * WEEK)])
+        h = Harness().feed([*by_time(weeks("acme", [25])), clock(T0 + 6 * WEEK)])
         scores = [r["score"] for r in h.out["health"] if r["tenant_id"] == "acme"]
         assert scores[-1] < scores[0]
         last = [r for r in h.out["health"] if r["tenant_id"] == "acme"][-1]
         assert last["components"]["login_activity"]["value"] == 0
-        assert any("0 sessions in the last 7 days" in reason for reason in last["reasons"])
+        assert any("0 sessions in the last 30 days" in reason for reason in last["reasons"])
 
     def test_errors_leaving_the_24_hours_raise_no_silent_tenants_score(self) -> None:
         errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
@@ -426,12 +433,19 @@ class TestWarmup:
 
 
 def sharp_fall(tenant: str, days: int = 14) -> list[dict[str, Any]]:
-    """`days` healthy days (8 sessions a day, six features), then in one morning three P1
-    tickets, a failed invoice and a departed sponsor, and four more days of sessions."""
-    healthy = sessions(tenant, T0 + HOUR, days * 8, spacing=3 * HOUR)
+    """`days` healthy days (a session an hour, two of six features a day), then in one
+    morning three P1 tickets, a failed invoice and a departed sponsor, and four more days
+    of sessions."""
+    healthy = sessions(tenant, T0 + HOUR, days * 24 - 1, spacing=HOUR)
     healthy += [
-        event(tenant, "feature.used", T0 + d * DAY + 2 * HOUR, {"feature": f"f{d % 6}"})
+        event(
+            tenant,
+            "feature.used",
+            T0 + d * DAY + (2 + n) * HOUR,
+            {"feature": f"f{(2 * d + n) % 6}"},
+        )
         for d in range(days)
+        for n in range(2)
     ]
     bad = T0 + days * DAY + HOUR
     trouble = [
@@ -442,7 +456,7 @@ def sharp_fall(tenant: str, days: int = 14) -> list[dict[str, Any]]:
         event(tenant, "billing.invoice", bad, {"invoice_id": "i1", "status": "failed"}),
         event(tenant, "sponsor.changed", bad + HOUR, {"status": "departed"}),
     ]
-    after = sessions(tenant, bad + 3 * HOUR, 4 * 8, spacing=3 * HOUR)
+    after = sessions(tenant, bad + 3 * HOUR, 4 * 24, spacing=HOUR)
     return [*by_time(healthy + trouble + after), clock(bad + 6 * DAY)]
 
 

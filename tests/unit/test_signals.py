@@ -14,15 +14,14 @@ HOUR = 3_600_000
 
 class TestLoginDrop:
     def test_it_says_how_far_sessions_fell(self) -> None:
-        finding = declared_finding(LOGIN, 9.0, 20.0)
-        assert (finding.value, finding.baseline, finding.threshold) == (0.45, 20, 0.5)
-        assert finding.evidence["measured"] == 9 and finding.evidence["previous"] == 20
-        assert finding.evidence["change_pct"] == -55.0
+        finding = declared_finding(LOGIN, 1.0, 40.0)
+        assert (finding.value, finding.baseline, finding.threshold) == (0.025, 40, 0.05)
+        assert finding.evidence["measured"] == 1 and finding.evidence["previous"] == 40
+        assert finding.evidence["change_pct"] == -97.5
 
-    def test_a_fall_to_a_fifth_or_less_is_high(self) -> None:
+    def test_a_week_without_a_session_is_high(self) -> None:
         assert declared_finding(LOGIN, 0.0, 30.0).severity == "high"
-        assert declared_finding(LOGIN, 6.0, 30.0).severity == "high"
-        assert declared_finding(LOGIN, 12.0, 30.0).severity == "medium"
+        assert declared_finding(LOGIN, 1.0, 30.0).severity == "medium"
 
 
 class TestErrorSpike:

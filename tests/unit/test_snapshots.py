@@ -45,19 +45,29 @@ BEFORE_ALL_STATE = Path(__file__).parent / "data" / "shard-state-5085f44ba9d4.pi
 # as users' stores would fail. Then give the state a new format (see READABLE_FORMATS in
 # vigil/engine/shard.py) and save this file in it, keeping the old one if it is still read.
 CURRENT_FORMAT_STATE = Path(__file__).parent / "data" / f"shard-state-{STATE_FORMAT}.pickle"
-# The states above were saved before the recency component and the activity that absences
-# earn points for (activity_7d) were declared: measures a store starts empty when it lacks
-# them, and the oldest stores kept no exact time of the last activity. Their tenants go on
-# as if never stopped under the components those versions had.
+# The states above were saved before the recency component, the activity that absences
+# earn points for (activity_7d) and the 30-day login window were declared: measures a
+# store starts empty when it lacks them, and the oldest stores kept no exact time of the
+# last activity. Their tenants go on as if never stopped under the components and signals
+# those versions had.
 ABSENCE_COMPONENTS = ("error_pressure", "support_load", "billing")
 AS_BEFORE = Settings.model_validate(
     {
+        "signals": {"login_drop": {"below": 0.5, "min_previous": 10, "high_below": 0.2}},
         "health": {
             "components": {
+                "login_activity": {
+                    "measure": "sessions_7d",
+                    "weight": 20,
+                    "full_at": 20,
+                    "reason": "{value:session|sessions} in the last 7 days",
+                },
+                "login_trend": {"weight": 10, "full_at": 1.0},
+                "adoption": {"weight": 15, "full_at": 5},
                 "recency": {"weight": 0},
                 **{c: {"earned_while": None} for c in ABSENCE_COMPONENTS},
             }
-        }
+        },
     }
 )
 
@@ -166,19 +176,19 @@ def test_a_stall_under_way_across_a_restore_fires_at_the_periods_deadline(
 
 
 def test_component_settings_changed_across_a_restore_apply_at_the_first_step() -> None:
-    # A component is measured again on its own events (and some at midnight): two open
+    # A component is measured again on its own events (and some at midnight): three open
     # tickets and nothing since kept the points of the old zero_at for good.
     tickets = [
         event("acme", "ticket.created", T0 + HOUR + n, {"ticket_id": f"t{n}", "priority": "P3"})
-        for n in range(2)
+        for n in range(3)
     ]
     h = Harness().feed([event("acme", "user.session", T0), *tickets, clock(T0 + 3 * HOUR)])
-    assert h.out["health"][-1]["components"]["support_load"]["value"] == 2
-    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (2, 1 - 2 / 6)
+    assert h.out["health"][-1]["components"]["support_load"]["value"] == 3
+    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (3, 1 - 3 / 6)
     stricter = Settings.model_validate({"health": {"components": {"support_load": {"zero_at": 3}}}})
     h.engine = ShardEngine(stricter, h.rules, restored(h.engine))
     h.feed([clock(T0 + 5 * HOUR)])
-    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (2, 1 - 2 / 3)
+    assert restored(h.engine).tenants["acme"].components["support_load"][1] == (3, 0.0)
     last = h.out["health"][-1]
     assert last["ts"] == "2026-03-02T03:00:00Z"  # the first step after the restore
     assert (

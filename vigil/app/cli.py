@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(commands)
     _add_simulate(commands)
+    _add_calibrate(commands)
+    _add_backtest(commands)
 
     produce = commands.add_parser("produce", help="load a JSON Lines file into the telemetry topic")
     produce.add_argument(
@@ -267,6 +269,85 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--quiet", action="store_true", help="print no summary")
 
 
+def _add_calibrate(commands: Any) -> None:
+    cal = commands.add_parser(
+        "calibrate", help="check a run's scores, signals and rules against outcomes"
+    )
+    cal.add_argument(
+        "--outputs", type=_path, metavar="DIR", help="the output folder of a file run to check"
+    )
+    cal.add_argument(
+        "--input",
+        type=_path,
+        metavar="FILE",
+        help="or a JSON Lines file of events: Vigil runs on it first (file mode, no sink)",
+    )
+    cal.add_argument(
+        "--config",
+        type=_path,
+        metavar="FILE",
+        help="the settings of that run (TOML); default: built-in defaults",
+    )
+    cal.add_argument(
+        "--outcomes",
+        type=_path,
+        metavar="FILE",
+        help="CSV of tenant_id,outcome,date; outcome events in --input count too",
+    )
+    cal.add_argument(
+        "--horizon",
+        default="0d",
+        metavar="DURATION",
+        help="take each score this long before its outcome, e.g. 30d (default 0d)",
+    )
+    cal.add_argument(
+        "--lookback",
+        default="30d",
+        metavar="DURATION",
+        help="a signal or rule counts as flagging an account if it fired this long before "
+        "the score's cutoff (default 30d)",
+    )
+    cal.add_argument(
+        "--report", type=_path, metavar="FILE", help="also write an HTML report with pictures"
+    )
+    cal.add_argument(
+        "--fit",
+        type=_path,
+        metavar="FILE",
+        help="fit the components' weights and scales to the outcomes, and write them as a "
+        "settings file (TOML) with the cross-validated AUC they reached",
+    )
+
+
+def _add_backtest(commands: Any) -> None:
+    back = commands.add_parser(
+        "backtest", help="what candidate rules and settings would have done over a history"
+    )
+    back.add_argument(
+        "--input", type=_path, required=True, metavar="FILE", help="JSON Lines file of events"
+    )
+    back.add_argument(
+        "--config",
+        type=_path,
+        metavar="FILE",
+        help="the current settings (TOML); default: built-in defaults",
+    )
+    back.add_argument(
+        "--candidate-config",
+        type=_path,
+        metavar="FILE",
+        help="the settings to try (default: the current ones)",
+    )
+    back.add_argument(
+        "--candidate-rules",
+        type=_path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a rule file or folder to try besides the candidate settings' rules (repeatable)",
+    )
+
+
 def _add_simulate(commands: Any) -> None:
     sim = commands.add_parser("simulate", help="write a simulated telemetry stream")
     sim.add_argument(
@@ -316,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules": _rules_check,
         "config": _config_check,
         "topics": _topics_create,
+        "calibrate": _calibrate,
+        "backtest": _backtest,
     }
     try:
         with StopSignal():  # SIGTERM stops a command as Ctrl-C does (`vigil run`: see _run)
@@ -333,6 +416,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0  # e.g. `vigil simulate | head`
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from vigil.app.evaluate import calibrate_command  # scikit-learn loads only for this
+
+    return calibrate_command(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from vigil.app.evaluate import backtest_command
+
+    return backtest_command(args)
 
 
 def _command_words(args: argparse.Namespace) -> str:

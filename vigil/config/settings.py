@@ -440,6 +440,7 @@ class MeasureSettings(_Section):
 # [measures.NAME] adds to them, or changes one of them).
 DEFAULT_MEASURES: dict[str, dict[str, Any]] = {
     "sessions_7d": {"kind": "count", "events": ["user.session"], "window": "7d"},
+    "sessions_30d": {"kind": "count", "events": ["user.session"], "window": "30d"},
     "last_session": {"kind": "days_since", "events": ["user.session"]},
     "features_30d": {
         "kind": "distinct",
@@ -669,14 +670,15 @@ def _check_history(name: str, signal: DeclaredSignal, measure: MeasureSettings) 
 
 
 class LoginDropSignal(DeclaredSignal):
-    """Sessions in the latest closed week below half the week before (when that held at
-    least 10); "high" at a fifth or less."""
+    """Sessions in the latest closed week below 5% of the week before (when that held at
+    least 2): a near stop, the drop that foretold churn on the development data (see
+    docs/calibration.md); "high" when the week had none."""
 
     measure: str = "weekly_sessions"
     versus: Literal["previous_window", "previous_value", "history"] | None = "previous_window"
-    below: float | None = 0.5
-    min_previous: float = Field(default=10.0, ge=0.0)
-    high_below: float | None = 0.2
+    below: float | None = 0.05
+    min_previous: float = Field(default=2.0, ge=0.0)
+    high_below: float | None = 0.0
 
 
 class OnboardingStalledSignal(DeclaredSignal):
@@ -881,28 +883,33 @@ class DeclaredComponent(_Section):
 # under their name changes what it gives, the rest stays as here.
 
 
+# The weights and scales of login activity, login trend, adoption and recency were
+# fitted on the development data (docs/calibration.md); the others, which it cannot
+# measure, keep the weights they had.
+
+
 class LoginActivityComponent(DeclaredComponent):
-    measure: str | None = "sessions_7d"
-    weight: Weight = 20.0
-    full_at: float | None = Field(default=20.0, gt=0.0)
+    measure: str | None = "sessions_30d"
+    weight: Weight = 14.0
+    full_at: float | None = Field(default=100.0, gt=0.0)
     when: str | None = "last_session"
-    reason: str = "{value:session|sessions} in the last 7 days (full points at {full_at})"
+    reason: str = "{value:session|sessions} in the last {window} (full points at {full_at})"
 
 
 class LoginTrendComponent(DeclaredComponent):
     measure: str | None = "sessions_7d"
-    weight: Weight = 10.0
+    weight: Weight = 6.0
     versus: Literal["previous_window"] | None = "previous_window"
     min_previous: float = Field(default=5.0, ge=0.0)
-    full_at: float | None = Field(default=1.0, gt=0.0)
+    full_at: float | None = Field(default=0.4, gt=0.0)
     when: str | None = "last_session"
     reason: str = "sessions down {down_pct}% on the 7 days before"
 
 
 class AdoptionComponent(DeclaredComponent):
     measure: str | None = "features_30d"
-    weight: Weight = 15.0
-    full_at: float | None = Field(default=5.0, gt=0.0)
+    weight: Weight = 21.0
+    full_at: float | None = Field(default=6.0, gt=0.0)
     when: str | None = "last_feature"
     reason: str = "{value:feature|features} used in the last {window} (full points at {full_at})"
 
@@ -969,7 +976,7 @@ class OnboardingComponent(DeclaredComponent):
 
 class RecencyComponent(DeclaredComponent):
     measure: str | None = "last_activity"
-    weight: Weight = 10.0
+    weight: Weight = 14.0
     zero_at: float | None = Field(default=14.0, gt=0.0)
     reason: str = "{value} days since the last activity (none from {zero_at})"
 

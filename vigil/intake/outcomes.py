@@ -6,14 +6,17 @@ them (docs/reference/events.md, Outcomes)."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import orjson
+
 from vigil.base.errors import ConfigError
 from vigil.base.timeutil import parse_rfc3339, to_iso
-from vigil.intake.events import MAX_ID_LENGTH, Event
+from vigil.intake.events import MAX_ID_LENGTH
 
 OutcomeKind = Literal["churned", "renewed"]
 CHURNED: OutcomeKind = "churned"
@@ -26,12 +29,6 @@ class Outcome(NamedTuple):
     tenant_id: str
     outcome: OutcomeKind
     at: int  # epoch milliseconds: the outcome's date, at midnight UTC if given as a date
-
-
-def outcome_of(event: Event) -> Outcome | None:
-    """The outcome an event says, if it says one."""
-    kind = OUTCOME_TYPES.get(event.type)
-    return None if kind is None else Outcome(event.tenant_id, kind, event.ts)
 
 
 def read_outcomes(path: Path) -> list[Outcome]:
@@ -80,3 +77,33 @@ def _rows(path: Path, rows: Iterable[list[str]]) -> Iterable[Outcome]:
         except ValueError as exc:
             raise ConfigError(f"{path}:{number}: date {date!r}: {exc}") from None
         yield Outcome(tenant, CHURNED if outcome == CHURNED else RENEWED, at)
+
+
+def outcome_events(path: Path) -> list[Outcome]:
+    """The outcomes said by the outcome events of an events file (JSON Lines, plain or
+    gzip), in date order; other lines, and lines that are no outcome event, are passed
+    over (a run makes dead letters of those that are broken)."""
+    found = []
+    try:
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
+            for line in handle:
+                if b"account." not in line:
+                    continue
+                found.extend(_outcome_in(line))
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return sorted(found, key=lambda o: (o.at, o.tenant_id))
+
+
+def _outcome_in(line: bytes) -> list[Outcome]:
+    try:
+        record = orjson.loads(line)
+        kind = OUTCOME_TYPES[record["type"]]
+        tenant, at = record["tenant_id"], parse_rfc3339(record["ts"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return []
+    if not isinstance(tenant, str) or not 0 < len(tenant) <= MAX_ID_LENGTH:
+        return []
+    return [Outcome(tenant, kind, at)]

@@ -104,7 +104,7 @@ def scenario_days(plan: FleetPlan) -> dict[str, int]:
         ONBOARDING_STALLED: 1 if plan.days >= 8 else -1,
         ONBOARDING_OK: 1 if plan.days >= 8 else -1,
         ERROR_SPIKE: max(2, plan.days // 2) if plan.days >= 4 else -1,
-        AT_RISK: max(8, plan.days - 9) if plan.days >= 16 else -1,
+        AT_RISK: max(8, plan.days - 16) if plan.days >= 16 else -1,
     }
 
 
@@ -269,9 +269,9 @@ def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str
     weekend = (day_start // MS_PER_DAY + 3) % 7 >= 5  # 1970-01-01 was a Thursday
     factor = 0.25 if weekend else 1.0
     if tenant.scenario == LOGIN_DROP and day >= starts[LOGIN_DROP]:
-        factor *= 0.1
+        factor = 0.0  # they stopped: the near stop the default login_drop looks for
     if tenant.scenario == AT_RISK and day >= starts[AT_RISK]:
-        factor *= 0.15
+        factor *= 0.05
     return factor
 
 
