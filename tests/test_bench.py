@@ -4,8 +4,10 @@ is timed: the harness itself must not rot as the code it measures changes (the e
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from support import ROOT, quiet_env
@@ -58,8 +60,9 @@ def test_the_kafka_benchmark_runs_on_the_test_broker(kafka_bootstrap: str) -> No
     _prints("kafka_throughput.py", args, expected)
 
 
-def _prints(script: str, args: list[str], expected: list[str]) -> None:
-    """Runs bench/`script` to its end (bounded) and checks it printed every `expected` text."""
+def _prints(script: str, args: list[str], expected: list[str]) -> str:
+    """Runs bench/`script` to its end (bounded), checks it printed every `expected` text,
+    and returns what it printed."""
     ran = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args],
         cwd=ROOT,
@@ -71,3 +74,31 @@ def _prints(script: str, args: list[str], expected: list[str]) -> None:
     assert ran.returncode == 0, ran.stderr[-3000:]
     missing = [text for text in expected if text not in ran.stdout]
     assert not missing, ran.stdout
+    return ran.stdout
+
+
+@pytest.mark.slow
+def test_the_outcomes_benchmark_runs_on_data_of_its_shape(tmp_path: Path) -> None:
+    """bench/mooc.py on made-up enrollments in the development data's format (the data
+    itself stays outside the repository): those that stop early drop out."""
+    rng = random.Random(3)
+    kinds = ["access", "discussion", "navigate", "page_close", "problem", "video", "wiki"]
+    rows, truth = [], ["enrollment_id,label"]
+    for enrollment in range(60):
+        dropped = rng.random() < 0.6
+        last_active = rng.randrange(3, 15) if dropped else 29
+        for day in range(30):
+            active = day <= last_active and rng.random() < 0.6
+            counts = [rng.randrange(1, 6) if active and rng.random() < 0.7 else 0 for _ in kinds]
+            rows.append(f"{enrollment},2014-06-{day + 1:02d}," + ",".join(map(str, counts)))
+        truth.append(f"{enrollment},{int(dropped)}")
+    header = "enrollment_id,time," + ",".join(f"event_{k}" for k in kinds)
+    (tmp_path / "course1.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "truth.csv").write_text("\n".join(truth) + "\n")
+    fitted = tmp_path / "fitted.toml"
+    said = _prints(
+        "mooc.py",
+        ["--data", str(tmp_path), "--fit", str(fitted)],
+        ["60 enrollments", "days since last activity", "the score", "cross-validated AUC"],
+    )
+    assert "precision" in said and fitted.exists()

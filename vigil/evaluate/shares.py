@@ -23,8 +23,8 @@ def share(component: dict[str, Any], declared: DeclaredComponent) -> float | Non
 
 
 def scale_of(declared: DeclaredComponent) -> tuple[str, float] | None:
-    """The component's scale, if it is one a fit may move (not a ratio's cap of 1 for a
-    trend, a text it equals, the keys of a state or a mean)."""
+    """The component's scale, if it is one a fit may move: full_at or zero_at of a
+    measure's value (not a text it equals, the weighted keys of a state, or a mean)."""
     if declared.measure is None or declared.equals is not None or declared.weights:
         return None
     if declared.full_at is not None:
