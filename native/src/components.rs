@@ -233,22 +233,22 @@ impl Component {
             .chain(self.parts.iter().map(|part| part.measure))
     }
 
-    /// Whether its words follow from its value alone (they can be kept and reused).
+    /// Whether its words follow from its value alone (they can be kept and reused; while
+    /// earned_while holds it to no points, from that alone).
     pub fn words_from_value(&self) -> bool {
-        self.earned_while.is_none()
-            && !self.reason.iter().any(|piece| {
-                matches!(
-                    piece,
-                    Piece::Held
-                        | Piece::HeldCounted(..)
-                        | Piece::Count(_)
-                        | Piece::States
-                        | Piece::Others
-                        | Piece::Keys
-                        | Piece::Parts
-                        | Piece::Stalled
-                )
-            })
+        !self.reason.iter().any(|piece| {
+            matches!(
+                piece,
+                Piece::Held
+                    | Piece::HeldCounted(..)
+                    | Piece::Count(_)
+                    | Piece::States
+                    | Piece::Others
+                    | Piece::Keys
+                    | Piece::Parts
+                    | Piece::Stalled
+            )
+        })
     }
 
     /// (the value, the share of the weight it earns) at `now`, or None: no data.
@@ -351,7 +351,7 @@ impl Component {
     }
 
     /// Whether it may earn points: always, or while its `earned_while` measure is above 0.
-    fn active(&self, declared: &Declared, states: &[State], now: i64) -> bool {
+    pub fn active(&self, declared: &Declared, states: &[State], now: i64) -> bool {
         self.earned_while.is_none_or(|measure| {
             matches!(declared.reading(states, measure, now), Some(Reading::Num(n)) if n > 0.0)
         })

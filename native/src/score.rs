@@ -190,11 +190,17 @@ impl Scorer {
             if lost < 0.5 {
                 continue;
             }
-            let key = measure_key(index, measures[index], weight);
+            let component = &self.components[index];
+            let idle = !component.active(declared, &t.measured, now);
+            // Held to no points while idle, it says so whatever its value.
+            let key = if idle {
+                (index, u64::MAX - 1, 0, bits(weight))
+            } else {
+                measure_key(index, measures[index], weight)
+            };
             let line = match self.lines.get(&key) {
                 Some(line) => line.clone(),
                 None => {
-                    let component = &self.components[index];
                     let said = component.explain(value, declared, &t.measured, now);
                     let line = format!("{said} (-{} pts)", f0(lost));
                     if component.words_from_value() {
