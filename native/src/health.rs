@@ -57,10 +57,13 @@ impl ShardCore {
         now: i64,
         out: &Bound<'_, PyList>,
         reweigh: bool,
+        measuring: bool,
     ) -> PyResult<()> {
         let cut = self.cfg.zones;
         let tenant = &mut self.store.tenants[index];
-        let exact = self.scorer.rescore(tenant, &self.declared, now, reweigh);
+        let exact = self
+            .scorer
+            .rescore(tenant, &self.declared, now, reweigh, measuring);
         let mut health = None;
         if let Some(exact) = exact {
             let rounded = (exact + 0.5).trunc() as i64;

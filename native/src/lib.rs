@@ -494,11 +494,7 @@ impl ShardCore {
                 }
             }
             tenant.last_event_at = ts;
-            if !tenant.heard {
-                // Heard again: every component afresh, those silence held included.
-                tenant.heard = true;
-                tenant.stale |= self.scorer.all_bits();
-            }
+            tenant.heard = true; // what silence held (still stale) is measured afresh
             let fed = !item.touches.is_empty();
             if fed {
                 // The components over what the event feeds.
@@ -579,8 +575,20 @@ impl ShardCore {
                 raised.extend(found.into_iter().map(|r| (index, r)));
             }
         }
-        for &index in &dirty {
-            self.score(py, index, now, out, reweigh)?;
+        if reweigh {
+            // After a restore every tenant is scored, as the weights may have changed;
+            // those not due are only re-weighed (both lists are in id order).
+            let mut due = dirty.iter().peekable();
+            for index in self.store.in_id_order() {
+                let measuring = due.next_if(|&&d| d == index).is_some();
+                let tenant_id = self.store.tenants[index].tenant_id.clone();
+                self.store.touched.insert(tenant_id); // to be saved again
+                self.score(py, index, now, out, true, measuring)?;
+            }
+        } else {
+            for &index in &dirty {
+                self.score(py, index, now, out, false, true)?;
+            }
         }
         for (index, found) in raised {
             let crossed = findings::Crossed {

@@ -150,12 +150,6 @@ impl ShardCore {
             let mut due: Vec<i64> = vec![tenant.first_seen + self.cfg.warmup];
             due.extend(self.declared.held_moves(&tenant.measured));
             due.extend(self.declared.deadlines(&tenant.measured));
-            // Every tenant is scored at the first step even if no measure moved, as the
-            // weights may have (components are kept under their declaration's digest).
-            // Unchanged, the score comes out the same, and nothing is written. Its
-            // components are not measured then: a step the running shard had no reason
-            // to measure them at would sample them at another instant than it did.
-            self.store.dirty.insert(tenant_id.clone());
             for instant in due {
                 self.clock.rescore_after(instant, tenant_id);
             }
@@ -163,6 +157,9 @@ impl ShardCore {
                 self.store.tenants[tenant_id].recent_scores.clear();
             }
         }
+        // Every tenant is scored at the first step even if no measure moved, as the
+        // weights may have (components are kept under their declaration's digest).
+        // Unchanged, the score comes out the same, and nothing is written.
         self.reweigh = true;
     }
 }

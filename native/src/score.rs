@@ -96,25 +96,35 @@ impl Scorer {
     }
 
     /// The score alone, None when no measure moved (or none has data). `declared` and
-    /// the tenant's `measured` are what the components read.
+    /// the tenant's `measured` are what the components read. Without `measuring` (the
+    /// first step after a restore re-weighs every tenant) only the components declared
+    /// anew are measured: the others wait for the step the running shard measured them
+    /// at, so that a resumed run measures what one never stopped did.
     pub fn rescore(
         &mut self,
         t: &mut Tenant,
         declared: &Declared,
         now: i64,
         reweigh: bool,
+        measuring: bool,
     ) -> Option<f64> {
         let mut changed = reweigh || t.score.is_none();
         let silent = !std::mem::take(&mut t.heard) && t.score.is_some();
         let stale = std::mem::take(&mut t.stale);
         let afresh = std::mem::take(&mut t.afresh);
+        let due = if measuring { stale } else { stale & afresh };
+        t.stale = stale & !due;
         for (own, component) in self.components.iter().enumerate() {
-            if stale & component.bit == 0 {
+            if due & component.bit == 0 {
                 continue;
             }
             let mut fresh = component.measure(declared, &t.measured, now);
             if silent && afresh & component.bit == 0 {
-                fresh = no_better(fresh, t.components[own]);
+                let held = no_better(fresh, t.components[own]);
+                if held != fresh {
+                    t.stale |= component.bit; // measured again, afresh once heard
+                }
+                fresh = held;
             }
             match (fresh, std::mem::replace(&mut t.components[own], fresh)) {
                 (Some(f), Some(o)) => changed |= f.1 != o.1,
