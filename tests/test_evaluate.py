@@ -136,12 +136,15 @@ def test_calibrate_reads_a_runs_outputs_and_outcome_events(
         (["--outputs", "{tmp}", "--outcomes", "{tmp}/none.csv"], "cannot read outcomes"),
         (["--outputs", "{tmp}", "--outcomes", "{outcomes}"], "no health.jsonl in"),
         (["--outputs", "{tmp}", "--outcomes", "{outcomes}", "--horizon", "soon"], "--horizon"),
+        (["--outputs", "{tmp}/odd", "--outcomes", "{outcomes}"], "a record without ts"),
     ],
 )
 def test_calibrate_refuses_what_it_cannot_use(
     history: tuple[Path, Path], tmp_path: Path, args: list[str], said: str
 ) -> None:
     _, outcomes = history
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "health.jsonl").write_text('{"tenant_id": "tenant-00001", "score": 3}\n')
     given = [a.format(tmp=tmp_path, outcomes=outcomes) for a in args]
     ran = run_vigil("calibrate", *given)
     assert ran.returncode == 2 and said in ran.stderr, ran.stderr

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil.base.streams import NOTIFICATIONS, TASKS
-from vigil.base.timeutil import parse_rfc3339
+from vigil.evaluate.history import field_of, time_of
 from vigil.ops.summary import read_jsonl
 
 # Each action stream: its id, its time, and who it goes to.
@@ -42,14 +42,17 @@ def actions(out_dir: Path) -> Actions:
     counted = Actions()
     for stream, (id_field, time_field, owner_field) in _ACTIONS.items():
         seen: set[str] = set()
-        for record in read_jsonl(out_dir / f"{stream}.jsonl"):
-            if record[id_field] in seen:
+        path = out_dir / f"{stream}.jsonl"
+        for record in read_jsonl(path):
+            made = field_of(record, id_field, path)
+            if made in seen:
                 continue  # written again by a resumed run
-            seen.add(record[id_field])
-            week = week_of(parse_rfc3339(record[time_field]))
-            counted.by_rule[stream, record["rule"]] += 1
-            counted.by_week[stream, record["rule"], week] += 1
-            counted.by_owner[stream, record[owner_field]] += 1
+            seen.add(made)
+            week = week_of(time_of(record, time_field, path))
+            rule = field_of(record, "rule", path)
+            counted.by_rule[stream, rule] += 1
+            counted.by_week[stream, rule, week] += 1
+            counted.by_owner[stream, field_of(record, owner_field, path)] += 1
             counted.weeks.add(week)
         counted.ids[stream] = seen
     return counted

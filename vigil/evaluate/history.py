@@ -29,6 +29,24 @@ class Case:
     flagged: frozenset[str]  # "signal:NAME" and "rule:ID" fired in the lookback
 
 
+def field_of(record: dict[str, Any], name: str, path: Path) -> Any:
+    """A field an output record must have, or ConfigError naming the file."""
+    value = record.get(name)
+    if not isinstance(value, str) or not value:
+        shown = str(record)[:200]
+        raise ConfigError(f"{path}: a record without {name} (not a Vigil output?): {shown}")
+    return value
+
+
+def time_of(record: dict[str, Any], name: str, path: Path) -> int:
+    """An output record's time field, in epoch ms, or ConfigError naming the file."""
+    text = field_of(record, name, path)
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {name} {text!r}: {exc}") from None
+
+
 def signal_key(name: str) -> str:
     return f"signal:{name}"
 
@@ -66,7 +84,7 @@ def _latest_health(path: Path, cutoffs: dict[str, int]) -> dict[str, dict[str, A
         tenant = record.get("tenant_id")
         if not isinstance(tenant, str) or (cutoff := cutoffs.get(tenant)) is None:
             continue
-        at = parse_rfc3339(record["ts"])
+        at = time_of(record, "ts", path)
         if at <= cutoff and (tenant not in latest or at >= latest[tenant][0]):
             latest[tenant] = (at, record)
     return {tenant: record for tenant, (_, record) in latest.items()}
@@ -83,10 +101,11 @@ _FLAGS = {
 def _flagged(out_dir: Path, cutoffs: dict[str, int], lookback: int) -> dict[str, set[str]]:
     flagged: dict[str, set[str]] = defaultdict(set)
     for stream, (field, time_field, key) in _FLAGS.items():
-        for record in read_jsonl(out_dir / f"{stream}.jsonl"):
+        path = out_dir / f"{stream}.jsonl"
+        for record in read_jsonl(path):
             tenant = record.get("tenant_id")
             if not isinstance(tenant, str) or (cutoff := cutoffs.get(tenant)) is None:
                 continue
-            if cutoff - lookback < parse_rfc3339(record[time_field]) <= cutoff:
-                flagged[tenant].add(key(record[field]))
+            if cutoff - lookback < time_of(record, time_field, path) <= cutoff:
+                flagged[tenant].add(key(field_of(record, field, path)))
     return flagged
