@@ -39,7 +39,13 @@ from vigil.evaluate.figures import auc, calibrate  # noqa: E402
 from vigil.evaluate.fit import fit, settings_file  # noqa: E402
 from vigil.evaluate.history import cases  # noqa: E402
 from vigil.evaluate.replay import replay  # noqa: E402
-from vigil.intake.outcomes import CHURNED, RENEWED, Outcome, outcomes_csv  # noqa: E402
+from vigil.intake.outcomes import (  # noqa: E402
+    CHURNED,
+    RENEWED,
+    Outcome,
+    outcomes_csv,
+    read_outcomes,
+)
 
 FEATURES = ("discussion", "navigate", "page_close", "problem", "video", "wiki")
 # The day's activity is spread over its working hours, sessions first.
@@ -138,8 +144,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-mooc-") as scratch_dir:
         scratch = Path(scratch_dir)
         events, outcomes_file, enrollments = convert(args.data, scratch)
-        from vigil.intake.outcomes import read_outcomes
-
         outcomes = read_outcomes(outcomes_file)
         replay(events, scratch / "out", args.config, settings.rules.paths)
         found = cases(scratch / "out", outcomes, horizon=0, lookback=30 * MS_PER_DAY)

@@ -195,6 +195,10 @@ def test_a_restore_goes_on_as_if_never_stopped_and_a_changed_one_is_measured_afr
             {**QUIET_DAYS, "when": "nothing"},
             "health.components.quiet_days.when: no measure 'nothing'",
         ),
+        (
+            {**QUIET_DAYS, "earned_while": "nothing"},
+            "health.components.quiet_days.earned_while: no measure 'nothing'",
+        ),
         ({**QUIET_DAYS, "full_at": 3}, "one scale: full_at, zero_at or equals"),
         ({k: v for k, v in QUIET_DAYS.items() if k != "zero_at"}, "one scale"),
         ({**QUIET_DAYS, "reason": "{days} quiet"}, "reason: no {days} to say"),

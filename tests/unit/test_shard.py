@@ -373,6 +373,15 @@ class TestHealthOverTime:
         assert last["components"]["login_activity"]["value"] == 0
         assert any("0 sessions in the last 30 days" in reason for reason in last["reasons"])
 
+    def test_a_tenant_that_stopped_logging_in_scores_zero_for_its_trend(self) -> None:
+        # Two weeks later the 7 days before hold nothing either: still zero, not "no data"
+        # (whose weight would go to the other components and raise the score).
+        h = Harness().feed([*by_time(weeks("acme", [25])), clock(T0 + 4 * WEEK)])
+        last = [r for r in h.out["health"] if r["tenant_id"] == "acme"][-1]
+        trend = last["components"]["login_trend"]
+        assert trend["value"] == 0.0 and trend["weight"] > 0 and trend["points"] == 0.0
+        assert any(r.startswith("sessions down 100% on the 7 days before") for r in last["reasons"])
+
     def test_errors_leaving_the_24_hours_raise_no_silent_tenants_score(self) -> None:
         errors = [event("acme", "error.raised", T0 + 10 * HOUR + n * 1000) for n in range(30)]
         h = Harness().feed([event("acme", "user.session", T0), *errors, clock(T0 + 2 * DAY)])

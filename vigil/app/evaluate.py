@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vigil.base.errors import ConfigError
 from vigil.base.timeutil import format_duration, parse_duration
-from vigil.config.settings import Settings, load_settings
+from vigil.config.settings import load_settings
 from vigil.evaluate import backtest, report
 from vigil.evaluate.figures import calibrate
 from vigil.evaluate.fit import fit, settings_file
@@ -24,10 +24,6 @@ def _duration(option: str, text: str) -> int:
         return parse_duration(text)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
-
-
-def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
 
 
 def _outcomes(args: argparse.Namespace) -> list[Outcome]:
@@ -49,7 +45,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         raise ConfigError("give one of --outputs DIR (a run's outputs) or --input FILE (events)")
     horizon = _duration("--horizon", args.horizon)
     lookback = _duration("--lookback", args.lookback)
-    settings = _settings(args.config)
+    settings = load_settings(args.config)
     outcomes = _outcomes(args)
     with tempfile.TemporaryDirectory(prefix="vigil-calibrate-") as scratch:
         out_dir = args.outputs
@@ -84,9 +80,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def backtest_command(args: argparse.Namespace) -> int:
-    current_settings = _settings(args.config)
+    current_settings = load_settings(args.config)
     candidate_config = args.candidate_config or args.config
-    candidate_settings = _settings(candidate_config)
+    candidate_settings = load_settings(candidate_config)
     candidate_rules = [*candidate_settings.rules.paths, *map(str, args.candidate_rules)]
     with tempfile.TemporaryDirectory(prefix="vigil-backtest-") as scratch:
         now_dir, then_dir = Path(scratch, "current"), Path(scratch, "candidate")

@@ -117,9 +117,7 @@ def calibrate(cases: list[Case], settings: Settings) -> Calibration:
 
 
 def _share(case: Case, name: str, settings: Settings) -> float | None:
-    declared = settings.health.components.declared[name]
-    component = (case.health or {}).get("components", {}).get(name)
-    return None if component is None else share(component, declared)
+    return share(case.component(name), settings.health.components.declared[name])
 
 
 def _components(scored: list[Case], settings: Settings) -> list[tuple[str, int, float | None]]:

@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from vigil.config.settings import Settings
 from vigil.evaluate.figures import auc
 from vigil.evaluate.history import Case
-from vigil.evaluate.shares import rescaled, scale_of, share
+from vigil.evaluate.shares import scale_of, share_under
 
 # Share of the scored accounts a component needs data for to be fitted.
 MIN_COVERAGE = 0.05
@@ -82,14 +82,8 @@ def _fittable(scored: list[Case], settings: Settings) -> list[str]:
     return names
 
 
-def _component(case: Case, name: str) -> dict[str, object]:
-    components = (case.health or {}).get("components", {})
-    found: dict[str, object] = components.get(name) or {"value": None}
-    return found
-
-
 def _value(case: Case, name: str) -> float | None:
-    value = _component(case, name).get("value")
+    value = case.component(name).get("value")
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -128,12 +122,7 @@ def _shares(
     """The component's share per account, under `scale`; an account without data takes
     the mean of those with (in the engine, its weight goes to the other components)."""
     declared = settings.health.components.declared[name]
-    values = [
-        share(_component(c, name), declared)
-        if scale is None
-        else rescaled(_component(c, name), declared, scale[1])
-        for c in cases
-    ]
+    values = [share_under(c.component(name), declared, scale) for c in cases]
     known = [v for v in values if v is not None]
     mean = float(np.mean(known)) if known else 0.0
     return np.array([mean if v is None else v for v in values])
@@ -176,11 +165,9 @@ def _score(
     points = total = 0.0
     for name, declared in settings.health.components.declared.items():
         weight = weights.get(name, declared.weight)
-        component = _component(case, name)
+        component = case.component(name)
         scale = scales.get(name)
-        value = (
-            share(component, declared) if scale is None else rescaled(component, declared, scale[1])
-        )
+        value = share_under(component, declared, scale)
         if value is None or weight <= 0:
             continue
         points += weight * value

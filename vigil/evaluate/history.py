@@ -28,6 +28,12 @@ class Case:
     health: dict[str, Any] | None  # the latest health record at or before the cutoff
     flagged: frozenset[str]  # "signal:NAME" and "rule:ID" fired in the lookback
 
+    def component(self, name: str) -> dict[str, Any]:
+        """A component of the health record at the cutoff; without one, no data."""
+        components = (self.health or {}).get("components", {})
+        found: dict[str, Any] = components.get(name) or {"value": None}
+        return found
+
 
 def field_of(record: dict[str, Any], name: str, path: Path) -> Any:
     """A field an output record must have, or ConfigError naming the file."""

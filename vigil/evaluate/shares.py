@@ -40,6 +40,13 @@ def scaled(value: float, kind: str, at: float) -> float:
     return max(0.0, 1.0 - value / at)
 
 
+def share_under(
+    component: dict[str, Any], declared: DeclaredComponent, scale: tuple[str, float] | None
+) -> float | None:
+    """The share as recorded, or under another `scale` (see `rescaled`)."""
+    return share(component, declared) if scale is None else rescaled(component, declared, scale[1])
+
+
 def rescaled(component: dict[str, Any], declared: DeclaredComponent, at: float) -> float | None:
     """The share under a scale at `at` instead, of the same value, times what the rest of
     the declaration made of it (none while held to no points by earned_while, half while
