@@ -47,6 +47,10 @@ def render_actions(rule: Rule, fact: dict[str, Any], now: int) -> list[tuple[str
                     "priority": task.priority,
                     "due_at": to_iso(now + task.sla),
                     "created_at": to_iso(now),
+                    "status": "open",
+                    "version": 1,
+                    "updated_at": to_iso(now),
+                    "closed_reason": None,
                     "evidence": evidence,
                 },
             )

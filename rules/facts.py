@@ -37,7 +37,7 @@ SIGNAL_RECORD_FIELDS = frozenset(
 )
 _OWN_FIELDS = {
     ZONE_CHANGE: frozenset({"from_zone"}),
-    SCORE_DROP: frozenset({"peak_score", "drop_points"}),
+    SCORE_DROP: frozenset({"peak_score", "drop_points", "drop_pct"}),
 }
 _SEVERITIES = {ZONE_CHANGE: frozenset(ZONE_SEVERITY.values()), SCORE_DROP: frozenset({"medium"})}
 
@@ -115,13 +115,15 @@ def score_drop_fact(
     peak: float,
     reasons: str,
 ) -> dict[str, Any]:
+    peak_score = round(peak)  # the fall as the rounded scores show it
     return {
         **_context(tenant_id, segment, score, zone),
         "fact": SCORE_DROP,
         "fact_id": stable_id("drop", tenant_id, now),
         "ts": to_iso(now),
         "severity": "medium",
-        "peak_score": round(peak),
-        "drop_points": round(peak - score),
+        "peak_score": peak_score,
+        "drop_points": peak_score - score,
+        "drop_pct": round((peak_score - score) / max(peak_score, 1) * 100, 1),
         "reasons": reasons,
     }

@@ -166,6 +166,23 @@ class TaskAction(_Strict):
     sla: Duration
 
 
+class CloseWhen(_Strict):
+    """When a rule's task closes: what opened it no longer holds (`cleared`: the signal's
+    measure came back within its bounds; or the tenant's `zone` is one of these) for
+    `after`, decided in event time; `reason` is the closed record's `closed_reason`."""
+
+    cleared: bool = False
+    zone: OneOrMany[Zone] = None
+    after: Duration = 0
+    reason: Template
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> CloseWhen:
+        if self.cleared == (self.zone is not None):
+            raise ValueError("close_when needs one of cleared: true or zone")
+        return self
+
+
 class NotificationAction(_Strict):
     severity: Severity | Literal["fact"]  # "fact": the severity of the fact that fired
     channel: str = Field(min_length=1)
@@ -180,11 +197,17 @@ class Rule(_Strict):
     cooldown: Duration
     task: TaskAction | None = None
     notification: NotificationAction | None = None
+    close_when: CloseWhen | None = None
 
     @model_validator(mode="after")
     def _acts(self) -> Rule:
         if self.task is None and self.notification is None:
             raise ValueError("a rule needs a task, a notification or both")
+        if self.close_when is not None:
+            if self.task is None:
+                raise ValueError("close_when is for a rule with a task")
+            if self.close_when.cleared and self.when.fact != "signal":
+                raise ValueError("close_when: cleared is for rules on signal facts")
         return self
 
     def unknown_template_fields(
@@ -194,9 +217,9 @@ class Rule(_Strict):
         matches carries (they would render as "n/a")."""
         known = fact_fields(self.when.fact, self.when.signal, kinds)
         found = []
-        for action in ("task", "notification"):
+        for action in ("task", "notification", "close_when"):
             model = getattr(self, action)
-            for name in ("title", "description", "body"):
+            for name in ("title", "description", "body", "reason"):
                 text = getattr(model, name, None) if model is not None else None
                 unknown = sorted(set(placeholders(text)) - known) if text else []
                 if unknown:

@@ -64,6 +64,14 @@ class Crossed:
     at: int
     context: Context
 
+class Cleared:
+    tenant_id: str
+    signal: int
+    at: int
+
+class Stepped:
+    at: int
+
 class ZoneChanged:
     tenant_id: str
     at: int

@@ -670,15 +670,18 @@ impl Declared {
     /// The signals whose bound the tenant's measures cross at `now` and did not at its
     /// last evaluation (`active`, a bit per signal, updated): a signal is raised once
     /// per crossing. `since`: when the tenant was first seen (its history starts there).
+    /// The signals that held at the last evaluation and hold no more go in `cleared`.
     pub fn evaluate(
         &self,
         states: &mut [State],
         active: &mut u64,
         now: i64,
         since: i64,
+        cleared: &mut Vec<usize>,
     ) -> Vec<Raised> {
         let mut raised = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
+            let held = *active >> index & 1 == 1;
             let spec = &self.measures[condition.measure].spec;
             if spec.calendar.is_some() && self.of_its_measure_alone(condition) {
                 if !spec.closes_at(now) {
@@ -778,6 +781,9 @@ impl Declared {
                 *active |= bit;
             } else {
                 *active &= !bit;
+                if held {
+                    cleared.push(index);
+                }
             }
         }
         raised

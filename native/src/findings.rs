@@ -40,6 +40,22 @@ pub struct Crossed {
     pub context: Py<Context>,
 }
 
+/// A signal that held for a tenant at its last evaluation holds no more at `at` (its
+/// measure came back within bounds): what a task opened on it may close on.
+#[pyclass(frozen, get_all, module = "vigil._native")]
+pub struct Cleared {
+    pub tenant_id: String,
+    pub signal: usize,
+    pub at: i64,
+}
+
+/// A step of event time is done: what falls due at `at` (a task's SLA, a close held
+/// long enough) is due now, after everything the step found.
+#[pyclass(frozen, get_all, module = "vigil._native")]
+pub struct Stepped {
+    pub at: i64,
+}
+
 /// A warm tenant's zone changed from the one last handed to the rules.
 #[pyclass(frozen, get_all, module = "vigil._native")]
 pub struct ZoneChanged {
@@ -51,7 +67,8 @@ pub struct ZoneChanged {
     pub context: Py<Context>,
 }
 
-/// A warm tenant's score fell `drop_points` or more below its peak over the drop window.
+/// A warm tenant's score fell `drop_pct` percent or more below its peak over the drop
+/// window (which holds the score in force as the window opened).
 #[pyclass(frozen, get_all, module = "vigil._native")]
 pub struct ScoreDropped {
     pub tenant_id: String,
@@ -83,6 +100,8 @@ pub fn add_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Context>()?;
     m.add_class::<Late>()?;
     m.add_class::<Crossed>()?;
+    m.add_class::<Cleared>()?;
+    m.add_class::<Stepped>()?;
     m.add_class::<ZoneChanged>()?;
     m.add_class::<ScoreDropped>()?;
     m.add_class::<KeyRefused>()?;

@@ -216,8 +216,8 @@ impl ShardCore {
             .map(|(_, s)| *s)
             .reduce(fmt::py_max)
             .unwrap_or(score);
-        if warm && peak - score >= self.cfg.drop_points {
-            recent.clear(); // a continuing fall must lose drop_points again to re-fire
+        if warm && peak > 0.0 && score <= peak * (1.0 - self.cfg.drop_pct / 100.0) {
+            recent.clear(); // a continuing fall must lose drop_pct again to re-fire
             let dropped = findings::ScoreDropped {
                 tenant_id: tenant.tenant_id.to_string(),
                 at: now,

@@ -40,7 +40,7 @@ struct Settings {
     step: i64,
     warmup: i64,
     drop_window: i64,
-    drop_points: f64,
+    drop_pct: f64,
     zones: [f64; 3],
     dedup_retention: i64,
     forget_after: i64,
@@ -143,7 +143,7 @@ impl ShardCore {
             step: get(settings, "engine.health_step")?,
             warmup: get(settings, "health.warmup")?,
             drop_window: get(settings, "health.drop_window")?,
-            drop_points: get(settings, "health.drop_points")?,
+            drop_pct: get(settings, "health.drop_pct")?,
             zones: [
                 get(settings, "health.zones.green")?,
                 get(settings, "health.zones.yellow")?,
@@ -556,6 +556,7 @@ impl ShardCore {
             })
             .collect();
         let mut raised = Vec::new();
+        let mut cleared = Vec::new();
         if !self.declared.is_empty() {
             let everyone: Vec<usize>;
             let evaluated = if self.declared.needs_everyone_at(now) {
@@ -564,6 +565,7 @@ impl ShardCore {
             } else {
                 &dirty
             };
+            let mut ended = Vec::new();
             for &index in evaluated {
                 let tenant = &mut self.store.tenants[index];
                 let found = self.declared.evaluate(
@@ -571,8 +573,10 @@ impl ShardCore {
                     &mut tenant.declared_active,
                     now,
                     tenant.first_seen,
+                    &mut ended,
                 );
                 raised.extend(found.into_iter().map(|r| (index, r)));
+                cleared.extend(ended.drain(..).map(|signal| (index, signal)));
             }
         }
         if reweigh {
@@ -603,6 +607,16 @@ impl ShardCore {
             };
             out.append(Py::new(py, crossed)?)?;
         }
+        for (index, signal) in cleared {
+            let tenant_id = self.store.tenants[index].tenant_id.to_string();
+            let ended = findings::Cleared {
+                tenant_id,
+                signal,
+                at: now,
+            };
+            out.append(Py::new(py, ended)?)?;
+        }
+        out.append(Py::new(py, findings::Stepped { at: now })?)?;
         Ok(())
     }
 

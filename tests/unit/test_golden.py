@@ -51,7 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "health": {
             "warmup": "1d",
-            "drop_points": 8,
+            "drop_pct": 12,
             "drop_window": "2d",
             "components": {"onboarding": {"stalled_after": "12h"}},
         },

@@ -165,7 +165,7 @@ class TestErrors:
                 '[measures.hourly_errors]\nwindow = "5h"\n[signals.error_spike]\nmin_history = 34',
                 "holds 33 whole windows of hourly_errors (5h), fewer than min_history (34)",
             ),
-            ("[health]\ndrop_points = 101", "health.drop_points = 101: Input should be less"),
+            ("[health]\ndrop_pct = 101", "health.drop_pct = 101: Input should be less"),
             (
                 '[health.components.adoption]\nlookback = "36h"',
                 "health.components.adoption.lookback: no longer a setting: adoption counts "
@@ -305,7 +305,7 @@ class TestErrors:
         path.write_text(
             '[measures.hourly_errors]\nwindow = "5h"\n[signals.error_spike]\nmin_history = 33\n'
             '[engine]\nwindow_origin = "2026-03-02T00:00:00+05:30"\nhealth_step = "30m"\n'
-            "[signals.login_drop]\nbelow = 0.01\n[health]\ndrop_points = 100\n" + only_sponsor
+            "[signals.login_drop]\nbelow = 0.01\n[health]\ndrop_pct = 100\n" + only_sponsor
         )
         settings = load_settings(path, env={})
         assert settings.signals.error_spike.min_history == 33

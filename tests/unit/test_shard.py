@@ -485,8 +485,9 @@ class TestScoreDrop:
         [drop] = [n for n in h.out["notifications"] if n["rule"] == "score-drop"]
         fact = drop["evidence"]
         assert fact["peak_score"] == max(r["score"] for r in h.out["health"]) == 100
-        assert fact["drop_points"] >= Settings().health.drop_points
+        assert fact["drop_pct"] >= Settings().health.drop_pct
         assert fact["score"] == fact["peak_score"] - fact["drop_points"]
+        assert fact["drop_pct"] == round(fact["drop_points"] / fact["peak_score"] * 100, 1)
         assert drop["title"] == f"acme: health down {fact['drop_points']} points to {fact['score']}"
 
     def test_a_fall_from_a_score_flat_for_longer_than_the_window_notifies(self) -> None:

@@ -69,6 +69,10 @@ class TaskRecord(TypedDict):
     priority: Literal["low", "medium", "high", "critical"]
     due_at: Timestamp
     created_at: Timestamp
+    status: Literal["open", "escalated", "closed"]
+    version: int
+    updated_at: Timestamp
+    closed_reason: str | None
     evidence: dict[str, Any]
 
 

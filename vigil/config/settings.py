@@ -158,6 +158,10 @@ REMOVED_KEYS = {
         )
     },
     "signals.onboarding_stalled.stall_after": "renamed stalled_after",
+    "health.drop_points": (
+        "replaced by drop_pct (a score_drop is the score this many percent below its "
+        "highest in health.drop_window): drop_pct = 20"
+    ),
     **{
         f"signals.error_spike.{key}": f"error_spike is declared over measures.hourly_errors: {say}"
         for key, say in (
@@ -1066,14 +1070,37 @@ class HealthSettings(_Section):
     zones: ZoneSettings = ZoneSettings()
     warmup: Duration = parse_duration("7d")
     """A new tenant's zone and score drops are handed to the rules only after this long."""
-    drop_points: float = Field(default=20.0, gt=0.0, le=100.0)
-    """A score this many points below its highest over drop_window is a score_drop fact."""
+    drop_pct: float = Field(default=20.0, gt=0.0, le=100.0)
+    """A score this many percent below its highest over drop_window (which holds its value
+    drop_window ago) is a score_drop fact: the health drop week over week."""
     drop_window: Duration = parse_duration("7d")
     """How far back a score_drop looks for the highest score."""
     components: ComponentSettings = ComponentSettings()
 
 
+PRIORITIES = ("low", "medium", "high", "critical")
+Priority = Literal["low", "medium", "high", "critical"]
+
+
+class LadderStep(_Section):
+    priority: Priority
+    owner_role: str = Field(min_length=1, max_length=64)
+    sla: Duration
+
+
+DEFAULT_LADDER = (
+    LadderStep(priority="medium", owner_role="csm", sla="48h"),
+    LadderStep(priority="high", owner_role="csm_manager", sla="24h"),
+    LadderStep(priority="critical", owner_role="head_of_cs", sla="8h"),
+)
+
+
 class RulesSettings(_Section):
+    ladder: tuple[LadderStep, ...] = DEFAULT_LADDER
+    """The intervention ladder: a task whose SLA passes while what opened it still holds
+    is escalated to the next step above its priority (a new record of the same task, with
+    that step's owner_role, priority and a due time its sla ahead), once per step; from
+    the top step it stays as it is. Lowest priority first."""
     paths: tuple[Given, ...] = ()
     """Rule files, or folders of them, loaded besides the bundled rules (rules/default/)."""
     replace_bundled: bool = False
@@ -1081,6 +1108,14 @@ class RulesSettings(_Section):
     its own keeps the default plays (a stalled onboarding's task, say) and those a later
     Vigil adds; a rule of its own cannot take a bundled rule's id.
     """
+
+    @field_validator("ladder")
+    @classmethod
+    def _climbs(cls, ladder: tuple[LadderStep, ...]) -> tuple[LadderStep, ...]:
+        ranks = [PRIORITIES.index(step.priority) for step in ladder]
+        if ranks != sorted(set(ranks)):
+            raise ValueError("each step of the ladder has a higher priority than the one before")
+        return ladder
 
 
 def topic_name(name: str) -> str:

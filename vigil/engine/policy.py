@@ -13,15 +13,17 @@ from collections import Counter
 from typing import Any
 
 from vigil._native import (
+    Cleared,
     Context,
     Crossed,
     DayEnded,
     KeyRefused,
     Late,
     ScoreDropped,
+    Stepped,
     ZoneChanged,
 )
-from vigil.base.streams import DEADLETTER, SIGNALS, Output
+from vigil.base.streams import DEADLETTER, SIGNALS, TASKS, Output
 from vigil.base.timeutil import to_iso
 from vigil.config.settings import Settings
 from vigil.intake.events import DeadLetter, Event, event_json
@@ -29,17 +31,24 @@ from vigil.rules import signals as sig
 from vigil.rules.actions import in_cooldown, render_actions
 from vigil.rules.engine import RuleEngine
 from vigil.rules.facts import score_drop_fact, signal_fact, zone_change_fact
+from vigil.rules.tasks import TaskBook
 
 log = logging.getLogger("vigil.engine")
 
 # What the core hands over besides health records.
-Finding = Late | Crossed | ZoneChanged | ScoreDropped | KeyRefused | DayEnded
+Finding = Late | Crossed | Cleared | ZoneChanged | ScoreDropped | KeyRefused | DayEnded | Stepped
 
 
 class Policy:
-    def __init__(self, settings: Settings, rules: RuleEngine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RuleEngine,
+        tasks: dict[str, dict[str, dict[str, Any]]] | None = None,
+    ) -> None:
         self.settings = settings
         self.rules = rules
+        self.tasks = TaskBook(rules.rules, settings.rules.ladder, tasks)
         self.counts: Counter[str] = Counter()
         self._declared = list(settings.signals.declared)
         # The tenants refused a key since midnight, by map (see _refused).
@@ -53,9 +62,17 @@ class Policy:
                 return [(DEADLETTER, self.late_record(event))]
             case Crossed():
                 record, at = self._crossed_record(finding)
+                self.tasks.signal_holds(finding.tenant_id, record["signal"], True, at)
                 return self._signal(record, finding.context, at)
+            case Cleared():
+                name = self._declared[finding.signal]
+                self.tasks.signal_holds(finding.tenant_id, name, False, finding.at)
+                return []
+            case Stepped():
+                return self._task_changes(self.tasks.due(finding.at))
             case ZoneChanged():
                 c = finding.context
+                self.tasks.zone_is(finding.tenant_id, finding.zone, finding.at)
                 fact = zone_change_fact(
                     finding.tenant_id,
                     c.segment,
@@ -85,9 +102,13 @@ class Policy:
                 return []
             case DayEnded():
                 self._report_refusals(finding.at)
-                if finding.forgotten:
-                    self._forgot(finding.at, finding.forgotten)
-                return []
+                if not finding.forgotten:
+                    return []
+                self._forgot(finding.at, finding.forgotten)
+                silent_for = self.settings.engine.forget_tenants_after
+                return self._task_changes(
+                    self.tasks.forget(finding.forgotten, finding.at, silent_for)
+                )
         raise TypeError(f"not a finding of the core: {finding!r}")
 
     # -- dead letters -----------------------------------------------------------------
@@ -135,13 +156,21 @@ class Policy:
             self.counts[f"rule_error:{error.rule_id}"] += 1
             log.error("rule evaluation failed", extra={"rule": error.rule_id, "error": str(error)})
         for rule in matched:
-            if in_cooldown(cooldowns, rule, now):
+            # While its task is open the rule has acted: what it would make again is that.
+            if self.tasks.is_open(fact["tenant_id"], rule.id) or in_cooldown(cooldowns, rule, now):
                 self.counts[f"suppressed:{rule.id}"] += 1
                 continue
             for stream, record in render_actions(rule, fact, now):
                 self.counts[f"action:{rule.id}:{stream}"] += 1
+                if stream == TASKS:
+                    self.tasks.opened(rule, fact, record, now)
                 out.append((stream, record))
         return out
+
+    def _task_changes(self, records: list[dict[str, Any]]) -> list[Output]:
+        for record in records:
+            self.counts[f"task:{record['rule']}:{record['status']}"] += 1
+        return [(TASKS, record) for record in records]
 
     # -- state kept in bounds ---------------------------------------------------------
 

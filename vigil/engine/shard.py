@@ -62,7 +62,7 @@ class ShardEngine:
         self.settings = settings
         self.layout = layout  # a state read from an older format is saved in this one
         self.scored_with = scoring_settings(settings)
-        self.policy = Policy(settings, rules)
+        self.policy = Policy(settings, rules, state.tasks if state is not None else None)
         self.core = ShardCore(
             settings,
             Event,
@@ -123,7 +123,7 @@ class ShardEngine:
 
     def plain_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = self.core.plain_state()
-        fields.update(layout=self.layout, scored_with=self.scored_with)
+        fields.update(layout=self.layout, scored_with=self.scored_with, tasks=self.policy.tasks.open)
         return fields
 
     def seen_day_counts(self) -> dict[int, int]:

@@ -45,12 +45,15 @@ class ShardState:
     dirty: set[str] = field(default_factory=set)
     # The settings that shape this state (see state_layout); a restore checks them.
     layout: dict[str, Any] = field(default_factory=dict)
+    # The open tasks, by tenant and rule (vigil.rules.tasks.TaskBook); none in older formats.
+    tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """A state pickled whole (format c0026639c217), by field name: the fields that
         format had and this one does not keep (the stall deadlines and the error windows
         due, which the core now works out from its tenants' measures) are left out."""
         _, saved = state
+        self.tasks = {}  # a field added since
         for name, value in saved.items():
             if name in ShardState.__dataclass_fields__:
                 object.__setattr__(self, name, value)
@@ -85,9 +88,18 @@ _FORMAT_BEFORE_IT_WAS_RECORDED = "c0026639c217"
 # queue, whole events queued (the core keeps what it needs of them); before declared
 # components, tenants without `components` (the core measures those afresh); before the
 # signals and components were declared over measures, tenants with what they kept for
-# them (vigil.engine.tenant.TenantState takes it over as it is unpickled).
+# them (vigil.engine.tenant.TenantState takes it over as it is unpickled); before tasks had
+# a life, no open tasks (those made before go on as they were: open, unchanged).
 AS_THEY_ARE = frozenset(
-    {STATE_FORMAT, "8c33768149e3", "0e828a30122e", "e8732fe05483", "11a818177577", "5085f44ba9d4"}
+    {
+        STATE_FORMAT,
+        "8c33768149e3",
+        "0e828a30122e",
+        "e8732fe05483",
+        "11a818177577",
+        "5085f44ba9d4",
+        "433f71448566",
+    }
 )
 READABLE_FORMATS = frozenset(
     {

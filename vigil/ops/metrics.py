@@ -135,8 +135,14 @@ class Metrics:
         )
         self.suppressed = Counter(
             "vigil_actions_suppressed_total",
-            "Rule firings held back by a cooldown, by rule",
+            "Rule firings held back by a cooldown or by the rule's task still open, by rule",
             ["rule"],
+            registry=r,
+        )
+        self.task_changes = Counter(
+            "vigil_task_changes_total",
+            "Tasks escalated or closed, by rule and the status they went to",
+            ["rule", "status"],
             registry=r,
         )
         self.rule_errors = Counter(
@@ -273,6 +279,9 @@ class Metrics:
             elif name == "action":
                 rule, kind = labels.split(":")
                 self.actions.labels(rule, kind).inc(value)
+            elif name == "task":
+                rule, status = labels.split(":")
+                self.task_changes.labels(rule, status).inc(value)
             elif name == "suppressed":
                 self.suppressed.labels(labels).inc(value)
             elif name == "rule_error":
