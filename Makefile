@@ -17,10 +17,10 @@ $(INSTALLED): pyproject.toml constraints.txt native/Cargo.toml native/Cargo.lock
 	$(BIN)/python -m pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
 	touch $@
 
-## demo: install, simulate a fleet of 500 tenants over 4 weeks, run Vigil on it, print a summary
+## demo: install, simulate a fleet of 500 tenants over 10 weeks, run Vigil on it, print a summary
 demo: $(INSTALLED)
 	mkdir -p $(DEMO_DIR)
-	$(BIN)/vigil simulate --tenants 500 --days 28 --seed 7 --output $(DEMO_DIR)/events.jsonl --manifest $(DEMO_DIR)/manifest.json
+	$(BIN)/vigil simulate --tenants 500 --days 70 --seed 7 --output $(DEMO_DIR)/events.jsonl --manifest $(DEMO_DIR)/manifest.json
 	$(BIN)/vigil run --input $(DEMO_DIR)/events.jsonl --output $(DEMO_DIR)/out
 	@echo "outputs in $(DEMO_DIR)/out/: health, signals, tasks, notifications, deadletter (.jsonl)"
 

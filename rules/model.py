@@ -166,6 +166,11 @@ class TaskAction(_Strict):
     sla: Duration
 
 
+# What a closed_reason may say besides the opening fact's fields: how long what opened
+# the task had not held when it closed.
+CLOSE_FIELDS = frozenset({"cleared_for"})
+
+
 class CloseWhen(_Strict):
     """When a rule's task closes: what opened it no longer holds (`cleared`: the signal's
     measure came back within its bounds; or the tenant's `zone` is one of these) for
@@ -221,7 +226,8 @@ class Rule(_Strict):
             model = getattr(self, action)
             for name in ("title", "description", "body", "reason"):
                 text = getattr(model, name, None) if model is not None else None
-                unknown = sorted(set(placeholders(text)) - known) if text else []
+                said = known | CLOSE_FIELDS if action == "close_when" else known
+                unknown = sorted(set(placeholders(text)) - said) if text else []
                 if unknown:
                     found.append(((action, name), unknown))
         return found

@@ -130,8 +130,10 @@ def declared_finding(
         severity = "high" if severe else signal.severity
         return Finding(compared, other, level, severity, evidence)
     severity = "high" if severe else signal.severity
+    # Of a band (above and below: a renewal stage), the bound it entered by.
     over = signal.above is not None and compared > signal.above
-    threshold = signal.above if over else signal.below
+    under = signal.below is not None and compared < signal.below
+    threshold = signal.below if under or not over else signal.above
     assert threshold is not None  # a bound was crossed
     baseline = other if isinstance(other, int | float) else 0
     return Finding(round(compared, 4), baseline, threshold, severity, evidence)

@@ -51,11 +51,14 @@ class TaskBook:
     def opened(self, rule: Rule, fact: dict[str, Any], record: dict[str, Any], now: int) -> None:
         """Keep the task a rule just made, until it closes."""
         assert rule.task is not None
+        zones = rule.close_when.zone if rule.close_when is not None else None
         entry = {
             "record": record,
             "due": now + rule.task.sla,
             "signal": fact.get("signal"),
-            "cleared_since": None,
+            # A fall within the zones a task closes in (a score drop that stays yellow)
+            # starts it cleared.
+            "cleared_since": now if zones is not None and fact.get("zone") in zones else None,
             "fact": fact,
         }
         self.open.setdefault(fact["tenant_id"], {})[rule.id] = entry

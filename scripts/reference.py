@@ -33,6 +33,7 @@ from vigil.base.timeutil import format_duration  # noqa: E402
 from vigil.config import settings as model  # noqa: E402
 from vigil.intake.events import DEFAULT_CATALOGUE, KNOWN_TYPES  # noqa: E402
 from vigil.intake.schema import event_schema  # noqa: E402
+from vigil.rules.loader import load_rules  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "reference"
 SCHEMAS = REFERENCE / "schemas"
@@ -250,12 +251,118 @@ def catalogue_reference() -> str:
     return "| type | attrs |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
+# -- the lifecycle pack -----------------------------------------------------------------
+
+
+def pack_reference() -> str:
+    """The plays of the bundled rules on the default signals, and the score drop: one
+    row per rule, its condition in words from the settings that declare it."""
+    settings = model.Settings()
+    rows = ["| signal | condition | play | owner | due | tier |", "|---|---|---|---|---|---|"]
+    for rule in load_rules():
+        when = rule.when
+        if when.fact == "signal" and when.signal is not None:
+            names = list(when.signal)
+            condition = " or ".join(_condition(settings, name) for name in names)
+        elif when.fact == "score_drop":
+            names = ["score_drop"]
+            condition = (
+                f"the score {settings.health.drop_pct:g}% or more below its highest in "
+                f"{format_duration(settings.health.drop_window)} (which holds its value "
+                f"{format_duration(settings.health.drop_window)} ago)"
+            )
+        else:
+            continue
+        if rule.task is not None:
+            play = f"{rule.task.playbook}: {_prose(rule.description)}"
+            owner, due = f"`{rule.task.owner_role}`", format_duration(rule.task.sla)
+        else:
+            assert rule.notification is not None
+            play = f"an automated nudge on `{rule.notification.channel}`"
+            owner, due = "the product", "at once"
+        tier = ", ".join(when.segment) if when.segment else "all"
+        signal = ", ".join(f"`{name}`" for name in names)
+        rows.append(f"| {signal} | {_cell(condition)} | {_cell(play)} | {owner} | {due} | {tier} |")
+    return "\n".join(rows) + "\n"
+
+
+def _condition(settings: model.Settings, name: str) -> str:
+    """A declared signal's condition in words: its measure, compared with what, bounded how."""
+    signal = settings.signals.declared[name]
+    measure = settings.measures[signal.measure]
+    said = f"`{signal.measure}` ({_measure(measure)})"
+    if signal.per is not None:
+        said += f" per `{signal.per}` ({_measure(settings.measures[signal.per])})"
+    elif signal.versus == "previous_window":
+        said += " over the window before"
+        if signal.min_previous:
+            said += f" (which held at least {signal.min_previous:g})"
+    elif signal.versus == "previous_value":
+        said += ", its change from the value before,"
+    elif signal.versus == "history":
+        said += (
+            f" above the p{signal.percentile:g} of the tenant's own past windows over "
+            f"{format_duration(signal.history)} (once it has {signal.min_history})"
+        )
+    if signal.stalled_after is not None:
+        said += f" open, without progress for more than {format_duration(signal.stalled_after)}"
+    if signal.equals is not None:
+        said += f" is `{signal.equals}`"
+    bounds = []
+    if signal.above is not None:
+        bounds.append(f"above {signal.above:g}")
+    if signal.below is not None:
+        bounds.append(f"below {signal.below:g}")
+    if bounds:
+        said += (", and " if signal.versus == "history" else " ") + " and ".join(bounds)
+    if signal.min_sigma:
+        said += f", a change of at least {signal.min_sigma:g} standard errors"
+    if signal.running > 1:
+        said += f", {signal.running} windows running"
+    for other, least in signal.requires.items():
+        said += f", with `{other}` ({_measure(settings.measures[other])}) at least {least:g}"
+    if signal.min_age:
+        said += f", {format_duration(signal.min_age)} or more after the tenant's first event"
+    return said
+
+
+def _measure(measure: model.MeasureSettings) -> str:
+    what = {
+        "count": "count of",
+        "sum": f"sum of {measure.field} of",
+        "days": "days with",
+        "distinct": f"distinct {measure.field} of",
+        "top_share": f"the top {measure.field}'s share of",
+        "latest": f"latest {measure.field} of",
+        "oldest_open": "days the oldest open has been open, of",
+        "days_until": f"days until the {measure.field} of",
+        "days_since": "days since the latest",
+        "states": f"{measure.field} held by {measure.key} of",
+        "open_items": "open items of",
+        "process": "steps done of",
+    }[measure.kind]
+    said = f"{what} {', '.join(measure.events)}"
+    if measure.where:
+        said += " where " + ", ".join(f"{k} = {v}" for k, v in measure.where.items())
+    if measure.held_while:
+        said += f" while {' or '.join(measure.held_while)}"
+    if measure.share_of:
+        said += f", as a share of {', '.join(measure.share_of)}"
+    if measure.of_fleet:
+        said += f", as a share of those the fleet used in {format_duration(measure.of_fleet)}"
+    if measure.window:
+        kind = "calendar windows of" if measure.calendar else "the last"
+        said += f", over {kind} {format_duration(measure.window)}"
+    return said
+
+
 # -- writing ----------------------------------------------------------------------------
 
 GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "cli": ("cli.md", cli_reference),
     "settings": ("settings.md", settings_reference),
     "catalogue": ("events.md", catalogue_reference),
+    "pack": ("pack.md", pack_reference),
 }
 
 

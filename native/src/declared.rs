@@ -27,6 +27,14 @@ struct Measure {
     filter: Vec<(String, String)>,
 }
 
+impl Measure {
+    /// Open items held while their field's value is one of held_while, keyed apart
+    /// (an invoice by its id, while its status is overdue or failed).
+    fn holds_by_value(&self) -> bool {
+        self.spec.kind == Kind::OldestOpen && !self.spec.held_while.is_empty()
+    }
+}
+
 /// What an event type does to a measure.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Role {
@@ -67,8 +75,9 @@ enum Versus {
     /// Another measure: the ratio of the two.
     Per(usize),
     /// The window before (counts and sums): the ratio of the two, when the window before
-    /// holds at least the minimum.
-    PreviousWindow(f64),
+    /// holds at least the minimum, and the change is at least this many standard errors
+    /// of counts (0: any change): noise in a small account is no growth.
+    PreviousWindow(f64, f64),
     /// The value before (latest): the change from it.
     PreviousValue,
     /// A text the latest value must equal.
@@ -90,6 +99,12 @@ struct Condition {
     versus: Versus,
     above: Option<f64>,
     below: Option<f64>,
+    /// Calendar windows in a row the bound must hold for (1: the latest alone).
+    running: usize,
+    /// Other measures that must be at least these values (users seen, seats).
+    requires: Vec<(usize, f64)>,
+    /// How long after the tenant was first seen it may be raised.
+    min_age: i64,
 }
 
 /// A declared signal's condition as vigil.engine.measures.compiled gives it
@@ -107,6 +122,10 @@ pub struct ConditionSpec {
     /// For a history: (percentile, windows kept, fewest to compare with).
     history: Option<(f64, usize, usize)>,
     stalled_after: Option<i64>,
+    running: usize,
+    requires: Vec<(usize, f64)>,
+    min_age: i64,
+    min_sigma: f64,
 }
 
 /// A declared measure as vigil.engine.measures.compiled gives it
@@ -129,6 +148,8 @@ pub struct MeasureSpec {
     held_while: Vec<String>,
     steps: Vec<String>,
     half_life: i64,
+    among: Vec<String>,
+    of_fleet: i64,
 }
 
 /// What an event does to one declared measure.
@@ -206,12 +227,16 @@ pub struct Declared {
     /// (process measure, period): a signal or component over it changes when the period
     /// passes without progress.
     stalls: Vec<(usize, i64)>,
+    /// Of each measure whose value is a share of what the fleet used (Spec::of_fleet):
+    /// each value the shard's tenants used, and when last; empty for the others.
+    fleet: Vec<HashMap<Box<str>, i64>>,
 }
 
 fn kind_of(name: &str) -> PyResult<Kind> {
     Ok(match name {
         "count" => Kind::Count,
         "sum" => Kind::Sum,
+        "days" => Kind::Days,
         "distinct" => Kind::Distinct,
         "top_share" => Kind::TopShare,
         "latest" => Kind::Latest,
@@ -259,10 +284,15 @@ impl Declared {
             let mut steps: Vec<Box<str>> = m.steps.into_iter().map(Into::into).collect();
             steps.sort();
             steps.dedup();
-            let key = match kind {
-                // open items are keyed by their field
-                Kind::OpenItems | Kind::OldestOpen => field_ref(m.field.clone()),
-                _ => field_ref(m.key),
+            let mut among: Vec<Box<str>> = m.among.into_iter().map(Into::into).collect();
+            among.sort();
+            among.dedup();
+            declared.fleet.push(HashMap::default());
+            let key = match (kind, m.key) {
+                // open items are keyed by their field, unless held while a field's value
+                // is one of held_while (key and field, as states)
+                (Kind::OpenItems | Kind::OldestOpen, None) => field_ref(m.field.clone()),
+                (_, key) => field_ref(key),
             };
             declared.measures.push(Measure {
                 name: m.name,
@@ -272,6 +302,8 @@ impl Declared {
                     held_while: m.held_while.into_iter().map(Into::into).collect(),
                     steps,
                     half_life: m.half_life,
+                    among,
+                    of_fleet: m.of_fleet,
                     ..Spec::new(kind, m.window, m.bucket)
                 },
                 field: field_ref(m.field),
@@ -286,7 +318,7 @@ impl Declared {
                 ("per", Some(per), _) => Versus::Per(per),
                 ("previous_window", _, _) => {
                     declared.keep_previous_window(measure);
-                    Versus::PreviousWindow(c.min_previous)
+                    Versus::PreviousWindow(c.min_previous, c.min_sigma)
                 }
                 ("previous_value", _, _) => Versus::PreviousValue,
                 ("history", _, _) => {
@@ -315,11 +347,18 @@ impl Declared {
                     )))
                 }
             };
+            if c.running > 1 {
+                let spec = &mut declared.measures[measure].spec;
+                spec.windows_kept = spec.windows_kept.max(c.running as i64);
+            }
             declared.conditions.push(Condition {
                 measure,
                 versus,
                 above: c.above,
                 below: c.below,
+                running: c.running.max(1),
+                requires: c.requires,
+                min_age: c.min_age,
             });
         }
         Ok(declared)
@@ -348,7 +387,7 @@ impl Declared {
         };
         match condition.versus {
             Versus::Itself => within(0.0),
-            Versus::PreviousWindow(_) => false, // needs something the window before
+            Versus::PreviousWindow(..) => false, // needs something the window before
             Versus::History { .. } => condition.above.is_none_or(|bound| bound < 0.0),
             _ => true,
         }
@@ -358,7 +397,7 @@ impl Declared {
     fn of_its_measure_alone(&self, condition: &Condition) -> bool {
         matches!(
             condition.versus,
-            Versus::Itself | Versus::PreviousWindow(_) | Versus::History { .. }
+            Versus::Itself | Versus::PreviousWindow(..) | Versus::History { .. }
         )
     }
 
@@ -453,10 +492,12 @@ impl Declared {
             Role::Completes => Some(Touch::Complete),
             Role::Closes => read(&measure.key)?.map(Touch::Close),
             Role::Feeds if !matches(attrs, &measure.filter)? => None,
-            Role::Feeds if measure.spec.kind == Kind::States => match read(&measure.key)? {
-                Some(key) => Some(Touch::Put(key, read(&measure.field)?)),
-                None => None,
-            },
+            Role::Feeds if measure.spec.kind == Kind::States || measure.holds_by_value() => {
+                match read(&measure.key)? {
+                    Some(key) => Some(Touch::Put(key, read(&measure.field)?)),
+                    None => None,
+                }
+            }
             Role::Feeds => Some(Touch::Feed(read(&measure.field)?)),
         })
     }
@@ -531,12 +572,12 @@ impl Declared {
     /// Fold an event's touches into the tenant's measures; the measures that refused a
     /// new key, and the key.
     pub fn apply(
-        &self,
+        &mut self,
         states: &mut [State],
         ts: i64,
         touches: Touches,
         max_keys: usize,
-    ) -> Vec<(&str, Option<String>)> {
+    ) -> Vec<(String, Option<String>)> {
         let mut refused = Vec::new();
         let Touches { bare, read } = touches;
         for index in set_bits(bare) {
@@ -548,6 +589,24 @@ impl Declared {
         } in read
         {
             let measure = &self.measures[index];
+            if let (true, Touch::Feed(Some(value))) = (measure.spec.is_share(), &touch) {
+                let value = value.key();
+                if !measure.spec.among.is_empty() {
+                    if measure.spec.among.binary_search(&value).is_err() {
+                        continue; // not one of the values it counts
+                    }
+                } else {
+                    let fleet = &mut self.fleet[index];
+                    let full = fleet.len() >= max_keys;
+                    match fleet.get_mut(&value) {
+                        Some(at) => *at = (*at).max(ts),
+                        None if !full => {
+                            fleet.insert(value, ts);
+                        }
+                        None => {} // bounded as a tenant's keys are
+                    }
+                }
+            }
             // The key, for the log, only where one could be refused.
             let key = match touch.key() {
                 Some(reading) if states[index].keys_held() >= max_keys => {
@@ -556,7 +615,7 @@ impl Declared {
                 _ => None,
             };
             if !states[index].apply(&measure.spec, ts, touch, max_keys) {
-                refused.push((measure.name.as_str(), key));
+                refused.push((measure.name.clone(), key));
             }
         }
         refused
@@ -647,7 +706,10 @@ impl Declared {
                     Some(key) => Touch::Close(key),
                     None => continue,
                 },
-                Role::Feeds if self.measures[measure].spec.kind == Kind::States => {
+                Role::Feeds
+                    if self.measures[measure].spec.kind == Kind::States
+                        || self.measures[measure].holds_by_value() =>
+                {
                     let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = read.extract()?;
                     match reading(&key)? {
                         Some(key) => Touch::Put(key, reading(&value)?),
@@ -750,8 +812,10 @@ impl Declared {
                     let compared = match (versus, other) {
                         (Versus::Itself, _) => Some(*value),
                         (Versus::PreviousValue, Some(before)) => Some(value - before),
-                        (Versus::PreviousWindow(least), Some(before))
-                            if before > 0.0 && before >= *least =>
+                        (Versus::PreviousWindow(least, sigma), Some(before))
+                            if before > 0.0
+                                && before >= *least
+                                && (value - before).abs() >= sigma * (value + before).sqrt() =>
                         {
                             Some(value / before)
                         }
@@ -762,6 +826,15 @@ impl Declared {
                 }
                 _ => false,
             };
+            let crossed = crossed
+                && now - since >= condition.min_age
+                && self.required(condition, states, now)
+                && (condition.running == 1 || {
+                    let spec = &self.measures[condition.measure].spec;
+                    let before = condition.running - 1;
+                    let past = states[condition.measure].past_windows(spec, now, before, since);
+                    past.len() == before && past.into_iter().all(within)
+                });
             let bit = 1u64 << index;
             if crossed && *active & bit == 0 {
                 if let (State::Process(Some(process)), Some((_, last))) =
@@ -789,16 +862,82 @@ impl Declared {
         raised
     }
 
+    /// Whether the measures a condition requires are at least what it asks.
+    fn required(&self, condition: &Condition, states: &[State], now: i64) -> bool {
+        condition.requires.iter().all(|(measure, least)| {
+            self.reading(states, *measure, now)
+                .as_ref()
+                .and_then(Reading::num)
+                .is_some_and(|value| value >= *least)
+        })
+    }
+
     /// A measure's reading at `now`: its number, or for a latest measure its latest
     /// value (a number or a text).
     pub fn reading(&self, states: &[State], measure: usize, now: i64) -> Option<Reading> {
-        let state = &states[measure];
-        match state {
+        match &states[measure] {
             State::Latest(held) => held.as_ref()?.0.clone(),
-            _ => state
-                .value(&self.measures[measure].spec, now)
-                .map(Reading::Num),
+            _ => self.value(states, measure, now).map(Reading::Num),
         }
+    }
+
+    /// A measure's number at `now`; of a share, the values counted over all there are
+    /// (none while there are none).
+    fn value(&self, states: &[State], measure: usize, now: i64) -> Option<f64> {
+        let spec = &self.measures[measure].spec;
+        let value = states[measure].value(spec, now)?;
+        if !spec.is_share() {
+            return Some(value);
+        }
+        let all = if spec.among.is_empty() {
+            let since = now - spec.of_fleet;
+            self.fleet[measure]
+                .values()
+                .filter(|at| **at >= since)
+                .count()
+        } else {
+            spec.among.len()
+        };
+        (all > 0).then(|| (value / all as f64).min(1.0))
+    }
+
+    /// Forget what the fleet used longer ago than its measures look.
+    pub fn prune_fleet(&mut self, now: i64) {
+        for (fleet, measure) in self.fleet.iter_mut().zip(&self.measures) {
+            if !fleet.is_empty() {
+                let since = now - measure.spec.of_fleet;
+                fleet.retain(|_, at| *at >= since);
+            }
+        }
+    }
+
+    /// What the fleet used, as a snapshot keeps it: name -> (digest, value -> last used).
+    pub fn fleet_to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let saved = PyDict::new(py);
+        for (fleet, measure) in self.fleet.iter().zip(&self.measures) {
+            if !fleet.is_empty() {
+                let values = PyDict::new(py);
+                for (value, at) in fleet {
+                    values.set_item(&**value, *at)?;
+                }
+                saved.set_item(&measure.name, (&measure.digest, values))?;
+            }
+        }
+        Ok(saved)
+    }
+
+    /// What the fleet used, as saved, for the measures declared as they were.
+    pub fn restore_fleet(&mut self, saved: &Bound<'_, PyAny>) -> PyResult<()> {
+        let saved = saved.cast::<PyDict>()?;
+        for (fleet, measure) in self.fleet.iter_mut().zip(&self.measures) {
+            if let Some(entry) = saved.get_item(&measure.name)? {
+                let (digest, values): (String, HashMap<String, i64>) = entry.extract()?;
+                if digest == measure.digest && measure.spec.of_fleet > 0 {
+                    *fleet = values.into_iter().map(|(v, at)| (v.into(), at)).collect();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A count's or sum's value over the window before the one counted at `now`.
@@ -829,18 +968,15 @@ impl Declared {
     ) -> (Option<Reading>, Option<Reading>) {
         let state = &states[condition.measure];
         let spec = &self.measures[condition.measure].spec;
-        let value = |state: &State, spec: &Spec| state.value(spec, now).map(Reading::Num);
+        let value = |measure: usize| self.value(states, measure, now).map(Reading::Num);
         match &condition.versus {
-            Versus::Itself => (value(state, spec), None),
-            Versus::Per(per) => (
-                value(state, spec),
-                value(&states[*per], &self.measures[*per].spec),
-            ),
-            Versus::PreviousWindow(_) => (
-                value(state, spec),
+            Versus::Itself => (value(condition.measure), None),
+            Versus::Per(per) => (value(condition.measure), value(*per)),
+            Versus::PreviousWindow(..) => (
+                value(condition.measure),
                 state.previous_window(spec, now).map(Reading::Num),
             ),
-            Versus::History { .. } | Versus::Stalled(_) => (value(state, spec), None),
+            Versus::History { .. } | Versus::Stalled(_) => (value(condition.measure), None),
             Versus::PreviousValue | Versus::Equals(_) => {
                 let (latest, previous) = state.readings();
                 (latest.cloned(), previous.cloned())

@@ -326,6 +326,7 @@ impl ShardCore {
         }
         state.set_item("pending", pending)?;
         state.set_item("bare_ids_until", self.seen.bare_ids_until)?;
+        state.set_item("fleet", self.declared.fleet_to_py(py)?)?;
         state.set_item("source_wms", &self.clock.source_wms)?;
         state.set_item("watermark", self.clock.watermark)?;
         state.set_item("next_step", self.clock.next_step)?;
@@ -633,6 +634,7 @@ impl ShardCore {
             tenant.stale |= self.timed_readers;
             self.declared.prune(&mut tenant.measured, now);
         }
+        self.declared.prune_fleet(now);
         self.seen
             .forget_before(floor_div(now - self.cfg.dedup_retention, MS_PER_DAY));
         Ok(())

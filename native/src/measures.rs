@@ -17,6 +17,9 @@ pub enum Kind {
     Count,
     /// A numeric field summed over the window.
     Sum,
+    /// The days of the window (kept by the day) with at least one of its events (days
+    /// an integration reported an error).
+    Days,
     /// Distinct values of a field seen in the window (active users, features used).
     Distinct,
     /// The most frequent value's share of the window's events (one user's share of
@@ -88,6 +91,12 @@ pub struct Spec {
     /// Of a rolling count, sum or distinct: what a bucket counts halves with each this
     /// much of age (0: no decay), so recent activity weighs more.
     pub half_life: i64,
+    /// Of a distinct: the values it counts, its value their share used (sorted; empty:
+    /// any value, a count).
+    pub among: Vec<Box<str>>,
+    /// Of a distinct: its value the share of the values the tenants of its shard used
+    /// in this long (0: a count).
+    pub of_fleet: i64,
 }
 
 impl Spec {
@@ -102,7 +111,14 @@ impl Spec {
             held_while: Vec::new(),
             steps: Vec::new(),
             half_life: 0,
+            among: Vec::new(),
+            of_fleet: 0,
         }
+    }
+
+    /// Whether its value is a share of a set of values (`among`, or the fleet's).
+    pub fn is_share(&self) -> bool {
+        !self.among.is_empty() || self.of_fleet > 0
     }
 
     /// What a bucket starting at `bucket` counts for in the window that ends at `end`:
@@ -252,7 +268,7 @@ impl Touch {
 impl State {
     pub fn new(kind: Kind) -> State {
         match kind {
-            Kind::Count | Kind::Sum => State::Buckets(ThinVec::new()),
+            Kind::Count | Kind::Sum | Kind::Days => State::Buckets(ThinVec::new()),
             Kind::Distinct | Kind::OpenItems | Kind::OldestOpen => State::Keys(None),
             Kind::TopShare => State::Shares(None),
             Kind::Latest => State::Latest(None),
@@ -312,6 +328,31 @@ impl State {
                     number => number.key(),
                 };
                 keys.insert(key, ts);
+                true
+            }
+            (State::Keys(keys), Touch::Put(key, value)) => {
+                // An item held since the first event that put it in a held value.
+                let held =
+                    matches!(&value, Some(Reading::Text(text)) if spec.held_while.contains(text));
+                let key = key.key();
+                match keys {
+                    Some(items) if !held => {
+                        items.remove(&key);
+                        if items.is_empty() {
+                            *keys = None;
+                        }
+                    }
+                    None if !held => {}
+                    _ => {
+                        let items = keys.get_or_insert_with(Box::default);
+                        if !items.contains_key(&key) {
+                            if items.len() >= max_keys {
+                                return false;
+                            }
+                            items.insert(key, ts);
+                        }
+                    }
+                }
                 true
             }
             (State::Keys(keys), Touch::Close(reading)) => {
@@ -417,6 +458,13 @@ impl State {
     /// The measure's value at `now`; None when it has none (no data).
     pub fn value(&self, spec: &Spec, now: i64) -> Option<f64> {
         match self {
+            State::Buckets(buckets) if spec.kind == Kind::Days => {
+                let (first, end) = (spec.first_bucket(now), spec.end(now));
+                let days = buckets
+                    .iter()
+                    .filter(|(b, n)| *b >= first && *b < end && *n > 0.0);
+                Some(days.count() as f64)
+            }
             State::Buckets(buckets) => {
                 let (first, end) = (spec.first_bucket(now), spec.end(now));
                 let in_window = buckets.iter().filter(|(b, _)| *b >= first && *b < end);

@@ -42,6 +42,9 @@ impl ShardCore {
             }
             self.store.insert(tenant);
         }
+        if let Ok(fleet) = state.getattr("fleet") {
+            self.declared.restore_fleet(&fleet)?; // none in stores of older formats
+        }
         let event_type = self.event_type.bind(state.py()).clone();
         for entry in state.getattr("pending")?.try_iter()? {
             // A store of an older format kept the decoded event, and the oldest ones no

@@ -235,8 +235,8 @@ class TestConditionsThatCanNeverHold:
             (
                 SIGNAL_RULE.replace("error_spike", "error_spikes"),
                 5,
-                "when.signal.0: unknown signal 'error_spikes': Vigil detects error_spike, "
-                "login_drop, onboarding_stalled",
+                "when.signal.0: unknown signal 'error_spikes': Vigil detects arr_cut, "
+                "error_spike, integration_errors, invoice_unpaid, login_drop,",
             ),
             (
                 SIGNAL_RULE.replace("error_spike", "onboarding_stalled"),

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from support import DAY, T0, clock, event
 
 from vigil.base.ids import shard_key
-from vigil.config.settings import Settings, load_settings
+from vigil.config.settings import DEFAULT_SIGNALS, Settings, load_settings
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.flows.health import _splitter
@@ -69,6 +69,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "features_30d": {"window": "2d"},
             "sessions_30d": {"window": "7d"},
             "weekly_sessions": {"window": "1d"},
+            # the pack's, under forget_tenants_after too
+            "sessions_4w": {"window": "7d"},
+            "users_30d": {"window": "7d"},
+            "top_user_30d": {"window": "7d"},
+            "feature_share_30d": {"window": "7d"},
         },
     },
     "other weights": {
@@ -322,6 +327,13 @@ def test_a_simulated_fleet_gives_the_recorded_outputs(variant: str) -> None:
         assert counts["tenants_forgotten"] and any(k.startswith("keys_refused") for k in counts)
     if variant == "short windows":
         assert {"fact:score_drop", "signal:onboarding_stalled"} <= set(counts)
+    if variant == "defaults":  # the lifecycle pack, and tasks that escalate and close
+        pack = {f"signal:{name}" for name in DEFAULT_SIGNALS if f"signal:{name}" in counts}
+        assert len(pack) >= 10, pack
+        assert {key.rsplit(":", 1)[1] for key in counts if key.startswith("task:")} == {
+            "escalated",
+            "closed",
+        }
     for name in VARIANTS[variant].get("signals", {}):
         if name not in ("login_drop", "error_spike", "onboarding_stalled"):
             assert counts[f"signal:{name}"], f"{name} never raised"

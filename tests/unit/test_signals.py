@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from vigil.config.settings import DeclaredSignal, SignalSettings
+from vigil.config.settings import DEFAULT_SIGNALS, DeclaredSignal, Settings, SignalSettings
 from vigil.rules.facts import SIGNAL, fact_fields, signal_fact
 from vigil.rules.signals import SIGNAL_KINDS, Finding, declared_finding, signal_kinds, signal_record
 
@@ -57,6 +57,9 @@ def test_signal_id_depends_on_tenant_signal_and_window_only() -> None:
     assert a["signal_id"] != signal_record("other", "login_drop", 0, 10, finding)["signal_id"]
 
 
+PACK = {name: Settings().signals.declared[name] for name in DEFAULT_SIGNALS}
+
+
 def _every_finding() -> dict[str, list[Finding]]:
     """Each default signal's description over a sweep of what the core can find."""
     return {
@@ -71,7 +74,25 @@ def _every_finding() -> dict[str, list[Finding]]:
             for count in range(max(5, int(p) + 1), 60)
         ],
         "onboarding_stalled": [declared_finding(STALLED, 2.0, None, stalled=(0, HOUR))],
+        **{name: _pack_findings(signal) for name, signal in PACK.items()},
     }
+
+
+def _pack_findings(signal: DeclaredSignal) -> list[Finding]:
+    """A lifecycle pack signal's description of values just past its bounds, and past
+    its high bound where it has one."""
+    if signal.equals is not None:
+        return [declared_finding(signal, signal.equals, "active")]
+    bound = signal.above if signal.above is not None else signal.below
+    assert bound is not None
+    past = [bound + 1, bound + 100] if signal.below is None else [bound - 1, bound - 100]
+    if signal.above is not None and signal.below is not None:  # a band: inside it
+        past = [(signal.above + signal.below) / 2]
+    if signal.compares == "previous_value":
+        return [declared_finding(signal, 5.0 + x, 5.0) for x in past]
+    if signal.compares in ("per", "previous_window"):
+        return [declared_finding(signal, x * 40.0, 40.0) for x in past]
+    return [declared_finding(signal, x, None) for x in past]
 
 
 def test_each_signal_gives_the_severities_and_fields_rules_are_checked_against() -> None:

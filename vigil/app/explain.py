@@ -19,7 +19,7 @@ _ORDER = {"health": 0, "signals": 1, "tasks": 2, "notifications": 3}
 _SAME = {
     "health": ("tenant_id", "ts"),
     "signals": ("signal_id",),
-    "tasks": ("task_id",),
+    "tasks": ("task_id", "version"),  # every change of a task is a record of its own
     "notifications": ("notification_id",),
 }
 
@@ -36,7 +36,7 @@ def timeline(
             same = tuple(record.get(field) for field in _SAME[stream])
             if record.get("tenant_id") == tenant_id and same not in seen:
                 seen.add(same)
-                ts = record.get("ts") or record.get("created_at") or ""
+                ts = record.get("ts") or record.get("updated_at") or record.get("created_at") or ""
                 entries.append((ts, stream, record))
     entries.sort(key=lambda entry: (entry[0], _ORDER[entry[1]]))
     if not entries:
@@ -114,6 +114,15 @@ def _signal(ts: str, r: dict[str, Any]) -> list[str]:
 
 
 def _task(ts: str, r: dict[str, Any]) -> list[str]:
+    """A task's life, a record per change: opened, escalated up the ladder, closed."""
+    status, version = r.get("status", "open"), r.get("version", 1)
+    if status == "closed":
+        return [f"{ts}  TASK {r['task_id']} (v{version}) CLOSED: {r.get('closed_reason')}"]
+    if status == "escalated":
+        return [
+            f"{ts}  TASK {r['task_id']} (v{version}) ESCALATED to {r['owner_role']} "
+            f"({r['priority']}, due {r['due_at']}): its SLA passed and it still holds"
+        ]
     return [
         f"{ts}  RULE {r['rule']} -> TASK for {r['owner_role']} "
         f"({r['priority']}, due {r['due_at']}): {r['title']}",

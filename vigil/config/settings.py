@@ -312,6 +312,7 @@ class CatalogueSettings(_Section):
 MeasureKind = Literal[
     "count",
     "sum",
+    "days",
     "distinct",
     "top_share",
     "latest",
@@ -331,7 +332,7 @@ ITEM_KINDS = frozenset({"open_items", "oldest_open", "states"})
 # Those that can be counted over calendar windows (the others keep each key's latest
 # time only, which cannot say which closed window it fell in).
 CALENDAR_KINDS = frozenset({"count", "sum", "top_share"})
-WINDOW_KINDS = frozenset({"count", "sum", "distinct", "top_share"})
+WINDOW_KINDS = frozenset({"count", "sum", "days", "distinct", "top_share"})
 # Those whose window can weigh recent buckets more (half_life).
 DECAY_KINDS = frozenset({"count", "sum", "distinct"})
 # The kinds of measure each comparison of a declared signal takes (others take any).
@@ -343,7 +344,7 @@ COMPARABLE_KINDS = {
     "stalled": frozenset({"process"}),
 }
 # The kinds whose values count things: whole numbers, never below 0.
-COUNT_KINDS = frozenset({"count", "distinct", "open_items", "states", "process"})
+COUNT_KINDS = frozenset({"count", "days", "distinct", "open_items", "states", "process"})
 # A tenant keeps a bit per declared signal.
 MAX_DECLARED_SIGNALS = 64
 # The most past windows a signal compared with its history keeps per tenant.
@@ -382,10 +383,14 @@ class MeasureSettings(_Section):
     those that close a key.
     """
     key: str | None = None
-    """states: the field that keys the items ("attrs.ticket_id"); `field` is their value."""
+    """states: the field that keys the items ("attrs.ticket_id"); `field` is their value. Also
+    oldest_open with held_while: an item is open from the first event that puts it in one of
+    those values, until one puts it in another (an invoice, by its id, unpaid from the day it
+    went overdue).
+    """
     held_while: tuple[str, ...] = ()
-    """states: the values an item is held in ("overdue", "failed"); another value drops it. Empty:
-    any value.
+    """states (and oldest_open with a key): the values an item is held in ("overdue", "failed");
+    another value drops it. Empty: any value (states).
     """
     started_by: tuple[str, ...] = ()
     """process: the event types that start it and complete it (`events` are its progress, `field`
@@ -398,14 +403,27 @@ class MeasureSettings(_Section):
     for every half_life of its age (in whole buckets), so recent activity weighs more. Unset:
     everything in the window counts the same.
     """
+    share_of: tuple[str, ...] = ()
+    """distinct: only these values count, and the value is the share of them used (0-1): the
+    product's features, for adoption."""
+    of_fleet: Duration | None = None
+    """distinct: the value is the share used of the values the fleet used in this long ("90d").
+    The fleet as the tenant's shard sees it (its tenants, engine.shards of the fleet): the same
+    as the whole fleet's once each shard holds a few dozen tenants; with fewer, list the values
+    in share_of instead."""
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> MeasureSettings:
         states, process = self.kind == "states", self.kind == "process"
-        if (self.key is None) == states:
+        by_value = self.kind == "oldest_open" and self.key is not None
+        if by_value and not self.held_while:
+            raise ValueError("an oldest_open measure with a key needs held_while")
+        if (self.key is None) == states and not by_value:
             raise ValueError(f"a {self.kind} measure {'needs a' if states else 'takes no'} key")
-        if self.held_while and not states:
-            raise ValueError("held_while is for states measures")
+        if self.held_while and not (states or by_value):
+            raise ValueError("held_while is for states measures, and oldest_open with a key")
+        if by_value and self.closed_by:
+            raise ValueError("an oldest_open measure held_while a value is closed by another")
         if (not self.started_by) == process:
             needs = "needs started_by" if process else "takes no started_by"
             raise ValueError(f"a {self.kind} measure {needs}")
@@ -424,6 +442,14 @@ class MeasureSettings(_Section):
             raise ValueError(f"calendar windows are for {', '.join(sorted(CALENDAR_KINDS))}")
         if self.closed_by and self.kind not in ITEM_KINDS:
             raise ValueError("closed_by is for open_items, oldest_open and states measures")
+        if (self.share_of or self.of_fleet is not None) and self.kind != "distinct":
+            raise ValueError("share_of and of_fleet are for distinct measures")
+        if self.share_of and self.of_fleet is not None:
+            raise ValueError("a share is of share_of or of_fleet, not both")
+        if self.of_fleet is not None and not self.of_fleet:
+            raise ValueError("of_fleet is a duration above 0")
+        if self.kind == "days" and (self.bucket is not None or (self.window or 0) % MS_PER_DAY):
+            raise ValueError("a days measure counts whole days: a window of whole days, no bucket")
         if self.half_life is not None and (
             self.kind not in DECAY_KINDS or self.calendar or not self.half_life
         ):
@@ -527,6 +553,63 @@ DEFAULT_MEASURES: dict[str, dict[str, Any]] = {
         "window": "1h",
         "calendar": True,
     },
+    # The lifecycle pack's (DEFAULT_SIGNALS).
+    "renewal": {
+        "kind": "days_until",
+        "events": ["contract.updated", "account.renewed"],
+        "field": "attrs.renewal_date",
+    },
+    # Four whole weeks: windows of 30 days hold 8 to 10 weekend days, which moves a
+    # month's sessions by up to 10% with no change in use.
+    "sessions_4w": {"kind": "count", "events": ["user.session"], "window": "28d"},
+    "seats": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.seats"},
+    "arr": {"kind": "latest", "events": ["contract.updated"], "field": "attrs.arr"},
+    "users_30d": {
+        "kind": "distinct",
+        "events": ["user.session"],
+        "field": "user_id",
+        "window": "30d",
+    },
+    "top_user_30d": {
+        "kind": "top_share",
+        "events": ["user.session"],
+        "field": "user_id",
+        "window": "30d",
+    },
+    "weekly_tickets": {
+        "kind": "count",
+        "events": ["ticket.created"],
+        "window": "7d",
+        "calendar": True,
+    },
+    "oldest_p1": {
+        "kind": "oldest_open",
+        "events": ["ticket.created"],
+        "where": {"priority": "P1"},
+        "field": "attrs.ticket_id",
+        "closed_by": ["ticket.resolved"],
+    },
+    "oldest_unpaid": {
+        "kind": "oldest_open",
+        "events": ["billing.invoice"],
+        "key": "attrs.invoice_id",
+        "field": "attrs.status",
+        "held_while": ["overdue", "failed"],
+    },
+    # The share of the product's features used in 30 days: of those the fleet used in 90.
+    "feature_share_30d": {
+        "kind": "distinct",
+        "events": ["feature.used"],
+        "field": "attrs.feature",
+        "window": "30d",
+        "of_fleet": "90d",
+    },
+    "integration_error_days": {
+        "kind": "days",
+        "events": ["integration.state"],
+        "where": {"state": "error"},
+        "window": "7d",
+    },
 }
 
 
@@ -560,6 +643,18 @@ class DeclaredSignal(_Section):
     high_below: float | None = None
     high_factor: float | None = Field(default=None, ge=1.0)
     stalled_after: Duration | None = None
+    running: int = Field(default=1, ge=1, le=52)
+    """A measure over calendar windows, compared as it is: the bound must hold in this many
+    closed windows in a row (2: two weeks running)."""
+    requires: dict[str, float] = Field(default_factory=dict)
+    """Other measures and the least each must be for the signal to be raised (at least 3
+    users seen: `{ users_30d = 3 }`); a measure with no value holds it back."""
+    min_age: Duration = 0
+    """Raised only once the tenant was first seen this long ago ("60d")."""
+    min_sigma: float = Field(default=0.0, ge=0.0)
+    """versus = "previous_window": the change must also be at least this many standard errors
+    of counts, |now - before| >= min_sigma x sqrt(now + before) (3: a change noise gives about
+    once in 400), so that a small account's ups and downs are no growth or drop."""
 
     @model_validator(mode="after")
     def _has_one_test(self) -> DeclaredSignal:
@@ -580,6 +675,10 @@ class DeclaredSignal(_Section):
             )
         if self.per is not None and self.versus is not None:
             raise ValueError("a declared signal compares with per or versus, not both")
+        if self.running > 1 and self.compares:
+            raise ValueError("running is for a measure compared as it is (no per or versus)")
+        if self.min_sigma and self.versus != "previous_window":
+            raise ValueError('min_sigma is for versus = "previous_window"')
         return self
 
     @property
@@ -702,6 +801,44 @@ class ErrorSpikeSignal(DeclaredSignal):
     high_factor: float | None = Field(default=3.0, ge=1.0)
 
 
+# The lifecycle pack: the signals CS playbooks act on, over the default measures; a
+# [signals.NAME] table of one of their names changes what it says, as for the others.
+# The renewal runway is one signal per stage, each holding from its mark to the next, so
+# a tenant first seen 40 days before its renewal gets the R-60 stage alone, and a stage's
+# task closes when the next one begins or the renewal is recorded (a later date).
+RENEWAL_MARKS = (120, 90, 60, 30, 14, 0)
+DEFAULT_SIGNALS: dict[str, dict[str, Any]] = {
+    **{
+        f"renewal_r{mark}": (
+            {"measure": "renewal", "below": float(mark), "above": float(after)}
+            if after is not None
+            else {"measure": "renewal", "below": float(mark)}
+        )
+        for mark, after in zip(RENEWAL_MARKS, (*RENEWAL_MARKS[1:], None), strict=True)
+    },
+    "seat_cap": {"measure": "users_30d", "per": "seats", "above": 0.9},
+    "usage_growth": {
+        "measure": "sessions_4w",
+        "versus": "previous_window",
+        "above": 1.1,
+        "min_previous": 20.0,
+        "min_sigma": 3.0,
+        "min_age": "56d",
+    },
+    "low_adoption": {"measure": "feature_share_30d", "below": 0.4, "min_age": "60d"},
+    "single_user": {"measure": "top_user_30d", "above": 0.8, "requires": {"users_30d": 3.0}},
+    "support_volume": {"measure": "weekly_tickets", "above": 5.0, "running": 2},
+    "p1_unresolved": {"measure": "oldest_p1", "above": 14.0, "severity": "high"},
+    "sponsor_departed": {"measure": "sponsor_status", "equals": "departed", "severity": "high"},
+    "invoice_unpaid": {"measure": "oldest_unpaid", "above": 7.0},
+    "nps_drop": {"measure": "nps", "versus": "previous_value", "below": -2.0},
+    "nps_detractor": {"measure": "nps", "below": 7.0},
+    "integration_errors": {"measure": "integration_error_days", "above": 2.0},
+    "seats_cut": {"measure": "seats", "versus": "previous_value", "below": 0.0},
+    "arr_cut": {"measure": "arr", "versus": "previous_value", "below": 0.0},
+}
+
+
 class _Declarations(_Section):
     """A section whose keys besides its fields each declare one more (a signal, a
     component) over the measures."""
@@ -715,6 +852,21 @@ class SignalSettings(_Declarations):
     login_drop: LoginDropSignal = LoginDropSignal()
     onboarding_stalled: OnboardingStalledSignal = OnboardingStalledSignal()
     error_spike: ErrorSpikeSignal = ErrorSpikeSignal()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_the_pack(cls, given: Any) -> Any:
+        """The lifecycle pack's signals (DEFAULT_SIGNALS), changed by a table of their name
+        (`[signals.seat_cap] above = 0.95`); the others given add to them."""
+        if not isinstance(given, Mapping):
+            return given
+        merged: dict[str, Any] = {name: dict(signal) for name, signal in DEFAULT_SIGNALS.items()}
+        for name, signal in given.items():
+            if name in merged and isinstance(signal, Mapping):
+                merged[name] = {**merged[name], **signal}
+            else:
+                merged[name] = signal
+        return merged
 
     @property
     def declared(self) -> dict[str, DeclaredSignal]:
@@ -1406,7 +1558,19 @@ class Settings(_Section):
                 )
             if signal.versus == "history":
                 _check_history(name, signal, measure)
+            if signal.running > 1 and not (measure.calendar and measure.kind in ("count", "sum")):
+                raise ValueError(
+                    f"signals.{name}.running: windows in a row are of a count or sum over "
+                    f"calendar windows, and {signal.measure} is not one"
+                )
+            for named in signal.requires:
+                if named not in self.measures:
+                    known = ", ".join(sorted(self.measures))
+                    raise ValueError(
+                        f"signals.{name}.requires: no measure {named!r} (measures: {known})"
+                    )
             counts = measure.kind in COUNT_KINDS and signal.compares in ("per", "previous_window")
+            counts = counts and not (measure.share_of or measure.of_fleet)
             if counts and signal.below is not None and signal.below <= 0:
                 raise ValueError(
                     f"signals.{name}.below = {signal.below:g}: {signal.measure} is a count, and "

@@ -33,6 +33,9 @@ class MeasureSpec(NamedTuple):
     held_while: tuple[str, ...]
     steps: tuple[str, ...]
     half_life: int  # 0: no decay
+    among: tuple[str, ...]  # a distinct's values, its value the share of them used
+    of_fleet: int  # a distinct's value the share of what the shard's tenants used in this
+
 
 
 class ConditionSpec(NamedTuple):
@@ -47,6 +50,10 @@ class ConditionSpec(NamedTuple):
     below: float | None
     history: tuple[float, int, int] | None  # (percentile, past windows kept, min_history)
     stalled_after: int | None
+    running: int
+    requires: list[tuple[int, float]]  # (measure, least)
+    min_age: int
+    min_sigma: float
 
 
 class ComponentSpec(NamedTuple):
@@ -114,6 +121,10 @@ def compiled(settings: Settings) -> Compiled:
                 signal.below,
                 history,
                 signal.stalled_after,
+                signal.running,
+                [(names.index(m), least) for m, least in sorted(signal.requires.items())],
+                signal.min_age,
+                signal.min_sigma,
             )
         )
     components = [
@@ -148,12 +159,23 @@ def _measure(name: str, measure: MeasureSettings, settings: Settings) -> Measure
         measure.held_while,
         measure.steps,
         measure.half_life or 0,
+        measure.share_of,
+        measure.of_fleet or 0,
     )
 
 
 # Fields of a measure's declaration that came after others: left out of its digest when
 # not set, so that a state saved before they existed is still its measure's.
-_LATER_FIELDS = ("key", "held_while", "started_by", "completed_by", "steps", "half_life")
+_LATER_FIELDS = (
+    "key",
+    "held_while",
+    "started_by",
+    "completed_by",
+    "steps",
+    "half_life",
+    "share_of",
+    "of_fleet",
+)
 _LATER_COMPONENT_FIELDS = ("earned_while",)
 # How components are measured, when it changed: a value saved under other rules is
 # measured afresh after a restore (2: silence holds, stopping scores zero).
@@ -242,6 +264,7 @@ def _component(
         _idle_words(name, component, settings),
         measure is not None
         and measure.kind in COUNT_KINDS
+        and not (measure.share_of or measure.of_fleet)
         and component.per is None
         and component.versus is None,
         pieces(component.parts),

@@ -36,7 +36,38 @@ ONBOARDING_STALLED = "onboarding_stalled"
 ONBOARDING_OK = "onboarding_ok"
 ERROR_SPIKE = "error_spike"
 AT_RISK = "at_risk"
-SCENARIOS = (LOGIN_DROP, ONBOARDING_STALLED, ONBOARDING_OK, ERROR_SPIKE, AT_RISK)
+# The lifecycle pack's, one per signal (vigil.config.settings.DEFAULT_SIGNALS).
+RENEWAL = "renewal"
+SEAT_CAP = "seat_cap"
+USAGE_GROWTH = "usage_growth"
+LOW_ADOPTION = "low_adoption"
+SINGLE_USER = "single_user"
+SUPPORT_VOLUME = "support_volume"
+P1_UNRESOLVED = "p1_unresolved"
+SPONSOR_DEPARTED = "sponsor_departed"
+INVOICE_UNPAID = "invoice_unpaid"
+NPS_DROP = "nps_drop"
+INTEGRATION_ERRORS = "integration_errors"
+DOWNGRADE = "downgrade"
+PACK = (
+    RENEWAL,
+    SEAT_CAP,
+    USAGE_GROWTH,
+    LOW_ADOPTION,
+    SINGLE_USER,
+    SUPPORT_VOLUME,
+    P1_UNRESOLVED,
+    SPONSOR_DEPARTED,
+    INVOICE_UNPAID,
+    NPS_DROP,
+    INTEGRATION_ERRORS,
+    DOWNGRADE,
+)
+SCENARIOS = (LOGIN_DROP, ONBOARDING_STALLED, ONBOARDING_OK, ERROR_SPIKE, AT_RISK, *PACK)
+# A renewing tenant's renewal date, in days after the stream ends: its R-60 stage starts
+# 15 days before the end, and it renews 3 days before it.
+RENEWAL_AFTER_END = 45
+RENEWED_BEFORE_END = 3
 
 DEFAULT_START = "2026-03-02T00:00:00Z"  # a Monday, like the default window origin
 _SEGMENTS = (("smb", 0.6, 5.0), ("mid_market", 0.3, 10.0), ("enterprise", 0.1, 22.0))
@@ -84,6 +115,8 @@ class _Tenant:
     users: list[str]
     features: list[str]
     scenario: str = HEALTHY
+    renewal: int = 0  # the contract's renewal date
+    renews_on: int = -1  # the day a renewal is recorded (a later date): none
     counter: int = 0
     ended_at: int | None = None  # a silent tenant sends nothing from here on
     open_tickets: list[str] = field(default_factory=list)
@@ -99,27 +132,52 @@ def scenario_days(plan: FleetPlan) -> dict[str, int]:
     ) // MS_PER_DAY
     last_closable_week = ((plan.days - 1 - first_monday) // 7) - 1
     drop_day = first_monday + 7 * last_closable_week if last_closable_week >= 1 else -1
+    days = plan.days
+
+    def when(day: int, least: int) -> int:
+        return day if days >= least else -1
+
     return {
         LOGIN_DROP: drop_day,
-        ONBOARDING_STALLED: 1 if plan.days >= 8 else -1,
-        ONBOARDING_OK: 1 if plan.days >= 8 else -1,
-        ERROR_SPIKE: max(2, plan.days // 2) if plan.days >= 4 else -1,
-        AT_RISK: max(8, plan.days - 16) if plan.days >= 16 else -1,
+        ONBOARDING_STALLED: 1 if days >= 8 else -1,
+        ONBOARDING_OK: 1 if days >= 8 else -1,
+        ERROR_SPIKE: max(2, days // 2) if days >= 4 else -1,
+        AT_RISK: max(8, days - 16) if days >= 16 else -1,
+        RENEWAL: when(0, 16),
+        SEAT_CAP: when(0, 3),
+        USAGE_GROWTH: when(days - 21, 63),  # usage_growth compares 4 weeks once 8 are seen
+        LOW_ADOPTION: when(0, 62),  # low_adoption waits 60 days
+        SINGLE_USER: when(0, 3),
+        SUPPORT_VOLUME: drop_day - 7 if drop_day >= 7 else -1,  # two closed weeks
+        P1_UNRESOLVED: when(days - 18, 18),
+        SPONSOR_DEPARTED: when(days // 2, 4),
+        INVOICE_UNPAID: when(days - 12, 13),
+        NPS_DROP: when(days // 2, 6),
+        INTEGRATION_ERRORS: when(days - 8, 9),
+        DOWNGRADE: when(days // 2, 4),
     }
 
 
 def build_fleet(plan: FleetPlan, rng: random.Random) -> list[_Tenant]:
     starts = scenario_days(plan)
     usable = [name for name in SCENARIOS if starts[name] >= 0]
-    # About 3% of the fleet per scenario, at least one each when the fleet allows.
-    per_scenario = max(1, plan.tenants * 3 // 100) if plan.tenants >= 2 * len(usable) else 0
+    # About 2% of the fleet per scenario, at least one each when the fleet allows.
+    per_scenario = max(1, plan.tenants * 2 // 100) if plan.tenants >= 2 * len(usable) else 0
     fleet = []
     for index in range(plan.tenants):
         segment, rate = _pick_segment(rng)
         users = [f"u{index:05d}-{n}" for n in range(max(3, int(rate * 1.5)))]
         features = rng.sample(_FEATURES, 7)
+        renewal = plan.start + rng.randint(200, 365) * MS_PER_DAY  # no runway in the stream
         fleet.append(
-            _Tenant(f"tenant-{index:05d}", segment, rate * rng.uniform(0.9, 1.3), users, features)
+            _Tenant(
+                f"tenant-{index:05d}",
+                segment,
+                rate * rng.uniform(0.9, 1.3),
+                users,
+                features,
+                renewal=renewal,
+            )
         )
     order = list(range(plan.tenants))
     rng.shuffle(order)
@@ -127,7 +185,17 @@ def build_fleet(plan: FleetPlan, rng: random.Random) -> list[_Tenant]:
         for index in order[slot * per_scenario : (slot + 1) * per_scenario]:
             fleet[index].scenario = name
             fleet[index].starts = {name: starts[name]}
+            _shape(fleet[index], plan)
     return fleet
+
+
+def _shape(tenant: _Tenant, plan: FleetPlan) -> None:
+    """What a pack scenario's tenant is from its start: its contract and its users."""
+    if tenant.scenario == RENEWAL:
+        tenant.renewal = plan.start + (plan.days + RENEWAL_AFTER_END) * MS_PER_DAY
+        tenant.renews_on = plan.days - RENEWED_BEFORE_END
+    elif tenant.scenario == LOW_ADOPTION:
+        tenant.features = tenant.features[:2]
 
 
 def _pick_segment(rng: random.Random) -> tuple[str, float]:
@@ -153,6 +221,18 @@ CHURN_ODDS = {
     ONBOARDING_STALLED: 0.50,
     LOGIN_DROP: 0.60,
     AT_RISK: 0.70,
+    RENEWAL: 0.20,
+    SEAT_CAP: 0.04,
+    USAGE_GROWTH: 0.04,
+    LOW_ADOPTION: 0.35,
+    SINGLE_USER: 0.30,
+    SUPPORT_VOLUME: 0.30,
+    P1_UNRESOLVED: 0.40,
+    SPONSOR_DEPARTED: 0.45,
+    INVOICE_UNPAID: 0.40,
+    NPS_DROP: 0.35,
+    INTEGRATION_ERRORS: 0.25,
+    DOWNGRADE: 0.55,
 }
 
 
@@ -263,6 +343,8 @@ def _tenant_day(
         yield from emit.error_burst(hour=14, count=30)
     if scenario == AT_RISK and day >= starts[AT_RISK]:
         yield from emit.going_bad(day - starts[AT_RISK])
+    if scenario in PACK and day >= starts[scenario]:
+        yield from emit.lifecycle(day - starts[scenario])
 
 
 def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str, int]) -> float:
@@ -272,6 +354,8 @@ def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str
         factor = 0.0  # they stopped: the near stop the default login_drop looks for
     if tenant.scenario == AT_RISK and day >= starts[AT_RISK]:
         factor *= 0.05
+    if tenant.scenario == USAGE_GROWTH and day >= starts[USAGE_GROWTH]:
+        factor *= 2.0
     return factor
 
 
@@ -320,20 +404,26 @@ class _Emitter:
             "tenant_id": tenant.tenant_id,
             # Mostly RFC 3339, sometimes epoch milliseconds: both are in the contract.
             "ts": at if rng.random() < 0.05 else to_iso(at),
-            "user_id": rng.choice(tenant.users),
+            "user_id": self._user(),
             "segment": tenant.segment,
         }
         if attrs:
             event["attrs"] = attrs
         return event
 
+    def _user(self) -> str:
+        users, rng = self.tenant.users, self.rng
+        if self.tenant.scenario == SINGLE_USER and rng.random() < 0.9:
+            return users[0]  # the one user the account hangs on
+        return rng.choice(users)
+
     def _hour(self) -> float:
         return self.rng.choices(range(24), weights=_HOUR_WEIGHTS)[0] + self.rng.random()
 
     def account_setup(self) -> Iterator[dict[str, Any]]:
-        yield self.event(
-            "contract.updated", 8, {"seats": len(self.tenant.users) * 2, "arr": 12000.0}
-        )
+        tenant = self.tenant
+        seats = len(tenant.users) * (1 if tenant.scenario == SEAT_CAP else 2)
+        yield self.contract(seats, tenant.renewal)
         yield self.event("sponsor.changed", 8, {"status": "active"})
         yield self.event("integration.state", 9, {"integration": "crm", "state": "connected"})
         yield self.event(
@@ -385,6 +475,36 @@ class _Emitter:
             yield self.event("nudge.sent", 12, {"nudge": "try-scheduler"})
         if rng.random() < 0.01:
             yield self.event("experiment.assigned", 12, {"variant": "b"})  # outside the catalogue
+
+    def contract(self, seats: int, renewal: int) -> dict[str, Any]:
+        date = to_iso(renewal)[:10]
+        return self.event(
+            "contract.updated", 8, {"seats": seats, "arr": 12000.0, "renewal_date": date}
+        )
+
+    def lifecycle(self, days_in: int) -> Iterator[dict[str, Any]]:
+        """A pack scenario's events, `days_in` days after it starts."""
+        tenant, scenario = self.tenant, self.tenant.scenario
+        if scenario == RENEWAL and days_in == tenant.renews_on:
+            tenant.renewal += 365 * MS_PER_DAY
+            yield self.contract(len(tenant.users) * 2, tenant.renewal)
+        elif scenario == SUPPORT_VOLUME and days_in < 14:
+            ticket = f"{tenant.tenant_id}-v{days_in}"
+            yield self.event("ticket.created", 10, {"ticket_id": ticket, "priority": "P3"})
+        elif scenario == P1_UNRESOLVED and days_in == 0:
+            ticket = f"{tenant.tenant_id}-p1"
+            yield self.event("ticket.created", 10, {"ticket_id": ticket, "priority": "P1"})
+        elif scenario == SPONSOR_DEPARTED and days_in == 0:
+            yield self.event("sponsor.changed", 15, {"status": "departed"})
+        elif scenario == INVOICE_UNPAID and days_in == 0:
+            invoice = {"invoice_id": f"{tenant.tenant_id}-inv9", "amount": 1000.0}
+            yield self.event("billing.invoice", 10, {**invoice, "status": "overdue"})
+        elif scenario == NPS_DROP and days_in == 0:
+            yield self.event("survey.response", 13, {"kind": "nps", "score": 4})
+        elif scenario == INTEGRATION_ERRORS and days_in < 3:
+            yield self.event("integration.state", 9, {"integration": "crm", "state": "error"})
+        elif scenario == DOWNGRADE and days_in == 0:
+            yield self.contract(len(tenant.users), tenant.renewal)  # half the seats
 
     def error_burst(self, hour: int, count: int) -> Iterator[dict[str, Any]]:
         for _ in range(count):

@@ -26,7 +26,8 @@ class RunSummary:
     blank_lines: int = 0  # of a file, skipped
     dead_letters: Counter[str] = field(default_factory=Counter)
     signals: Counter[str] = field(default_factory=Counter)
-    tasks: Counter[str] = field(default_factory=Counter)
+    tasks: Counter[str] = field(default_factory=Counter)  # opened, by rule
+    task_status: Counter[str] = field(default_factory=Counter)  # each task's at the end
     notifications: int = 0
     zones: Counter[str] = field(default_factory=Counter)
     forgotten: int = 0  # tenants dropped after engine.forget_tenants_after with no event
@@ -73,7 +74,16 @@ def summarize(out_dir: Path, top: int = 5) -> RunSummary:
     summary.zones.update(record["zone"] for record in latest.values())
     summary.at_risk = sorted(latest.values(), key=lambda r: (r["score"], r["tenant_id"]))[:top]
     summary.signals.update(r["signal"] for r in read_jsonl(out_dir / "signals.jsonl"))
-    summary.tasks.update(r["rule"] for r in read_jsonl(out_dir / "tasks.jsonl"))
+    # Every change of a task is a record of the same task_id: the latest version says
+    # where it stands (a resumed run may write some again).
+    latest_of: dict[str, tuple[int, str]] = {}
+    for record in read_jsonl(out_dir / "tasks.jsonl"):
+        version = record.get("version", 1)
+        if record["task_id"] not in latest_of:
+            summary.tasks[record["rule"]] += 1
+        if version >= latest_of.get(record["task_id"], (0, ""))[0]:
+            latest_of[record["task_id"]] = (version, record.get("status", "open"))
+    summary.task_status.update(status for _, status in latest_of.values())
     summary.notifications = sum(1 for _ in read_jsonl(out_dir / "notifications.jsonl"))
     summary.dead_letters.update(r["reason"] for r in read_jsonl(out_dir / "deadletter.jsonl"))
     return summary
@@ -89,7 +99,9 @@ def format_summary(summary: RunSummary, seconds: float) -> str:
         f"dead letters      {sum(summary.dead_letters.values()):,}"
         + _breakdown(summary.dead_letters),
         f"signals           {sum(summary.signals.values()):,}" + _breakdown(summary.signals),
-        f"tasks             {sum(summary.tasks.values()):,}" + _breakdown(summary.tasks),
+        f"tasks             {sum(summary.tasks.values()):,}"
+        + _breakdown(summary.tasks)
+        + _standing(summary.task_status),
         f"notifications     {summary.notifications:,}",
         "tenants by zone   "
         + ", ".join(f"{zone} {summary.zones.get(zone, 0):,}" for zone in ZONES),
@@ -124,6 +136,13 @@ def _waiting(summary: RunSummary) -> list[str]:
         f"not applied yet   {events}, after the last step the final watermark closed "
         "(a live run applies them as the stream moves on)"
     ]
+
+
+def _standing(statuses: Counter[str]) -> str:
+    if not statuses:
+        return ""
+    said = ", ".join(f"{statuses[s]:,} {s}" for s in ("open", "escalated", "closed"))
+    return f"; at the end {said}"
 
 
 def _breakdown(counts: Counter[str]) -> str:
