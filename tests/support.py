@@ -146,20 +146,41 @@ SCENARIO_OUTCOME = {
     "login_drop": ("login_drop", "login-drop"),
     "onboarding_stalled": ("onboarding_stalled", "onboarding-stalled"),
     "error_spike": ("error_spike", "error-spike"),
+    # the lifecycle pack's: an SMB tenant gets the rule's in-app nudge instead of its task
+    "renewal": ("renewal_r60", "renewal-r60"),
+    "seat_cap": ("seat_cap", "seat-cap"),
+    "usage_growth": ("usage_growth", "usage-growth"),
+    "low_adoption": ("low_adoption", "low-adoption"),
+    "single_user": ("single_user", "single-user"),
+    "support_volume": ("support_volume", "support-volume"),
+    "p1_unresolved": ("p1_unresolved", "p1-unresolved"),
+    "sponsor_departed": ("sponsor_departed", "sponsor-departed"),
+    "invoice_unpaid": ("invoice_unpaid", "invoice-unpaid"),
+    "nps_drop": ("nps_detractor", "nps-drop"),
+    "integration_errors": ("integration_errors", "integration-errors"),
+    "downgrade": ("seats_cut", "downgrade"),
 }
 
 
 def scenario_problems(
-    manifest: dict[str, dict[str, str]], signals: list[dict[str, Any]], tasks: list[dict[str, Any]]
+    manifest: dict[str, dict[str, str]],
+    signals: list[dict[str, Any]],
+    tasks: list[dict[str, Any]],
+    notifications: Iterable[dict[str, Any]] = (),
+    too_short: Iterable[str] = (),
 ) -> list[str]:
     """What a simulated fleet's outputs get wrong: an injected scenario without its signal
-    and task, an at-risk tenant without a zone task, a healthy tenant with anything."""
+    and task (an SMB tenant: its nudge), an at-risk tenant without a zone task, a healthy
+    tenant with anything. `too_short`: scenarios the stream was too short to hold."""
     by_signal: dict[str, set[str]] = defaultdict(set)
     by_task: dict[str, set[str]] = defaultdict(set)
     for record in signals:
         by_signal[record["tenant_id"]].add(record["signal"])
     for record in tasks:
         by_task[record["tenant_id"]].add(record["rule"])
+    for record in notifications:
+        if record["rule"].endswith("-nudge"):  # the SMB touch stands for the rule's task
+            by_task[record["tenant_id"]].add(record["rule"].removesuffix("-nudge"))
     problems, seen = [], set()
     for tenant, info in sorted(manifest.items()):
         scenario = info["scenario"]
@@ -174,7 +195,7 @@ def scenario_problems(
             seen.add(scenario)
         elif by_signal[tenant] or by_task[tenant]:
             problems.append(_outcome(tenant, scenario, by_signal, by_task))
-    missing = {*SCENARIO_OUTCOME, "at_risk"} - seen
+    missing = {*SCENARIO_OUTCOME, "at_risk"} - seen - set(too_short)
     if missing:
         problems.append(f"the fleet had no tenant for {sorted(missing)}")
     return problems

@@ -45,7 +45,7 @@ def fleet_run(
         "--tenants",
         "120",
         "--days",
-        "28",
+        "63",
         "--seed",
         "5",
         "--output",
@@ -67,7 +67,8 @@ class TestFleet:
         out, manifest, _ = fleet_run
         signals = list(read_jsonl(out / "signals.jsonl"))
         tasks = list(read_jsonl(out / "tasks.jsonl"))
-        assert scenario_problems(manifest, signals, tasks) == []
+        notifications = list(read_jsonl(out / "notifications.jsonl"))
+        assert scenario_problems(manifest, signals, tasks, notifications) == []
 
     def test_outputs_follow_the_contract_and_ids_are_unique(
         self, fleet_run: tuple[Path, dict[str, dict[str, str]], str]
@@ -78,11 +79,11 @@ class TestFleet:
             assert records, stream
             assert all(fields <= set(r) for r in records), stream
         for stream, key in (
-            ("signals", "signal_id"),
-            ("tasks", "task_id"),
-            ("notifications", "notification_id"),
+            ("signals", ("signal_id",)),
+            ("tasks", ("task_id", "version")),  # a record per change of a task
+            ("notifications", ("notification_id",)),
         ):
-            ids = [r[key] for r in read_jsonl(out / f"{stream}.jsonl")]
+            ids = [tuple(r[k] for k in key) for r in read_jsonl(out / f"{stream}.jsonl")]
             assert len(ids) == len(set(ids)), stream
         assert all("{" not in r["title"] for r in read_jsonl(out / "tasks.jsonl"))
 
@@ -308,7 +309,7 @@ class TestErrors:
         import gzip
 
         events = tmp_path / "e.jsonl"
-        made = run_vigil("simulate", "--tenants", "8", "--days", "9", "--output", str(events))
+        made = run_vigil("simulate", "--tenants", "20", "--days", "9", "--output", str(events))
         assert made.returncode == 0, made.stderr
         outputs = {}
         for name, stdin in [
@@ -427,7 +428,7 @@ class TestErrors:
         config.write_text(config.read_text() + "[health.zones]\norange = 50\nyellow = 70\n")
         assert main(["rules", "check", "--config", str(config)]) == 0
         said = capsys.readouterr().out
-        assert " OK in 2 files:" in said  # the bundled rules, and this file's
+        assert " OK in 3 files:" in said  # the two bundled files, and this one
         assert "\n  red-but-fine: when zone_change" in said
 
     def test_rules_check_lists_the_rules_and_each_signals_fields(
@@ -435,7 +436,7 @@ class TestErrors:
     ) -> None:
         assert main(["rules", "check"]) == 0
         out = capsys.readouterr().out
-        assert "6 rules OK in 1 file:" in out and "  entered-red: when zone_change" in out
+        assert "27 rules OK in 2 files:" in out and "  entered-red: when zone_change" in out
         assert "    login_drop adds: change_pct, measure, measured, previous, ratio" in out
         assert "  zone_change: fact, fact_id, from_zone, reasons," in out
 
@@ -1217,11 +1218,11 @@ def _write_events(path: Path, events: list[dict[str, Any]]) -> Path:
 
 
 def test_a_run_reports_the_tenants_it_forgot(tmp_path: Path) -> None:
-    # "gone" sends on day 0 only, "kept" every day for 40 days; forgotten after 31 days.
+    # "gone" sends on day 0 only, "kept" every day for 70 days; forgotten after 61 days.
     lines = [event("gone", "user.session", T0 + HOUR)]
-    lines += [event("kept", "user.session", T0 + d * DAY + 2 * HOUR) for d in range(40)]
+    lines += [event("kept", "user.session", T0 + d * DAY + 2 * HOUR) for d in range(70)]
     events = _write_events(tmp_path / "events.jsonl", lines)
-    env = {**quiet_env(), "VIGIL_ENGINE__FORGET_TENANTS_AFTER": "31d"}
+    env = {**quiet_env(), "VIGIL_ENGINE__FORGET_TENANTS_AFTER": "61d"}
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
     assert ran.returncode == 0, ran.stderr
     assert "tenants forgotten 1 (no event for engine.forget_tenants_after)" in ran.stdout
@@ -1259,12 +1260,14 @@ def test_a_run_reports_the_keys_it_did_not_keep(tmp_path: Path) -> None:
     env = {**quiet_env(), "VIGIL_ENGINE__MAX_KEYS_PER_TENANT": "6"}
     ran = run_vigil("run", "--input", str(events), "--output", str(tmp_path / "out"), env=env)
     assert ran.returncode == 0, ran.stderr
+    # Both measures of the features keep their own keys (the share of them too).
     said = (
-        "keys not kept     3 (measures.features_30d 3); "
+        "keys not kept     6 (measures.feature_share_30d 3, measures.features_30d 3); "
         "tenants held engine.max_keys_per_tenant of those"
     )
     assert said in ran.stdout, ran.stdout
-    assert ran.stderr.count("new ones are not kept") == 1, ran.stderr  # once, with the first
+    # once per map, with the first
+    assert ran.stderr.count("new ones are not kept") == 2, ran.stderr
     assert "map=measures.features_30d limit=6 refused=page/6" in ran.stderr, ran.stderr
 
 
@@ -1465,4 +1468,4 @@ def test_the_starting_line_names_the_settings_file_and_every_rule_file(tmp_path:
     assert ran.returncode == 0, ran.stderr
     [starting] = [line for line in ran.stderr.splitlines() if " starting " in line]
     assert f"settings={config}" in starting
-    assert f"rules=bundled/core.yaml,{ours}" in starting
+    assert f"rules=bundled/core.yaml,bundled/lifecycle.yaml,{ours}" in starting

@@ -79,7 +79,12 @@ def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
     done = run_vigil("run", "--kafka", kafka_bootstrap, "--until-end", env=vigil_env(topics))
     assert done.returncode == 0, done.stderr
     got = read_outputs(kafka_bootstrap, topics)
-    assert scenario_problems(manifest, got["signals"], got["tasks"]) == []
+    # 22 days are too short for the two scenarios that wait 8 weeks
+    too_short = ("usage_growth", "low_adoption")
+    problems = scenario_problems(
+        manifest, got["signals"], got["tasks"], got["notifications"], too_short
+    )
+    assert problems == []
     same_as_file_mode(got, expected)
     for record in got["deadletter"]:
         assert (
@@ -87,7 +92,8 @@ def test_a_fleet_through_kafka_gives_the_file_mode_outputs(
         )
     # The summary counts what this run wrote (there are no files to read it back from).
     summary = dict(line.split(None, 1) for line in done.stdout.splitlines()[1:6])
-    assert summary["tasks"].startswith(f"{len(got['tasks']):,} (")
+    opened = {task["task_id"] for task in got["tasks"]}  # a record per change of each
+    assert summary["tasks"].startswith(f"{len(opened):,} (")
     assert summary["notifications"] == f"{len(got['notifications']):,}"
     zones = done.stdout.split("tenants by zone", 1)[1].splitlines()[0]
     tenants = len({record["tenant_id"] for record in got["health"]})

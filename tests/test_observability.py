@@ -113,7 +113,9 @@ def test_metrics_and_health_of_a_running_file_replay(tmp_path: Path) -> None:
     assert (
         actions >= 2
     )  # login-drop's task and notification, and the zone rules' as acme goes quiet
-    assert value("vigil_processing_latency_seconds_count") == actions  # one observation each
+    # One observation per task or notification record: a task's escalations too.
+    changes = sum(v for (name, _), v in samples.items() if name == "vigil_task_changes_total")
+    assert value("vigil_processing_latency_seconds_count") == actions + changes
     # Event time is 2026; the lag is wall clock minus the watermark, so it is large and positive.
     assert value("vigil_event_time_lag_seconds") > 0
     assert not any("tenant" in dict(labels) for _, labels in samples)  # no per-tenant labels

@@ -261,7 +261,7 @@ class TestErrors:
             (
                 '[engine]\nforget_tenants_after = "20d"',
                 "engine.forget_tenants_after (20d) must be longer than "
-                "measures.sessions_30d.window x 2 (60d)",
+                "measures.sessions_4w.window x 2 (56d)",
             ),
             (
                 "[engine]\nmax_keys_per_tenant = 4",
@@ -489,7 +489,7 @@ def test_a_check_across_settings_names_them_without_echoing_the_whole_file(
     said = str(caught.value)
     assert said == (
         f"{path}: engine.forget_tenants_after (20d) must be longer than "
-        "measures.sessions_30d.window x 2 (60d), or a tenant could be forgotten while "
+        "measures.sessions_4w.window x 2 (56d), or a tenant could be forgotten while "
         "its events still count"
     )
 

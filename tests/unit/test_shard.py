@@ -548,13 +548,18 @@ class TestBoundedMemory:
         assert h.engine.counts["keys_refused:measures.features_30d"] == 2 * (480 - 20)
         said = [(r.getMessage(), vars(r)) for r in caplog.records]
         examples = [facts for text, facts in said if "new ones are not kept" in text]
+        # (the share of the features keeps its own keys: refused alike)
         assert [(f["map"], f["limit"], f["refused"]) for f in examples] == [
             ("measures.features_30d", 20, "page-2-0"),
+            ("measures.feature_share_30d", 20, "page-2-0"),
             ("measures.features_30d", 20, "page-24-0"),  # the next day's first
+            ("measures.feature_share_30d", 20, "page-24-0"),
         ]
         daily = [facts for text, facts in said if "in the day before" in text]
         assert [(f["map"], f["tenants"], f["first"], f["until"]) for f in daily] == [
+            ("measures.feature_share_30d", 2, ["acme", "beta"], to_iso(T0 + DAY)),
             ("measures.features_30d", 2, ["acme", "beta"], to_iso(T0 + DAY)),
+            ("measures.feature_share_30d", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
             ("measures.features_30d", 2, ["acme", "beta"], to_iso(T0 + 2 * DAY)),
         ]
         # The limit is above every score's saturation point: adoption still has full points.

@@ -145,7 +145,7 @@ def scenario_days(plan: FleetPlan) -> dict[str, int]:
         AT_RISK: max(8, days - 16) if days >= 16 else -1,
         RENEWAL: when(0, 16),
         SEAT_CAP: when(0, 3),
-        USAGE_GROWTH: when(days - 21, 63),  # usage_growth compares 4 weeks once 8 are seen
+        USAGE_GROWTH: when(days - 24, 63),  # usage_growth compares 4 weeks once 8 are seen
         LOW_ADOPTION: when(0, 62),  # low_adoption waits 60 days
         SINGLE_USER: when(0, 3),
         SUPPORT_VOLUME: drop_day - 7 if drop_day >= 7 else -1,  # two closed weeks
@@ -355,7 +355,7 @@ def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str
     if tenant.scenario == AT_RISK and day >= starts[AT_RISK]:
         factor *= 0.05
     if tenant.scenario == USAGE_GROWTH and day >= starts[USAGE_GROWTH]:
-        factor *= 2.0
+        factor *= 2.5
     return factor
 
 
