@@ -15,7 +15,7 @@ from typing import Any
 
 from vigil.base.timeutil import format_duration, to_iso
 from vigil.config.settings import PRIORITIES, LadderStep
-from vigil.rules.model import Rule
+from vigil.rules.model import CloseWhen, Rule
 from vigil.rules.templates import render
 
 OPEN, ESCALATED, CLOSED = "open", "escalated", "closed"
@@ -99,7 +99,7 @@ class TaskBook:
         reason = f"the tenant sent nothing for {format_duration(silent_for)} and was let go"
         closed = []
         for tenant_id in sorted(tenant_ids):
-            for rule_id, entry in sorted(self.open.get(tenant_id, {}).items()):
+            for _, entry in sorted(self.open.get(tenant_id, {}).items()):
                 closed.append(self._record(entry, now, CLOSED, closed_reason=reason))
             self.open.pop(tenant_id, None)
         return closed
@@ -173,8 +173,6 @@ class TaskBook:
         rank = PRIORITIES.index(priority)
         return next((s for s in self.ladder if PRIORITIES.index(s.priority) > rank), None)
 
-    def _close_when(self, rule_id: str) -> Any:
+    def _close_when(self, rule_id: str) -> CloseWhen | None:
         rule = self.rules.get(rule_id)  # a rule removed since keeps its tasks as they are
         return rule.close_when if rule is not None else None
-
-

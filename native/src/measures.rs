@@ -873,6 +873,34 @@ mod tests {
     }
 
     #[test]
+    fn an_item_held_by_its_value_ages_from_the_first_event_that_held_it() {
+        let spec = Spec {
+            held_while: vec!["overdue".into(), "failed".into()],
+            ..spec(Kind::OldestOpen, 0)
+        };
+        let put = |status: &str| Touch::Put(Reading::Text("i1".into()), text(status));
+        let mut state = State::new(spec.kind);
+        state.apply(&spec, 0, put("issued"), 10);
+        assert_eq!(state.value(&spec, DAY), None); // issued is not held
+        state.apply(&spec, DAY, put("overdue"), 10);
+        state.apply(&spec, 2 * DAY, put("failed"), 10); // still held, from the first
+        assert_eq!(state.value(&spec, 4 * DAY), Some(3.0));
+        state.apply(&spec, 4 * DAY, put("paid"), 10);
+        assert_eq!(state.value(&spec, 5 * DAY), None);
+    }
+
+    #[test]
+    fn days_count_the_days_with_an_event_once_each() {
+        let spec = spec(Kind::Days, 7);
+        let mut state = State::new(spec.kind);
+        for at in [0, DAY / 24, DAY, 3 * DAY, 3 * DAY + DAY / 24] {
+            state.apply(&spec, at, Touch::Feed(None), 10);
+        }
+        assert_eq!(state.value(&spec, 4 * DAY), Some(3.0)); // days 0, 1 and 3
+        assert_eq!(state.value(&spec, 9 * DAY), Some(1.0)); // days 0 and 1 left the window
+    }
+
+    #[test]
     fn days_since_counts_from_the_latest_event() {
         let spec = spec(Kind::DaysSince, 0);
         let mut state = State::new(spec.kind);

@@ -5,7 +5,7 @@ rule's close_when, all in event time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event, restored, sessions, trouble
@@ -113,7 +113,7 @@ class TestClosing:
         ]
         h = feed(events, T0 + 14 * DAY)
         records = life(h, "entered-red")
-        assert [r["status"] for r in records][0] == "open"
+        assert records[0]["status"] == "open"
         assert records[-1]["status"] == "closed"
         assert records[-1]["closed_reason"] == "health back to yellow or better for 3d"
         healthy_at = next(
@@ -128,7 +128,9 @@ class TestClosing:
         events = [
             invoice(T0 + HOUR, "overdue"),
             invoice(T0 + 9 * DAY, "paid"),
-            event("acme", "billing.invoice", T0 + 10 * DAY, {"invoice_id": "i2", "status": "overdue"}),
+            event(
+                "acme", "billing.invoice", T0 + 10 * DAY, {"invoice_id": "i2", "status": "overdue"}
+            ),
         ]
         h = feed(events, T0 + 30 * DAY)
         ids = [r["task_id"] for r in life(h, "invoice-unpaid") if r["version"] == 1]
@@ -147,12 +149,17 @@ class TestClosing:
         h = feed(events, T0 + 20 * DAY)
         metrics = Metrics()
         metrics.record(h.engine.counts)
-        assert metrics.value("vigil_task_changes_total", rule="invoice-unpaid", status="escalated") == 1
-        assert metrics.value("vigil_task_changes_total", rule="invoice-unpaid", status="closed") == 1
+        assert (
+            metrics.value("vigil_task_changes_total", rule="invoice-unpaid", status="escalated")
+            == 1
+        )
+        assert (
+            metrics.value("vigil_task_changes_total", rule="invoice-unpaid", status="closed") == 1
+        )
 
 
 class TestReplay:
-    EVENTS = [
+    EVENTS: ClassVar[list[dict[str, Any]]] = [
         invoice(T0 + HOUR, "overdue"),
         invoice(T0 + 10 * DAY, "paid"),
         *trouble("beta", T0 + 2 * HOUR),
@@ -214,7 +221,7 @@ class TestRuleFiles:
 
         path = tmp_path / "r.yaml"
         path.write_text(yaml.safe_dump({"rules": [rule]}))
-        with pytest.raises(Exception, match="close_when.reason uses nothing"):
+        with pytest.raises(Exception, match=r"close_when\.reason uses nothing"):
             load_rules([path])
 
     def test_every_bundled_rule_with_a_task_says_when_it_closes(self) -> None:

@@ -4,7 +4,7 @@ never sends what it needs, and a silent one for the rows driven by dates."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event
@@ -108,7 +108,7 @@ class TestRenewalRunway:
 
 
 class TestSeatCap:
-    USERS = [f"u{n}" for n in range(10)]
+    USERS: ClassVar[list[str]] = [f"u{n}" for n in range(10)]
 
     @pytest.mark.parametrize(("users", "fires"), [(9, False), (10, True)])
     def test_above_90_percent_of_the_seats(self, users: int, fires: bool) -> None:
@@ -172,7 +172,7 @@ class TestUsageGrowth:
 
 
 class TestLowAdoption:
-    FEATURES = [f"f{n}" for n in range(10)]
+    FEATURES: ClassVar[list[str]] = [f"f{n}" for n in range(10)]
 
     def fleet(self, used: int, days: int = 62) -> Harness:
         """A tenant using all ten features and one using `used` of them, every day."""
@@ -214,10 +214,15 @@ class TestSingleUser:
 class TestSupportVolume:
     def tickets(self, week: int, count: int) -> list[dict[str, Any]]:
         return [
-            event("acme", "ticket.created", T0 + week * 7 * DAY + n * HOUR + HOUR, {
-                "ticket_id": f"t{week}-{n}",
-                "priority": "P3",
-            })
+            event(
+                "acme",
+                "ticket.created",
+                T0 + week * 7 * DAY + n * HOUR + HOUR,
+                {
+                    "ticket_id": f"t{week}-{n}",
+                    "priority": "P3",
+                },
+            )
             for n in range(count)
         ]
 
@@ -305,14 +310,21 @@ class TestIntegrationErrors:
     @pytest.mark.parametrize(("days", "fires"), [(2, False), (3, True)])
     def test_an_integration_in_error_on_3_days_of_7(self, days: int, fires: bool) -> None:
         events = [
-            event("acme", "integration.state", T0 + d * DAY + HOUR, {
-                "integration": "crm",
-                "state": "error",
-            })
+            event(
+                "acme",
+                "integration.state",
+                T0 + d * DAY + HOUR,
+                {
+                    "integration": "crm",
+                    "state": "error",
+                },
+            )
             for d in range(days)
         ]
         events.append(
-            event("acme", "integration.state", T0 + 3 * HOUR, {"integration": "crm", "state": "error"})
+            event(
+                "acme", "integration.state", T0 + 3 * HOUR, {"integration": "crm", "state": "error"}
+            )
         )  # a second report on a day counts that day once
         h = run(events, T0 + 5 * DAY)
         assert bool(raised(h, "integration_errors")) == fires

@@ -1240,10 +1240,13 @@ class LadderStep(_Section):
     sla: Duration
 
 
-DEFAULT_LADDER = (
-    LadderStep(priority="medium", owner_role="csm", sla="48h"),
-    LadderStep(priority="high", owner_role="csm_manager", sla="24h"),
-    LadderStep(priority="critical", owner_role="head_of_cs", sla="8h"),
+DEFAULT_LADDER = tuple(
+    LadderStep.model_validate({"priority": priority, "owner_role": owner, "sla": sla})
+    for priority, owner, sla in (
+        ("medium", "csm", "48h"),
+        ("high", "csm_manager", "24h"),
+        ("critical", "head_of_cs", "8h"),
+    )
 )
 
 

@@ -37,7 +37,6 @@ class MeasureSpec(NamedTuple):
     of_fleet: int  # a distinct's value the share of what the shard's tenants used in this
 
 
-
 class ConditionSpec(NamedTuple):
     """A declared signal's condition as the core reads it (declared::ConditionSpec)."""
 

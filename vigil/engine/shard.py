@@ -123,7 +123,9 @@ class ShardEngine:
 
     def plain_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = self.core.plain_state()
-        fields.update(layout=self.layout, scored_with=self.scored_with, tasks=self.policy.tasks.open)
+        fields.update(
+            layout=self.layout, scored_with=self.scored_with, tasks=self.policy.tasks.open
+        )
         return fields
 
     def seen_day_counts(self) -> dict[int, int]:
