@@ -366,13 +366,21 @@ impl State {
             }
             (State::Shares(shares), Touch::Feed(Some(reading))) => {
                 let shares = shares.get_or_insert_with(Box::default);
-                let key = reading.key();
                 let bucket = spec.bucket_start(ts);
                 let full = shares.len() >= max_keys;
-                match shares.get_mut(&key) {
+                // Looked up as it came, made a key only when new (as a distinct's).
+                let found = match &reading {
+                    Reading::Text(text) => shares.get_mut(&**text),
+                    Reading::Num(_) => shares.get_mut(&*reading.key()),
+                };
+                match found {
                     Some(counts) => add(counts, bucket, 1.0),
                     None if full => return false,
                     None => {
+                        let key = match reading {
+                            Reading::Text(text) => text,
+                            number => number.key(),
+                        };
                         let mut counts = Counts::new();
                         counts.push((bucket, 1.0));
                         shares.insert(key, counts);
