@@ -20,9 +20,10 @@ from vigil.rules.templates import render
 
 OPEN, ESCALATED, CLOSED = "open", "escalated", "closed"
 
-# An open task as a snapshot keeps it: its latest record and due time, the signal that
-# opened it (for close_when: cleared), when what opened it stopped holding (None while it
-# holds), and the fact that opened it (for the words of its closed_reason).
+# An open task as a snapshot keeps it: its latest record and due time, the signals of its
+# rule that hold (for close_when: cleared; the one that opened it, and any raised since),
+# when what opened it stopped holding (None while it holds), and the fact that opened it
+# (for the words of its closed_reason).
 Entry = dict[str, Any]
 
 
@@ -55,7 +56,7 @@ class TaskBook:
         entry = {
             "record": record,
             "due": now + rule.task.sla,
-            "signal": fact.get("signal"),
+            "holding": [fact["signal"]] if "signal" in fact else [],
             # A fall within the zones a task closes in (a score drop that stays yellow)
             # starts it cleared.
             "cleared_since": now if zones is not None and fact.get("zone") in zones else None,
@@ -65,11 +66,20 @@ class TaskBook:
         self._wake(fact["tenant_id"], rule.id, entry)
 
     def signal_holds(self, tenant_id: str, signal: str, holds: bool, now: int) -> None:
-        """A tenant's signal was raised (holds) or cleared at `now`."""
+        """A tenant's signal was raised (holds) or cleared at `now`: a task on a rule of
+        several signals clears once none of them holds."""
         for rule_id, entry in self.open.get(tenant_id, {}).items():
-            close_when = self._close_when(rule_id)
-            if close_when is not None and close_when.cleared and entry["signal"] == signal:
-                self._holds(tenant_id, rule_id, entry, holds, now)
+            rule = self.rules.get(rule_id)
+            if rule is None or rule.close_when is None or not rule.close_when.cleared:
+                continue
+            if signal not in (rule.when.signal or ()):
+                continue
+            holding: list[str] = entry["holding"]
+            if holds and signal not in holding:
+                holding.append(signal)
+            elif not holds and signal in holding:
+                holding.remove(signal)
+            self._holds(tenant_id, rule_id, entry, bool(holding), now)
 
     def zone_is(self, tenant_id: str, zone: str, now: int) -> None:
         """A tenant's zone changed to `zone` at `now`."""

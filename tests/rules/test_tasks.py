@@ -123,6 +123,21 @@ class TestClosing:
         )
         assert records[-1]["updated_at"] == to_iso(_ms(healthy_at) + 3 * DAY)
 
+    def test_a_task_on_several_signals_closes_once_none_of_them_holds(self) -> None:
+        # 9 then 5: an NPS drop and a detractor, one task; 6: no drop, still a detractor.
+        responses = [
+            event("acme", "survey.response", T0 + day * DAY, {"kind": "nps", "score": score})
+            for day, score in ((1, 9), (2, 5), (4, 6), (8, 8))
+        ]
+        h = feed(responses, T0 + 7 * DAY)
+        # still a detractor: not closed (and escalated as its SLA passed)
+        assert [r["status"] for r in life(h, "nps-drop")] == ["open", "escalated", "escalated"]
+        h.feed([clock(T0 + 10 * DAY)])
+        records = life(h, "nps-drop")
+        assert len({r["task_id"] for r in records}) == 1
+        assert (records[-1]["status"], records[-1]["version"]) == ("closed", 4)
+        assert records[-1]["updated_at"] == to_iso(T0 + 8 * DAY + HOUR)
+
     def test_a_rule_acts_again_only_once_its_task_closed(self) -> None:
         # Overdue twice: the second time while the first task is open, nothing new.
         events = [
