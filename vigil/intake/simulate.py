@@ -354,8 +354,6 @@ def _activity_factor(tenant: _Tenant, day: int, day_start: int, starts: dict[str
         factor = 0.0  # they stopped: the near stop the default login_drop looks for
     if tenant.scenario == AT_RISK and day >= starts[AT_RISK]:
         factor *= 0.05
-    if tenant.scenario == USAGE_GROWTH and day >= starts[USAGE_GROWTH]:
-        factor *= 2.5
     return factor
 
 
@@ -488,6 +486,8 @@ class _Emitter:
         if scenario == RENEWAL and days_in == tenant.renews_on:
             tenant.renewal += 365 * MS_PER_DAY
             yield self.contract(len(tenant.users) * 2, tenant.renewal)
+        elif scenario == USAGE_GROWTH and days_in == 0:
+            tenant.sessions_per_day *= 2.0  # new teams: twice the use from tomorrow on
         elif scenario == SUPPORT_VOLUME and days_in < 14:
             ticket = f"{tenant.tenant_id}-v{days_in}"
             yield self.event("ticket.created", 10, {"ticket_id": ticket, "priority": "P3"})
@@ -501,7 +501,7 @@ class _Emitter:
             yield self.event("billing.invoice", 10, {**invoice, "status": "overdue"})
         elif scenario == NPS_DROP and days_in == 0:
             yield self.event("survey.response", 13, {"kind": "nps", "score": 4})
-        elif scenario == INTEGRATION_ERRORS and days_in < 3:
+        elif scenario == INTEGRATION_ERRORS and days_in < 4:  # a report may come late
             yield self.event("integration.state", 9, {"integration": "crm", "state": "error"})
         elif scenario == DOWNGRADE and days_in == 0:
             yield self.contract(len(tenant.users), tenant.renewal)  # half the seats
