@@ -536,6 +536,25 @@ def test_explain_tells_a_tenants_story(
     assert story.index("SIGNAL login_drop") < story.index("RULE login-drop -> TASK")
 
 
+@pytest.mark.slow
+def test_explain_tells_each_tasks_life(
+    fleet_run: tuple[Path, dict[str, dict[str, str]], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, manifest, _ = fleet_run
+    tenant = next(t for t, info in sorted(manifest.items()) if info["scenario"] == "renewal")
+    assert main(["explain", tenant, "--output", str(out)]) == 0
+    story = capsys.readouterr().out
+    [task_id] = {
+        r["task_id"]
+        for r in read_jsonl(out / "tasks.jsonl")
+        if r["tenant_id"] == tenant and r["rule"] == "renewal-r120"
+    }
+    opened = story.index("RULE renewal-r120 -> TASK for csm")
+    escalated = story.index(f"TASK {task_id} (v2) ESCALATED to csm_manager (high")
+    closed = story.index(f"TASK {task_id} (v4) CLOSED: the renewal moved past this stage")
+    assert opened < escalated < closed
+
+
 def test_explain_of_a_killed_runs_outputs_skips_the_cut_short_last_line(
     fleet_run: tuple[Path, dict[str, dict[str, str]], str],
     tmp_path: Path,
