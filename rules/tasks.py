@@ -117,11 +117,13 @@ class TaskBook:
     # -- transitions --------------------------------------------------------------------
 
     def _holds(self, tenant_id: str, rule_id: str, entry: Entry, holds: bool, now: int) -> None:
+        before = entry["cleared_since"]
         if holds:
             entry["cleared_since"] = None
-        elif entry["cleared_since"] is None:
+        elif before is None:
             entry["cleared_since"] = now
-        self._wake(tenant_id, rule_id, entry)
+        if entry["cleared_since"] != before:  # its wake moved
+            self._wake(tenant_id, rule_id, entry)
 
     def _close(self, tenant_id: str, rule_id: str, entry: Entry, now: int) -> dict[str, Any]:
         close_when = self._close_when(rule_id)
