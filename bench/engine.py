@@ -53,7 +53,7 @@ def decode_stream(path: Path, settings: Settings) -> tuple[list[ShardBatches], i
     """The stream decoded and split by the dataflow's own splitter, and its event count."""
     lateness, catalogue = settings.input.allowed_lateness, settings.catalogue.full
     intake = Intake(str(path), "p0", 1, lateness, catalogue=catalogue)
-    split, size = _splitter(settings.engine.shards), settings.input.batch_size
+    split, size = _splitter(settings), settings.input.batch_size
     lines = path.read_bytes().splitlines()
     batches: list[ShardBatches] = []
     events = 0

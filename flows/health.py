@@ -30,6 +30,7 @@ from vigil.base.ids import shard_key
 from vigil.base.logs import BurstWatch
 from vigil.base.streams import DEADLETTER, OUTPUTS, SinkItem
 from vigil.config.settings import UNREAD_ENV, Settings, load_settings, unread_env
+from vigil.engine.measures import fleet_feeds
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.intake.events import DeadLetter, Event
@@ -84,9 +85,11 @@ class _ShardLogic(StatefulBatchLogic[ShardChunk, SinkItem, bytes]):
         return snapshot
 
 
-def _splitter(shards: int) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:
+def _splitter(settings: Settings) -> Callable[[Chunk], list[tuple[str, ShardChunk]]]:
+    shards = settings.engine.shards
     keys = [shard_key(n) for n in range(shards)]
-    splitter = ShardSplitter(shards, Event, Tick)  # compiled: it runs for every event
+    # compiled: it runs for every event; it notes what the fleet used for every shard
+    splitter = ShardSplitter(shards, Event, Tick, fleet_feeds(settings))
 
     def split(chunk: Chunk) -> list[tuple[str, ShardChunk]]:
         """One source batch -> one chunk per shard; every shard gets the tick, as time
@@ -131,7 +134,7 @@ def build_flow(
     chunks = op.input(INPUT_STEP, flow, source)
     dead_letters = op.flat_map("dead_letters", chunks, _dead_letters)
     rejected = op.map("dead_letter_record", dead_letters, dead_letter)
-    keyed = op.flat_map("split_by_shard", chunks, _splitter(settings.engine.shards))
+    keyed = op.flat_map("split_by_shard", chunks, _splitter(settings))
     engine_out = op.stateful_batch("engine", keyed, build_shard)
     results = op.map("drop_shard_key", engine_out, lambda keyed_item: keyed_item[1])
     op.output("write", op.merge("outputs", results, rejected), sink)

@@ -16,15 +16,17 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigil._native import ShardSplitter
 from vigil.base.records import RECORDS
 from vigil.base.streams import Output
 from vigil.base.timeutil import MS_PER_DAY, MS_PER_HOUR, parse_rfc3339, to_iso
 from vigil.config.settings import Settings, load_settings
+from vigil.engine.measures import fleet_feeds
 from vigil.engine.shard import ShardEngine
 from vigil.engine.snapshots import SnapshotWriter, load_state
 from vigil.engine.state import ShardState
-from vigil.intake.events import DeadLetter
-from vigil.intake.reader import Intake
+from vigil.intake.events import DeadLetter, Event
+from vigil.intake.reader import Intake, Tick
 from vigil.rules.engine import RuleEngine, engine_for
 from vigil.rules.loader import load_rules
 
@@ -98,7 +100,9 @@ class Harness:
 
     def _process(self, batch: list[Any]) -> None:
         batch.append(self.intake.tick())
-        self._collect(self.engine.process(batch))
+        # Through the dataflow's splitter (one shard): it notes what the fleet used.
+        [items] = ShardSplitter(1, Event, Tick, fleet_feeds(self.settings)).split(batch)
+        self._collect(self.engine.process(items))
 
     def _collect(self, outputs: list[Output]) -> None:
         for stream, record in outputs:

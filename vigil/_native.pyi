@@ -118,7 +118,14 @@ class Decoder:
 class ShardSplitter:
     """Tenants onto shards (CRC-32 of the tenant id, modulo the shards)."""
 
-    def __init__(self, shards: int, event_type: type, tick_type: type) -> None: ...
-    # One list per shard of a batch's events, each ending with the batch's ticks.
+    def __init__(
+        self,
+        shards: int,
+        event_type: type,
+        tick_type: type,
+        fleet: list[tuple[str, str, list[tuple[str, str]], str]] = ...,
+    ) -> None: ...
+    # One list per shard of a batch's events, each ending with the batch's ticks, and
+    # before each tick a note (a tuple of (measure, value, time)) of what the fleet used.
     def split(self, chunk: Iterable[Any]) -> list[list[Any]]: ...
     def shard_of(self, tenant_id: str) -> int: ...

@@ -35,6 +35,10 @@ impl Measure {
     }
 }
 
+/// The most values a measure of the fleet keeps (a producer that puts ids into them would
+/// grow every shard without end).
+pub const MAX_FLEET_VALUES: usize = 10_000;
+
 /// What an event type does to a measure.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Role {
@@ -228,8 +232,11 @@ pub struct Declared {
     /// passes without progress.
     stalls: Vec<(usize, i64)>,
     /// Of each measure whose value is a share of what the fleet used (Spec::of_fleet):
-    /// each value the shard's tenants used, and when last; empty for the others.
+    /// each value the fleet's tenants used, and when last; empty for the others.
     fleet: Vec<HashMap<Box<str>, i64>>,
+    /// What the fleet used, as the splitter noted it, until its step: (time, measure,
+    /// value).
+    fleet_pending: Vec<(i64, usize, Box<str>)>,
 }
 
 fn kind_of(name: &str) -> PyResult<Kind> {
@@ -572,12 +579,12 @@ impl Declared {
     /// Fold an event's touches into the tenant's measures; the measures that refused a
     /// new key, and the key.
     pub fn apply(
-        &mut self,
+        &self,
         states: &mut [State],
         ts: i64,
         touches: Touches,
         max_keys: usize,
-    ) -> Vec<(String, Option<String>)> {
+    ) -> Vec<(&str, Option<String>)> {
         let mut refused = Vec::new();
         let Touches { bare, read } = touches;
         for index in set_bits(bare) {
@@ -589,22 +596,9 @@ impl Declared {
         } in read
         {
             let measure = &self.measures[index];
-            if let (true, Touch::Feed(Some(value))) = (measure.spec.is_share(), &touch) {
-                let value = value.key();
-                if !measure.spec.among.is_empty() {
-                    if measure.spec.among.binary_search(&value).is_err() {
-                        continue; // not one of the values it counts
-                    }
-                } else {
-                    let fleet = &mut self.fleet[index];
-                    let full = fleet.len() >= max_keys;
-                    match fleet.get_mut(&value) {
-                        Some(at) => *at = (*at).max(ts),
-                        None if !full => {
-                            fleet.insert(value, ts);
-                        }
-                        None => {} // bounded as a tenant's keys are
-                    }
+            if let (false, Touch::Feed(Some(value))) = (measure.spec.among.is_empty(), &touch) {
+                if measure.spec.among.binary_search(&value.key()).is_err() {
+                    continue; // not one of the values it counts
                 }
             }
             // The key, for the log, only where one could be refused.
@@ -615,7 +609,7 @@ impl Declared {
                 _ => None,
             };
             if !states[index].apply(&measure.spec, ts, touch, max_keys) {
-                refused.push((measure.name.clone(), key));
+                refused.push((measure.name.as_str(), key));
             }
         }
         refused
@@ -899,6 +893,47 @@ impl Declared {
             spec.among.len()
         };
         (all > 0).then(|| (value / all as f64).min(1.0))
+    }
+
+    /// A value the fleet used at `at`, of the measure named (ignored if it is no share of
+    /// the fleet's), to be applied at its step.
+    pub fn note_fleet(&mut self, measure: &str, value: Box<str>, at: i64) {
+        let found = self.measures.iter().position(|m| m.name == measure);
+        if let Some(index) = found.filter(|&i| self.measures[i].spec.of_fleet > 0) {
+            self.fleet_pending.push((at, index, value));
+        }
+    }
+
+    /// What the fleet used before `now`, into the fleet's values (each kept at its
+    /// latest time, so in any order), as the events before it are applied.
+    pub fn apply_fleet_before(&mut self, now: i64) {
+        if self.fleet_pending.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.fleet_pending)
+            .into_iter()
+            .partition(|(at, _, _)| *at < now);
+        self.fleet_pending = later;
+        for (at, index, value) in due {
+            let fleet = &mut self.fleet[index];
+            let full = fleet.len() >= crate::declared::MAX_FLEET_VALUES;
+            match fleet.get_mut(&value) {
+                Some(held) => *held = (*held).max(at),
+                None if !full => {
+                    fleet.insert(value, at);
+                }
+                None => {} // bounded: ids put into the values would grow it without end
+            }
+        }
+    }
+
+    /// The values noted and not applied yet, as a snapshot keeps them.
+    pub fn fleet_pending_to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let saved = PyList::empty(py);
+        for (at, index, value) in &self.fleet_pending {
+            saved.append((&self.measures[*index].name, &**value, *at))?;
+        }
+        Ok(saved)
     }
 
     /// Forget what the fleet used longer ago than its measures look.

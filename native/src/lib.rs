@@ -189,10 +189,18 @@ impl ShardCore {
     ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         let event_type = self.event_type.bind(py).clone();
+        let note_type = py.get_type::<PyTuple>();
         for item in items.try_iter()? {
             let item = item?;
-            if item.get_type().is(&event_type) {
+            let kind = item.get_type();
+            if kind.is(&event_type) {
                 self.accept(py, &item, &out)?;
+            } else if kind.is(&note_type) {
+                // what the fleet used (vigil._native.ShardSplitter): applied at its step
+                for entry in item.try_iter()? {
+                    let (measure, value, at): (String, String, i64) = entry?.extract()?;
+                    self.declared.note_fleet(&measure, value.into(), at);
+                }
             } else {
                 self.tick(py, &item, &out)?;
             }
@@ -327,6 +335,7 @@ impl ShardCore {
         state.set_item("pending", pending)?;
         state.set_item("bare_ids_until", self.seen.bare_ids_until)?;
         state.set_item("fleet", self.declared.fleet_to_py(py)?)?;
+        state.set_item("fleet_pending", self.declared.fleet_pending_to_py(py)?)?;
         state.set_item("source_wms", &self.clock.source_wms)?;
         state.set_item("watermark", self.clock.watermark)?;
         state.set_item("next_step", self.clock.next_step)?;
@@ -473,6 +482,7 @@ impl ShardCore {
     }
 
     fn apply_before(&mut self, py: Python<'_>, now: i64, out: &Bound<'_, PyList>) -> PyResult<()> {
+        self.declared.apply_fleet_before(now);
         for Pending { ts, item, .. } in self.queue.take_before(now) {
             let tenant_obj = item.tenant.bind(py);
             let tenant_str = tenant_obj.to_str()?;

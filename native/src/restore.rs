@@ -45,6 +45,12 @@ impl ShardCore {
         if let Ok(fleet) = state.getattr("fleet") {
             self.declared.restore_fleet(&fleet)?; // none in stores of older formats
         }
+        if let Ok(pending) = state.getattr("fleet_pending") {
+            for entry in pending.try_iter()? {
+                let (measure, value, at): (String, String, i64) = entry?.extract()?;
+                self.declared.note_fleet(&measure, value.into(), at);
+            }
+        }
         let event_type = self.event_type.bind(state.py()).clone();
         for entry in state.getattr("pending")?.try_iter()? {
             // A store of an older format kept the decoded event, and the oldest ones no

@@ -194,7 +194,7 @@ def test_a_tenant_is_placed_on_the_shard_crc32_of_its_id_says() -> None:
         for n, tenant in enumerate(ids)
     ]
     tick = Tick("p0", 0, 1)
-    split = dict(_splitter(32)([*events, "not an event", tick]))
+    split = dict(_splitter(Settings())([*events, "not an event", tick]))
     for event in events:
         assert event in split[f"s{zlib.crc32(event.tenant_id.encode()) % 32:04d}"]
     assert all(items[-1] is tick for items in split.values())  # every shard gets the tick

@@ -245,7 +245,7 @@ class Stream:
         self.settings = settings
         lateness, catalogue = settings.input.allowed_lateness, settings.catalogue.full
         self.intake = Intake("test", "p0", 1, lateness, catalogue=catalogue)
-        self.split = _splitter(settings.engine.shards)
+        self.split = _splitter(settings)
         keys = [shard_key(n) for n in range(settings.engine.shards)]
         self.shards = {key: ShardEngine(settings, RULES) for key in keys}
         self.outputs: list[bytes] = []

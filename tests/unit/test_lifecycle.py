@@ -6,13 +6,29 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
 import pytest
 from support import DAY, HOUR, T0, Harness, clock, event
 
+from vigil._native import ShardSplitter
+from vigil.base.ids import shard_key
 from vigil.base.timeutil import to_iso
+from vigil.config.settings import Settings
+from vigil.engine.shard import ShardEngine
+from vigil.flows.health import _splitter
+from vigil.intake.events import Event
+from vigil.intake.reader import Intake, Tick
+from vigil.rules.engine import engine_for
+from vigil.rules.loader import load_rules
+
+RULES = engine_for(load_rules())
 
 
-def run(events: list[dict[str, Any]], until: int, **settings: Any) -> Harness:
+def shard_keys(settings: Settings) -> list[str]:
+    return [shard_key(n) for n in range(settings.engine.shards)]
+
+
+def run(events: list[dict[str, Any]], until: int) -> Harness:
     h = Harness()
     return h.feed([*sorted(events, key=lambda e: e["ts"]), clock(until)])
 
@@ -195,6 +211,30 @@ class TestLowAdoption:
 
     def test_not_before_60_days(self) -> None:
         assert raised(self.fleet(1, days=59), "low_adoption") == []
+
+    def test_the_features_are_the_whole_fleets_whatever_shard_used_them(self) -> None:
+        # "all" and "acme" on different shards, as the dataflow splits them: acme's shard
+        # learns the features "all" used from the splitter's notes.
+        settings = Settings()
+        splitter = ShardSplitter(settings.engine.shards, Event, Tick)
+        assert splitter.shard_of("all") != splitter.shard_of("acme")
+        engines = {key: ShardEngine(settings, RULES) for key in shard_keys(settings)}
+        intake = Intake("test", "p0", 1, settings.input.allowed_lateness)
+        split = _splitter(settings)
+        signals = []
+        for day in range(62):
+            chunk: list[Any] = []
+            for tenant, features in (("all", self.FEATURES), ("acme", self.FEATURES[:3])):
+                for n, feature in enumerate(features):
+                    at = T0 + day * DAY + HOUR + n
+                    raw = orjson.dumps(event(tenant, "feature.used", at, {"feature": feature}))
+                    chunk.append(intake.take(raw, {"line": day}))
+            chunk.append(intake.tick())
+            for key, items in split(chunk):
+                signals += [r for s, r in engines[key].process(items) if s == "signals"]
+        found = [s for s in signals if s["signal"] == "low_adoption"]
+        assert [s["tenant_id"] for s in found] == ["acme"]
+        assert found[0]["value"] == 0.3  # 3 of the 10 features the fleet used
 
 
 class TestSingleUser:

@@ -407,10 +407,9 @@ class MeasureSettings(_Section):
     """distinct: only these values count, and the value is the share of them used (0-1): the
     product's features, for adoption."""
     of_fleet: Duration | None = None
-    """distinct: the value is the share used of the values the fleet used in this long ("90d").
-    The fleet as the tenant's shard sees it (its tenants, engine.shards of the fleet): the same
-    as the whole fleet's once each shard holds a few dozen tenants; with fewer, list the values
-    in share_of instead."""
+    """distinct of an attribute: the value is the share used of the values the whole fleet used
+    in this long ("90d"); every shard learns them from the dataflow's splitter, in event time.
+    At most 10,000 values are kept."""
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> MeasureSettings:
@@ -448,6 +447,8 @@ class MeasureSettings(_Section):
             raise ValueError("a share is of share_of or of_fleet, not both")
         if self.of_fleet is not None and not self.of_fleet:
             raise ValueError("of_fleet is a duration above 0")
+        if self.of_fleet is not None and not str(self.field).startswith("attrs."):
+            raise ValueError('of_fleet is of an attribute\'s values (field = "attrs.NAME")')
         if self.kind == "days" and (self.bucket is not None or (self.window or 0) % MS_PER_DAY):
             raise ValueError("a days measure counts whole days: a window of whole days, no bucket")
         if self.half_life is not None and (

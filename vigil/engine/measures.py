@@ -34,7 +34,7 @@ class MeasureSpec(NamedTuple):
     steps: tuple[str, ...]
     half_life: int  # 0: no decay
     among: tuple[str, ...]  # a distinct's values, its value the share of them used
-    of_fleet: int  # a distinct's value the share of what the shard's tenants used in this
+    of_fleet: int  # a distinct's value the share of what the whole fleet used in this
 
 
 class ConditionSpec(NamedTuple):
@@ -97,6 +97,17 @@ def _digest(*parts: object) -> str:
     return hashlib.blake2b(
         orjson.dumps(list(parts), option=orjson.OPT_SORT_KEYS), digest_size=6
     ).hexdigest()
+
+
+def fleet_feeds(settings: Settings) -> list[tuple[str, str, list[tuple[str, str]], str]]:
+    """What the splitter notes for the measures that are a share of what the fleet used
+    (`of_fleet`): (event type, attribute, the attribute values it must have, measure)."""
+    return [
+        (kind, str(measure.field).removeprefix("attrs."), sorted(measure.where.items()), name)
+        for name, measure in settings.measures.items()
+        if measure.of_fleet
+        for kind in measure.events
+    ]
 
 
 def compiled(settings: Settings) -> Compiled:

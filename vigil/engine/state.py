@@ -47,16 +47,18 @@ class ShardState:
     layout: dict[str, Any] = field(default_factory=dict)
     # The open tasks, by tenant and rule (vigil.rules.tasks.TaskBook); none in older formats.
     tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    # What the shard's tenants used, of the measures that are a share of it: measure ->
+    # What the fleet used, of the measures that are a share of it: measure ->
     # (its digest, value -> when last used); none in older formats.
     fleet: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
+    # What the fleet used as the splitter noted it, not applied yet: (measure, value, time).
+    fleet_pending: list[tuple[str, str, int]] = field(default_factory=list)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         """A state pickled whole (format c0026639c217), by field name: the fields that
         format had and this one does not keep (the stall deadlines and the error windows
         due, which the core now works out from its tenants' measures) are left out."""
         _, saved = state
-        self.tasks, self.fleet = {}, {}  # fields added since
+        self.tasks, self.fleet, self.fleet_pending = {}, {}, []  # fields added since
         for name, value in saved.items():
             if name in ShardState.__dataclass_fields__:
                 object.__setattr__(self, name, value)
