@@ -596,9 +596,10 @@ impl Declared {
         } in read
         {
             let measure = &self.measures[index];
-            if let (false, Touch::Feed(Some(value))) = (measure.spec.among.is_empty(), &touch) {
-                if measure.spec.among.binary_search(&value.key()).is_err() {
-                    continue; // not one of the values it counts
+            let among = &measure.spec.among;
+            if let Touch::Feed(Some(value)) = &touch {
+                if !among.is_empty() && among.binary_search(&value.key()).is_err() {
+                    continue; // not one of the values it counts (share_of)
                 }
             }
             // The key, for the log, only where one could be refused.

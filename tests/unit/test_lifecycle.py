@@ -212,6 +212,21 @@ class TestLowAdoption:
     def test_not_before_60_days(self) -> None:
         assert raised(self.fleet(1, days=59), "low_adoption") == []
 
+    def test_the_features_may_be_a_list_instead(self) -> None:
+        # Of the product's 10 features, 3 used and 5 pages outside the list: 30%.
+        listed = Settings.model_validate(
+            {"measures": {"feature_share_30d": {"of_fleet": None, "share_of": self.FEATURES}}}
+        )
+        used = [*self.FEATURES[:3], *(f"page-{n}" for n in range(5))]
+        events = [
+            event("acme", "feature.used", T0 + day * DAY + HOUR + n, {"feature": feature})
+            for day in range(62)
+            for n, feature in enumerate(used)
+        ]
+        h = Harness(listed).feed([*events, clock(T0 + 62 * DAY + 2 * HOUR)])
+        [found] = raised(h, "low_adoption")
+        assert found["value"] == 0.3
+
     def test_the_features_are_the_whole_fleets_whatever_shard_used_them(self) -> None:
         # "all" and "acme" on different shards, as the dataflow splits them: acme's shard
         # learns the features "all" used from the splitter's notes.

@@ -482,6 +482,87 @@ class TestKinds:
             },
             "signals.s.history (7d) holds 7 whole windows of m (1d), fewer than min_history (24)",
         ),
+        # The lifecycle pack's options, each refused where it cannot mean anything.
+        (
+            {"signals": {"s": {"measure": "sessions_7d", "above": 5, "running": 2}}},
+            "signals.s.running: windows in a row are of a count or sum over calendar windows",
+        ),
+        (
+            {
+                "signals": {
+                    "s": {"measure": "weekly_tickets", "per": "seats", "above": 1, "running": 2}
+                }
+            },
+            "running is for a measure compared as it is",
+        ),
+        (
+            {"signals": {"s": {"measure": "nps", "below": 7, "min_sigma": 3}}},
+            'min_sigma is for versus = "previous_window"',
+        ),
+        (
+            {"signals": {"s": {"measure": "nps", "below": 7, "requires": {"nothing": 3}}}},
+            "signals.s.requires: no measure 'nothing'",
+        ),
+        (
+            {"measures": {"m": {"kind": "days", "events": ["error.raised"], "window": "36h"}}},
+            "a days measure counts whole days",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "oldest_open",
+                        "events": ["billing.invoice"],
+                        "key": "attrs.invoice_id",
+                        "field": "attrs.status",
+                    }
+                }
+            },
+            "an oldest_open measure with a key needs held_while",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "distinct",
+                        "events": ["user.session"],
+                        "field": "user_id",
+                        "window": "7d",
+                        "of_fleet": "90d",
+                    }
+                }
+            },
+            "of_fleet is of an attribute's values",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "distinct",
+                        "events": ["feature.used"],
+                        "field": "attrs.feature",
+                        "window": "7d",
+                        "of_fleet": "90d",
+                        "share_of": ["a"],
+                    }
+                }
+            },
+            "a share is of share_of or of_fleet, not both",
+        ),
+        (
+            {
+                "measures": {
+                    "m": {
+                        "kind": "count",
+                        "events": ["user.session"],
+                        "window": "7d",
+                        "share_of": ["a"],
+                    }
+                }
+            },
+            "share_of and of_fleet are for distinct measures",
+        ),
+        ({"health": {"drop_points": 20}}, "replaced by drop_pct"),
     ],
 )
 def test_a_declaration_naming_what_does_not_exist_is_refused_with_its_key(
