@@ -887,8 +887,10 @@ def _files_capped_at(size: int) -> Callable[[], None]:
     return cap
 
 
-def _resumes_to_the_reference(args: tuple[str, ...], tmp_path: Path, reference: Path) -> None:
-    again = run_vigil(*args)
+def _resumes_to_the_reference(
+    args: tuple[str, ...], tmp_path: Path, reference: Path, env: dict[str, str] | None = None
+) -> None:
+    again = run_vigil(*args, env=env)
     assert again.returncode == 0, again.stderr
     resumed = [line for line in again.stderr.splitlines() if "resuming input" in line]
     assert resumed and "line=0" not in resumed[0], again.stderr  # from the snapshot, mid-file
@@ -899,16 +901,22 @@ def _resumes_to_the_reference(args: tuple[str, ...], tmp_path: Path, reference: 
 def test_a_full_disk_stops_the_run_in_one_line_and_the_same_command_resumes(
     replay: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    from support import quiet_env
+
     events, reference = replay
     args = _recoverable_run(events, tmp_path)
-    # The cap binds health.jsonl (7.6 MB in all) and never the store: its database holds
+    # The cap binds health.jsonl (8.0 MB in all) and never the store: its database holds
     # the state (1.6 MB), and its write-ahead log stops growing once SQLite checkpoints it
     # at 4 MiB, plus one snapshot (4.5 MB at most, measured under load). At half of
-    # health.jsonl the log could reach the cap first on a slow machine.
+    # health.jsonl the log could reach the cap first on a slow machine. The event ids kept
+    # to drop repeats are most of a snapshot: with the default retention, 30 days (the
+    # longest signal window), the state is 3.7 MB and the store could bind first; the
+    # retention of 8 days keeps the sizes above (the outputs are the same).
+    env = {**quiet_env(), "VIGIL_ENGINE__DEDUP_RETENTION": "8d"}
     room = (reference / "health.jsonl").stat().st_size * 85 // 100
-    full = run_vigil(*args, preexec_fn=_files_capped_at(room))
+    full = run_vigil(*args, env=env, preexec_fn=_files_capped_at(room))
     _stopped_in_one_line(full, f"cannot write {tmp_path / 'out' / 'health.jsonl'}: File too large")
-    _resumes_to_the_reference(args, tmp_path, reference)  # room again
+    _resumes_to_the_reference(args, tmp_path, reference, env)  # room again
 
 
 @pytest.mark.slow
