@@ -183,7 +183,10 @@ def test_idle_connections_time_out_and_hold_no_thread_each(
         for _ in range(200):
             idle.append(socket.create_connection((host, int(port)), timeout=5))
         time.sleep(0.3)
-        assert threading.active_count() <= threads + 1 + observe.WORKERS
+        # The server's thread and its pool, and a few of other tests' rule engines, whose
+        # durable-rules hosts re-arm timer threads on their own (with 27 bundled rules a
+        # CI run counted one more): far from a thread per connection.
+        assert threading.active_count() <= threads + 1 + observe.WORKERS + 4
         # The first ones are closed by the server once idle for the timeout; those past
         # the pool and its queue at once. None is left open for good.
         for client in idle:
